@@ -1,0 +1,43 @@
+"""Shared test helpers: the example config with a temporary spool, root checks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_CONFIG = ROOT / "etc" / "edgemail.toml"
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def pytest_collection_modifyitems(config, items):
+    if is_root():
+        return
+    skip = pytest.mark.skip(reason="needs root (network namespaces, TUN); CI runs as root")
+    for item in items:
+        if "root" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def example_config(tmp_path):
+    """Load etc/edgemail.toml with the spool, control socket and listeners moved
+    into tmp_path and onto loopback (ephemeral ports)."""
+    from edgemail import config
+
+    def make(**overrides):
+        base = {
+            "spool": {"directory": str(tmp_path / "spool")},
+            "control": {"socket": str(tmp_path / "control.sock")},
+            "listen": [{"name": "lan", "address": "127.0.0.1", "port": 0, "strict": False}],
+            "local": {"maildir": str(tmp_path / "mail" / "%u" / "Maildir")},
+            "link": {"state_file": str(tmp_path / "link.json")},
+        }
+        return config.load(EXAMPLE_CONFIG, config._merge(base, overrides))
+
+    return make

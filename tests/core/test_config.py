@@ -1,0 +1,70 @@
+"""Config: the example loads; every error names file, line, key and expectation."""
+
+import pytest
+
+from edgemail import config
+from edgemail.errors import ConfigError, ConfigErrors
+
+
+def write(tmp_path, text):
+    p = tmp_path / "e.toml"
+    p.write_text(text)
+    return p
+
+
+BASE = 'local_domains = ["a.example"]\n'
+
+
+def test_example_config_loads(example_config):
+    cfg = example_config()
+    assert cfg.DeliveryMode == "deferred"
+    assert cfg.local_domains == ("edge.example",)
+    assert cfg.Timeout.queuewarn["urgent"] == 3600
+    assert cfg.Timeout.queuewarn["normal"] == 4 * 3600
+    star = [r for r in cfg.routes if r.pattern == "*"][0]
+    assert star.expensive and star.dialdelay and star.kind == "smarthost"
+
+
+@pytest.mark.parametrize("text,line,key,words", [
+    (BASE + 'DeliveryMode = "background"\n', 2, "DeliveryMode", "deferred"),
+    (BASE + 'DialDelay = "ten seconds"\n', 2, "DialDelay", "duration"),
+    (BASE + '[Timeout]\nconect = "1m"\n', 3, "Timeout.conect", "unknown key"),
+    (BASE + 'MaxMessageSize = -4\n', 2, "MaxMessageSize", "size"),
+    (BASE + 'lan_networks = ["192.168.1.0/33"]\n', 2, "lan_networks", "networks"),
+    (BASE + '[routes]\n"x.example" = "carrier-pigeon"\n', 3, "routes.x.example", "unknown route kind"),
+    (BASE + '[[listen]]\naddress = "mail.example"\n', 3, "listen.address", "numeric IP"),
+    ('local_domains = []\n', 1, "local_domains", "at least one"),
+], ids=["delivery-mode", "duration", "unknown-key", "size", "network", "route", "listen-name", "no-domains"])
+def test_errors_name_file_line_key(tmp_path, text, line, key, words):
+    p = write(tmp_path, text)
+    with pytest.raises(ConfigError) as ei:
+        config.load(p)
+    msg = str(ei.value)
+    assert f"{p}:{line}: {key}:" in msg, msg
+    assert words in msg
+
+
+def test_syntax_error_has_parser_line(tmp_path):
+    p = write(tmp_path, BASE + "DialDelay = = 3\n")
+    with pytest.raises(ConfigError) as ei:
+        config.load(p)
+    assert f"{p}:2:" in str(ei.value)
+
+
+def test_all_errors_reported_at_once(tmp_path):
+    p = write(tmp_path, BASE + 'DialDelay = "x"\nLogLevel = "loud"\n')
+    with pytest.raises(ConfigErrors) as ei:
+        config.load(p)
+    assert {e.key for e in ei.value.errors} == {"DialDelay", "LogLevel"}
+
+
+def test_hostname_from_etc_hostname_not_resolver(tmp_path):
+    hn = tmp_path / "hostname"
+    hn.write_text("router7\n")
+    cfg = config.load(write(tmp_path, BASE), etc_hostname=str(hn))
+    assert cfg.hostname == "router7"
+
+
+@pytest.mark.parametrize("text,seconds", [("90s", 90), ("5m", 300), ("1h30m", 5400), ("2d", 172800), (45, 45), ("0", 0)])
+def test_durations(text, seconds):
+    assert config.parse_duration(text) == seconds
