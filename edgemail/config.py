@@ -161,6 +161,16 @@ class LinkConfig:
     numbers: tuple[str, ...] = ()
     dial_timeout: float = 60.0
     dial_retries: int = 3
+    #: AT command reply timeout
+    command_timeout: float = 3.0
+    #: first wait between dial rounds; doubles each round
+    dial_backoff: float = 5.0
+    #: how long B0 is held for a DTR hang-up
+    dtr_drop: float = 0.5
+    #: +++ escape guard time
+    escape_guard: float = 1.0
+    #: addresses pppd uses in demand mode before a call: not "connected"
+    demand_placeholders: tuple[str, ...] = ("10.64.64.64", "10.112.112.112")
     pppd: str = "/usr/sbin/pppd"
     pppd_args: tuple[str, ...] = ("call", "edgemail")
     # external mode
