@@ -94,10 +94,15 @@ class DnsServer:
                 if out:
                     self.transport.sendto(out, addr)
 
-        self._udp, _ = await loop.create_datagram_endpoint(Udp, local_addr=(self.host, 0))
-        self.port = self._udp.get_extra_info("sockname")[1]
-        self._tcp = await asyncio.start_server(self._tcp_client, self.host, self.port)
-        return self
+        for _ in range(20):      # the UDP port may be taken for TCP: pick another
+            self._udp, _ = await loop.create_datagram_endpoint(Udp, local_addr=(self.host, 0))
+            self.port = self._udp.get_extra_info("sockname")[1]
+            try:
+                self._tcp = await asyncio.start_server(self._tcp_client, self.host, self.port)
+                return self
+            except OSError:
+                self._udp.close()
+        raise OSError("no port free for both UDP and TCP")
 
     async def _tcp_client(self, reader, writer) -> None:
         try:
