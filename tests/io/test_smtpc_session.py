@@ -1,8 +1,12 @@
 """smtpc/session.py against hardware-sim/upstream.py on loopback, one fault at a time."""
 
+import asyncio
+import errno
 import os
 import re
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -11,8 +15,9 @@ from edgemail.config import Timeouts
 from edgemail.envelope import Recipient
 from edgemail.errors import ConfigError, LocalProtocolError, PermFail, Scope, TempFail
 from edgemail.smtpc.core import MessageParams
-from edgemail.smtpc.session import (MX_TLS, SmtpClient, SmtpTimeout, TlsPolicy, Credentials,
-                                    load_credentials)
+from edgemail.smtpc.session import (MX_TLS, Credentials, SmtpClient, SmtpTimeout, TlsPolicy,
+                                    _lost, load_credentials)
+import upstream
 from upstream import Faults, upstream_factory  # noqa: F401  (fixture)
 
 MSG = b"Subject: t\r\n\r\nhello\r\n"
@@ -321,3 +326,27 @@ def test_credentials_file(tmp_path):
     p.write_text("justauser\n")
     with pytest.raises(ConfigError):
         load_credentials(str(p))
+
+
+@pytest.mark.parametrize("err,scope", [(errno.ENETUNREACH, Scope.LINK), (errno.ENETDOWN, Scope.LINK),
+                                       (errno.ECONNRESET, Scope.SITE)], ids=["netunreach", "netdown", "reset"])
+def test_link_loss_scope(err, scope):
+    f = _lost(OSError(err, os.strerror(err)), "mx.test", "rcpt")
+    assert isinstance(f, TempFail) and f.scope is scope
+
+
+async def test_upstream_runs_as_a_program(tmp_path):
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(Path(upstream.__file__)), "--port", "0", "--fault", "no_dsn",
+        stdout=asyncio.subprocess.PIPE)
+    try:
+        line = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
+        port = int(line.rsplit(":", 1)[1])
+        c = SmtpClient(helo_name="gw.test")
+        r = await c.deliver(LOOP, port, "a@x", ["b@y"], MSG)
+        await c.close()
+        assert r.recipients["b@y"].ok
+        assert "to=['b@y']" in (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
+    finally:
+        proc.kill()
+        await proc.wait()
