@@ -51,7 +51,7 @@ in ``DeliveryResult.failure``.
 Raises: TempFail/PermFail (errors.py) with scope and dsn; ``SmtpTimeout``
 (a TempFail and a TimeoutError) for timeouts; ConfigError from
 ``load_credentials``; LocalProtocolError for addresses with CR/LF/controls
-(before any byte is sent).
+(before connecting: no byte is sent).
 """
 
 from __future__ import annotations
@@ -491,6 +491,15 @@ class Session:
         self.writer.close()
 
 
+def _check_envelope(sender: str, recipients: list) -> None:
+    core.check_text("sender address", sender)
+    for r in recipients:
+        address = _recipient(r).address
+        if not address:
+            raise LocalProtocolError("empty recipient address")
+        core.check_text("recipient address", address)
+
+
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode("utf-8")).decode("ascii")
 
@@ -519,6 +528,7 @@ class SmtpClient:
                       first_attempt: bool = False, tls: TlsPolicy = MX_TLS,
                       credentials: Credentials | None = None, lmtp: bool = False) -> DeliveryResult:
         """Send one message to one server; see the module docstring for results."""
+        _check_envelope(sender, recipients)         # before any connection or byte
         key = (host, port, lmtp, tls, credentials.user if credentials else None)
         session = await self._take(key)
         reused = session is not None
