@@ -89,13 +89,13 @@ def test_every_table_entry_has_a_case():
     assert set(TABLE) <= covered, f"untested: {set(TABLE) - covered}"
 
 
-@pytest.mark.parametrize("state", list(S))
-@pytest.mark.parametrize("event", [DialRequested("x"), DialResult(True), IfaceUp(), IfaceDown(), CarrierLost(),
-                                   PppdExited(0), QueueRunDone(), EtrnDone("250"), InboundActive(),
-                                   InboundDone(), Idle(1), Timer()], ids=lambda e: type(e).__name__)
+ALL_EVENTS = [DialRequested("x"), DialResult(True), IfaceUp(), IfaceDown(), CarrierLost(), PppdExited(0),
+              QueueRunDone(), EtrnDone("250"), InboundActive(), InboundDone(), Idle(1), Timer()]
+IGNORED = [(s, e) for s in S for e in ALL_EVENTS if (s, type(e)) not in TABLE]
+
+
+@pytest.mark.parametrize("state,event", IGNORED, ids=[f"{s.name}-{type(e).__name__}" for s, e in IGNORED])
 def test_pairs_not_in_table_are_ignored(state, event):
-    if (state, type(event)) in TABLE:
-        pytest.skip("in the table")
     f = fsm_in(state)
     before = (f.state, f.deadline(), f.ignored)
     assert f.handle(event, 1.0) == []
