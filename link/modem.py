@@ -93,14 +93,17 @@ class Modem:
 
     async def open(self) -> None:
         """Open the tty and run the init strings (each must answer OK)."""
+        await self._connect()
+        self._core = AtCore()
+        for cmd in self.init:
+            await self.command(cmd)
+
+    async def _connect(self) -> None:
         try:
             self._reader, self._writer = await serial_asyncio_fast.open_serial_connection(
                 url=self.device, baudrate=self.speed)
         except (serial.SerialException, OSError) as e:
             raise LinkLost(f"cannot open {self.device}: {e}") from e
-        self._core = AtCore()
-        for cmd in self.init:
-            await self.command(cmd)
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -216,11 +219,7 @@ class Modem:
     async def hangup(self) -> str:
         """Hang up; returns how: "dtr" or "ath".  Opens the tty if needed."""
         if not self.is_open:
-            try:
-                self._reader, self._writer = await serial_asyncio_fast.open_serial_connection(
-                    url=self.device, baudrate=self.speed)
-            except (serial.SerialException, OSError) as e:
-                raise LinkLost(f"cannot open {self.device}: {e}") from e
+            await self._connect()
         ser = self._serial()
         ser.baudrate = 0                        # B0: drop DTR
         await asyncio.sleep(self.dtr_drop_s)
