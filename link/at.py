@@ -197,10 +197,13 @@ class AtCore:
             line, rest = self._next_line(self._buf)
             if line is None:
                 break
+            cr = self._buf[len(line):len(line) + 1] == b"\r"
             self._buf = rest
             event = self._classify(line)
             if event is not None:
                 events.append(event)
+            if self.mode is Mode.ONLINE:
+                self._eat_lf = cr          # the LF of CONNECT's CR LF is not data
         if self.mode is Mode.ONLINE and self._buf:
             rest, self._buf = self._buf, b""
             events += self.feed(rest)
@@ -255,5 +258,4 @@ class AtCore:
             if command is None and self.strict:
                 raise RemoteProtocolError(f"CONNECT without a dial or answer outstanding: {result.text!r}")
             self.mode = Mode.ONLINE
-            self._eat_lf = True
         return Result(result.code, result.text, result.speed, command)

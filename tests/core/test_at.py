@@ -171,3 +171,19 @@ def test_chunking_invariance(cuts):
 def test_arbitrary_bytes_never_raise_and_are_chunk_invariant(data, cuts):
     cuts = [c for c in cuts if c <= len(data)]
     assert _merge_data(_feed_split(data, cuts)) == _merge_data(_feed_split(data, []))
+
+
+def test_lf_after_connect_is_data_when_line_ended_in_lf():
+    core = AtCore()
+    core.dial("1")
+    assert core.feed(b"CONNECT\n\n~") == [Result(Code.CONNECT, "CONNECT", None, "ATDT1"), Data(b"\n~")]
+
+
+def test_cores_import_no_io_modules():
+    import subprocess
+    import sys
+    code = ("import sys, link.at, link.policy, link.fsm; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('serial', 'pyroute2', 'asyncio', 'socket', 'edgemail', 'logging', 'schedule')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
