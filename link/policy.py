@@ -240,7 +240,8 @@ class Policy:
             return Decision(True, f"oldest({_dur(demand.oldest_age_s)}>={_dur(s.dial_when_oldest_s)})",
                             None, work)
         since = now - timedelta(seconds=s.catchup_s)
-        if demand.last_dial is not None and demand.last_dial > since:
+        # A last_dial in the future means the wall clock jumped back: ignore it.
+        if demand.last_dial is not None and since < demand.last_dial <= now:
             since = demand.last_dial
         for rule in self.rules:
             if _has_work(rule, demand) and self.fired(rule, since, now):

@@ -181,8 +181,9 @@ forbid * 22:00-06:00
     ((9, 17), Demand(urgent=1, calls_today=3), False, "budget exhausted (calls 3/3)", "Wed 00:00"),
     ((9, 17), Demand(queued=9, minutes_today=60), False, "budget exhausted (minutes 60/60)", "Wed 00:00"),
     ((12, 2), Demand(queued=1, last_dial=at(2026, 6, 2, 12, 1)), False, "oldest reaches 2h", "Tue 14:02"),
+    ((12, 2), Demand(queued=1, last_dial=at(2026, 6, 2, 15, 0)), True, "rule line 2", None),
 ], ids=["urgent-forbidden", "urgent", "queued", "oldest", "oldest-later", "rule-later", "rule-catchup",
-        "queue-run-empty", "rule-in-window", "budget-calls", "budget-minutes", "already-dialed"])
+        "queue-run-empty", "rule-in-window", "budget-calls", "budget-minutes", "already-dialed", "clock-jumped-back"])
 def test_decisions(when, demand, dial, reason, next_local):
     p = parse(POLICY)
     d = p.should_dial(at(2026, 6, 2, *when), demand)       # a Tuesday
