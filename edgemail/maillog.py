@@ -28,6 +28,11 @@ Lines (sendmail LogLevel at which each appears in brackets):
   NOQUEUE: connect from [ip]:port, listener=NAME   [12]
   NOQUEUE: lost connection after CMD from [ip]:port   [2]
   NOQUEUE: too many errors after CMD from [ip]:port   [2]
+  NOQUEUE: timeout waiting for input from [ip]:port after CMD   [2]
+  NOQUEUE: connection refused, relay=[ip]:port, reply=REPLY   [4]
+        session limits (max_sessions, per client) refused a connection.
+  NOQUEUE: internal error after CMD from [ip]:port   [1]
+        our bug: answered 451 4.3.0, traceback logged once, session goes on.
   QID: maildrop import, file=NAME   [5]
         a message ``sendmail`` left in maildrop/ while the daemon was down.
   spool: recovered entries=N, tmp_removed=N, corrupt=N, maildrop=N   [1]
@@ -117,6 +122,18 @@ def lost_connection(peer: str, after: str) -> str:
 
 def too_many_errors(peer: str, after: str) -> str:
     return f"{NOQUEUE}: too many errors after {clean(after)} from {clean(peer)}"
+
+
+def timeout(peer: str, after: str) -> str:
+    return f"{NOQUEUE}: timeout waiting for input from {clean(peer)} after {clean(after)}"
+
+
+def refused(peer: str, reply: str) -> str:
+    return f"{NOQUEUE}: connection refused, relay={clean(peer)}, reply={clean(reply)}"
+
+
+def internal_error(peer: str, after: str) -> str:
+    return f"{NOQUEUE}: internal error after {clean(after)} from {clean(peer)}"
 
 
 def maildrop_import(qid: str, name: str) -> str:
