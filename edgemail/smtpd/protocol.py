@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 from aiosmtpd.smtp import SMTP, syntax
 
 from .. import maillog
-from ..address import AddressError, Path, parse_path
+from ..address import AddressError, parse_path
 from ..envelope import Envelope, Recipient, precedence_class
 from ..errors import SpoolError, SpoolFull
 from . import params
@@ -249,8 +249,8 @@ class EdgeSMTP(SMTP):
 
     # ---------------------------------------------------------------- transaction
 
-    def _path(self, arg: str | None, keyword: str, *, sender: bool) -> Path | str:
-        """Parse a MAIL/RCPT argument; a reply string when it is refused."""
+    def _parse(self, arg: str | None, keyword: str, *, sender: bool):
+        """Parse a MAIL/RCPT argument: (Path, parameters), or the refusal reply."""
         rest = self._strip_command_keyword(keyword, arg) if arg else None
         if rest is None:
             verb = "MAIL FROM" if sender else "RCPT TO"
@@ -262,7 +262,10 @@ class EdgeSMTP(SMTP):
             return f"501 5.1.{7 if sender else 3} Bad {what} address syntax: {exc}"
         if path.params and not self.session.extended_smtp:
             return "501 5.5.4 Parameters need EHLO"
-        return path
+        try:
+            return path, (params.mail_params if sender else params.rcpt_params)(path.params)
+        except params.ParamError as exc:
+            return exc.reply
 
     @syntax("MAIL FROM:<address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:
@@ -271,15 +274,11 @@ class EdgeSMTP(SMTP):
         if self.envelope.mail_from is not None:
             await self.push("503 5.5.1 Error: nested MAIL command")
             return
-        path = self._path(arg, "FROM:", sender=True)
-        if isinstance(path, str):
-            await self.push(path)
+        parsed = self._parse(arg, "FROM:", sender=True)
+        if isinstance(parsed, str):
+            await self.push(parsed)
             return
-        try:
-            mail = params.mail_params(path.params)
-        except params.ParamError as exc:
-            await self.push(exc.reply)
-            return
+        path, mail = parsed
         if mail.size is not None and mail.size > self.cfg.MaxMessageSize:
             await self.push(f"552 5.3.4 Message size exceeds fixed maximum message size ({self.cfg.MaxMessageSize})")
             return
@@ -298,15 +297,11 @@ class EdgeSMTP(SMTP):
         if txn.mail_from is None:
             await self.push("503 5.5.1 Error: need MAIL command")
             return
-        path = self._path(arg, "TO:", sender=False)
-        if isinstance(path, str):
-            await self.push(path)
+        parsed = self._parse(arg, "TO:", sender=False)
+        if isinstance(parsed, str):
+            await self.push(parsed)
             return
-        try:
-            rcpt = params.rcpt_params(path.params)
-        except params.ParamError as exc:
-            await self.push(exc.reply)
-            return
+        path, rcpt = parsed
         if len(txn.rcpts) >= self.cfg.smtpd.MaxRecipientsPerMessage:
             await self.push("452 4.5.3 Too many recipients")
             return
