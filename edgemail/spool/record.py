@@ -335,13 +335,20 @@ def _state_log(buf: bytes, pos: int) -> tuple[tuple[StateUpdate, ...], int, bool
 
 # --- state ------------------------------------------------------------------
 
+def new_entry(qid: str, envelope: Envelope, *, created: float, size: int,
+              priority: int) -> QueueEntry:
+    """A just-committed message: every recipient queued, due at once."""
+    return QueueEntry(
+        qid=qid, envelope=envelope, created=created, size=size, priority=priority,
+        attempts=0, next_attempt=created, held=False,
+        rcpt_status={r.address: RcptStatus.QUEUED for r in envelope.recipients},
+        last_reply={}, warned=False)
+
+
 def entry_from(qf: QueueFile, *, retry_factor: int = 0) -> QueueEntry:
     """The in-memory view of a decoded queue file, with its state log replayed."""
-    entry = QueueEntry(
-        qid=qf.qid, envelope=qf.envelope, created=qf.created, size=len(qf.data),
-        priority=qf.priority, attempts=0, next_attempt=qf.created, held=False,
-        rcpt_status={r.address: RcptStatus.QUEUED for r in qf.envelope.recipients},
-        last_reply={}, warned=False)
+    entry = new_entry(qf.qid, qf.envelope, created=qf.created, size=len(qf.data),
+                      priority=qf.priority)
     for update in qf.updates:
         entry = apply(entry, update, retry_factor=retry_factor)
     return entry
