@@ -62,6 +62,9 @@ log = logging.getLogger("edgemail.daemon")
 
 #: rows per streamed queue_list line (one JSON array each: cheap on both sides)
 LIST_BATCH = 2000
+#: how often maildrop/ is looked at while running (sendmail writes there only
+#: when it cannot reach the daemon, so this is a safety net)
+PICKUP_S = 60.0
 
 
 class _Shutdown(Exception):
@@ -113,16 +116,18 @@ async def serve(cfg: Config, *, clock: Clock | None = None, store=None, runner=N
         queued = len(store.entries())
         notifier.ready(f"{queued} queued")
         log.info(maillog.ready(bound, cfg.control_socket, queued))
-        await _run_group(clock, notifier, runner, link, shutdown or _signals)
+        await _run_group(clock, notifier, store, runner, link, shutdown or _signals)
     finally:
         notifier.stopping()
         for closer in [control.close, *(lst.close for lst in listeners)]:
             with contextlib.suppress(Exception):
                 await closer()
+        if hasattr(store, "close"):
+            await asyncio.to_thread(store.close)   # let commits already handed over finish
         log.info(maillog.stopped())
 
 
-async def _run_group(clock, notifier, runner, link, trigger) -> None:
+async def _run_group(clock, notifier, store, runner, link, trigger) -> None:
     async def wait_shutdown() -> None:
         reason = await trigger()
         notifier.stopping()
@@ -132,6 +137,8 @@ async def _run_group(clock, notifier, runner, link, trigger) -> None:
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(notifier.watchdog(clock))
+            if hasattr(store, "pickup"):
+                tg.create_task(_pickup_loop(store, clock))
             for part in (runner, link):
                 if part is not None and hasattr(part, "run"):
                     tg.create_task(part.run())
@@ -154,11 +161,19 @@ async def _signals() -> str:
 
 
 def _log_recovery(report) -> None:
-    def n(name: str) -> int:
-        v = getattr(report, name, 0)
-        return len(v) if isinstance(v, (list, tuple, set, dict)) else int(v or 0)
-    log.info(maillog.recovered(entries=n("entries"), tmp_removed=n("tmp_removed"),
-                               corrupt=n("corrupt"), maildrop=n("maildrop")))
+    log.info(maillog.recovered(entries=report.loaded, tmp_removed=len(report.stale_tmp),
+                               corrupt=len(report.corrupt), maildrop=len(report.imported)))
+
+
+async def _pickup_loop(store, clock: Clock) -> None:
+    """Import maildrop/ files written while the daemon was starting (a
+    ``sendmail`` that found no control socket yet), then every PICKUP_S."""
+    while True:
+        try:
+            await store.pickup()
+        except SpoolError as exc:
+            log.warning(maillog.warning(f"maildrop pickup failed: {exc}"))
+        await clock.sleep(PICKUP_S)
 
 
 # ====================================================================== control ops

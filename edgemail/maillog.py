@@ -48,7 +48,7 @@ Lines (sendmail LogLevel at which each appears in brackets):
 The link manager's lines (``link: state=...``) are listed in the link
 package's manager module.
 
-Set-up (``setup()``): one handler on stderr, format ``NAME: MESSAGE``; when
+Set-up (``setup()``): one handler on stderr, the bare line (journald adds the unit and time); when
 stderr is journald's (``$JOURNAL_STREAM`` set) each line gets the ``<N>``
 syslog priority prefix journald understands.  Optionally a syslog handler
 on /dev/log with facility mail.  sendmail's LogLevel maps to Python levels:
@@ -211,7 +211,7 @@ def setup(log_level: int = 9, *, stream=None, syslog: bool = False,
     stream = stream if stream is not None else sys.stderr
     handlers: list[logging.Handler] = []
     h = logging.StreamHandler(stream)
-    fmt = "%(name)s: %(message)s"
+    fmt = "%(message)s"
     h.setFormatter(_JournalFormatter(fmt) if os.environ.get("JOURNAL_STREAM") else logging.Formatter(fmt))
     handlers.append(h)
     if syslog:
