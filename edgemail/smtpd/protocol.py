@@ -73,7 +73,7 @@ def internal_error_line(peer: str, cmd: str) -> str:
 def with_enhanced(reply: str) -> str:
     """Add an enhanced status code to a reply that lacks one (not 220/354)."""
     code = reply[:3]
-    if not code.isdigit() or code[0] not in "245" or _ENHANCED.match(reply):
+    if not code.isdigit() or code[0] not in "245" or code == "220" or _ENHANCED.match(reply):
         return reply
     enh = _DEFAULT_ENHANCED.get(int(code), f"{code[0]}.0.0")
     return f"{reply[:4]}{enh} {reply[4:]}".rstrip()
