@@ -478,9 +478,10 @@ class Store:
         stale = self._clean_tmp()
         self._index.clear()
         report: dict[str, list[str]] = {"corrupt": [], "truncated": [], "finished": []}
-        for sub in ("queue", "hold"):
-            for name in os.listdir(self._path(sub)):
-                self._load(sub, name, report)
+        # list both first: _load may move a file from queue/ to hold/ or back
+        listing = [(sub, name) for sub in ("queue", "hold") for name in os.listdir(self._path(sub))]
+        for sub, name in listing:
+            self._load(sub, name, report)
         for sub in ("queue", "hold", "corrupt"):
             _fsync_dir(self._path(sub))
         imported = self._import_maildrop(report["corrupt"])

@@ -202,3 +202,21 @@ async def test_enospc_on_a_tiny_tmpfs(tmp_path):
         s2.close()
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
+
+
+async def test_recover_finishes_an_interrupted_hold_and_release(spool, tmp_path):
+    s = spool()
+    s.recover()
+    to_hold, to_release = await s.commit(ENV, DATA), await s.commit(ENV, DATA)
+    await s.hold(to_release)
+    base = tmp_path / "spool"
+    # crash after the held flag was appended, before the rename (both ways)
+    with open(base / "queue" / to_hold, "ab") as f:
+        f.write(record.encode_update(record.StateUpdate(held=True)))
+    with open(base / "hold" / to_release, "ab") as f:
+        f.write(record.encode_update(record.StateUpdate(held=False)))
+    s2 = spool()
+    r = s2.recover()
+    assert r.corrupt == () and r.loaded == 2
+    assert files(s2, "hold") == [to_hold] and files(s2, "queue") == [to_release]
+    assert s2.get(to_hold).held and not s2.get(to_release).held
