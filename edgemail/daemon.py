@@ -33,8 +33,10 @@ Seams for other parts (all optional, duck-typed):
   link    ``async run()`` (long-running), ``state`` (str), ``status() -> dict``;
   store   a ``spool.store.Store`` (default: built from the config).
 
-Failures: a ConfigError or a socket that cannot be bound ends ``run()``
-with exit 78 / 71 and one clear line; a bad control request gets an error
+Failures: a ConfigError ends ``run()`` with exit 78; a spool locked by
+another daemon (flock on the spool directory, taken before recovery), a
+socket that cannot be bound or a live control socket end it with exit 71;
+one clear line each; a bad control request gets an error
 reply; one bad message never stops the daemon.
 """
 
@@ -43,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import fcntl
 import logging
 import os
 import signal
@@ -103,6 +106,15 @@ async def serve(cfg: Config, *, clock: Clock | None = None, store=None, runner=N
     clock = clock or SystemClock()
     notifier = notifier or Notifier()
     log.info(maillog.starting(version(), cfg.path))
+    lock = lock_spool(cfg.spool_dir)      # before recover(): it deletes tmp/ files
+    try:
+        await _serve_locked(cfg, clock, notifier, store, runner, link, shutdown, listeners)
+    finally:
+        os.close(lock)
+        log.info(maillog.stopped())
+
+
+async def _serve_locked(cfg, clock, notifier, store, runner, link, shutdown, listeners) -> None:
     store = store if store is not None else make_store(cfg, clock)
     _log_recovery(await asyncio.to_thread(store.recover))
     listeners = listeners if listeners is not None else make_listeners(cfg, store, runner)
@@ -124,7 +136,20 @@ async def serve(cfg: Config, *, clock: Clock | None = None, store=None, runner=N
                 await closer()
         if hasattr(store, "close"):
             await asyncio.to_thread(store.close)   # let commits already handed over finish
-        log.info(maillog.stopped())
+
+
+def lock_spool(directory: str) -> int:
+    """An exclusive flock on the spool directory itself (nothing is written into
+    it), held for the daemon's life: a second daemon on the same spool would
+    delete the first one's tmp/ files in its recovery.  Raises SpoolError."""
+    os.makedirs(directory, mode=0o750, exist_ok=True)
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise SpoolError(f"spool {directory} is in use by another edgemail daemon") from None
+    return fd
 
 
 async def _run_group(clock, notifier, store, runner, link, trigger) -> None:
@@ -302,7 +327,7 @@ def run(cfg: Config, *, syslog: bool = False) -> int:
     except ConfigError as exc:
         print(f"edgemail: configuration error: {exc}", file=sys.stderr)
         return 78
-    except (OSError, ControlError) as exc:
+    except (OSError, ControlError, SpoolError) as exc:
         log.error(maillog.warning(f"cannot start: {exc}"))
         return EX_OSERR
     except KeyboardInterrupt:
