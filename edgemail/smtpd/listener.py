@@ -1,7 +1,8 @@
 """smtpd/listener.py - one listening socket and the decisions shared by its sessions.
 
 Owns: binding (``loop.create_server`` on the running loop with a numeric
-address: no getaddrinfo, no threaded Controller), the session counts
+address: no getaddrinfo, no threaded Controller; ``::`` is bound
+dual-stack so IPv4 clients arrive IPv4-mapped), the session counts
 (``smtpd.max_sessions`` overall, ``smtpd.max_sessions_per_client`` per
 client address: ``421 4.3.2`` beyond), who is trusted, and the relay
 decision for one recipient.
@@ -25,6 +26,7 @@ import asyncio
 import collections
 import ipaddress
 import logging
+import socket
 from dataclasses import replace
 from typing import Awaitable, Callable
 
@@ -62,10 +64,27 @@ class SmtpListener:
     async def start(self) -> None:
         """Bind and serve on the running loop."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: EdgeSMTP(self), host=self.listener.address, port=self.listener.port,
-            reuse_address=True)
+        factory = lambda: EdgeSMTP(self)  # noqa: E731
+        if self.listener.address == "::":
+            self._server = await loop.create_server(factory, sock=self._dual_stack_socket())
+        else:
+            self._server = await loop.create_server(
+                factory, host=self.listener.address, port=self.listener.port, reuse_address=True)
         self.port = self._server.sockets[0].getsockname()[1]
+
+    def _dual_stack_socket(self) -> socket.socket:
+        """"::" means every address, IPv4 too (asyncio would set IPV6_V6ONLY):
+        IPv4 clients then arrive as ::ffff:a.b.c.d and are mapped back."""
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            sock.bind(("::", self.listener.port))
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        return sock
 
     async def close(self) -> None:
         """Stop accepting; sessions still open are told 421 and closed."""

@@ -192,3 +192,26 @@ async def test_swaks(cfg, store, caplog):
     env = store.get(qid).envelope
     assert env.precedence == -30 and env.nrcpts == 2 and env.helo == "swaks.lan"
     assert b"hello from swaks" in store.read_data(qid)
+
+
+async def test_ipv4_mapped_peer_on_a_dual_stack_listener(example_config, caplog):
+    import socket as _s
+    if not _s.has_ipv6:
+        pytest.skip("no IPv6 on this host")
+    caplog.set_level("INFO", logger="edgemail.smtpd")
+    cfg = example_config(listen=[{"name": "v6", "address": "::", "port": 0}], lan_networks=["127.0.0.0/8"])
+    store = make_store(cfg.spool_dir)
+    try:
+        ctx = running(cfg, store, trust_loopback=False)
+        smtpd = await ctx.__aenter__()
+    except OSError as exc:
+        pytest.skip(f"cannot bind [::]: {exc}")
+    try:
+        out = await raw_session(smtpd.port, "EHLO c", "MAIL FROM:<a@x.example>", "RCPT TO:<c@far.example>",
+                                "DATA", "x\r\n.")
+    finally:
+        await ctx.__aexit__(None, None, None)
+    assert out[2].startswith("250 2.1.5"), "::ffff:127.0.0.1 is mapped, then found in lan_networks"
+    assert out[0].splitlines()[0].endswith("[127.0.0.1]")
+    assert any("relay=[127.0.0.1]:" in r.getMessage() and "from=<a@x.example>" in r.getMessage()
+               for r in caplog.records)
