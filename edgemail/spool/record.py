@@ -18,7 +18,7 @@ DESCRIPTION
         T  creation time, POSIX seconds (repr of a float)
         P  sendmail priority at creation (decimal; RetryFactor is added per attempt)
         E  envelope scalars (JSON object: mail_from, ret, envid, body, ...)
-        R  one recipient (JSON array: address, orcpt, sorted NOTIFY values)
+        R  the recipients (JSON array of [address, orcpt, sorted NOTIFY values])
         D  the message data (headers + body, CRLF), bytes as they are
         X  END: the number of records before it (decimal)
 
@@ -56,6 +56,7 @@ from edgemail.errors import CorruptQueueFile
 VERSION = 1
 KIND_QUEUE = "queue"
 KIND_MAILDROP = "maildrop"
+_VERSION_BYTES = str(VERSION).encode("ascii")
 
 _HEAD = struct.Struct(">cI")
 _CRC = struct.Struct(">I")
@@ -160,10 +161,8 @@ def _json(obj) -> bytes:
 
 def encode_envelope(env: Envelope) -> list[bytes]:
     scalars = {name: getattr(env, name) for name in _SCALARS}
-    out = [frame(b"E", _json(scalars))]
-    for r in env.recipients:
-        out.append(frame(b"R", _json([r.address, r.orcpt, sorted(r.notify)])))
-    return out
+    rcpts = [[r.address, r.orcpt, sorted(r.notify)] for r in env.recipients]
+    return [frame(b"E", _json(scalars)), frame(b"R", _json(rcpts))]
 
 
 def encode(env: Envelope, data: bytes, *, qid: str = "", created: float = 0.0,
@@ -226,21 +225,20 @@ def _is(value, types) -> bool:
     return type(value) in types
 
 
-def decode_envelope(scalars_payload: bytes, rcpt_payloads: list[bytes], pos: int) -> Envelope:
+def decode_envelope(scalars_payload: bytes, rcpt_payload: bytes, pos: int) -> Envelope:
     scalars = _load_json(scalars_payload, pos)
-    _check(type(scalars) is dict and set(scalars) == set(_SCALARS), "bad envelope record", pos)
-    for name, types in _SCALARS.items():
-        _check(_is(scalars[name], types), f"bad envelope field {name}", pos)
-    _check(math.isfinite(scalars["arrived"]), "bad envelope field arrived", pos)
+    _check(type(scalars) is dict and scalars.keys() == _SCALARS.keys(), "bad envelope record", pos)
+    bad = [name for name, types in _SCALARS.items() if type(scalars[name]) not in types]
+    if bad or not math.isfinite(scalars["arrived"]):
+        raise _corrupt(f"bad envelope field {(bad or ['arrived'])[0]}", pos)
     scalars["arrived"] = float(scalars["arrived"])
-    rcpts = []
-    for payload in rcpt_payloads:
-        r = _load_json(payload, pos)
-        _check(type(r) is list and len(r) == 3 and type(r[0]) is str
-               and _is(r[1], (str, type(None))) and type(r[2]) is list
-               and all(type(n) is str for n in r[2]), "bad recipient record", pos)
-        rcpts.append(Recipient(r[0], r[1], frozenset(r[2])))
-    return Envelope(recipients=tuple(rcpts), **scalars)
+    rcpts = _load_json(rcpt_payload, pos)
+    _check(type(rcpts) is list and all(
+        type(r) is list and len(r) == 3 and type(r[0]) is str and _is(r[1], (str, type(None)))
+        and type(r[2]) is list and all(type(n) is str for n in r[2]) for r in rcpts),
+        "bad recipient record", pos)
+    return Envelope(recipients=tuple(Recipient(a, o, frozenset(n)) for a, o, n in rcpts),
+                    **scalars)
 
 
 def _decode_attempt(value, pos: int) -> Attempt:
@@ -273,19 +271,21 @@ def decode_update(payload: bytes, pos: int = 0) -> StateUpdate:
 
 def _message_part(buf: bytes):
     """Parse up to and including END; return (fields, end offset)."""
-    got: dict[bytes, list[tuple[bytes, int]]] = {}
+    got: dict[bytes, tuple[bytes, int]] = {}
     count = 0
     for rtype, body, start, end in _frames(buf, 0):
         if rtype is None:
             raise _corrupt(body, start)
-        if count == 0:
-            _check(rtype == b"V", "no version record", start)
-        _check(rtype[0] in _MESSAGE_TYPES, f"unexpected record {rtype!r}", start)
+        if count == 0 and rtype != b"V":
+            raise _corrupt("no version record", start)
+        if rtype[0] not in _MESSAGE_TYPES:
+            raise _corrupt(f"unexpected record {rtype!r}", start)
         if rtype == b"X":
             _check(_number(body, int, start) == count, "END record count mismatch", start)
             return got, end
-        _check(rtype == b"R" or rtype not in got, f"repeated record {rtype!r}", start)
-        got.setdefault(rtype, []).append((body, start))
+        if rtype in got:
+            raise _corrupt(f"repeated record {rtype!r}", start)
+        got[rtype] = (body, start)
         count += 1
     raise _corrupt("no END record", len(buf))
 
@@ -293,29 +293,31 @@ def _message_part(buf: bytes):
 def _version(payload: bytes, pos: int, kind: str | None) -> str:
     parts = payload.split(b" ")
     _check(len(parts) == 3 and parts[0] == b"EDGEMAIL", "not an edgemail queue file", pos)
-    _check(parts[1] == str(VERSION).encode(), f"unsupported version {parts[1]!r}", pos)
+    if parts[1] != _VERSION_BYTES:
+        raise _corrupt(f"unsupported version {parts[1]!r}", pos)
     got = parts[2].decode("ascii", "replace")
-    _check(got in (KIND_QUEUE, KIND_MAILDROP), f"unknown kind {got!r}", pos)
-    _check(kind is None or got == kind, f"expected a {kind} file, got {got}", pos)
+    if got not in (KIND_QUEUE, KIND_MAILDROP):
+        raise _corrupt(f"unknown kind {got!r}", pos)
+    if kind is not None and got != kind:
+        raise _corrupt(f"expected a {kind} file, got {got}", pos)
     return got
 
 
 def decode(buf: bytes, *, kind: str | None = None) -> QueueFile:
     """Decode a whole file.  Raises CorruptQueueFile (only) on any damage."""
     got, end = _message_part(buf)
-    for rtype in (b"I", b"T", b"P", b"E", b"D"):
+    for rtype in (b"I", b"T", b"P", b"E", b"R", b"D"):
         _check(rtype in got, f"missing record {rtype!r}", end)
-    one = {t: v[0] for t, v in got.items()}
-    file_kind = _version(*one[b"V"], kind)
+    file_kind = _version(*got[b"V"], kind)
     try:
-        qid = one[b"I"][0].decode("ascii")
+        qid = got[b"I"][0].decode("ascii")
     except UnicodeDecodeError:
-        raise _corrupt("bad queue id", one[b"I"][1]) from None
-    envelope = decode_envelope(one[b"E"][0], [b for b, _ in got.get(b"R", [])], one[b"E"][1])
+        raise _corrupt("bad queue id", got[b"I"][1]) from None
+    envelope = decode_envelope(got[b"E"][0], got[b"R"][0], got[b"E"][1])
     updates, length, torn = _state_log(buf, end)
-    created = _number(one[b"T"][0], float, one[b"T"][1])
-    priority = _number(one[b"P"][0], int, one[b"P"][1])
-    return QueueFile(file_kind, qid, created, priority, envelope, one[b"D"][0],
+    created = _number(got[b"T"][0], float, got[b"T"][1])
+    priority = _number(got[b"P"][0], int, got[b"P"][1])
+    return QueueFile(file_kind, qid, created, priority, envelope, got[b"D"][0],
                      updates, length, torn)
 
 

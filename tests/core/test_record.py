@@ -64,7 +64,10 @@ END_AT = len(GOOD)
     (replace_record(GOOD, b"P", b"x"), "bad priority"),
     (replace_record(GOOD, b"E", b"{}"), "empty envelope"),
     (replace_record(GOOD, b"E", b"[" * 100000), "deep JSON"),
-    (replace_record(GOOD, b"R", b'["a", null, "FAILURE"]'), "notify not a list"),
+    (replace_record(GOOD, b"R", b'[["a", null, "FAILURE"]]'), "notify not a list"),
+    (replace_record(GOOD, b"R", b'["a", null, []]'), "recipient not a list"),
+    (b"".join(frame(t, b) for t, b, _, _ in record._frames(GOOD, 0) if t not in (b"R", b"X"))
+     + frame(b"X", b"6"), "no recipients record"),
     (replace_record(GOOD, b"I", b"\xff"), "non-ascii qid"),
     (GOOD[:5] + bytes([GOOD[5] ^ 1]) + GOOD[6:], "bit flip in version"),
     (GOOD + frame(b"D", b"x"), "data record after END"),
