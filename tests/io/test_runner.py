@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 
 import pytest
 
 from edgemail.clock import FakeClock
 from edgemail.envelope import RcptStatus
 from edgemail.smtpc.session import TlsPolicy
+from test_smtpc_session import cert  # noqa: F401  (fixture: openssl self-signed)
 from runner_helpers import MSG, make_cfg, make_runner, make_store, maildir, submit, until
 from upstream import Faults, upstream_factory  # noqa: F401  (fixture)
 
@@ -83,16 +83,6 @@ async def test_cheap_relay_by_name_only_from_hosts_file(example_config, upstream
     assert e.rcpt_status["b@other.test"] is RcptStatus.DEFERRED
     assert "never use DNS" in e.last_reply["b@other.test"]
     assert runner.resolver.queries == 0
-
-
-@pytest.fixture(scope="module")
-def cert(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tls")
-    crt, key = d / "cert.pem", d / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(crt)], check=True, capture_output=True)
-    return str(crt), str(key)
 
 
 async def test_smart_host_with_starttls_and_auth(example_config, upstream_factory, clock, cert, tmp_path):
