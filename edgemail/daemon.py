@@ -29,7 +29,10 @@ numeric addresses from the config; the host name comes from the config or
 
 Seams for other parts (all optional, duck-typed):
   runner  ``async run()`` (long-running), ``on_commit(qid)`` (cheap routes
-          at once), ``async queue_run(filters) -> str`` (a -q request);
+          at once), ``async queue_run(filters, reason=, flush=) -> RunReport``
+          (a -q request), ``check_rcpt``, ``etrn``, and the ops of
+          ``runner_ops`` (hoststat, purgestat, link_up, link_down); built by
+          ``make_runner`` when not given;
   link    ``async run()`` (long-running), ``state`` (str), ``status() -> dict``;
   store   a ``spool.store.Store`` (default: built from the config).
 
@@ -92,10 +95,17 @@ def make_store(cfg: Config, clock: Clock):
                  retry_factor=cfg.RetryFactor)
 
 
+def make_runner(cfg: Config, store, clock: Clock, link=None):
+    """The delivery runner (no I/O but reading the aliases and host status files)."""
+    from .runner import Runner
+    return Runner(cfg, store, clock=clock, link=link)
+
+
 def make_listeners(cfg: Config, store, runner) -> list:
     from .smtpd import SmtpListener
-    on_commit = getattr(runner, "on_commit", None)
-    return [SmtpListener(cfg, lst, store, on_commit=on_commit) for lst in cfg.listeners]
+    return [SmtpListener(cfg, lst, store, on_commit=getattr(runner, "on_commit", None),
+                         check_rcpt=getattr(runner, "check_rcpt", None),
+                         on_etrn=getattr(runner, "etrn", None)) for lst in cfg.listeners]
 
 
 async def serve(cfg: Config, *, clock: Clock | None = None, store=None, runner=None, link=None,
@@ -117,6 +127,7 @@ async def serve(cfg: Config, *, clock: Clock | None = None, store=None, runner=N
 async def _serve_locked(cfg, clock, notifier, store, runner, link, shutdown, listeners) -> None:
     store = store if store is not None else make_store(cfg, clock)
     _log_recovery(await asyncio.to_thread(store.recover))
+    runner = runner if runner is not None else make_runner(cfg, store, clock, link)
     listeners = listeners if listeners is not None else make_listeners(cfg, store, runner)
     ops = ControlOps(cfg, store, clock, runner=runner, link=link, listeners=listeners)
     control = ControlServer(cfg.control_socket, ops.handlers(), timeout=cfg.Timeout.control)
@@ -163,7 +174,7 @@ async def _run_group(clock, notifier, store, runner, link, trigger) -> None:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(notifier.watchdog(clock))
             if hasattr(store, "pickup"):
-                tg.create_task(_pickup_loop(store, clock))
+                tg.create_task(_pickup_loop(store, clock, runner))
             for part in (runner, link):
                 if part is not None and hasattr(part, "run"):
                     tg.create_task(part.run())
@@ -190,12 +201,14 @@ def _log_recovery(report) -> None:
                                corrupt=len(report.corrupt), maildrop=len(report.imported)))
 
 
-async def _pickup_loop(store, clock: Clock) -> None:
+async def _pickup_loop(store, clock: Clock, runner=None) -> None:
     """Import maildrop/ files written while the daemon was starting (a
     ``sendmail`` that found no control socket yet), then every PICKUP_S."""
     while True:
         try:
-            await store.pickup()
+            for qid in await store.pickup():
+                if hasattr(runner, "on_commit"):
+                    runner.on_commit(qid)
         except SpoolError as exc:
             log.warning(maillog.warning(f"maildrop pickup failed: {exc}"))
         await clock.sleep(PICKUP_S)
@@ -213,8 +226,11 @@ class ControlOps:
         self.started = clock.wall()
 
     def handlers(self) -> dict:
-        return {"submit": self.submit, "queue_list": self.queue_list, "queue_show": self.queue_show,
-                "queue_run": self.queue_run, "status": self.status}
+        ops = {"submit": self.submit, "queue_list": self.queue_list, "queue_show": self.queue_show,
+               "queue_run": self.queue_run, "status": self.status}
+        if self.runner is not None and hasattr(self.runner, "hoststat"):
+            ops.update(runner_ops(self.runner))
+        return ops
 
     async def submit(self, req: dict) -> dict:
         try:
@@ -283,7 +299,7 @@ class ControlOps:
             raise ValueError("filters must be a list of sendmail -q forms such as \"R@example.org\"")
         log.info(maillog.queue_run_requested(filters))
         if self.runner is not None and hasattr(self.runner, "queue_run"):
-            return {"message": await self.runner.queue_run(filters)}
+            return await start_queue_run(self.runner, filters, wait=bool(req.get("wait")))
         return {"message": "queue run requested (no delivery runner in this build: request logged)"}
 
     async def status(self, req: dict) -> dict:
@@ -295,6 +311,50 @@ class ControlOps:
                 "queued": len(entries), "held": sum(1 for e in entries if e.held),
                 "listeners": [f"{c.name}=[{c.address}]:{lst.port}" for c, lst in zip(self.cfg.listeners, self.listeners)],
                 "control": self.cfg.control_socket, "link": link}
+
+
+_background: set = set()
+
+
+def _background_task(coro) -> None:
+    task = asyncio.get_running_loop().create_task(coro)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+async def start_queue_run(runner, filters: list[str], *, wait: bool, reason: str = "control",
+                          flush: bool = True) -> dict:
+    """``sendmail -q``: a run in the background (a run over a modem outlasts
+    Timeout.control), or waited for with ``wait``.  Bad filters: ValueError."""
+    from .spool import schedule
+    schedule.parse_filters(filters)
+    if wait:
+        report = await runner.queue_run(filters, reason=reason, flush=flush)
+        return {"message": report.message(), "report": report.as_dict()}
+    _background_task(runner.queue_run(filters, reason=reason, flush=flush))
+    return {"message": f"queue run started ({', '.join(filters) or 'whole queue'})"}
+
+
+def runner_ops(runner) -> dict:
+    """Control ops answered by the delivery runner: hoststat, purgestat, link_up, link_down."""
+    async def hoststat(req: dict) -> dict:
+        return {"text": runner.hoststat()}
+
+    async def purgestat(req: dict) -> dict:
+        return {"purged": await runner.purgestat(everything=bool(req.get("all")))}
+
+    async def link_up(req: dict) -> dict:
+        info = {k: str(req[k]) for k in ("iface", "local", "remote", "ipparam") if req.get(k)}
+        if req.get("wait"):
+            return {"message": (await runner.link_up(**info)).message()}
+        _background_task(runner.link_up(**info))
+        return {"message": "link up: host status cleared, queue run started"}
+
+    async def link_down(req: dict) -> dict:
+        busy = await runner.link_down()
+        return {"message": "queue run asked to stop" if busy else "no queue run in progress"}
+
+    return {"hoststat": hoststat, "purgestat": purgestat, "link_up": link_up, "link_down": link_down}
 
 
 def _status_word(s) -> str:
