@@ -18,6 +18,8 @@ opt=val``, ``-U``, ``-v``, ``-m``, ``-n``, ``-G``, ``-h N``, ``-L tag``,
 daemon) is not what the daemon needs: it schedules runs itself, so the
 interval is ignored and one queue run is requested, with a note.
 ``-bs``, ``-bd``, ``-bt``, ``-bv`` are refused with the reason (EX_USAGE).
+``-bh`` prints the host status, ``-bH`` purges expired entries (as the
+``hoststat`` and ``purgestat`` commands and ``edgemail hoststat|purgestat``).
 
 Input hygiene (DESIGN.md): LF and CRLF line ends become CRLF, a bare CR
 becomes a space, NUL bytes are dropped.  Without ``-i`` a line holding only
@@ -40,7 +42,8 @@ too big), 66 no input, 75 temporary failure, 78 configuration error.
 
 ``edgemail`` subcommands: ``run``, ``config check FILE``, ``queue list
 [--json]``, ``queue show QID``, ``queue run [FILTER...]``, ``status
-[--json]``.  The config file is ``-c/--config`` (``-C`` for sendmail), else
+[--json]``, ``hoststat``, ``purgestat [--all]``.  The config file is
+``-c/--config`` (``-C`` for sendmail), else
 $EDGEMAIL_CONFIG, else /etc/edgemail/edgemail.toml.
 """
 
@@ -195,7 +198,9 @@ def _mode(a: SendmailArgs, rest: str) -> None:
         raise UsageError("-bs (SMTP on stdin) is not supported: talk SMTP to the daemon's listener")
     elif rest == "d":
         raise UsageError("-bd: the daemon is started with `edgemail run`")
-    elif rest in ("t", "v", "D", "P", "h", "H"):
+    elif rest in ("h", "H"):
+        a.mode = rest                 # host status: -bh print, -bH purge
+    elif rest in ("t", "v", "D", "P"):
         raise UsageError(f"-b{rest} is not supported by edgemail")
     else:
         raise UsageError(f"unknown mode -b{rest}")
@@ -362,6 +367,8 @@ def sendmail_main(argv: list[str] | None = None) -> int:
     if a.mode == "i":
         _err("sendmail", "aliases are read by the daemon at start-up; nothing to rebuild")
         return EX_OK
+    if a.mode in ("h", "H"):
+        return print_hoststat(cfg, "sendmail") if a.mode == "h" else purge_hoststat(cfg, "sendmail")
     if a.mode == "q":
         for note in a.notes:
             if note.startswith("-q"):
@@ -525,6 +532,9 @@ def _parser() -> argparse.ArgumentParser:
     qr = q.add_parser("run", help="ask for a queue run; filters as sendmail -q: R<substr>, S<substr>, "
                                   "I<substr>, prefixed with ! to negate")
     qr.add_argument("filters", nargs="*")
+    sub.add_parser("hoststat", help="host status: hosts that failed lately (sendmail -bh)")
+    ps = sub.add_parser("purgestat", help="forget expired host status (sendmail -bH)")
+    ps.add_argument("--all", action="store_true", help="forget every host's status")
     st = sub.add_parser("status", help="daemon status")
     st.add_argument("--json", action="store_true")
     return p
@@ -545,6 +555,10 @@ def edgemail_main(argv: list[str] | None = None) -> int:
         return run(cfg, syslog=args.syslog)
     if args.cmd == "status":
         return _status(cfg, args.json)
+    if args.cmd == "hoststat":
+        return print_hoststat(cfg, "edgemail")
+    if args.cmd == "purgestat":
+        return purge_hoststat(cfg, "edgemail", everything=args.all)
     if args.queue_cmd == "list":
         return print_mailq(cfg) if not args.json else _queue_json(cfg)
     if args.queue_cmd == "show":
@@ -610,3 +624,48 @@ def _status(cfg, as_json: bool) -> int:
     else:
         _print_fields(reply)
     return EX_OK
+
+
+# ====================================================================== host status
+
+def print_hoststat(cfg, prog: str) -> int:
+    reply, code = ask(cfg, prog, "hoststat")
+    if reply is not None:
+        sys.stdout.write(reply.get("text", ""))
+    return code
+
+
+def purge_hoststat(cfg, prog: str, *, everything: bool = False) -> int:
+    reply, code = ask(cfg, prog, "purgestat", all=everything)
+    if reply is not None:
+        purged = reply.get("purged", [])
+        print(f"purged {len(purged)} host status entr{'y' if len(purged) == 1 else 'ies'}"
+              + (f": {', '.join(purged)}" if purged else ""))
+    return code
+
+
+def _status_main(prog: str, fn, argv: list[str] | None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    p = argparse.ArgumentParser(prog=prog)
+    p.add_argument("-C", "-c", "--config", dest="config")
+    if fn is purge_hoststat:
+        p.add_argument("--all", action="store_true")
+    args = p.parse_args(argv)
+    try:
+        cfg = configmod.load(config_path(args.config))
+    except ConfigError as exc:
+        _err(prog, f"configuration error: {exc}")
+        return EX_CONFIG
+    if fn is purge_hoststat:
+        return fn(cfg, prog, everything=args.all)
+    return fn(cfg, prog)
+
+
+def hoststat_main(argv: list[str] | None = None) -> int:
+    """``hoststat``: sendmail's host status listing (as ``sendmail -bh``)."""
+    return _status_main("hoststat", print_hoststat, argv)
+
+
+def purgestat_main(argv: list[str] | None = None) -> int:
+    """``purgestat``: forget expired host status (as ``sendmail -bH``)."""
+    return _status_main("purgestat", purge_hoststat, argv)
