@@ -5,7 +5,11 @@ NAME
 
 SYNOPSIS
     runner = Runner(cfg, store, clock=None, router=None, resolver=None, smtp=None,
-                    hoststatus=None, link=None)
+                    hoststatus=None, link=None, smarthost_tls=SMARTHOST_TLS,
+                    hosts_file="/etc/hosts", mx_port=25)
+        # smarthost_tls: how the smart host's certificate is checked (tests pass
+        # a cafile); hosts_file: where cheap routes look names up; mx_port: the
+        # port for mx/hold routes (25; tests and hardware-sim use others)
     runner.on_commit(qid)                 # SMTP listener / control submit / maildrop import
     runner.check_rcpt(address)            # RCPT time: "550 5.1.1 ..." or None
     await runner.etrn("example.org")      # SMTP ETRN: RFC 1985 reply, run started

@@ -170,3 +170,80 @@ async def test_requests_during_a_run_collapse_into_one_follow_up(example_config,
     assert runner.runs == 2
     assert len({r.run for r in reports[1:]}) == 1 and reports[1].sent == 1
     assert len(up.messages) == 2
+
+
+async def test_smtp_250_does_not_wait_for_delivery(example_config, upstream_factory, clock):
+    import smtplib
+    from edgemail.smtpd import SmtpListener
+    lan = await upstream_factory(faults=Faults(slow={"DATA": 2.0}))
+    cfg = make_cfg(example_config, routes={"lan.test": f"relay:[127.0.0.1]:{lan.port}"})
+    store = make_store(cfg, clock)
+    runner = make_runner(cfg, store, clock)
+    listener = SmtpListener(cfg, cfg.listeners[0], store, on_commit=runner.on_commit)
+    await listener.start()
+    try:
+        def send():
+            with smtplib.SMTP("127.0.0.1", listener.port, local_hostname="till.lan.test") as s:
+                return s.sendmail("alice@edge.example", ["x@lan.test"], MSG)
+        assert await asyncio.to_thread(send) == {}
+        # the 250 came back while the relay still sat on its DATA reply
+        assert lan.messages == [] and len(store.entries()) == 1
+        await runner.idle()
+        assert [m.rcpt_tos for m in lan.messages] == [["x@lan.test"]] and store.entries() == []
+    finally:
+        await listener.close()
+
+
+async def test_background_loop_retries_deferred_cheap_delivery_on_schedule(example_config, upstream_factory, clock):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = make_cfg(example_config, routes={"lan.test": f"relay:[127.0.0.1]:{port}"})
+    store = make_store(cfg, clock)
+    runner = make_runner(cfg, store, clock)
+    loop = asyncio.create_task(runner.run())
+    try:
+        q = await submit(store, ["x@lan.test"])
+        runner.on_commit(q)
+        await runner.idle()
+        entry = store.get(q)
+        assert entry.rcpt_status["x@lan.test"] is RcptStatus.DEFERRED
+        assert entry.next_attempt == clock.wall() + cfg.retry.min_backoff
+        lan = await upstream_factory(port=port)
+        await until(lambda: any(t >= clock.monotonic() + cfg.retry.min_backoff - 1
+                                for t, _, f in clock._sleepers if not f.done()))
+        clock.advance(cfg.retry.min_backoff - 1)
+        await asyncio.sleep(0.05)
+        assert lan.messages == []                      # not yet due
+        clock.advance(1)
+        await until(lambda: lan.messages)
+        await runner.idle()
+        assert store.entries() == []
+    finally:
+        loop.cancel()
+
+
+async def test_count_link_up_time_only(example_config, clock):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = make_cfg(example_config, SmartHost=f"[127.0.0.1]:{port}",
+                   retry={"count_link_up_time_only": True})
+    store = make_store(cfg, clock)
+    runner = make_runner(cfg, store, clock)
+    q = await submit(store, ["far@x.test"], notify=("FAILURE",))
+    clock.advance(cfg.Timeout.queuereturn["normal"] + 3600)     # link down all that time
+    await runner.sweep()
+    await runner.idle()
+    assert store.get(q).rcpt_status["far@x.test"] is not RcptStatus.EXPIRED
+    await runner.link_up(iface="ppp0")
+    clock.advance(3600)
+    assert runner.linkup.since(store.get(q).created, clock.wall()) == 3600
+    again = make_runner(cfg, store, clock)                     # persisted in the spool
+    assert again.linkup.up_since == runner.linkup.up_since
+    clock.advance(cfg.Timeout.queuereturn["normal"])
+    await runner.sweep()
+    await runner.idle()
+    assert q not in {e.qid for e in store.entries()}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon_harness import ROOT, cli, free_port, start
+from daemon_harness import ROOT, cli, control, free_port, start
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -81,6 +81,10 @@ def test_sendmail_then_queue_run_delivers_via_smart_host(tmp_path, run_cmd):
         bh = cli(daemon, "sendmail", "-bh").stdout
         assert bh.split(b"\n")[0] == hs.stdout.split(b"\n")[0] and b"127.0.0.1" in bh
         assert cli(daemon, "edgemail", "purgestat").returncode == 0
+        up_reply = control(daemon).request("link_up", iface="ppp0", wait=True)
+        assert "link-up" in up_reply["message"]
+        assert b"127.0.0.1" not in cli(daemon, "edgemail", "hoststat").stdout   # cleared on link-up
+        assert control(daemon).request("link_down")["message"] == "no queue run in progress"
     finally:
         daemon.stop()
         up.close()
