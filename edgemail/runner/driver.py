@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
-from dataclasses import dataclass
 from typing import Callable
 
 from .. import maillog
 from ..aliases import load as load_aliases
 from ..clock import Clock, SystemClock
 from ..envelope import Attempt, RcptStatus
-from ..errors import CorruptQueueFile, SpoolError
+from ..errors import CorruptQueueFile
 from ..hoststatus import HostStatusStore
 from ..mx import MxResolver
 from ..routing import Router
@@ -29,6 +27,7 @@ from ..spool import schedule
 from .deliver import Deliverer, RunContext
 from .port import Job, LinkPort, RunReport, combine, cut_attempt, is_cut, stat_text
 from .reports import Reporter
+from .state import drop_connections, item, load_linkup, save_linkup, tally
 
 log = logging.getLogger("edgemail.runner")
 
@@ -36,27 +35,6 @@ log = logging.getLogger("edgemail.runner")
 SWEEP_S = 300.0
 LINKUP_FILE = "linkup.json"
 STOPPED = "queue run stopped (link going down)"
-
-
-@dataclass(frozen=True)
-class _Item:
-    """A queue entry as spool.schedule reads it (last_attempt as one time)."""
-
-    qid: str
-    envelope: object
-    created: float
-    priority: int
-    attempts: int
-    next_attempt: float
-    held: bool
-    rcpt_status: dict
-    last_attempt: float | None
-
-
-def _item(e) -> _Item:
-    last = max((a.at for a in e.last_attempt.values()), default=None)
-    return _Item(e.qid, e.envelope, e.created, e.priority, e.attempts, e.next_attempt, e.held,
-                 e.rcpt_status, last)
 
 
 def is_cheap(job: Job) -> bool:
@@ -83,7 +61,7 @@ class Runner:
         if self.hoststore.problem:
             log.warning("runner: %s", maillog.clean(self.hoststore.problem))
         self.linkup_path = os.path.join(cfg.spool_dir, LINKUP_FILE)
-        self.linkup = _load_linkup(self.linkup_path)
+        self.linkup = load_linkup(self.linkup_path)
         self.deliverer = Deliverer(cfg, clock=self.clock, smtp=self.smtp, resolver=self.resolver,
                                    link=link, smarthost_tls=smarthost_tls, hosts_file=hosts_file,
                                    mx_port=mx_port)
@@ -182,7 +160,7 @@ class Runner:
 
     def close(self) -> None:
         """Drop cached SMTP connections at once (shutdown)."""
-        _drop_connections(self.smtp)
+        drop_connections(self.smtp)
 
     # ================================================================ one message
 
@@ -200,7 +178,7 @@ class Runner:
                     return None
                 return await fn(entry, *args)
         finally:
-            if not lock.locked() and not lock._waiters:
+            if not lock.locked() and not getattr(lock, "_waiters", None):
                 self._locks.pop(qid, None)
 
     async def _cheap(self, qid: str) -> None:
@@ -264,7 +242,7 @@ class Runner:
             if asyncio.current_task().cancelling() or not task.cancelled():
                 raise                     # we are being cancelled ourselves
             attempts = {j.key: cut_attempt(STOPPED, "none", now) for j in jobs}
-            _drop_connections(self.smtp)
+            drop_connections(self.smtp)
         finally:
             self._current = None
         await self._record(entry, data, jobs, expansions, attempts, now)
@@ -277,7 +255,8 @@ class Runner:
         recorded = {k: a for k, a in attempts.items() if not is_cut(a)}
         recorded.update(self._originals(entry, expansions, recorded, now))
         deferred = [j for j in jobs if j.key in recorded and recorded[j.key].status is RcptStatus.DEFERRED]
-        if len(recorded) < len(attempts) and any(is_cheap(j) for j in jobs if is_cut(attempts[j.key])):
+        if any(is_cheap(j) and is_cut(attempts[j.key]) for j in jobs):
+            # cut by the link: nothing recorded, so try again soon (not a backoff)
             self._due(entry.qid, now + self.cfg.retry.min_backoff)
         if not recorded:
             return
@@ -331,7 +310,7 @@ class Runner:
 
     def _select(self, filters, *, flush: bool) -> list:
         parsed = schedule.parse_filters(filters)
-        items = [_item(e) for e in self.store.entries()]
+        items = [item(e) for e in self.store.entries()]
         if not parsed:      # hold routes wait for a filtered run: do not let them take slots
             items = [i for i in items if any(j.decision.kind != "hold" for j in self._jobs(i)[0])]
         return schedule.select(items, self.clock.wall(), self.cfg, filters=parsed, flush=flush)
@@ -385,7 +364,7 @@ class Runner:
                     report.stopped = "budget"
                     break
                 attempts = await self._locked(item.qid, self._attempt, ctx, want) or {}
-                if _tally(report, attempts) and not self._stop.is_set():
+                if tally(report, attempts) and not self._stop.is_set():
                     report.stopped = "link"
                     break
         if self._stop.is_set() and not report.stopped:
@@ -416,7 +395,7 @@ class Runner:
         await self._save_hosts()
         servers = self.resolver.reload_nameservers() if hasattr(self.resolver, "reload_nameservers") else ()
         self.linkup.up(self.clock.wall())
-        await asyncio.to_thread(_save_linkup, self.linkup_path, self.linkup)
+        await asyncio.to_thread(save_linkup, self.linkup_path, self.linkup)
         log.info("runner: link up, hoststatus_cleared=%d, nameservers=%s%s", dropped,
                  ",".join(servers) or "none",
                  "".join(f", {k}={maillog.clean(v)}" for k, v in sorted(info.items()) if v))
@@ -426,7 +405,7 @@ class Runner:
         """The link went (or is going) down: stop the run, stop counting link-up time."""
         busy = self.stop_run()
         self.linkup.down(self.clock.wall())
-        await asyncio.to_thread(_save_linkup, self.linkup_path, self.linkup)
+        await asyncio.to_thread(save_linkup, self.linkup_path, self.linkup)
         return busy
 
     # ================================================================ host status
@@ -448,50 +427,3 @@ class Runner:
             await asyncio.to_thread(self.hoststore.save, self.hosts)
         except OSError as exc:
             log.warning("runner: cannot save host status: %s", maillog.clean(exc))
-
-
-def _tally(report: RunReport, attempts: dict[str, Attempt]) -> bool:
-    """Count one message's attempts; True when the link was lost."""
-    if attempts:
-        report.attempted += 1
-    lost = False
-    for a in attempts.values():
-        if is_cut(a):
-            report.cut += 1
-            lost = True
-        elif a.status is RcptStatus.SENT:
-            report.sent += 1
-        elif a.status is RcptStatus.DEFERRED:
-            report.deferred += 1
-        else:
-            report.bounced += 1
-    return lost
-
-
-def _drop_connections(smtp) -> None:
-    """Abort cached SMTP sessions (after a cut transfer their state is unknown)."""
-    cache = getattr(smtp, "_cache", None)
-    while cache:
-        _, session = cache.popitem()
-        session.abort()
-
-
-def _load_linkup(path: str) -> schedule.LinkUpTime:
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-        return schedule.LinkUpTime([tuple(i) for i in data.get("intervals", [])], data.get("up_since"))
-    except FileNotFoundError:
-        return schedule.LinkUpTime()
-    except (OSError, ValueError, TypeError) as exc:
-        log.warning("runner: %s unreadable, link-up time starts empty: %s", path, maillog.clean(exc))
-        return schedule.LinkUpTime()
-
-
-def _save_linkup(path: str, lut: schedule.LinkUpTime) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump({"version": 1, "intervals": lut.intervals, "up_since": lut.up_since}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
