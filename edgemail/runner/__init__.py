@@ -1,0 +1,93 @@
+"""runner - delivering queued mail: cheap routes at once, expensive routes in queue runs.
+
+NAME
+    runner - the driver that ties spool, routing, transports, DNS, host status and DSNs together
+
+SYNOPSIS
+    runner = Runner(cfg, store, clock=None, router=None, resolver=None, smtp=None,
+                    hoststatus=None, link=None, smarthost_tls=SMARTHOST_TLS,
+                    hosts_file="/etc/hosts", mx_port=25)
+        # smarthost_tls: how the smart host's certificate is checked (tests pass
+        # a cafile); hosts_file: where cheap routes look names up; mx_port: the
+        # port for mx/hold routes (25; tests and hardware-sim use others)
+    runner.on_commit(qid)                 # SMTP listener / control submit / maildrop import
+    runner.check_rcpt(address)            # RCPT time: "550 5.1.1 ..." or None
+    await runner.etrn("example.org")      # SMTP ETRN: RFC 1985 reply, run started
+    await runner.queue_run(filters=("R@example.org",), reason="request", flush=False) -> RunReport
+    await runner.link_up(**info) -> RunReport   # clear host status, reload DNS, run
+    runner.stop_run() / await runner.link_down()
+    runner.hoststat() -> str;  await runner.purgestat(everything=False) -> [hosts]
+    await runner.run()                    # background: retries of cheap routes, warn, expire
+    await runner.idle()                   # tests: wait for background deliveries
+
+DESCRIPTION
+    Cheap routes at once.  ``on_commit`` spawns a background delivery of the
+    message's recipients on routes that are not expensive (local/maildir,
+    lmtp, relay on the LAN, error routes) right after the commit; the SMTP
+    session has already been answered.  No DNS on this path: mx and hold
+    routes always count as expensive (they need DNS, whatever the flag
+    says), and a relay/lmtp host that is a name is looked up in /etc/hosts
+    only (a name missing there defers, saying why).  Deferred cheap
+    deliveries are retried by ``run()`` at the entry's next_attempt.
+
+    Queue runs.  ``queue_run`` (control op ``queue_run``: ``sendmail -q``,
+    ``edgemail queue run``; ``link_up``; ETRN) selects with
+    spool.schedule.select: filters ``R``/``S``/``I`` with ``!`` (sendmail
+    semantics), MinQueueAge (ignored by filtered runs), QueueSortOrder /
+    priority with RetryFactor per attempt, MaxQueueRunSize.  Messages go one
+    at a time (one transaction per next hop, many recipients each;
+    connections reused through the SmtpClient cache); ``queue_run_budget``
+    stops starting new messages after that many seconds.  A request
+    identical to one already waiting behind the current run joins it: all
+    requests made during a run collapse into one follow-up run (Postfix's
+    trigger).  ``hold`` routes are delivered only by filtered runs (ETRN,
+    ``-qR``): sendmail's ``%`` mailer flag.
+
+    The link.  With ``link`` (a LinkPort) a run holds the line
+    (``link.hold``) while it works.  ``link=None`` means no link manager:
+    expensive routes wait for an explicit queue run, which then treats the
+    link as available.  ``stop_run`` cancels the delivery in flight: its
+    recipients are logged ``Deferred: queue run stopped`` and nothing is
+    recorded (no attempt counted, next_attempt not moved, so no backoff
+    grows); failures of scope LINK (network unreachable) are handled the same
+    way and end the run.  DialDelay: see deliver.py.
+
+    Host status: hosts that failed (scope SITE) on expensive routes are
+    skipped for the rest of the run and until Timeout.hoststatus; the cache
+    (hoststat.json in the spool) is cleared on every link_up.
+
+    Results are stored with ``store.update`` (one U record per message
+    attempt); permanent failures and expiry (Timeout.queuereturn) produce
+    RFC 3464 failure reports committed as new messages with the null sender
+    (reports.py); Timeout.queuewarn produces one delay report per message
+    (the entry's warned flag).  With retry.count_link_up_time_only the ages
+    count only link-up time (LinkUpTime, persisted in linkup.json in the
+    spool; with no link manager calling link_up, such ages do not grow).
+
+    Aliases: an envelope recipient that expands to several addresses has one
+    state per expansion (key "rcpt>address"); the envelope recipient becomes
+    final when all of them are.
+
+LOG LINES (logger edgemail.runner; plus maillog.delivery for every attempt)
+    QID: to=<A>, delay=D, xdelay=X, mailer=KIND, pri=P, relay=R, dsn=X.Y.Z, stat=S
+    runner: queue run start, run=ID, reason=R, filters=F, selected=N
+    runner: queue run end, selected=N, attempted=N, sent=N, deferred=N, bounced=N[, cut=N][, stopped=WHY]
+    runner: link up, hoststatus_cleared=N, nameservers=LIST[, iface=..., ...]
+    runner: dialdelay, host=H, wait=link-up|Ns, max=Ns, after=REASON
+    QID: dsn=failure|delay|double-bounce, report=NEWQID, to=<A>
+    QID: to=<A>, status=dropped (double bounce failed: REASON)
+
+NEVER
+    Makes a DNS query outside a queue run, blocks an SMTP session, or
+    records a delivery cut by the link.
+
+FAILURES
+    A bug while delivering one message is logged with its traceback and the
+    daemon goes on; the message stays queued.  ``queue_run`` raises
+    ValueError for a bad filter.
+"""
+
+from edgemail.runner.driver import Runner, is_cheap
+from edgemail.runner.port import LinkPort, RunReport
+
+__all__ = ["Runner", "LinkPort", "RunReport", "is_cheap"]

@@ -1,0 +1,89 @@
+"""runner/state.py - small pieces the Runner keeps: queue items as the schedule
+reads them, run tallies, the link-up time file, the connection cache reset.
+
+NEVER
+    Decides anything; the file functions are the only I/O (linkup.json in the
+    spool: tmp file, fsync, rename).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+
+from .. import maillog
+from ..envelope import Attempt, RcptStatus
+from ..spool import schedule
+from .port import RunReport, is_cut
+
+log = logging.getLogger("edgemail.runner")
+
+
+@dataclass(frozen=True)
+class Item:
+    """A queue entry as spool.schedule reads it (last_attempt as one time)."""
+
+    qid: str
+    envelope: object
+    created: float
+    priority: int
+    attempts: int
+    next_attempt: float
+    held: bool
+    rcpt_status: dict
+    last_attempt: float | None
+
+
+def item(e) -> Item:
+    last = max((a.at for a in e.last_attempt.values()), default=None)
+    return Item(e.qid, e.envelope, e.created, e.priority, e.attempts, e.next_attempt, e.held,
+                 e.rcpt_status, last)
+
+
+def tally(report: RunReport, attempts: dict[str, Attempt]) -> bool:
+    """Count one message's attempts; True when the link was lost."""
+    if attempts:
+        report.attempted += 1
+    lost = False
+    for a in attempts.values():
+        if is_cut(a):
+            report.cut += 1
+            lost = True
+        elif a.status is RcptStatus.SENT:
+            report.sent += 1
+        elif a.status is RcptStatus.DEFERRED:
+            report.deferred += 1
+        else:
+            report.bounced += 1
+    return lost
+
+
+def drop_connections(smtp) -> None:
+    """Abort cached SMTP sessions (after a cut transfer their state is unknown)."""
+    cache = getattr(smtp, "_cache", None)
+    while cache:
+        _, session = cache.popitem()
+        session.abort()
+
+
+def load_linkup(path: str) -> schedule.LinkUpTime:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        return schedule.LinkUpTime([tuple(i) for i in data.get("intervals", [])], data.get("up_since"))
+    except FileNotFoundError:
+        return schedule.LinkUpTime()
+    except (OSError, ValueError, TypeError) as exc:
+        log.warning("runner: %s unreadable, link-up time starts empty: %s", path, maillog.clean(exc))
+        return schedule.LinkUpTime()
+
+
+def save_linkup(path: str, lut: schedule.LinkUpTime) -> None:
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump({"version": 1, "intervals": lut.intervals, "up_since": lut.up_since}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,249 @@
+"""Runner against real peers on loopback: cheap routes at once, queue runs,
+filters, order, limits, collapsed requests, the smart host with STARTTLS + AUTH."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from edgemail.clock import FakeClock
+from edgemail.envelope import RcptStatus
+from edgemail.smtpc.session import TlsPolicy
+from test_smtpc_session import cert  # noqa: F401  (fixture: openssl self-signed)
+from runner_helpers import MSG, make_cfg, make_runner, make_store, maildir, submit, until
+from upstream import Faults, upstream_factory  # noqa: F401  (fixture)
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+async def smarthost_setup(example_config, upstream_factory, clock, faults=None, **over):
+    up = await upstream_factory(faults=faults or Faults())
+    cfg = make_cfg(example_config, SmartHost=f"[127.0.0.1]:{up.port}", **over)
+    store = make_store(cfg, clock)
+    return up, cfg, store, make_runner(cfg, store, clock)
+
+
+async def test_local_user_lands_in_maildir_right_after_commit(example_config, clock):
+    cfg = make_cfg(example_config)
+    store = make_store(cfg, clock)
+    runner = make_runner(cfg, store, clock)
+    qid = await submit(store, ["bob@edge.example"])
+    runner.on_commit(qid)
+    await runner.idle()
+    (got,) = maildir(cfg, "bob")
+    assert got.startswith(b"Return-Path: <alice@edge.example>\nDelivered-To: bob@edge.example\n")
+    assert b"hello" in got
+    assert store.entries() == []
+
+
+async def test_alias_to_two_users_finishes_the_envelope_recipient(example_config, clock):
+    cfg = make_cfg(example_config)
+    store = make_store(cfg, clock)
+    runner = make_runner(cfg, store, clock)
+    runner.on_commit(await submit(store, ["office@edge.example"]))
+    await runner.idle()
+    assert len(maildir(cfg, "alice")) == 1 and len(maildir(cfg, "bob")) == 1
+    assert store.entries() == []
+
+
+async def test_lan_relay_at_once_and_expensive_waits_for_queue_run(example_config, upstream_factory, clock):
+    lan = await upstream_factory()
+    up, cfg, store, runner = await smarthost_setup(
+        example_config, upstream_factory, clock,
+        routes={"lan.test": f"relay:[127.0.0.1]:{lan.port}"})
+    q1 = await submit(store, ["x@lan.test", "y@far.test"])
+    runner.on_commit(q1)
+    await runner.idle()
+    assert [m.rcpt_tos for m in lan.messages] == [["x@lan.test"]]
+    assert up.stats.connections == 0 and up.messages == []          # expensive: held for a run
+    assert store.get(q1).rcpt_status["y@far.test"] is RcptStatus.QUEUED
+    report = await runner.queue_run(reason="test")
+    assert [m.rcpt_tos for m in up.messages] == [["y@far.test"]]
+    assert report.sent == 1 and store.entries() == []
+
+
+async def test_cheap_relay_by_name_only_from_hosts_file(example_config, upstream_factory, clock, tmp_path):
+    lan = await upstream_factory()
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 lanbox.example lanbox\n")
+    cfg = make_cfg(example_config, routes={"lan.test": f"relay:[lanbox]:{lan.port}",
+                                           "other.test": f"relay:[nosuchbox]:{lan.port}"})
+    store = make_store(cfg, clock)
+    runner = make_runner(cfg, store, clock, hosts_file=str(hosts))
+    q = await submit(store, ["a@lan.test", "b@other.test"])
+    runner.on_commit(q)
+    await runner.idle()
+    assert [m.rcpt_tos for m in lan.messages] == [["a@lan.test"]]
+    e = store.get(q)
+    assert e.rcpt_status["b@other.test"] is RcptStatus.DEFERRED
+    assert "never use DNS" in e.last_reply["b@other.test"]
+    assert runner.resolver.queries == 0
+
+
+async def test_smart_host_with_starttls_and_auth(example_config, upstream_factory, clock, cert, tmp_path):
+    up = await upstream_factory(tls_cert=cert[0], tls_key=cert[1], credentials={"edge": "s3cret"})
+    auth = tmp_path / "smarthost.auth"
+    auth.write_text("edge s3cret\n")
+    os.chmod(auth, 0o600)
+    cfg = make_cfg(example_config, SmartHost=f"[127.0.0.1]:{up.port}", SmartHostAuthFile=str(auth))
+    store = make_store(cfg, clock)
+    runner = make_runner(cfg, store, clock, smarthost_tls=TlsPolicy("may", verify=True, cafile=cert[0]))
+    await submit(store, ["far@remote.test"])
+    report = await runner.queue_run()
+    (m,) = up.messages
+    assert m.tls and m.auth == "edge" and m.rcpt_tos == ["far@remote.test"]
+    assert report.sent == 1
+
+
+async def test_filters_R_S_I_with_negation(example_config, upstream_factory, clock):
+    up, cfg, store, runner = await smarthost_setup(example_config, upstream_factory, clock)
+    qa = await submit(store, ["a@one.test"], sender="alice@edge.example")
+    qb = await submit(store, ["b@two.test"], sender="bob@edge.example")
+    qc = await submit(store, ["c@two.test"], sender="carol@edge.example")
+    await runner.queue_run(["R@two.test", "!Sbob"])
+    assert [m.rcpt_tos for m in up.messages] == [["c@two.test"]]
+    await runner.queue_run([f"I{qa}"])
+    assert [m.rcpt_tos for m in up.messages][-1] == ["a@one.test"]
+    assert [e.qid for e in store.entries()] == [qb]
+    with pytest.raises(ValueError):
+        await runner.queue_run(["Xnonsense"])
+    assert qc not in [e.qid for e in store.entries()]
+
+
+async def test_run_order_is_priority(example_config, upstream_factory, clock):
+    up, cfg, store, runner = await smarthost_setup(example_config, upstream_factory, clock,
+                                                   ConnectionCacheSize=0)
+    await submit(store, ["big@x.test"], data=MSG + b"x" * 68 + b"\r\n" * 1 + (b"y" * 68 + b"\r\n") * 280)
+    await submit(store, ["bulk@x.test"], precedence=-60)
+    await submit(store, ["urgent@x.test"], precedence=100)
+    await submit(store, ["two@x.test", "three@x.test"])
+    await runner.queue_run()
+    # priority = size - class*1800 + nrcpts*30000, lowest first:
+    # urgent -150k, big (20 KB) 50k, two recipients 60k, bulk 138k
+    got = [m.rcpt_tos[0] for m in up.messages]
+    assert got == ["urgent@x.test", "big@x.test", "two@x.test", "bulk@x.test"]
+
+
+async def test_max_queue_run_size(example_config, upstream_factory, clock):
+    up, cfg, store, runner = await smarthost_setup(example_config, upstream_factory, clock,
+                                                   MaxQueueRunSize=2)
+    for i in range(5):
+        await submit(store, [f"r{i}@x.test"])
+    report = await runner.queue_run()
+    assert report.selected == 2 and len(up.messages) == 2 and len(store.entries()) == 3
+
+
+class TickingClock(FakeClock):
+    """Monotonic time moves one second per reading: a run's budget is then
+    spent after a known number of checks."""
+
+    def monotonic(self) -> float:
+        self._mono += 1.0
+        return self._mono
+
+
+async def test_time_budget_stops_starting_deliveries(example_config, upstream_factory):
+    clock = TickingClock()
+    up, cfg, store, runner = await smarthost_setup(example_config, upstream_factory, clock,
+                                                   queue_run_budget=2.5)
+    for i in range(5):
+        await submit(store, [f"r{i}@x.test"])
+    report = await runner.queue_run()
+    assert report.stopped == "budget"
+    assert 0 < len(up.messages) < 5 and len(store.entries()) == 5 - len(up.messages)
+
+
+async def test_requests_during_a_run_collapse_into_one_follow_up(example_config, upstream_factory, clock):
+    up, cfg, store, runner = await smarthost_setup(example_config, upstream_factory, clock,
+                                                   faults=Faults(slow={"DATA": 0.3}))
+    await submit(store, ["a@x.test"])
+    first = asyncio.create_task(runner.queue_run())
+    await until(lambda: up.stats.connections == 1)
+    await submit(store, ["b@x.test"])
+    more = [asyncio.create_task(runner.queue_run()) for _ in range(5)]
+    reports = await asyncio.gather(first, *more)
+    assert runner.runs == 2
+    assert len({r.run for r in reports[1:]}) == 1 and reports[1].sent == 1
+    assert len(up.messages) == 2
+
+
+async def test_smtp_250_does_not_wait_for_delivery(example_config, upstream_factory, clock):
+    import smtplib
+    from edgemail.smtpd import SmtpListener
+    lan = await upstream_factory(faults=Faults(slow={"DATA": 2.0}))
+    cfg = make_cfg(example_config, routes={"lan.test": f"relay:[127.0.0.1]:{lan.port}"})
+    store = make_store(cfg, clock)
+    runner = make_runner(cfg, store, clock)
+    listener = SmtpListener(cfg, cfg.listeners[0], store, on_commit=runner.on_commit)
+    await listener.start()
+    try:
+        def send():
+            with smtplib.SMTP("127.0.0.1", listener.port, local_hostname="till.lan.test") as s:
+                return s.sendmail("alice@edge.example", ["x@lan.test"], MSG)
+        assert await asyncio.to_thread(send) == {}
+        # the 250 came back while the relay still sat on its DATA reply
+        assert lan.messages == [] and len(store.entries()) == 1
+        await runner.idle()
+        assert [m.rcpt_tos for m in lan.messages] == [["x@lan.test"]] and store.entries() == []
+    finally:
+        await listener.close()
+
+
+async def test_background_loop_retries_deferred_cheap_delivery_on_schedule(example_config, upstream_factory, clock):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = make_cfg(example_config, routes={"lan.test": f"relay:[127.0.0.1]:{port}"})
+    store = make_store(cfg, clock)
+    runner = make_runner(cfg, store, clock)
+    loop = asyncio.create_task(runner.run())
+    try:
+        q = await submit(store, ["x@lan.test"])
+        runner.on_commit(q)
+        await runner.idle()
+        entry = store.get(q)
+        assert entry.rcpt_status["x@lan.test"] is RcptStatus.DEFERRED
+        assert entry.next_attempt == clock.wall() + cfg.retry.min_backoff
+        lan = await upstream_factory(port=port)
+        await until(lambda: any(t >= clock.monotonic() + cfg.retry.min_backoff - 1
+                                for t, _, f in clock._sleepers if not f.done()))
+        clock.advance(cfg.retry.min_backoff - 1)
+        await asyncio.sleep(0.05)
+        assert lan.messages == []                      # not yet due
+        clock.advance(1)
+        await until(lambda: lan.messages)
+        await runner.idle()
+        assert store.entries() == []
+    finally:
+        loop.cancel()
+
+
+async def test_count_link_up_time_only(example_config, clock):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = make_cfg(example_config, SmartHost=f"[127.0.0.1]:{port}",
+                   retry={"count_link_up_time_only": True})
+    store = make_store(cfg, clock)
+    runner = make_runner(cfg, store, clock)
+    q = await submit(store, ["far@x.test"], notify=("FAILURE",))
+    clock.advance(cfg.Timeout.queuereturn["normal"] + 3600)     # link down all that time
+    await runner.sweep()
+    await runner.idle()
+    assert store.get(q).rcpt_status["far@x.test"] is not RcptStatus.EXPIRED
+    await runner.link_up(iface="ppp0")
+    clock.advance(3600)
+    assert runner.linkup.since(store.get(q).created, clock.wall()) == 3600
+    again = make_runner(cfg, store, clock)                     # persisted in the spool
+    assert again.linkup.up_since == runner.linkup.up_since
+    clock.advance(cfg.Timeout.queuereturn["normal"])
+    await runner.sweep()
+    await runner.idle()
+    assert q not in {e.qid for e in store.entries()}
