@@ -36,7 +36,10 @@ def example_config(tmp_path):
             "control": {"socket": str(tmp_path / "control.sock")},
             "listen": [{"name": "lan", "address": "127.0.0.1", "port": 0, "strict": False}],
             "local": {"maildir": str(tmp_path / "mail" / "%u" / "Maildir")},
-            "link": {"state_file": str(tmp_path / "link.json")},
+            "link": {"state_file": str(tmp_path / "link.json"), "etrn_host": "127.0.0.1:1"},
+            # The example's smart host is the hardware-sim ISP (192.0.2.25):
+            # never let a test address it from the root namespace.
+            "SmartHost": "[127.0.0.1]:1",
         }
         return config.load(EXAMPLE_CONFIG, config._merge(base, overrides))
 
