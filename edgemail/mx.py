@@ -246,6 +246,13 @@ class MxResolver:
         raise PermFail(f"{domain}: no address for {', '.join(t.host for t in ordered)}",
                        scope=Scope.SITE, dsn="5.4.4")
 
+    async def addresses(self, host: str) -> list[str]:
+        """A host's addresses (A, else AAAA), through the cache.  Raises
+        TempFail when DNS cannot answer now; [] when the name does not exist."""
+        found = await self._addresses(host)
+        await self.cache.save()
+        return found
+
     async def _addresses(self, host: str) -> list[str]:
         for rtype in ("A", "AAAA"):
             try:

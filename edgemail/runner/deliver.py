@@ -218,7 +218,7 @@ class Deliverer:
             raise TempFail(f"route host {host!r} is neither an IP address nor in {self.hosts_file}; "
                            "routes that are not expensive never use DNS (use [IP] or list the name "
                            "there, or mark the route expensive)", scope=Scope.SITE, dsn="4.4.3")
-        found = await self.resolver._addresses(host)     # XXX: mx.py should offer addresses()
+        found = await self.resolver.addresses(host)
         if not found:
             raise PermFail(f"{host}: no address", scope=Scope.SITE, dsn="5.4.4")
         return found[0]

@@ -545,9 +545,13 @@ class SmtpClient:
                     stats=self.stats, first_attempt=first_attempt, tls=tls,
                     credentials=credentials, lmtp=lmtp)
                 result = await session.transact(sender, recipients, data, params)
-        finally:
+        except BaseException:
+            # a failed or cancelled transaction leaves the dialogue in an
+            # unknown state: never hand that session out again
             if session is not None:
-                await self._put(key, session)
+                session.abort()
+            raise
+        await self._put(key, session)
         if reused:
             self.stats.reused += 1
             result = DeliveryResult(result.relay, result.recipients, result.failure, True, result.reply)

@@ -263,12 +263,14 @@ def host_key(entry: QueueItem) -> tuple[str, ...]:
 
 def too_young(entry: QueueItem, now: float, min_queue_age: float) -> bool:
     """MinQueueAge: the time since the last attempt (sendmail's K line).
-    Never-tried messages are never too young.  Uses ``last_attempt`` when
-    the entry has it; otherwise ``created`` stands in (XXX: spool QueueEntry
-    has no last_attempt yet)."""
+    Never-tried messages are never too young.  ``last_attempt`` is either a
+    time or the spool's per-recipient map of Attempts (the latest counts);
+    without it ``created`` stands in."""
     if min_queue_age <= 0 or entry.attempts == 0:
         return False
     last = getattr(entry, "last_attempt", None)
+    if isinstance(last, dict):
+        last = max((a.at for a in last.values()), default=None)
     last = entry.created if last is None else last
     return 0 <= now - last < min_queue_age
 

@@ -247,3 +247,17 @@ def test_filtered_run_ignores_backoff_but_not_hold():
     c = cfg()
     es = [entry("F", next_attempt=T0 + H), entry("H", held=True)]
     assert [e.qid for e in sch.select(es, T0, c, filters=[QueueFilter("R", "dest")])] == ["F"]
+
+
+def test_min_queue_age_counts_from_the_spools_latest_attempt():
+    # the spool's QueueEntry keeps a per-recipient map of Attempts
+    from types import SimpleNamespace
+
+    from edgemail.envelope import Attempt, RcptStatus
+    from edgemail.spool.schedule import too_young
+    tried = {"a@x": Attempt(RcptStatus.DEFERRED, "4.0.0", "busy", at=1000.0),
+             "b@x": Attempt(RcptStatus.DEFERRED, "4.0.0", "busy", at=1500.0)}
+    entry = SimpleNamespace(attempts=1, created=0.0, last_attempt=tried)
+    assert too_young(entry, 1550.0, 100.0)          # 50 s after the latest attempt
+    assert not too_young(entry, 1650.0, 100.0)
+    assert not too_young(SimpleNamespace(attempts=0, created=0.0, last_attempt={}), 1.0, 100.0)
