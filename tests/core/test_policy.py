@@ -16,7 +16,8 @@ from link.policy import Demand, PolicyError, compile_jobs, instants, parse
 
 UTC = timezone.utc
 BERLIN = ZoneInfo("Europe/Berlin")
-EXAMPLE = Path(__file__).resolve().parents[2] / "etc" / "dial.policy"
+EXAMPLE = Path(__file__).resolve().parent / "office_week.policy"
+SHIPPED = Path(__file__).resolve().parents[2] / "etc" / "dial.policy"
 
 
 def at(y, mo, d, h=0, mi=0) -> datetime:
@@ -261,3 +262,15 @@ def test_law_allowed_constant_until_next_change(now, frac):
         assert LAW_POLICY.allowed(probe) == here, f"{now}..{nxt}: changed at {probe}"
     assert LAW_POLICY.allowed(nxt - timedelta(microseconds=1)) == here
     assert LAW_POLICY.allowed(nxt) != here
+
+
+def test_shipped_policy_parses_with_its_promises():
+    p = parse(SHIPPED.read_text(), file=str(SHIPPED))
+    assert p.zone == BERLIN and len(p.rules) == 3 and len(p.windows) == 1
+    s = p.settings
+    assert s.idle_hangup_s == 15 and s.calls_per_day == 80
+    # office hours: a rule fires every quarter hour on a Tuesday
+    tue = at(2026, 6, 2, 9, 0)
+    assert p.next_due(tue) == at(2026, 6, 2, 9, 15)
+    # the maintenance window forbids Sunday 03:00-04:00 local
+    assert not p.allowed(at(2026, 6, 7, 3, 30)) and p.allowed(at(2026, 6, 7, 4, 0))
