@@ -46,9 +46,7 @@ $EDGEMAIL_CONFIG, else /etc/edgemail/edgemail.toml.
 
 from __future__ import annotations
 
-import argparse
 import base64
-import email.utils
 import json
 import os
 import pwd
@@ -58,7 +56,6 @@ import time
 from dataclasses import dataclass, field
 
 from . import config as configmod
-from .address import AddressError, parse_address
 from .control import ControlClient, DaemonUnreachable, RequestFailed
 from .envelope import Envelope, Recipient, precedence_class
 from .errors import ConfigError, ControlError, SpoolError
@@ -277,6 +274,7 @@ def _value(field_: bytes) -> str:
 
 def qualify(addr: str, domain: str) -> str:
     """Parse one address; a bare local part gets `domain`.  Raises DataError."""
+    from .address import AddressError, parse_address     # lazily: mailq does not need it
     addr = addr.strip()
     if addr.startswith("<") and addr.endswith(">"):
         addr = addr[1:-1]
@@ -294,12 +292,14 @@ def header_recipients(fields: list[bytes]) -> list[str]:
     resent = any(n.startswith("resent-") for n in names)
     want = {"resent-to", "resent-cc", "resent-bcc"} if resent else {"to", "cc", "bcc"}
     values = [_value(f) for f in fields if _name(f) in want]
+    import email.utils
     return [addr for _, addr in email.utils.getaddresses(values) if addr]
 
 
 def prepare(raw: bytes, a: SendmailArgs, *, sender: str, domain: str, hostname: str,
             now: float) -> Prepared:
     """Build the message to queue and its recipients.  Raises DataError/UsageError."""
+    import email.utils       # here: mailq and -q never need it
     fields, body = split_header(read_lines(raw, ignore_dots=a.ignore_dots))
     cmdline = [qualify(r, domain) for arg in a.recipients for r in _split_list(arg)]
     if a.extract:
@@ -462,52 +462,36 @@ def mailq_main(argv: list[str] | None = None) -> int:
     return sendmail_main(["-bp", *(sys.argv[1:] if argv is None else argv)])
 
 
-def _listing(cfg):
-    """(header, rows) from the daemon: rows are [qid, size, created, from, held, [[rcpt, status, reply], ...]]."""
-    it = ControlClient(cfg.control_socket, timeout=cfg.Timeout.control).stream("queue_list")
-    header = next(it)
-
-    def rows():
-        for batch in it:
-            yield from batch["rows"]
-    return header, rows()
+def _listing(cfg, fmt: str):
+    """(header, items) of the daemon's streamed queue_list."""
+    it = ControlClient(cfg.control_socket, timeout=cfg.Timeout.control).stream("queue_list", format=fmt)
+    return next(it), it
 
 
 def print_mailq(cfg, out=None) -> int:
+    """sendmail's mailq listing; the daemon sends each entry preformatted."""
     out = out or sys.stdout
     try:
-        header, rows = _listing(cfg)
+        header, batches = _listing(cfg, "mailq")
         total = header.get("total", 0)
         if not total:
-            print("Mail queue is empty", file=out)
+            out.write("Mail queue is empty\n")
             return EX_OK
-        w = out.write
-        w(f"\t\t{cfg.spool_dir} ({total} request{'s' if total != 1 else ''})\n")
-        w("-----Q-ID----- --Size-- -----Q-Time----- ------------Sender/Recipient-----------\n")
-        for qid, size, created, sender, held, rcpts in rows:
-            w(_mailq_entry(qid, size, created, sender, held, rcpts))
-        w(f"\t\tTotal requests: {total}\n")
+        out.write(f"\t\t{cfg.spool_dir} ({total} request{'s' if total != 1 else ''})\n"
+                  "-----Q-ID----- --Size-- -----Q-Time----- ------------Sender/Recipient-----------\n")
+        for batch in batches:
+            out.write(batch["text"])
+        out.write(f"\t\tTotal requests: {total}\n")
     except ControlError as exc:
         _err("mailq", str(exc))
         return EX_TEMPFAIL
     return EX_OK
 
 
-def _mailq_entry(qid, size, created, sender, held, rcpts) -> str:
-    stamp = time.strftime("%a %b %d %H:%M", time.localtime(created))
-    lines = [f"{qid}{'!' if held else ' '}{size:>8} {stamp} <{sender}>\n"]
-    if held:
-        lines.append("      (on hold)\n")
-    for rcpt, status, reply in rcpts:
-        if reply:
-            lines.append(f"                 ({status}: {reply[:60]})\n")
-        lines.append(f"\t\t\t\t\t <{rcpt}>\n")
-    return "".join(lines)
-
-
 # ====================================================================== edgemail
 
-def _parser() -> argparse.ArgumentParser:
+def _parser():
+    import argparse
     p = argparse.ArgumentParser(prog="edgemail", description="dial-on-demand edge mail appliance")
     p.add_argument("-c", "--config", help=f"config file (default $EDGEMAIL_CONFIG or {DEFAULT_CONFIG})")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -568,7 +552,8 @@ def config_check(path: str) -> int:
 
 def _queue_json(cfg) -> int:
     try:
-        header, rows = _listing(cfg)
+        _, batches = _listing(cfg, "rows")
+        rows = (row for batch in batches for row in batch["rows"])
         out = sys.stdout
         out.write("[")
         for n, (qid, size, created, sender, held, rcpts) in enumerate(rows):

@@ -29,7 +29,6 @@ the socket is missing, refuses, or the connection breaks before a reply;
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -38,9 +37,13 @@ import socket
 import stat
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from . import maillog
 from .errors import ControlError
+
+if TYPE_CHECKING:
+    import asyncio
 
 log = logging.getLogger("edgemail.control")
 
@@ -80,10 +83,11 @@ class ControlServer:
         self.max_request = max_request
         self.timeout = timeout
         self.mode = mode
-        self._server: asyncio.base_events.Server | None = None
+        self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
         """Bind the socket.  Raises ControlError if another daemon answers on it."""
+        import asyncio      # here, not at the top: the clients (mailq) need no event loop
         _clear_stale(self.path)
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         old = os.umask(0o777 & ~self.mode)   # never visible with wider permissions
@@ -94,6 +98,7 @@ class ControlServer:
         os.chmod(self.path, self.mode)
 
     async def close(self) -> None:
+        import asyncio
         if self._server is None:
             return
         self._server.close()
@@ -104,6 +109,7 @@ class ControlServer:
             os.unlink(self.path)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        import asyncio
         try:
             while True:
                 try:

@@ -50,6 +50,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from importlib import metadata
 
@@ -128,7 +129,7 @@ async def _serve_locked(cfg, clock, notifier, store, runner, link, shutdown, lis
         queued = len(store.entries())
         notifier.ready(f"{queued} queued")
         log.info(maillog.ready(bound, cfg.control_socket, queued))
-        await _run_group(clock, notifier, store, runner, link, shutdown or _signals)
+        await _run_group(clock, notifier, store, runner, link, shutdown or _signals, ops.listing.warm)
     finally:
         notifier.stopping()
         for closer in [control.close, *(lst.close for lst in listeners)]:
@@ -152,7 +153,7 @@ def lock_spool(directory: str) -> int:
     return fd
 
 
-async def _run_group(clock, notifier, store, runner, link, trigger) -> None:
+async def _run_group(clock, notifier, store, runner, link, trigger, warm=None) -> None:
     async def wait_shutdown() -> None:
         reason = await trigger()
         notifier.stopping()
@@ -164,6 +165,8 @@ async def _run_group(clock, notifier, store, runner, link, trigger) -> None:
             tg.create_task(notifier.watchdog(clock))
             if hasattr(store, "pickup"):
                 tg.create_task(_pickup_loop(store, clock))
+            if warm is not None:
+                tg.create_task(warm())
             for part in (runner, link):
                 if part is not None and hasattr(part, "run"):
                     tg.create_task(part.run())
@@ -211,6 +214,7 @@ class ControlOps:
         self.cfg, self.store, self.clock = cfg, store, clock
         self.runner, self.link, self.listeners = runner, link, list(listeners)
         self.started = clock.wall()
+        self.listing = QueueListing(store)
 
     def handlers(self) -> dict:
         return {"submit": self.submit, "queue_list": self.queue_list, "queue_show": self.queue_show,
@@ -255,8 +259,8 @@ class ControlOps:
                         client=str(req.get("client") or "localhost"), arrived=self.clock.wall())
 
     async def queue_list(self, req: dict) -> Stream:
-        entries = self.store.entries()
-        return Stream(_batches(entries), {"total": len(entries)})
+        """``format``: "rows" (default) or "mailq" (preformatted text)."""
+        return self.listing.stream(req.get("format", "rows"))
 
     async def queue_show(self, req: dict) -> dict:
         qid = req.get("qid")
@@ -301,8 +305,57 @@ def _status_word(s) -> str:
     return getattr(s, "value", str(s or "queued"))
 
 
-def _batches(entries):
-    """queue_list rows, LIST_BATCH per line: [qid, size, created, from, held, [[rcpt, status, reply]...]]."""
+class QueueListing:
+    """``queue_list`` answers from the store's in-memory index: rows (for
+    ``--json``) or sendmail-style mailq text, LIST_BATCH entries per streamed
+    line.  The text of each entry is cached against the entry object (entries
+    are frozen; a change makes a new object), so a warm listing of 100,000
+    entries is a join of cached strings; ``warm()`` fills the cache after
+    start-up without blocking the loop."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+        self._text: dict[str, tuple[object, str]] = {}
+
+    def stream(self, fmt: str) -> Stream:
+        entries = self.store.entries()
+        if len(self._text) > 2 * len(entries) + 1000:      # forget removed entries
+            self._text = {e.qid: self._text[e.qid] for e in entries if e.qid in self._text}
+        make = self._text_batches if fmt == "mailq" else _row_batches
+        return Stream(make(entries), {"total": len(entries)})
+
+    def text(self, e) -> str:
+        hit = self._text.get(e.qid)
+        if hit is None or hit[0] is not e:
+            hit = self._text[e.qid] = (e, mailq_entry(e))
+        return hit[1]
+
+    def _text_batches(self, entries):
+        for i in range(0, len(entries), LIST_BATCH):
+            yield {"text": "".join(self.text(e) for e in entries[i:i + LIST_BATCH])}
+
+    async def warm(self) -> None:
+        entries = self.store.entries()
+        for i in range(0, len(entries), LIST_BATCH):
+            for e in entries[i:i + LIST_BATCH]:
+                self.text(e)
+            await asyncio.sleep(0)
+
+
+def mailq_entry(e) -> str:
+    """One entry as sendmail's mailq prints it ("!" after the qid: on hold)."""
+    stamp = time.strftime("%a %b %d %H:%M", time.localtime(e.created))
+    lines = [f"{e.qid}{'!' if e.held else ' '}{e.size:>8} {stamp} <{e.envelope.mail_from}>\n"]
+    for r in e.envelope.recipients:
+        reply = e.last_reply.get(r.address, "")
+        if reply:
+            lines.append(f"                 ({_status_word(e.rcpt_status.get(r.address))}: {reply[:60]})\n")
+        lines.append(f"\t\t\t\t\t <{r.address}>\n")
+    return "".join(lines)
+
+
+def _row_batches(entries):
+    """Rows, LIST_BATCH per line: [qid, size, created, from, held, [[rcpt, status, reply]...]]."""
     for i in range(0, len(entries), LIST_BATCH):
         yield {"rows": [
             [e.qid, e.size, e.created, e.envelope.mail_from, e.held,

@@ -58,7 +58,6 @@ on /dev/log with facility mail.  sendmail's LogLevel maps to Python levels:
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import os
 import sys
 
@@ -215,8 +214,8 @@ def setup(log_level: int = 9, *, stream=None, syslog: bool = False,
     h.setFormatter(_JournalFormatter(fmt) if os.environ.get("JOURNAL_STREAM") else logging.Formatter(fmt))
     handlers.append(h)
     if syslog:
-        sh = logging.handlers.SysLogHandler(address=syslog_address,
-                                            facility=logging.handlers.SysLogHandler.LOG_MAIL)
+        from logging.handlers import SysLogHandler   # here: only the daemon needs it (mailq starts faster)
+        sh = SysLogHandler(address=syslog_address, facility=SysLogHandler.LOG_MAIL)
         sh.ident = f"edgemail[{os.getpid()}]: "
         sh.setFormatter(logging.Formatter("%(message)s"))
         handlers.append(sh)
