@@ -403,7 +403,7 @@ def envelope_fields(env: Envelope) -> dict:
             "recipients": [{"address": r.address, "notify": sorted(r.notify), "orcpt": r.orcpt}
                            for r in env.recipients],
             "ret": env.ret, "envid": env.envid, "body": env.body, "precedence": env.precedence,
-            "msgid": env.msgid, "proto": env.proto, "client": env.client}
+            "msgid": env.msgid}
 
 
 def submit(cfg, env: Envelope, data: bytes) -> int:

@@ -35,6 +35,7 @@ import logging
 import os
 import socket
 import stat
+import struct
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -121,7 +122,7 @@ class ControlServer:
                     return
                 if not raw:
                     return
-                await self._answer(raw, writer)
+                await self._answer(raw, writer, _peer(writer))
         except (TimeoutError, ConnectionError):
             pass
         finally:
@@ -129,8 +130,8 @@ class ControlServer:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    async def _answer(self, raw: bytes, writer: asyncio.StreamWriter) -> None:
-        reply = await self.dispatch(raw)
+    async def _answer(self, raw: bytes, writer: asyncio.StreamWriter, peer: dict) -> None:
+        reply = await self.dispatch(raw, peer)
         if isinstance(reply, Stream):
             writer.write(_line({"ok": True, "stream": True, **reply.header}))
             count = 0
@@ -144,14 +145,17 @@ class ControlServer:
             writer.write(_line(reply))
         await writer.drain()
 
-    async def dispatch(self, raw: bytes) -> dict | Stream:
-        """One request line -> its reply (never raises)."""
+    async def dispatch(self, raw: bytes, peer: dict | None = None) -> dict | Stream:
+        """One request line -> its reply (never raises).  The handler sees the
+        request with ``_peer`` = the client's kernel credentials ({pid, uid,
+        gid}, SO_PEERCRED), replacing anything the client put there."""
         try:
             request = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             return self._refuse(f"bad JSON: {exc}")
         if not isinstance(request, dict) or not isinstance(request.get("op"), str):
             return self._refuse("a request is a JSON object with a string \"op\"")
+        request["_peer"] = peer or {}
         op = request["op"]
         handler = self.handlers.get(op)
         if handler is None:
@@ -171,6 +175,17 @@ class ControlServer:
     def _refuse(self, reason: str) -> dict:
         log.warning(maillog.bad_request(reason))
         return {"ok": False, "error": reason}
+
+
+def _peer(writer) -> dict:
+    """SO_PEERCRED of a unix-socket client: who is asking (not who it claims to be)."""
+    sock = writer.get_extra_info("socket")
+    try:
+        pid, uid, gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                            struct.calcsize("3i")))
+    except (OSError, AttributeError):
+        return {}
+    return {"pid": pid, "uid": uid, "gid": gid}
 
 
 def _clear_stale(path: str) -> None:
@@ -234,6 +249,10 @@ class ControlClient:
         sock.settimeout(self.timeout)
         try:
             sock.connect(self.path)
+        except PermissionError:
+            sock.close()
+            raise DaemonUnreachable(f"no permission to use the control socket {self.path} "
+                                    "(its group may use it)") from None
         except OSError as exc:
             sock.close()
             raise DaemonUnreachable(f"daemon not running (control socket {self.path}: "

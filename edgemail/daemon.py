@@ -68,7 +68,7 @@ log = logging.getLogger("edgemail.daemon")
 LIST_BATCH = 2000
 #: how often maildrop/ is looked at while running (sendmail writes there only
 #: when it cannot reach the daemon, so this is a safety net)
-PICKUP_S = 60.0
+PICKUP_S = 10.0
 
 
 class _Shutdown(Exception):
@@ -256,7 +256,7 @@ class ControlOps:
         return Envelope(mail_from=sender, recipients=recipients, ret=req.get("ret"), envid=req.get("envid"),
                         body=req.get("body"), size=size, precedence=int(req.get("precedence") or 0),
                         msgid=str(req.get("msgid") or ""), proto="local",
-                        client=str(req.get("client") or "localhost"), arrived=self.clock.wall())
+                        client=_local_client(req.get("_peer") or {}), arrived=self.clock.wall())
 
     async def queue_list(self, req: dict) -> Stream:
         """``format``: "rows" (default) or "mailq" (preformatted text)."""
@@ -299,6 +299,11 @@ class ControlOps:
                 "queued": len(entries), "held": sum(1 for e in entries if e.held),
                 "listeners": [f"{c.name}=[{c.address}]:{lst.port}" for c, lst in zip(self.cfg.listeners, self.listeners)],
                 "control": self.cfg.control_socket, "link": link}
+
+
+def _local_client(peer: dict) -> str:
+    """How a local submission is logged: the uid the kernel vouches for, not a claim."""
+    return f"localhost (uid {peer['uid']})" if "uid" in peer else "localhost"
 
 
 def _status_word(s) -> str:
