@@ -149,3 +149,75 @@ def test_sd_notify_ready_after_bind_watchdog_stopping(tmp_path):
     finally:
         d.kill()
         sock.close()
+
+
+# ---------------------------------------------------------------- in process: the seams
+
+class FakeRunner:
+    """What the delivery runner offers the daemon (a fake at the edge of this test)."""
+
+    def __init__(self) -> None:
+        self.committed: list[str] = []
+        self.runs: list[list[str]] = []
+        self.running = False
+
+    async def run(self) -> None:
+        import asyncio
+        self.running = True
+        await asyncio.Event().wait()
+
+    def on_commit(self, qid: str) -> None:
+        self.committed.append(qid)
+
+    async def queue_run(self, filters: list[str]) -> str:
+        self.runs.append(filters)
+        return f"queue run started ({len(filters)} filters)"
+
+
+class RecordingNotifier:
+    watchdog_interval = None
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def ready(self, status: str = "") -> None:
+        self.sent.append("READY=1")
+
+    def stopping(self) -> None:
+        self.sent.append("STOPPING=1")
+
+    async def watchdog(self, clock=None) -> None:
+        return None
+
+
+async def test_serve_in_process_wires_runner_and_stops_on_trigger(example_config, tmp_path):
+    import asyncio
+    import base64
+
+    from edgemail.daemon import serve
+    cfg = example_config()
+    runner, notifier, stop = FakeRunner(), RecordingNotifier(), asyncio.Event()
+
+    async def trigger() -> str:
+        await stop.wait()
+        return "test"
+
+    task = asyncio.create_task(serve(cfg, runner=runner, notifier=notifier, shutdown=trigger))
+    c = control(type("D", (), {"socket": cfg.control_socket})())
+    for _ in range(200):
+        if notifier.sent:
+            break
+        await asyncio.sleep(0.02)
+    assert notifier.sent == ["READY=1"] and runner.running
+    status = await asyncio.to_thread(c.request, "status")
+    port = int(status["listeners"][0].rsplit(":", 1)[1])
+    qid1 = await asyncio.to_thread(_smtp, port, "a@edge.example", ["b@example.net"], "Subject: x\r\n\r\ny\r\n")
+    reply = await asyncio.to_thread(c.request, "submit", mail_from="", recipients=[{"address": "c@example.net"}],
+                                    data_b64=base64.b64encode(b"Subject: z\r\n\r\nz\r\n").decode())
+    assert runner.committed == [qid1, reply["qid"]]
+    run = await asyncio.to_thread(c.request, "queue_run", filters=["R@example.net"])
+    assert run["message"] == "queue run started (1 filters)" and runner.runs == [["R@example.net"]]
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert notifier.sent[-1] == "STOPPING=1"
+    assert not os.path.exists(cfg.control_socket)
