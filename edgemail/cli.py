@@ -515,7 +515,10 @@ def _parser():
 
 
 def edgemail_main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    except SystemExit as exc:          # argparse: 2 on a usage error; sysexits says 64
+        return EX_USAGE if exc.code == 2 else (exc.code or EX_OK)
     if args.cmd == "config":
         return config_check(args.file or config_path(args.config))
     path = config_path(getattr(args, "run_config", None) or args.config)

@@ -144,6 +144,12 @@ def _run(args, **kw):
     return subprocess.run(args, capture_output=True, timeout=30, **kw)
 
 
+def test_edgemail_usage_error_exit_64():
+    r = _run([str(BIN / "edgemail"), "queue", "frobnicate"])
+    assert r.returncode == 64 and b"invalid choice" in r.stderr
+    assert _run([str(BIN / "edgemail"), "--help"]).returncode == 0
+
+
 def test_sendmail_usage_error_exit_64():
     r = _run([str(BIN / "sendmail"), "-Z"])
     assert r.returncode == 64, r.stderr
