@@ -17,7 +17,10 @@ opt=val``, ``-U``, ``-v``, ``-m``, ``-n``, ``-G``, ``-h N``, ``-L tag``,
 ``-A m|c``, ``-d...``, ``-X file``.  ``-q15m`` (a periodic queue-run
 daemon) is not what the daemon needs: it schedules runs itself, so the
 interval is ignored and one queue run is requested, with a note.
-``-bs``, ``-bd``, ``-bt``, ``-bv`` are refused with the reason (EX_USAGE).
+``-bs`` (SMTP on stdin/stdout, as PHP mailers use it) is relayed to the
+daemon's first listener on loopback: the dialogue is the daemon's own, and
+with the daemon down it fails with EX_TEMPFAIL (there is no maildrop for an
+SMTP dialogue).  ``-bd``, ``-bt``, ``-bv`` are refused with the reason (EX_USAGE).
 
 Input hygiene (DESIGN.md): LF and CRLF line ends become CRLF, a bare CR
 becomes a space, NUL bytes are dropped.  Without ``-i`` a line holding only
@@ -63,6 +66,8 @@ from .errors import ConfigError, ControlError, SpoolError
 EX_OK, EX_USAGE, EX_DATAERR, EX_NOINPUT = 0, 64, 65, 66
 EX_SOFTWARE, EX_TEMPFAIL, EX_CONFIG = 70, 75, 78
 DEFAULT_CONFIG = "/etc/edgemail/edgemail.toml"
+#: sendmail -bs: how long to wait for the server's last replies after stdin ends
+BS_DRAIN_S = 5.0
 
 
 class UsageError(Exception):
@@ -186,10 +191,8 @@ def _dsn_notify(text: str) -> frozenset[str]:
 
 
 def _mode(a: SendmailArgs, rest: str) -> None:
-    if rest in ("m", "p", "i"):
+    if rest in ("m", "p", "i", "s"):
         a.mode = rest
-    elif rest == "s":
-        raise UsageError("-bs (SMTP on stdin) is not supported: talk SMTP to the daemon's listener")
     elif rest == "d":
         raise UsageError("-bd: the daemon is started with `edgemail run`")
     elif rest in ("t", "v", "D", "P", "h", "H"):
@@ -367,7 +370,45 @@ def sendmail_main(argv: list[str] | None = None) -> int:
             if note.startswith("-q"):
                 _err("sendmail", note)
         return request_queue_run(cfg, a.queue_filters)
+    if a.mode == "s":
+        return smtp_on_stdio(cfg)
     return _submit_stdin(cfg, a)
+
+
+def smtp_on_stdio(cfg) -> int:
+    """``sendmail -bs``: relay stdin/stdout to the daemon's SMTP listener."""
+    import socket
+    import threading
+    reply, code = ask(cfg, "sendmail", "status")
+    if reply is None:
+        return code
+    try:
+        _, _, port = reply["listeners"][0].rpartition(":")
+        address = cfg.listeners[0].address
+        conn = socket.create_connection((address, int(port)), timeout=cfg.Timeout.command)
+    except (IndexError, KeyError, ValueError, OSError) as exc:
+        _err("sendmail", f"-bs: cannot reach the daemon's SMTP listener: {exc}")
+        return EX_TEMPFAIL
+    conn.settimeout(None)
+    closed = threading.Event()
+
+    def upstream() -> None:
+        stdin = sys.stdin.buffer
+        while chunk := stdin.read1(65536):
+            conn.sendall(chunk)
+        # stdin ended: give the server time to answer what was pipelined (a
+        # half-close would make aiosmtpd drop the session), then hang up.
+        if not closed.wait(BS_DRAIN_S):
+            conn.shutdown(socket.SHUT_RDWR)
+
+    threading.Thread(target=upstream, daemon=True).start()
+    out = sys.stdout.buffer
+    while chunk := conn.recv(65536):
+        out.write(chunk)
+        out.flush()
+    closed.set()
+    conn.close()
+    return EX_OK
 
 
 def _submit_stdin(cfg, a: SendmailArgs) -> int:

@@ -39,6 +39,7 @@ BIN = ROOT / ".venv" / "bin"
     (["-C", "/tmp/x.toml"], lambda a: a.config == "/tmp/x.toml"),
     (["--", "-weird@x.example"], lambda a: a.recipients == ["-weird@x.example"]),
     (["-bp"], lambda a: a.mode == "p"),
+    (["-bs"], lambda a: a.mode == "s"),
     (["-bm", "a@x.example"], lambda a: a.mode == "m"),
     (["-q"], lambda a: a.mode == "q" and a.queue_filters == []),
     (["-qR@example.org", "-q!Sfoo", "-qIabc"],
@@ -56,7 +57,6 @@ def test_flags(argv, check):
     (["-Bfoo"], "-B takes"),
     (["-N", "never,success"], "-N takes"),
     (["-Rmaybe"], "-R takes"),
-    (["-bs"], "not supported"),
     (["-bd"], "edgemail run"),
     (["-qXfoo"], "bad queue option"),
 ], ids=lambda x: " ".join(x) if isinstance(x, list) else "")

@@ -88,6 +88,18 @@ def test_submit_list_show_run_stop(daemon):
     assert not os.path.exists(daemon.socket)
 
 
+def test_sendmail_bs_speaks_the_daemons_smtp(daemon):
+    dialogue = (b"EHLO php.lan\r\nMAIL FROM:<web@edge.example>\r\nRCPT TO:<x@example.net>\r\n"
+                b"DATA\r\nSubject: bs\r\n\r\nhi\r\n.\r\nQUIT\r\n")
+    r = cli(daemon, "sendmail", "-bs", input=dialogue)
+    assert r.returncode == 0, r.stderr
+    replies = r.stdout.decode().splitlines()
+    assert replies[0].startswith("220 ") and replies[-1].startswith("221 ")
+    accepted = next(line for line in replies if line.startswith("250 2.0.0 "))
+    qid = accepted.split()[2]
+    assert control(daemon).request("queue_show", qid=qid)["from"] == "web@edge.example"
+
+
 def test_control_refuses_bad_submit(daemon):
     with pytest.raises(RequestFailed, match="bad envelope"):
         control(daemon).request("submit", mail_from="a@x.example", recipients=[{"address": "a@@b"}],
