@@ -233,3 +233,36 @@ async def test_serve_in_process_wires_runner_and_stops_on_trigger(example_config
     await asyncio.wait_for(task, 10)
     assert notifier.sent[-1] == "STOPPING=1"
     assert not os.path.exists(cfg.control_socket)
+
+
+def test_notifier_without_systemd_is_a_no_op(monkeypatch):
+    import asyncio
+
+    from edgemail.notify import Notifier
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    monkeypatch.delenv("WATCHDOG_USEC", raising=False)
+    n = Notifier()
+    assert not n.enabled and n.watchdog_interval is None
+    n.ready("x")
+    n.stopping()
+    asyncio.run(asyncio.wait_for(n.watchdog(), 1))     # returns at once
+
+
+@pytest.mark.parametrize("env_pid, want", [("", 0.25), ("self", 0.25), ("1", None)],
+                         ids=["no-pid", "our-pid", "other-pid"])
+def test_notifier_messages_and_watchdog_interval(tmp_path, monkeypatch, env_pid, want):
+    from edgemail.notify import Notifier
+    path = str(tmp_path / "n.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(path)
+        sock.settimeout(5)
+        pid = str(os.getpid()) if env_pid == "self" else env_pid
+        for key, value in {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "500000", "WATCHDOG_PID": pid}.items():
+            monkeypatch.setenv(key, value)
+        n = Notifier()
+        assert n.watchdog_interval == want
+        n.ready("3 queued")
+        n.status("busy")
+        n.stopping()
+        got = [sock.recv(4096).decode() for _ in range(3)]
+    assert got == ["READY=1\nSTATUS=3 queued", "STATUS=busy", "STOPPING=1"]
