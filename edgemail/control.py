@@ -17,7 +17,7 @@ true, ...}``, one line per item, and ``{"end": true, "count": N}``.
 Limits: a request line longer than ``max_request`` bytes is refused and the
 connection closed; a connection idle longer than ``timeout``
 (Timeout.control) is closed.  Bad JSON, a missing or unknown op, and a
-handler's ``ValueError``/``KeyError``/``ControlError`` get ``ok: false``
+handler's ``ValueError``/``KeyError``/``EdgemailError`` get ``ok: false``
 replies naming the problem; any other handler exception is logged once and
 answered ``internal error``; the server keeps running.
 
@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from . import maillog
-from .errors import ControlError
+from .errors import ControlError, EdgemailError
 
 if TYPE_CHECKING:
     import asyncio
@@ -162,7 +162,7 @@ class ControlServer:
             return self._refuse(f"unknown op {op!r}, expected one of {', '.join(sorted(self.handlers))}")
         try:
             reply = await handler(request)
-        except (ValueError, KeyError, TypeError, ControlError) as exc:
+        except (ValueError, KeyError, TypeError, EdgemailError) as exc:
             text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
             return {"ok": False, "error": f"{op}: {text}"}
         except Exception:

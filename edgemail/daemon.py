@@ -106,6 +106,7 @@ async def serve(cfg: Config, *, clock: Clock | None = None, store=None, runner=N
     """Run the daemon until `shutdown` returns (default: SIGTERM/SIGINT)."""
     clock = clock or SystemClock()
     notifier = notifier or Notifier()
+    shutdown = shutdown or SignalTrigger()     # installed now: a SIGTERM during recovery still stops cleanly
     log.info(maillog.starting(version(), cfg.path))
     lock = lock_spool(cfg.spool_dir)      # before recover(): it deletes tmp/ files
     try:
@@ -129,7 +130,7 @@ async def _serve_locked(cfg, clock, notifier, store, runner, link, shutdown, lis
         queued = len(store.entries())
         notifier.ready(f"{queued} queued")
         log.info(maillog.ready(bound, cfg.control_socket, queued))
-        await _run_group(clock, notifier, store, runner, link, shutdown or _signals, ops.listing.warm)
+        await _run_group(clock, notifier, store, runner, link, shutdown, ops.listing.warm)
     finally:
         notifier.stopping()
         for closer in [control.close, *(lst.close for lst in listeners)]:
@@ -175,17 +176,28 @@ async def _run_group(clock, notifier, store, runner, link, trigger, warm=None) -
         pass
 
 
-async def _signals() -> str:
-    """Wait for SIGTERM or SIGINT; returns the signal's name."""
-    loop = asyncio.get_running_loop()
-    got: asyncio.Future[str] = loop.create_future()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda s=sig: got.done() or got.set_result(s.name))
-    try:
-        return await got
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+class SignalTrigger:
+    """The default shutdown trigger: SIGTERM or SIGINT.  Handlers are installed
+    on construction (inside the running loop) and removed when it fires."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._got: asyncio.Future[str] = self._loop.create_future()
+        for sig in self.SIGNALS:
+            self._loop.add_signal_handler(sig, self._fire, sig)
+
+    def _fire(self, sig: signal.Signals) -> None:
+        if not self._got.done():
+            self._got.set_result(sig.name)
+
+    async def __call__(self) -> str:
+        try:
+            return await self._got
+        finally:
+            for sig in self.SIGNALS:
+                self._loop.remove_signal_handler(sig)
 
 
 def _log_recovery(report) -> None:
@@ -371,7 +383,7 @@ def _row_batches(entries):
 
 # ====================================================================== edgemail run
 
-EX_OSERR = 71
+EX_SOFTWARE, EX_OSERR = 70, 71
 
 
 def run(cfg: Config, *, syslog: bool = False) -> int:
@@ -390,4 +402,7 @@ def run(cfg: Config, *, syslog: bool = False) -> int:
         return EX_OSERR
     except KeyboardInterrupt:
         pass
+    except Exception as exc:     # incl. an ExceptionGroup from a part that crashed: say it once
+        log.critical(maillog.warning(f"stopped by an internal error: {exc!r}"), exc_info=True)
+        return EX_SOFTWARE
     return 0
