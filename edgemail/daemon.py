@@ -95,8 +95,9 @@ def make_store(cfg: Config, clock: Clock):
 
 def make_listeners(cfg: Config, store, runner) -> list:
     from .smtpd import SmtpListener
-    on_commit = getattr(runner, "on_commit", None)
-    return [SmtpListener(cfg, lst, store, on_commit=on_commit) for lst in cfg.listeners]
+    return [SmtpListener(cfg, lst, store, on_commit=getattr(runner, "on_commit", None),
+                         check_rcpt=getattr(runner, "check_rcpt", None),
+                         on_etrn=getattr(runner, "etrn", None)) for lst in cfg.listeners]
 
 
 async def serve(cfg: Config, *, clock: Clock | None = None, store=None, runner=None, link=None,
@@ -165,7 +166,7 @@ async def _run_group(clock, notifier, store, runner, link, trigger, warm=None) -
         async with asyncio.TaskGroup() as tg:
             tg.create_task(notifier.watchdog(clock))
             if hasattr(store, "pickup"):
-                tg.create_task(_pickup_loop(store, clock))
+                tg.create_task(_pickup_loop(store, clock, runner))
             if warm is not None:
                 tg.create_task(warm())
             for part in (runner, link):
@@ -205,12 +206,14 @@ def _log_recovery(report) -> None:
                                corrupt=len(report.corrupt), maildrop=len(report.imported)))
 
 
-async def _pickup_loop(store, clock: Clock) -> None:
+async def _pickup_loop(store, clock: Clock, runner=None) -> None:
     """Import maildrop/ files written while the daemon was starting (a
     ``sendmail`` that found no control socket yet), then every PICKUP_S."""
     while True:
         try:
-            await store.pickup()
+            for qid in await store.pickup():
+                if hasattr(runner, "on_commit"):
+                    runner.on_commit(qid)
         except SpoolError as exc:
             log.warning(maillog.warning(f"maildrop pickup failed: {exc}"))
         await clock.sleep(PICKUP_S)
