@@ -17,7 +17,10 @@ opt=val``, ``-U``, ``-v``, ``-m``, ``-n``, ``-G``, ``-h N``, ``-L tag``,
 ``-A m|c``, ``-d...``, ``-X file``.  ``-q15m`` (a periodic queue-run
 daemon) is not what the daemon needs: it schedules runs itself, so the
 interval is ignored and one queue run is requested, with a note.
-``-bs``, ``-bd``, ``-bt``, ``-bv`` are refused with the reason (EX_USAGE).
+``-bs`` (SMTP on stdin/stdout, as PHP mailers use it) is relayed to the
+daemon's first listener on loopback: the dialogue is the daemon's own, and
+with the daemon down it fails with EX_TEMPFAIL (there is no maildrop for an
+SMTP dialogue).  ``-bd``, ``-bt``, ``-bv`` are refused with the reason (EX_USAGE).
 ``-bh`` prints the host status, ``-bH`` purges expired entries (as the
 ``hoststat`` and ``purgestat`` commands and ``edgemail hoststat|purgestat``).
 
@@ -49,9 +52,7 @@ $EDGEMAIL_CONFIG, else /etc/edgemail/edgemail.toml.
 
 from __future__ import annotations
 
-import argparse
 import base64
-import email.utils
 import json
 import os
 import pwd
@@ -61,7 +62,6 @@ import time
 from dataclasses import dataclass, field
 
 from . import config as configmod
-from .address import AddressError, parse_address
 from .control import ControlClient, DaemonUnreachable, RequestFailed
 from .envelope import Envelope, Recipient, precedence_class
 from .errors import ConfigError, ControlError, SpoolError
@@ -69,6 +69,8 @@ from .errors import ConfigError, ControlError, SpoolError
 EX_OK, EX_USAGE, EX_DATAERR, EX_NOINPUT = 0, 64, 65, 66
 EX_SOFTWARE, EX_TEMPFAIL, EX_CONFIG = 70, 75, 78
 DEFAULT_CONFIG = "/etc/edgemail/edgemail.toml"
+#: sendmail -bs: how long to wait for the server's last replies after stdin ends
+BS_DRAIN_S = 5.0
 
 
 class UsageError(Exception):
@@ -192,10 +194,8 @@ def _dsn_notify(text: str) -> frozenset[str]:
 
 
 def _mode(a: SendmailArgs, rest: str) -> None:
-    if rest in ("m", "p", "i"):
+    if rest in ("m", "p", "i", "s"):
         a.mode = rest
-    elif rest == "s":
-        raise UsageError("-bs (SMTP on stdin) is not supported: talk SMTP to the daemon's listener")
     elif rest == "d":
         raise UsageError("-bd: the daemon is started with `edgemail run`")
     elif rest in ("h", "H"):
@@ -282,6 +282,7 @@ def _value(field_: bytes) -> str:
 
 def qualify(addr: str, domain: str) -> str:
     """Parse one address; a bare local part gets `domain`.  Raises DataError."""
+    from .address import AddressError, parse_address     # lazily: mailq does not need it
     addr = addr.strip()
     if addr.startswith("<") and addr.endswith(">"):
         addr = addr[1:-1]
@@ -299,12 +300,14 @@ def header_recipients(fields: list[bytes]) -> list[str]:
     resent = any(n.startswith("resent-") for n in names)
     want = {"resent-to", "resent-cc", "resent-bcc"} if resent else {"to", "cc", "bcc"}
     values = [_value(f) for f in fields if _name(f) in want]
+    import email.utils
     return [addr for _, addr in email.utils.getaddresses(values) if addr]
 
 
 def prepare(raw: bytes, a: SendmailArgs, *, sender: str, domain: str, hostname: str,
             now: float) -> Prepared:
     """Build the message to queue and its recipients.  Raises DataError/UsageError."""
+    import email.utils       # here: mailq and -q never need it
     fields, body = split_header(read_lines(raw, ignore_dots=a.ignore_dots))
     cmdline = [qualify(r, domain) for arg in a.recipients for r in _split_list(arg)]
     if a.extract:
@@ -374,7 +377,45 @@ def sendmail_main(argv: list[str] | None = None) -> int:
             if note.startswith("-q"):
                 _err("sendmail", note)
         return request_queue_run(cfg, a.queue_filters)
+    if a.mode == "s":
+        return smtp_on_stdio(cfg)
     return _submit_stdin(cfg, a)
+
+
+def smtp_on_stdio(cfg) -> int:
+    """``sendmail -bs``: relay stdin/stdout to the daemon's SMTP listener."""
+    import socket
+    import threading
+    reply, code = ask(cfg, "sendmail", "status")
+    if reply is None:
+        return code
+    try:
+        _, _, port = reply["listeners"][0].rpartition(":")
+        address = cfg.listeners[0].address
+        conn = socket.create_connection((address, int(port)), timeout=cfg.Timeout.command)
+    except (IndexError, KeyError, ValueError, OSError) as exc:
+        _err("sendmail", f"-bs: cannot reach the daemon's SMTP listener: {exc}")
+        return EX_TEMPFAIL
+    conn.settimeout(None)
+    closed = threading.Event()
+
+    def upstream() -> None:
+        stdin = sys.stdin.buffer
+        while chunk := stdin.read1(65536):
+            conn.sendall(chunk)
+        # stdin ended: give the server time to answer what was pipelined (a
+        # half-close would make aiosmtpd drop the session), then hang up.
+        if not closed.wait(BS_DRAIN_S):
+            conn.shutdown(socket.SHUT_RDWR)
+
+    threading.Thread(target=upstream, daemon=True).start()
+    out = sys.stdout.buffer
+    while chunk := conn.recv(65536):
+        out.write(chunk)
+        out.flush()
+    closed.set()
+    conn.close()
+    return EX_OK
 
 
 def _submit_stdin(cfg, a: SendmailArgs) -> int:
@@ -410,7 +451,7 @@ def envelope_fields(env: Envelope) -> dict:
             "recipients": [{"address": r.address, "notify": sorted(r.notify), "orcpt": r.orcpt}
                            for r in env.recipients],
             "ret": env.ret, "envid": env.envid, "body": env.body, "precedence": env.precedence,
-            "msgid": env.msgid, "proto": env.proto, "client": env.client}
+            "msgid": env.msgid}
 
 
 def submit(cfg, env: Envelope, data: bytes) -> int:
@@ -469,52 +510,36 @@ def mailq_main(argv: list[str] | None = None) -> int:
     return sendmail_main(["-bp", *(sys.argv[1:] if argv is None else argv)])
 
 
-def _listing(cfg):
-    """(header, rows) from the daemon: rows are [qid, size, created, from, held, [[rcpt, status, reply], ...]]."""
-    it = ControlClient(cfg.control_socket, timeout=cfg.Timeout.control).stream("queue_list")
-    header = next(it)
-
-    def rows():
-        for batch in it:
-            yield from batch["rows"]
-    return header, rows()
+def _listing(cfg, fmt: str):
+    """(header, items) of the daemon's streamed queue_list."""
+    it = ControlClient(cfg.control_socket, timeout=cfg.Timeout.control).stream("queue_list", format=fmt)
+    return next(it), it
 
 
 def print_mailq(cfg, out=None) -> int:
+    """sendmail's mailq listing; the daemon sends each entry preformatted."""
     out = out or sys.stdout
     try:
-        header, rows = _listing(cfg)
+        header, batches = _listing(cfg, "mailq")
         total = header.get("total", 0)
         if not total:
-            print("Mail queue is empty", file=out)
+            out.write("Mail queue is empty\n")
             return EX_OK
-        w = out.write
-        w(f"\t\t{cfg.spool_dir} ({total} request{'s' if total != 1 else ''})\n")
-        w("-----Q-ID----- --Size-- -----Q-Time----- ------------Sender/Recipient-----------\n")
-        for qid, size, created, sender, held, rcpts in rows:
-            w(_mailq_entry(qid, size, created, sender, held, rcpts))
-        w(f"\t\tTotal requests: {total}\n")
+        out.write(f"\t\t{cfg.spool_dir} ({total} request{'s' if total != 1 else ''})\n"
+                  "-----Q-ID----- --Size-- -----Q-Time----- ------------Sender/Recipient-----------\n")
+        for batch in batches:
+            out.write(batch["text"])
+        out.write(f"\t\tTotal requests: {total}\n")
     except ControlError as exc:
         _err("mailq", str(exc))
         return EX_TEMPFAIL
     return EX_OK
 
 
-def _mailq_entry(qid, size, created, sender, held, rcpts) -> str:
-    stamp = time.strftime("%a %b %d %H:%M", time.localtime(created))
-    lines = [f"{qid}{'!' if held else ' '}{size:>8} {stamp} <{sender}>\n"]
-    if held:
-        lines.append("      (on hold)\n")
-    for rcpt, status, reply in rcpts:
-        if reply:
-            lines.append(f"                 ({status}: {reply[:60]})\n")
-        lines.append(f"\t\t\t\t\t <{rcpt}>\n")
-    return "".join(lines)
-
-
 # ====================================================================== edgemail
 
-def _parser() -> argparse.ArgumentParser:
+def _parser():
+    import argparse
     p = argparse.ArgumentParser(prog="edgemail", description="dial-on-demand edge mail appliance")
     p.add_argument("-c", "--config", help=f"config file (default $EDGEMAIL_CONFIG or {DEFAULT_CONFIG})")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -541,7 +566,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def edgemail_main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    except SystemExit as exc:          # argparse: 2 on a usage error; sysexits says 64
+        return EX_USAGE if exc.code == 2 else (exc.code or EX_OK)
     if args.cmd == "config":
         return config_check(args.file or config_path(args.config))
     path = config_path(getattr(args, "run_config", None) or args.config)
@@ -582,7 +610,8 @@ def config_check(path: str) -> int:
 
 def _queue_json(cfg) -> int:
     try:
-        header, rows = _listing(cfg)
+        _, batches = _listing(cfg, "rows")
+        rows = (row for batch in batches for row in batch["rows"])
         out = sys.stdout
         out.write("[")
         for n, (qid, size, created, sender, held, rcpts) in enumerate(rows):

@@ -17,7 +17,7 @@ true, ...}``, one line per item, and ``{"end": true, "count": N}``.
 Limits: a request line longer than ``max_request`` bytes is refused and the
 connection closed; a connection idle longer than ``timeout``
 (Timeout.control) is closed.  Bad JSON, a missing or unknown op, and a
-handler's ``ValueError``/``KeyError``/``ControlError`` get ``ok: false``
+handler's ``ValueError``/``KeyError``/``EdgemailError`` get ``ok: false``
 replies naming the problem; any other handler exception is logged once and
 answered ``internal error``; the server keeps running.
 
@@ -29,18 +29,22 @@ the socket is missing, refuses, or the connection breaks before a reply;
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
 import os
 import socket
 import stat
+import struct
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from . import maillog
-from .errors import ControlError
+from .errors import ControlError, EdgemailError
+
+if TYPE_CHECKING:
+    import asyncio
 
 log = logging.getLogger("edgemail.control")
 
@@ -80,10 +84,11 @@ class ControlServer:
         self.max_request = max_request
         self.timeout = timeout
         self.mode = mode
-        self._server: asyncio.base_events.Server | None = None
+        self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
         """Bind the socket.  Raises ControlError if another daemon answers on it."""
+        import asyncio      # here, not at the top: the clients (mailq) need no event loop
         _clear_stale(self.path)
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         old = os.umask(0o777 & ~self.mode)   # never visible with wider permissions
@@ -94,6 +99,7 @@ class ControlServer:
         os.chmod(self.path, self.mode)
 
     async def close(self) -> None:
+        import asyncio
         if self._server is None:
             return
         self._server.close()
@@ -104,6 +110,7 @@ class ControlServer:
             os.unlink(self.path)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        import asyncio
         try:
             while True:
                 try:
@@ -115,7 +122,7 @@ class ControlServer:
                     return
                 if not raw:
                     return
-                await self._answer(raw, writer)
+                await self._answer(raw, writer, _peer(writer))
         except (TimeoutError, ConnectionError):
             pass
         finally:
@@ -123,8 +130,8 @@ class ControlServer:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    async def _answer(self, raw: bytes, writer: asyncio.StreamWriter) -> None:
-        reply = await self.dispatch(raw)
+    async def _answer(self, raw: bytes, writer: asyncio.StreamWriter, peer: dict) -> None:
+        reply = await self.dispatch(raw, peer)
         if isinstance(reply, Stream):
             writer.write(_line({"ok": True, "stream": True, **reply.header}))
             count = 0
@@ -138,21 +145,24 @@ class ControlServer:
             writer.write(_line(reply))
         await writer.drain()
 
-    async def dispatch(self, raw: bytes) -> dict | Stream:
-        """One request line -> its reply (never raises)."""
+    async def dispatch(self, raw: bytes, peer: dict | None = None) -> dict | Stream:
+        """One request line -> its reply (never raises).  The handler sees the
+        request with ``_peer`` = the client's kernel credentials ({pid, uid,
+        gid}, SO_PEERCRED), replacing anything the client put there."""
         try:
             request = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             return self._refuse(f"bad JSON: {exc}")
         if not isinstance(request, dict) or not isinstance(request.get("op"), str):
             return self._refuse("a request is a JSON object with a string \"op\"")
+        request["_peer"] = peer or {}
         op = request["op"]
         handler = self.handlers.get(op)
         if handler is None:
             return self._refuse(f"unknown op {op!r}, expected one of {', '.join(sorted(self.handlers))}")
         try:
             reply = await handler(request)
-        except (ValueError, KeyError, TypeError, ControlError) as exc:
+        except (ValueError, KeyError, TypeError, EdgemailError) as exc:
             text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
             return {"ok": False, "error": f"{op}: {text}"}
         except Exception:
@@ -165,6 +175,17 @@ class ControlServer:
     def _refuse(self, reason: str) -> dict:
         log.warning(maillog.bad_request(reason))
         return {"ok": False, "error": reason}
+
+
+def _peer(writer) -> dict:
+    """SO_PEERCRED of a unix-socket client: who is asking (not who it claims to be)."""
+    sock = writer.get_extra_info("socket")
+    try:
+        pid, uid, gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                            struct.calcsize("3i")))
+    except (OSError, AttributeError):
+        return {}
+    return {"pid": pid, "uid": uid, "gid": gid}
 
 
 def _clear_stale(path: str) -> None:
@@ -228,6 +249,10 @@ class ControlClient:
         sock.settimeout(self.timeout)
         try:
             sock.connect(self.path)
+        except PermissionError:
+            sock.close()
+            raise DaemonUnreachable(f"no permission to use the control socket {self.path} "
+                                    "(its group may use it)") from None
         except OSError as exc:
             sock.close()
             raise DaemonUnreachable(f"daemon not running (control socket {self.path}: "

@@ -53,6 +53,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from importlib import metadata
 
@@ -70,7 +71,7 @@ log = logging.getLogger("edgemail.daemon")
 LIST_BATCH = 2000
 #: how often maildrop/ is looked at while running (sendmail writes there only
 #: when it cannot reach the daemon, so this is a safety net)
-PICKUP_S = 60.0
+PICKUP_S = 10.0
 
 
 class _Shutdown(Exception):
@@ -115,6 +116,7 @@ async def serve(cfg: Config, *, clock: Clock | None = None, store=None, runner=N
     """Run the daemon until `shutdown` returns (default: SIGTERM/SIGINT)."""
     clock = clock or SystemClock()
     notifier = notifier or Notifier()
+    shutdown = shutdown or SignalTrigger()     # installed now: a SIGTERM during recovery still stops cleanly
     log.info(maillog.starting(version(), cfg.path))
     lock = lock_spool(cfg.spool_dir)      # before recover(): it deletes tmp/ files
     try:
@@ -139,7 +141,7 @@ async def _serve_locked(cfg, clock, notifier, store, runner, link, shutdown, lis
         queued = len(store.entries())
         notifier.ready(f"{queued} queued")
         log.info(maillog.ready(bound, cfg.control_socket, queued))
-        await _run_group(clock, notifier, store, runner, link, shutdown or _signals)
+        await _run_group(clock, notifier, store, runner, link, shutdown, ops.listing.warm)
     finally:
         notifier.stopping()
         for closer in [control.close, *(lst.close for lst in listeners)]:
@@ -163,7 +165,7 @@ def lock_spool(directory: str) -> int:
     return fd
 
 
-async def _run_group(clock, notifier, store, runner, link, trigger) -> None:
+async def _run_group(clock, notifier, store, runner, link, trigger, warm=None) -> None:
     async def wait_shutdown() -> None:
         reason = await trigger()
         notifier.stopping()
@@ -175,6 +177,8 @@ async def _run_group(clock, notifier, store, runner, link, trigger) -> None:
             tg.create_task(notifier.watchdog(clock))
             if hasattr(store, "pickup"):
                 tg.create_task(_pickup_loop(store, clock, runner))
+            if warm is not None:
+                tg.create_task(warm())
             for part in (runner, link):
                 if part is not None and hasattr(part, "run"):
                     tg.create_task(part.run())
@@ -183,17 +187,28 @@ async def _run_group(clock, notifier, store, runner, link, trigger) -> None:
         pass
 
 
-async def _signals() -> str:
-    """Wait for SIGTERM or SIGINT; returns the signal's name."""
-    loop = asyncio.get_running_loop()
-    got: asyncio.Future[str] = loop.create_future()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda s=sig: got.done() or got.set_result(s.name))
-    try:
-        return await got
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+class SignalTrigger:
+    """The default shutdown trigger: SIGTERM or SIGINT.  Handlers are installed
+    on construction (inside the running loop) and removed when it fires."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._got: asyncio.Future[str] = self._loop.create_future()
+        for sig in self.SIGNALS:
+            self._loop.add_signal_handler(sig, self._fire, sig)
+
+    def _fire(self, sig: signal.Signals) -> None:
+        if not self._got.done():
+            self._got.set_result(sig.name)
+
+    async def __call__(self) -> str:
+        try:
+            return await self._got
+        finally:
+            for sig in self.SIGNALS:
+                self._loop.remove_signal_handler(sig)
 
 
 def _log_recovery(report) -> None:
@@ -224,6 +239,7 @@ class ControlOps:
         self.cfg, self.store, self.clock = cfg, store, clock
         self.runner, self.link, self.listeners = runner, link, list(listeners)
         self.started = clock.wall()
+        self.listing = QueueListing(store)
 
     def handlers(self) -> dict:
         ops = {"submit": self.submit, "queue_list": self.queue_list, "queue_show": self.queue_show,
@@ -268,11 +284,11 @@ class ControlOps:
         return Envelope(mail_from=sender, recipients=recipients, ret=req.get("ret"), envid=req.get("envid"),
                         body=req.get("body"), size=size, precedence=int(req.get("precedence") or 0),
                         msgid=str(req.get("msgid") or ""), proto="local",
-                        client=str(req.get("client") or "localhost"), arrived=self.clock.wall())
+                        client=_local_client(req.get("_peer") or {}), arrived=self.clock.wall())
 
     async def queue_list(self, req: dict) -> Stream:
-        entries = self.store.entries()
-        return Stream(_batches(entries), {"total": len(entries)})
+        """``format``: "rows" (default) or "mailq" (preformatted text)."""
+        return self.listing.stream(req.get("format", "rows"))
 
     async def queue_show(self, req: dict) -> dict:
         qid = req.get("qid")
@@ -356,13 +372,66 @@ def runner_ops(runner) -> dict:
 
     return {"hoststat": hoststat, "purgestat": purgestat, "link_up": link_up, "link_down": link_down}
 
+def _local_client(peer: dict) -> str:
+    """How a local submission is logged: the uid the kernel vouches for, not a claim."""
+    return f"localhost (uid {peer['uid']})" if "uid" in peer else "localhost"
+
 
 def _status_word(s) -> str:
     return getattr(s, "value", str(s or "queued"))
 
 
-def _batches(entries):
-    """queue_list rows, LIST_BATCH per line: [qid, size, created, from, held, [[rcpt, status, reply]...]]."""
+class QueueListing:
+    """``queue_list`` answers from the store's in-memory index: rows (for
+    ``--json``) or sendmail-style mailq text, LIST_BATCH entries per streamed
+    line.  The text of each entry is cached against the entry object (entries
+    are frozen; a change makes a new object), so a warm listing of 100,000
+    entries is a join of cached strings; ``warm()`` fills the cache after
+    start-up without blocking the loop."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+        self._text: dict[str, tuple[object, str]] = {}
+
+    def stream(self, fmt: str) -> Stream:
+        entries = self.store.entries()
+        if len(self._text) > 2 * len(entries) + 1000:      # forget removed entries
+            self._text = {e.qid: self._text[e.qid] for e in entries if e.qid in self._text}
+        make = self._text_batches if fmt == "mailq" else _row_batches
+        return Stream(make(entries), {"total": len(entries)})
+
+    def text(self, e) -> str:
+        hit = self._text.get(e.qid)
+        if hit is None or hit[0] is not e:
+            hit = self._text[e.qid] = (e, mailq_entry(e))
+        return hit[1]
+
+    def _text_batches(self, entries):
+        for i in range(0, len(entries), LIST_BATCH):
+            yield {"text": "".join(self.text(e) for e in entries[i:i + LIST_BATCH])}
+
+    async def warm(self) -> None:
+        entries = self.store.entries()
+        for i in range(0, len(entries), LIST_BATCH):
+            for e in entries[i:i + LIST_BATCH]:
+                self.text(e)
+            await asyncio.sleep(0)
+
+
+def mailq_entry(e) -> str:
+    """One entry as sendmail's mailq prints it ("!" after the qid: on hold)."""
+    stamp = time.strftime("%a %b %d %H:%M", time.localtime(e.created))
+    lines = [f"{e.qid}{'!' if e.held else ' '}{e.size:>8} {stamp} <{e.envelope.mail_from}>\n"]
+    for r in e.envelope.recipients:
+        reply = e.last_reply.get(r.address, "")
+        if reply:
+            lines.append(f"                 ({_status_word(e.rcpt_status.get(r.address))}: {reply[:60]})\n")
+        lines.append(f"\t\t\t\t\t <{r.address}>\n")
+    return "".join(lines)
+
+
+def _row_batches(entries):
+    """Rows, LIST_BATCH per line: [qid, size, created, from, held, [[rcpt, status, reply]...]]."""
     for i in range(0, len(entries), LIST_BATCH):
         yield {"rows": [
             [e.qid, e.size, e.created, e.envelope.mail_from, e.held,
@@ -373,7 +442,7 @@ def _batches(entries):
 
 # ====================================================================== edgemail run
 
-EX_OSERR = 71
+EX_SOFTWARE, EX_OSERR = 70, 71
 
 
 def run(cfg: Config, *, syslog: bool = False) -> int:
@@ -392,4 +461,7 @@ def run(cfg: Config, *, syslog: bool = False) -> int:
         return EX_OSERR
     except KeyboardInterrupt:
         pass
+    except Exception as exc:     # incl. an ExceptionGroup from a part that crashed: say it once
+        log.critical(maillog.warning(f"stopped by an internal error: {exc!r}"), exc_info=True)
+        return EX_SOFTWARE
     return 0

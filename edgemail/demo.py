@@ -88,6 +88,10 @@ def write_config(directory: Path, overrides: dict | None = None) -> Path:
         "local": {"aliases": str(ROOT / "etc" / "aliases"), "maildir": str(directory / "mail" / "%u" / "Maildir")},
         "link": {"mode": "none", "policy": "", "state_file": str(directory / "link.json")},
         "SmartHostAuthFile": "",
+        # The example's smart host is the hardware-sim ISP (192.0.2.25): on the
+        # loopback demo it is a refused loopback port, so mail for the
+        # Internet stays queued and nothing leaves this machine.
+        "SmartHost": "[127.0.0.1]:1",
     }
     data = _merge(_merge(data, base), overrides or {})
     path = directory / "edgemail.toml"

@@ -33,10 +33,12 @@ Lines (sendmail LogLevel at which each appears in brackets):
         session limits (max_sessions, per client) refused a connection.
   NOQUEUE: internal error after CMD from [ip]:port   [1]
         our bug: answered 451 4.3.0, traceback logged once, session goes on.
-  QID: maildrop import, file=NAME   [5]
+  QID: imported from maildrop/NAME   [5]
         a message ``sendmail`` left in maildrop/ while the daemon was down.
+  spool: removed N stale file(s) from tmp/   [5]
   spool: recovered entries=N, tmp_removed=N, corrupt=N, maildrop=N   [1]
-  spool: corrupt queue file moved to corrupt/, file=NAME, reason=TEXT   [1]
+  NAME: moved to corrupt/NEWNAME: REASON   [1]
+        an unreadable queue or maildrop file, kept for inspection.
   control: queue run requested: filters=LIST   [5]
   control: bad request: REASON   [4]
   daemon: starting, version=V, config=PATH   [1]
@@ -58,7 +60,6 @@ on /dev/log with facility mail.  sendmail's LogLevel maps to Python levels:
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import os
 import sys
 
@@ -137,7 +138,7 @@ def internal_error(peer: str, after: str) -> str:
 
 
 def maildrop_import(qid: str, name: str) -> str:
-    return f"{qid}: maildrop import, file={clean(name)}"
+    return f"{qid}: imported from maildrop/{clean(name)}"
 
 
 # ------------------------------------------------------------------ spool, control, daemon
@@ -147,8 +148,12 @@ def recovered(*, entries: int, tmp_removed: int, corrupt: int, maildrop: int) ->
                                         ("corrupt", corrupt), ("maildrop", maildrop))
 
 
-def corrupt_file(name: str, reason: str) -> str:
-    return "spool: corrupt queue file moved to corrupt/, " + _pairs(("file", name), ("reason", reason))
+def stale_tmp(count: int) -> str:
+    return f"spool: removed {count} stale file(s) from tmp/"
+
+
+def corrupt_file(name: str, moved_to: str, reason: object) -> str:
+    return f"{clean(name)}: moved to corrupt/{clean(moved_to)}: {clean(reason)}"
 
 
 def queue_run_requested(filters: list[str]) -> str:
@@ -215,8 +220,8 @@ def setup(log_level: int = 9, *, stream=None, syslog: bool = False,
     h.setFormatter(_JournalFormatter(fmt) if os.environ.get("JOURNAL_STREAM") else logging.Formatter(fmt))
     handlers.append(h)
     if syslog:
-        sh = logging.handlers.SysLogHandler(address=syslog_address,
-                                            facility=logging.handlers.SysLogHandler.LOG_MAIL)
+        from logging.handlers import SysLogHandler   # here: only the daemon needs it (mailq starts faster)
+        sh = SysLogHandler(address=syslog_address, facility=SysLogHandler.LOG_MAIL)
         sh.ident = f"edgemail[{os.getpid()}]: "
         sh.setFormatter(logging.Formatter("%(message)s"))
         handlers.append(sh)

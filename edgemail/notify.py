@@ -26,8 +26,8 @@ log = logging.getLogger("edgemail.daemon")
 class Notifier:
     """What the daemon tells systemd."""
 
-    def __init__(self, environ: dict[str, str] | None = None) -> None:
-        env = os.environ if environ is None else environ
+    def __init__(self) -> None:
+        env = os.environ        # sdnotify reads $NOTIFY_SOCKET from here itself
         self.enabled = bool(env.get("NOTIFY_SOCKET"))
         self._warned = False
         self._sd = None

@@ -328,6 +328,8 @@ class Store:
     # --- writing -------------------------------------------------------------------
 
     def _new_entry(self, env: Envelope, data: bytes, created: float) -> tuple[QueueEntry, bytes]:
+        if not env.recipients:           # it would count as done and vanish at recovery
+            raise SpoolError("refusing to queue a message without recipients")
         qid = self._qids()
         while qid in self._index or qid in self._pending:
             qid = self._qids()
@@ -555,7 +557,10 @@ class Store:
                     _unlink_quietly(path)
                 continue
             try:
-                found.append((path, record.decode(_read(path), kind=record.KIND_MAILDROP)))
+                qf = record.decode(_read(path), kind=record.KIND_MAILDROP)
+                if not qf.envelope.recipients:
+                    raise CorruptQueueFile("no recipients")
+                found.append((path, qf))
             except (CorruptQueueFile, OSError) as exc:
                 corrupt.append(self._quarantine(path, exc))
         return found

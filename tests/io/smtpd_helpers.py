@@ -5,54 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 
-from edgemail.envelope import Envelope, QueueIdGenerator
 from edgemail.smtpd import SmtpListener
 
-try:
-    from edgemail.spool.store import Store
-except ImportError:        # XXX: until the spool lands; same interface (docs/interfaces.md)
-    Store = None
+from edgemail.spool.store import Store
 
 
-class InterimStore:
-    """Writes each message to its own fsynced file: docs/interfaces.md's
-    commit/has_room/read_data/get, used only while edgemail/spool/store.py
-    is not in the tree."""
-
-    def __init__(self, directory: str) -> None:
-        self.dir = directory
-        os.makedirs(directory, exist_ok=True)
-        self._qids = QueueIdGenerator(os.getpid())
-        self._env: dict[str, Envelope] = {}
-
-    def has_room(self, size: int = 0) -> bool:
-        return True
-
-    async def commit(self, env: Envelope, data: bytes) -> str:
-        qid = self._qids()
-        await asyncio.to_thread(self._write, qid, data)
-        self._env[qid] = env
-        return qid
-
-    def _write(self, qid: str, data: bytes) -> None:
-        with open(os.path.join(self.dir, qid), "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-
-    def read_data(self, qid: str) -> bytes:
-        with open(os.path.join(self.dir, qid), "rb") as f:
-            return f.read()
-
-    def get(self, qid: str):
-        return type("Entry", (), {"qid": qid, "envelope": self._env[qid]})()
-
-
-def make_store(directory: str):
-    if Store is None:
-        return InterimStore(directory)
+def make_store(directory: str) -> Store:
+    """The real spool in a temporary directory."""
     store = Store(directory)
     store.recover()
     return store

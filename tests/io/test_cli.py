@@ -39,6 +39,7 @@ BIN = ROOT / ".venv" / "bin"
     (["-C", "/tmp/x.toml"], lambda a: a.config == "/tmp/x.toml"),
     (["--", "-weird@x.example"], lambda a: a.recipients == ["-weird@x.example"]),
     (["-bp"], lambda a: a.mode == "p"),
+    (["-bs"], lambda a: a.mode == "s"),
     (["-bm", "a@x.example"], lambda a: a.mode == "m"),
     (["-q"], lambda a: a.mode == "q" and a.queue_filters == []),
     (["-qR@example.org", "-q!Sfoo", "-qIabc"],
@@ -56,7 +57,6 @@ def test_flags(argv, check):
     (["-Bfoo"], "-B takes"),
     (["-N", "never,success"], "-N takes"),
     (["-Rmaybe"], "-R takes"),
-    (["-bs"], "not supported"),
     (["-bd"], "edgemail run"),
     (["-qXfoo"], "bad queue option"),
 ], ids=lambda x: " ".join(x) if isinstance(x, list) else "")
@@ -144,6 +144,12 @@ def _run(args, **kw):
     return subprocess.run(args, capture_output=True, timeout=30, **kw)
 
 
+def test_edgemail_usage_error_exit_64():
+    r = _run([str(BIN / "edgemail"), "queue", "frobnicate"])
+    assert r.returncode == 64 and b"invalid choice" in r.stderr
+    assert _run([str(BIN / "edgemail"), "--help"]).returncode == 0
+
+
 def test_sendmail_usage_error_exit_64():
     r = _run([str(BIN / "sendmail"), "-Z"])
     assert r.returncode == 64, r.stderr
@@ -180,3 +186,63 @@ def test_edgemail_queue_list_daemon_down(tmp_path):
     r = _run([sys.executable, "-m", "edgemail", "-c", str(cfg), "queue", "list"])
     assert r.returncode == 75
     assert b"daemon not running" in r.stderr
+
+
+# ---------------------------------------------------------------- mailq text, log lines and log set-up
+
+def _entry(held=False, reply=""):
+    from edgemail.envelope import Envelope, RcptStatus, Recipient
+    from edgemail.spool.record import QueueEntry
+    env = Envelope("s@edge.example", (Recipient("a@x.example"), Recipient("b@x.example")), size=1234)
+    status = {"a@x.example": RcptStatus.DEFERRED, "b@x.example": RcptStatus.QUEUED}
+    return QueueEntry("kAM8abc0012345", env, 1_700_000_000.0, 1234, 0, 1, 0.0, held, status,
+                      {"a@x.example": reply} if reply else {}, False)
+
+
+def test_mailq_entry_like_sendmail():
+    from edgemail.daemon import mailq_entry
+    text = mailq_entry(_entry(held=True, reply="Connection refused by mx.x.example"))
+    lines = text.splitlines()
+    assert lines[0].startswith("kAM8abc0012345!    1234 ") and lines[0].endswith(" <s@edge.example>")
+    assert lines[1].strip() == "(deferred: Connection refused by mx.x.example)"
+    assert lines[2].strip() == "<a@x.example>" and lines[3].strip() == "<b@x.example>"
+    assert mailq_entry(_entry()).splitlines()[0][14] == " "
+
+
+def test_log_lines_one_line_each():
+    from edgemail import maillog
+    from edgemail.envelope import Envelope, Recipient
+    env = Envelope("a@x.example", (Recipient("b@y.example"),), size=10, msgid="m@x", proto="ESMTP",
+                   client="[192.0.2.1]:2525")
+    assert maillog.received("Q1", env) == ("Q1: from=<a@x.example>, size=10, class=0, nrcpts=1, "
+                                           "msgid=<m@x>, proto=ESMTP, relay=[192.0.2.1]:2525")
+    assert maillog.delivery("Q1", "b@y.example", delay=90061, xdelay=3, mailer="esmtp", pri=30010,
+                            relay="mx.y.example. [192.0.2.5]", dsn="2.0.0", stat="Sent (ok)") == (
+        "Q1: to=<b@y.example>, delay=1+01:01:01, xdelay=00:00:03, mailer=esmtp, pri=30010, "
+        "relay=mx.y.example. [192.0.2.5], dsn=2.0.0, stat=Sent (ok)")
+    line = maillog.reject("550 5.6.0 bare LF", cmd="DATA", arg="x\r\nInjected: 1", relay="[192.0.2.1]:1")
+    assert "\n" not in line and "\r" not in line and "x\\r\\nInjected: 1" in line
+
+
+def test_log_setup_levels_journal_prefix_and_syslog(tmp_path, monkeypatch):
+    import io
+    import logging
+    import socket as s
+    from edgemail import maillog
+    assert [maillog.python_level(n) for n in (0, 1, 5, 9, 12)] == [
+        logging.ERROR, logging.WARNING, logging.INFO, logging.INFO, logging.DEBUG]
+    sock = s.socket(s.AF_UNIX, s.SOCK_DGRAM)
+    sock.bind(str(tmp_path / "log"))
+    sock.settimeout(5)
+    monkeypatch.setenv("JOURNAL_STREAM", "8:1234")
+    out = io.StringIO()
+    try:
+        maillog.setup(9, stream=out, syslog=True, syslog_address=str(tmp_path / "log"))
+        logging.getLogger("edgemail.smtpd").info("Q1: from=<a@x.example>")
+        logging.getLogger("edgemail.smtpd").debug("not at LogLevel 9")
+        got = sock.recv(4096)
+    finally:
+        maillog.setup(9)
+        sock.close()
+    assert out.getvalue() == "<6>Q1: from=<a@x.example>\n"
+    assert got.startswith(b"<22>edgemail[") and got.endswith(b"]: Q1: from=<a@x.example>\x00")

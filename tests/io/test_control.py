@@ -16,7 +16,7 @@ from edgemail.errors import ControlError
 
 
 async def _echo(req: dict) -> dict:
-    return {"echo": req.get("value")}
+    return {"echo": req.get("value"), "peer": req["_peer"]}
 
 
 async def _boom(req: dict) -> dict:
@@ -48,8 +48,9 @@ def _call(path, op, **fields):
 
 
 async def test_roundtrip_and_mode(server):
-    reply = await asyncio.to_thread(_call, server.path, "echo", value="héllo")
-    assert reply == {"ok": True, "echo": "héllo"}
+    reply = await asyncio.to_thread(_call, server.path, "echo", value="héllo", _peer={"uid": 12345})
+    assert reply == {"ok": True, "echo": "héllo",
+                     "peer": {"pid": os.getpid(), "uid": os.getuid(), "gid": os.getgid()}}
     assert stat.S_IMODE(os.stat(server.path).st_mode) == 0o660
 
 

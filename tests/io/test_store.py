@@ -84,6 +84,8 @@ async def test_update_hold_release_remove(spool):
         s.get(qid)
     qid = await s.commit(ENV, DATA)
     await s.remove(qid)
+    with pytest.raises(SpoolError, match="without recipients"):
+        await s.commit(Envelope("x@example.org", ()), DATA)
     assert files(s, "queue") == [] and s.entries() == []
 
 
@@ -132,11 +134,13 @@ async def test_maildrop_import_at_recovery_and_pickup(spool, tmp_path):
     path = write_maildrop(s.maildrop_dir, ENV, DATA, now=1_699_999_000.0)
     assert os.path.basename(path) in os.listdir(s.maildrop_dir)
     (tmp_path / "spool" / "maildrop" / "junk").write_bytes(b"junk")
+    (tmp_path / "spool" / "maildrop" / "norcpt").write_bytes(
+        record.encode(Envelope("x@example.org", ()), DATA, kind=record.KIND_MAILDROP))
     partial = tmp_path / "spool" / "maildrop" / ".123.4.abcd"
     partial.write_bytes(b"partial")
     os.utime(partial, (0, 0))            # a `sendmail` that died long ago
     r = spool().recover()
-    assert len(r.imported) == 1 and r.corrupt == ("junk",)
+    assert len(r.imported) == 1 and sorted(r.corrupt) == ["junk", "norcpt"]
     assert os.listdir(tmp_path / "spool" / "maildrop") == []
     s2 = spool()
     s2.recover()

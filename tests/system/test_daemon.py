@@ -88,6 +88,18 @@ def test_submit_list_show_run_stop(daemon):
     assert not os.path.exists(daemon.socket)
 
 
+def test_sendmail_bs_speaks_the_daemons_smtp(daemon):
+    dialogue = (b"EHLO php.lan\r\nMAIL FROM:<web@edge.example>\r\nRCPT TO:<x@example.net>\r\n"
+                b"DATA\r\nSubject: bs\r\n\r\nhi\r\n.\r\nQUIT\r\n")
+    r = cli(daemon, "sendmail", "-bs", input=dialogue)
+    assert r.returncode == 0, r.stderr
+    replies = r.stdout.decode().splitlines()
+    assert replies[0].startswith("220 ") and replies[-1].startswith("221 ")
+    accepted = next(line for line in replies if line.startswith("250 2.0.0 "))
+    qid = accepted.split()[2]
+    assert control(daemon).request("queue_show", qid=qid)["from"] == "web@edge.example"
+
+
 def test_control_refuses_bad_submit(daemon):
     with pytest.raises(RequestFailed, match="bad envelope"):
         control(daemon).request("submit", mail_from="a@x.example", recipients=[{"address": "a@@b"}],
@@ -100,14 +112,15 @@ def test_mailq_empty_then_maildrop_pickup_after_restart(tmp_path):
     d = start(tmp_path)
     assert cli(d, "mailq").stdout == b"Mail queue is empty\n"
     assert d.stop() == 0
-    r = cli(d, "sendmail", "-f", "cron@edge.example", "root", input=b"Subject: cron\n\nran\n")
+    # a recipient on an expensive route: it stays queued (no link), so mailq shows it
+    r = cli(d, "sendmail", "-f", "cron@edge.example", "ops@far.example", input=b"Subject: cron\n\nran\n")
     assert r.returncode == 0, r.stderr
     assert b"daemon not running" in r.stderr and b"maildrop" in r.stderr
     assert cli(d, "mailq").returncode == 75          # still down: mailq says so
     d.start()
     try:
         text = cli(d, "mailq").stdout.decode()
-        assert "Total requests: 1" in text and "<cron@edge.example>" in text and "<root@edge.example>" in text
+        assert "Total requests: 1" in text and "<cron@edge.example>" in text and "<ops@far.example>" in text
         assert "spool: recovered entries=1, tmp_removed=0, corrupt=0, maildrop=1" in d.log.read_text()
         assert os.listdir(os.path.join(tmp_path, "spool", "maildrop")) == []
     finally:
@@ -149,3 +162,112 @@ def test_sd_notify_ready_after_bind_watchdog_stopping(tmp_path):
     finally:
         d.kill()
         sock.close()
+
+
+# ---------------------------------------------------------------- in process: the seams
+
+class FakeRunner:
+    """What the delivery runner offers the daemon (a fake at the edge of this test)."""
+
+    def __init__(self) -> None:
+        self.committed: list[str] = []
+        self.runs: list[list[str]] = []
+        self.running = False
+
+    async def run(self) -> None:
+        import asyncio
+        self.running = True
+        await asyncio.Event().wait()
+
+    def on_commit(self, qid: str) -> None:
+        self.committed.append(qid)
+
+    async def queue_run(self, filters: list[str], reason: str = "", flush: bool = False) -> None:
+        self.runs.append(list(filters))
+
+
+class RecordingNotifier:
+    watchdog_interval = None
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def ready(self, status: str = "") -> None:
+        self.sent.append("READY=1")
+
+    def stopping(self) -> None:
+        self.sent.append("STOPPING=1")
+
+    async def watchdog(self, clock=None) -> None:
+        return None
+
+
+async def test_serve_in_process_wires_runner_and_stops_on_trigger(example_config, tmp_path):
+    import asyncio
+    import base64
+
+    from edgemail.daemon import serve
+    cfg = example_config()
+    runner, notifier, stop = FakeRunner(), RecordingNotifier(), asyncio.Event()
+
+    async def trigger() -> str:
+        await stop.wait()
+        return "test"
+
+    task = asyncio.create_task(serve(cfg, runner=runner, notifier=notifier, shutdown=trigger))
+    c = control(type("D", (), {"socket": cfg.control_socket})())
+    for _ in range(200):
+        if notifier.sent:
+            break
+        await asyncio.sleep(0.02)
+    assert notifier.sent == ["READY=1"] and runner.running
+    status = await asyncio.to_thread(c.request, "status")
+    port = int(status["listeners"][0].rsplit(":", 1)[1])
+    qid1 = await asyncio.to_thread(_smtp, port, "a@edge.example", ["b@example.net"], "Subject: x\r\n\r\ny\r\n")
+    reply = await asyncio.to_thread(c.request, "submit", mail_from="", recipients=[{"address": "c@example.net"}],
+                                    data_b64=base64.b64encode(b"Subject: z\r\n\r\nz\r\n").decode())
+    assert runner.committed == [qid1, reply["qid"]]
+    run = await asyncio.to_thread(c.request, "queue_run", filters=["R@example.net"])
+    assert run["message"] == "queue run started (R@example.net)"
+    for _ in range(100):                # the run starts in the background
+        if runner.runs:
+            break
+        await asyncio.sleep(0.01)
+    assert runner.runs == [["R@example.net"]]
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert notifier.sent[-1] == "STOPPING=1"
+    assert not os.path.exists(cfg.control_socket)
+
+
+def test_notifier_without_systemd_is_a_no_op(monkeypatch):
+    import asyncio
+
+    from edgemail.notify import Notifier
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    monkeypatch.delenv("WATCHDOG_USEC", raising=False)
+    n = Notifier()
+    assert not n.enabled and n.watchdog_interval is None
+    n.ready("x")
+    n.stopping()
+    asyncio.run(asyncio.wait_for(n.watchdog(), 1))     # returns at once
+
+
+@pytest.mark.parametrize("env_pid, want", [("", 0.25), ("self", 0.25), ("1", None)],
+                         ids=["no-pid", "our-pid", "other-pid"])
+def test_notifier_messages_and_watchdog_interval(tmp_path, monkeypatch, env_pid, want):
+    from edgemail.notify import Notifier
+    path = str(tmp_path / "n.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(path)
+        sock.settimeout(5)
+        pid = str(os.getpid()) if env_pid == "self" else env_pid
+        for key, value in {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "500000", "WATCHDOG_PID": pid}.items():
+            monkeypatch.setenv(key, value)
+        n = Notifier()
+        assert n.watchdog_interval == want
+        n.ready("3 queued")
+        n.status("busy")
+        n.stopping()
+        got = [sock.recv(4096).decode() for _ in range(3)]
+    assert got == ["READY=1\nSTATUS=3 queued", "STATUS=busy", "STOPPING=1"]
