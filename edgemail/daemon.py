@@ -422,10 +422,15 @@ def mailq_entry(e) -> str:
     """One entry as sendmail's mailq prints it ("!" after the qid: on hold)."""
     stamp = time.strftime("%a %b %d %H:%M", time.localtime(e.created))
     lines = [f"{e.qid}{'!' if e.held else ' '}{e.size:>8} {stamp} <{e.envelope.mail_from}>\n"]
-    for r in e.envelope.recipients:
+    said = set()
+    for r in e.envelope.recipients:            # like sendmail: only what still waits
+        status = e.rcpt_status.get(r.address)
+        if status is not None and getattr(status, "final", False):
+            continue
         reply = e.last_reply.get(r.address, "")
-        if reply:
-            lines.append(f"                 ({_status_word(e.rcpt_status.get(r.address))}: {reply[:60]})\n")
+        if reply and reply not in said:
+            said.add(reply)
+            lines.append(f"                 ({_status_word(status).capitalize()}: {reply[:60]})\n")
         lines.append(f"\t\t\t\t\t <{r.address}>\n")
     return "".join(lines)
 

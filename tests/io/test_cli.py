@@ -204,7 +204,7 @@ def test_mailq_entry_like_sendmail():
     text = mailq_entry(_entry(held=True, reply="Connection refused by mx.x.example"))
     lines = text.splitlines()
     assert lines[0].startswith("kAM8abc0012345!    1234 ") and lines[0].endswith(" <s@edge.example>")
-    assert lines[1].strip() == "(deferred: Connection refused by mx.x.example)"
+    assert lines[1].strip() == "(Deferred: Connection refused by mx.x.example)"
     assert lines[2].strip() == "<a@x.example>" and lines[3].strip() == "<b@x.example>"
     assert mailq_entry(_entry()).splitlines()[0][14] == " "
 

@@ -51,7 +51,8 @@ def test_submit_list_show_run_stop(daemon):
     assert mailq.returncode == 0, mailq.stderr
     text = mailq.stdout.decode()
     assert "Total requests: 2" in text and qid1 in text
-    assert "<alice@example.net>" in text and "<audit@edge.example>" in text
+    assert "<alice@example.net>" in text and "<ops@example.org>" in text
+    assert "<audit@edge.example>" not in text        # delivered to its Maildir at once
     assert cli(daemon, "sendmail", "-bp").stdout == mailq.stdout
 
     listing = json.loads(cli(daemon, "edgemail", "queue", "list", "--json").stdout)
