@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import select
 import signal
@@ -60,6 +59,7 @@ from dataclasses import asdict
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import ctlsock  # noqa: E402
 import netns  # noqa: E402
 from linkframe import Pipe, SlipDecoder, slip_encode  # noqa: E402
 from modemcore import (  # noqa: E402,F401  (ModemCore re-exported: modemsim.ModemCore)
@@ -286,21 +286,7 @@ class ModemDriver:
     # -- control socket ---------------------------------------------------------
 
     async def serve_control(self, path: str) -> asyncio.AbstractServer:
-        if os.path.exists(path):
-            os.unlink(path)
-        return await asyncio.start_unix_server(self._client, path=path)
-
-    async def _client(self, reader, writer) -> None:
-        try:
-            while line := await reader.readline():
-                try:
-                    reply = {"ok": True, **self.command(json.loads(line))}
-                except (ValueError, TypeError, KeyError) as e:
-                    reply = {"ok": False, "error": str(e)}
-                writer.write(json.dumps(reply).encode() + b"\n")
-                await writer.drain()
-        finally:
-            writer.close()
+        return await ctlsock.serve(path, self.command)
 
     def command(self, req: dict) -> dict:
         cmd = req.pop("cmd")
@@ -395,12 +381,8 @@ async def amain(args: argparse.Namespace) -> int:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.netns:
-        try:
-            netns.enter_process(args.netns)  # before any thread exists
-        except OSError as e:
-            print(f"modemsim: cannot enter namespace {args.netns}: {e}", file=sys.stderr)
-            return 1
+    if args.netns and not netns.enter_or_complain(args.netns, "modemsim"):  # before any thread exists
+        return 1
     return asyncio.run(amain(args))
 
 

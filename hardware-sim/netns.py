@@ -37,6 +37,7 @@ import os
 import secrets
 import struct
 import subprocess
+import sys
 
 CLONE_NEWNET = 0x40000000
 TUNSETIFF = 0x400454CA
@@ -118,6 +119,16 @@ def enter_process(name: str) -> None:
         _setns(target)
     finally:
         os.close(target)
+
+
+def enter_or_complain(name: str, prog: str) -> bool:
+    """enter_process() for a program's main(): False (and a message on stderr) if it fails."""
+    try:
+        enter_process(name)
+    except OSError as e:
+        print(f"{prog}: cannot enter network namespace {name}: {e}", file=sys.stderr)
+        return False
+    return True
 
 
 def open_tun(ifname: str) -> int:

@@ -48,7 +48,6 @@ import secrets
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -56,6 +55,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import ctlsock  # noqa: E402
 import netns  # noqa: E402
 
 BASE = os.environ.get("HWSIM_BASE", "/run/hwsim")
@@ -63,6 +63,16 @@ EDGE_IP, ISP_IP = "10.64.0.2", "10.64.0.1"
 DNS_IP, RELAY_IP = "192.0.2.53", "192.0.2.25"
 SINKS = {"198.51.100.10": "mx.remote1.example", "198.51.100.11": "mx.remote2.example"}
 DIAL_NUMBER = "5551234"
+
+
+def isp_python() -> str:
+    """An interpreter with dnspython and aiosmtpd: this one, else the repo's .venv."""
+    probe = "import dns.message, aiosmtpd.smtp"
+    candidates = [sys.executable, os.path.join(os.path.dirname(HERE), ".venv", "bin", "python")]
+    for py in candidates:
+        if os.path.exists(py) and subprocess.run([py, "-c", probe], capture_output=True).returncode == 0:
+            return py
+    raise WorldError("isp.py needs dnspython and aiosmtpd: run `make venv` (or pip install them)")
 
 
 class WorldError(RuntimeError):
@@ -102,15 +112,18 @@ def _kill_sessions(pids: list[int], grace_s: float = 2.0) -> None:
                     os.killpg(pid, sig)
         end = time.monotonic() + grace_s
         while time.monotonic() < end and any(_alive_leader(p) for p in pids):
-            _reap_children()
-            time.sleep(0.02)
-        _reap_children()
+            _reap(pids)
+            time.sleep(0.01)
+        _reap(pids)
+        if not any(_alive_leader(p) for p in pids):
+            return
 
 
-def _reap_children() -> None:
-    with contextlib.suppress(ChildProcessError):
-        while os.waitpid(-1, os.WNOHANG)[0]:
-            pass
+def _reap(pids: list[int]) -> None:
+    """Collect those of `pids` that are our exited children (else they stay zombies)."""
+    for pid in pids:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
 
 
 def teardown(state: dict) -> None:
@@ -216,7 +229,7 @@ class World:
             isp_args = ["--netns", self.isp_ns, "--run-dir", self.run_dir, "--control", self.isp_socket]
             for key, value in isp.items():
                 isp_args += _flag(key, value)
-            self._spawn("isp", [sys.executable, os.path.join(HERE, "isp.py"), *isp_args])
+            self._spawn("isp", [isp_python(), os.path.join(HERE, "isp.py"), *isp_args])
         self._wait_ready("modemsim", lambda: self.modem_control("status"), timeout_s)
         if with_isp:
             self._wait_ready("isp", lambda: self.isp_control("status"), timeout_s)
@@ -263,7 +276,8 @@ class World:
                     dial_number=self.dial_number, edge_ip=self.edge_ip, isp_ip=self.isp_ip,
                     dns=f"{self.dns_ip}:53", relay=f"{self.relay_ip}:25", submission=f"{self.relay_ip}:587",
                     sinks={ip: f"{name} {ip}:25" for ip, name in self.sinks.items()},
-                    fakepppd=self.fakepppd_path, pids=self.state["pids"], reaper=self.state["reaper"],
+                    fakepppd=self.fakepppd_path, fakepppd_command=self.fakepppd_argv(),
+                    pids=self.state["pids"], reaper=self.state["reaper"],
                     fakepppd_env=self.fakepppd_env(), connect_script=chat_script(self.dial_number))
 
     def status(self) -> dict:
@@ -339,11 +353,14 @@ class World:
                     return info["local"]
         return None
 
-    def wait_ppp_up(self, timeout_s: float = 10.0, proc: subprocess.Popen | None = None) -> float:
-        """Wait until ppp0 has its address; returns seconds waited."""
+    def wait_ppp_up(self, timeout_s: float = 10.0, proc: subprocess.Popen | None = None,
+                    ifname: str = "ppp0") -> float:
+        """Wait until ppp0 is configured (address, route, pid file); returns seconds waited."""
         t0 = time.monotonic()
+        pidfile = os.path.join(self.ppp_run_dir, f"{ifname}.pid")
         while time.monotonic() - t0 < timeout_s:
-            if self.ppp_address() == self.edge_ip:
+            # the pid file is written after the address, the route and resolv.conf (as pppd)
+            if os.path.exists(pidfile) and self.ppp_address(ifname) == self.edge_ip:
                 return time.monotonic() - t0
             if proc is not None and proc.poll() is not None:
                 raise WorldError(f"fakepppd exited {proc.returncode} before ppp0 came up")
@@ -364,20 +381,7 @@ def _flag(key: str, value) -> list[str]:
 
 def control(path: str, cmd: str, timeout_s: float = 5.0, **kw) -> dict:
     """One JSON-line request to a control socket; raises ValueError on {"ok": false}."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout_s)
-        s.connect(path)
-        s.sendall(json.dumps({"cmd": cmd, **kw}).encode() + b"\n")
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-    reply = json.loads(buf)
-    if not reply.get("ok"):
-        raise ValueError(reply.get("error", "control request failed"))
-    return reply
+    return ctlsock.request(path, cmd, timeout_s, **kw)
 
 
 def status_of(state: dict) -> dict:
