@@ -121,3 +121,70 @@ def world():
     yield up
     for w in made:
         w.down()
+
+
+class EdgeMailListener:
+    """An SMTP server (aiosmtpd) on 10.64.0.2:25 in the edge namespace, in a thread:
+    the stand-in for edgemail's ISP-facing listener."""
+
+    def __init__(self, w: simworld.World, port: int = 25):
+        import asyncio
+        import socket
+        import threading
+
+        from aiosmtpd.smtp import SMTP
+
+        self.messages: list[dict] = []
+        outer = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):
+                outer.messages.append(dict(mail_from=envelope.mail_from, rcpts=list(envelope.rcpt_tos),
+                                           data=envelope.content, peer=session.peer[0]))
+                return "250 2.0.0 OK"
+
+        with w.in_edge():
+            self.sock = socket.create_server((w.edge_ip, port))
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def run():
+            asyncio.set_event_loop(self.loop)
+            self.server = self.loop.run_until_complete(self.loop.create_server(
+                lambda: SMTP(Handler(), hostname="gw.edge.example"), sock=self.sock))
+            ready.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        ready.wait(5)
+
+    def wait(self, n: int, timeout_s: float = 10.0) -> list[dict]:
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end and len(self.messages) < n:
+            time.sleep(0.02)
+        return self.messages
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.server.close)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+FAST_LINE = {"down_bps": 1_000_000, "up_bps": 1_000_000, "delay_ms": 2}
+
+
+@pytest.fixture
+def online_world(world):
+    """A world with the line up: fakepppd (with real chat) has made ppp0.
+    The line is fast (1 Mbit/s, 2 ms) unless `link` says otherwise: these
+    tests are about the ISP, not about the modem's physics."""
+    def up(**opts) -> simworld.World:
+        opts.setdefault("link", FAST_LINE)
+        opts.setdefault("modem", {"connect_delay": 0.05})
+        w = world(**opts)
+        proc = w.start_fakepppd()
+        w.wait_ppp_up(proc=proc)
+        w.pppd = proc
+        return w
+    return up
