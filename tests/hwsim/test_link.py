@@ -216,3 +216,26 @@ def test_tcp_throughput_matches_the_rate(world, direction, nbytes):
     print(f"{direction}: {got} B in {secs:.2f} s = {goodput / 1000:.1f} kbit/s (line {rate / 1000} kbit/s)")
     assert got == nbytes
     assert abs(goodput - rate) <= 0.2 * rate
+
+
+@pytest.mark.parametrize("how", ["ip-netns-exec", "HWSIM_NETNS"])
+def test_fakepppd_from_inside_the_edge_namespace_with_a_peers_file(world, how):
+    w = world(with_isp=False, modem={"connect_delay": 0.05})
+    from simworld import chat_script
+    with open(os.path.join(w.peers_dir, "edgemail"), "w") as f:
+        f.write(f'{w.tty} 115200\nconnect "{chat_script()}"\nnodetach defaultroute usepeerdns noauth\n'
+                "ipparam edgemail linkname edgemail\n")
+    env = {**os.environ, **w.fakepppd_env()}
+    if how == "ip-netns-exec":
+        argv = ["ip", "netns", "exec", w.edge_ns, w.fakepppd_path, "call", "edgemail"]
+    else:
+        argv, env["HWSIM_NETNS"] = [w.fakepppd_path, "call", "edgemail"], w.edge_ns
+    proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        w.wait_ppp_up(proc=proc)
+        with open(os.path.join(w.ppp_run_dir, "ppp-edgemail.pid")) as f:
+            assert f.read().split() == [str(proc.pid), "ppp0"]
+    finally:
+        proc.terminate()
+    assert proc.wait(5) == 5
+    assert "Terminating on signal 15" in proc.stderr.read()
