@@ -98,9 +98,13 @@ def chat_script(number: str = DIAL_NUMBER, timeout: int = 10) -> str:
 # -- teardown: shared by World.down, the reaper and `world down` -------------------
 
 def _alive_leader(pid: int) -> bool:
+    """pid still leads the session we started it in (a zombie counts as dead)."""
     try:
-        return os.getsid(pid) == pid
-    except ProcessLookupError:
+        if os.getsid(pid) != pid:
+            return False
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except (ProcessLookupError, FileNotFoundError, IndexError):
         return False
 
 
