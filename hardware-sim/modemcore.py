@@ -168,9 +168,11 @@ class ModemCore:
 
     # -- public inputs -------------------------------------------------------
 
-    def set_faults(self, faults: Faults) -> None:
+    def set_faults(self, faults: Faults, rearm_busy: bool = True) -> None:
+        """New faults; the BUSY count starts again unless rearm_busy is False."""
         self.faults = faults
-        self.busy_left = faults.busy
+        if rearm_busy:
+            self.busy_left = faults.busy
 
     def receive(self, data: bytes, now: float) -> list:
         """Bytes from the DTE at time `now`."""

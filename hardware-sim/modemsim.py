@@ -33,7 +33,7 @@ CONTROL SOCKET
     JSON lines over the unix socket --control; one request, one reply
     ({"ok": true, ...} or {"ok": false, "error": "..."}):
       {"cmd": "status"}                         state, dte, number, speed, faults, counters
-      {"cmd": "faults", <Faults fields>}        change faults (busy re-arms the BUSY count)
+      {"cmd": "faults", <Faults fields>}        change faults (a busy field re-arms the BUSY count)
       {"cmd": "clear"}                          no faults (connect_delay/speed kept)
       {"cmd": "drop", "mode": "soft"|"hard"|"cut"}   carrier loss now (cut: close, no text)
       {"cmd": "garbage", "n": 32}               line noise now
@@ -293,7 +293,7 @@ class ModemDriver:
         if cmd == "status":
             return self.status()
         if cmd == "faults":
-            self.core.set_faults(faults_from(self.core.faults, req))
+            self.core.set_faults(faults_from(self.core.faults, req), rearm_busy="busy" in req)
             self.log("faults", **req)
             return {"faults": asdict(self.core.faults)}
         if cmd == "clear":

@@ -162,3 +162,47 @@ def test_control_rejects_bad_requests(modem):
         m.control("explode")
     with pytest.raises(ValueError, match="result must be"):
         m.control("faults", result="OK")
+
+
+@pytest.mark.parametrize("flags, want", [
+    ((), b"\r\nCONNECT 56000\r\n"),
+    (("--speed", "28800"), b"\r\nCONNECT 28800\r\n"),
+    (("--result", "BUSY"), b"\r\nBUSY\r\n"),
+    (("--result", "NO CARRIER"), b"\r\nNO CARRIER\r\n"),
+    (("--result", "NO DIALTONE"), b"\r\nNO DIALTONE\r\n"),
+    (("--result", "NO ANSWER"), b"\r\nNO ANSWER\r\n"),
+    (("--silent",), b""),
+], ids=["connect", "speed", "busy", "no-carrier", "no-dialtone", "no-answer", "silent"])
+def test_dial_results_with_pyserial(modem, flags, want):
+    m = modem("--connect-delay", "0.1", *flags)
+    with open_port(m, timeout=0.6) as port:
+        time.sleep(0.05)
+        port.write(b"ATE0\r")
+        time.sleep(0.1)
+        port.reset_input_buffer()
+        port.write(b"ATDT5551234\r")
+        got = port.read(64)  # returns after the timeout: nothing more may follow
+    assert got == want
+
+
+def test_garbage_then_result_with_pyserial(modem):
+    m = modem("--connect-delay", "0.1", "--garbage", "16")
+    with open_port(m, timeout=0.6) as port:
+        time.sleep(0.05)
+        port.write(b"ATE0\r")
+        time.sleep(0.1)
+        port.reset_input_buffer()
+        port.write(b"ATDT1\r")
+        got = port.read(64)
+    assert len(got) == 16 + len(b"\r\nCONNECT 56000\r\n") and got.endswith(b"\r\nCONNECT 56000\r\n")
+
+
+def test_busy_then_answer_and_slow_connect_with_pyserial(modem):
+    m = modem("--connect-delay", "0.1", "--busy", "1")
+    with open_port(m, timeout=3) as port:
+        assert command(port, b"ATE0").endswith(b"OK\r\n")
+        assert command(port, b"ATDT1", wait_s=2) == b"\r\nBUSY\r\n"
+        m.control("faults", connect_delay=1.0)
+        t0 = time.monotonic()
+        assert command(port, b"ATDT1", wait_s=3) == b"\r\nCONNECT 56000\r\n"
+        assert 1.0 <= time.monotonic() - t0 < 1.5
