@@ -38,7 +38,8 @@ DESCRIPTION
     to wait for carrier (a connect slower than S7 ends in NO CARRIER),
     S12 escape guard time in 1/50 s (default 50 = 1 s).  &D0 ignores DTR,
     &D1 goes to online command mode on DTR drop, &D2 (default) hangs up,
-    &D3 hangs up and resets.
+    &D3 hangs up and resets.  Closing the tty drops DTR as well: it hangs up
+    unless &D0.
 
     Faults (class Faults) are data the driver may replace at any time:
     silent (no reply at all, no echo), result (every dial fails with it),
@@ -234,9 +235,10 @@ class ModemCore:
         return events
 
     def dte_closed(self, now: float) -> list:
-        """Nobody holds the tty any more: that drops DTR too, whatever &D says."""
+        """Nobody holds the tty any more: DTR drops (HUPCL).  &D0 keeps the call
+        (a dialer may close the tty and let pppd open it); any other &D hangs up."""
         self._line.clear()
-        if self.state is State.COMMAND:
+        if self.state is State.COMMAND or self.settings.dtr_mode == 0:
             return []
         return self._hangup("dte-closed")
 

@@ -277,6 +277,7 @@ class World:
         """What `world up` prints."""
         return dict(id=self.id, run_dir=self.run_dir, edge_netns=self.edge_ns, isp_netns=self.isp_ns,
                     tty=self.tty, modem_control=self.modem_socket, isp_control=self.isp_socket,
+                    peers_dir=self.peers_dir, ppp_run_dir=self.ppp_run_dir, resolv_conf=self.resolv_conf,
                     dial_number=self.dial_number, edge_ip=self.edge_ip, isp_ip=self.isp_ip,
                     dns=f"{self.dns_ip}:53", relay=f"{self.relay_ip}:25", submission=f"{self.relay_ip}:587",
                     sinks={ip: f"{name} {ip}:25" for ip, name in self.sinks.items()},
@@ -348,6 +349,16 @@ class World:
         self.state["pids"][f"fakepppd-{proc.pid}"] = proc.pid
         _save(self.state)
         return proc
+
+    def write_peers_file(self, name: str = "edgemail", *options: str, connect: str | None = None) -> str:
+        """A pppd peers file in peers_dir for `fakepppd call NAME` (with fakepppd_env())."""
+        path = os.path.join(self.peers_dir, name)
+        script = (connect or chat_script(self.dial_number)).replace('"', '\\"')
+        lines = [f"{self.tty} 115200", f'connect "{script}"', "nodetach defaultroute usepeerdns noauth",
+                 *options]
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        return path
 
     def ppp_address(self, ifname: str = "ppp0") -> str | None:
         out = netns.ip("-j", "addr", "show", "dev", ifname, ns=self.edge_ns, check=False).stdout

@@ -221,10 +221,7 @@ def test_tcp_throughput_matches_the_rate(world, direction, nbytes):
 @pytest.mark.parametrize("how", ["ip-netns-exec", "HWSIM_NETNS"])
 def test_fakepppd_from_inside_the_edge_namespace_with_a_peers_file(world, how):
     w = world(with_isp=False, modem={"connect_delay": 0.05})
-    from simworld import chat_script
-    with open(os.path.join(w.peers_dir, "edgemail"), "w") as f:
-        f.write(f'{w.tty} 115200\nconnect "{chat_script()}"\nnodetach defaultroute usepeerdns noauth\n'
-                "ipparam edgemail linkname edgemail\n")
+    w.write_peers_file("edgemail", "ipparam edgemail", "linkname edgemail")
     env = {**os.environ, **w.fakepppd_env()}
     if how == "ip-netns-exec":
         argv = ["ip", "netns", "exec", w.edge_ns, w.fakepppd_path, "call", "edgemail"]
@@ -239,3 +236,21 @@ def test_fakepppd_from_inside_the_edge_namespace_with_a_peers_file(world, how):
         proc.terminate()
     assert proc.wait(5) == 5
     assert "Terminating on signal 15" in proc.stderr.read()
+
+
+def test_dial_with_pyserial_then_pppd_without_connect_script(world):
+    """A link manager may dial itself (AT&D0 so that closing its port keeps the call)
+    and then run pppd on the connected tty with no connect script."""
+    import serial
+    w = world(with_isp=False, modem={"connect_delay": 0.05})
+    with serial.Serial(w.tty, 115200, timeout=2) as port:
+        port.write(b"ATE0&D0\r")
+        assert port.read_until(b"OK\r\n").endswith(b"OK\r\n")
+        port.write(b"ATDT5551234\r")
+        assert port.read_until(b"\r\nCONNECT 56000\r\n").endswith(b"CONNECT 56000\r\n")
+    time.sleep(0.1)
+    assert w.modem_control("status")["state"] == "data"
+    proc = w.start_fakepppd(connect="true")
+    w.wait_ppp_up(proc=proc)
+    w.modem_control("drop", mode="soft")
+    assert proc.wait(5) == 16

@@ -177,9 +177,16 @@ def test_dtr_drop(dtr_cmd, want_state, want_event):
     assert (want_event in events) if want_event else events == []
 
 
-def test_dte_close_hangs_up():
-    core = online()
-    assert core.dte_closed(3.0) == [HungUp("dte-closed")]
+@pytest.mark.parametrize("dtr_cmd, want", [
+    (b"AT&D2\r", [HungUp("dte-closed")]),
+    (b"AT&D1\r", [HungUp("dte-closed")]),
+    (b"AT&D0\r", []),  # the call survives the dialer closing the tty
+])
+def test_dte_close(dtr_cmd, want):
+    core = ModemCore(Faults(connect_delay=0))
+    core.receive(b"ATE0\r" + dtr_cmd, 0.0)
+    dial(core)
+    assert core.dte_closed(3.0) == want
 
 
 @pytest.mark.parametrize("mode, hard", [("soft", False), ("hard", True)])
