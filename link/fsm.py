@@ -1,0 +1,409 @@
+"""fsm.py - the link state machine (CORE).
+
+NAME
+    fsm - LinkFSM.handle(event, now) -> [Action]; LinkFSM.deadline()
+
+DESCRIPTION
+    Owns the life of one call: dial, start pppd, wait for the interface,
+    the link-up sequence, idle hang-up, max connect time, backoff after
+    failed dials.  The manager feeds it events (facts) with the monotonic
+    time and performs the actions (imperatives) it returns; when deadline()
+    passes it feeds Timer().
+
+    IDLE --DialRequested--> DIALING --DialResult(ok)--> CONNECTING --IfaceUp--> UP
+    UP --idle/max connect--> HANGING_UP --IfaceDown|PppdExited|Timer--> IDLE
+    DIALING/CONNECTING --failure--> BACKOFF --Timer--> IDLE
+    UP --CarrierLost|IfaceDown|PppdExited--> IDLE (StopRun: the run is deferred, nothing lost)
+
+    Link-up sequence (phase inside UP): RUN (ClearHostStatus + RunQueue) ->
+    ETRN (SendEtrn for the domains) -> LINGER: the line stays up while holders
+    (hold/release counts), inbound ISP sessions (InboundActive/InboundDone)
+    or traffic (Idle(bytes) samples moving) say it is used, and is hung up
+    after idle_hangup_s of quiet, or at max_connect_s whatever happens.
+
+INVARIANTS
+    At most one Dial outstanding.  A failed dial is always followed by Hangup
+    (the modem is put on-hook).  IfaceUp is idempotent (netlink and the ip-up
+    hook both report it).  Events that make no sense in a state are ignored
+    and counted in `ignored`, never raised: the world is noisy.  After
+    `max_failed_dials` failed dials in a row the backoff is `limit_backoff_s`.
+
+NEVER
+    Does I/O, logs, or reads a clock.  The transition table is data (TABLE).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class LinkState(enum.Enum):
+    IDLE = "down"                #: on-hook, nothing running
+    DIALING = "dialing"          #: the modem is dialing
+    CONNECTING = "connecting"    #: CONNECT seen; pppd negotiating, waiting for the interface
+    UP = "up"                    #: interface up with an address
+    HANGING_UP = "hanging-up"    #: Hangup sent, waiting for the interface/pppd to go
+    BACKOFF = "backoff"          #: a dial failed; no new dial before the deadline
+
+
+class Phase(enum.Enum):
+    RUN = "run"                  #: queue run in progress
+    ETRN = "etrn"                #: waiting for ETRN answers
+    LINGER = "linger"            #: waiting for quiet
+
+
+# --- events -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DialRequested:
+    reason: str
+
+
+@dataclass(frozen=True)
+class DialResult:
+    ok: bool
+    result: str = "CONNECT"      #: BUSY, NO CARRIER, ... on failure
+
+
+@dataclass(frozen=True)
+class IfaceUp:
+    ifname: str = "ppp0"
+    addr: str = ""
+    peer: str = ""
+
+
+@dataclass(frozen=True)
+class IfaceDown:
+    ifname: str = "ppp0"
+
+
+@dataclass(frozen=True)
+class CarrierLost:
+    cause: str = "carrier"
+
+
+@dataclass(frozen=True)
+class PppdExited:
+    code: int
+
+
+@dataclass(frozen=True)
+class QueueRunDone:
+    pass
+
+
+@dataclass(frozen=True)
+class EtrnDone:
+    result: str                  #: e.g. "250", "459 example.org: service unavailable"
+
+
+@dataclass(frozen=True)
+class InboundActive:
+    pass
+
+
+@dataclass(frozen=True)
+class InboundDone:
+    pass
+
+
+@dataclass(frozen=True)
+class Hold:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Release:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Idle:
+    """A byte-counter sample of the interface (rx + tx); moving = not idle."""
+
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Timer:
+    pass
+
+
+LinkEvent = (DialRequested | DialResult | IfaceUp | IfaceDown | CarrierLost | PppdExited
+             | QueueRunDone | EtrnDone | InboundActive | InboundDone | Hold | Release | Idle | Timer)
+
+
+# --- actions ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Dial:
+    numbers: tuple[str, ...]
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class StartPppd:
+    pass
+
+
+@dataclass(frozen=True)
+class ClearHostStatus:
+    pass
+
+
+@dataclass(frozen=True)
+class RunQueue:
+    pass
+
+
+@dataclass(frozen=True)
+class SendEtrn:
+    domains: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StopRun:
+    cause: str
+
+
+@dataclass(frozen=True)
+class Hangup:
+    cause: str
+
+
+@dataclass(frozen=True)
+class NotifyUp:
+    addr: str = ""
+
+
+@dataclass(frozen=True)
+class NotifyDown:
+    cause: str
+
+
+@dataclass(frozen=True)
+class ScheduleTimer:
+    at: float | None
+
+
+Action = (Dial | StartPppd | ClearHostStatus | RunQueue | SendEtrn | StopRun | Hangup
+          | NotifyUp | NotifyDown | ScheduleTimer)
+
+
+@dataclass(frozen=True)
+class FsmConfig:
+    numbers: tuple[str, ...] = ()
+    etrn_domains: tuple[str, ...] = ()
+    idle_hangup_s: float = 120.0
+    max_connect_s: float = 1800.0
+    dial_timeout_s: float = 90.0        #: safety net over the modem driver's own timeouts
+    pppd_timeout_s: float = 60.0        #: CONNECT -> interface up
+    hangup_timeout_s: float = 15.0
+    backoff_base_s: float = 60.0
+    backoff_max_s: float = 1800.0
+    max_failed_dials: int = 5
+    limit_backoff_s: float = 3600.0
+
+
+S = LinkState
+#: (state, event type) -> handler name.  Pairs not listed are ignored.
+TABLE: dict[tuple[LinkState, type], str] = {
+    (S.IDLE, DialRequested): "dial",
+    (S.IDLE, IfaceUp): "link_up",            # someone else (pppd demand, an operator) brought it up
+    (S.DIALING, DialResult): "dial_result",
+    (S.DIALING, Timer): "dial_timeout",
+    (S.DIALING, CarrierLost): "dial_failed",
+    (S.DIALING, IfaceUp): "link_up",
+    (S.CONNECTING, IfaceUp): "link_up",
+    (S.CONNECTING, PppdExited): "dial_failed",
+    (S.CONNECTING, CarrierLost): "dial_failed",
+    (S.CONNECTING, IfaceDown): "dial_failed",
+    (S.CONNECTING, Timer): "dial_timeout",
+    (S.UP, QueueRunDone): "run_done",
+    (S.UP, EtrnDone): "etrn_done",
+    (S.UP, InboundActive): "inbound",
+    (S.UP, InboundDone): "inbound",
+    (S.UP, Idle): "traffic",
+    (S.UP, Timer): "up_timer",
+    (S.UP, CarrierLost): "lost",
+    (S.UP, IfaceDown): "lost",
+    (S.UP, PppdExited): "lost",
+    (S.HANGING_UP, IfaceDown): "down",
+    (S.HANGING_UP, PppdExited): "down",
+    (S.HANGING_UP, CarrierLost): "down",
+    (S.HANGING_UP, Timer): "down",
+    (S.BACKOFF, Timer): "backoff_over",
+    (S.BACKOFF, IfaceUp): "link_up",
+}
+
+
+@dataclass
+class LinkFSM:
+    config: FsmConfig = field(default_factory=FsmConfig)
+    state: LinkState = LinkState.IDLE
+    phase: Phase = Phase.LINGER
+    failed_dials: int = 0
+    holders: dict[str, int] = field(default_factory=dict)
+    inbound: int = 0
+    last_etrn: str | None = None
+    ignored: int = 0
+    up_since: float | None = None
+    _deadline: float | None = None
+    _last_activity: float = 0.0
+    _last_bytes: int | None = None
+
+    def deadline(self) -> float | None:
+        """When to call handle(Timer(), now); None: no timer needed."""
+        return self._deadline
+
+    def handle(self, event: LinkEvent, now: float) -> list[Action]:
+        before = self._deadline
+        if isinstance(event, (Hold, Release)):
+            actions = self._hold(event, now)           # counted in every state
+        else:
+            name = TABLE.get((self.state, type(event)))
+            if name is None:
+                self.ignored += 1
+                return []
+            actions = getattr(self, "_" + name)(event, now)
+        if self._deadline != before:
+            actions.append(ScheduleTimer(self._deadline))
+        return actions
+
+    # --- handlers: each returns the actions, sets state and deadline ---------
+
+    def _dial(self, event: DialRequested, now: float) -> list[Action]:
+        self._enter(S.DIALING, now + self.config.dial_timeout_s)
+        return [Dial(self.config.numbers, event.reason)]
+
+    def _dial_result(self, event: DialResult, now: float) -> list[Action]:
+        if not event.ok:
+            return self._dial_failed(CarrierLost(event.result), now)
+        self._enter(S.CONNECTING, now + self.config.pppd_timeout_s)
+        return [StartPppd()]
+
+    def _dial_timeout(self, event: Timer, now: float) -> list[Action]:
+        return self._dial_failed(CarrierLost("TIMEOUT"), now)
+
+    def _dial_failed(self, event, now: float) -> list[Action]:
+        self.failed_dials += 1
+        c = self.config
+        if self.failed_dials >= c.max_failed_dials:
+            wait = c.limit_backoff_s
+        else:
+            wait = min(c.backoff_base_s * 2 ** (self.failed_dials - 1), c.backoff_max_s)
+        self._enter(S.BACKOFF, now + wait)
+        return [Hangup(_cause(event)), NotifyDown(_cause(event))]
+
+    def _backoff_over(self, event: Timer, now: float) -> list[Action]:
+        self._enter(S.IDLE, None)
+        return []
+
+    def _link_up(self, event: IfaceUp, now: float) -> list[Action]:
+        self.failed_dials = 0
+        self.up_since = now
+        self._last_activity = now
+        self._last_bytes = None
+        self.inbound = 0
+        self.phase = Phase.RUN
+        self._enter(S.UP, self._up_deadline(now))
+        return [NotifyUp(event.addr), ClearHostStatus(), RunQueue()]
+
+    def _run_done(self, event: QueueRunDone, now: float) -> list[Action]:
+        if self.phase is not Phase.RUN:
+            return []
+        self._last_activity = now
+        if self.config.etrn_domains:
+            self.phase = Phase.ETRN
+            return [SendEtrn(self.config.etrn_domains)]
+        return self._linger(now)
+
+    def _etrn_done(self, event: EtrnDone, now: float) -> list[Action]:
+        self.last_etrn = event.result
+        self._last_activity = now
+        return self._linger(now) if self.phase is Phase.ETRN else []
+
+    def _linger(self, now: float) -> list[Action]:
+        self.phase = Phase.LINGER
+        self._deadline = self._up_deadline(now)
+        return []
+
+    def _inbound(self, event, now: float) -> list[Action]:
+        self.inbound = self.inbound + 1 if isinstance(event, InboundActive) else max(self.inbound - 1, 0)
+        self._last_activity = now
+        self._deadline = self._up_deadline(now)
+        return []
+
+    def _traffic(self, event: Idle, now: float) -> list[Action]:
+        if self._last_bytes is not None and event.bytes != self._last_bytes:
+            self._last_activity = now
+        self._last_bytes = event.bytes
+        self._deadline = self._up_deadline(now)
+        return []
+
+    def _hold(self, event, now: float) -> list[Action]:
+        n = self.holders.get(event.reason, 0) + (1 if isinstance(event, Hold) else -1)
+        if n > 0:
+            self.holders[event.reason] = n
+        else:
+            self.holders.pop(event.reason, None)
+        if self.state is S.UP:
+            self._last_activity = now
+            self._deadline = self._up_deadline(now)
+        return []
+
+    def _up_timer(self, event: Timer, now: float) -> list[Action]:
+        assert self.up_since is not None
+        if now >= self.up_since + self.config.max_connect_s:
+            return self._hangup("max-connect", now)
+        if self._quiet() and now >= self._last_activity + self.config.idle_hangup_s:
+            return self._hangup("idle", now)
+        self._deadline = self._up_deadline(now)
+        return []
+
+    def _hangup(self, cause: str, now: float) -> list[Action]:
+        actions: list[Action] = [StopRun(cause)] if self.phase is not Phase.LINGER else []
+        self._enter(S.HANGING_UP, now + self.config.hangup_timeout_s)
+        return actions + [Hangup(cause)]
+
+    def _lost(self, event, now: float) -> list[Action]:
+        cause = _cause(event)
+        actions: list[Action] = [StopRun(cause)] if self.phase is not Phase.LINGER else []
+        self._enter(S.IDLE, None)
+        return actions + [Hangup(cause), NotifyDown(cause)]
+
+    def _down(self, event, now: float) -> list[Action]:
+        cause = "hangup-timeout" if isinstance(event, Timer) else "hangup"
+        self._enter(S.IDLE, None)
+        return [NotifyDown(cause)]
+
+    # --- helpers -------------------------------------------------------------
+
+    def _enter(self, state: LinkState, deadline: float | None) -> None:
+        if state is not S.UP:
+            self.phase = Phase.LINGER if state is not S.HANGING_UP else self.phase
+            if state is not S.HANGING_UP:
+                self.up_since = None
+        self.state = state
+        self._deadline = deadline
+
+    def _quiet(self) -> bool:
+        return self.phase is Phase.LINGER and not self.holders and self.inbound == 0
+
+    def _up_deadline(self, now: float) -> float:
+        assert self.up_since is not None
+        limit = self.up_since + self.config.max_connect_s
+        if self._quiet():
+            return min(limit, max(self._last_activity + self.config.idle_hangup_s, now))
+        return limit
+
+
+def _cause(event) -> str:
+    if isinstance(event, CarrierLost):
+        return event.cause
+    if isinstance(event, PppdExited):
+        return f"pppd-exit({event.code})"
+    if isinstance(event, IfaceDown):
+        return f"{event.ifname}-down"
+    return type(event).__name__
