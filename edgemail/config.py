@@ -195,6 +195,10 @@ class Config:
     DeliveryMode: str = "deferred"
     SmartHost: str = ""
     SmartHostAuthFile: str = ""
+    #: verify the smart host's TLS certificate (false for an ISP relay with a self-signed cert)
+    SmartHostTLSVerify: bool = True
+    #: CA file for that verification ("" = the system CAs)
+    SmartHostCAFile: str = ""
     DialDelay: float = 10.0
     MinQueueAge: float = 0.0
     MaxQueueRunSize: int = 0
@@ -528,6 +532,8 @@ _TOP = {
     "DeliveryMode": _delivery_mode,
     "SmartHost": _typed(str, "\"[host]:port\" or \"host\""),
     "SmartHostAuthFile": _typed(str, "a file path"),
+    "SmartHostTLSVerify": _typed(bool, "true or false"),
+    "SmartHostCAFile": _typed(str, "a file path"),
     "DialDelay": parse_duration,
     "MinQueueAge": parse_duration,
     "MaxQueueRunSize": _nonneg_int,
