@@ -1,0 +1,238 @@
+"""address.py - the one canonical parse of an SMTP envelope address.
+
+Owns: turning the argument of ``MAIL FROM:`` / ``RCPT TO:`` into a
+``Path`` (the address and the ESMTP parameter text after it), and deciding
+what in an address is a *destination*.  Everything that decides about an
+address (relay control, routing, logging) works on the ``Address`` this
+module returns, never on the raw text, so two parts of the program can never
+read one address two ways.
+
+Never does: DNS, I/O, or any routing.  Pure; tests are tables.
+
+Rules (each has a test in tests/core/test_address.py):
+
+* The destination is the domain after the last unquoted ``@``; nothing else.
+  ``%`` and ``!`` are ordinary local-part characters (no percent hack, no
+  UUCP bang paths), and a quoted ``@`` ("a@b"@example.org) is part of the
+  local part.  ``Address.sender_routing`` says that such characters are
+  present; smtpd refuses these addresses from untrusted clients (Postfix's
+  ``allow_untrusted_routing = no``), so they cannot be used to probe a
+  relay that somewhere else might honour them.
+* Source routes (``<@a,@b:user@c>``) are dropped, as RFC 5321 section 4.1.1.3
+  and appendix C tell a server to: the address is ``user@c``; the route
+  hosts are never contacted.  ``Address.had_route`` records that one was given.
+* A domain must be a host name (LDH labels, ``_`` tolerated; lower-cased,
+  trailing dot removed; U-labels are converted to A-labels) or a domain
+  literal in brackets: ``[192.0.2.1]`` or ``[IPv6:2001:db8::1]``, checked
+  with ``ipaddress``.  An unbracketed IP address (``user@192.0.2.1``), or
+  any domain whose last label is all digits, is a syntax error: it would
+  otherwise be looked up as a name or taken as an address by accident.
+* ``<>`` is the null sender; valid for MAIL only (``allow_null``).
+* A bare ``postmaster`` (any case) without a domain is accepted (RFC 5321
+  4.5.1); ``Address.domain`` is then "" and the caller supplies its own.
+  Any other address without a domain is a syntax error.
+* Limits: local part 64 octets x 2 (lenient), domain 255, whole path 256.
+
+Failures: ``AddressError(reason)`` with a one-line reason fit for a reply.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+
+__all__ = ["Address", "AddressError", "Path", "parse_path", "parse_address"]
+
+MAX_LOCAL = 128
+MAX_DOMAIN = 255
+MAX_PATH = 256
+
+# RFC 5322 atext (RFC 5321 Atom), plus any non-ASCII character (RFC 6531).
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010ffff]+"
+_DOT_STRING = re.compile(rf"{_ATOM}(?:\.{_ATOM})*")
+_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+_ROUTING = frozenset("%!@")
+
+
+class AddressError(ValueError):
+    """The text is not an address we accept; ``str()`` says why."""
+
+
+@dataclass(frozen=True)
+class Address:
+    """A parsed mailbox.  ``str()`` is the canonical form used everywhere."""
+
+    #: the local part's value (quotes removed, quoted-pairs resolved)
+    local: str
+    #: lower-case host name, "[literal]" text, or "" for a bare postmaster
+    domain: str
+    #: the address literal's IP, when ``domain`` is a literal
+    literal: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+    #: a source route was given and dropped
+    had_route: bool = False
+
+    @property
+    def sender_routing(self) -> bool:
+        """The local part holds ``%``, ``!`` or ``@``: sender-specified routing."""
+        return any(c in _ROUTING for c in self.local)
+
+    @property
+    def is_postmaster(self) -> bool:
+        return self.local.lower() == "postmaster"
+
+    @property
+    def smtputf8(self) -> bool:
+        """Needs SMTPUTF8 (non-ASCII local part)."""
+        return not self.local.isascii()
+
+    def __str__(self) -> str:
+        local = self.local if _DOT_STRING.fullmatch(self.local) else _quote(self.local)
+        return f"{local}@{self.domain}" if self.domain else local
+
+
+@dataclass(frozen=True)
+class Path:
+    """A MAIL/RCPT argument: the address (None for ``<>``) and the parameter text."""
+
+    address: Address | None
+    params: str = ""
+
+    @property
+    def text(self) -> str:
+        """The canonical address text; "" for the null path."""
+        return str(self.address) if self.address else ""
+
+
+def _quote(local: str) -> str:
+    return '"' + local.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def parse_path(arg: str, *, allow_null: bool = False) -> Path:
+    """Parse what follows ``FROM:`` / ``TO:``: ``<path> [params]``.
+
+    Brackets are expected; a bare address without spaces is tolerated
+    (sendmail accepts ``MAIL FROM:user@host``).
+    """
+    arg = arg.strip()
+    if arg.startswith("<"):
+        end = _closing_bracket(arg)
+        inner, params = arg[1:end], arg[end + 1:]
+        if params and not params[0].isspace():
+            raise AddressError("text after the closing '>' must be parameters")
+    else:
+        inner, _, params = arg.partition(" ")
+    if len(inner) + 2 > MAX_PATH:
+        raise AddressError(f"path longer than {MAX_PATH} characters")
+    if inner == "":
+        if not allow_null:
+            raise AddressError("null address <> not allowed here")
+        return Path(None, params.strip())
+    return Path(parse_address(inner), params.strip())
+
+
+def _closing_bracket(arg: str) -> int:
+    """Index of the '>' closing the path, skipping quoted strings."""
+    quoted = escaped = False
+    for i, c in enumerate(arg):
+        if escaped:
+            escaped = False
+        elif c == "\\" and quoted:
+            escaped = True
+        elif c == '"':
+            quoted = not quoted
+        elif c == ">" and not quoted:
+            return i
+    raise AddressError("missing closing '>'")
+
+
+def parse_address(text: str) -> Address:
+    """Parse ``[@route,...:]local@domain`` (no angle brackets)."""
+    had_route = False
+    if text.startswith("@"):
+        route, colon, text = text.partition(":")
+        if not colon:
+            raise AddressError("source route without ':'")
+        for hop in route.split(","):
+            if not hop.startswith("@"):
+                raise AddressError("bad source route")
+            _domain(hop[1:])
+        had_route = True
+    local, rest = _local_part(text)
+    if not rest:
+        if local.lower() == "postmaster":
+            return Address(local, "", had_route=had_route)
+        raise AddressError("address without a domain")
+    if rest[0] != "@":
+        raise AddressError("junk after the local part")
+    domain, literal = _domain(rest[1:])
+    return Address(local, domain, literal, had_route)
+
+
+def _local_part(text: str) -> tuple[str, str]:
+    """Split off the local part; returns (value, rest starting at '@' or "")."""
+    if text.startswith('"'):
+        value, i, escaped = [], 1, False
+        while i < len(text):
+            c = text[i]
+            if escaped:
+                value.append(c)
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == '"':
+                break
+            elif ord(c) < 32 or c == "\x7f":
+                raise AddressError("control character in quoted local part")
+            else:
+                value.append(c)
+            i += 1
+        else:
+            raise AddressError("unterminated quoted local part")
+        local, rest = "".join(value), text[i + 1:]
+    else:
+        at = text.rfind("@")
+        local, rest = (text[:at], text[at:]) if at >= 0 else (text, "")
+        if not _DOT_STRING.fullmatch(local):
+            raise AddressError("bad local part (quote it)")
+    if not local:
+        raise AddressError("empty local part")
+    if len(local.encode()) > MAX_LOCAL:
+        raise AddressError(f"local part longer than {MAX_LOCAL} octets")
+    return local, rest
+
+
+def _domain(text: str) -> tuple[str, ipaddress.IPv4Address | ipaddress.IPv6Address | None]:
+    if text.startswith("["):
+        return _literal(text)
+    name = text.rstrip(".") if text.endswith(".") and not text.endswith("..") else text
+    if not name.isascii():
+        try:
+            name = name.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise AddressError("bad internationalised domain") from None
+    name = name.lower()
+    if not name or len(name) > MAX_DOMAIN:
+        raise AddressError("bad domain length")
+    labels = name.split(".")
+    if not all(_LABEL.fullmatch(label) for label in labels):
+        raise AddressError("bad domain")
+    if labels[-1].isdigit():
+        raise AddressError("IP address domain must be a bracketed literal [a.b.c.d]")
+    return name, None
+
+
+def _literal(text: str) -> tuple[str, ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    if not text.endswith("]"):
+        raise AddressError("unterminated address literal")
+    inner = text[1:-1]
+    try:
+        if inner[:5].lower() == "ipv6:":
+            ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv6Address(inner[5:])
+            return f"[IPv6:{ip.compressed}]", ip
+        if not re.fullmatch(r"\d{1,3}(?:\.\d{1,3}){3}", inner):
+            raise ValueError(inner)
+        ip = ipaddress.IPv4Address(inner)
+    except ValueError:
+        raise AddressError("bad address literal (want [a.b.c.d] or [IPv6:...])") from None
+    return f"[{ip}]", ip

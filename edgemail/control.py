@@ -1,0 +1,244 @@
+"""control.py - the daemon's control socket: JSON lines over a unix socket.
+
+Owns: the socket file (created mode 0660, removed on close), the framing,
+and the client local programs use (``sendmail``, ``mailq``, ``edgemail``,
+the ppp hooks).  It never interprets an op: modules register handlers.
+
+Protocol: one request per line, one reply per line (UTF-8 JSON objects)::
+
+    {"op": "queue_show", "qid": "..."}   ->  {"ok": true, ...}
+                                          or {"ok": false, "error": "what went wrong"}
+
+A handler may return a ``Stream`` instead of a dict (``queue_list`` does, so
+``mailq`` of 100,000 entries starts printing at once and neither side holds
+one giant line): the reply is then a header line ``{"ok": true, "stream":
+true, ...}``, one line per item, and ``{"end": true, "count": N}``.
+
+Limits: a request line longer than ``max_request`` bytes is refused and the
+connection closed; a connection idle longer than ``timeout``
+(Timeout.control) is closed.  Bad JSON, a missing or unknown op, and a
+handler's ``ValueError``/``KeyError``/``ControlError`` get ``ok: false``
+replies naming the problem; any other handler exception is logged once and
+answered ``internal error``; the server keeps running.
+
+Failures on the client side: ``DaemonUnreachable`` (a ``ControlError``) when
+the socket is missing, refuses, or the connection breaks before a reply;
+``RequestFailed`` (also a ``ControlError``) when the daemon answered
+``ok: false``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import stat
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from . import maillog
+from .errors import ControlError
+
+log = logging.getLogger("edgemail.control")
+
+#: default request limit: a submitted message travels base64-encoded in one line
+MAX_REQUEST = 64 * 1024 * 1024
+
+Handler = Callable[[dict], Awaitable["dict | Stream"]]
+
+
+class DaemonUnreachable(ControlError):
+    """The daemon is not running or the connection broke before a reply."""
+
+
+class RequestFailed(ControlError):
+    """The daemon answered ``ok: false``; str() is its error text."""
+
+
+@dataclass
+class Stream:
+    """A reply made of a header and many items (one JSON line each)."""
+
+    items: Iterable[dict]
+    header: dict = field(default_factory=dict)
+
+
+def _line(obj: dict) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+class ControlServer:
+    """Serves `handlers` (op name -> async callable(request) -> dict | Stream) on `path`."""
+
+    def __init__(self, path: str, handlers: dict[str, Handler], *,
+                 max_request: int = MAX_REQUEST, timeout: float = 120.0, mode: int = 0o660) -> None:
+        self.path = path
+        self.handlers = dict(handlers)
+        self.max_request = max_request
+        self.timeout = timeout
+        self.mode = mode
+        self._server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> None:
+        """Bind the socket.  Raises ControlError if another daemon answers on it."""
+        _clear_stale(self.path)
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        old = os.umask(0o777 & ~self.mode)   # never visible with wider permissions
+        try:
+            self._server = await asyncio.start_unix_server(self._serve, self.path, limit=self.max_request)
+        finally:
+            os.umask(old)
+        os.chmod(self.path, self.mode)
+
+    async def close(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._server.wait_closed(), 2)
+        self._server = None
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                try:
+                    raw = await asyncio.wait_for(reader.readline(), self.timeout)
+                except (asyncio.LimitOverrunError, ValueError):
+                    log.warning(maillog.bad_request(f"request longer than {self.max_request} bytes"))
+                    writer.write(_line({"ok": False, "error": f"request too long (limit {self.max_request} bytes)"}))
+                    await writer.drain()
+                    return
+                if not raw:
+                    return
+                await self._answer(raw, writer)
+        except (TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _answer(self, raw: bytes, writer: asyncio.StreamWriter) -> None:
+        reply = await self.dispatch(raw)
+        if isinstance(reply, Stream):
+            writer.write(_line({"ok": True, "stream": True, **reply.header}))
+            count = 0
+            for item in reply.items:
+                writer.write(_line(item))
+                count += 1
+                if count % 1024 == 0:
+                    await writer.drain()
+            writer.write(_line({"end": True, "count": count}))
+        else:
+            writer.write(_line(reply))
+        await writer.drain()
+
+    async def dispatch(self, raw: bytes) -> dict | Stream:
+        """One request line -> its reply (never raises)."""
+        try:
+            request = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return self._refuse(f"bad JSON: {exc}")
+        if not isinstance(request, dict) or not isinstance(request.get("op"), str):
+            return self._refuse("a request is a JSON object with a string \"op\"")
+        op = request["op"]
+        handler = self.handlers.get(op)
+        if handler is None:
+            return self._refuse(f"unknown op {op!r}, expected one of {', '.join(sorted(self.handlers))}")
+        try:
+            reply = await handler(request)
+        except (ValueError, KeyError, TypeError, ControlError) as exc:
+            text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+            return {"ok": False, "error": f"{op}: {text}"}
+        except Exception:
+            log.exception("control: internal error in op %s", op)
+            return {"ok": False, "error": f"{op}: internal error (see the daemon's log)"}
+        if isinstance(reply, Stream):
+            return reply
+        return {"ok": True, **reply}
+
+    def _refuse(self, reason: str) -> dict:
+        log.warning(maillog.bad_request(reason))
+        return {"ok": False, "error": reason}
+
+
+def _clear_stale(path: str) -> None:
+    """Remove a socket file left by a dead daemon; refuse to steal a live one."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise ControlError(f"control socket {path} exists and is not a socket; not touching it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        return
+    finally:
+        probe.close()
+    raise ControlError(f"another daemon is answering on {path}")
+
+
+class ControlClient:
+    """Synchronous client (the command-line programs are synchronous)."""
+
+    def __init__(self, path: str, *, timeout: float = 120.0) -> None:
+        self.path = path
+        self.timeout = timeout
+
+    def request(self, op: str, **fields) -> dict:
+        """Send one request; returns the reply dict (a streamed reply's items
+        are collected under ``"items"``).  Raises DaemonUnreachable or RequestFailed."""
+        it = self.stream(op, **fields)
+        header = next(it)
+        if header.get("stream"):
+            header = dict(header)
+            header["items"] = list(it)
+        return header
+
+    def stream(self, op: str, **fields) -> Iterator[dict]:
+        """Yields the reply header, then each streamed item (if any)."""
+        with self._connect() as sock:
+            try:
+                sock.sendall(_line({"op": op, **fields}))
+                f = sock.makefile("rb", buffering=256 * 1024)
+                header = self._read(f)
+                if not header.get("ok"):
+                    raise RequestFailed(str(header.get("error", "request failed")))
+                yield header
+                if header.get("stream"):
+                    while True:
+                        item = self._read(f)
+                        if item.get("end"):
+                            return
+                        yield item
+            except OSError as exc:
+                raise DaemonUnreachable(f"connection to the daemon at {self.path} broke: {exc}") from None
+
+    def _connect(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.path)
+        except OSError as exc:
+            sock.close()
+            raise DaemonUnreachable(f"daemon not running (control socket {self.path}: "
+                                    f"{exc.strerror or exc})") from None
+        return sock
+
+    def _read(self, f) -> dict:
+        raw = f.readline()
+        if not raw.endswith(b"\n"):
+            raise DaemonUnreachable(f"the daemon at {self.path} closed the connection before replying")
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise ControlError(f"bad reply from the daemon: {exc}") from None

@@ -1,0 +1,50 @@
+"""smtpd - the SMTP listener (aiosmtpd on the running event loop).
+
+Accepts mail from LAN clients, local programs over loopback, and the ISP
+(which pushes held mail to us after ETRN), and makes it durable in the
+spool.  Accepting never makes a DNS query and never touches the link
+(invariant 1); a 250 after DATA means the message is fsynced (invariant 2);
+only trusted clients relay (invariant 4); bad input gets a clear reply
+(invariant 5).
+
+Modules:
+  listener   SmtpListener: binding, session limits, trust and relay decisions
+  protocol   EdgeSMTP: one session's dialogue (aiosmtpd subclass)
+  params     ESMTP/DSN parameters of MAIL and RCPT (sans-IO)
+  data       the DATA phase: end marker, dot-stuffing, bare CR/LF/NUL, size;
+             header facts and our Received: line (sans-IO)
+
+Replies (every one but the greeting and EHLO/HELO carries an enhanced code):
+  250 2.0.0 QID Message accepted for delivery    after the spool's commit returned
+  421 4.3.2 too many sessions (overall / per client), shutting down
+  421 4.4.2 timeout (per read: a slow but moving DATA is not cut)
+  421 4.7.0 too many errors (smtpd.max_bad_commands 5xx replies)
+  451 4.3.0 internal error or spool write error (logged once with traceback)
+  452 4.3.1 below MinFreeBlocks / SpoolFull (at MAIL and before the commit)
+  452 4.5.3 more than smtpd.MaxRecipientsPerMessage recipients
+  458/459   ETRN refused (hook failed / client not on the LAN)
+  501 5.1.3 bad recipient address (incl. RCPT TO:<>); 501 5.1.7 bad sender
+  501 5.5.4 bad parameter value (NOTIFY, RET, ENVID, ORCPT, SIZE, BODY)
+  550 5.6.0 bare CR, bare LF or NUL in DATA on a strict listener
+  552 5.3.4 SIZE= or the data itself beyond MaxMessageSize
+  554 5.4.6 more than 25 Received: headers (mail loop)
+  554 5.7.1 Relaying denied
+  555 5.5.4 unknown MAIL/RCPT parameter
+
+Received: we prepend ``Received: from HELO ([IP]) by HOSTNAME (edgemail) with
+ESMTP [for <rcpt>]; DATE``.  It carries no ``id``: the spool assigns the
+queue id inside commit(), after the data is written; the log line
+``QID: from=..., relay=[IP]:PORT`` ties the two.  ``for <rcpt>`` only
+with a single recipient (sendmail does the same, so Bcc stays private).
+
+Log lines (logger ``edgemail.smtpd``; formats in edgemail/maillog.py and, for
+the three not there yet, in protocol.py): ``QID: from=<..>, size=.., class=..,
+nrcpts=.., msgid=<..>, proto=ESMTP, relay=[ip]:port`` per message;
+``NOQUEUE: reject=CODE X.Y.Z TEXT, cmd=CMD, arg=ARG, relay=[ip]:port`` per
+refused command; lost connection, too many errors, timeout, connection
+refused, internal error (with traceback).
+"""
+
+from .listener import SmtpListener
+
+__all__ = ["SmtpListener"]

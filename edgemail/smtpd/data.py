@@ -1,0 +1,171 @@
+"""smtpd/data.py - the DATA phase without I/O: end of data, transparency,
+line-ending hygiene, size; and the header facts smtpd needs.
+
+Owns:
+  * ``DataCollector``: fed the bytes read after ``354`` in any chunking, it
+    finds the end of DATA, removes dot-stuffing, enforces the size limit and
+    the line-ending rules below, and returns the message to queue.
+  * ``summarise()``: Precedence, Message-ID and the number of Received
+    headers of a message; ``received_header()``: the line we prepend.
+
+Rules (DESIGN.md "Input hygiene"; table tests in tests/core/test_smtpd_data.py):
+  * DATA ends only at CRLF "." CRLF.  ``\\n.\\n``, ``\\r.\\r``, ``\\n.\\r\\n`` and
+    ``\\r\\n.\\n`` do not end it (no SMTP smuggling through us).
+  * Dot-stuffing is removed from the start of every CRLF-delimited line.
+  * A *strict* collector (Internet/ISP-facing listener) refuses a message
+    holding a bare CR, a bare LF or a NUL anywhere: ``550 5.6.0`` (Postfix
+    ``smtpd_forbid_bare_newline = reject``), naming the first offence.
+  * A lenient collector (LAN listener) normalises as ``sendmail -t`` input
+    is: a bare LF ends a line (becomes CRLF), a bare CR becomes a space, a
+    NUL is removed.  A line made by splitting at a bare LF is taken as it
+    stands (no dot-stuffing was applied to it by the client), so a
+    ``\\n.\\n`` becomes a line holding one "." *inside* the message: harmless
+    in the queue, and the SMTP client dot-stuffs it on the way out.
+  * Either way the queued message has CRLF line endings only and no NUL.
+  * Size counts the bytes after dot-removal; past ``limit`` the data is
+    dropped as it arrives and the reply is ``552 5.3.4`` once the end of
+    DATA is seen (RFC 5321 4.2.5: the reply waits for the end).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from email.utils import formatdate
+
+_BAD = re.compile(rb"[\r\n\x00]")
+_HEADER_NAME = re.compile(rb"([!-9;-~]+)[ \t]*:")
+
+
+class DataCollector:
+    """Collects one message.  ``feed()`` until it returns True; then read
+    ``refusal`` (a reply, or None) and ``message()``."""
+
+    def __init__(self, *, strict: bool, limit: int) -> None:
+        self.strict = strict
+        self.limit = limit
+        self.size = 0
+        self.refusal: str | None = None
+        self.leftover = b""
+        self._lines: list[bytes] = []
+        self._buf = bytearray()
+        #: the buffered bytes continue a line begun earlier (too long to hold)
+        self._continued = False
+
+    def feed(self, chunk: bytes) -> bool:
+        """Take bytes read from the client; True once the end of DATA was seen.
+        Bytes after the end (pipelined commands) are kept in ``leftover``."""
+        self._buf += chunk
+        start = 0
+        while (end := self._buf.find(b"\r\n", start)) >= 0:
+            line = bytes(self._buf[start:end])
+            start = end + 2
+            if not self._continued and line == b".":
+                self.leftover = bytes(self._buf[start:])
+                self._buf.clear()
+                return True
+            self._line(line, self._continued)
+            self._continued = False
+        del self._buf[:start]
+        if len(self._buf) > self.limit:   # a line longer than any message we take
+            keep = 1 if self._buf.endswith(b"\r") else 0
+            self._line(bytes(self._buf[:len(self._buf) - keep]), self._continued, partial=True)
+            del self._buf[:len(self._buf) - keep]
+            self._continued = True
+        return False
+
+    def _line(self, line: bytes, continued: bool, *, partial: bool = False) -> None:
+        if not continued and line.startswith(b"."):
+            line = line[1:]
+        self.size += len(line) + (0 if partial else 2)
+        if self.refusal:
+            return
+        if self.size > self.limit:
+            self._refuse(f"552 5.3.4 Message size exceeds fixed maximum message size ({self.limit})")
+            return
+        if _BAD.search(line):
+            if self.strict:
+                self._refuse(f"550 5.6.0 Message contains {offence(line)}; lines must end with CRLF")
+                return
+            line = normalise(line)
+        if continued and self._lines:
+            self._lines[-1] += line
+        else:
+            self._lines.append(line)
+
+    def _refuse(self, reply: str) -> None:
+        self.refusal = reply
+        self._lines.clear()
+
+    def message(self) -> bytes:
+        """The message as it will be queued (CRLF line endings only)."""
+        return b"".join(line + b"\r\n" for line in self._lines)
+
+
+def offence(line: bytes) -> str:
+    """Name the first bare CR, bare LF or NUL in a line (which holds no CRLF)."""
+    m = _BAD.search(line)
+    assert m
+    return {b"\r": "bare CR", b"\n": "bare LF", b"\x00": "NUL"}[m.group()]
+
+
+def normalise(line: bytes) -> bytes:
+    """LAN rule: bare LF -> CRLF, bare CR -> space, NUL removed (no CRLF in `line`)."""
+    return line.replace(b"\x00", b"").replace(b"\r", b" ").replace(b"\n", b"\r\n")
+
+
+@dataclass(frozen=True)
+class HeaderFacts:
+    precedence: str | None = None
+    msgid: str = ""
+    hops: int = 0
+
+
+def summarise(message: bytes) -> HeaderFacts:
+    """Precedence, Message-ID (without <>) and Received count of a message."""
+    precedence, msgid, hops = None, "", 0
+    for name, value in _headers(message):
+        if name == b"received":
+            hops += 1
+        elif name == b"precedence" and precedence is None:
+            precedence = value.decode("ascii", "replace").strip()
+        elif name == b"message-id" and not msgid:
+            msgid = _msgid(value)
+    return HeaderFacts(precedence, msgid, hops)
+
+
+def _headers(message: bytes):
+    """Yield (lower-case name, unfolded value) up to the first empty line."""
+    name, value = None, b""
+    for line in message.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and name is not None:
+            value += b" " + line.strip()
+            continue
+        if name is not None:
+            yield name, value
+            name = None
+        m = _HEADER_NAME.match(line)
+        if not m:
+            return
+        name, value = m.group(1).lower(), line[m.end():].strip()
+
+
+def _msgid(value: bytes) -> str:
+    text = value.decode("utf-8", "replace").strip()
+    if text.startswith("<") and ">" in text:
+        text = text[1:text.index(">")]
+    return "".join(c for c in text if c.isprintable() and not c.isspace())[:250]
+
+
+_HELO_SAFE = re.compile(r"[^A-Za-z0-9.\-_:\[\]]")
+
+
+def received_header(*, helo: str, ip: str, hostname: str, proto: str,
+                    rcpt: str | None, when: float) -> bytes:
+    """Our trace line (sendmail's form, without ``id``: the queue id exists
+    only after the commit; the log line ties the two together)."""
+    helo = _HELO_SAFE.sub("_", helo)[:64] or "unknown"
+    tail = f"\r\n\tfor <{rcpt}>" if rcpt else ""
+    text = (f"Received: from {helo} ([{ip}])\r\n\tby {hostname} (edgemail) with {proto}{tail};"
+            f"\r\n\t{formatdate(when)}\r\n")
+    return text.encode("utf-8", "surrogateescape")

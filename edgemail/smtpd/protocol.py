@@ -1,0 +1,395 @@
+"""smtpd/protocol.py - one SMTP session: aiosmtpd's protocol, our commands.
+
+Owns the dialogue with one client: EHLO/HELO, MAIL, RCPT, DATA, RSET,
+NOOP, QUIT, VRFY (252), EXPN (refused), ETRN, and every reply's wording.
+aiosmtpd supplies the line reader, the command dispatch and STARTTLS/PROXY
+machinery we do not use; MAIL, RCPT, DATA, EHLO and HELO are ours entirely.
+
+Invariants:
+  * 250 after DATA only after ``await store.commit()`` returned (the file and
+    its directory are fsynced: invariant 2).
+  * No name lookups: the host name is the configured one; the client is its
+    IP address (invariant 1).
+  * Every reply except the greeting and the EHLO/HELO answer carries an
+    enhanced status code (RFC 2034); replies aiosmtpd words itself get one
+    added in ``push()``.
+  * The timeout is per read (sendmail's Timeout.command): any bytes from
+    the client re-arm it, so a slow but moving DATA is never cut; a stalled
+    client gets ``421 4.4.2`` and is closed.
+  * ``max_bad_commands`` 5xx replies end the session with ``421 4.7.0``.
+
+Failures: an exception in a command (ours or a hook's) answers ``451 4.3.0``
+and is logged once with its traceback; the session goes on.  SpoolFull
+answers ``452 4.3.1``.  Nothing here can stop the listener.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import functools
+import ipaddress
+import logging
+import re
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from aiosmtpd.smtp import SMTP, syntax
+
+from .. import maillog
+from ..address import AddressError, parse_path
+from ..envelope import Envelope, Recipient, precedence_class
+from ..errors import SpoolError, SpoolFull
+from . import params
+from .data import DataCollector, received_header, summarise
+
+if TYPE_CHECKING:
+    from .listener import SmtpListener
+
+log = logging.getLogger("edgemail.smtpd")
+
+#: sendmail's MaxHopCount default
+MAX_HOPS = 25
+_ENHANCED = re.compile(r"\d{3}[ -][245]\.\d{1,3}\.\d{1,3}( |$)")
+_DEFAULT_ENHANCED = {500: "5.5.2", 501: "5.5.4", 502: "5.5.1", 503: "5.5.1", 504: "5.5.4",
+                     530: "5.7.0", 421: "4.3.0"}
+_ETRN_ARG = re.compile(r"[@#]?[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+# ------------------------------------------------------------ log lines (to move to maillog)
+
+def timeout_line(peer: str, after: str) -> str:
+    return f"{maillog.NOQUEUE}: timeout waiting for input from {maillog.clean(peer)} after {after}"
+
+
+def refused_line(peer: str, reply: str) -> str:
+    return f"{maillog.NOQUEUE}: connection refused, relay={maillog.clean(peer)}, reply={reply}"
+
+
+def internal_error_line(peer: str, cmd: str) -> str:
+    return f"{maillog.NOQUEUE}: internal error after {cmd} from {maillog.clean(peer)}"
+
+
+def with_enhanced(reply: str) -> str:
+    """Add an enhanced status code to a reply that lacks one (not 220/354)."""
+    code = reply[:3]
+    if not code.isdigit() or code[0] not in "245" or code == "220" or _ENHANCED.match(reply):
+        return reply
+    enh = _DEFAULT_ENHANCED.get(int(code), f"{code[0]}.0.0")
+    return f"{reply[:4]}{enh} {reply[4:]}".rstrip()
+
+
+class _Transaction:
+    """The mail transaction (aiosmtpd's "envelope" slot): reset by RSET/HELO/DATA."""
+
+    def __init__(self) -> None:
+        self.mail_from: str | None = None
+        self.mail = params.MailParams()
+        self.rcpts: list[Recipient] = []
+
+
+class _Commands(dict):
+    """aiosmtpd's command table; unknown verbs come to us (not its own
+    5-strikes rule), and we note the verb for logging."""
+
+    def __init__(self, table: dict, session: "EdgeSMTP") -> None:
+        super().__init__(table)
+        self._session = session
+
+    def get(self, verb, default=None):
+        method = super().get(verb) or functools.partial(self._session.unknown_command, verb)
+        session = self._session
+
+        async def run(arg):
+            session.verb, session.arg = verb, (None if verb == "AUTH" else arg)  # never log AUTH data
+            await method(arg)
+        return run
+
+
+class EdgeSMTP(SMTP):
+    line_length_limit = 2048
+
+    def __init__(self, listener: "SmtpListener") -> None:
+        cfg = listener.cfg
+        super().__init__(object(), hostname=cfg.hostname, ident="ESMTP edgemail",
+                         data_size_limit=cfg.MaxMessageSize, enable_SMTPUTF8=True,
+                         timeout=cfg.Timeout.command, loop=asyncio.get_running_loop())
+        self.listener = listener
+        self.cfg = cfg
+        self.command_size_limits = collections.defaultdict(lambda: 512, MAIL=1024, RCPT=1024)
+        self._smtp_methods = _Commands(self._smtp_methods, self)
+        self.verb = "CONNECT"
+        self.arg: str | None = None
+        self.peer_ip = ""
+        self.relay = ""
+        self.errors = 0
+        self._last_read = self.loop.time()
+        self._busy = False
+        self._quit = False
+
+    # ---------------------------------------------------------------- plumbing
+
+    def _create_envelope(self) -> _Transaction:  # type: ignore[override]
+        return _Transaction()
+
+    def connection_made(self, transport) -> None:
+        peer = transport.get_extra_info("peername") or ("0.0.0.0", 0)
+        ip = ipaddress.ip_address(peer[0].split("%")[0])
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        self.peer_ip = str(ip)
+        self.relay = f"[{self.peer_ip}]:{peer[1]}"
+        super().connection_made(transport)
+
+    def connection_lost(self, error) -> None:
+        self.listener._release(self)
+        if not self._quit and self.verb != "CONNECT-REFUSED":
+            log.info(maillog.lost_connection(self.relay, self.verb))
+        super().connection_lost(error)
+
+    def data_received(self, data: bytes) -> None:
+        self._last_read = self.loop.time()
+        super().data_received(data)
+
+    def _reset_timeout(self, duration=None) -> None:
+        self._last_read = self.loop.time()
+        if self._timeout_handle is None:
+            self._timeout_handle = self.loop.call_later(self._timeout_duration, self._timeout_cb)
+
+    def _timeout_cb(self) -> None:
+        idle = self.loop.time() - self._last_read
+        if self._busy or idle < self._timeout_duration:
+            wait = self._timeout_duration - (0 if self._busy else idle)
+            self._timeout_handle = self.loop.call_later(wait, self._timeout_cb)
+            return
+        log.info(timeout_line(self.relay, self.verb))
+        if self.transport is not None:
+            self.transport.write(f"421 4.4.2 {self.hostname} Error: timeout exceeded\r\n".encode())
+            self._quit = True
+            self.transport.close()
+
+    async def _handle_client(self) -> None:
+        refusal = self.listener._admit(self)
+        if refusal:
+            log.warning(refused_line(self.relay, refusal))
+            self.verb = "CONNECT-REFUSED"
+            await super().push(refusal)
+            self.transport.close()
+            return
+        log.debug(maillog.connect(self.relay, self.listener.listener.name))
+        await super()._handle_client()
+
+    async def push(self, status: str) -> None:  # type: ignore[override]
+        status = with_enhanced(status)
+        await super().push(status)
+        if status[:1] in "45" and self.verb not in ("CONNECT",):
+            if status[:3] not in ("421",):
+                log.warning(maillog.reject(status, cmd=self.verb, arg=self.arg, relay=self.relay))
+        if status[:1] == "5":
+            self.errors += 1
+            if self.errors >= self.cfg.smtpd.max_bad_commands and self.transport is not None:
+                log.warning(maillog.too_many_errors(self.relay, self.verb))
+                await super().push(f"421 4.7.0 {self.hostname} Error: too many errors")
+                self._quit = True
+                self.transport.close()
+
+    async def handle_exception(self, error: Exception) -> str:
+        log.error(internal_error_line(self.relay, self.verb), exc_info=error)
+        return "451 4.3.0 Error: internal error, try again later"
+
+    async def unknown_command(self, verb: str, arg) -> None:
+        await self.push(f"500 5.5.2 Error: command {verb[:20]!r} not recognised")
+
+    # ---------------------------------------------------------------- greeting
+
+    def _hello(self, helo: str) -> str:
+        safe = re.sub(r"[^\x21-\x7e]", "?", helo)[:64]
+        return f"{self.hostname} Hello {safe} [{self.peer_ip}]"
+
+    @syntax("EHLO hostname")
+    async def smtp_EHLO(self, hostname: str) -> None:
+        if not hostname:
+            await self.push("501 5.5.4 Syntax: EHLO hostname")
+            return
+        self._set_rset_state()
+        self.session.extended_smtp = True
+        self.session.host_name = hostname
+        lines = [self._hello(hostname), f"SIZE {self.cfg.MaxMessageSize}", "8BITMIME",
+                 "PIPELINING", "ENHANCEDSTATUSCODES", "DSN", "SMTPUTF8"]
+        if self.listener.on_etrn is not None:
+            lines.append("ETRN")
+        lines.append("HELP")
+        for i, line in enumerate(lines):
+            await super().push(f"250{'-' if i < len(lines) - 1 else ' '}{line}")
+
+    @syntax("HELO hostname")
+    async def smtp_HELO(self, hostname: str) -> None:
+        if not hostname:
+            await self.push("501 5.5.4 Syntax: HELO hostname")
+            return
+        self._set_rset_state()
+        self.session.extended_smtp = False
+        self.session.host_name = hostname
+        await super().push(f"250 {self._hello(hostname)}")
+
+    @syntax("QUIT")
+    async def smtp_QUIT(self, arg: str) -> None:
+        self._quit = not arg
+        await super().smtp_QUIT(arg)
+
+    @syntax("VRFY <address>")
+    async def smtp_VRFY(self, arg: str) -> None:
+        await self.push("252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery")
+
+    async def smtp_EXPN(self, arg: str) -> None:
+        await self.push("502 5.5.1 EXPN not available")
+
+    async def smtp_AUTH(self, arg: str) -> None:
+        await self.push("502 5.5.1 AUTH not available")
+
+    # ---------------------------------------------------------------- transaction
+
+    def _parse(self, arg: str | None, keyword: str, *, sender: bool):
+        """Parse a MAIL/RCPT argument: (Path, parameters), or the refusal reply."""
+        rest = self._strip_command_keyword(keyword, arg) if arg else None
+        if rest is None:
+            verb = "MAIL FROM" if sender else "RCPT TO"
+            return f"501 5.5.4 Syntax: {verb}:<address>"
+        try:
+            path = parse_path(rest, allow_null=sender)
+        except AddressError as exc:
+            what = "sender" if sender else "recipient"
+            return f"501 5.1.{7 if sender else 3} Bad {what} address syntax: {exc}"
+        if path.params and not self.session.extended_smtp:
+            return "501 5.5.4 Parameters need EHLO"
+        try:
+            return path, (params.mail_params if sender else params.rcpt_params)(path.params)
+        except params.ParamError as exc:
+            return exc.reply
+
+    @syntax("MAIL FROM:<address>", extended=" [SP <mail-parameters>]")
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        if await self.check_helo_needed():
+            return
+        if self.envelope.mail_from is not None:
+            await self.push("503 5.5.1 Error: nested MAIL command")
+            return
+        parsed = self._parse(arg, "FROM:", sender=True)
+        if isinstance(parsed, str):
+            await self.push(parsed)
+            return
+        path, mail = parsed
+        if mail.size is not None and mail.size > self.cfg.MaxMessageSize:
+            await self.push(f"552 5.3.4 Message size exceeds fixed maximum message size ({self.cfg.MaxMessageSize})")
+            return
+        if not self.listener.store.has_room(mail.size or 0):
+            await self.push("452 4.3.1 Insufficient system storage")
+            return
+        self.envelope.mail_from = path.text
+        self.envelope.mail = mail
+        await self.push(f"250 2.1.0 Sender <{path.text}> OK")
+
+    @syntax("RCPT TO:<address>", extended=" [SP <mail-parameters>]")
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        if await self.check_helo_needed():
+            return
+        txn = self.envelope
+        if txn.mail_from is None:
+            await self.push("503 5.5.1 Error: need MAIL command")
+            return
+        parsed = self._parse(arg, "TO:", sender=False)
+        if isinstance(parsed, str):
+            await self.push(parsed)
+            return
+        path, rcpt = parsed
+        if len(txn.rcpts) >= self.cfg.smtpd.MaxRecipientsPerMessage:
+            await self.push("452 4.5.3 Too many recipients")
+            return
+        address, refusal = self.listener.rcpt_decision(self.peer_ip, path.address)
+        if refusal:
+            await self.push(refusal)
+            return
+        txn.rcpts.append(Recipient(address, rcpt.orcpt, rcpt.notify))
+        await self.push(f"250 2.1.5 Recipient <{address}> OK")
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        if await self.check_helo_needed():
+            return
+        if not self.envelope.rcpts:
+            await self.push("503 5.5.1 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 5.5.4 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        collector = DataCollector(strict=self.listener.listener.strict, limit=self.cfg.MaxMessageSize)
+        while not collector.feed(await self._read_data()):
+            pass
+        txn = self.envelope
+        self._set_post_data_state()
+        reply = collector.refusal or await self._queue(txn, collector.message())
+        await self.push(reply)
+
+    async def _read_data(self) -> bytes:
+        try:
+            return await self._reader.readuntil(b"\r\n")
+        except asyncio.LimitOverrunError as exc:
+            return await self._reader.read(exc.consumed)
+
+    async def _queue(self, txn: _Transaction, message: bytes) -> str:
+        """Commit a message; the reply to the final dot."""
+        facts = summarise(message)
+        if facts.hops > MAX_HOPS:
+            return f"554 5.4.6 Too many hops ({facts.hops}): mail loop?"
+        env = self._envelope(txn, facts)
+        rcpt = txn.rcpts[0].address if len(txn.rcpts) == 1 else None
+        data = received_header(helo=self.session.host_name, ip=self.peer_ip,
+                               hostname=self.hostname, proto=env.proto, rcpt=rcpt,
+                               when=env.arrived) + message
+        env = replace(env, size=len(data))
+        store = self.listener.store
+        if not store.has_room(len(data)):
+            return "452 4.3.1 Insufficient system storage"
+        self._busy = True
+        try:
+            qid = await store.commit(env, data)
+        except SpoolFull:
+            return "452 4.3.1 Insufficient system storage"
+        except SpoolError:
+            log.error(internal_error_line(self.relay, "DATA"), exc_info=True)
+            return "451 4.3.0 Error: queue file write error, try again later"
+        finally:
+            self._busy = False
+            self._last_read = self.loop.time()
+        log.info(maillog.received(qid, env))
+        self.listener._committed(qid)
+        return f"250 2.0.0 {qid} Message accepted for delivery"
+
+    def _envelope(self, txn: _Transaction, facts) -> Envelope:
+        mail = txn.mail
+        return Envelope(
+            mail_from=txn.mail_from or "", recipients=tuple(txn.rcpts), ret=mail.ret,
+            envid=mail.envid, body=mail.body, smtputf8=mail.smtputf8,
+            precedence=precedence_class(facts.precedence), msgid=facts.msgid,
+            proto="ESMTP" if self.session.extended_smtp else "SMTP", client=self.relay,
+            helo=self.session.host_name or "", arrived=self.listener.clock.wall())
+
+    # ---------------------------------------------------------------- ETRN (RFC 1985)
+
+    @syntax("ETRN <domain>")
+    async def smtp_ETRN(self, arg: str | None) -> None:
+        on_etrn = self.listener.on_etrn
+        if on_etrn is None:
+            await self.push("502 5.5.1 ETRN not available")
+        elif not self.listener.trusted(self.peer_ip):
+            await self.push(f"459 4.7.1 Node {(arg or '')[:64]} not allowed: ETRN from LAN only")
+        elif not arg or not _ETRN_ARG.fullmatch(arg):
+            await self.push("501 5.5.4 Syntax: ETRN <domain>")
+        else:
+            try:
+                reply = await on_etrn(arg)
+            except Exception:
+                log.error(internal_error_line(self.relay, "ETRN"), exc_info=True)
+                reply = f"458 4.3.0 Unable to queue messages for node {arg}"
+            await self.push(reply)

@@ -1,0 +1,182 @@
+"""smtpc/core.py: the client dialogue without sockets."""
+
+import pytest
+from hypothesis import given, strategies as st
+
+from edgemail.envelope import Recipient
+from edgemail.errors import LocalProtocolError, PermFail, Scope, TempFail
+from edgemail.smtpc import core
+from edgemail.smtpc.core import (NEED_DATA, Capabilities, ClientConnection, Data, Ehlo, Mail,
+                                 Message, MessageParams, Rcpt, Rset)
+from edgemail.smtpc.reply import Reply
+
+EHLO_FULL = Reply(250, ("mx.test", "SIZE 1000", "PIPELINING", "8BITMIME", "STARTTLS",
+                        "AUTH PLAIN LOGIN", "DSN", "ENHANCEDSTATUSCODES", "SMTPUTF8"))
+
+
+def events(conn):
+    out = []
+    while (ev := conn.next_event()) is not NEED_DATA:
+        out.append(ev)
+    return out
+
+
+def test_capabilities():
+    c = Capabilities.from_reply(EHLO_FULL)
+    assert (c.size, c.pipelining, c.eightbitmime, c.starttls, c.dsn, c.smtputf8,
+            c.enhancedstatuscodes) == (1000, True, True, True, True, True, True)
+    assert c.auth == {"PLAIN", "LOGIN"}
+    assert Capabilities.from_reply(Reply(250, ("x", "SIZE"))).size == 0
+    assert not Capabilities.from_reply(Reply(250, ("x",))).pipelining
+
+
+def test_pipelined_dialogue_replies_in_order():
+    conn = ClientConnection()
+    conn.receive_data(b"220 hi\r\n")
+    assert events(conn)[0].reply.code == 220
+    conn.send(Ehlo("gw.test"))
+    conn.receive_data(b"250-mx.test\r\n250 PIPELINING\r\n")
+    events(conn)
+    assert conn.capabilities.pipelining
+    wire = b"".join(conn.send(c) for c in (Mail("a@x"), Rcpt("b@y"), Rcpt("c@y"), Data()))
+    assert wire == b"MAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nRCPT TO:<c@y>\r\nDATA\r\n"
+    conn.receive_data(b"250 ok\r\n250 ok\r\n550 5.1.1 no\r\n354 go\r\n")
+    evs = events(conn)
+    assert [type(e.command) for e in evs] == [Mail, Rcpt, Rcpt, Data]
+    assert conn.accepted_recipients == ("b@y",)
+    assert conn.send(Message(b".x\r\n")) == b"..x\r\n.\r\n"
+
+
+def test_message_only_after_354():
+    conn = ClientConnection()
+    with pytest.raises(LocalProtocolError):
+        conn.send(Message(b"x\r\n"))
+
+
+def test_lmtp_one_reply_per_accepted_recipient():
+    conn = ClientConnection(lmtp=True)
+    conn.receive_data(b"220 hi\r\n")
+    for c in (core.Lhlo("gw"), Mail("a@x"), Rcpt("b@y"), Rcpt("c@y"), Rcpt("d@y"), Data()):
+        conn.send(c)
+    conn.receive_data(b"250 ok\r\n250 ok\r\n250 ok\r\n550 no\r\n250 ok\r\n354 go\r\n")
+    events(conn)
+    conn.send(Message(b"hi\r\n"))
+    conn.receive_data(b"250 2.0.0 b ok\r\n452 4.2.2 d full\r\n")
+    evs = events(conn)
+    assert [(e.recipient, e.reply.code) for e in evs] == [("b@y", 250), ("d@y", 452)]
+
+
+@pytest.mark.parametrize("cmd", [
+    Mail("a@x\r\nRCPT TO:<evil@z>"), Mail("a\n@x"), Rcpt("b@y\r"), Rcpt("b\0@y"),
+    Rcpt("b@y> NOTIFY=NEVER"), Rcpt(""), Mail("a@x", ("SIZE=1\r\nDATA",)), Ehlo("gw\r\nQUIT"),
+], ids=["crlf-sender", "lf-sender", "cr-rcpt", "nul-rcpt", "angle", "empty-rcpt", "param", "ehlo"])
+def test_control_characters_refused_before_any_byte(cmd):
+    conn = ClientConnection()
+    conn.receive_data(b"220 hi\r\n")
+    events(conn)
+    with pytest.raises(LocalProtocolError):
+        conn.send(cmd)
+    assert conn.awaiting is None            # nothing registered, nothing to send
+
+
+@pytest.mark.parametrize("data,wire", [
+    (b"a\r\nb\r\n", b"a\r\nb\r\n.\r\n"),
+    (b"a\nb", b"a\r\nb\r\n.\r\n"),
+    (b"a\rb\r", b"a\r\nb\r\n.\r\n"),
+    (b"a\n.\nb\n", b"a\r\n..\r\nb\r\n.\r\n"),
+    (b"a\r.\rb", b"a\r\n..\r\nb\r\n.\r\n"),
+    (b".\r\n", b"..\r\n.\r\n"),
+    (b"x\0y\r\n", b"xy\r\n.\r\n"),
+    (b"a\r\r\nb", b"a\r\n\r\nb\r\n.\r\n"),
+    (b"", b".\r\n"),
+], ids=["crlf", "bare-lf", "bare-cr", "lf-dot", "cr-dot", "lone-dot", "nul", "cr-crlf", "empty"])
+def test_encode_data(data, wire):
+    assert core.encode_data(data) == wire
+
+
+@given(st.binary(max_size=400))
+def test_encoded_data_is_clean(data):
+    try:
+        wire = core.encode_data(data)
+    except PermFail:
+        return
+    assert wire.endswith(b"\r\n.\r\n") or wire == b".\r\n"
+    body = wire[:-3]
+    assert b"\0" not in body
+    assert body.replace(b"\r\n", b"").count(b"\r") == 0 and body.replace(b"\r\n", b"").count(b"\n") == 0
+    for line in body.split(b"\r\n"):
+        assert not line.startswith(b".") or line.startswith(b"..")
+        assert len(line) <= core.MAX_LINE
+
+
+def test_long_line_permanent_failure():
+    core.encode_data(b"x" * 998 + b"\r\n")
+    with pytest.raises(PermFail) as e:
+        core.encode_data(b"ok\r\n" + b"x" * 999 + b"\r\n")
+    assert e.value.dsn == "5.6.0" and "line too long" in e.value.reason and "line 2" in e.value.reason
+    with pytest.raises(PermFail):
+        core.encode_data(b"." + b"x" * 997 + b"\r\n")     # 999 on the wire with the stuffed dot
+
+
+def test_mail_command_parameters():
+    caps = Capabilities.from_reply(EHLO_FULL)
+    params = MessageParams(ret="HDRS", envid="id+1=x", body="8BITMIME")
+    m = core.mail_command(caps, "a@x", b"caf\xc3\xa9\r\n", params)
+    assert m.params == ("SIZE=7", "BODY=8BITMIME", "RET=HDRS", "ENVID=id+2B1+3Dx")
+    r = core.rcpt_command(caps, Recipient("b@y", orcpt="rfc822;b+1@y", notify=frozenset({"FAILURE", "DELAY"})))
+    assert r.params == ("NOTIFY=DELAY,FAILURE", "ORCPT=rfc822;b+2B1@y")
+
+
+def test_no_dsn_parameters_without_dsn():
+    caps = Capabilities(esmtp=True)
+    m = core.mail_command(caps, "a@x", b"x\r\n", MessageParams(ret="FULL", envid="e"))
+    assert m.params == ()
+    assert core.rcpt_command(caps, Recipient("b@y", orcpt="rfc822;b@y", notify=frozenset({"NEVER"}))).params == ()
+
+
+def test_size_and_8bit_refusals():
+    with pytest.raises(PermFail) as e:
+        core.mail_command(Capabilities(esmtp=True, size=10), "a@x", b"x" * 11, MessageParams())
+    assert e.value.dsn == "5.3.4" and e.value.scope is Scope.MESSAGE
+    with pytest.raises(PermFail) as e:
+        core.mail_command(Capabilities(esmtp=True), "a@x", b"\xff\r\n", MessageParams())
+    assert e.value.dsn == "5.6.3" and "8BITMIME" in e.value.reason
+    with pytest.raises(PermFail) as e:
+        core.mail_command(Capabilities(esmtp=True), "a@x", b"x", MessageParams(), (Recipient("jö@y"),))
+    assert e.value.dsn == "5.6.7"
+
+
+@pytest.mark.parametrize("cmd,code,kind,scope", [
+    (Mail("a"), "550 5.7.1 no", PermFail, Scope.MESSAGE),
+    (Mail("a"), "452 4.3.1 full", TempFail, Scope.MESSAGE),
+    (Rcpt("b"), "550 5.1.1 no", PermFail, Scope.RECIPIENT),
+    (Rcpt("b"), "452 4.2.2 full", TempFail, Scope.RECIPIENT),
+    (Rcpt("b"), "421 4.3.2 bye", TempFail, Scope.SITE),
+    (Ehlo("x"), "554 5.7.1 go away", TempFail, Scope.SITE),
+    (Data(), "554 5.6.0 no", PermFail, Scope.MESSAGE),
+    (Rset(), "421 bye", TempFail, Scope.SITE),
+], ids=["mail5", "mail4", "rcpt5", "rcpt4", "rcpt421", "ehlo5", "data5", "rset421"])
+def test_failure_scope(cmd, code, kind, scope):
+    (reply,) = __import__("edgemail.smtpc.reply", fromlist=["x"]).ReplyParser().feed(code.encode() + b"\r\n")
+    f = core.failure(cmd, reply, host="mx.test")
+    assert type(f) is kind and f.scope is scope, f"got {type(f).__name__}/{f.scope}"
+    assert f.dsn[0] == ("5" if kind is PermFail else "4")
+    assert "mx.test said" in f.reason
+
+
+@given(st.lists(st.integers(min_value=0, max_value=60), max_size=8))
+def test_core_events_chunking_invariant(cuts):
+    stream = b"220 hi\r\n250-mx\r\n250 PIPELINING\r\n250 ok\r\n550 5.1.1 no\r\n354 go\r\n"
+
+    def run(chunks):
+        conn = ClientConnection()
+        for c in (Ehlo("gw"), Mail("a@x"), Rcpt("b@y"), Data()):
+            conn._expect.append((c, None))
+        out = []
+        for ch in chunks:
+            conn.receive_data(ch)
+            out += events(conn)
+        return out
+
+    edges = [0, *sorted(cuts), len(stream)]
+    assert run([stream[a:b] for a, b in zip(edges, edges[1:]) if b > a]) == run([stream])

@@ -1,0 +1,124 @@
+"""smtpd/data.py: end of DATA, dot-stuffing, bare CR/LF/NUL hygiene, size (tables)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, strategies as st
+
+from edgemail.smtpd.data import DataCollector, received_header, summarise
+
+END = b"\r\n.\r\n"
+
+# body as sent (before the final CRLF.CRLF), lenient result, strict refusal naming
+HYGIENE = [
+    ("plain", b"a\r\nb", b"a\r\nb\r\n", None),
+    ("bare LF mid-line", b"a\nb", b"a\r\nb\r\n", "bare LF"),
+    ("bare LF line start", b"a\r\n\nb", b"a\r\n\r\nb\r\n", "bare LF"),
+    ("bare LF before CRLF", b"a\n\r\nb", b"a\r\n\r\nb\r\n", "bare LF"),
+    ("bare CR mid-line", b"a\rb", b"a b\r\n", "bare CR"),
+    ("bare CR at end of line", b"a\r\r\nb", b"a \r\nb\r\n", "bare CR"),
+    ("bare CR line start", b"\ra", b" a\r\n", "bare CR"),
+    ("NUL mid-line", b"a\x00b", b"ab\r\n", "NUL"),
+    ("NUL alone", b"\x00", b"\r\n", "NUL"),
+    ("NUL in header", b"Subject: x\x00y\r\n\r\nz", b"Subject: xy\r\n\r\nz\r\n", "NUL"),
+    ("LF.LF smuggle", b"a\n.\nMAIL FROM:<x@y>\r\nb", b"a\r\n.\r\nMAIL FROM:<x@y>\r\nb\r\n", "bare LF"),
+    ("CR.CR smuggle", b"a\r.\rMAIL FROM:<x@y>", b"a . MAIL FROM:<x@y>\r\n", "bare CR"),
+    ("LF.CRLF smuggle", b"a\n.\r\nb", b"a\r\n.\r\nb\r\n", "bare LF"),
+    ("CRLF.LF smuggle", b"a\r\n.\nb", b"a\r\n\r\nb\r\n", "bare LF"),
+    ("last line bare LF", b"a\nb\n", b"a\r\nb\r\n\r\n", "bare LF"),
+]
+
+
+def collect(body: bytes, *, strict: bool, limit: int = 10_000, chunks=None) -> DataCollector:
+    c = DataCollector(strict=strict, limit=limit)
+    stream = body + END + b"QUIT\r\n"
+    pieces = chunks(stream) if chunks else [stream]
+    for i, piece in enumerate(pieces):
+        if c.feed(piece):
+            rest = c.leftover + b"".join(pieces[i + 1:])
+            break
+    else:
+        raise AssertionError("end of DATA not seen")
+    assert rest == b"QUIT\r\n", f"got leftover {rest!r}"
+    return c
+
+
+@pytest.mark.parametrize("name,body,lenient,offence", HYGIENE, ids=[h[0] for h in HYGIENE])
+def test_lenient_normalises(name, body, lenient, offence):
+    c = collect(body, strict=False)
+    assert c.refusal is None
+    got = c.message()
+    assert got == lenient, f"got {got!r}, want {lenient!r}"
+    assert b"\x00" not in got and got.replace(b"\r\n", b"").count(b"\r") == 0 \
+        and got.replace(b"\r\n", b"").count(b"\n") == 0
+
+
+@pytest.mark.parametrize("name,body,lenient,offence", HYGIENE, ids=[h[0] for h in HYGIENE])
+def test_strict_refuses(name, body, lenient, offence):
+    c = collect(body, strict=True)
+    if offence is None:
+        assert c.refusal is None and c.message() == lenient
+    else:
+        assert c.refusal == f"550 5.6.0 Message contains {offence}; lines must end with CRLF"
+        assert c.message() == b""
+
+
+def test_dot_stuffing_removed_only_at_crlf_line_start():
+    c = collect(b"..a\r\n.b\r\nx\n..y", strict=False)
+    assert c.message() == b".a\r\nb\r\nx\r\n..y\r\n"
+
+
+def test_empty_message():
+    c = DataCollector(strict=True, limit=100)
+    assert c.feed(b".\r\n") and c.message() == b"" and c.refusal is None
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_too_big_is_refused_after_the_end(strict):
+    c = collect(b"x" * 50 + b"\r\n" + b"y" * 60, strict=strict, limit=100)
+    assert c.refusal.startswith("552 5.3.4 ") and c.message() == b""
+
+
+def test_size_exactly_at_limit_is_accepted():
+    c = collect(b"x" * 98, strict=True, limit=100)
+    assert c.refusal is None and c.size == 100
+
+
+def test_line_longer_than_limit_does_not_hold_memory_and_cannot_end_data():
+    c = DataCollector(strict=True, limit=100)
+    assert not c.feed(b"x" * 500)
+    assert len(c._buf) <= 101
+    assert not c.feed(b".\r\n")          # ends the long line, is not the end marker
+    assert c.feed(b".\r\n")
+    assert c.refusal.startswith("552 5.3.4")
+
+
+@given(st.lists(st.integers(1, 40), max_size=30))
+def test_chunking_does_not_matter(cuts):
+    body = b"H: v\r\n\r\n..dot\na\rb\x00c\r\n" * 5 + b"end"
+    whole = collect(body, strict=False)
+    stream = body + END + b"QUIT\r\n"
+
+    def chunks(s):
+        out, i = [], 0
+        for n in cuts:
+            if i < len(s):
+                out.append(s[i:i + n])
+                i += n
+        return out + ([s[i:]] if i < len(s) else [])
+    pieces = collect(body, strict=False, chunks=chunks)
+    assert pieces.message() == whole.message() and pieces.size == whole.size
+
+
+def test_summarise_headers():
+    msg = (b"Received: a\r\nreceived: b\r\nMessage-ID:\r\n <id@x.example>\r\n"
+           b"PRECEDENCE:  List \r\n\r\nReceived: body\r\n")
+    facts = summarise(msg)
+    assert facts.hops == 2 and facts.msgid == "id@x.example" and facts.precedence == "List"
+
+
+def test_received_header_sanitises_helo():
+    h = received_header(helo="evil\r\n(x); y", ip="192.0.2.1", hostname="gw.example",
+                        proto="ESMTP", rcpt="u@example.org", when=0)
+    assert h.startswith(b"Received: from evil___x___y ([192.0.2.1])\r\n\tby gw.example (edgemail) with ESMTP\r\n\tfor <u@example.org>;\r\n\t")
+    assert h.endswith(b"\r\n") and h.count(b"\r\n") == 4

@@ -1,0 +1,182 @@
+"""sendmail's command line and input handling (pure parts, in process), and
+the console scripts by subprocess against the daemon (tests/system has the
+whole-daemon flows)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgemail import cli
+from edgemail.cli import SendmailArgs, UsageError, parse_sendmail_args, prepare, read_lines
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = ROOT / ".venv" / "bin"
+
+
+# ---------------------------------------------------------------- flags
+
+@pytest.mark.parametrize("argv, check", [
+    (["-t", "-i"], lambda a: a.extract and a.ignore_dots),
+    (["-oi", "a@x.example"], lambda a: a.ignore_dots and a.recipients == ["a@x.example"]),
+    (["-ti"], lambda a: a.extract and a.ignore_dots),
+    (["-f", "me@x.example"], lambda a: a.sender == "me@x.example"),
+    (["-fme@x.example"], lambda a: a.sender == "me@x.example"),
+    (["-r", "me@x.example"], lambda a: a.sender == "me@x.example"),
+    (["-F", "Cron Daemon"], lambda a: a.full_name == "Cron Daemon"),
+    (["-FCronDaemon", "-i", "-B8BITMIME", "-oem", "root"],       # Debian cron's exact call
+     lambda a: a.full_name == "CronDaemon" and a.body == "8BITMIME" and a.recipients == ["root"]),
+    (["-B", "7BIT"], lambda a: a.body == "7BIT"),
+    (["-N", "success,delay"], lambda a: a.notify == {"SUCCESS", "DELAY"}),
+    (["-Nnever"], lambda a: a.notify == {"NEVER"}),
+    (["-R", "hdrs", "-V", "env1"], lambda a: a.ret == "HDRS" and a.envid == "env1"),
+    (["-oem", "-oee", "-oep", "-odq", "-odb", "-odi", "-om", "-U", "-v", "-m", "-n"],
+     lambda a: a.mode == "m" and a.recipients == []),
+    (["-O", "DeliveryMode=b", "-OErrorMode=m", "-L", "tag", "-Am", "-h", "5"], lambda a: a.mode == "m"),
+    (["-C", "/tmp/x.toml"], lambda a: a.config == "/tmp/x.toml"),
+    (["--", "-weird@x.example"], lambda a: a.recipients == ["-weird@x.example"]),
+    (["-bp"], lambda a: a.mode == "p"),
+    (["-bm", "a@x.example"], lambda a: a.mode == "m"),
+    (["-q"], lambda a: a.mode == "q" and a.queue_filters == []),
+    (["-qR@example.org", "-q!Sfoo", "-qIabc"],
+     lambda a: a.queue_filters == ["R@example.org", "!Sfoo", "Iabc"]),
+    (["-q15m"], lambda a: a.mode == "q" and a.queue_filters == [] and "ignored" in a.notes[0]),
+], ids=lambda x: " ".join(x) if isinstance(x, list) else "")
+def test_flags(argv, check):
+    a = parse_sendmail_args(argv)
+    assert check(a), f"got {a}"
+
+
+@pytest.mark.parametrize("argv, want", [
+    (["-Z"], "unknown option"),
+    (["-f"], "requires a value"),
+    (["-Bfoo"], "-B takes"),
+    (["-N", "never,success"], "-N takes"),
+    (["-Rmaybe"], "-R takes"),
+    (["-bs"], "not supported"),
+    (["-bd"], "edgemail run"),
+    (["-qXfoo"], "bad queue option"),
+], ids=lambda x: " ".join(x) if isinstance(x, list) else "")
+def test_bad_flags(argv, want):
+    with pytest.raises(UsageError, match=want):
+        parse_sendmail_args(argv)
+
+
+def test_mailq_name_lists():
+    assert parse_sendmail_args([], "mailq").mode == "p"
+
+
+# ---------------------------------------------------------------- input hygiene
+
+@pytest.mark.parametrize("raw, ignore_dots, want", [
+    (b"a\nb\n", False, [b"a", b"b"]),
+    (b"a\r\nb\r\n", False, [b"a", b"b"]),
+    (b"a\rb\n", False, [b"a b"]),
+    (b"a\0b\n", False, [b"ab"]),
+    (b"a\n.\nb\n", False, [b"a"]),
+    (b"a\n.\nb\n", True, [b"a", b".", b"b"]),
+    (b"a\r\n.\r\nb", False, [b"a"]),
+    (b"..x\n", False, [b".x"]),
+    (b"..x\n", True, [b"..x"]),
+    (b"no newline at end", False, [b"no newline at end"]),
+    (b"\r.\r\n", False, [b" ."]),
+], ids=["lf", "crlf", "bare-cr", "nul", "dot-ends", "dot-kept-i", "crlf-dot", "unstuff",
+        "no-unstuff-i", "no-final-lf", "cr-dot-cr"])
+def test_read_lines(raw, ignore_dots, want):
+    assert read_lines(raw, ignore_dots=ignore_dots) == want
+
+
+def _prep(raw: bytes, argv: list[str]):
+    return prepare(raw, parse_sendmail_args(argv), sender="me@edge.example",
+                   domain="edge.example", hostname="gw.edge.example", now=1_700_000_000)
+
+
+def test_minus_t_takes_headers_strips_bcc_and_drops_cmdline():
+    raw = (b"To: A <a@x.example>, b@x.example\nCc: c@x.example\nBcc: secret@x.example,\n"
+           b" d@x.example\nSubject: hi\n\nbody\n")
+    msg = _prep(raw, ["-t", "b@x.example"])
+    assert msg.recipients == ("a@x.example", "c@x.example", "secret@x.example", "d@x.example")
+    assert b"Bcc" not in msg.data and b"secret" not in msg.data
+    assert b"\nSubject: hi\r\n" in msg.data and msg.data.endswith(b"\r\n\r\nbody\r\n")
+
+
+def test_resent_headers_win_under_t():
+    raw = b"To: a@x.example\nResent-To: r@x.example\nResent-Bcc: rb@x.example\n\nx\n"
+    msg = _prep(raw, ["-t"])
+    assert msg.recipients == ("r@x.example", "rb@x.example")
+    assert b"Resent-Bcc" not in msg.data
+
+
+def test_missing_headers_added_and_bare_names_qualified():
+    msg = _prep(b"hello\n", ["-F", "Cron Daemon", "root"])
+    assert msg.recipients == ("root@edge.example",)
+    head, _, body = msg.data.partition(b"\r\n\r\n")
+    assert body == b"hello\r\n"
+    assert b"From: Cron Daemon <me@edge.example>" in head
+    assert b"Date: " in head and b"Message-ID: <" in head
+    assert msg.msgid.endswith("@gw.edge.example")
+    assert b"\n" not in msg.data.replace(b"\r\n", b"")
+
+
+def test_existing_headers_kept_precedence_read():
+    raw = b"From: x@y.example\nDate: Mon, 1 Jan 2024 00:00:00 +0000\nMessage-ID: <m1@y>\nPrecedence: bulk\n\nb\n"
+    msg = _prep(raw, ["a@x.example"])
+    assert msg.msgid == "m1@y" and msg.precedence == -60
+    assert msg.data.count(b"From:") == 1 and msg.data.count(b"Date:") == 1
+
+
+@pytest.mark.parametrize("raw, argv, exc", [
+    (b"Subject: x\n\nb\n", ["-t"], UsageError),
+    (b"x\n", ["bad@@x"], cli.DataError),
+    (b"x\n", ["a@192.0.2.1"], cli.DataError),
+], ids=["no-recipients", "bad-address", "bare-ip-domain"])
+def test_prepare_refuses(raw, argv, exc):
+    with pytest.raises(exc):
+        _prep(raw, argv)
+
+
+# ---------------------------------------------------------------- console scripts
+
+def _run(args, **kw):
+    return subprocess.run(args, capture_output=True, timeout=30, **kw)
+
+
+def test_sendmail_usage_error_exit_64():
+    r = _run([str(BIN / "sendmail"), "-Z"])
+    assert r.returncode == 64, r.stderr
+    assert b"unknown option" in r.stderr
+
+
+def test_sendmail_bad_config_exit_78(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('local_domains = ["x.example"]\nDeliveryMode = "background"\n')
+    r = _run([str(BIN / "sendmail"), "-C", str(bad), "a@x.example"], input=b"x\n")
+    assert r.returncode == 78
+    assert f"{bad}:2: DeliveryMode".encode() in r.stderr
+
+
+def test_config_check_good_prints_effective_config():
+    r = _run([str(BIN / "edgemail"), "config", "check", str(ROOT / "etc" / "edgemail.toml")])
+    assert r.returncode == 0, r.stderr
+    assert b'DeliveryMode = "deferred"' in r.stdout and b"[[listen]]" in r.stdout
+
+
+def test_config_check_bad_exit_78_names_file_line_key(tmp_path):
+    text = (ROOT / "etc" / "edgemail.toml").read_text().replace('MinFreeBlocks = 100', 'MinFreeBlocks = "lots"')
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text)
+    line = next(n for n, s in enumerate(text.splitlines(), 1) if s.startswith("MinFreeBlocks"))
+    r = _run([str(BIN / "edgemail"), "config", "check", str(bad)])
+    assert r.returncode == 78
+    assert f"{bad}:{line}: MinFreeBlocks:".encode() in r.stderr, r.stderr
+
+
+def test_edgemail_queue_list_daemon_down(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'local_domains = ["x.example"]\n[control]\nsocket = "{tmp_path}/none.sock"\n')
+    r = _run([sys.executable, "-m", "edgemail", "-c", str(cfg), "queue", "list"])
+    assert r.returncode == 75
+    assert b"daemon not running" in r.stderr

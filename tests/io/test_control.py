@@ -1,0 +1,124 @@
+"""The control socket against the real client, over a real unix socket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import stat
+
+import pytest
+
+from edgemail.control import (ControlClient, ControlServer, DaemonUnreachable, RequestFailed,
+                              Stream)
+from edgemail.errors import ControlError
+
+
+async def _echo(req: dict) -> dict:
+    return {"echo": req.get("value")}
+
+
+async def _boom(req: dict) -> dict:
+    raise RuntimeError("bug")
+
+
+async def _bad(req: dict) -> dict:
+    raise KeyError(f"unknown queue id {req.get('qid')!r}")
+
+
+async def _listing(req: dict) -> Stream:
+    n = int(req["n"])
+    return Stream(({"i": i} for i in range(n)), {"total": n})
+
+
+HANDLERS = {"echo": _echo, "boom": _boom, "bad": _bad, "list": _listing}
+
+
+@pytest.fixture
+async def server(tmp_path):
+    srv = ControlServer(str(tmp_path / "run" / "control.sock"), HANDLERS, max_request=4096, timeout=5)
+    await srv.start()
+    yield srv
+    await srv.close()
+
+
+def _call(path, op, **fields):
+    return ControlClient(path, timeout=5).request(op, **fields)
+
+
+async def test_roundtrip_and_mode(server):
+    reply = await asyncio.to_thread(_call, server.path, "echo", value="héllo")
+    assert reply == {"ok": True, "echo": "héllo"}
+    assert stat.S_IMODE(os.stat(server.path).st_mode) == 0o660
+
+
+async def test_stream_reply_collects_items(server):
+    reply = await asyncio.to_thread(_call, server.path, "list", n=5000)
+    assert reply["total"] == 5000
+    assert [x["i"] for x in reply["items"]] == list(range(5000))
+
+
+@pytest.mark.parametrize("op, want", [
+    ("nosuch", "unknown op 'nosuch'"),
+    ("boom", "internal error"),
+    ("bad", "unknown queue id 'Q1'"),
+], ids=["unknown-op", "handler-bug", "handler-keyerror"])
+async def test_errors_are_replies(server, op, want):
+    with pytest.raises(RequestFailed) as exc:
+        await asyncio.to_thread(_call, server.path, op, qid="Q1")
+    assert want in str(exc.value), f"got {exc.value}, want {want!r}"
+    # the server survives
+    assert (await asyncio.to_thread(_call, server.path, "echo", value=1))["echo"] == 1
+
+
+def _raw(path: str, payload: bytes) -> list[dict]:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(5)
+        s.connect(path)
+        s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return [json.loads(x) for x in data.splitlines()]
+
+
+@pytest.mark.parametrize("payload, want", [
+    (b"{not json\n", "bad JSON"),
+    (b"[1,2]\n", "JSON object with a string \"op\""),
+    (b'{"op": 5}\n', "JSON object with a string \"op\""),
+    (b'{"op": "x"}' + b" " * 5000 + b"\n", "request too long"),
+], ids=["bad-json", "not-object", "op-not-string", "too-long"])
+async def test_bad_requests(server, payload, want):
+    replies = await asyncio.to_thread(_raw, server.path, payload)
+    assert replies[0]["ok"] is False
+    assert want in replies[0]["error"]
+
+
+async def test_several_requests_on_one_connection(server):
+    payload = b'{"op":"echo","value":1}\n{"op":"echo","value":2}\n'
+    replies = await asyncio.to_thread(_raw, server.path, payload)
+    assert [r["echo"] for r in replies] == [1, 2]
+
+
+def test_client_daemon_down(tmp_path):
+    with pytest.raises(DaemonUnreachable) as exc:
+        ControlClient(str(tmp_path / "none.sock")).request("status")
+    assert "daemon not running" in str(exc.value)
+
+
+async def test_stale_socket_replaced_live_one_refused(tmp_path):
+    path = str(tmp_path / "c.sock")
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(path)
+    stale.close()                      # a dead daemon's socket file
+    first = ControlServer(path, HANDLERS)
+    await first.start()
+    try:
+        second = ControlServer(path, HANDLERS)
+        with pytest.raises(ControlError, match="another daemon"):
+            await second.start()
+    finally:
+        await first.close()
+    assert not os.path.exists(path)

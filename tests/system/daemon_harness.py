@@ -1,0 +1,42 @@
+"""Helpers for the whole-daemon tests: the daemon as a subprocess (the same
+`Daemon` class `make demo` uses), the console scripts, free ports."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+from edgemail.control import ControlClient
+from edgemail.demo import Daemon, write_config
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = ROOT / ".venv" / "bin"
+NODNS = Path(__file__).resolve().parent / "nodns"
+
+__all__ = ["Daemon", "write_config", "start", "cli", "control", "free_port", "BIN", "NODNS"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(tmp_path: Path, overrides: dict | None = None, env: dict | None = None) -> Daemon:
+    d = Daemon(write_config(tmp_path, overrides), env=env)
+    d.start()
+    return d
+
+
+def cli(daemon: Daemon, program: str, *args: str, input: bytes | None = None,
+        env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run a console script from the venv with EDGEMAIL_CONFIG pointing at the daemon's config."""
+    full_env = {**os.environ, "EDGEMAIL_CONFIG": str(daemon.config), **(env or {})}
+    return subprocess.run([str(BIN / program), *args], input=input, capture_output=True,
+                          env=full_env, timeout=30)
+
+
+def control(daemon: Daemon) -> ControlClient:
+    return ControlClient(daemon.socket, timeout=10)

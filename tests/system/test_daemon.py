@@ -1,0 +1,151 @@
+"""The whole daemon as a subprocess, driven by the real console scripts and
+smtplib: submission, listing, queue-run requests, maildrop pickup after a
+restart, sd_notify, shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from daemon_harness import Daemon, cli, control, start, write_config
+from edgemail.control import RequestFailed
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _smtp(port: int, sender: str, rcpts: list[str], body: str) -> str:
+    """One message over SMTP; returns the queue id from the 250 reply."""
+    with smtplib.SMTP("127.0.0.1", port, local_hostname="till-3.lan", timeout=10) as s:
+        s.ehlo("till-3.lan")
+        s.mail(sender)
+        for r in rcpts:
+            s.rcpt(r)
+        code, reply = s.data(body.encode())
+        assert code == 250, reply
+        return reply.split()[1].decode()
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    d = start(tmp_path)
+    yield d
+    d.kill()
+
+
+def test_submit_list_show_run_stop(daemon):
+    qid1 = _smtp(daemon.port, "till-3@edge.example", ["alice@example.net"],
+                 "Subject: z-report\r\nMessage-ID: <z1@till-3.lan>\r\n\r\ntotals\r\n")
+    r = cli(daemon, "sendmail", "-t", "-oi", "-F", "Backup job",
+            input=b"To: ops@example.org\nBcc: audit@edge.example\nSubject: backup\n\nlast line\n.\n")
+    assert r.returncode == 0, r.stderr
+
+    mailq = cli(daemon, "mailq")
+    assert mailq.returncode == 0, mailq.stderr
+    text = mailq.stdout.decode()
+    assert "Total requests: 2" in text and qid1 in text
+    assert "<alice@example.net>" in text and "<audit@edge.example>" in text
+    assert cli(daemon, "sendmail", "-bp").stdout == mailq.stdout
+
+    listing = json.loads(cli(daemon, "edgemail", "queue", "list", "--json").stdout)
+    assert {e["qid"] for e in listing} >= {qid1}
+    qid2 = next(e["qid"] for e in listing if e["qid"] != qid1)
+    entry2 = next(e for e in listing if e["qid"] == qid2)
+    assert [x["address"] for x in entry2["recipients"]] == ["ops@example.org", "audit@edge.example"]
+    assert entry2["from"].startswith(f"{os.environ.get('USER', 'root')}@") or entry2["from"].endswith("@edge.example")
+
+    show = cli(daemon, "edgemail", "queue", "show", qid2)
+    assert show.returncode == 0, show.stderr
+    assert b"Subject: backup" in show.stdout and b"last line" in show.stdout
+    assert b"Bcc" not in show.stdout.split(b"\n\n", 1)[1]   # stripped from the message itself
+    assert b"From: Backup job <" in show.stdout
+    missing = cli(daemon, "edgemail", "queue", "show", "kAAAAAAA000000")
+    assert missing.returncode == 65 and b"no such queue id" in missing.stderr
+
+    run = cli(daemon, "sendmail", "-qR@example.org", "-q!Sfoo")
+    assert run.returncode == 0, run.stderr
+    assert cli(daemon, "edgemail", "queue", "run", "Iabc").returncode == 0
+    assert cli(daemon, "edgemail", "queue", "run", "Xabc").returncode == 64
+
+    status = json.loads(cli(daemon, "edgemail", "status", "--json").stdout)
+    assert status["queued"] == 2 and status["link"] == {"state": "none"}
+
+    assert daemon.stop() == 0
+    log = daemon.log.read_text()
+    for want in (f"{qid1}: from=<till-3@edge.example>, size=", "nrcpts=1, msgid=<z1@till-3.lan>, proto=ESMTP",
+                 f"{qid2}: from=<", "nrcpts=2", "proto=local, relay=localhost (uid",
+                 "control: queue run requested: filters=R@example.org,!Sfoo",
+                 "control: queue run requested: filters=Iabc",
+                 "daemon: stopping, reason=SIGTERM", "daemon: stopped"):
+        assert want in log, f"missing log line part {want!r} in:\n{log}"
+    assert not os.path.exists(daemon.socket)
+
+
+def test_control_refuses_bad_submit(daemon):
+    with pytest.raises(RequestFailed, match="bad envelope"):
+        control(daemon).request("submit", mail_from="a@x.example", recipients=[{"address": "a@@b"}],
+                                data_b64="")
+    with pytest.raises(RequestFailed, match="recipients must be a non-empty list"):
+        control(daemon).request("submit", mail_from="a@x.example", recipients=[], data_b64="")
+
+
+def test_mailq_empty_then_maildrop_pickup_after_restart(tmp_path):
+    d = start(tmp_path)
+    assert cli(d, "mailq").stdout == b"Mail queue is empty\n"
+    assert d.stop() == 0
+    r = cli(d, "sendmail", "-f", "cron@edge.example", "root", input=b"Subject: cron\n\nran\n")
+    assert r.returncode == 0, r.stderr
+    assert b"daemon not running" in r.stderr and b"maildrop" in r.stderr
+    assert cli(d, "mailq").returncode == 75          # still down: mailq says so
+    d.start()
+    try:
+        text = cli(d, "mailq").stdout.decode()
+        assert "Total requests: 1" in text and "<cron@edge.example>" in text and "<root@edge.example>" in text
+        assert "spool: recovered entries=1, tmp_removed=0, corrupt=0, maildrop=1" in d.log.read_text()
+        assert os.listdir(os.path.join(tmp_path, "spool", "maildrop")) == []
+    finally:
+        d.kill()
+
+
+def test_second_daemon_refuses_the_same_socket(daemon, tmp_path):
+    second = subprocess.run([sys.executable, "-m", "edgemail", "run", "-c", str(daemon.config)],
+                            capture_output=True, timeout=30)
+    assert second.returncode == 71
+    assert b"is in use by another edgemail daemon" in second.stderr
+    assert control(daemon).request("status")["queued"] == 0     # the first one is unharmed
+
+
+def test_sd_notify_ready_after_bind_watchdog_stopping(tmp_path):
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(20)
+    d = Daemon(write_config(tmp_path), env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"})
+    try:
+        d.proc = subprocess.Popen([sys.executable, "-m", "edgemail", "run", "-c", str(d.config)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=d.env)
+        first = sock.recv(4096).decode()
+        assert first.startswith("READY=1"), first
+        status = control(d).request("status")          # READY means: control socket up ...
+        port = int(status["listeners"][0].rsplit(":", 1)[1])
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()   # ... and SMTP bound
+        seen = {sock.recv(4096).decode() for _ in range(3)}
+        assert "WATCHDOG=1" in seen
+        d.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if sock.recv(4096).decode() == "STOPPING=1":
+                break
+        else:
+            pytest.fail("no STOPPING=1")
+        assert d.proc.wait(10) == 0
+    finally:
+        d.kill()
+        sock.close()
