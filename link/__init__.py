@@ -12,4 +12,12 @@ importing a core never pulls in pyserial or pyroute2.
 from link.errors import DialFailed, LinkError, LinkLost, RemoteProtocolError
 from link.fsm import LinkState
 
-__all__ = ["DialFailed", "LinkError", "LinkLost", "LinkState", "RemoteProtocolError"]
+__all__ = ["DialFailed", "LinkError", "LinkLost", "LinkManager", "LinkState", "RemoteProtocolError"]
+
+
+def __getattr__(name: str):
+    """LinkManager on first use, so importing a core never loads the drivers."""
+    if name == "LinkManager":
+        from link.manager import LinkManager
+        return LinkManager
+    raise AttributeError(f"module 'link' has no attribute {name!r}")

@@ -1,0 +1,192 @@
+"""The ISP world over the line: DNS counter, relay with AUTH, ETRN, sinks (root)."""
+import smtplib
+import subprocess
+import time
+
+import dns.exception
+import dns.message
+import dns.query
+import dns.rcode
+import pytest
+
+from conftest import EdgeMailListener
+
+pytestmark = pytest.mark.root
+
+QUERIES = [
+    ("edge.example", "MX", "NOERROR", {"10 mail.edge.example.", "20 relay.isp.example."}),
+    ("mail.edge.example", "A", "NOERROR", {"10.64.0.2"}),
+    ("remote1.example", "MX", "NOERROR", {"10 mx.remote1.example."}),
+    ("mx.remote2.example", "A", "NOERROR", {"198.51.100.11"}),
+    ("nullmx.example", "MX", "NOERROR", {"0 ."}),
+    ("nomx.example", "MX", "NOERROR", set()),
+    ("nxdomain.example", "MX", "NXDOMAIN", set()),
+    ("servfail.example", "MX", "SERVFAIL", set()),
+    ("www.google.com", "A", "REFUSED", set()),
+]
+
+
+def ask(w, name, rtype, tcp=False, timeout=3.0):
+    query = dns.message.make_query(name, rtype)
+    with w.in_edge():
+        fn = dns.query.tcp if tcp else dns.query.udp
+        return fn(query, w.dns_ip, timeout=timeout)
+
+
+def test_dns_answers_and_counts_only_over_the_link(world):
+    w = world()
+    assert w.dns_query_count() == 0
+    with pytest.raises(OSError):  # line down: the edge has no route at all
+        ask(w, "edge.example", "MX")
+    assert w.dns_query_count() == 0
+    proc = w.start_fakepppd()
+    w.wait_ppp_up(proc=proc)
+    for i, (name, rtype, rcode, want) in enumerate(QUERIES):
+        reply = ask(w, name, rtype, tcp=bool(i % 2))
+        got = {r.to_text() for rrset in reply.answer for r in rrset}
+        assert (dns.rcode.to_text(reply.rcode()), got) == (rcode, want), name
+    assert w.dns_query_count() == len(QUERIES)
+    log = w.dns_queries()
+    assert [q["qname"] for q in log] == [n + "." for n, *_ in QUERIES]
+    assert {q["proto"] for q in log} == {"udp", "tcp"}
+    assert all(q["client"] == "10.64.0.2" and q["t"] > 0 for q in log)
+
+
+def test_dns_silent_fault_still_counts(online_world):
+    w = online_world()
+    w.isp_control("dns_faults", silent=True)
+    with pytest.raises(dns.exception.Timeout):
+        ask(w, "edge.example", "MX", timeout=1.0)
+    assert w.dns_query_count() == 1
+
+
+def submit(w, port=587, user="edge", password="secret", rcpts=("you@remote1.example",)):
+    with w.in_edge():
+        smtp = smtplib.SMTP(w.relay_ip, port, local_hostname="gw.edge.example", timeout=10)
+    with smtp:
+        if user:
+            smtp.login(user, password)
+        smtp.sendmail("me@edge.example", list(rcpts), b"Subject: out\r\n\r\nover the line\r\n")
+
+
+def wait_sinks(w, n, timeout_s=5.0):
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        msgs = w.sink_messages()
+        if len(msgs) >= n:
+            return msgs
+        time.sleep(0.05)
+    return w.sink_messages()
+
+
+def test_relay_with_auth_delivers_to_the_sinks(online_world):
+    w = online_world()
+    submit(w, rcpts=("a@remote1.example", "b@remote2.example"))
+    msgs = wait_sinks(w, 2)
+    assert sorted((m["sink"], tuple(m["rcpts"])) for m in msgs) == [
+        ("198.51.100.10", ("a@remote1.example",)), ("198.51.100.11", ("b@remote2.example",))]
+    assert all("over the line" in m["data"] and m["mail_from"] == "me@edge.example" for m in msgs)
+
+
+def test_swaks_submission_with_auth_login(online_world):
+    w = online_world()
+    out = subprocess.run(["ip", "netns", "exec", w.edge_ns, "swaks", "--server", f"{w.relay_ip}:587",
+                          "--auth", "LOGIN", "--auth-user", "edge", "--auth-password", "secret",
+                          "--from", "me@edge.example", "--to", "c@remote2.example", "--helo", "gw.edge.example"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout[-2000:]
+    assert [m["rcpts"] for m in wait_sinks(w, 1)] == [["c@remote2.example"]]
+
+
+def test_relay_refuses_without_auth_and_with_refused_auth(online_world):
+    w = online_world()
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as e:
+        submit(w, user=None)
+    assert e.value.recipients["you@remote1.example"][0] == 554
+    with pytest.raises(smtplib.SMTPAuthenticationError):
+        submit(w, password="wrong")
+    w.relay_faults(refuse_auth=True)
+    with pytest.raises(smtplib.SMTPAuthenticationError) as e:
+        submit(w)
+    assert e.value.smtp_code == 535
+    assert wait_sinks(w, 1, timeout_s=0.5) == []
+
+
+def etrn(w, arg):
+    with w.in_edge():
+        smtp = smtplib.SMTP(w.relay_ip, 25, local_hostname="gw.edge.example", timeout=10)
+    with smtp:
+        smtp.ehlo()
+        features = dict(smtp.esmtp_features)
+        code, text = smtp.docmd("ETRN", arg) if arg else smtp.docmd("ETRN")
+    return code, text.decode(), features
+
+
+def inject_by_smtp_inside_isp(w, rcpt):
+    """Mail for the customer arriving from the Internet: SMTP from inside the ISP namespace."""
+    with w.in_isp():
+        smtp = smtplib.SMTP(w.relay_ip, 25, local_hostname="mx.remote1.example", timeout=10)
+    with smtp:
+        smtp.sendmail("far@remote1.example", [rcpt], b"Subject: inbound\r\n\r\nfrom afar\r\n")
+
+
+@pytest.mark.parametrize("arg", ["edge.example", "@edge.example", "#edge.example"])
+def test_etrn_delivers_held_mail_to_the_edge(online_world, arg):
+    w = online_world()
+    listener = EdgeMailListener(w)
+    try:
+        w.inject_held_mail("alice@edge.example")
+        inject_by_smtp_inside_isp(w, "bob@edge.example")
+        assert len(w.held_messages()) == 2
+        code, text, features = etrn(w, arg)
+        assert "etrn" in features
+        assert (code, text) == (253, "OK, 2 pending messages for node edge.example started")
+        got = listener.wait(2)
+        assert sorted(r for m in got for r in m["rcpts"]) == ["alice@edge.example", "bob@edge.example"]
+        assert all(m["peer"] == "10.64.0.1" for m in got)  # it came over the line
+        end = time.monotonic() + 5
+        while w.held_messages() and time.monotonic() < end:
+            time.sleep(0.05)
+        assert w.held_messages() == []
+        assert etrn(w, arg)[:2] == (251, "OK, no messages waiting for node edge.example")
+    finally:
+        listener.close()
+
+
+def test_etrn_keeps_mail_when_the_edge_does_not_answer(online_world):
+    w = online_world()
+    w.inject_held_mail("alice@edge.example")
+    assert etrn(w, "edge.example")[0] == 253  # nobody listens on 10.64.0.2:25
+    end = time.monotonic() + 5
+    while time.monotonic() < end:
+        log = w.isp_control("relay_log")["log"]
+        if any(e["event"] == "etrn-delivery" for e in log):
+            break
+        time.sleep(0.05)
+    assert [e["status"] for e in log if e["event"] == "etrn-delivery"] == ["deferred"]
+    assert len(w.held_messages()) == 1
+
+
+@pytest.mark.parametrize("faults, arg, want_code, want_etrn_in_ehlo", [
+    ({}, "nosuch.example", 459, True),
+    ({}, "", 501, True),
+    ({}, "two words", 501, True),
+    ({"etrn_reply": 458}, "edge.example", 458, True),
+    ({"etrn_reply": 459}, "edge.example", 459, True),
+    ({"etrn_reply": 250}, "edge.example", 250, True),
+    ({"etrn_reply": 252}, "edge.example", 252, True),
+    ({"no_etrn": True}, "edge.example", 500, False),
+], ids=["not-customer", "empty", "syntax", "458", "459", "250", "252", "no-etrn"])
+def test_etrn_replies_and_faults(online_world, faults, arg, want_code, want_etrn_in_ehlo):
+    w = online_world()
+    if faults:
+        w.relay_faults(**faults)
+    code, text, features = etrn(w, arg)
+    assert code == want_code, text
+    assert ("etrn" in features) is want_etrn_in_ehlo
+
+
+def test_inject_refuses_foreign_domains(world):
+    w = world()
+    with pytest.raises(ValueError, match="not a customer domain"):
+        w.inject_held_mail("x@remote1.example")

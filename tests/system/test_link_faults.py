@@ -1,0 +1,347 @@
+"""The link manager's fault matrix in hardware-sim (root).
+
+Real parts: the simulated modem on a pty, fakepppd making ppp0 in the edge
+namespace, netlink, a real spool (edgemail Store) and a sink plus an ETRN
+server listening in the ISP namespace, reached over ppp0.  The port (what
+the MTA provides) is the test's: its queue run sends each queued message
+over ppp0 to the sink and removes it only after the sink's ack, so a carrier
+loss mid-transfer leaves the message queued.  Every case ends with nothing
+lost and the manager idle or retrying per policy.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+from dataclasses import replace
+
+import pytest
+
+from edgemail.clock import SystemClock
+from edgemail.config import LinkConfig
+from edgemail.envelope import Envelope, Recipient
+from edgemail.etrn import etrn
+from edgemail.spool.store import Store
+from link.accounting import Ledger
+from link.manager import LinkManager, QueueSummary
+from link.policy import parse
+from link.ppp import Pppd
+
+pytestmark = [pytest.mark.root, pytest.mark.timeout(60)]
+POLICY = "set idle_hangup = 1s\nset max_connect = 60s\nset dial_when_queued = 1\n"
+
+
+class Sink:
+    """In the ISP namespace: a message sink (ack 'OK' or 'NO' per message) and an ETRN server."""
+
+    def __init__(self, world, etrn_reply: str = "250 2.0.0 Queuing for node example.org started"):
+        self.world, self.etrn_reply, self.refuse = world, etrn_reply, False
+        self.messages: list[bytes] = []
+        self.received = 0
+        self.etrns: list[str] = []
+        with world.in_isp():
+            self.data_sock = socket.create_server(("0.0.0.0", 0))
+            self.etrn_sock = socket.create_server(("0.0.0.0", 0))
+        self.data_port = self.data_sock.getsockname()[1]
+        self.etrn_port = self.etrn_sock.getsockname()[1]
+        for target in (self._data, self._etrn):
+            threading.Thread(target=target, daemon=True).start()
+
+    def _data(self):
+        while True:
+            try:
+                c, _ = self.data_sock.accept()
+            except OSError:
+                return
+            buf = b""
+            with c:
+                while not buf.endswith(b"\r\n.\r\n"):
+                    chunk = c.recv(65536)
+                    if not chunk:
+                        break
+                    self.received += len(chunk)
+                    buf += chunk
+                if buf.endswith(b"\r\n.\r\n"):
+                    if not self.refuse:
+                        self.messages.append(buf)
+                    with contextlib.suppress(OSError):
+                        c.sendall(b"NO\n" if self.refuse else b"OK\n")
+
+    def _etrn(self):
+        while True:
+            try:
+                c, _ = self.etrn_sock.accept()
+            except OSError:
+                return
+            with c, c.makefile("rwb", buffering=0) as f:
+                f.write(b"220 isp.example ESMTP\r\n")
+                for line in f:
+                    cmd = line.decode().strip()
+                    if cmd.upper().startswith("EHLO"):
+                        f.write(b"250-isp.example\r\n250 ETRN\r\n")
+                    elif cmd.upper().startswith("ETRN"):
+                        self.etrns.append(cmd)
+                        f.write(self.etrn_reply.encode() + b"\r\n")
+                    else:
+                        f.write(b"221 bye\r\n")
+                        break
+
+    def close(self):
+        self.data_sock.close()
+        self.etrn_sock.close()
+
+
+class SpoolPort:
+    """The MTA side of the link port, on a real Store; transfers go over ppp0 from the edge namespace."""
+
+    def __init__(self, store: Store, world, sink: Sink):
+        self.store, self.world, self.sink = store, world, sink
+        self.calls: list[str] = []
+        self.deferred: set[str] = set()      # failed this run: next_attempt in the future, not "waiting"
+        self._sock: socket.socket | None = None
+        self._stop = False
+
+    def queue_summary(self) -> QueueSummary:
+        waiting = [e for e in self.store.entries() if e.qid not in self.deferred]
+        now = SystemClock().wall()
+        return QueueSummary(len(waiting), max((now - e.created for e in waiting), default=0.0), 0)
+
+    def clear_host_status(self) -> None:
+        self.calls.append("clear_host_status")
+
+    async def run_queue(self) -> None:
+        self.calls.append("run_queue")
+        self._stop = False
+        for e in self.store.entries():
+            if self._stop:
+                break
+            ok = await asyncio.to_thread(self._send, self.store.read_data(e.qid))
+            if ok:
+                await self.store.remove(e.qid)
+            elif not self._stop:
+                self.deferred.add(e.qid)
+
+    def _send(self, data: bytes) -> bool:
+        with self.world.in_edge():
+            s = socket.socket()
+        s.settimeout(20)
+        self._sock = s
+        try:
+            s.connect((self.world.isp_ip, self.sink.data_port))
+            s.sendall(data + b"\r\n.\r\n")
+            return s.recv(3) == b"OK\n"
+        except OSError:
+            return False
+        finally:
+            self._sock = None
+            s.close()
+
+    def stop_run(self) -> None:
+        self.calls.append("stop_run")
+        self._stop = True
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
+
+    async def etrn(self, domains):
+        self.calls.append("etrn")
+
+        def call():
+            with self.world.in_edge():
+                return asyncio.run(etrn(self.world.isp_ip, self.sink.etrn_port, domains,
+                                        helo_name="edge.example", timeout=10))
+        return await asyncio.to_thread(call)
+
+    def inbound_active(self) -> int:
+        return 0
+
+
+class Rig:
+    def __init__(self, world, tmp_path, *, policy=POLICY, size=1000, **cfgkw):
+        self.world = world
+        open(os.path.join(world.peers_dir, "edgemail"), "w").write(
+            "115200\nnodetach\nnoauth\ndefaultroute\nusepeerdns\nipparam edgemail\nlinkname edgemail\n")
+        base = dict(mode="modem", device=world.tty, numbers=(world.dial_number,),
+                    netns=world.edge_ns, etrn_host="isp", etrn_domains=("example.org",),
+                    dial_timeout=5.0, dial_retries=1, command_timeout=1.0, dial_backoff=0.2,
+                    dtr_drop=0.1, escape_guard=0.2)
+        self.cfg = replace(LinkConfig(), **{**base, **cfgkw})
+        self.store = Store(str(tmp_path / "spool"))
+        self.store.recover()
+        self.sink = Sink(world)
+        self.port = SpoolPort(self.store, world, self.sink)
+        self.ledger = Ledger(str(tmp_path / "link.json"))
+        pppd = Pppd(world.fakepppd_path, ("netns", world.edge_ns, "call", "edgemail"),
+                    env={**os.environ, **world.fakepppd_env()}, grace_s=3.0,
+                    log_path=os.path.join(world.run_dir, "fakepppd.log"))
+        self.mgr = LinkManager(self.cfg, parse(policy), clock=SystemClock(), port=self.port,
+                               ledger=self.ledger, pppd=pppd, sample_s=0.2,
+                               fsm_overrides=dict(backoff_base_s=1.0, hangup_timeout_s=5.0, pppd_timeout_s=10.0))
+        self.size = size
+        self.task: asyncio.Task | None = None
+
+    async def queue(self, n: int = 1) -> list[str]:
+        body = b"Subject: t\r\n\r\n" + b"x" * 70 + b"\r\n"
+        data = body * max(self.size // len(body), 1)
+        env = Envelope("a@example.org", (Recipient("b@remote1.example"),), size=len(data))
+        return [await self.store.commit(env, data) for _ in range(n)]
+
+    def start(self):
+        self.task = asyncio.create_task(self.mgr.run())
+        self.mgr.demand_changed()
+
+    async def until(self, pred, timeout=20.0, what=""):
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while not pred():
+            if loop.time() > end:
+                raise AssertionError(f"timed out waiting for {what}: state={self.mgr.state}, "
+                                     f"log={self.mgr.log}\n{self.world.log_tail('modemsim')}")
+            if self.task.done():
+                self.task.result()
+            await asyncio.sleep(0.05)
+
+    async def stop(self):
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+        self.sink.close()
+        assert self.world.ppp_address() is None, "ppp0 left up"
+
+    def queued(self) -> list[str]:
+        return sorted(e.qid for e in self.store.entries())
+
+
+@pytest.fixture
+async def rig(world, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="link")
+    made = []
+
+    def make(modem=None, link=None, **kw):
+        opts = {"modem": modem or {}, **({"link": link} if link else {})}
+        r = Rig(world(**opts), tmp_path, **kw)
+        made.append(r)
+        return r
+
+    yield make
+    for r in made:
+        if r.task is not None and not r.task.done():
+            await r.stop()
+
+
+def lines(caplog, needle: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if needle in r.getMessage()]
+
+
+async def test_busy_then_success_delivers_and_hangs_up_idle(rig, caplog):
+    r = rig(modem={"busy": 1}, dial_retries=2)
+    qids = await r.queue(2)
+    r.start()
+    await r.until(lambda: r.mgr.state == "up", what="up")
+    await r.until(lambda: r.mgr.state == "down" and not r.queued(), what="idle hang-up with the queue empty")
+    assert len(r.sink.messages) == 2 and r.queued() == [] and qids
+    assert r.port.calls[:2] == ["clear_host_status", "run_queue"] and "etrn" in r.port.calls
+    assert r.sink.etrns == ["ETRN example.org"] and r.mgr.last_etrn["ok"] is True
+    assert lines(caplog, "result=BUSY") and lines(caplog, "state=UP, reason=ppp0-up(10.64.0.2)")
+    assert lines(caplog, "state=HANGING_UP, reason=idle") and lines(caplog, "state=IDLE, reason=")
+    assert r.ledger.usage(r.mgr._now_dt()).calls == 1
+    assert r.mgr.status()["last_call"]["connect_s"] > 0
+    await r.stop()
+
+
+@pytest.mark.parametrize("fault,reason", [({"result": "NO DIALTONE"}, "NO DIALTONE"),
+                                          ({"result": "NO ANSWER"}, "NO ANSWER"),
+                                          ({"silent": True}, "TIMEOUT")])
+async def test_failed_dial_backs_off_keeps_mail_then_retries(rig, caplog, fault, reason):
+    r = rig(modem=fault)
+    qids = await r.queue(1)
+    r.start()
+    await r.until(lambda: r.mgr.state == "backoff", what="backoff")
+    assert r.mgr.fsm.failed_dials == 1 and r.queued() == qids and "run_queue" not in r.port.calls
+    assert lines(caplog, f"state=BACKOFF, reason={reason}")
+    assert "backing off after 1 failed dial" in r.mgr.explain()
+    r.world.modem_control("clear")
+    await r.until(lambda: not r.queued(), timeout=25, what="delivery after backoff")
+    await r.until(lambda: r.mgr.state == "down", what="idle hang-up")
+    assert len(r.sink.messages) == 1 and r.mgr.fsm.failed_dials == 0
+    await r.stop()
+
+
+async def test_carrier_loss_during_data_defers_without_backoff(rig, caplog):
+    r = rig(link={"down_bps": 40_000, "up_bps": 40_000, "delay_ms": 20}, size=300_000)
+    qids = await r.queue(1)
+    r.start()
+    await r.until(lambda: r.sink.received > 20_000, what="transfer under way")
+    r.world.modem_control("drop", mode="soft")
+    await r.until(lambda: "stop_run" in r.port.calls, what="stop_run")
+    assert r.queued() == qids and r.sink.messages == []           # nothing lost, nothing half-delivered
+    assert r.mgr.fsm.failed_dials == 0                            # carrier loss grows no backoff
+    # netlink usually reports ppp0 gone before pppd's exit status (16, or 5 when our SIGTERM wins)
+    assert lines(caplog, "state=IDLE, reason=ppp0-down") or lines(caplog, "state=IDLE, reason=pppd-exit(16")
+    r.world.modem_control("link", down_bps=2_000_000, up_bps=2_000_000, delay_ms=5)
+    await r.until(lambda: not r.queued(), timeout=30, what="redial per policy and delivery")
+    assert len(r.sink.messages) == 1
+    await r.stop()
+
+
+async def test_pppd_dying_ends_the_call_and_nothing_is_lost(rig, caplog):
+    r = rig(policy=POLICY.replace("idle_hangup = 1s", "idle_hangup = 30s"))
+    await r.queue(1)
+    r.start()
+    await r.until(lambda: not r.queued() and r.mgr.fsm.phase.value == "linger", what="linger")
+    os.killpg(r.mgr.pppd.pid, signal.SIGKILL)
+    await r.until(lambda: r.mgr.state == "down", what="down after pppd died")
+    assert lines(caplog, "pppd=exited, status=-9, cause=killed(SIGKILL)")
+    assert lines(caplog, "state=IDLE, reason=ppp0-down") or lines(caplog, "state=IDLE, reason=pppd-exit(-9")
+    assert r.mgr.fsm.failed_dials == 0 and len(r.sink.messages) == 1
+    await asyncio.sleep(0.5)
+    assert r.mgr.state == "down"                                 # empty queue: the policy does not redial
+    await r.stop()
+
+
+async def test_ppp0_flapping_ends_the_call_once(rig, caplog):
+    r = rig(policy=POLICY.replace("idle_hangup = 1s", "idle_hangup = 30s"))
+    await r.queue(1)
+    r.start()
+    await r.until(lambda: not r.queued() and r.mgr.fsm.phase.value == "linger", what="linger")
+    r.world.run_in(r.world.edge_ns, ["ip", "link", "set", "ppp0", "down"], check=True)
+    r.world.run_in(r.world.edge_ns, ["ip", "link", "set", "ppp0", "up"], check=False)
+    await r.until(lambda: r.mgr.state == "down" and not r.mgr.pppd.running, what="down")
+    assert lines(caplog, "state=IDLE, reason=ppp0-down")
+    assert len(r.sink.messages) == 1 and r.queued() == []
+    await r.stop()
+
+
+@pytest.mark.parametrize("reply", ["459 <example.org>: service unavailable",
+                                   "458 Unable to queue messages for node example.org"])
+async def test_etrn_refused_is_reported_and_the_line_still_idles_down(rig, caplog, reply):
+    r = rig()
+    r.sink.etrn_reply = reply
+    await r.queue(1)
+    r.start()
+    await r.until(lambda: r.mgr.last_etrn is not None, what="etrn")
+    await r.until(lambda: r.mgr.state == "down", what="idle hang-up")
+    code = int(reply[:3])
+    assert r.mgr.last_etrn["ok"] is False and r.mgr.last_etrn["replies"][0]["code"] == code
+    assert r.mgr.status()["last_etrn"]["replies"][0]["code"] == code
+    assert lines(caplog, f"etrn=example.org, reply={code}")
+    assert r.queued() == [] and len(r.sink.messages) == 1
+    await r.stop()
+
+
+async def test_relay_refusing_keeps_the_mail_queued_and_does_not_redial(rig, caplog):
+    """Stand-in for the ISP refusing AUTH until hardware-sim's isp.py lands: the relay refuses."""
+    r = rig()
+    r.sink.refuse = True
+    qids = await r.queue(1)
+    r.start()
+    await r.until(lambda: r.mgr.state == "up", what="up")
+    await r.until(lambda: r.mgr.state == "down", what="idle hang-up")
+    assert r.queued() == qids and r.sink.messages == []
+    await asyncio.sleep(0.5)
+    assert r.mgr.state == "down" and r.ledger.usage(r.mgr._now_dt()).calls == 1
+    await r.stop()
