@@ -254,3 +254,18 @@ def test_dial_with_pyserial_then_pppd_without_connect_script(world):
     w.wait_ppp_up(proc=proc)
     w.modem_control("drop", mode="soft")
     assert proc.wait(5) == 16
+
+
+def test_second_pppd_on_a_busy_interface_is_fatal(world):
+    w = world(with_isp=False, modem={"connect_delay": 0.05})
+    first = w.start_fakepppd()
+    w.wait_ppp_up(proc=first)
+    with w.in_edge():  # a ppp1 that is not ours: the second fakepppd cannot create it
+        import netns
+        squatter = netns.open_tun("ppp1")
+    try:
+        second = w.start_fakepppd("unit", "1", connect="true")
+        assert second.wait(10) == 1
+    finally:
+        os.close(squatter)
+    assert "fatal" in w.log_tail("fakepppd")
