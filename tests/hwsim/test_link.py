@@ -269,3 +269,23 @@ def test_second_pppd_on_a_busy_interface_is_fatal(world):
     finally:
         os.close(squatter)
     assert "fatal" in w.log_tail("fakepppd")
+
+
+def test_disconnect_script_runs_on_termination_not_after_modem_hangup(world):
+    w = world(with_isp=False, modem={"connect_delay": 0.05})
+    marker = os.path.join(w.run_dir, "disconnected")
+    for action, want_marker in (("signal", True), ("drop", False)):
+        proc = w.start_fakepppd("disconnect", f"touch {marker}")
+        w.wait_ppp_up(proc=proc)
+        if action == "signal":
+            proc.terminate()
+        else:
+            w.modem_control("drop", mode="soft")
+        proc.wait(5)
+        assert os.path.exists(marker) is want_marker, action
+        if want_marker:
+            os.unlink(marker)
+        deadline = time.monotonic() + 2
+        while w.modem_control("status")["state"] != "command" and time.monotonic() < deadline:
+            time.sleep(0.02)  # fakepppd dropped DTR (B0): the modem hung up
+        assert w.modem_control("status")["state"] == "command"
