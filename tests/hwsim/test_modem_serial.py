@@ -206,3 +206,18 @@ def test_busy_then_answer_and_slow_connect_with_pyserial(modem):
         t0 = time.monotonic()
         assert command(port, b"ATDT1", wait_s=3) == b"\r\nCONNECT 56000\r\n"
         assert 1.0 <= time.monotonic() - t0 < 1.5
+
+
+def test_link_is_repaced_at_run_time(modem):
+    m = modem("--connect-delay", "0.1")
+    reply = m.control("link", down_bps=400000, up_bps=400000, delay_ms=5)
+    assert reply["link"] == dict(down_bps=400000.0, up_bps=400000.0, delay_ms=5.0, buffer=8192)
+    with open_port(m, timeout=3) as port:
+        connect(port)
+        payload = b"z" * 2000
+        t0 = time.monotonic()
+        port.write(payload)
+        assert port.read(len(payload)) == payload
+        secs = time.monotonic() - t0
+    want_s = len(payload) * 8 / 400000 + 0.010
+    assert secs < 2 * want_s + 0.03, f"took {secs:.3f} s, want about {want_s:.3f} s"
