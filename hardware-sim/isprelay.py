@@ -148,6 +148,7 @@ class Relay:
         self.hostname = hostname
         self.log: list[dict] = []
         self.tasks: set = set()
+        self.flush_locks: dict[str, asyncio.Lock] = {}
 
     # -- serving -------------------------------------------------------------
 
@@ -235,7 +236,13 @@ class Relay:
         return f"251 OK, no messages waiting for node {node}"
 
     async def flush(self, domain: str) -> None:
-        """Deliver what is held for `domain` to the customer's host."""
+        """Deliver what is held for `domain` to the customer's host; one run per
+        domain at a time (a second ETRN during a run waits, then finds what is left)."""
+        lock = self.flush_locks.setdefault(domain, asyncio.Lock())
+        async with lock:
+            await self._flush(domain)
+
+    async def _flush(self, domain: str) -> None:
         msgs = self.store.held(domain)
         if not msgs:
             return

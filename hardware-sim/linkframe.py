@@ -111,10 +111,6 @@ class Pipe:
         self.loop.call_at(self._busy_until + self.delay_s, self._deliver, packet, tag)
         return True
 
-    def reset(self) -> None:
-        """Forget the backlog timing (queued packets still arrive; callers gate them)."""
-        self._busy_until = 0.0
-
     def _deliver(self, packet: bytes, tag: object) -> None:
         try:
             self.deliver(packet, tag)

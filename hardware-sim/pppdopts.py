@@ -84,7 +84,7 @@ class Options:
     maxconnect: int = 0
     persist: bool = False
     maxfail: int = 10
-    holdoff: int = 0
+    holdoff: int = 30                   # pppd's default (options.c)
     unit: int = 0
     ifname: str | None = None
     ip_up: str | None = None

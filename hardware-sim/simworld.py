@@ -198,13 +198,14 @@ class World:
         run_dir = os.path.join(base or BASE, wid)
         os.makedirs(os.path.join(run_dir, "ppp"))
         os.makedirs(os.path.join(run_dir, "peers"))
-        state = dict(id=wid, run_dir=run_dir, own_run_dir=True, pids={}, reaper=None,
+        owner_pid = None if owner is None else (os.getpid() if owner == -1 else owner)
+        state = dict(id=wid, run_dir=run_dir, own_run_dir=True, pids={}, reaper=None, owner=owner_pid,
                      namespaces=[f"emedge-{wid}", f"emisp-{wid}"], created=time.time())
         _save(state)
         world = cls(state)
         try:
-            if owner is not None:
-                world._start_reaper(os.getpid() if owner == -1 else owner)
+            if owner_pid is not None:
+                world._start_reaper(owner_pid)
             world._build(modem or {}, link or {}, isp or {}, with_isp, timeout_s)
         except BaseException:
             teardown(state)
@@ -400,7 +401,7 @@ def control(path: str, cmd: str, timeout_s: float = 5.0, **kw) -> dict:
 
 
 def status_of(state: dict) -> dict:
-    return dict(id=state["id"], run_dir=state["run_dir"],
+    return dict(id=state["id"], run_dir=state["run_dir"], owner=state.get("owner"),
                 namespaces={ns: netns.exists(ns) for ns in state["namespaces"]},
                 processes={name: _alive_leader(pid) for name, pid in state["pids"].items()},
                 reaper=_alive_leader(state["reaper"]) if state.get("reaper") else None)

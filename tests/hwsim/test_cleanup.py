@@ -125,7 +125,7 @@ def test_world_command_up_status_down(tmp_path):
         assert info["relay"] == "192.0.2.25:25" and info["dns"] == "192.0.2.53:53"
         status = json.loads(subprocess.run([world, "--base", str(tmp_path), "status"], capture_output=True,
                                            text=True, timeout=30).stdout)
-        assert status == [dict(id=info["id"], run_dir=info["run_dir"],
+        assert status == [dict(id=info["id"], run_dir=info["run_dir"], owner=None,
                                namespaces={info["edge_netns"]: True, info["isp_netns"]: True},
                                processes={"modemsim": True, "isp": True}, reaper=None)]
         assert subprocess.run(["ip", "netns", "exec", info["edge_netns"], "true"]).returncode == 0
@@ -133,6 +133,14 @@ def test_world_command_up_status_down(tmp_path):
         down = subprocess.run([world, "--base", str(tmp_path), "down"], capture_output=True, text=True, timeout=60)
     assert down.returncode == 0 and info["id"] in down.stdout
     assert_gone(info, timeout_s=1.0)
+
+
+def test_world_down_leaves_worlds_owned_by_others(world, tmp_path):
+    w = world(base=str(tmp_path), with_isp=False)
+    out = subprocess.run([str(HWSIM / "world"), "--base", str(tmp_path), "down"], capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 0 and out.stdout == ""
+    assert w.status()["namespaces"] == {w.edge_ns: True, w.isp_ns: True}
 
 
 def test_world_command_refuses_without_root(tmp_path):

@@ -31,6 +31,7 @@ def no_files(path):
     (["/x", "noauth", "crtscts", "lock", "user", "bob", "password", "pw", "mtu", "1500", "lcp-echo-interval", "30"],
      dict(device="/x")),
     (["/x", "persist", "nopersist", "detach"], dict(persist=False, nodetach=False)),
+    (["/x"], dict(maxfail=10, holdoff=30, idle=0, maxconnect=0, unit=0, interface="ppp0")),
 ])
 def test_parse(argv, want):
     opts = parse(argv, no_files)

@@ -190,3 +190,19 @@ def test_inject_refuses_foreign_domains(world):
     w = world()
     with pytest.raises(ValueError, match="not a customer domain"):
         w.inject_held_mail("x@remote1.example")
+
+
+def test_two_etrns_at_once_deliver_each_message_once(online_world):
+    w = online_world()
+    listener = EdgeMailListener(w)
+    try:
+        for user in ("a", "b", "c"):
+            w.inject_held_mail(f"{user}@edge.example")
+        assert etrn(w, "edge.example")[0] == 253
+        etrn(w, "@edge.example")  # while the first run may still be going
+        listener.wait(3)
+        time.sleep(0.5)  # a duplicate run would deliver more
+        assert sorted(r for m in listener.messages for r in m["rcpts"]) == [
+            "a@edge.example", "b@edge.example", "c@edge.example"]
+    finally:
+        listener.close()

@@ -254,3 +254,38 @@ def test_dial_with_pyserial_then_pppd_without_connect_script(world):
     w.wait_ppp_up(proc=proc)
     w.modem_control("drop", mode="soft")
     assert proc.wait(5) == 16
+
+
+def test_second_pppd_on_a_busy_interface_is_fatal(world):
+    w = world(with_isp=False, modem={"connect_delay": 0.05})
+    first = w.start_fakepppd()
+    w.wait_ppp_up(proc=first)
+    with w.in_edge():  # a ppp1 that is not ours: the second fakepppd cannot create it
+        import netns
+        squatter = netns.open_tun("ppp1")
+    try:
+        second = w.start_fakepppd("unit", "1", connect="true")
+        assert second.wait(10) == 1
+    finally:
+        os.close(squatter)
+    assert "fatal" in w.log_tail("fakepppd")
+
+
+def test_disconnect_script_runs_on_termination_not_after_modem_hangup(world):
+    w = world(with_isp=False, modem={"connect_delay": 0.05})
+    marker = os.path.join(w.run_dir, "disconnected")
+    for action, want_marker in (("signal", True), ("drop", False)):
+        proc = w.start_fakepppd("disconnect", f"touch {marker}")
+        w.wait_ppp_up(proc=proc)
+        if action == "signal":
+            proc.terminate()
+        else:
+            w.modem_control("drop", mode="soft")
+        proc.wait(5)
+        assert os.path.exists(marker) is want_marker, action
+        if want_marker:
+            os.unlink(marker)
+        deadline = time.monotonic() + 2
+        while w.modem_control("status")["state"] != "command" and time.monotonic() < deadline:
+            time.sleep(0.02)  # fakepppd dropped DTR (B0): the modem hung up
+        assert w.modem_control("status")["state"] == "command"

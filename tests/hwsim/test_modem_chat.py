@@ -26,9 +26,12 @@ def test_dial_result_codes(modem, flags, want):
     m = modem("--connect-delay", "0.2", *flags)
     rc, _ = run_chat(m.tty, *DIAL, timeout=2)
     assert rc == want, f"chat exit {rc}, want {want}\n{m.log()}"
-    if want == OK:
-        assert m.control("status")["state"] in ("data", "command")  # chat closed: dte-close hangs up
-        assert any(e["event"] == "connect" for e in m.control("events")["events"])
+    events = [(e["event"], e.get("cause")) for e in m.control("events")["events"]]
+    if want == OK:  # connected, then chat's exit closed the tty: DTR drop hangs up
+        assert ("connect", None) in events and ("hangup", "dte-closed") in events
+        assert m.control("status")["state"] == "command"
+    else:
+        assert ("connect", None) not in events
 
 
 def test_busy_twice_then_answer(modem):

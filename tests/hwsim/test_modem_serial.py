@@ -114,7 +114,6 @@ def test_soft_carrier_loss(modem):
 
 def test_hard_carrier_loss_closes_the_pty(modem):
     m = modem("--connect-delay", "0.1")
-    old_slave = os.path.realpath(m.tty)
     with open_port(m) as port:
         connect(port)
         m.control("drop", mode="hard")
@@ -123,7 +122,8 @@ def test_hard_carrier_loss_closes_the_pty(modem):
             time.sleep(0.4)
             port.read(1)
             port.write(b"AT\r")
-    assert os.path.realpath(m.tty) != old_slave or not os.path.exists(old_slave)
+    assert [e["event"] for e in m.control("events")["events"]][-2:] == ["hard-hangup", "pty-new"]
+    assert m.control("status")["slave"] == os.path.realpath(m.tty)
     with open_port(m) as port:  # the symlink now names a fresh pty
         assert command(port, b"AT").endswith(b"OK\r\n")
 
@@ -206,3 +206,18 @@ def test_busy_then_answer_and_slow_connect_with_pyserial(modem):
         t0 = time.monotonic()
         assert command(port, b"ATDT1", wait_s=3) == b"\r\nCONNECT 56000\r\n"
         assert 1.0 <= time.monotonic() - t0 < 1.5
+
+
+def test_link_is_repaced_at_run_time(modem):
+    m = modem("--connect-delay", "0.1")
+    reply = m.control("link", down_bps=400000, up_bps=400000, delay_ms=5)
+    assert reply["link"] == dict(down_bps=400000.0, up_bps=400000.0, delay_ms=5.0, buffer=8192)
+    with open_port(m, timeout=3) as port:
+        connect(port)
+        payload = b"z" * 2000
+        t0 = time.monotonic()
+        port.write(payload)
+        assert port.read(len(payload)) == payload
+        secs = time.monotonic() - t0
+    want_s = len(payload) * 8 / 400000 + 0.010
+    assert secs < 2 * want_s + 0.03, f"took {secs:.3f} s, want about {want_s:.3f} s"

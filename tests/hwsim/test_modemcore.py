@@ -1,5 +1,7 @@
 """ModemCore as tables: bytes + time in, bytes and events out; no event loop, no pty."""
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from modemcore import (Connected, DataFromDte, DialFailed, DialStarted, Escaped, Faults,
                        HardHangup, HungUp, ModemCore, Output, State)
@@ -228,3 +230,16 @@ def test_bad_fault_values_rejected():
         Faults(result="OK")
     with pytest.raises(ValueError):
         Faults(drop_mode="gentle")
+
+
+@given(st.lists(st.integers(min_value=1, max_value=9), min_size=1, max_size=20))
+def test_any_chunking_gives_the_same_output(sizes):
+    script = b"ATE1V1Q0\rATS12=10S7?\rATX3\rAT&D2&C1\rATDT5551234\r"
+    want = out(ModemCore().receive(script, 0.0))
+    core, got, i = ModemCore(), b"", 0
+    for n in sizes * (len(script) // len(sizes) + 1):
+        if i >= len(script):
+            break
+        got += out(core.receive(script[i:i + n], 0.0))
+        i += n
+    assert got == want
