@@ -51,6 +51,7 @@ THE PORT (what the MTA provides; duck-typed, `link` never imports `edgemail`)
     stop_run() -> None                  link going down: stop cleanly, no backoff grows
     async etrn(domains) -> [obj with domain, code, text]   (code 0: no answer)
     inbound_active() -> int             ISP sessions open on our SMTP listener
+    link_down() -> None                 optional: a call that came up has ended
 
 LOG LINES (logger "link")
     link: state=STATE, reason=WHY[, addr=A]
@@ -505,6 +506,8 @@ class LinkManager:
         self._inbound = 0
         if call is None:
             return
+        if hasattr(self.port, "link_down"):         # optional: the MTA books link-up time
+            self._port_call("link_down")
         connect_s = self.clock.monotonic() - call["mono"]
         sent = rcvd = 0
         if "base" in call:

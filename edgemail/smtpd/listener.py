@@ -98,6 +98,11 @@ class SmtpListener:
         await self._server.wait_closed()
         self._server = None
 
+    @property
+    def active(self) -> int:
+        """Sessions open now (the link manager keeps the line up while the ISP's are)."""
+        return len(self._sessions)
+
     # ------------------------------------------------------------ decisions
 
     def trusted(self, peer_ip: str) -> bool:
