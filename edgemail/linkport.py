@@ -50,7 +50,9 @@ FAILURES
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import socket
 from dataclasses import dataclass
 
 from . import config as configmod
@@ -61,6 +63,8 @@ log = logging.getLogger("edgemail.runner")
 
 #: longest sleep of watch() between looks at the queue (new entries, clock jumps)
 WATCH_MAX_S = 60.0
+#: link-up: how long the run waits for a route to its first next hop, and how often it looks
+ROUTE_WAIT_S, ROUTE_POLL_S = 5.0, 0.05
 
 
 @dataclass(frozen=True)
@@ -157,12 +161,22 @@ class MtaPort:
         log.info("runner: hoststatus cleared, hosts=%d", dropped)
 
     async def run_queue(self):
-        """The link-up queue run (runner.link_up: host status, peer DNS, link-up time, run)."""
+        """The link-up queue run (runner.link_up: host status, peer DNS, link-up time, run),
+        once there is a route towards the first next hop (see wait_route)."""
         try:
+            await wait_route(self._first_hops(), self.clock, ROUTE_WAIT_S)
             self.last_run = await self.runner.link_up(iface=self.cfg.link.interface)
             return self.last_run
         finally:
             self.changed()
+
+    def _first_hops(self) -> list[str]:
+        """Numeric addresses the run will talk to first: nameservers, else the smart host."""
+        reload = getattr(self.runner.resolver, "reload_nameservers", None)
+        hops = list(reload() if reload else ())
+        if self.cfg.SmartHost:
+            hops.append(configmod.smart_host(self.cfg.SmartHost)[0])
+        return [h for h in hops if _numeric(h)]
 
     def stop_run(self) -> None:
         self.runner.stop_run()
@@ -182,6 +196,40 @@ class MtaPort:
 
     def inbound_active(self) -> int:
         return sum(lst.active for lst in isp_facing(self.listeners))
+
+
+async def wait_route(addresses: list[str], clock: Clock, limit_s: float) -> bool:
+    """Wait (at most limit_s) until the kernel has a route to one of `addresses`.
+
+    pppd (and fakepppd) add ppp0's address a few ms before the default route:
+    netlink's link-up comes first, and a run started at once meets "Network is
+    unreachable" (recorded as a deferral with backoff).  A UDP connect() sends
+    no packet; it only asks the routing table."""
+    if not addresses:
+        return True
+    waited = 0.0
+    while True:
+        for addr in addresses:
+            family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+            with socket.socket(family, socket.SOCK_DGRAM) as s:
+                try:
+                    s.connect((addr, 53))
+                    return True
+                except OSError:
+                    continue
+        if waited >= limit_s:
+            log.warning("runner: no route to %s after %.1fs; running anyway", ",".join(addresses), waited)
+            return False
+        await clock.sleep(ROUTE_POLL_S)
+        waited += ROUTE_POLL_S
+
+
+def _numeric(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _expensive(decision) -> bool:
