@@ -50,7 +50,6 @@ FAILURES
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import socket
 from dataclasses import dataclass
@@ -58,6 +57,7 @@ from dataclasses import dataclass
 from . import config as configmod
 from .clock import Clock, SystemClock
 from .etrn import EtrnResult, etrn
+from .runner.port import is_ip
 
 log = logging.getLogger("edgemail.runner")
 
@@ -176,7 +176,7 @@ class MtaPort:
         hops = list(reload() if reload else ())
         if self.cfg.SmartHost:
             hops.append(configmod.smart_host(self.cfg.SmartHost)[0])
-        return [h for h in hops if _numeric(h)]
+        return [h for h in hops if is_ip(h)]
 
     def stop_run(self) -> None:
         self.runner.stop_run()
@@ -222,14 +222,6 @@ async def wait_route(addresses: list[str], clock: Clock, limit_s: float) -> bool
             return False
         await clock.sleep(ROUTE_POLL_S)
         waited += ROUTE_POLL_S
-
-
-def _numeric(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def _expensive(decision) -> bool:
