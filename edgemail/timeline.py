@@ -106,7 +106,7 @@ class Event:
     step: str | None = None     #: the STEPS entry this event proves
     lane: str = "note"          #: line | out | in | note (where the picture puts it)
     qid: str = ""
-    mark: str = ""              #: queued | delivered | failed | etrn | hangup: how the picture marks it
+    mark: str = ""              #: queued | delivered | local | failed | etrn | hangup: the picture's mark
     addr: str = ""              #: the recipient, for the picture's label
 
 
@@ -191,7 +191,8 @@ class _Parser:
             return Event(t, f"{qid} {word}: {to} {p.get('stat', '')}", None, lane, qid, "failed", addr)
         if mailer in LOCAL_MAILERS:
             return Event(t, f"{qid} delivered to the Maildir of {to}, {size}",
-                         "maildir" if lane == "in" else None, lane, qid, "delivered", addr)
+                         "maildir" if lane == "in" else None, lane, qid,
+                         "delivered" if lane == "in" else "local", addr)
         return Event(t, f"{qid} sent: {to} via {_host(p.get('relay', '?'))}, {size}",
                      "sent-out", lane, qid, "delivered", addr)
 
@@ -201,11 +202,11 @@ class _Parser:
         if p.get("proto") == "local":
             kind, how = "submit-sendmail", "sendmail -t"
         elif _host(relay) in self.isp_peers:
-            kind, how = "inbound", f"the ISP pushes it ({_host(relay)})"
+            kind, how = "inbound", f"pushed by the ISP {_host(relay)}"
         else:
             kind, how = "submit-smtp", f"SMTP from {_host(relay)}"
         self.kind[qid] = kind
-        return Event(t, f"{qid} queued from {p.get('from', '<>')}, {_kb(size)}: {how}",
+        return Event(t, f"{qid} queued ({how}): {p.get('from', '<>')}, {_kb(size)}",
                      kind, "in" if kind == "inbound" else "out", qid, "queued")
 
     def _link(self, t: float, p: dict[str, str]) -> Event | None:
@@ -355,7 +356,7 @@ def render_text(tl: Timeline) -> str:
 # ------------------------------------------------------------------ picture
 
 _W, _LEFT, _RIGHT = 980, 110, 30
-_LANES = {"line": 110, "out": 180, "in": 250, "bytes": 330, "cost": 400}
+_LANES = {"line": 110, "out": 170, "in": 250, "bytes": 330, "cost": 400}
 _MARKED = ("dial", "connect", "ppp-up", "etrn", "idle-hangup", "down")
 
 
@@ -434,7 +435,7 @@ def _mail(tl: Timeline, x) -> list[str]:
         rows.setdefault(alias.get(key, key), []).append(e)
     out, count = [], {"out": 0, "in": 0}
     for (lane, _), events in rows.items():
-        y = _LANES[lane] - 6 + 12 * (count[lane] % 4)
+        y = _LANES[lane] - 6 + 16 * (count[lane] % 4)
         count[lane] += 1
         x0, x1 = x(events[0].t), x(events[-1].t)
         if x1 > x0:
@@ -451,6 +452,8 @@ def _mark(e: Event, xe: float, y: float) -> str:
         return f'<circle cx="{xe:.1f}" cy="{y}" r="4" fill="white" stroke="#1f5fa8" stroke-width="2">{tip}</circle>'
     if e.mark == "delivered":
         return f'<circle cx="{xe:.1f}" cy="{y}" r="5" fill="#1f5fa8">{tip}</circle>'
+    if e.mark == "local":
+        return f'<path d="M{xe - 5:.1f},{y - 13} h10 l-5,7 z" fill="#3c9d5d">{tip}</path>'
     if e.mark == "etrn":
         return f'<rect x="{xe - 4:.1f}" y="{y - 4}" width="8" height="8" fill="#8e44ad">{tip}</rect>'
     return f'<circle cx="{xe:.1f}" cy="{y}" r="4" fill="#c0392b">{tip}</circle>'
@@ -486,8 +489,10 @@ def _legend(h: int) -> list[str]:
             f'<text x="{_LEFT + 244}" y="{y}">queued (or held at the ISP)</text>',
             f'<circle cx="{_LEFT + 420}" cy="{y - 4}" r="5" fill="#1f5fa8"/>',
             f'<text x="{_LEFT + 429}" y="{y}">delivered</text>',
-            f'<circle cx="{_LEFT + 510}" cy="{y - 4}" r="4" fill="#c0392b"/>',
-            f'<text x="{_LEFT + 519}" y="{y}">deferred or bounced</text>']
+            f'<path d="M{_LEFT + 500},{y - 8} h10 l-5,7 z" fill="#3c9d5d"/>',
+            f'<text x="{_LEFT + 514}" y="{y}">delivered locally at once</text>',
+            f'<circle cx="{_LEFT + 680}" cy="{y - 4}" r="4" fill="#c0392b"/>',
+            f'<text x="{_LEFT + 689}" y="{y}">deferred or bounced</text>']
 
 
 def _axis(tl: Timeline, x, span: float, h: int) -> list[str]:
