@@ -212,13 +212,10 @@ def _tell(world, daemon: Daemon, tail: LogTail, rec: Recorder, out: Path, env: d
     print(f"\nalice's Maildir ({maildir}): {len(got)} message(s); remote MX sinks received "
           f"{len(world.sink_messages())} message(s)")
     print(f"written: {out}/timeline.txt, {out}/timeline.svg, {out}/daemon.log")
-    missing = tl.missing()
-    if missing:
-        first = missing[0]
-        print(f"\ndemo FAILED: the step '{first}' ({T.STEP_NAMES[first]}) did not happen"
-              + (f"; also missing: {', '.join(missing[1:])}" if missing[1:] else "")
-              + f"\nlast daemon log lines:\n" + "".join(f"    {ln.text}\n" for ln in tail.snapshot()[-15:]),
-              file=sys.stderr)
+    failed = tl.verdict()
+    if failed:
+        print(f"\ndemo FAILED: {failed}\nlast daemon log lines:\n"
+              + "".join(f"    {ln.text}\n" for ln in tail.snapshot()[-15:]), file=sys.stderr)
         return 1
     print("\ndemo OK: the whole story happened, one call")
     return 0

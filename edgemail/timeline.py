@@ -220,6 +220,7 @@ class _Parser:
             return Event(t, f"modem: CONNECT {p.get('speed', '')} (number {p.get('number', '?')})",
                          "connect", "line")
         if state == "UP":
+            self.connected = True
             return Event(t, f"{reason.split('-up', 1)[0] or 'interface'} up {reason[reason.find('('):]}",
                          "ppp-up", "line")
         if state == "HANGING_UP":
@@ -228,6 +229,7 @@ class _Parser:
             self.connected = False
             return Event(t, f"line down ({reason})", "down", "line", mark="hangup")
         if state in ("CONNECTING", "BACKOFF"):
+            self.connected = self.connected or state == "CONNECTING"
             return Event(t, f"link {state.lower()}: {reason}", None, "line")
         if "etrn" in p:
             return self._etrn(t, p["etrn"], p.get("reply", ""))
@@ -305,6 +307,14 @@ class Timeline:
         """Steps of STEPS not seen, in story order."""
         seen = self.seen()
         return [step for step, _ in STEPS if step not in seen]
+
+    def verdict(self) -> str | None:
+        """None when the story is complete, else one line naming the first step that did not happen."""
+        missing = self.missing()
+        if not missing:
+            return None
+        also = f"; also not seen: {', '.join(missing[1:])}" if missing[1:] else ""
+        return f"the step '{missing[0]}' ({STEP_NAMES[missing[0]]}) did not happen{also}"
 
     def end(self) -> float:
         times = [e.t for e in self.events] + [s.t for s in self.samples]
