@@ -161,8 +161,9 @@ class LinkManager:
         if self.fsm.state is F.LinkState.UP:
             return True
         try:
-            await asyncio.wait_for(self._up.wait(), timeout)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(timeout):        # not wait_for: it can swallow a cancel (3.11)
+                await self._up.wait()
+        except TimeoutError:
             return False
         return True
 
@@ -218,8 +219,13 @@ class LinkManager:
                 self._tick()
                 self._wake.clear()
                 timeout = self._next_wake()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                # asyncio.timeout, not wait_for: 3.11's wait_for returns the
+                # result when the wake-up and a cancel arrive together, so
+                # the cancel (shutdown, the test's stop) was lost and run()
+                # then slept for ever with no deadline.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
         finally:
             await self.close()
 
