@@ -100,3 +100,16 @@ def test_hook_command_says_why_when_the_daemon_is_down(tmp_path):
     r = subprocess.run([str(BIN / "edgemail"), "-c", str(cfg), "link", "hook", "ip-up", "--", *ARGS],
                        capture_output=True, text=True, timeout=10)
     assert r.returncode == 0 and "daemon not reachable" in r.stderr
+
+
+def test_status_and_link_commands_against_the_manager(daemon):
+    def edgemail(*args):
+        r = subprocess.run([str(BIN / "edgemail"), "-c", str(daemon.config), *args],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+    assert "link is down (mode external)" in edgemail("link", "explain")
+    text = edgemail("status")
+    assert "link:        down (mode external" in text and "queue:       0 message(s)" in text
+    assert "last call:   none" in text
+    assert "hangup: False" in edgemail("link", "hangup")
