@@ -45,7 +45,14 @@ too big), 66 no input, 75 temporary failure, 78 configuration error.
 
 ``edgemail`` subcommands: ``run``, ``config check FILE``, ``queue list
 [--json]``, ``queue show QID``, ``queue run [FILTER...]``, ``status
-[--json]``, ``hoststat``, ``purgestat [--all]``.  The config file is
+[--json]`` (link state, queue demand, next policy action, budget left,
+last ETRN, last call), ``hoststat``, ``purgestat [--all]``, ``link
+explain`` (would it dial now, why, when next), ``link dial``, ``link
+hangup``, and ``link hook ip-up|ip-down -- IFACE TTY SPEED LOCAL REMOTE
+[IPPARAM]`` for the ppp hooks (pppd's argument order; the environment's
+CONNECT_TIME, BYTES_SENT, BYTES_RCVD are passed on for ip-down).  A hook
+gives up after HOOK_TIMEOUT_S and exits 0 when the daemon is down (pppd
+must never wait for us).  The config file is
 ``-c/--config`` (``-C`` for sendmail), else
 $EDGEMAIL_CONFIG, else /etc/edgemail/edgemail.toml.
 """
@@ -71,6 +78,10 @@ EX_SOFTWARE, EX_TEMPFAIL, EX_CONFIG = 70, 75, 78
 DEFAULT_CONFIG = "/etc/edgemail/edgemail.toml"
 #: sendmail -bs: how long to wait for the server's last replies after stdin ends
 BS_DRAIN_S = 5.0
+#: a ppp hook's whole conversation with the daemon (pppd runs it without waiting)
+HOOK_TIMEOUT_S = 0.8
+#: pppd environment passed on by the hooks (ip-down's accounting among them)
+HOOK_ENV = ("CONNECT_TIME", "BYTES_SENT", "BYTES_RCVD", "LINKNAME", "DNS1", "DNS2", "PPPD_PID")
 
 
 class UsageError(Exception):
@@ -560,8 +571,15 @@ def _parser():
     sub.add_parser("hoststat", help="host status: hosts that failed lately (sendmail -bh)")
     ps = sub.add_parser("purgestat", help="forget expired host status (sendmail -bH)")
     ps.add_argument("--all", action="store_true", help="forget every host's status")
-    st = sub.add_parser("status", help="daemon status")
+    st = sub.add_parser("status", help="daemon status: link, queue, next dial, budget, last ETRN and call")
     st.add_argument("--json", action="store_true")
+    lk = sub.add_parser("link", help="the link manager").add_subparsers(dest="link_cmd", required=True)
+    lk.add_parser("explain", help="would it dial now, and why / when next")
+    lk.add_parser("dial", help="dial now, whatever the policy says")
+    lk.add_parser("hangup", help="hang up now")
+    hk = lk.add_parser("hook", help="for /etc/ppp/ip-up.d and ip-down.d: tell the daemon")
+    hk.add_argument("event", choices=("ip-up", "ip-down"))
+    hk.add_argument("pppd_args", nargs="*", metavar="IFACE TTY SPEED LOCAL REMOTE [IPPARAM]")
     return p
 
 
@@ -577,7 +595,9 @@ def edgemail_main(argv: list[str] | None = None) -> int:
         cfg = configmod.load(path)
     except ConfigError as exc:
         _err("edgemail", f"configuration error:\n{exc}")
-        return EX_CONFIG
+        return EX_OK if getattr(args, "link_cmd", None) == "hook" else EX_CONFIG
+    if args.cmd == "link":
+        return _link(cfg, args)
     if args.cmd == "run":
         from .daemon import run
         return run(cfg, syslog=args.syslog)
@@ -650,8 +670,83 @@ def _status(cfg, as_json: bool) -> int:
     reply.pop("ok", None)
     if as_json:
         print(json.dumps(reply, indent=2))
+    elif "queue" in reply:
+        sys.stdout.write(status_text(reply))
     else:
         _print_fields(reply)
+    return EX_OK
+
+
+def _age(seconds) -> str:
+    s = int(seconds or 0)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def status_text(r: dict) -> str:
+    """``edgemail status`` for people (the daemon's status reply with a link manager)."""
+    link, q, nxt = r.get("link", {}), r.get("queue", {}), r.get("next", {})
+    lines = [f"daemon:      pid {r.get('pid')}, up {_age(r.get('uptime_s'))}, version {r.get('version')}",
+             f"link:        {link.get('state')} (mode {link.get('mode')}, phase {link.get('phase')}, "
+             f"failed dials {link.get('failed_dials', 0)})",
+             f"queue:       {q.get('count', 0)} message(s), {q.get('expensive', 0)} for the link, "
+             f"{q.get('due', 0)} due, oldest {_age(q.get('oldest_age_s'))}, {q.get('urgent', 0)} urgent"]
+    when = "now" if nxt.get("dial") else (nxt.get("at") or "no dial planned")
+    lines.append(f"next:        {when} ({nxt.get('reason', '')})")
+    b = r.get("budget_left") or {}
+    lines.append("budget left: " + ", ".join(
+        f"{'unlimited' if b.get(k) is None else b[k]} {k}" for k in ("calls", "minutes")))
+    e = r.get("last_etrn")
+    lines.append("last ETRN:   " + ("none" if not e else f"{'ok' if e.get('ok') else 'FAILED'} at {e.get('at')}: "
+                 + "; ".join(f"{x['domain']} {x['code']} {x['text']}" for x in e.get("replies", []))))
+    c = r.get("last_call")
+    lines.append("last call:   " + ("none" if not c else
+                 f"{c.get('start')}, {c.get('connect_s', 0):.1f}s, sent {c.get('bytes_sent')} B, "
+                 f"rcvd {c.get('bytes_rcvd')} B, cause {c.get('cause') or '-'}"))
+    return "\n".join(lines) + "\n"
+
+
+# ====================================================================== link
+
+def _link(cfg, args) -> int:
+    if args.link_cmd == "hook":
+        return link_hook(cfg, args.event, args.pppd_args, os.environ)
+    op = {"explain": "link_explain", "dial": "link_dial", "hangup": "link_hangup"}[args.link_cmd]
+    reply, code = ask(cfg, "edgemail", op)
+    if reply is None:
+        if code == EX_DATAERR and cfg.link.mode == "none":
+            _err("edgemail", "no link manager: [link] mode is \"none\" in the configuration")
+        return code
+    reply.pop("ok", None)
+    if "text" in reply:
+        print(reply["text"])
+    else:
+        _print_fields(reply)
+    return EX_OK
+
+
+def hook_request(event: str, argv: list[str], env) -> dict:
+    """pppd's ip-up/ip-down arguments and environment -> the control request's fields."""
+    names = ("iface", "tty", "speed", "local", "remote", "ipparam")
+    fields = dict(zip(names, argv))
+    for key, var in (("iface", "IFNAME"), ("local", "IPLOCAL"), ("remote", "IPREMOTE"), ("ipparam", "IPPARAM")):
+        fields.setdefault(key, env.get(var, ""))
+    fields["env"] = {k: env[k] for k in HOOK_ENV if k in env}
+    return fields
+
+
+def link_hook(cfg, event: str, argv: list[str], env) -> int:
+    """``edgemail link hook ip-up|ip-down -- ARGS``: tell the daemon; never keep pppd waiting."""
+    op = "link_up" if event == "ip-up" else "link_down"
+    try:
+        reply = ControlClient(cfg.control_socket, timeout=HOOK_TIMEOUT_S).request(op, **hook_request(event, argv, env))
+    except RequestFailed as exc:
+        _err("edgemail", f"{event}: the daemon refused: {exc}")
+        return EX_TEMPFAIL
+    except (ControlError, OSError) as exc:     # down, or too slow to answer: netlink tells it anyway
+        _err("edgemail", f"{event}: daemon not reachable ({exc}); nothing to tell")
+        return EX_OK
+    reply.pop("ok", None)
+    _print_fields(reply)
     return EX_OK
 
 
@@ -674,6 +769,7 @@ def purge_hoststat(cfg, prog: str, *, everything: bool = False) -> int:
 
 
 def _status_main(prog: str, fn, argv: list[str] | None) -> int:
+    import argparse
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(prog=prog)
     p.add_argument("-C", "-c", "--config", dest="config")

@@ -27,6 +27,20 @@ Never does: DNS or any name resolution (invariant 1: listeners bind to
 numeric addresses from the config; the host name comes from the config or
 /etc/hostname), and nothing towards the WAN.
 
+The link (``[link] mode`` not "none"): ``make_link`` builds the
+LinkManager (policy file parsed with link.policy: an error is a
+ConfigError naming file:line:field, exit 78; the modem, pppd and netlink
+watcher from ``[link]``; the ledger at ``link.state_file``) and its MTA
+port (edgemail.linkport.MtaPort).  The manager is the runner's LinkPort
+(DialDelay waits for it), runs in the task group, and hears
+``demand_changed()`` after every commit, every run and when deferred mail
+becomes due.  The control ops ``link_up``/``link_down`` (the ppp hooks)
+go to the manager (idempotent with netlink; the manager then drives the
+runner), and ``link_explain``, ``link_dial``, ``link_hangup`` are added;
+``status`` carries the manager's status() and the queue demand.  systemd
+hears ``STATUS=link STATE, N queued (M for the link)`` whenever either
+changes.
+
 Seams for other parts (all optional, duck-typed):
   runner  ``async run()`` (long-running), ``on_commit(qid)`` (cheap routes
           at once), ``async queue_run(filters, reason=, flush=) -> RunReport``
@@ -102,9 +116,9 @@ def make_runner(cfg: Config, store, clock: Clock, link=None):
     return Runner(cfg, store, clock=clock, link=link)
 
 
-def make_listeners(cfg: Config, store, runner) -> list:
+def make_listeners(cfg: Config, store, runner, on_commit=None) -> list:
     from .smtpd import SmtpListener
-    return [SmtpListener(cfg, lst, store, on_commit=getattr(runner, "on_commit", None),
+    return [SmtpListener(cfg, lst, store, on_commit=on_commit or getattr(runner, "on_commit", None),
                          check_rcpt=getattr(runner, "check_rcpt", None),
                          on_etrn=getattr(runner, "etrn", None)) for lst in cfg.listeners]
 
@@ -126,12 +140,96 @@ async def serve(cfg: Config, *, clock: Clock | None = None, store=None, runner=N
         log.info(maillog.stopped())
 
 
+def load_policy(cfg: Config):
+    """The dial policy file -> link.policy.Policy.  Raises ConfigError (file:line: field: problem)."""
+    from link.policy import PolicyError, parse
+    path = cfg.link.policy
+    if not path:
+        raise ConfigError("a link mode needs a dial policy file", file=cfg.path, key="link.policy")
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the dial policy: {exc.strerror}", file=path) from None
+    try:
+        return parse(text, file=path)
+    except PolicyError as exc:
+        raise ConfigError(exc.problem, file=exc.file, key=exc.field, line=exc.line) from None
+
+
+def make_manager(cfg: Config, policy, clock: Clock):
+    """The LinkManager from [link] (its port is set by make_link once the MTA parts exist)."""
+    from link.accounting import Ledger
+    from link.manager import LinkManager
+    ledger = Ledger(cfg.link.state_file, policy.zone) if cfg.link.state_file else None
+    try:
+        import schedule
+        scheduler = schedule.Scheduler()
+    except ImportError:          # the policy core stays the authority; jobs only wake the loop
+        scheduler = None
+    return LinkManager(cfg.link, policy, clock=clock, port=None, etrn_domains=cfg.local_domains,
+                       ledger=ledger, scheduler=scheduler)
+
+
+class Link:
+    """The manager, its MTA port and the daemon's hooks into them."""
+
+    def __init__(self, manager, port) -> None:
+        self.manager, self.port = manager, port
+        manager.port = port
+
+    def changed(self) -> None:
+        """The queue changed: re-plan the port's watch, ask the policy again."""
+        self.port.changed()
+        self.manager.demand_changed()
+
+    def on_commit(self, runner):
+        def hook(qid: str) -> None:
+            runner.on_commit(qid)
+            self.changed()
+        return hook
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.manager.run())
+            tg.create_task(self.port.watch(self.manager.demand_changed))
+
+    def status_text(self) -> str:
+        q = self.port.queue_summary()
+        return f"link {self.manager.state}, {q.total} queued ({q.queued} for the link)"
+
+    async def notify_loop(self, notifier: Notifier, clock: Clock) -> None:
+        """STATUS= to systemd whenever the link state or the queue count changes."""
+        said = ""
+        while True:
+            text = self.status_text()
+            if text != said:
+                notifier.status(text)
+                said = text
+            await clock.sleep(STATUS_POLL_S)
+
+
+#: how often the sd_notify STATUS text is recomputed (sent only when it changed)
+STATUS_POLL_S = 1.0
+
+
 async def _serve_locked(cfg, clock, notifier, store, runner, link, shutdown, listeners) -> None:
     store = store if store is not None else make_store(cfg, clock)
+    manager = None
+    if link is None and runner is None and cfg.link.mode != "none":   # a given runner brings its own link
+        manager = make_manager(cfg, load_policy(cfg), clock)     # ConfigError before any socket
     _log_recovery(await asyncio.to_thread(store.recover))
-    runner = runner if runner is not None else make_runner(cfg, store, clock, link)
-    listeners = listeners if listeners is not None else make_listeners(cfg, store, runner)
-    ops = ControlOps(cfg, store, clock, runner=runner, link=link, listeners=listeners)
+    runner = runner if runner is not None else make_runner(cfg, store, clock, link or manager)
+    wired = None
+    if manager is not None:
+        from .linkport import MtaPort
+        wired = Link(manager, MtaPort(cfg, store, runner, clock=clock))
+        link = wired
+    on_commit = wired.on_commit(runner) if wired is not None else None
+    listeners = listeners if listeners is not None else make_listeners(cfg, store, runner, on_commit)
+    if wired is not None:
+        wired.port.listeners = list(listeners)
+    ops = ControlOps(cfg, store, clock, runner=runner, link=link, listeners=listeners, on_commit=on_commit)
     control = ControlServer(cfg.control_socket, ops.handlers(), timeout=cfg.Timeout.control)
     try:
         for lst in listeners:
@@ -141,7 +239,7 @@ async def _serve_locked(cfg, clock, notifier, store, runner, link, shutdown, lis
         queued = len(store.entries())
         notifier.ready(f"{queued} queued")
         log.info(maillog.ready(bound, cfg.control_socket, queued))
-        await _run_group(clock, notifier, store, runner, link, shutdown, ops.listing.warm)
+        await _run_group(clock, notifier, store, runner, link, shutdown, ops.listing.warm, on_commit)
     finally:
         notifier.stopping()
         for closer in [control.close, *(lst.close for lst in listeners)]:
@@ -165,7 +263,7 @@ def lock_spool(directory: str) -> int:
     return fd
 
 
-async def _run_group(clock, notifier, store, runner, link, trigger, warm=None) -> None:
+async def _run_group(clock, notifier, store, runner, link, trigger, warm=None, on_commit=None) -> None:
     async def wait_shutdown() -> None:
         reason = await trigger()
         notifier.stopping()
@@ -176,12 +274,14 @@ async def _run_group(clock, notifier, store, runner, link, trigger, warm=None) -
         async with asyncio.TaskGroup() as tg:
             tg.create_task(notifier.watchdog(clock))
             if hasattr(store, "pickup"):
-                tg.create_task(_pickup_loop(store, clock, runner))
+                tg.create_task(_pickup_loop(store, clock, runner, on_commit))
             if warm is not None:
                 tg.create_task(warm())
             for part in (runner, link):
                 if part is not None and hasattr(part, "run"):
                     tg.create_task(part.run())
+            if isinstance(link, Link):
+                tg.create_task(link.notify_loop(notifier, clock))
             tg.create_task(wait_shutdown())
     except* _Shutdown:
         pass
@@ -216,14 +316,15 @@ def _log_recovery(report) -> None:
                                corrupt=len(report.corrupt), maildrop=len(report.imported)))
 
 
-async def _pickup_loop(store, clock: Clock, runner=None) -> None:
+async def _pickup_loop(store, clock: Clock, runner=None, on_commit=None) -> None:
     """Import maildrop/ files written while the daemon was starting (a
     ``sendmail`` that found no control socket yet), then every PICKUP_S."""
+    on_commit = on_commit or getattr(runner, "on_commit", None)
     while True:
         try:
             for qid in await store.pickup():
-                if hasattr(runner, "on_commit"):
-                    runner.on_commit(qid)
+                if on_commit is not None:
+                    on_commit(qid)
         except SpoolError as exc:
             log.warning(maillog.warning(f"maildrop pickup failed: {exc}"))
         await clock.sleep(PICKUP_S)
@@ -235,9 +336,10 @@ class ControlOps:
     """The control ops the daemon itself answers."""
 
     def __init__(self, cfg: Config, store, clock: Clock, *, runner=None, link=None,
-                 listeners=()) -> None:
+                 listeners=(), on_commit=None) -> None:
         self.cfg, self.store, self.clock = cfg, store, clock
         self.runner, self.link, self.listeners = runner, link, list(listeners)
+        self.on_commit = on_commit or getattr(runner, "on_commit", None)
         self.started = clock.wall()
         self.listing = QueueListing(store)
 
@@ -246,6 +348,8 @@ class ControlOps:
                "queue_run": self.queue_run, "status": self.status}
         if self.runner is not None and hasattr(self.runner, "hoststat"):
             ops.update(runner_ops(self.runner))
+        if isinstance(self.link, Link):
+            ops.update(link_ops(self.link.manager))
         return ops
 
     async def submit(self, req: dict) -> dict:
@@ -264,8 +368,8 @@ class ControlOps:
             raise ControlError(f"temporary: spool error: {exc}") from None
         log_spool = logging.getLogger("edgemail.spool")
         log_spool.info(maillog.received(qid, env))
-        if self.runner is not None and hasattr(self.runner, "on_commit"):
-            self.runner.on_commit(qid)
+        if self.on_commit is not None:
+            self.on_commit(qid)
         return {"qid": qid}
 
     def _envelope(self, req: dict, size: int) -> Envelope:
@@ -315,15 +419,21 @@ class ControlOps:
             raise ValueError("filters must be a list of sendmail -q forms such as \"R@example.org\"")
         log.info(maillog.queue_run_requested(filters))
         if self.runner is not None and hasattr(self.runner, "queue_run"):
-            return await start_queue_run(self.runner, filters, wait=bool(req.get("wait")))
+            done = self.link.changed if isinstance(self.link, Link) else None
+            return await start_queue_run(self.runner, filters, wait=bool(req.get("wait")), done=done)
         return {"message": "queue run requested (no delivery runner in this build: request logged)"}
 
     async def status(self, req: dict) -> dict:
         entries = self.store.entries()
         link = {"state": "none"}
-        if self.link is not None:
+        extra = {}
+        if isinstance(self.link, Link):
+            full = self.link.manager.status()
+            link = full.pop("link")
+            extra = {**full, "queue": self.link.port.queue_summary().as_dict()}
+        elif self.link is not None:
             link = self.link.status() if hasattr(self.link, "status") else {"state": getattr(self.link, "state", "?")}
-        return {"version": version(), "pid": os.getpid(), "uptime_s": round(self.clock.wall() - self.started, 1),
+        return {**extra, "version": version(), "pid": os.getpid(), "uptime_s": round(self.clock.wall() - self.started, 1),
                 "queued": len(entries), "held": sum(1 for e in entries if e.held),
                 "listeners": [f"{c.name}=[{c.address}]:{lst.port}" for c, lst in zip(self.cfg.listeners, self.listeners)],
                 "control": self.cfg.control_socket, "link": link}
@@ -339,15 +449,23 @@ def _background_task(coro) -> None:
 
 
 async def start_queue_run(runner, filters: list[str], *, wait: bool, reason: str = "control",
-                          flush: bool = True) -> dict:
+                          flush: bool = True, done: Callable[[], None] | None = None) -> dict:
     """``sendmail -q``: a run in the background (a run over a modem outlasts
-    Timeout.control), or waited for with ``wait``.  Bad filters: ValueError."""
+    Timeout.control), or waited for with ``wait``; ``done()`` after it.
+    Bad filters: ValueError."""
     from .spool import schedule
     schedule.parse_filters(filters)
+
+    async def run():
+        try:
+            return await runner.queue_run(filters, reason=reason, flush=flush)
+        finally:
+            if done is not None:
+                done()
     if wait:
-        report = await runner.queue_run(filters, reason=reason, flush=flush)
+        report = await run()
         return {"message": report.message(), "report": report.as_dict()}
-    _background_task(runner.queue_run(filters, reason=reason, flush=flush))
+    _background_task(run())
     return {"message": f"queue run started ({', '.join(filters) or 'whole queue'})"}
 
 
@@ -371,6 +489,30 @@ def runner_ops(runner) -> dict:
         return {"message": "queue run asked to stop" if busy else "no queue run in progress"}
 
     return {"hoststat": hoststat, "purgestat": purgestat, "link_up": link_up, "link_down": link_down}
+
+def link_ops(manager) -> dict:
+    """Control ops answered by the link manager: the ppp hooks (link_up /
+    link_down, idempotent with netlink), link_explain, link_dial, link_hangup."""
+    async def link_up(req: dict) -> dict:
+        iface = str(req.get("iface") or manager.cfg.interface)
+        return manager.link_up(iface, str(req.get("local") or ""), str(req.get("remote") or ""))
+
+    async def link_down(req: dict) -> dict:
+        env = req.get("env") if isinstance(req.get("env"), dict) else {}
+        return manager.link_down(str(req.get("iface") or manager.cfg.interface), env=env)
+
+    async def link_explain(req: dict) -> dict:
+        return {"text": manager.explain()}
+
+    async def link_dial(req: dict) -> dict:
+        return manager.dial_now("operator")
+
+    async def link_hangup(req: dict) -> dict:
+        return manager.hangup_now()
+
+    return {"link_up": link_up, "link_down": link_down, "link_explain": link_explain,
+            "link_dial": link_dial, "link_hangup": link_hangup}
+
 
 def _local_client(peer: dict) -> str:
     """How a local submission is logged: the uid the kernel vouches for, not a claim."""

@@ -51,6 +51,7 @@ THE PORT (what the MTA provides; duck-typed, `link` never imports `edgemail`)
     stop_run() -> None                  link going down: stop cleanly, no backoff grows
     async etrn(domains) -> [obj with domain, code, text]   (code 0: no answer)
     inbound_active() -> int             ISP sessions open on our SMTP listener
+    link_down() -> None                 optional: a call that came up has ended
 
 LOG LINES (logger "link")
     link: state=STATE, reason=WHY[, addr=A]
@@ -160,8 +161,9 @@ class LinkManager:
         if self.fsm.state is F.LinkState.UP:
             return True
         try:
-            await asyncio.wait_for(self._up.wait(), timeout)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(timeout):        # not wait_for: it can swallow a cancel (3.11)
+                await self._up.wait()
+        except TimeoutError:
             return False
         return True
 
@@ -217,8 +219,13 @@ class LinkManager:
                 self._tick()
                 self._wake.clear()
                 timeout = self._next_wake()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                # asyncio.timeout, not wait_for: 3.11's wait_for returns the
+                # result when the wake-up and a cancel arrive together, so
+                # the cancel (shutdown, the test's stop) was lost and run()
+                # then slept for ever with no deadline.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
         finally:
             await self.close()
 
@@ -505,6 +512,8 @@ class LinkManager:
         self._inbound = 0
         if call is None:
             return
+        if hasattr(self.port, "link_down"):         # optional: the MTA books link-up time
+            self._port_call("link_down")
         connect_s = self.clock.monotonic() - call["mono"]
         sent = rcvd = 0
         if "base" in call:

@@ -2,7 +2,8 @@
 
 Owns: binding (``loop.create_server`` on the running loop with a numeric
 address: no getaddrinfo, no threaded Controller; ``::`` is bound
-dual-stack so IPv4 clients arrive IPv4-mapped), the session counts
+dual-stack so IPv4 clients arrive IPv4-mapped; a strict (ISP-facing)
+listener binds with IP_FREEBIND, so ppp0's address may appear later), the session counts
 (``smtpd.max_sessions`` overall, ``smtpd.max_sessions_per_client`` per
 client address: ``421 4.3.2`` beyond), who is trusted, and the relay
 decision for one recipient.
@@ -36,6 +37,8 @@ from ..config import Config, Listener
 from .protocol import EdgeSMTP
 
 log = logging.getLogger("edgemail.smtpd")
+#: linux/in.h, linux/in6.h (the socket module does not export them)
+IP_FREEBIND, IPV6_FREEBIND = 15, 78
 
 
 class SmtpListener:
@@ -67,6 +70,8 @@ class SmtpListener:
         factory = lambda: EdgeSMTP(self)  # noqa: E731
         if self.listener.address == "::":
             self._server = await loop.create_server(factory, sock=self._dual_stack_socket())
+        elif self.listener.strict:
+            self._server = await loop.create_server(factory, sock=self._freebind_socket())
         else:
             self._server = await loop.create_server(
                 factory, host=self.listener.address, port=self.listener.port, reuse_address=True)
@@ -86,6 +91,24 @@ class SmtpListener:
             raise
         return sock
 
+    def _freebind_socket(self) -> socket.socket:
+        """An ISP-facing listener binds the link's local address (ppp0's
+        10.64.0.2) before the link exists: IP_FREEBIND, as a router must."""
+        family = socket.AF_INET6 if ":" in self.listener.address else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, IPV6_FREEBIND, 1)
+            else:
+                sock.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
+            sock.bind((self.listener.address, self.listener.port))
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
     async def close(self) -> None:
         """Stop accepting; sessions still open are told 421 and closed."""
         if self._server is None:
@@ -97,6 +120,11 @@ class SmtpListener:
                 session.transport.close()
         await self._server.wait_closed()
         self._server = None
+
+    @property
+    def active(self) -> int:
+        """Sessions open now (the link manager keeps the line up while the ISP's are)."""
+        return len(self._sessions)
 
     # ------------------------------------------------------------ decisions
 

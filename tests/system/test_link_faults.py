@@ -91,8 +91,10 @@ class Sink:
                         break
 
     def close(self):
-        self.data_sock.close()
-        self.etrn_sock.close()
+        for s in (self.data_sock, self.etrn_sock):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)        # wakes the accept() threads (close() alone does not)
+            s.close()
 
 
 class SpoolPort:

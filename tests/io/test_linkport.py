@@ -1,0 +1,131 @@
+"""edgemail.linkport (the MTA side of the link port) on a real Store and Runner:
+demand counts only due mail on expensive routes, the link-up run reaches the
+smart host, stop_run cuts without backoff, ETRN goes to link.etrn_host with our
+host name, inbound sessions are counted on ISP-facing listeners only."""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+
+import pytest
+
+from edgemail.clock import FakeClock
+from edgemail.envelope import RcptStatus
+from edgemail.linkport import MtaPort
+from edgemail.smtpd import SmtpListener
+from runner_helpers import make_cfg, make_runner, make_store, submit, until
+from test_etrn import server as etrn_server
+from upstream import Faults, upstream_factory  # noqa: F401  (fixture)
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+def rig(cfg, clock, **kw):
+    store = make_store(cfg, clock)
+    runner = make_runner(cfg, store, clock)
+    return store, runner, MtaPort(cfg, store, runner, clock=clock, **kw)
+
+
+async def test_demand_counts_due_expensive_mail_and_urgent(example_config, clock):
+    cfg = make_cfg(example_config, routes={"hold.test": "hold"})
+    store, runner, port = rig(cfg, clock)
+    assert port.queue_summary().queued == 0
+    await submit(store, ["bob@edge.example"])                 # local: cheap, not link demand
+    await submit(store, ["x@hold.test"])                      # hold: waits for someone's ETRN
+    await submit(store, ["far@x.test"])
+    clock.advance(30)
+    await submit(store, ["boss@y.test"], precedence=100)      # Precedence: urgent
+    s = port.queue_summary()
+    assert (s.queued, s.urgent, s.expensive, s.total) == (2, 1, 2, 4), s
+    assert s.oldest_age_s == pytest.approx(30, abs=1)
+    assert s.as_dict()["count"] == 4
+
+
+async def test_deferred_mail_is_not_due_until_its_next_attempt(example_config, clock):
+    cfg = make_cfg(example_config)                            # smart host 127.0.0.1:1: refused
+    store, runner, port = rig(cfg, clock)
+    q = await submit(store, ["far@x.test"])
+    report = await port.run_queue()
+    assert report.deferred == 1 and store.get(q).next_attempt > clock.wall()
+    s = port.queue_summary()
+    assert s.queued == 0 and s.expensive == 1 and s.next_due == store.get(q).next_attempt
+    woke = []
+    watcher = asyncio.create_task(port.watch(lambda: woke.append(clock.wall())))
+    await asyncio.sleep(0.05)                                 # the watcher is asleep on the clock
+    clock.advance(s.next_due - clock.wall() + 1)
+    await until(lambda: woke)
+    watcher.cancel()
+    assert port.queue_summary().queued == 1
+
+
+async def test_link_up_run_delivers_to_the_smart_host(example_config, clock, upstream_factory):
+    up = await upstream_factory()
+    cfg = make_cfg(example_config, SmartHost=f"[127.0.0.1]:{up.port}")
+    store, runner, port = rig(cfg, clock)
+    await submit(store, ["far@x.test"])
+    runner.hosts.entries["dead.example"] = object()           # a host that failed in an earlier call
+    port.clear_host_status()
+    assert not runner.hosts.entries
+    report = await port.run_queue()
+    assert report.sent == 1 and [m.rcpt_tos for m in up.messages] == [["far@x.test"]]
+    assert store.entries() == [] and port.queue_summary().queued == 0
+
+
+async def test_stop_run_cuts_the_transfer_without_backoff(example_config, clock, upstream_factory):
+    up = await upstream_factory(faults=Faults(slow={"DATA": 30}))
+    cfg = make_cfg(example_config, SmartHost=f"[127.0.0.1]:{up.port}")
+    store, runner, port = rig(cfg, clock)
+    q = await submit(store, ["far@x.test"])
+    run = asyncio.create_task(port.run_queue())
+    await until(lambda: runner._current is not None and up.stats.connections == 1)
+    port.stop_run()
+    report = await run
+    assert report.cut == 1 and report.sent == 0
+    e = store.get(q)
+    assert e.attempts == 0 and e.rcpt_status["far@x.test"] is RcptStatus.QUEUED
+    assert port.queue_summary().queued == 1                   # still due: the next call takes it
+
+
+async def test_etrn_goes_to_the_configured_isp_with_our_name(example_config, clock):
+    srv, p, seen = await etrn_server({"edge.example": "250 2.0.0 Queuing for node edge.example started"})
+    async with srv:
+        cfg = make_cfg(example_config, link={"etrn_host": f"127.0.0.1:{p}"})
+        _, _, port = rig(cfg, clock)
+        (r,) = await port.etrn(("edge.example",))
+    assert (r.domain, r.code, r.ok) == ("edge.example", 250, True)
+    assert seen[:2] == ["EHLO gw.edge.example", "ETRN edge.example"]
+
+
+async def test_etrn_without_an_isp_host_says_so(example_config, clock):
+    cfg = make_cfg(example_config, link={"etrn_host": ""})
+    _, _, port = rig(cfg, clock)
+    (r,) = await port.etrn(("edge.example",))
+    assert r.code == 0 and "etrn_host" in r.text
+
+
+async def test_inbound_sessions_counted_on_isp_facing_listeners_only(example_config, clock):
+    cfg = make_cfg(example_config, listen=[
+        {"name": "lan", "address": "127.0.0.1", "port": 0, "strict": False},
+        {"name": "wan", "address": "127.0.0.1", "port": 0, "strict": True}])
+    store = make_store(cfg, clock)
+    runner = make_runner(cfg, store, clock)
+    listeners = [SmtpListener(cfg, lst, store) for lst in cfg.listeners]
+    for lst in listeners:
+        await lst.start()
+    port = MtaPort(cfg, store, runner, listeners=listeners, clock=clock)
+    try:
+        assert port.inbound_active() == 0
+        lan = await asyncio.to_thread(smtplib.SMTP, "127.0.0.1", listeners[0].port)
+        assert port.inbound_active() == 0
+        wan = await asyncio.to_thread(smtplib.SMTP, "127.0.0.1", listeners[1].port)
+        await until(lambda: port.inbound_active() == 1)
+        await asyncio.to_thread(wan.quit)
+        await until(lambda: port.inbound_active() == 0)
+        await asyncio.to_thread(lan.quit)
+    finally:
+        for lst in listeners:
+            await lst.close()

@@ -1,0 +1,138 @@
+"""The whole story, end to end, in hardware-sim (root): the real daemon in the
+edge namespace with its own link manager, the simulated modem, fakepppd, the
+ISP's DNS, relay (ETRN) and remote MX sinks.
+
+mail queued with the line down (0 DNS queries) -> urgent mail -> dial ->
+CONNECT -> ppp0 up -> queue run (the remote MX sink gets both messages) ->
+ETRN (the ISP pushes the mail it held for us to our WAN listener -> Maildir)
+-> idle hang-up (ppp0 gone, manager idle) -> one call in the ledger, shown by
+`edgemail status`.  The ppp hooks (etc/ppp/ip-up.d/edgemail) run as
+fakepppd's ip-up/ip-down scripts, so both netlink and the hook report the
+link (idempotent).  Nothing is left behind: the daemon stops pppd, the world
+removes its namespaces.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from daemon_harness import BIN, Daemon, write_config
+
+pytestmark = [pytest.mark.root, pytest.mark.timeout(120)]
+ROOT = Path(__file__).resolve().parents[2]
+POLICY = "set idle_hangup = 2s\nset max_connect = 60s\nset urgent = immediate\n"
+PEERS = "115200\nnodetach\nnoauth\ndefaultroute\nusepeerdns\nipparam edgemail\nlinkname edgemail\n"
+
+
+def hook_script(path: Path, which: str, env: dict) -> str:
+    """/etc/ppp/ip-up as Debian's: run-parts over ip-up.d with pppd's arguments (env passed through)."""
+    exports = "".join(f"export {k}='{v}'\n" for k, v in env.items())
+    path.write_text(f"#!/bin/sh\n{exports}"
+                    f"exec {ROOT}/etc/ppp/{which}.d/edgemail \"$@\"\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def until(pred, timeout: float, what: str, daemon: Daemon):
+    end = time.monotonic() + timeout
+    while True:
+        got = pred()
+        if got:
+            return got
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}\n{daemon.log.read_text()[-4000:]}")
+        time.sleep(0.1)
+
+
+def setup(world, tmp_path: Path) -> Daemon:
+    (tmp_path / "dial.policy").write_text(POLICY)
+    Path(world.peers_dir, "edgemail").write_text(PEERS)
+    cfg = write_config(tmp_path, {
+        "hostname": "gw.edge.example",
+        "listen": [{"name": "lan", "address": "127.0.0.1", "port": 0, "strict": False},
+                   {"name": "wan", "address": world.edge_ip, "port": 25, "strict": True}],
+        "routes": {"edge.example": "local", "*": {"route": "mx", "expensive": True, "dialdelay": True}},
+        "dns": {"nameservers": [world.dns_ip], "peer_dns_file": str(tmp_path / "none")},
+        "Timeout": {"connect": "10s", "iconnect": "10s"},
+        "link": {"mode": "modem", "interface": "ppp0", "policy": str(tmp_path / "dial.policy"),
+                 "etrn_host": f"{world.relay_ip}:25", "etrn_domains": ["edge.example"],
+                 "device": world.tty, "numbers": [world.dial_number], "pppd": world.fakepppd_path,
+                 "pppd_args": ["call", "edgemail"], "state_file": str(tmp_path / "link.json"),
+                 "dial_timeout": "10s", "dial_retries": 1, "command_timeout": "1s",
+                 "dial_backoff": "1s", "dtr_drop": 0.1, "escape_guard": 0.2},
+    })
+    hook_env = {"EDGEMAIL": str(BIN / "edgemail"), "EDGEMAIL_CONFIG": str(cfg)}
+    env = {**world.fakepppd_env(), **hook_env,
+           "FAKEPPPD_IP_UP": hook_script(tmp_path / "ip-up", "ip-up", hook_env),
+           "FAKEPPPD_IP_DOWN": hook_script(tmp_path / "ip-down", "ip-down", hook_env)}
+    return Daemon(cfg, env=env, prefix=["ip", "netns", "exec", world.edge_ns])
+
+
+def sendmail(daemon: Daemon, text: str) -> None:
+    r = subprocess.run([str(BIN / "sendmail"), "-t", "-i"], input=text.encode(), capture_output=True,
+                       env={**os.environ, "EDGEMAIL_CONFIG": str(daemon.config)}, timeout=30)
+    assert r.returncode == 0, r.stderr
+
+
+def status(daemon: Daemon) -> dict:
+    r = subprocess.run([str(BIN / "edgemail"), "-c", str(daemon.config), "status", "--json"],
+                       capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def maildir(tmp_path: Path) -> list[Path]:
+    return sorted(tmp_path.glob("mail/*/Maildir/new/*"))
+
+
+def test_queue_down_dial_run_etrn_push_idle_hangup(world, tmp_path):
+    w = world(with_isp=True)
+    w.inject_held_mail("alice@edge.example", data="Subject: held at the ISP\r\n\r\nwaiting for you\r\n")
+    assert len(w.held_messages()) == 1
+    daemon = setup(w, tmp_path)
+    daemon.start()
+    try:
+        dns0 = w.dns_query_count()
+        sendmail(daemon, "From: bob@edge.example\nTo: carol@remote1.example\nSubject: normal\n\nhello\n")
+        st = status(daemon)
+        assert st["queue"]["due"] == 1 and st["link"]["state"] == "down"
+        time.sleep(1.0)                                   # the policy has had its chance: no dial for normal mail
+        assert status(daemon)["link"]["state"] == "down"
+        assert w.dns_query_count() == dns0 == 0           # invariant 1: queued with no DNS query
+
+        t0 = time.monotonic()
+        sendmail(daemon, "From: bob@edge.example\nTo: dave@remote1.example\nPrecedence: urgent\n"
+                         "Subject: urgent\n\nnow please\n")
+        until(lambda: status(daemon)["link"]["state"] == "up", 30, "ppp0 up", daemon)
+        dial_s = time.monotonic() - t0
+        assert w.ppp_address() == w.edge_ip
+        sunk = until(lambda: len(w.sink_messages()) == 2 and w.sink_messages(), 30, "queue run", daemon)
+        run_s = time.monotonic() - t0
+        assert "carol@remote1.example" in json.dumps(sunk) and "dave@remote1.example" in json.dumps(sunk)
+        pushed = until(lambda: maildir(tmp_path), 30, "the ISP's push after ETRN", daemon)
+        assert b"waiting for you" in pushed[0].read_bytes()
+        until(lambda: w.held_messages() == [], 10, "the ISP's queue emptied", daemon)
+        until(lambda: status(daemon)["link"]["state"] == "down", 30, "idle hang-up", daemon)
+        assert w.ppp_address() is None
+        st = status(daemon)
+        assert st["queue"]["count"] == 0 and st["link"]["failed_dials"] == 0
+        assert st["last_etrn"]["ok"] is True and st["last_etrn"]["replies"][0]["domain"] == "edge.example"
+        call = st["last_call"]
+        assert call is not None and call["connect_s"] > 0 and call["bytes_sent"] > 0 and call["bytes_rcvd"] > 0
+        assert json.loads(Path(tmp_path / "link.json").read_text())          # the ledger is on disk
+        assert st["budget_left"] is not None
+        log = daemon.log.read_text()
+        assert "link: state=DIALING, reason=urgent" in log or "link: state=DIALING" in log
+        assert "link: call=ended" in log and "etrn=edge.example, reply=25" in log
+        print(f"\nE2E: dial->up {dial_s:.1f}s, urgent->both sent {run_s:.1f}s, call {call['connect_s']:.1f}s, "
+              f"sent {call['bytes_sent']} B, rcvd {call['bytes_rcvd']} B, dns queries {w.dns_query_count()}")
+    finally:
+        daemon.stop()
+    assert w.ppp_address() is None
+    left = subprocess.run(["ip", "netns", "pids", w.edge_ns], capture_output=True, text=True).stdout.split()
+    assert left == [], f"processes left in the edge namespace: {left}"
