@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 from dataclasses import dataclass
 
@@ -164,6 +165,8 @@ class MtaPort:
         """The link-up queue run (runner.link_up: host status, peer DNS, link-up time, run),
         once there is a route towards the first next hop (see wait_route)."""
         try:
+            if not self.cfg.dns.nameservers and self.cfg.dns.peer_dns_file:
+                await wait_fresh_file(self.cfg.dns.peer_dns_file, self.clock, ROUTE_WAIT_S)
             await wait_route(self._first_hops(), self.clock, ROUTE_WAIT_S)
             self.last_run = await self.runner.link_up(iface=self.cfg.link.interface)
             return self.last_run
@@ -198,27 +201,52 @@ class MtaPort:
         return sum(lst.active for lst in isp_facing(self.listeners))
 
 
+def _routable(addr: str) -> bool:
+    """Has the kernel a route to `addr`?  A UDP connect() sends no packet;
+    it only asks the routing table."""
+    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect((addr, 53))
+            return True
+        except OSError:
+            return False
+
+
 async def wait_route(addresses: list[str], clock: Clock, limit_s: float) -> bool:
-    """Wait (at most limit_s) until the kernel has a route to one of `addresses`.
+    """Wait (at most limit_s) until the kernel has a route to every one of
+    `addresses` (the run's first hops: nameservers and the smart host).
 
     pppd (and fakepppd) add ppp0's address a few ms before the default route:
     netlink's link-up comes first, and a run started at once meets "Network is
-    unreachable" (recorded as a deferral with backoff).  A UDP connect() sends
-    no packet; it only asks the routing table."""
-    if not addresses:
-        return True
+    unreachable".  Every hop counts: a smart host on the LAN or on loopback
+    is routable at once and says nothing about the nameservers behind ppp0."""
     waited = 0.0
     while True:
-        for addr in addresses:
-            family = socket.AF_INET6 if ":" in addr else socket.AF_INET
-            with socket.socket(family, socket.SOCK_DGRAM) as s:
-                try:
-                    s.connect((addr, 53))
-                    return True
-                except OSError:
-                    continue
+        missing = [a for a in addresses if not _routable(a)]
+        if not missing:
+            return True
         if waited >= limit_s:
-            log.warning("runner: no route to %s after %.1fs; running anyway", ",".join(addresses), waited)
+            log.warning("runner: no route to %s after %.1fs; running anyway", ",".join(missing), waited)
+            return False
+        await clock.sleep(ROUTE_POLL_S)
+        waited += ROUTE_POLL_S
+
+
+async def wait_fresh_file(path: str, clock: Clock, limit_s: float, fresh_s: float = 30.0) -> bool:
+    """Wait (at most limit_s) until `path` was written within the last
+    `fresh_s` seconds: pppd writes its usepeerdns file when IPCP comes up,
+    which netlink may report a moment earlier; a file left from the last
+    call must not be read for this one."""
+    waited = 0.0
+    while True:
+        try:
+            if clock.wall() - os.stat(path).st_mtime <= fresh_s:
+                return True
+        except OSError:
+            pass
+        if waited >= limit_s:
+            log.warning("runner: no fresh peer DNS file %s after %.1fs; using what there is", path, waited)
             return False
         await clock.sleep(ROUTE_POLL_S)
         waited += ROUTE_POLL_S

@@ -25,7 +25,7 @@ from ..routing import Router
 from ..smtpc.session import SMARTHOST_TLS, SmtpClient, TlsPolicy
 from ..spool import schedule
 from .deliver import Deliverer, RunContext
-from .port import Job, LinkPort, RunReport, combine, cut_attempt, is_cut, stat_text
+from .port import COMING_UP, Job, LinkPort, RunReport, combine, cut_attempt, is_cut, stat_text
 from .reports import Reporter
 from .state import drop_connections, item, load_linkup, save_linkup, tally
 
@@ -353,6 +353,11 @@ class Runner:
                  maillog.clean(reason), maillog.clean(",".join(filters) or "none"), len(selected))
         ctx = RunContext(report.run, self.hosts, self.clock.wall)
         want = (lambda j: True) if filters else (lambda j: j.decision.kind != "hold")
+        if not self._link_usable():
+            # invariant 3: expensive routes only while the link is up or is
+            # being brought up on purpose; the policy decides when to dial
+            report.link_wait = True
+            want = (lambda j, w=want: w(j) and is_cheap(j))
         hold = self.link.hold(f"queue run {report.run}") if self.link is not None else contextlib.nullcontext()
         async with hold:
             for item in selected:
@@ -375,6 +380,14 @@ class Runner:
         await self._save_hosts()
         log.info("runner: queue run end, %s", report.message().split(": ", 1)[1])
         return report
+
+    def _link_usable(self) -> bool:
+        """May this run use expensive routes?  Without a link manager, yes (an
+        explicit queue run treats the link as available); with one, only
+        while the link is up or coming up."""
+        if self.link is None:
+            return True
+        return getattr(self.link, "state", "up") in ("up", *COMING_UP)
 
     def stop_run(self) -> bool:
         """Ask the current run to stop (link going down): the transaction in

@@ -79,6 +79,8 @@ class RunReport:
     #: "" (ran to the end), "stop" (stop_run), "budget", "link" (link lost)
     stopped: str = ""
     seconds: float = 0.0
+    #: the link manager had the line down: expensive routes were left for the link
+    link_wait: bool = False
 
     def message(self) -> str:
         text = (f"queue run {self.run} ({self.reason}): selected={self.selected}, "
@@ -88,6 +90,8 @@ class RunReport:
             text += f", cut={self.cut}"
         if self.stopped:
             text += f", stopped={self.stopped}"
+        if self.link_wait:
+            text += ", expensive routes wait for the link"
         return text
 
     def as_dict(self) -> dict:

@@ -129,3 +129,47 @@ async def test_inbound_sessions_counted_on_isp_facing_listeners_only(example_con
     finally:
         for lst in listeners:
             await lst.close()
+
+
+async def test_wait_fresh_file_waits_for_this_calls_peer_dns_file(tmp_path):
+    from edgemail.clock import SystemClock
+    from edgemail.linkport import wait_fresh_file
+    path = tmp_path / "resolv.conf"
+    assert not await wait_fresh_file(str(path), SystemClock(), 0.2)         # not there: gives up
+    path.write_text("nameserver 192.0.2.53\n")
+    os.utime(path, (time.time() - 3600, time.time() - 3600))                 # left from the last call
+    assert not await wait_fresh_file(str(path), SystemClock(), 0.2)
+
+    async def pppd_writes_it():
+        await asyncio.sleep(0.2)
+        path.write_text("nameserver 192.0.2.53\n")
+    writer = asyncio.create_task(pppd_writes_it())
+    assert await wait_fresh_file(str(path), SystemClock(), 5.0)
+    await writer
+
+
+WAIT_ROUTE = """
+import asyncio, sys
+from edgemail.clock import SystemClock
+from edgemail.linkport import wait_route
+print(asyncio.run(wait_route(sys.argv[1:], SystemClock(), 0.3)))
+"""
+
+
+@pytest.mark.root
+def test_wait_route_needs_every_first_hop(tmp_path):
+    # in a namespace of our own: loopback is routable at once, the nameserver
+    # behind "ppp0" only once the default route exists
+    ns = f"emroute-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        probe = ["ip", "netns", "exec", ns, sys.executable, "-c", WAIT_ROUTE, "127.0.0.1", "192.0.2.53"]
+        r = subprocess.run(probe, capture_output=True, text=True, timeout=30, cwd=ROOT)
+        assert r.stdout.strip() == "False", r.stderr
+        assert "no route to 192.0.2.53" in r.stderr
+        subprocess.run(["ip", "-n", ns, "route", "add", "192.0.2.0/24", "dev", "lo"], check=True)
+        r = subprocess.run(probe, capture_output=True, text=True, timeout=30, cwd=ROOT)
+        assert r.stdout.strip() == "True", r.stderr
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)

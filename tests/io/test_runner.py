@@ -247,3 +247,22 @@ async def test_count_link_up_time_only(example_config, clock):
     await runner.sweep()
     await runner.idle()
     assert q not in {e.qid for e in store.entries()}
+
+
+@pytest.mark.parametrize("state,sent", [("down", 0), ("backoff", 0), ("up", 1), ("dialing", 1)])
+async def test_queue_run_leaves_expensive_routes_for_the_link(example_config, upstream_factory, clock, state, sent):
+    # invariant 3: with a link manager, `sendmail -q` while the line is down
+    # does not touch expensive routes (the policy decides when to dial)
+    from runner_helpers import FakeLink
+    up = await upstream_factory()
+    cfg = make_cfg(example_config, SmartHost=f"[127.0.0.1]:{up.port}")
+    store = make_store(cfg, clock)
+    runner = make_runner(cfg, store, clock, link=FakeLink(state))
+    qid = await submit(store, ["y@far.test"])
+    report = await runner.queue_run(reason="test")
+    assert report.sent == sent and len(up.messages) == sent
+    assert report.link_wait == (sent == 0)
+    if not sent:
+        assert store.get(qid).rcpt_status["y@far.test"] is RcptStatus.QUEUED
+        assert store.get(qid).attempts == 0                     # no attempt counted, no backoff
+        assert "expensive routes wait for the link" in report.message()
