@@ -1,0 +1,2 @@
+# The benchmark harness is run by `make bench`, never collected by pytest.
+collect_ignore_glob = ["*"]
