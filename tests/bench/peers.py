@@ -242,6 +242,7 @@ class Postfix(UnpackedPeer):
     def __init__(self, state: Path, root: Path, log_file: bool = False):
         super().__init__(state, root)
         self.log_file = log_file          # maillog_file + postlogd instead of (absent) syslog
+        self.relayhost = "[192.0.2.25]"   # the ISP's relay (never reached: defer_transports)
         self.config = state / "etc"
         self.queue = state / "queue"
         self.pidfile = self.queue / "pid/master.pid"
@@ -269,7 +270,7 @@ inet_interfaces = {SERVER_IP}
 inet_protocols = ipv4
 mynetworks = 127.0.0.0/8 {LAN_NET}
 defer_transports = smtp
-relayhost = [192.0.2.25]
+relayhost = {self.relayhost}
 alias_maps =
 alias_database =
 biff = no
@@ -334,6 +335,9 @@ import_environment = MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C LD_LIBRARY_PAT
 
     def mailq_argv(self) -> list[str]:
         return [str(self.root / "usr/sbin/postqueue"), "-c", str(self.config), "-p"]
+
+    def flush_argv(self) -> list[str]:
+        return [str(self.root / "usr/sbin/postqueue"), "-c", str(self.config), "-f"]
 
 
 def ensure_postfix_users() -> None:

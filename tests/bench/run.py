@@ -39,6 +39,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import drain  # noqa: E402
 import mailq as mailqmod  # noqa: E402
 import peers  # noqa: E402
 from submit import TreeSampler, submit, wait_listening  # noqa: E402
@@ -63,6 +64,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--peer-logs", action="store_true",
                     help="Postfix logs to a file (default: both peers log to syslog, "
                          "which is absent here, as edgemail's log goes to a file)")
+    ap.add_argument("--drain-count", type=int, default=0,
+                    help="issue 3's drain benchmark: messages to drain over the paced line "
+                         "(200 in the issue: about 12 min at 56k; 0: skip)")
+    ap.add_argument("--drain-rate", type=float, default=56000.0, help="line rate, bit/s")
+    ap.add_argument("--drain-rtt", type=float, default=0.1, help="line round trip, s")
+    ap.add_argument("--drain-timeout", type=float, default=3600.0)
     ap.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
@@ -264,6 +271,8 @@ async def inner(args: argparse.Namespace) -> int:
             rec["round"], rec["rounds"] = rnd, args.rounds
             report["results"].append(rec)
             print(table([rec]).splitlines()[-1], flush=True)
+    if args.drain_count:
+        report["drain"] = await run_drains(args, out)
     report["ratio_edgemail_to_fastest_peer"] = ratios(rates(report["results"]))
     report["machine"]["loadavg_end"] = os.getloadavg()
     print()
@@ -285,6 +294,24 @@ async def inner(args: argparse.Namespace) -> int:
     shutil.copy(path, out / "latest.json")
     print(f"results: {path}")
     return 1 if any(r.get("error") for r in report["results"]) else 0
+
+
+async def run_drains(args, out: Path) -> list[dict]:
+    results = []
+    if "postfix" in args.systems.split(","):
+        print(f"bench: drain: postfix, {args.drain_count} messages", flush=True)
+        pf = peers.Postfix(out / "state/postfix-drain", out / "peers/postfix/root", args.peer_logs)
+        try:
+            results.append(await drain.drain_postfix(pf, args, out))
+        except Exception as exc:
+            results.append({"system": "postfix", "error": f"{type(exc).__name__}: {exc}"})
+    if "edgemail" in args.systems.split(","):
+        results.append({"system": "edgemail", "error": "not measured: the queue runner "
+                        "(delivery issue) is not in --mta-tree yet"})
+    for r in results:
+        print(f"drain {r['system']}: " + ", ".join(f"{k}={v}" for k, v in r.items()
+                                                     if k not in ("system", "line")), flush=True)
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
