@@ -81,6 +81,7 @@ def outer(args: argparse.Namespace, argv: list[str]) -> int:
         print("bench: needs root (network namespace, peers run as root)", file=sys.stderr)
         return 77
     out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
     for name in ("sendmail", "postfix"):
         if name in args.systems.split(","):
             print(f"bench: {name}: {peers.install_peer(name, out / 'peers')}", flush=True)
@@ -217,7 +218,8 @@ def table(results: list[dict]) -> str:
                      fmt(r.get("dns", {}).get("workload", {}).get("count")),
                      fmt(q.get("warm_best_s"), ".3f") if q else "-",
                      fmt(q.get("cold_s"), ".3f") if q else "-",
-                     fmt(q.get("listed")) if q else "-"))
+                     (fmt(q.get("listed")) if not q.get("rc") else f"rc={q['rc']}")
+                     if q else "-"))
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(str(c).rjust(w) for c, w in zip(row, widths)) for row in rows)
 
