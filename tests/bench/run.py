@@ -206,7 +206,7 @@ def fmt(v, spec=""):
 
 def table(results: list[dict]) -> str:
     rows = [("system", "msg/s", "p50 ms", "p99 ms", "errors", "peak RSS MB", "peak PSS MB",
-             "DNS start", "DNS load", "mailq warm s", "mailq cold s", "listed")]
+             "DNS start", "DNS load", "mailq warm s", "mailq cold s", "listed", "load1")]
     for r in results:
         s, m, q = r.get("submit", {}), r.get("memory", {}), r.get("mailq", {})
         rows.append((r["system"] + (f" #{r['round']}" if r.get("rounds", 1) > 1 else ""),
@@ -219,7 +219,8 @@ def table(results: list[dict]) -> str:
                      fmt(q.get("warm_best_s"), ".3f") if q else "-",
                      fmt(q.get("cold_s"), ".3f") if q else "-",
                      (fmt(q.get("listed")) if not q.get("rc") else f"rc={q['rc']}")
-                     if q else "-"))
+                     if q else "-",
+                     fmt(r.get("loadavg_before", [None])[0], ".1f")))
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(str(c).rjust(w) for c, w in zip(row, widths)) for row in rows)
 
