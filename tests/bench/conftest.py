@@ -1,3 +1,2 @@
-"""The benchmarks are not CI: pytest collects nothing here (run them with make bench)."""
-
+# The benchmark harness is run by `make bench`, never collected by pytest.
 collect_ignore_glob = ["*"]
