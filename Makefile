@@ -43,6 +43,7 @@ test-fast: venv
 	$(PY) -m pytest -q -m 'not root and not slow' $(PYTEST_ARGS)
 
 bench: venv debs
+	$(PY) tests/bench/economy.py
 	$(PY) tests/bench/run.py $(BENCH_ARGS)
 
 clean:

@@ -53,6 +53,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass
 
 from . import config as configmod
@@ -166,8 +167,8 @@ class MtaPort:
         once there is a route towards the first next hop (see wait_route)."""
         try:
             if not self.cfg.dns.nameservers and self.cfg.dns.peer_dns_file:
-                await wait_fresh_file(self.cfg.dns.peer_dns_file, self.clock, ROUTE_WAIT_S)
-            await wait_route(self._first_hops(), self.clock, ROUTE_WAIT_S)
+                await wait_fresh_file(self.cfg.dns.peer_dns_file, ROUTE_WAIT_S)
+            await wait_route(self._first_hops(), ROUTE_WAIT_S)
             self.last_run = await self.runner.link_up(iface=self.cfg.link.interface)
             return self.last_run
         finally:
@@ -213,14 +214,15 @@ def _routable(addr: str) -> bool:
             return False
 
 
-async def wait_route(addresses: list[str], clock: Clock, limit_s: float) -> bool:
+async def wait_route(addresses: list[str], limit_s: float) -> bool:
     """Wait (at most limit_s) until the kernel has a route to every one of
     `addresses` (the run's first hops: nameservers and the smart host).
 
     pppd (and fakepppd) add ppp0's address a few ms before the default route:
     netlink's link-up comes first, and a run started at once meets "Network is
     unreachable".  Every hop counts: a smart host on the LAN or on loopback
-    is routable at once and says nothing about the nameservers behind ppp0."""
+    is routable at once and says nothing about the nameservers behind ppp0.
+    Real time, not the injected clock: this waits for the kernel and pppd."""
     waited = 0.0
     while True:
         missing = [a for a in addresses if not _routable(a)]
@@ -229,11 +231,11 @@ async def wait_route(addresses: list[str], clock: Clock, limit_s: float) -> bool
         if waited >= limit_s:
             log.warning("runner: no route to %s after %.1fs; running anyway", ",".join(missing), waited)
             return False
-        await clock.sleep(ROUTE_POLL_S)
+        await asyncio.sleep(ROUTE_POLL_S)
         waited += ROUTE_POLL_S
 
 
-async def wait_fresh_file(path: str, clock: Clock, limit_s: float, fresh_s: float = 30.0) -> bool:
+async def wait_fresh_file(path: str, limit_s: float, fresh_s: float = 30.0) -> bool:
     """Wait (at most limit_s) until `path` was written within the last
     `fresh_s` seconds: pppd writes its usepeerdns file when IPCP comes up,
     which netlink may report a moment earlier; a file left from the last
@@ -241,14 +243,14 @@ async def wait_fresh_file(path: str, clock: Clock, limit_s: float, fresh_s: floa
     waited = 0.0
     while True:
         try:
-            if clock.wall() - os.stat(path).st_mtime <= fresh_s:
+            if time.time() - os.stat(path).st_mtime <= fresh_s:
                 return True
         except OSError:
             pass
         if waited >= limit_s:
             log.warning("runner: no fresh peer DNS file %s after %.1fs; using what there is", path, waited)
             return False
-        await clock.sleep(ROUTE_POLL_S)
+        await asyncio.sleep(ROUTE_POLL_S)
         waited += ROUTE_POLL_S
 
 

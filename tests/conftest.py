@@ -40,6 +40,8 @@ def example_config(tmp_path):
             # The example's smart host is the hardware-sim ISP (192.0.2.25):
             # never let a test address it from the root namespace.
             "SmartHost": "[127.0.0.1]:1",
+            # no pppd writes a peer DNS file here: tests name their nameservers
+            "dns": {"peer_dns_file": ""},
         }
         return config.load(EXAMPLE_CONFIG, config._merge(base, overrides))
 

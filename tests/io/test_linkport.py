@@ -6,7 +6,12 @@ host name, inbound sessions are counted on ISP-facing listeners only."""
 from __future__ import annotations
 
 import asyncio
+import os
 import smtplib
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +22,9 @@ from edgemail.smtpd import SmtpListener
 from runner_helpers import make_cfg, make_runner, make_store, submit, until
 from test_etrn import server as etrn_server
 from upstream import Faults, upstream_factory  # noqa: F401  (fixture)
+
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -132,27 +140,25 @@ async def test_inbound_sessions_counted_on_isp_facing_listeners_only(example_con
 
 
 async def test_wait_fresh_file_waits_for_this_calls_peer_dns_file(tmp_path):
-    from edgemail.clock import SystemClock
     from edgemail.linkport import wait_fresh_file
     path = tmp_path / "resolv.conf"
-    assert not await wait_fresh_file(str(path), SystemClock(), 0.2)         # not there: gives up
+    assert not await wait_fresh_file(str(path), 0.2)         # not there: gives up
     path.write_text("nameserver 192.0.2.53\n")
     os.utime(path, (time.time() - 3600, time.time() - 3600))                 # left from the last call
-    assert not await wait_fresh_file(str(path), SystemClock(), 0.2)
+    assert not await wait_fresh_file(str(path), 0.2)
 
     async def pppd_writes_it():
         await asyncio.sleep(0.2)
         path.write_text("nameserver 192.0.2.53\n")
     writer = asyncio.create_task(pppd_writes_it())
-    assert await wait_fresh_file(str(path), SystemClock(), 5.0)
+    assert await wait_fresh_file(str(path), 5.0)
     await writer
 
 
 WAIT_ROUTE = """
 import asyncio, sys
-from edgemail.clock import SystemClock
 from edgemail.linkport import wait_route
-print(asyncio.run(wait_route(sys.argv[1:], SystemClock(), 0.3)))
+print(asyncio.run(wait_route(sys.argv[1:], 0.3)))
 """
 
 
