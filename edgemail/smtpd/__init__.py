@@ -27,6 +27,7 @@ Replies (every one but the greeting and EHLO/HELO carries an enhanced code):
   501 5.5.4 bad parameter value (NOTIFY, RET, ENVID, ORCPT, SIZE, BODY)
   550 5.6.0 bare CR, bare LF or NUL in DATA on a strict listener
   552 5.3.4 SIZE= or the data itself beyond MaxMessageSize
+  553 5.6.7 a non-ASCII address without SMTPUTF8 on MAIL (RFC 6531 3.4)
   554 5.4.6 more than 25 Received: headers (mail loop)
   554 5.7.1 Relaying denied
   555 5.5.4 unknown MAIL/RCPT parameter

@@ -263,9 +263,14 @@ class EdgeSMTP(SMTP):
         if path.params and not self.session.extended_smtp:
             return "501 5.5.4 Parameters need EHLO"
         try:
-            return path, (params.mail_params if sender else params.rcpt_params)(path.params)
+            parsed = (params.mail_params if sender else params.rcpt_params)(path.params)
         except params.ParamError as exc:
             return exc.reply
+        smtputf8 = parsed.smtputf8 if sender else self.envelope.mail.smtputf8
+        if path.utf8 and not smtputf8:     # RFC 6531 section 3.4
+            what = "sender" if sender else "recipient"
+            return f"553 5.6.7 Non-ASCII {what} address needs the SMTPUTF8 parameter on MAIL"
+        return path, parsed
 
     @syntax("MAIL FROM:<address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:
