@@ -67,6 +67,7 @@ import stat
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from edgemail import maillog
 from edgemail.clock import Clock, SystemClock
 from edgemail.config import Timeouts
 from edgemail.envelope import Recipient
@@ -152,7 +153,7 @@ def load_credentials(path: str) -> Credentials:
         raise ConfigError(f"mode {mode:04o} lets group {st.st_gid} read it; only root and "
                           "edgemail may", file=path, key="SmartHostAuthFile")
     if st.st_uid not in (0, os.geteuid()):
-        log.warning("SmartHostAuthFile %s is owned by uid %d, not root", path, st.st_uid)
+        log.warning(maillog.authfile_owner(path, st.st_uid))
     for n, line in enumerate(text.splitlines(), 1):
         if line.strip() and not line.lstrip().startswith("#"):
             parts = line.strip().split(None, 1)
@@ -262,7 +263,7 @@ class Session:
         if credentials and self.conn.capabilities.auth:
             await self._auth(credentials)
         elif credentials:
-            log.warning("relay=%s, offers no AUTH; sending without authentication", self.relay)
+            log.warning(maillog.no_auth(self.relay))
 
     async def _hello(self, name: str) -> None:
         if self.conn.lmtp:

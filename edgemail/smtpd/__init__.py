@@ -38,12 +38,12 @@ queue id inside commit(), after the data is written; the log line
 ``QID: from=..., relay=[IP]:PORT`` ties the two.  ``for <rcpt>`` only
 with a single recipient (sendmail does the same, so Bcc stays private).
 
-Log lines (logger ``edgemail.smtpd``; formats in edgemail/maillog.py and, for
-the three not there yet, in protocol.py): ``QID: from=<..>, size=.., class=..,
-nrcpts=.., msgid=<..>, proto=ESMTP, relay=[ip]:port`` per message;
-``NOQUEUE: reject=CODE X.Y.Z TEXT, cmd=CMD, arg=ARG, relay=[ip]:port`` per
-refused command; lost connection, too many errors, timeout, connection
-refused, internal error (with traceback).
+Log lines (logger ``edgemail.smtpd``; formats in edgemail/maillog.py):
+``QID: from=<..>, size=.., class=.., nrcpts=.., msgid=<..>, proto=ESMTP,
+relay=[ip]:port`` per message; ``NOQUEUE: ruleset=check_rcpt, arg1=<ADDR>,
+relay=[ip]:port, reject=CODE X.Y.Z TEXT`` per refused command (sendmail's
+form; maillog.reject picks the ruleset); lost connection, too many
+errors, timeout, connection refused, internal error (with traceback).
 """
 
 from .listener import SmtpListener

@@ -75,6 +75,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from edgemail import maillog
 from edgemail.clock import Clock, SystemClock
 from edgemail.envelope import Attempt, Envelope, QueueIdGenerator, is_queue_id, priority
 from edgemail.errors import CorruptQueueFile, SpoolError, SpoolFull
@@ -462,7 +463,7 @@ class Store:
         except OSError as exc:
             self._fail(job, _spool_error(exc, job.qid))
         except Exception as exc:           # a bug must not kill the writer thread
-            log.exception("%s: internal error in spool writer", job.qid)
+            log.exception(maillog.spool_writer_error(job.qid))
             self._fail(job, SpoolError(f"{job.qid}: internal error: {exc!r}"))
 
     def _fail(self, job: _Job, error: SpoolError) -> None:
@@ -504,7 +505,7 @@ class Store:
             os.unlink(self._path("tmp", name))
         if names:
             _fsync_dir(self._path("tmp"))
-            log.info("spool: removed %d stale file(s) from tmp/", len(names))
+            log.info(maillog.stale_tmp(len(names)))
         return names
 
     def _load(self, sub: str, name: str, report: dict[str, list[str]]) -> None:
@@ -541,7 +542,7 @@ class Store:
             n += 1
             name = f"{base}.{n}"
         os.rename(path, self._path("corrupt", name))
-        log.warning("%s: moved to corrupt/%s: %s", base, name, why)
+        log.warning(maillog.corrupt_file(base, name, why))
         return name
 
     # --- maildrop -----------------------------------------------------------------------
@@ -575,7 +576,7 @@ class Store:
                 raise job.error
             qids.append(job.apply())
             os.unlink(path)              # after the commit: a crash here means a duplicate
-            log.info("%s: imported from maildrop/%s", entry.qid, os.path.basename(path))
+            log.info(maillog.maildrop_import(entry.qid, os.path.basename(path)))
         if qids:
             _fsync_dir(self.maildrop_dir)
         return qids
