@@ -32,6 +32,10 @@ Rules (each has a test in tests/core/test_address.py):
   4.5.1); ``Address.domain`` is then "" and the caller supplies its own.
   Any other address without a domain is a syntax error.
 * Limits: local part 64 octets x 2 (lenient), domain 255, whole path 256.
+* ``Path.utf8`` says the address as written was not ASCII (a UTF-8 local
+  part or a U-label domain): RFC 6531 allows it only with SMTPUTF8, which
+  the caller checks.  Text that is not valid UTF-8 (lone surrogates from a
+  ``surrogateescape`` decode) is a syntax error.
 
 Failures: ``AddressError(reason)`` with a one-line reason fit for a reply.
 """
@@ -97,6 +101,8 @@ class Path:
 
     address: Address | None
     params: str = ""
+    #: the address was written with non-ASCII characters (needs SMTPUTF8)
+    utf8: bool = False
 
     @property
     def text(self) -> str:
@@ -128,7 +134,13 @@ def parse_path(arg: str, *, allow_null: bool = False) -> Path:
         if not allow_null:
             raise AddressError("null address <> not allowed here")
         return Path(None, params.strip())
-    return Path(parse_address(inner), params.strip())
+    utf8 = not inner.isascii()
+    if utf8:
+        try:
+            inner.encode("utf-8")
+        except UnicodeEncodeError:
+            raise AddressError("address is not valid UTF-8") from None
+    return Path(parse_address(inner), params.strip(), utf8)
 
 
 def _closing_bracket(arg: str) -> int:

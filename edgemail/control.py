@@ -166,7 +166,7 @@ class ControlServer:
             text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
             return {"ok": False, "error": f"{op}: {text}"}
         except Exception:
-            log.exception("control: internal error in op %s", op)
+            log.exception(maillog.control_internal_error(op))
             return {"ok": False, "error": f"{op}: internal error (see the daemon's log)"}
         if isinstance(reply, Stream):
             return reply

@@ -24,8 +24,9 @@ DESCRIPTION
     delays and successes are not reported, and a failure becomes a *double
     bounce* to the postmaster.  A double bounce carries an ENVID beginning
     with ``DOUBLE_BOUNCE_ENVID``; when it fails in turn, ``build`` returns
-    ``Dropped`` whose ``log_line`` the runner writes.  ``errors_to`` (an
-    owner- alias) replaces the sender as the recipient of failure reports.
+    ``Dropped`` (its ``log_line`` is maillog.dsn_dropped, which the runner
+    writes).  ``errors_to`` (an owner- alias) replaces the sender as the
+    recipient of failure reports.
 
     Per-message fields: Reporting-MTA (our hostname), Original-Envelope-Id
     (from ENVID; RFC 3464 2.2.1 names it so, without "X-"), Arrival-Date.
@@ -46,6 +47,7 @@ import re
 from dataclasses import dataclass
 from email.utils import format_datetime
 
+from . import maillog
 from .clock import utc
 from .envelope import Envelope, Recipient
 
@@ -94,7 +96,7 @@ class Report:
 
 @dataclass(frozen=True)
 class Dropped:
-    """A double bounce failed: nothing is sent, the runner logs ``log_line``."""
+    """A double bounce failed: nothing is sent, the runner logs ``log_line`` (maillog.dsn_dropped)."""
 
     qid: str
     recipients: tuple[str, ...]
@@ -102,8 +104,7 @@ class Dropped:
 
     @property
     def log_line(self) -> str:
-        to = ",".join(f"<{r}>" for r in self.recipients)
-        return f"{self.qid}: to={to}, status=dropped (double bounce failed: {self.reason})"
+        return maillog.dsn_dropped(self.qid, self.recipients, self.reason)
 
 
 def wants(rcpt: Recipient, action: str) -> bool:

@@ -9,46 +9,148 @@ one.  Values that come from peers (HELO names, addresses, reply text) are
 passed through ``clean()``: control characters are escaped, so one log
 event is always one line.  Message bodies and AUTH secrets are never logged.
 
-Loggers: ``edgemail.smtpd``, ``edgemail.runner``, ``edgemail.spool``,
-``edgemail.control``, ``edgemail.daemon``, ``link``.
+Loggers: ``edgemail.smtpd``, ``edgemail.runner`` (also the SMTP client and
+the MX resolver), ``edgemail.spool``, ``edgemail.control``,
+``edgemail.daemon``, ``link``.
 
-Lines (sendmail LogLevel at which each appears in brackets):
+Lines (sendmail LogLevel at which each appears in brackets), each with the
+function that formats it.  ``tests/core/test_maillog.py`` holds every
+function to its template below and fails on any log call in the edgemail
+package whose message is not made here.
+
+Messages (``edgemail.smtpd``, ``edgemail.spool``, ``edgemail.runner``):
 
   QID: from=<ADDR>, size=N, class=C, nrcpts=N, msgid=<ID>, proto=P, relay=R   [5]
-        a message was committed to the spool (``received()``); proto is
+        received(): a message was committed to the spool; proto is
         ESMTP/SMTP/ESMTPA or ``local`` (sendmail/control socket), relay the
         client as ``[ip]:port`` or ``localhost (uid N)``.
-  QID: to=<ADDR>, delay=D, xdelay=X, mailer=M, pri=P, relay=R, dsn=X.Y.Z, stat=S   [8/9]
-        one delivery attempt for one recipient (``delivery()``); delays in
-        sendmail's ``[D+]HH:MM:SS``; stat is ``Sent (...)``, ``Deferred: ...``
-        or the bounce reason.  Written by the runner.
-  NOQUEUE: reject=CODE X.Y.Z TEXT, cmd=CMD, arg=ARG, relay=[ip]:port   [4]
-        an SMTP command was refused (``reject()``): relaying denied, size,
-        recipient limits, bare LF on a strict listener...
-  NOQUEUE: connect from [ip]:port, listener=NAME   [12]
-  NOQUEUE: lost connection after CMD from [ip]:port   [2]
-  NOQUEUE: too many errors after CMD from [ip]:port   [2]
-  NOQUEUE: timeout waiting for input from [ip]:port after CMD   [2]
-  NOQUEUE: connection refused, relay=[ip]:port, reply=REPLY   [4]
-        session limits (max_sessions, per client) refused a connection.
-  NOQUEUE: internal error after CMD from [ip]:port   [1]
-        our bug: answered 451 4.3.0, traceback logged once, session goes on.
+  QID: to=<ADDR>, delay=D, xdelay=X, mailer=M, pri=P, relay=R, dsn=X.Y.Z, stat=S   [8]
+        delivery(): one delivery attempt for one recipient; delays in
+        sendmail's ``[D+]HH:MM:SS``; stat is ``Sent (...)``,
+        ``Deferred: ...`` or the bounce reason.
+  QID: dsn=KIND, report=NEWQID, to=<ADDR>[,<ADDR>...]   [5]
+        dsn_queued(): a failure, delay or double-bounce report was queued.
+  QID: dsn=KIND, status=not queued (REASON)   [1]
+        dsn_not_queued(): the report could not be committed; retried later.
+  QID: to=<ADDR>[,<ADDR>...], status=dropped (double bounce failed: REASON)   [4]
+        dsn_dropped(): a double bounce that failed too: nothing is sent.
+  QID: queue file unreadable, moved to corrupt/: REASON   [1]
+        queue_file_unreadable(): found while delivering.
   QID: imported from maildrop/NAME   [5]
-        a message ``sendmail`` left in maildrop/ while the daemon was down.
-  spool: removed N stale file(s) from tmp/   [5]
-  spool: recovered entries=N, tmp_removed=N, corrupt=N, maildrop=N   [1]
-  NAME: moved to corrupt/NEWNAME: REASON   [1]
-        an unreadable queue or maildrop file, kept for inspection.
-  control: queue run requested: filters=LIST   [5]
-  control: bad request: REASON   [4]
-  daemon: starting, version=V, config=PATH   [1]
-  daemon: ready, listeners=NAME=[ip]:port ..., control=PATH, queued=N   [1]
-  daemon: stopping, reason=SIGNAL   [1]
-  daemon: stopped   [1]
-  daemon: warning: TEXT   [1]
+        maildrop_import(): a message ``sendmail`` left in maildrop/ while
+        the daemon was down.
+  QID: on_commit hook failed   [1]
+        hook_failed(): the message is safe; with traceback.
+  QID: internal error in spool writer   [1]
+        spool_writer_error(): our bug; the commit fails, with traceback.
 
-The link manager's lines (``link: state=...``) are listed in the link
-package's manager module.
+SMTP sessions (``edgemail.smtpd``):
+
+  NOQUEUE: ruleset=RULESET, arg1=ARG, relay=[ip]:port, reject=CODE X.Y.Z TEXT   [4]
+        reject(): an SMTP command was refused (sendmail's ruleset form:
+        relaying denied, size, recipient limits, bare LF on a strict
+        listener...).  RULESET is sendmail's name for the stage:
+        check_helo, check_mail, check_rcpt, check_data, check_etrn,
+        check_vrfy, check_expn; any other command is check_cmd with the
+        command as arg1.  arg1 is the address for MAIL/RCPT, the argument
+        otherwise, and is left out when there is none.  relay= keeps the
+        port, as on every other line, so a reject ties to its session.
+  NOQUEUE: connect from [ip]:port, listener=NAME   [12]
+        connect()
+  NOQUEUE: lost connection after CMD from [ip]:port   [2]
+        lost_connection()
+  NOQUEUE: too many errors after CMD from [ip]:port   [2]
+        too_many_errors()
+  NOQUEUE: timeout waiting for input from [ip]:port after CMD   [2]
+        timeout()
+  NOQUEUE: connection refused, relay=[ip]:port, reply=REPLY   [4]
+        refused(): session limits (max_sessions, per client) refused a
+        connection.
+  NOQUEUE: internal error after CMD from [ip]:port   [1]
+        internal_error(): our bug: answered 451 4.3.0, traceback logged
+        once, session goes on.
+
+Queue runs, SMTP client, DNS (``edgemail.runner``):
+
+  runner: queue run start, run=ID, reason=R, filters=F, selected=N   [5]
+        run_start()
+  runner: queue run end, selected=N, attempted=N, sent=N, deferred=N, bounced=N[, cut=N][, stopped=WHY]   [5]
+        run_end(): cut counts deliveries cut by the link (not recorded);
+        stopped is stop, budget or link.
+  runner: link up, hoststatus_cleared=N, nameservers=LIST[, KEY=VALUE...]   [5]
+        link_up(): the link-up hook's facts (iface, local, remote...).
+  runner: dialdelay, host=H, wait=WAIT, after=REASON   [5]
+        dialdelay(): sendmail's DialDelay; WAIT is ``Ns`` or
+        ``link-up, max=Ns`` when a dial is on its way.
+  runner: warning: TEXT   [1]
+        runner_warning(): host status or link-up time unreadable or not
+        saved; the runner goes on without it.
+  runner: internal error   [1]
+        runner_internal_error(): our bug in one delivery; with traceback.
+  smtpc: warning: SmartHostAuthFile PATH is owned by uid N, not root   [1]
+        authfile_owner()
+  smtpc: relay=R, auth=none (no AUTH offered; sending without authentication)   [1]
+        no_auth(): credentials are configured but the server offers no AUTH.
+  mx: warning: dns cache PATH unreadable (REASON); starting empty   [1]
+        dns_cache_unreadable()
+
+Spool, control socket, daemon:
+
+  spool: removed N stale file(s) from tmp/   [5]
+        stale_tmp()
+  spool: recovered entries=N, tmp_removed=N, corrupt=N, maildrop=N   [1]
+        recovered()
+  NAME: moved to corrupt/NEWNAME: REASON   [1]
+        corrupt_file(): an unreadable queue or maildrop file, kept for
+        inspection.
+  control: queue run requested: filters=LIST   [5]
+        queue_run_requested()
+  control: bad request: REASON   [4]
+        bad_request()
+  control: internal error in op OP   [1]
+        control_internal_error(): our bug; with traceback.
+  daemon: starting, version=V, config=PATH   [1]
+        starting()
+  daemon: ready, listeners=LIST, control=PATH, queued=N   [1]
+        ready(): LIST is ``NAME=[ip]:port`` words.
+  daemon: stopping, reason=SIGNAL   [1]
+        stopping()
+  daemon: stopped   [1]
+        stopped()
+  daemon: warning: TEXT   [1]
+        warning(): start-up problems, NOTIFY_SOCKET, maildrop pickup.
+
+Written by the link package (logger ``link``; link never imports edgemail,
+so these are formatted in link/, not here; the test holds their keys to
+this list):
+
+  link: state=STATE, reason=R                      (manager) the state machine moved
+  link: state=DIALING, number=N, attempt=N, result=R   (modem) a dial attempt failed
+  link: state=CONNECTED, number=N, speed=S, attempt=N  (modem)
+  link: modem=DEV, info=LINE                       (modem) an unsolicited line
+  link: modem=DEV, garbage=BYTES                   (modem)
+  link: modem=DEV, hangup=dtr-ignored, fallback=+++ATH0   (modem)
+  link: pppd=started, pid=N, device=DEV            (ppp)
+  link: pppd=PID, stop=sigkill, grace=Ns           (ppp)
+  link: pppd=exited, status=N, cause=C             (manager)
+  link: WHICH_command=ARGV0, status=N              (ppp) up/down command ran
+  link: iface=IF, netlink=overflow, action=resync, resyncs=N   (netwatch)
+  link: state_file=PATH, status=corrupt (REASON), moved_to=PATH   (accounting)
+  link: call=ended, connect=Ns, sent=N, rcvd=N, cause=C   (manager)
+  link: hangup=HOW, cause=C                        (manager)
+  link: hangup=failed, cause=C, error=E            (manager)
+  link: stop_run=CAUSE                             (manager)
+  link: etrn=DOMAIN, reply=CODE TEXT               (manager)
+  link: dial=failed, error=E                       (manager) the dialer raised
+  link: pppd=failed, error=E                       (manager) pppd could not start
+  link: up_command=failed, error=E                 (manager) external-link mode
+  link: queue_summary=failed, error=E              (manager) the MTA port raised
+  link: queue_run=failed, error=E                  (manager) the MTA port raised
+  link: CALL=failed, error=E                       (manager) port call clear_host_status, stop_run
+  link: etrn=failed, error=E                       (manager)
+  link: accounting=failed, error=E                 (manager) the call was not recorded
+  link: netwatch=failed, error=E, retry=1s         (manager)
+  link: task=NAME, error=E                         (manager) a task ended by an exception
 
 Set-up (``setup()``): one handler on stderr, the bare line (journald adds the unit and time); when
 stderr is journald's (``$JOURNAL_STREAM`` set) each line gets the ``<N>``
@@ -108,9 +210,23 @@ def delivery(qid: str, to: str, *, delay: float, xdelay: float, mailer: str, pri
         ("mailer", mailer), ("pri", pri), ("relay", relay), ("dsn", dsn), ("stat", stat))
 
 
+#: sendmail's ruleset for the stage a refused command belongs to
+RULESETS = {"HELO": "check_helo", "EHLO": "check_helo", "MAIL": "check_mail", "RCPT": "check_rcpt",
+            "DATA": "check_data", "ETRN": "check_etrn", "VRFY": "check_vrfy", "EXPN": "check_expn"}
+
+
 def reject(reply: str, *, cmd: str, arg: str | None, relay: str, qid: str = NOQUEUE) -> str:
-    """An SMTP command refused; `reply` is the full reply text (``554 5.7.1 ...``)."""
-    return f"{qid}: " + _pairs(("reject", reply), ("cmd", cmd), ("arg", arg), ("relay", relay))
+    """An SMTP command refused, in sendmail's ruleset form; `reply` is the
+    full reply text (``554 5.7.1 ...``), `arg` the command's argument."""
+    ruleset = RULESETS.get(cmd, "check_cmd")
+    if ruleset == "check_cmd":
+        arg1: str | None = f"{cmd[:20]} {arg}".strip() if arg else cmd[:20]
+    elif cmd in ("MAIL", "RCPT") and arg:
+        path = arg.partition(":")[2].strip()      # the path, without the parameters
+        arg1 = path[:path.find(">") + 1] if path.startswith("<") and ">" in path else path.split(" ")[0]
+    else:
+        arg1 = arg or None
+    return f"{qid}: " + _pairs(("ruleset", ruleset), ("arg1", arg1), ("relay", relay), ("reject", reply))
 
 
 def connect(peer: str, listener: str) -> str:
@@ -141,6 +257,79 @@ def maildrop_import(qid: str, name: str) -> str:
     return f"{qid}: imported from maildrop/{clean(name)}"
 
 
+def hook_failed(qid: str, hook: str) -> str:
+    return f"{qid}: {clean(hook)} hook failed"
+
+
+def spool_writer_error(qid: str) -> str:
+    return f"{qid}: internal error in spool writer"
+
+
+def queue_file_unreadable(qid: str, reason: object) -> str:
+    return f"{qid}: queue file unreadable, moved to corrupt/: {clean(reason)}"
+
+
+def _addrs(recipients) -> str:
+    return ",".join(f"<{clean(r)}>" for r in recipients)
+
+
+def dsn_queued(qid: str, kind: str, report: str, recipients) -> str:
+    return f"{qid}: dsn={clean(kind)}, report={report}, to={_addrs(recipients)}"
+
+
+def dsn_not_queued(qid: str, kind: str, reason: object) -> str:
+    return f"{qid}: dsn={clean(kind)}, status=not queued ({clean(reason)})"
+
+
+def dsn_dropped(qid: str, recipients, reason: object) -> str:
+    return f"{qid}: to={_addrs(recipients)}, status=dropped (double bounce failed: {clean(reason)})"
+
+
+# ------------------------------------------------------------------ runner, SMTP client, DNS
+
+def run_start(run: str, reason: str, filters, selected: int) -> str:
+    return "runner: queue run start, " + _pairs(
+        ("run", run), ("reason", reason), ("filters", ",".join(filters) or "none"), ("selected", selected))
+
+
+def run_end(*, selected: int, attempted: int, sent: int, deferred: int, bounced: int,
+            cut: int = 0, stopped: str = "") -> str:
+    return "runner: queue run end, " + _pairs(
+        ("selected", selected), ("attempted", attempted), ("sent", sent), ("deferred", deferred),
+        ("bounced", bounced), ("cut", cut or None), ("stopped", stopped or None))
+
+
+def link_up(*, cleared: int, nameservers, info: dict) -> str:
+    return "runner: link up, " + _pairs(
+        ("hoststatus_cleared", cleared), ("nameservers", ",".join(nameservers) or "none"),
+        *((k, v) for k, v in sorted(info.items()) if v))
+
+
+def dialdelay(host: str, *, wait_s: float, after: str, link_coming: bool) -> str:
+    wait = f"link-up, max={wait_s:g}s" if link_coming else f"{wait_s:g}s"
+    return f"runner: dialdelay, host={clean(host)}, wait={wait}, after={clean(after)}"
+
+
+def runner_warning(text: str) -> str:
+    return f"runner: warning: {clean(text)}"
+
+
+def runner_internal_error() -> str:
+    return "runner: internal error"
+
+
+def authfile_owner(path: str, uid: int) -> str:
+    return f"smtpc: warning: SmartHostAuthFile {clean(path)} is owned by uid {uid}, not root"
+
+
+def no_auth(relay: str) -> str:
+    return f"smtpc: relay={clean(relay)}, auth=none (no AUTH offered; sending without authentication)"
+
+
+def dns_cache_unreadable(path: str, reason: object) -> str:
+    return f"mx: warning: dns cache {clean(path)} unreadable ({clean(reason)}); starting empty"
+
+
 # ------------------------------------------------------------------ spool, control, daemon
 
 def recovered(*, entries: int, tmp_removed: int, corrupt: int, maildrop: int) -> str:
@@ -162,6 +351,10 @@ def queue_run_requested(filters: list[str]) -> str:
 
 def bad_request(reason: str) -> str:
     return f"control: bad request: {clean(reason)}"
+
+
+def control_internal_error(op: str) -> str:
+    return f"control: internal error in op {clean(op)}"
 
 
 def starting(version: str, config: str) -> str:

@@ -51,6 +51,7 @@ import dns.name
 import dns.rdatatype
 import dns.resolver
 
+from edgemail import maillog
 from edgemail.clock import Clock, SystemClock
 from edgemail.errors import PermFail, Scope, TempFail
 
@@ -126,7 +127,7 @@ class DnsCache:
         except FileNotFoundError:
             pass
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            log.warning("dns cache %s unreadable (%s); starting empty", self.path, exc)
+            log.warning(maillog.dns_cache_unreadable(self.path, exc))
 
     def get(self, name: str, rtype: str) -> dict | None:
         key = f"{name}/{rtype}"

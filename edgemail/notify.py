@@ -18,6 +18,7 @@ import os
 
 import sdnotify
 
+from . import maillog
 from .clock import Clock, SystemClock
 
 log = logging.getLogger("edgemail.daemon")
@@ -35,7 +36,7 @@ class Notifier:
             try:
                 self._sd = sdnotify.SystemdNotifier(debug=True)
             except OSError as exc:
-                log.warning("daemon: warning: cannot reach NOTIFY_SOCKET: %s", exc)
+                log.warning(maillog.warning(f"cannot reach NOTIFY_SOCKET: {exc}"))
                 self.enabled = False
         usec = env.get("WATCHDOG_USEC", "")
         pid = env.get("WATCHDOG_PID", "")
@@ -49,7 +50,7 @@ class Notifier:
             self._sd.notify(state)
         except OSError as exc:
             if not self._warned:
-                log.warning("daemon: warning: sd_notify failed: %s", exc)
+                log.warning(maillog.warning(f"sd_notify failed: {exc}"))
                 self._warned = True
 
     def ready(self, status: str = "") -> None:

@@ -68,14 +68,12 @@ DESCRIPTION
     state per expansion (key "rcpt>address"); the envelope recipient becomes
     final when all of them are.
 
-LOG LINES (logger edgemail.runner; plus maillog.delivery for every attempt)
-    QID: to=<A>, delay=D, xdelay=X, mailer=KIND, pri=P, relay=R, dsn=X.Y.Z, stat=S
-    runner: queue run start, run=ID, reason=R, filters=F, selected=N
-    runner: queue run end, selected=N, attempted=N, sent=N, deferred=N, bounced=N[, cut=N][, stopped=WHY]
-    runner: link up, hoststatus_cleared=N, nameservers=LIST[, iface=..., ...]
-    runner: dialdelay, host=H, wait=link-up|Ns, max=Ns, after=REASON
-    QID: dsn=failure|delay|double-bounce, report=NEWQID, to=<A>
-    QID: to=<A>, status=dropped (double bounce failed: REASON)
+LOG LINES
+    Logger edgemail.runner.  The lines and their formats are in
+    edgemail/maillog.py (its docstring lists them): delivery() for every
+    attempt, run_start()/run_end(), link_up(), dialdelay(), dsn_queued(),
+    dsn_not_queued(), dsn_dropped(), queue_file_unreadable(),
+    runner_warning(), runner_internal_error().
 
 NEVER
     Makes a DNS query outside a queue run, blocks an SMTP session, or

@@ -48,6 +48,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import maillog
 from ..envelope import Attempt, Envelope, RcptStatus
 from ..errors import ConfigError, DeliveryFailure, PermFail, Scope, TempFail
 from ..hoststatus import HostStatusCache
@@ -179,10 +180,10 @@ class Deliverer:
         delay = self.cfg.DialDelay
         state = getattr(self.link, "state", None)
         if self.link is not None and state in COMING_UP:
-            log.info("runner: dialdelay, host=%s, wait=link-up, max=%gs, after=%s", host, delay, exc.reason)
+            log.info(maillog.dialdelay(host, wait_s=delay, after=exc.reason, link_coming=True))
             await self.link.wait_up(delay)
         else:
-            log.info("runner: dialdelay, host=%s, wait=%gs, after=%s", host, delay, exc.reason)
+            log.info(maillog.dialdelay(host, wait_s=delay, after=exc.reason, link_coming=False))
             await self.clock.sleep(delay)
 
     def _results(self, jobs, result: DeliveryResult, relay: str, now: float) -> dict[str, Attempt]:

@@ -59,7 +59,7 @@ class Runner:
         self.hoststore = hoststatus or HostStatusStore(cfg.spool_dir)
         self.hosts = self.hoststore.load()
         if self.hoststore.problem:
-            log.warning("runner: %s", maillog.clean(self.hoststore.problem))
+            log.warning(maillog.runner_warning(self.hoststore.problem))
         self.linkup_path = os.path.join(cfg.spool_dir, LINKUP_FILE)
         self.linkup = load_linkup(self.linkup_path)
         self.deliverer = Deliverer(cfg, clock=self.clock, smtp=self.smtp, resolver=self.resolver,
@@ -111,7 +111,7 @@ class Runner:
         except asyncio.CancelledError:
             raise
         except Exception:      # one message never stops the daemon
-            log.exception("runner: internal error")
+            log.exception(maillog.runner_internal_error())
 
     async def idle(self) -> None:
         """Wait until no background delivery is in flight (tests, shutdown)."""
@@ -217,7 +217,7 @@ class Runner:
         try:
             return await asyncio.to_thread(self.store.read_data, entry.qid)
         except CorruptQueueFile as exc:
-            log.error("%s: queue file unreadable, moved to corrupt/: %s", entry.qid, maillog.clean(exc))
+            log.error(maillog.queue_file_unreadable(entry.qid, exc))
             return None
 
     async def _attempt(self, entry, ctx: RunContext, want: Callable[[Job], bool]) -> dict[str, Attempt]:
@@ -349,8 +349,7 @@ class Runner:
         t0 = self.clock.monotonic()
         selected = self._select(filters, flush=flush)
         report.selected = len(selected)
-        log.info("runner: queue run start, run=%s, reason=%s, filters=%s, selected=%d", report.run,
-                 maillog.clean(reason), maillog.clean(",".join(filters) or "none"), len(selected))
+        log.info(maillog.run_start(report.run, reason, filters, len(selected)))
         ctx = RunContext(report.run, self.hosts, self.clock.wall)
         want = (lambda j: True) if filters else (lambda j: j.decision.kind != "hold")
         if not self._link_usable():
@@ -378,7 +377,9 @@ class Runner:
         report.skipped_hosts = sorted(set(ctx.skipped))
         report.seconds = self.clock.monotonic() - t0
         await self._save_hosts()
-        log.info("runner: queue run end, %s", report.message().split(": ", 1)[1])
+        log.info(maillog.run_end(selected=report.selected, attempted=report.attempted, sent=report.sent,
+                                 deferred=report.deferred, bounced=report.bounced, cut=report.cut,
+                                 stopped=report.stopped))
         return report
 
     def _link_usable(self) -> bool:
@@ -409,9 +410,7 @@ class Runner:
         servers = self.resolver.reload_nameservers() if hasattr(self.resolver, "reload_nameservers") else ()
         self.linkup.up(self.clock.wall())
         await asyncio.to_thread(save_linkup, self.linkup_path, self.linkup)
-        log.info("runner: link up, hoststatus_cleared=%d, nameservers=%s%s", dropped,
-                 ",".join(servers) or "none",
-                 "".join(f", {k}={maillog.clean(v)}" for k, v in sorted(info.items()) if v))
+        log.info(maillog.link_up(cleared=dropped, nameservers=servers, info=info))
         return await self.queue_run(reason="link-up", flush=True)
 
     async def link_down(self) -> bool:
@@ -439,4 +438,4 @@ class Runner:
         try:
             await asyncio.to_thread(self.hoststore.save, self.hosts)
         except OSError as exc:
-            log.warning("runner: cannot save host status: %s", maillog.clean(exc))
+            log.warning(maillog.runner_warning(f"cannot save host status: {exc}"))

@@ -14,9 +14,8 @@ DESCRIPTION
     report about a report: dsn.build turns a failed report into a double
     bounce to the postmaster and drops a failed double bounce (logged).
 
-    Log lines (logger edgemail.runner):
-      QID: dsn=KIND, report=NEWQID, to=<ADDR>
-      QID: to=<ADDR>, status=dropped (double bounce failed: REASON)
+    Log lines (logger edgemail.runner; formats in maillog): dsn_queued(),
+    dsn_not_queued(), dsn_dropped().
 
 NEVER
     Sends anything itself, or reports about the null sender's mail except
@@ -77,17 +76,16 @@ class Reporter:
         if report is None:
             return []
         if isinstance(report, dsn.Dropped):
-            log.warning(report.log_line)
+            log.warning(maillog.dsn_dropped(report.qid, report.recipients, report.reason))
             return []
         env = report.envelope(now)
         try:
             qid = await self.store.commit(env, report.data)
         except SpoolError as exc:
-            log.error("%s: dsn=%s, status=not queued (%s)", entry.qid, report.kind, maillog.clean(exc))
+            log.error(maillog.dsn_not_queued(entry.qid, report.kind, exc))
             raise
         logging.getLogger("edgemail.spool").info(maillog.received(qid, env))
-        log.info("%s: dsn=%s, report=%s, to=%s", entry.qid, report.kind, qid,
-                 ",".join(f"<{maillog.clean(r)}>" for r in report.recipients))
+        log.info(maillog.dsn_queued(entry.qid, report.kind, qid, report.recipients))
         self.on_commit(qid)
         return [qid]
 

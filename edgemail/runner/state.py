@@ -76,7 +76,7 @@ def load_linkup(path: str) -> schedule.LinkUpTime:
     except FileNotFoundError:
         return schedule.LinkUpTime()
     except (OSError, ValueError, TypeError) as exc:
-        log.warning("runner: %s unreadable, link-up time starts empty: %s", path, maillog.clean(exc))
+        log.warning(maillog.runner_warning(f"{path} unreadable, link-up time starts empty: {exc}"))
         return schedule.LinkUpTime()
 
 

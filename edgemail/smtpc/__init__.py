@@ -6,6 +6,8 @@
                 encoding of message data (normalise, dot-stuff, <= 998 octets)
     session.py  the asyncio driver: connect, per-phase Timeout.*, STARTTLS, AUTH,
                 pipelined transactions, connection cache; ``SmtpClient.deliver``
+    tls.py      TlsPolicy (MX_TLS, SMARTHOST_TLS) and the credentials file
+    results.py  DeliveryResult/RcptResult, SmtpTimeout, failure scoping (pure)
 
 The runner uses ``SmtpClient`` (session.py); transports reuse it in LMTP mode.
 Nothing here resolves names (mx.py does).
@@ -13,9 +15,9 @@ Nothing here resolves names (mx.py does).
 
 from edgemail.smtpc.core import MessageParams
 from edgemail.smtpc.reply import Reply
-from edgemail.smtpc.session import (MX_TLS, SMARTHOST_TLS, Credentials, DeliveryResult,
-                                    RcptResult, SmtpClient, SmtpTimeout, TlsPolicy,
-                                    load_credentials)
+from edgemail.smtpc.results import DeliveryResult, RcptResult, SmtpTimeout
+from edgemail.smtpc.session import SmtpClient
+from edgemail.smtpc.tls import MX_TLS, SMARTHOST_TLS, Credentials, TlsPolicy, load_credentials
 
 __all__ = ["MessageParams", "Reply", "MX_TLS", "SMARTHOST_TLS", "Credentials", "DeliveryResult",
            "RcptResult", "SmtpClient", "SmtpTimeout", "TlsPolicy", "load_credentials"]

@@ -19,17 +19,9 @@ The runner calls::
 Never does: DNS (mx.py resolves; ``host`` is an address or a name the
 runner resolved), queue updates, logging of bodies or credentials.
 
-Decisions:
-  * TLS: ``MX_TLS`` is opportunistic and unverified (an MX with a
-    self-signed cert still gets encryption; RFC 7435); ``SMARTHOST_TLS``
-    verifies the certificate (system CAs or ``cafile``) unless the config
-    says otherwise (``TlsPolicy(verify=False)`` for an ISP relay with a
-    self-signed cert).  STARTTLS is used whenever offered, unless
-    ``mode="none"``.
+Decisions (TLS policy and credentials: tls.py; results and scoping: results.py):
   * Credentials are sent only over TLS: a server that offers AUTH but no
     STARTTLS gets TempFail (scope SITE, 4.7.0), never the password in clear.
-    A credentials file readable by others, or by a group other than root's
-    and edgemail's, is refused (ConfigError); owned by another user: warned.
   * Scopes: connect refused / connect timeout / greeting or EHLO failure /
     421 anywhere / TLS or AUTH failure -> SITE; network unreachable, network
     down, address gone (the link's interface vanished) -> LINK; 4xx/5xx at
@@ -42,16 +34,14 @@ Decisions:
 
 Results: ``deliver`` raises DeliveryFailure when the whole message failed
 before any recipient was answered (connect, greeting, TLS, AUTH, SIZE,
-8BITMIME, line too long, MAIL refused).  Once RCPT replies are in, it
-returns a ``DeliveryResult`` with one ``RcptResult`` per recipient; a
-failure after that point (DATA refused, timeout, lost link after the final
-dot: the RFC 1047 duplicate window) is set on every accepted recipient and
-in ``DeliveryResult.failure``.
+8BITMIME, line too long, MAIL refused); once RCPT replies are in it returns
+a ``DeliveryResult`` (results.py), a later failure (DATA refused, timeout,
+lost link after the final dot: the RFC 1047 window) set on every accepted
+recipient.  ``SmtpTimeout`` for timeouts; LocalProtocolError for addresses
+with CR/LF/controls (before connecting: no byte is sent).
 
-Raises: TempFail/PermFail (errors.py) with scope and dsn; ``SmtpTimeout``
-(a TempFail and a TimeoutError) for timeouts; ConfigError from
-``load_credentials``; LocalProtocolError for addresses with CR/LF/controls
-(before connecting: no byte is sent).
+The names of tls.py and results.py are re-exported here (``from
+edgemail.smtpc.session import TlsPolicy`` keeps working).
 """
 
 from __future__ import annotations
@@ -59,152 +49,30 @@ from __future__ import annotations
 import asyncio
 import base64
 import errno
-import grp
 import logging
-import os
 import ssl
-import stat
 from collections import OrderedDict
-from dataclasses import dataclass, field
 
+from edgemail import maillog
 from edgemail.clock import Clock, SystemClock
 from edgemail.config import Timeouts
 from edgemail.envelope import Recipient
-from edgemail.errors import (ConfigError, DeliveryFailure, LocalProtocolError,
-                             RemoteProtocolError, Scope, TempFail)
+from edgemail.errors import DeliveryFailure, LocalProtocolError, RemoteProtocolError, Scope, TempFail
 from edgemail.smtpc import core
 from edgemail.smtpc.core import (NEED_DATA, Auth, AuthLine, ClientConnection, Data, Ehlo,
                                  Helo, Lhlo, Message, MessageParams, Quit, Response, Rset,
                                  StartTls)
-from edgemail.smtpc.reply import Reply
+from edgemail.smtpc.results import (LINK_ERRNOS, DeliveryResult, RcptResult, SmtpTimeout,
+                                    StaleConnection, Stats, as_recipient, check_envelope, lost)
+from edgemail.smtpc.tls import MX_TLS, SMARTHOST_TLS, Credentials, TlsPolicy, load_credentials
+
+__all__ = ["SmtpClient", "Session", "DeliveryResult", "RcptResult", "SmtpTimeout", "Stats",
+           "TlsPolicy", "MX_TLS", "SMARTHOST_TLS", "Credentials", "load_credentials"]
+_lost = lost                      # the old private name, used by tests
 
 log = logging.getLogger("edgemail.runner")
 
-#: errno values that mean our side of the network went away (the link)
-LINK_ERRNOS = {errno.ENETUNREACH, errno.ENETDOWN, errno.EADDRNOTAVAIL, errno.ENONET}
 WRITE_CHUNK = 64 * 1024
-
-
-class SmtpTimeout(TempFail, TimeoutError):
-    """No reply (or no progress) within the phase's Timeout.* value."""
-
-    def __init__(self, reason: str, *, phase: str, scope: Scope = Scope.SITE) -> None:
-        self.phase = phase
-        super().__init__(reason, scope=scope, dsn="4.4.2")
-
-
-class StaleConnection(Exception):
-    """A cached connection failed its RSET probe (internal)."""
-
-
-@dataclass
-class Stats:
-    """Counters for tests and benchmarks."""
-
-    connections: int = 0
-    round_trips: int = 0
-    reused: int = 0
-
-
-@dataclass(frozen=True)
-class TlsPolicy:
-    #: "none" (never STARTTLS), "may" (when offered), "encrypt" (required)
-    mode: str = "may"
-    verify: bool = False
-    cafile: str | None = None
-
-    def context(self) -> ssl.SSLContext:
-        if not self.verify:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-            return ctx
-        return ssl.create_default_context(cafile=self.cafile)
-
-
-MX_TLS = TlsPolicy("may", verify=False)
-SMARTHOST_TLS = TlsPolicy("may", verify=True)
-
-
-@dataclass(frozen=True)
-class Credentials:
-    user: str
-    password: str = field(repr=False)
-
-
-def load_credentials(path: str) -> Credentials:
-    """Read ``user password`` (one line) from the SmartHostAuthFile.
-
-    Refuses (ConfigError) a file that others may read or write, or that a
-    group other than root's or edgemail's may read; warns when it is owned by
-    someone other than root or us.  The password is never logged.
-    """
-    try:
-        st = os.stat(path)
-        text = open(path, encoding="utf-8").read()
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", file=path, key="SmartHostAuthFile") from None
-    mode = stat.S_IMODE(st.st_mode)
-    if mode & 0o007:
-        raise ConfigError(f"mode {mode:04o} lets other users read it; chmod 0600 (or 0640 "
-                          "group edgemail)", file=path, key="SmartHostAuthFile")
-    if mode & 0o070 and st.st_gid not in _trusted_gids():
-        raise ConfigError(f"mode {mode:04o} lets group {st.st_gid} read it; only root and "
-                          "edgemail may", file=path, key="SmartHostAuthFile")
-    if st.st_uid not in (0, os.geteuid()):
-        log.warning("SmartHostAuthFile %s is owned by uid %d, not root", path, st.st_uid)
-    for n, line in enumerate(text.splitlines(), 1):
-        if line.strip() and not line.lstrip().startswith("#"):
-            parts = line.strip().split(None, 1)
-            if len(parts) != 2:
-                raise ConfigError("expected one line \"user password\"", file=path, line=n,
-                                  key="SmartHostAuthFile")
-            return Credentials(parts[0], parts[1])
-    raise ConfigError("empty; expected one line \"user password\"", file=path, key="SmartHostAuthFile")
-
-
-def _trusted_gids() -> set[int]:
-    gids = {0}
-    try:
-        gids.add(grp.getgrnam("edgemail").gr_gid)
-    except KeyError:
-        pass
-    return gids
-
-
-@dataclass(frozen=True)
-class RcptResult:
-    address: str
-    reply: Reply | None
-    failure: DeliveryFailure | None
-
-    @property
-    def ok(self) -> bool:
-        return self.failure is None
-
-
-@dataclass(frozen=True)
-class DeliveryResult:
-    relay: str
-    recipients: dict[str, RcptResult]
-    #: a failure that hit every accepted recipient after RCPT (DATA, timeout, ...)
-    failure: DeliveryFailure | None = None
-    reused: bool = False
-    #: the final reply (SMTP) to the dot, for the log line
-    reply: Reply | None = None
-
-
-def _lost(exc: BaseException | None, host: str, phase: str) -> TempFail:
-    if isinstance(exc, OSError) and exc.errno in LINK_ERRNOS:
-        return TempFail(f"link lost talking to {host} ({phase}): {exc.strerror}",
-                        scope=Scope.LINK, dsn="4.4.2")
-    why = f": {exc}" if exc else ""
-    return TempFail(f"lost connection with {host} while waiting for {phase}{why}",
-                    scope=Scope.SITE, dsn="4.4.2")
-
-
-def _recipient(r: Recipient | str) -> Recipient:
-    return r if isinstance(r, Recipient) else Recipient(r)
 
 
 class Session:
@@ -236,7 +104,7 @@ class Session:
                               phase="connect") from None
         except OSError as exc:
             if exc.errno in LINK_ERRNOS:
-                raise _lost(exc, host, "connect") from None
+                raise lost(exc, host, "connect") from None
             raise TempFail(f"connect to {host}:{port}: {exc.strerror or exc}",
                            scope=Scope.SITE, dsn="4.4.1") from None
         stats.connections += 1
@@ -262,7 +130,7 @@ class Session:
         if credentials and self.conn.capabilities.auth:
             await self._auth(credentials)
         elif credentials:
-            log.warning("relay=%s, offers no AUTH; sending without authentication", self.relay)
+            log.warning(maillog.no_auth(self.relay))
 
     async def _hello(self, name: str) -> None:
         if self.conn.lmtp:
@@ -335,7 +203,7 @@ class Session:
             raise SmtpTimeout(f"{self.host}: no progress writing ({phase})", phase=phase) from None
         except OSError as exc:
             self.broken = True
-            raise _lost(exc, self.host, phase) from None
+            raise lost(exc, self.host, phase) from None
 
     async def _collect(self, want: int) -> list[Response]:
         got: list[Response] = []
@@ -362,10 +230,10 @@ class Session:
                               f"({getattr(self.timeouts, phase):g}s)", phase=phase) from None
         except OSError as exc:
             self.broken = True
-            raise _lost(exc, self.host, phase) from None
+            raise lost(exc, self.host, phase) from None
         if not data:
             self.broken = True
-            raise _lost(None, self.host, phase)
+            raise lost(None, self.host, phase)
         try:
             self.conn.receive_data(data)
         except RemoteProtocolError as exc:
@@ -382,7 +250,7 @@ class Session:
     # ----------------------------------------------------------- transaction
     async def transact(self, sender: str, recipients: list, data: bytes,
                        params: MessageParams, *, probe: bool = False) -> DeliveryResult:
-        rcpts = [_recipient(r) for r in recipients]
+        rcpts = [as_recipient(r) for r in recipients]
         caps = self.conn.capabilities
         mail = core.mail_command(caps, sender, data, params, tuple(rcpts))
         core.encode_data(data)                     # line too long -> PermFail before MAIL
@@ -491,15 +359,6 @@ class Session:
         self.writer.close()
 
 
-def _check_envelope(sender: str, recipients: list) -> None:
-    core.check_text("sender address", sender)
-    for r in recipients:
-        address = _recipient(r).address
-        if not address:
-            raise LocalProtocolError("empty recipient address")
-        core.check_text("recipient address", address)
-
-
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode("utf-8")).decode("ascii")
 
@@ -528,7 +387,7 @@ class SmtpClient:
                       first_attempt: bool = False, tls: TlsPolicy = MX_TLS,
                       credentials: Credentials | None = None, lmtp: bool = False) -> DeliveryResult:
         """Send one message to one server; see the module docstring for results."""
-        _check_envelope(sender, recipients)         # before any connection or byte
+        check_envelope(sender, recipients)         # before any connection or byte
         key = (host, port, lmtp, tls, credentials.user if credentials else None)
         session = await self._take(key)
         reused = session is not None

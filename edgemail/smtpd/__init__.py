@@ -27,6 +27,7 @@ Replies (every one but the greeting and EHLO/HELO carries an enhanced code):
   501 5.5.4 bad parameter value (NOTIFY, RET, ENVID, ORCPT, SIZE, BODY)
   550 5.6.0 bare CR, bare LF or NUL in DATA on a strict listener
   552 5.3.4 SIZE= or the data itself beyond MaxMessageSize
+  553 5.6.7 a non-ASCII address without SMTPUTF8 on MAIL (RFC 6531 3.4)
   554 5.4.6 more than 25 Received: headers (mail loop)
   554 5.7.1 Relaying denied
   555 5.5.4 unknown MAIL/RCPT parameter
@@ -37,12 +38,12 @@ queue id inside commit(), after the data is written; the log line
 ``QID: from=..., relay=[IP]:PORT`` ties the two.  ``for <rcpt>`` only
 with a single recipient (sendmail does the same, so Bcc stays private).
 
-Log lines (logger ``edgemail.smtpd``; formats in edgemail/maillog.py and, for
-the three not there yet, in protocol.py): ``QID: from=<..>, size=.., class=..,
-nrcpts=.., msgid=<..>, proto=ESMTP, relay=[ip]:port`` per message;
-``NOQUEUE: reject=CODE X.Y.Z TEXT, cmd=CMD, arg=ARG, relay=[ip]:port`` per
-refused command; lost connection, too many errors, timeout, connection
-refused, internal error (with traceback).
+Log lines (logger ``edgemail.smtpd``; formats in edgemail/maillog.py):
+``QID: from=<..>, size=.., class=.., nrcpts=.., msgid=<..>, proto=ESMTP,
+relay=[ip]:port`` per message; ``NOQUEUE: ruleset=check_rcpt, arg1=<ADDR>,
+relay=[ip]:port, reject=CODE X.Y.Z TEXT`` per refused command (sendmail's
+form; maillog.reject picks the ruleset); lost connection, too many
+errors, timeout, connection refused, internal error (with traceback).
 """
 
 from .listener import SmtpListener

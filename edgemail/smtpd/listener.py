@@ -31,6 +31,7 @@ import socket
 from dataclasses import replace
 from typing import Awaitable, Callable
 
+from .. import maillog
 from ..address import Address
 from ..clock import Clock, SystemClock
 from ..config import Config, Listener
@@ -176,4 +177,4 @@ class SmtpListener:
         try:
             self.on_commit(qid)
         except Exception:   # the message is safe on disk: the client still gets its 250
-            log.exception("%s: on_commit hook failed", qid)
+            log.exception(maillog.hook_failed(qid, "on_commit"))

@@ -56,20 +56,6 @@ _DEFAULT_ENHANCED = {500: "5.5.2", 501: "5.5.4", 502: "5.5.1", 503: "5.5.1", 504
 _ETRN_ARG = re.compile(r"[@#]?[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
-# ------------------------------------------------------------ log lines (to move to maillog)
-
-def timeout_line(peer: str, after: str) -> str:
-    return f"{maillog.NOQUEUE}: timeout waiting for input from {maillog.clean(peer)} after {after}"
-
-
-def refused_line(peer: str, reply: str) -> str:
-    return f"{maillog.NOQUEUE}: connection refused, relay={maillog.clean(peer)}, reply={reply}"
-
-
-def internal_error_line(peer: str, cmd: str) -> str:
-    return f"{maillog.NOQUEUE}: internal error after {cmd} from {maillog.clean(peer)}"
-
-
 def with_enhanced(reply: str) -> str:
     """Add an enhanced status code to a reply that lacks one (not 220/354)."""
     code = reply[:3]
@@ -162,7 +148,7 @@ class EdgeSMTP(SMTP):
             wait = self._timeout_duration - (0 if self._busy else idle)
             self._timeout_handle = self.loop.call_later(wait, self._timeout_cb)
             return
-        log.info(timeout_line(self.relay, self.verb))
+        log.info(maillog.timeout(self.relay, self.verb))
         if self.transport is not None:
             self.transport.write(f"421 4.4.2 {self.hostname} Error: timeout exceeded\r\n".encode())
             self._quit = True
@@ -171,7 +157,7 @@ class EdgeSMTP(SMTP):
     async def _handle_client(self) -> None:
         refusal = self.listener._admit(self)
         if refusal:
-            log.warning(refused_line(self.relay, refusal))
+            log.warning(maillog.refused(self.relay, refusal))
             self.verb = "CONNECT-REFUSED"
             await super().push(refusal)
             self.transport.close()
@@ -194,7 +180,7 @@ class EdgeSMTP(SMTP):
                 self.transport.close()
 
     async def handle_exception(self, error: Exception) -> str:
-        log.error(internal_error_line(self.relay, self.verb), exc_info=error)
+        log.error(maillog.internal_error(self.relay, self.verb), exc_info=error)
         return "451 4.3.0 Error: internal error, try again later"
 
     async def unknown_command(self, verb: str, arg) -> None:
@@ -263,9 +249,14 @@ class EdgeSMTP(SMTP):
         if path.params and not self.session.extended_smtp:
             return "501 5.5.4 Parameters need EHLO"
         try:
-            return path, (params.mail_params if sender else params.rcpt_params)(path.params)
+            parsed = (params.mail_params if sender else params.rcpt_params)(path.params)
         except params.ParamError as exc:
             return exc.reply
+        smtputf8 = parsed.smtputf8 if sender else self.envelope.mail.smtputf8
+        if path.utf8 and not smtputf8:     # RFC 6531 section 3.4
+            what = "sender" if sender else "recipient"
+            return f"553 5.6.7 Non-ASCII {what} address needs the SMTPUTF8 parameter on MAIL"
+        return path, parsed
 
     @syntax("MAIL FROM:<address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:
@@ -357,7 +348,7 @@ class EdgeSMTP(SMTP):
         except SpoolFull:
             return "452 4.3.1 Insufficient system storage"
         except SpoolError:
-            log.error(internal_error_line(self.relay, "DATA"), exc_info=True)
+            log.error(maillog.internal_error(self.relay, "DATA"), exc_info=True)
             return "451 4.3.0 Error: queue file write error, try again later"
         finally:
             self._busy = False
@@ -390,6 +381,6 @@ class EdgeSMTP(SMTP):
             try:
                 reply = await on_etrn(arg)
             except Exception:
-                log.error(internal_error_line(self.relay, "ETRN"), exc_info=True)
+                log.error(maillog.internal_error(self.relay, "ETRN"), exc_info=True)
                 reply = f"458 4.3.0 Unable to queue messages for node {arg}"
             await self.push(reply)

@@ -49,6 +49,23 @@ CRASH STATES (qmail INTERNALS style; "exists" means after a crash)
     maildrop/NAME complete.  M3 queue/QID committed and maildrop/NAME not yet
     unlinked: recover() imports it again, one duplicate.  M4 only queue/QID.
 
+MAILDROP TRUST MODEL
+    maildrop/ is mode 1733 and owned by the daemon's user (tmpfiles.d; the
+    spool directory above it is 0751, so any local user may pass through
+    it but only the edgemail group may list it).  Any local user's
+    `sendmail` may create a file there; nobody but the daemon may list the
+    directory, and the sticky bit lets only a file's owner or the daemon
+    rename or delete it.  write_maildrop() makes each file 0644, whatever
+    the umask, so the daemon (another uid) can read what an ordinary user
+    dropped, as Postfix's world-writable maildrop did.  Secrecy from other
+    local users rests on the name: 128 random bits (plus time and pid), in
+    a directory they cannot list.  Content is trusted as far as a local
+    `sendmail` command line is (any user may set any envelope sender, as
+    with `sendmail -f`); the file's owner uid is who dropped it.  A drop is
+    opened with O_NOFOLLOW|O_NONBLOCK and must be a regular file: a symlink,
+    FIFO or device planted there goes to corrupt/ unread, so the directory
+    cannot be used to make the daemon read its own files or hang.
+
 NEVER
     Deletes what it cannot parse (it goes to corrupt/), returns a qid before
     the fsyncs, or does disk I/O in entries()/get() (the index is in memory).
@@ -71,10 +88,12 @@ import logging
 import os
 import queue
 import secrets
+import stat
 import threading
 import time
 from dataclasses import dataclass
 
+from edgemail import maillog
 from edgemail.clock import Clock, SystemClock
 from edgemail.envelope import Attempt, Envelope, QueueIdGenerator, is_queue_id, priority
 from edgemail.errors import CorruptQueueFile, SpoolError, SpoolFull
@@ -87,6 +106,8 @@ log = logging.getLogger("edgemail.spool")
 
 SUBDIRS = ("tmp", "queue", "hold", "corrupt", "maildrop")
 STALE_MAILDROP_S = 3600.0
+#: a drop must be readable by the daemon's user, which is not the dropper
+MAILDROP_MODE = 0o644
 
 
 @dataclass(frozen=True)
@@ -114,10 +135,13 @@ def _write_all(fd: int, blob: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _write_new(path: str, blob: bytes) -> None:
-    """Create PATH, write BLOB, fsync.  On failure PATH is gone."""
+def _write_new(path: str, blob: bytes, mode: int = 0o600) -> None:
+    """Create PATH with MODE (not narrowed by the umask), write BLOB, fsync.
+    On failure PATH is gone."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
+        if mode != 0o600:
+            os.fchmod(fd, mode)
         _write_all(fd, blob)
         os.fsync(fd)
     except BaseException:
@@ -135,6 +159,17 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def _fsync_drop_dir(path: str) -> None:
+    """fsync maildrop/ after a rename into it.  An ordinary user cannot open
+    the 1733 directory for reading (which fsync needs), so then sync(2)
+    makes the new name durable instead: slower, but only `sendmail` with
+    the daemon down comes here."""
+    try:
+        _fsync_dir(path)
+    except PermissionError:
+        os.sync()
+
+
 def _unlink_quietly(path: str) -> None:
     try:
         os.unlink(path)
@@ -147,20 +182,32 @@ def _read(path: str) -> bytes:
         return f.readall()
 
 
+def _read_drop(path: str) -> bytes:
+    """Read a maildrop file another user made: a regular file, not followed
+    through a symlink, and never blocking on a FIFO.  Raises OSError or
+    CorruptQueueFile."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with open(fd, "rb", buffering=0) as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise CorruptQueueFile("not a regular file")
+        return f.readall()
+
+
 def write_maildrop(maildrop_dir: str, envelope: Envelope, data: bytes, *,
                    now: float | None = None) -> str:
     """Drop a message for the daemon to import (what `sendmail` does when the
     daemon is down).  Synchronous; the file is fsynced, renamed into place
     and the directory fsynced before this returns its path.
+    The file is mode 0644 (see MAILDROP TRUST MODEL).
     Raises SpoolFull (ENOSPC) or SpoolError; nothing is left behind."""
     created = time.time() if now is None else now
     blob = record.encode(envelope, data, created=created, kind=record.KIND_MAILDROP)
-    name = f"{time.time_ns()}.{os.getpid()}.{secrets.token_hex(4)}"
+    name = f"{time.time_ns()}.{os.getpid()}.{secrets.token_hex(16)}"   # unguessable: 128 bits
     tmp, final = os.path.join(maildrop_dir, "." + name), os.path.join(maildrop_dir, name)
     try:
-        _write_new(tmp, blob)
+        _write_new(tmp, blob, MAILDROP_MODE)
         os.rename(tmp, final)
-        _fsync_dir(maildrop_dir)
+        _fsync_drop_dir(maildrop_dir)
     except OSError as exc:
         _unlink_quietly(tmp)
         raise _spool_error(exc, f"maildrop {maildrop_dir}") from exc
@@ -462,7 +509,7 @@ class Store:
         except OSError as exc:
             self._fail(job, _spool_error(exc, job.qid))
         except Exception as exc:           # a bug must not kill the writer thread
-            log.exception("%s: internal error in spool writer", job.qid)
+            log.exception(maillog.spool_writer_error(job.qid))
             self._fail(job, SpoolError(f"{job.qid}: internal error: {exc!r}"))
 
     def _fail(self, job: _Job, error: SpoolError) -> None:
@@ -504,7 +551,7 @@ class Store:
             os.unlink(self._path("tmp", name))
         if names:
             _fsync_dir(self._path("tmp"))
-            log.info("spool: removed %d stale file(s) from tmp/", len(names))
+            log.info(maillog.stale_tmp(len(names)))
         return names
 
     def _load(self, sub: str, name: str, report: dict[str, list[str]]) -> None:
@@ -541,7 +588,7 @@ class Store:
             n += 1
             name = f"{base}.{n}"
         os.rename(path, self._path("corrupt", name))
-        log.warning("%s: moved to corrupt/%s: %s", base, name, why)
+        log.warning(maillog.corrupt_file(base, name, why))
         return name
 
     # --- maildrop -----------------------------------------------------------------------
@@ -557,7 +604,7 @@ class Store:
                     _unlink_quietly(path)
                 continue
             try:
-                qf = record.decode(_read(path), kind=record.KIND_MAILDROP)
+                qf = record.decode(_read_drop(path), kind=record.KIND_MAILDROP)
                 if not qf.envelope.recipients:
                     raise CorruptQueueFile("no recipients")
                 found.append((path, qf))
@@ -575,7 +622,7 @@ class Store:
                 raise job.error
             qids.append(job.apply())
             os.unlink(path)              # after the commit: a crash here means a duplicate
-            log.info("%s: imported from maildrop/%s", entry.qid, os.path.basename(path))
+            log.info(maillog.maildrop_import(entry.qid, os.path.basename(path)))
         if qids:
             _fsync_dir(self.maildrop_dir)
         return qids

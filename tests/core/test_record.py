@@ -145,6 +145,7 @@ updates = st.builds(StateUpdate, st.dictionaries(text, attempts, max_size=3),
                     st.none() | st.booleans(), st.none() | st.booleans())
 
 
+@settings(deadline=None)
 @given(envelopes, st.binary(max_size=200), st.lists(updates, max_size=3),
        st.sampled_from([record.KIND_QUEUE, record.KIND_MAILDROP]))
 def test_round_trip(env, data, ups, kind):
@@ -155,7 +156,7 @@ def test_round_trip(env, data, ups, kind):
     assert qf.length == len(blob) and not qf.torn
 
 
-@settings(max_examples=30)
+@settings(max_examples=30, deadline=None)
 @given(envelopes, st.binary(max_size=64), st.lists(updates, min_size=1, max_size=3))
 def test_every_truncation(env, data, ups):
     head = record.encode(env, data)
@@ -170,7 +171,7 @@ def test_every_truncation(env, data, ups):
         assert qf.length == len(head) + sum(len(x) for x in logs[:len(qf.updates)])
 
 
-@settings(max_examples=30)
+@settings(max_examples=30, deadline=None)
 @given(st.lists(updates, max_size=2), st.data())
 def test_bit_flip_never_gives_wrong_values(ups, data):
     blob = encoded(ups)
@@ -194,16 +195,19 @@ def decodes_or_corrupt(decoder, blob: bytes) -> None:
         pass
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=300))
 def test_garbage_only_raises_corrupt(blob):
     decodes_or_corrupt(record.decode, blob)
 
 
+@settings(deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(list(b"VITPERDXU")), st.binary(max_size=40)), max_size=12))
 def test_well_framed_garbage_only_raises_corrupt(recs):
     decodes_or_corrupt(record.decode, b"".join(frame(bytes([t]), p) for t, p in recs))
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=60) | st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
     lambda kids: st.lists(kids, max_size=5) | st.dictionaries(st.sampled_from("rahnw"), kids, max_size=5),

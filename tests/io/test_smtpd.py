@@ -126,8 +126,8 @@ async def test_relay_denied_is_logged(example_config, caplog):
     async with running(cfg, make_store(cfg.spool_dir), trust_loopback=False) as smtpd:
         await raw_session(smtpd.port, "EHLO c", "MAIL FROM:<a@x.example>", "RCPT TO:<c@far.example>")
     lines = [r.getMessage() for r in caplog.records if r.name == "edgemail.smtpd"]
-    assert any(l.startswith("NOQUEUE: reject=554 5.7.1 <c@far.example>... Relaying denied, cmd=RCPT, "
-                            "arg=TO:<c@far.example>, relay=[127.0.0.1]:") for l in lines), lines
+    assert any(l.startswith("NOQUEUE: ruleset=check_rcpt, arg1=<c@far.example>, relay=[127.0.0.1]:")
+               and l.endswith(", reject=554 5.7.1 <c@far.example>... Relaying denied") for l in lines), lines
 
 
 async def test_dsn_parameters_are_stored(cfg, store, caplog):
@@ -215,3 +215,32 @@ async def test_ipv4_mapped_peer_on_a_dual_stack_listener(example_config, caplog)
     assert out[0].splitlines()[0].endswith("[127.0.0.1]")
     assert any("relay=[127.0.0.1]:" in r.getMessage() and "from=<a@x.example>" in r.getMessage()
                for r in caplog.records)
+
+
+async def test_non_ascii_addresses_need_smtputf8(cfg, store):
+    # RFC 6531 3.4: without SMTPUTF8 on MAIL a UTF-8 local part or a U-label
+    # domain gets 553 5.6.7; with it the message is queued marked smtputf8.
+    async with running(cfg, store) as smtpd:
+        out = await raw_session(
+            smtpd.port, "EHLO c", "MAIL FROM:<jösé@edge.example>", "MAIL FROM:<a@edge.example>",
+            "RCPT TO:<b@bücher.example>", "RCPT TO:<müller@edge.example>", "RSET",
+            "MAIL FROM:<jösé@edge.example> SMTPUTF8", "RCPT TO:<müller@edge.example>",
+            "RCPT TO:<b@bücher.example>", "DATA", "Subject: x\r\n\r\nbody\r\n.")
+    assert out[1].startswith("553 5.6.7 Non-ASCII sender address"), out
+    assert out[2].startswith("250 2.1.0"), out
+    assert out[3].startswith("553 5.6.7 Non-ASCII recipient") and out[4].startswith("553 5.6.7"), out
+    assert [o[:9] for o in out[6:9]] == ["250 2.1.0", "250 2.1.5", "250 2.1.5"], out
+    assert out[-1].startswith("250 2.0.0 "), out
+    env = store.get(out[-1].split()[2]).envelope
+    assert env.smtputf8 and env.mail_from == "jösé@edge.example"
+    assert [r.address for r in env.recipients] == ["müller@edge.example", "b@xn--bcher-kva.example"]
+
+
+async def test_address_that_is_not_utf8_is_a_syntax_error(cfg, store):
+    async with running(cfg, store) as smtpd:
+        c = await Raw.connect(smtpd.port)
+        await c.cmd("EHLO c")
+        await c.send(b"MAIL FROM:<j\xff@edge.example> SMTPUTF8\r\n")
+        bad = await c.reply()
+        await c.close()
+    assert bad.startswith("501 5.1.7 Bad sender address syntax: address is not valid UTF-8"), bad

@@ -7,7 +7,11 @@ import asyncio
 import errno
 import logging
 import os
+import pwd
+import shutil
 import subprocess
+import tempfile
+import traceback
 
 import pytest
 
@@ -224,3 +228,85 @@ async def test_recover_finishes_an_interrupted_hold_and_release(spool, tmp_path)
     assert r.corrupt == () and r.loaded == 2
     assert files(s2, "hold") == [to_hold] and files(s2, "queue") == [to_release]
     assert s2.get(to_hold).held and not s2.get(to_release).held
+
+
+def test_maildrop_symlink_and_fifo_go_to_corrupt_unread(spool, tmp_path):
+    s = spool()
+    s.recover()
+    elsewhere = write_maildrop(str(tmp_path), ENV, DATA)      # a valid drop, outside maildrop/
+    os.symlink(elsewhere, os.path.join(s.maildrop_dir, "link"))
+    os.mkfifo(os.path.join(s.maildrop_dir, "fifo"))         # would block a plain open()
+    r = spool().recover()
+    assert r.imported == () and sorted(r.corrupt) == ["fifo", "link"]
+    assert os.path.exists(elsewhere)
+
+
+def test_maildrop_file_mode_ignores_umask(spool):
+    s = spool()
+    s.recover()
+    old = os.umask(0o077)
+    try:
+        path = write_maildrop(s.maildrop_dir, ENV, DATA)
+    finally:
+        os.umask(old)
+    assert oct(os.stat(path).st_mode & 0o777) == "0o644"
+    assert len(os.path.basename(path).split(".")[-1]) == 32     # 128 random bits in the name
+
+
+def _as_user(user: str, work) -> int:
+    """Run work() in a forked child that has become `user`; its exit status."""
+    pw = pwd.getpwnam(user)
+    pid = os.fork()
+    if pid == 0:                                   # child: never return into pytest
+        code = 1
+        try:
+            os.setgroups([])
+            os.setgid(pw.pw_gid)
+            os.setuid(pw.pw_uid)
+            os.umask(0o077)                        # a careful user's umask
+            code = work()
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+@pytest.mark.root
+def test_maildrop_written_by_a_user_is_imported_by_the_daemon_user():
+    # /tmp, not tmp_path: nobody cannot reach /work.  The spool is laid out as
+    # tmpfiles.d does it, owned by the daemon's user (here: daemon).
+    base = tempfile.mkdtemp(prefix="edgemail-maildrop-", dir="/tmp")
+    try:
+        os.chmod(base, 0o755)
+        root = os.path.join(base, "spool")
+        os.mkdir(root)
+        Store(root).recover()
+        os.chmod(root, 0o751)
+        daemon = pwd.getpwnam("daemon")
+        for d, dirs, names in os.walk(root):
+            for p in [d] + [os.path.join(d, n) for n in names]:
+                os.chown(p, daemon.pw_uid, daemon.pw_gid)
+        drop = os.path.join(root, "maildrop")
+
+        def user_drops() -> int:
+            write_maildrop(drop, ENV, DATA)
+            try:
+                os.listdir(drop)
+            except PermissionError:
+                return 0                           # and cannot list the drops
+            return 3
+        assert _as_user("nobody", user_drops) == 0
+        (name,) = os.listdir(drop)
+        assert os.stat(os.path.join(drop, name)).st_uid == pwd.getpwnam("nobody").pw_uid
+
+        def daemon_imports() -> int:
+            r = Store(root).recover()
+            return 0 if len(r.imported) == 1 and not r.corrupt and not os.listdir(drop) else 4
+        assert _as_user("daemon", daemon_imports) == 0
+        s = Store(root)
+        s.recover()
+        (entry,) = s.entries()
+        assert entry.envelope == ENV and s.read_data(entry.qid) == DATA
+    finally:
+        shutil.rmtree(base)
