@@ -57,6 +57,7 @@ import time
 from dataclasses import dataclass
 
 from . import config as configmod
+from . import maillog
 from .clock import Clock, SystemClock
 from .etrn import EtrnResult, etrn
 from .runner.port import is_ip
@@ -115,7 +116,7 @@ class MtaPort:
             jobs, _ = self.runner._jobs(entry)      # XXX: wants a public Runner.pending_jobs()
             answer = any(_expensive(j.decision) for j in jobs)
         except Exception as exc:                 # unroutable: let the run find out and say why
-            log.warning("%s: cannot route for the link demand: %s", entry.qid, exc)
+            log.warning(maillog.demand_unroutable(entry.qid, str(exc)))
             answer = True
         self._needs_link[entry.qid] = (entry, answer)
         return answer
@@ -160,7 +161,7 @@ class MtaPort:
 
     def clear_host_status(self) -> None:
         dropped = self.runner.hosts.clear()
-        log.info("runner: hoststatus cleared, hosts=%d", dropped)
+        log.info(maillog.hoststatus_cleared(dropped))
 
     async def run_queue(self):
         """The link-up queue run (runner.link_up: host status, peer DNS, link-up time, run),
@@ -229,7 +230,7 @@ async def wait_route(addresses: list[str], limit_s: float) -> bool:
         if not missing:
             return True
         if waited >= limit_s:
-            log.warning("runner: no route to %s after %.1fs; running anyway", ",".join(missing), waited)
+            log.warning(maillog.runner_warning(f"no route to {','.join(missing)} after {waited:.1f}s; running anyway"))
             return False
         await asyncio.sleep(ROUTE_POLL_S)
         waited += ROUTE_POLL_S
@@ -248,7 +249,7 @@ async def wait_fresh_file(path: str, limit_s: float, fresh_s: float = 30.0) -> b
         except OSError:
             pass
         if waited >= limit_s:
-            log.warning("runner: no fresh peer DNS file %s after %.1fs; using what there is", path, waited)
+            log.warning(maillog.runner_warning(f"no fresh peer DNS file {path} after {waited:.1f}s; using what there is"))
             return False
         await asyncio.sleep(ROUTE_POLL_S)
         waited += ROUTE_POLL_S
@@ -263,4 +264,4 @@ def _expensive(decision) -> bool:
 
 def _log_failure(task: asyncio.Task) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.warning("runner: link_down failed: %s", task.exception())
+        log.warning(maillog.runner_warning(f"link_down failed: {task.exception()}"))

@@ -82,9 +82,14 @@ Queue runs, SMTP client, DNS (``edgemail.runner``):
   runner: dialdelay, host=H, wait=WAIT, after=REASON   [5]
         dialdelay(): sendmail's DialDelay; WAIT is ``Ns`` or
         ``link-up, max=Ns`` when a dial is on its way.
+  runner: hoststatus cleared, hosts=N   [5]
+        hoststatus_cleared(): the link came up: every host gets a new chance.
+  QID: cannot route for the link demand: REASON   [1]
+        demand_unroutable(): counted as waiting for the link.
   runner: warning: TEXT   [1]
         runner_warning(): host status or link-up time unreadable or not
-        saved; the runner goes on without it.
+        saved; no route to a first hop or no fresh peer DNS file after the
+        link-up wait; the runner goes on without it.
   runner: internal error   [1]
         runner_internal_error(): our bug in one delivery; with traceback.
   smtpc: warning: SmartHostAuthFile PATH is owned by uid N, not root   [1]
@@ -308,6 +313,14 @@ def link_up(*, cleared: int, nameservers, info: dict) -> str:
 def dialdelay(host: str, *, wait_s: float, after: str, link_coming: bool) -> str:
     wait = f"link-up, max={wait_s:g}s" if link_coming else f"{wait_s:g}s"
     return f"runner: dialdelay, host={clean(host)}, wait={wait}, after={clean(after)}"
+
+
+def hoststatus_cleared(hosts: int) -> str:
+    return f"runner: hoststatus cleared, hosts={hosts}"
+
+
+def demand_unroutable(qid: str, reason: str) -> str:
+    return f"{qid}: cannot route for the link demand: {clean(reason)}"
 
 
 def runner_warning(text: str) -> str:

@@ -50,6 +50,8 @@ SAMPLES = {
     "link_up": ((), dict(cleared=2, nameservers=["10.64.0.1"], info={"iface": "ppp0", "local": ""})),
     "dialdelay": (("mx.far.example",), dict(wait_s=60, after="connect refused", link_coming=True)),
     "runner_warning": (("hoststat.json unreadable: bad json",), {}),
+    "hoststatus_cleared": ((3,), {}),
+    "demand_unroutable": (("kAM8oN00005713", "no route for x@y"), {}),
     "runner_internal_error": ((), {}),
     "authfile_owner": (("/etc/edgemail/smarthost.auth", 1000), {}),
     "no_auth": (("smart.example[192.0.2.1]:587",), {}),
