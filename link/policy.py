@@ -29,6 +29,9 @@ FILE FORMAT (etc/dial.policy)
         dial_when_oldest         dial when the oldest waits this long, 0 = off (0)
         urgent                   immediate | schedule: does urgent mail dial at once (immediate)
         catchup                  a rule missed by less than this still dials (5m)
+        redial_gap               urgent mail and thresholds dial no sooner than
+                                 this after the last dial (2m): mail that a call
+                                 could not deliver must not redial in a loop
 
 TIME
     Rules and windows are read in the configured zoneinfo zone; `now` is an
@@ -41,8 +44,8 @@ TIME
 DECISIONS (should_dial), first match wins
     1. budget used up (calls or minutes today)      -> no, next at local midnight
     2. inside a forbidden window                    -> no, next at its end
-    3. urgent mail and `urgent = immediate`         -> dial
-    4. dial_when_queued / dial_when_oldest reached  -> dial
+    3. urgent mail and `urgent = immediate`         -> dial  } not within redial_gap
+    4. dial_when_queued / dial_when_oldest reached  -> dial  } of the last dial
     5. a rule fired in (max(last_dial, now-catchup), now] and has work
        (queue-run with mail waiting, or etrn/poll)  -> dial
     otherwise no, with the next time something could change the answer for
@@ -138,6 +141,7 @@ class Settings:
     dial_when_oldest_s: float = 0.0
     urgent_immediate: bool = True
     catchup_s: float = 300.0
+    redial_gap_s: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -232,13 +236,11 @@ class Policy:
         if window:
             return Decision(False, f"forbidden window {window.text}", self.next_change(now))
         work = frozenset({"queue-run", "etrn"})
-        if demand.urgent and s.urgent_immediate:
-            return Decision(True, f"urgent({demand.urgent})", None, work)
-        if s.dial_when_queued and demand.queued >= s.dial_when_queued:
-            return Decision(True, f"queued({demand.queued}>={s.dial_when_queued})", None, work)
-        if s.dial_when_oldest_s and demand.queued and demand.oldest_age_s >= s.dial_when_oldest_s:
-            return Decision(True, f"oldest({_dur(demand.oldest_age_s)}>={_dur(s.dial_when_oldest_s)})",
-                            None, work)
+        eager = self._eager_reason(demand)
+        if eager:
+            gap_end = self._gap_end(now, demand)
+            if gap_end is None:
+                return Decision(True, eager, None, work)
         since = now - timedelta(seconds=s.catchup_s)
         # A last_dial in the future means the wall clock jumped back: ignore it.
         if demand.last_dial is not None and since < demand.last_dial <= now:
@@ -247,6 +249,25 @@ class Policy:
             if _has_work(rule, demand) and self.fired(rule, since, now):
                 return Decision(True, f"rule line {rule.line} '{rule.text}'", None, rule.actions)
         return self._wait(now, demand)
+
+    def _eager_reason(self, demand: Demand) -> str:
+        """Why urgent mail or a threshold wants a call now ("" if they do not)."""
+        s = self.settings
+        if demand.urgent and s.urgent_immediate:
+            return f"urgent({demand.urgent})"
+        if s.dial_when_queued and demand.queued >= s.dial_when_queued:
+            return f"queued({demand.queued}>={s.dial_when_queued})"
+        if s.dial_when_oldest_s and demand.queued and demand.oldest_age_s >= s.dial_when_oldest_s:
+            return f"oldest({_dur(demand.oldest_age_s)}>={_dur(s.dial_when_oldest_s)})"
+        return ""
+
+    def _gap_end(self, now: datetime, demand: Demand) -> datetime | None:
+        """End of the redial gap after the last dial, or None when it is over."""
+        last = demand.last_dial
+        if last is None or last > now:            # never dialed, or the clock jumped back
+            return None
+        end = last + timedelta(seconds=self.settings.redial_gap_s)
+        return end if end > now else None
 
     def _wait(self, now: datetime, demand: Demand) -> Decision:
         s = self.settings
@@ -259,6 +280,9 @@ class Policy:
         if s.dial_when_oldest_s and demand.queued:
             wait = max(s.dial_when_oldest_s - demand.oldest_age_s, 1.0)
             candidates.append((now + timedelta(seconds=wait), f"oldest reaches {_dur(s.dial_when_oldest_s)}"))
+        eager, gap_end = self._eager_reason(demand), self._gap_end(now, demand)
+        if eager and gap_end is not None:
+            candidates.append((gap_end, f"{eager} after the redial gap of {_dur(s.redial_gap_s)}"))
         if not candidates:
             return Decision(False, "nothing due", None)
         at, why = min(candidates)
@@ -347,6 +371,7 @@ _SETTINGS = {
     "budget.calls_per_day": ("calls_per_day", "int"), "budget.minutes_per_day": ("minutes_per_day", "int"),
     "dial_when_queued": ("dial_when_queued", "int"), "dial_when_oldest": ("dial_when_oldest_s", "duration"),
     "urgent": ("urgent_immediate", "urgent"), "catchup": ("catchup_s", "duration"),
+    "redial_gap": ("redial_gap_s", "duration"),
 }
 
 

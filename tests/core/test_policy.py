@@ -274,3 +274,30 @@ def test_shipped_policy_parses_with_its_promises():
     assert p.next_due(tue) == at(2026, 6, 2, 9, 15)
     # the maintenance window forbids Sunday 03:00-04:00 local
     assert not p.allowed(at(2026, 6, 7, 3, 30)) and p.allowed(at(2026, 6, 7, 4, 0))
+
+
+REDIAL = parse("timezone Europe/Berlin\n0 8 * * * queue-run\nset dial_when_queued = 5\nset redial_gap = 2m\n")
+
+
+@pytest.mark.parametrize("demand,why", [
+    (Demand(queued=1, urgent=1), "urgent(1)"),
+    (Demand(queued=7), "queued(7>=5)"),
+], ids=["urgent", "threshold"])
+def test_redial_gap_stops_a_dial_loop(demand, why):
+    # a call that could not deliver the urgent / threshold mail must not
+    # redial at once when it hangs up: wait out the redial gap
+    now = at(2026, 6, 2, 10, 0)
+    first = REDIAL.should_dial(now, demand)
+    assert first.dial and first.reason == why
+    again = Demand(**{**demand.__dict__, "last_dial": now})
+    d = REDIAL.should_dial(now + timedelta(seconds=30), again)
+    assert not d.dial, d
+    assert d.next_at == now + timedelta(minutes=2) and "redial gap" in d.reason
+    assert REDIAL.should_dial(now + timedelta(minutes=2), again).dial
+
+
+def test_redial_gap_does_not_hold_back_a_rule():
+    dialed = at(2026, 6, 2, 7, 59)            # Berlin wall clock; the 08:00 rule fires next
+    demand = Demand(queued=1, last_dial=dialed)
+    d = REDIAL.should_dial(dialed + timedelta(seconds=70), demand)
+    assert d.dial and d.reason.startswith("rule line 2")
