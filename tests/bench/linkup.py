@@ -14,8 +14,13 @@ message each for the same SMTP sink behind the line:
   (the seed recipe, /work/shared/seeds/000_...).
 
 Each run: queue one message (line down) -> start fakepppd (chat dials the
-modem, CONNECT) -> ppp0 comes up -> the system sends -> the sink has the
-whole message and the queue is empty -> fakepppd is stopped (ppp0 gone).
+modem, CONNECT) -> ppp0 comes up -> the system sends -> the session ends
+(sendmail: QUIT; edgemail caches the connection, so the sink closes it
+with 421 after 0.5 s idle) and the queue is empty -> 0.5 s more on the
+line (the close reaches the client) -> fakepppd is stopped (ppp0 gone).
+Without that, edgemail's cache carries a connection from call to call
+(the simulated line never changes addresses nor resets anything) and the
+next run pays a round trip for the RSET probe that finds it dead.
 Systems alternate run by run (which one goes first alternates too), after
 one unrecorded warm-up run each.
 
@@ -34,7 +39,8 @@ up) stamps t0, connects and talks the same dialogue without delay, 10
 times; medians of (accept - t0), (MAIL - t0), (1st DATA byte - t0) are
 the physical part, and "processing" = interval - that share.
 
-Output: a table on stdout and bench-out/linkup.json (every run's stamps
+Output: a table on stdout and bench-out/linkup.json (--line fast:
+linkup-fast.json) (every run's stamps
 and intervals, the probes, the line, load averages, the definitions).
 State (configs, queues, edgemail's daemon.log, fakepppd.log, sink.log)
 stays in bench-out/state/linkup/ until the next run.
@@ -74,6 +80,7 @@ LINES = {"56k": {"down_bps": 56000, "up_bps": 33600, "delay_ms": 50},      # V.9
 PROBES = 10
 RUN_TIMEOUT_S = 90.0
 IDLE_CLOSE_S = 0.5                 # the sink closes a session idle this long after a message
+LINGER_S = 0.5                     # line kept up after the session ended (> 2 round trips)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -195,6 +202,7 @@ def one_run(side, tag: str, line: Line, sink: SinkLog, world, edgemail) -> dict:
                    getattr(side, "log_tail", lambda: ""))
         rec["dns_queries"] = world.dns_query_count() - dns0
         rec["dns"] = dns_seen(world, rec["t_route"], dns0)
+        time.sleep(LINGER_S)       # the sink's 421 and FIN reach the client before the line drops
     finally:
         line.down(rec.get("t_start", 0.0))
     if edgemail is not None:       # the daemon has seen the line go (netlink) before the next run
@@ -360,8 +368,9 @@ def main(argv=None) -> int:
     result = run_all(args, out, state)
     rep = report(result, args)
     print("\n" + rep["table"])
-    (out / "linkup.json").write_text(json.dumps(rep, indent=1) + "\n")
-    print(f"\nlinkup: wrote {out / 'linkup.json'}")
+    path = out / ("linkup.json" if args.line == "56k" else f"linkup-{args.line}.json")
+    path.write_text(json.dumps(rep, indent=1) + "\n")
+    print(f"\nlinkup: wrote {path}")
     return 0
 
 

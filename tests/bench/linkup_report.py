@@ -32,7 +32,7 @@ ROWS = (
     ("proc_mail", "  processing (MAIL - line)"),
     ("proc_connect", "    before connect()"),
     ("proc_session", "    in the session"),
-    ("dns_first", "ppp0 up -> 1st DNS query at ISP"),
+    ("dns_first", "ppp0 up -> 1st DNS qry at ISP"),
     ("dns_before_mail", "DNS queries before MAIL (n)"),
     ("addr_route", "netlink addr -> route"),
 )
