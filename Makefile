@@ -45,6 +45,7 @@ test-fast: venv
 bench: venv debs
 	$(PY) tests/bench/economy.py
 	$(PY) tests/bench/run.py $(BENCH_ARGS)
+	$(PY) tests/bench/linkup.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
