@@ -3,13 +3,18 @@ edge namespace with its own link manager, the simulated modem, fakepppd, the
 ISP's DNS, relay (ETRN) and remote MX sinks.
 
 mail queued with the line down (0 DNS queries) -> urgent mail -> dial ->
-CONNECT -> ppp0 up -> queue run (the remote MX sink gets both messages) ->
-ETRN (the ISP pushes the mail it held for us to our WAN listener -> Maildir)
+CONNECT -> ppp0 up -> queue run -> ETRN (the ISP pushes the mail it held for us to our WAN listener -> Maildir)
 -> idle hang-up (ppp0 gone, manager idle) -> one call in the ledger, shown by
 `edgemail status`.  The ppp hooks (etc/ppp/ip-up.d/edgemail) run as
 fakepppd's ip-up/ip-down scripts, so both netlink and the hook report the
 link (idempotent).  Nothing is left behind: the daemon stops pppd, the world
 removes its namespaces.
+
+Outbound mail takes both expensive paths of the example configuration:
+`"*" = smarthost` (the ISP relay, STARTTLS verified against the world's
+certificate as SmartHostCAFile, AUTH with a 0600 SmartHostAuthFile; the
+relay's log shows the AUTH over TLS and its onward relay to the remote
+sink) and one domain routed by MX (straight to that domain's sink).
 """
 from __future__ import annotations
 
@@ -56,7 +61,12 @@ def setup(world, tmp_path: Path) -> Daemon:
         "hostname": "gw.edge.example",
         "listen": [{"name": "lan", "address": "127.0.0.1", "port": 0, "strict": False},
                    {"name": "wan", "address": world.edge_ip, "port": 25, "strict": True}],
-        "routes": {"edge.example": "local", "*": {"route": "mx", "expensive": True, "dialdelay": True}},
+        "SmartHost": f"[{world.relay_ip}]:25",
+        "SmartHostAuthFile": world.write_auth_file(str(tmp_path / "smarthost.auth")),
+        "SmartHostCAFile": world.relay_cert,
+        "routes": {"edge.example": "local",
+                   "remote2.example": {"route": "mx", "expensive": True, "dialdelay": True},
+                   "*": {"route": "smarthost", "expensive": True, "dialdelay": True}},
         "dns": {"nameservers": [world.dns_ip], "peer_dns_file": str(tmp_path / "none")},
         "Timeout": {"connect": "10s", "iconnect": "10s"},
         "link": {"mode": "modem", "interface": "ppp0", "policy": str(tmp_path / "dial.policy"),
@@ -106,14 +116,22 @@ def test_queue_down_dial_run_etrn_push_idle_hangup(world, tmp_path):
         assert w.dns_query_count() == dns0 == 0           # invariant 1: queued with no DNS query
 
         t0 = time.monotonic()
-        sendmail(daemon, "From: bob@edge.example\nTo: dave@remote1.example\nPrecedence: urgent\n"
+        sendmail(daemon, "From: bob@edge.example\nTo: dave@remote2.example\nPrecedence: urgent\n"
                          "Subject: urgent\n\nnow please\n")
         until(lambda: status(daemon)["link"]["state"] == "up", 30, "ppp0 up", daemon)
         dial_s = time.monotonic() - t0
         assert w.ppp_address() == w.edge_ip
         sunk = until(lambda: len(w.sink_messages()) == 2 and w.sink_messages(), 30, "queue run", daemon)
         run_s = time.monotonic() - t0
-        assert "carol@remote1.example" in json.dumps(sunk) and "dave@remote1.example" in json.dumps(sunk)
+        by_rcpt = {m["rcpts"][0]: m for m in sunk}
+        assert sorted(by_rcpt) == ["carol@remote1.example", "dave@remote2.example"]
+        assert by_rcpt["carol@remote1.example"]["sink"] == "198.51.100.10"     # via the smart host
+        assert by_rcpt["dave@remote2.example"]["peer"] == w.edge_ip              # by MX, straight from us
+        auths = w.relay_log("auth")
+        assert [(a["user"], a["ok"], a["tls"]) for a in auths] == [("edge", True, True)]
+        relayed = w.relay_log("relay")
+        assert [(r["rcpts"], r["auth"], r["tls"], r["status"]) for r in relayed] == [
+            (["carol@remote1.example"], "edge", True, "sent")]
         pushed = until(lambda: maildir(tmp_path), 30, "the ISP's push after ETRN", daemon)
         assert b"waiting for you" in pushed[0].read_bytes()
         until(lambda: w.held_messages() == [], 10, "the ISP's queue emptied", daemon)
@@ -129,6 +147,9 @@ def test_queue_down_dial_run_etrn_push_idle_hangup(world, tmp_path):
         log = daemon.log.read_text()
         assert "link: state=DIALING, reason=urgent" in log or "link: state=DIALING" in log
         assert "link: call=ended" in log and "etrn=edge.example, reply=25" in log
+        sent = [ln for ln in log.splitlines() if "to=<carol@remote1.example>" in ln and "stat=Sent" in ln]
+        assert sent and "mailer=smarthost" in sent[0] and f"[{w.relay_ip}]:25" in sent[0], sent
+        assert "secret" not in log
         print(f"\nE2E: dial->up {dial_s:.1f}s, urgent->both sent {run_s:.1f}s, call {call['connect_s']:.1f}s, "
               f"sent {call['bytes_sent']} B, rcvd {call['bytes_rcvd']} B, dns queries {w.dns_query_count()}")
     finally:
