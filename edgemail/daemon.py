@@ -113,7 +113,10 @@ def make_store(cfg: Config, clock: Clock):
 def make_runner(cfg: Config, store, clock: Clock, link=None):
     """The delivery runner (no I/O but reading the aliases and host status files)."""
     from .runner import Runner
-    return Runner(cfg, store, clock=clock, link=link)
+    from .smtpc.tls import TlsPolicy
+    # SmartHostTLSVerify / SmartHostCAFile: how the smart host's certificate is checked
+    tls = TlsPolicy("may", verify=cfg.SmartHostTLSVerify, cafile=cfg.SmartHostCAFile or None)
+    return Runner(cfg, store, clock=clock, link=link, smarthost_tls=tls)
 
 
 def make_listeners(cfg: Config, store, runner, on_commit=None) -> list:

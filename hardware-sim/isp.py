@@ -6,7 +6,7 @@ SYNOPSIS
            [--domain edge.example] [--edge-host 10.64.0.2] [--edge-port 25]
            [--user edge:secret] [--etrn-reply 458|459|250|252] [--no-etrn] [--refuse-auth]
            [--dns-addr 192.0.2.53] [--relay-addr 192.0.2.25] [--relay-port 25 --relay-port 587]
-           [--sink 198.51.100.10 --sink 198.51.100.11]
+           [--sink 198.51.100.10 --sink 198.51.100.11] [--tls-cert PEM --tls-key PEM]
 
 DESCRIPTION
     One asyncio process, moved into the ISP namespace at start (before any
@@ -14,7 +14,11 @@ DESCRIPTION
     TCP), isprelay.Relay on --relay-addr (25 and 587) and a sink on each
     --sink address, port 25.  The addresses must exist in the namespace
     (simworld puts them on its lo).  Files live in --run-dir: held/,
-    sinks/<addr>/, dns.log (one JSON line per query).
+    sinks/<addr>/, dns.log (one JSON line per query), and the relay's
+    self-signed certificate relay-cert.pem (a client's CA file) with its
+    key relay-key.pem (0600), made at start with the openssl CLI unless
+    --tls-cert/--tls-key name existing ones.  The relay offers STARTTLS
+    and AUTH only after it (isprelay.py).
 
     Defaults: customer domain edge.example delivered to 10.64.0.2:25 on
     ETRN; AUTH user "edge" password "secret".
@@ -49,7 +53,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ctlsock  # noqa: E402
 import netns  # noqa: E402
 from ispdns import DnsServer, Zone, serve_dns  # noqa: E402
-from isprelay import MailStore, Relay, RelayFaults, serve_sink  # noqa: E402
+from isprelay import MailStore, Relay, RelayFaults, make_cert, serve_sink, server_context  # noqa: E402
 
 
 class Isp:
@@ -63,7 +67,11 @@ class Isp:
         users = dict(u.split(":", 1) for u in args.user)
         faults = RelayFaults(etrn_reply=args.etrn_reply, no_etrn=args.no_etrn, refuse_auth=args.refuse_auth)
         customers = {d: (args.edge_host, args.edge_port) for d in args.domain}
-        self.relay = Relay(self.store, self.zone, customers, users, faults)
+        cert, key = args.tls_cert, args.tls_key
+        if not (cert and key):
+            cert, key = make_cert(args.run_dir, "relay.isp.example", args.relay_addr)
+        self.relay = Relay(self.store, self.zone, customers, users, faults, tls=server_context(cert, key))
+        self.cert = cert
         self.dns_log = open(os.path.join(args.run_dir, "dns.log"), "a")
         self._logged = 0
 
@@ -85,7 +93,8 @@ class Isp:
         cmd = req.pop("cmd")
         self.flush_dns_log()
         if cmd == "status":
-            return dict(dns_count=self.dns.count, dns_silent=self.dns.silent, **self.relay.status())
+            return dict(dns_count=self.dns.count, dns_silent=self.dns.silent, tls_cert=self.cert,
+                        **self.relay.status())
         if cmd == "dns_count":
             return {"count": self.dns.count}
         if cmd == "dns_log":
@@ -136,7 +145,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--relay-addr", default="192.0.2.25")
     p.add_argument("--relay-port", type=int, action="append")
     p.add_argument("--sink", action="append")
+    p.add_argument("--tls-cert", help="the relay's certificate (PEM); default: made in --run-dir")
+    p.add_argument("--tls-key", help="its private key (PEM)")
     a = p.parse_args(argv)
+    if bool(a.tls_cert) != bool(a.tls_key):
+        p.error("--tls-cert and --tls-key go together")
     a.domain = a.domain or ["edge.example"]
     a.user = a.user or ["edge:secret"]
     a.relay_port = a.relay_port or [25, 587]

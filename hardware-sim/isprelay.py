@@ -2,7 +2,9 @@
 
 SYNOPSIS
     store = MailStore(run_dir)
-    relay = Relay(store, zone, customers={"edge.example": ("10.64.0.2", 25)}, users={"edge": "secret"})
+    cert, key = make_cert(run_dir, "relay.isp.example", "192.0.2.25")
+    relay = Relay(store, zone, customers={"edge.example": ("10.64.0.2", 25)}, users={"edge": "secret"},
+                  tls=server_context(cert, key))
     await relay.serve("192.0.2.25", [25, 587])
     await serve_sink(store, "198.51.100.10")
 
@@ -15,12 +17,20 @@ DESCRIPTION
       * a customer domain (or a subdomain of one): accepted from anyone and
         HELD in <run_dir>/held/, one JSON file per message and domain;
       * any other domain: only after AUTH (PLAIN or LOGIN; credentials
-        from --user; AUTH is offered without TLS: the sim has no
-        certificates, and the link is a private namespace), then relayed
-        at once to the domain's MX from the zone table (no DNS query, so
-        the DNS counter counts only the customer's queries); the outcome
-        is in relay_log (sent / failed: null MX, no MX, connect error);
+        from --user), then relayed at once to the domain's MX from the
+        zone table (no DNS query, so the DNS counter counts only the
+        customer's queries); the outcome is in relay_log (sent / failed:
+        null MX, no MX, connect error; with auth=<user> and tls=true|false);
       * otherwise 554 5.7.1 Relaying denied.
+
+    TLS, as a real ISP: STARTTLS is offered on both ports with a
+    self-signed certificate (make_cert: the openssl CLI, ECDSA P-256,
+    CN and subjectAltName DNS:<hostname>, IP:<relay address>, so a client
+    that pins the certificate as its CA file verifies it, host name
+    included).  AUTH (PLAIN, LOGIN) is advertised only after STARTTLS; an
+    AUTH before it gets 538 5.7.11.  Every AUTH outcome is in relay_log
+    (event "auth": user, ok, tls; never the password).  Without a TLS
+    context (Relay(tls=None)) there is no STARTTLS and so no AUTH at all.
 
     ETRN (RFC 1985), advertised in EHLO:
       ETRN edge.example     the messages held for that domain
@@ -35,7 +45,8 @@ DESCRIPTION
     Faults (RelayFaults, at start or through isp.py's control socket):
     etrn_reply = 250|252|458|459 forces that reply (250/252 still start
     the delivery, as sendmail's "250 2.0.0 Queuing for node X started"),
-    no_etrn = 500 for ETRN and no ETRN in EHLO, refuse_auth = 535 5.7.8.
+    no_etrn = 500 for ETRN and no ETRN in EHLO, refuse_auth = 535 5.7.8
+    for every AUTH (right or wrong credentials).
 
     Sinks: SMTP servers that accept everything and store each message as
     JSON in <run_dir>/sinks/<address>/.
@@ -46,6 +57,8 @@ import asyncio
 import json
 import os
 import smtplib
+import ssl
+import subprocess
 import time
 from dataclasses import asdict, dataclass
 
@@ -69,6 +82,33 @@ class RelayFaults:
             if key == "etrn_reply" and value is not None and int(value) not in ETRN_CODES:
                 raise ValueError(f"etrn_reply must be one of {ETRN_CODES} or null")
             setattr(self, key, int(value) if key == "etrn_reply" and value is not None else value)
+
+
+def make_cert(directory: str, hostname: str, ip: str, days: int = 7) -> tuple[str, str]:
+    """A self-signed certificate for the relay in `directory`: (cert path, key path).
+
+    The key is written 0600 and never shown: openssl's own chatter is kept
+    only to explain a failure, and it never contains the key."""
+    cert, key = os.path.join(directory, "relay-cert.pem"), os.path.join(directory, "relay-key.pem")
+    old = os.umask(0o077)
+    try:
+        out = subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+             "-nodes", "-days", str(days), "-subj", f"/CN={hostname}",
+             "-addext", f"subjectAltName=DNS:{hostname},IP:{ip}",
+             "-keyout", key, "-out", cert], capture_output=True, text=True, timeout=30)
+    finally:
+        os.umask(old)
+    if out.returncode != 0:
+        raise RuntimeError(f"openssl could not make the relay's certificate: {out.stderr.strip()[-500:]}")
+    os.chmod(cert, 0o644)
+    return cert, key
+
+
+def server_context(cert: str, key: str) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    return ctx
 
 
 class MailStore:
@@ -125,6 +165,11 @@ class MailStore:
         return out
 
 
+def _auth_user(session) -> str | None:
+    data = session.auth_data if session.authenticated else None
+    return data.login.decode(errors="replace") if isinstance(data, LoginPassword) else None
+
+
 def _domain(addr: str) -> str:
     return addr.rpartition("@")[2].strip("<> ").lower().rstrip(".")
 
@@ -140,12 +185,14 @@ class Relay:
     """The relay's handler (aiosmtpd hooks) and its ETRN delivery."""
 
     def __init__(self, store: MailStore, zone: Zone, customers: dict, users: dict,
-                 faults: RelayFaults | None = None, hostname: str = "relay.isp.example"):
+                 faults: RelayFaults | None = None, hostname: str = "relay.isp.example",
+                 tls: ssl.SSLContext | None = None):
         self.store, self.zone = store, zone
         self.customers = {d.lower(): hp for d, hp in customers.items()}
         self.users = users
         self.faults = faults or RelayFaults()
         self.hostname = hostname
+        self.tls = tls
         self.log: list[dict] = []
         self.tasks: set = set()
         self.flush_locks: dict[str, asyncio.Lock] = {}
@@ -153,8 +200,8 @@ class Relay:
     # -- serving -------------------------------------------------------------
 
     def factory(self) -> SMTP:
-        return EtrnSMTP(self, hostname=self.hostname, ident="ISP relay (hardware-sim)",
-                        auth_require_tls=False, authenticator=self.authenticate, timeout=120)
+        return EtrnSMTP(self, hostname=self.hostname, ident="ISP relay (hardware-sim)", tls_context=self.tls,
+                        auth_require_tls=True, authenticator=self.authenticate, timeout=120)
 
     async def serve(self, host: str, ports: list[int]) -> list:
         loop = asyncio.get_running_loop()
@@ -169,9 +216,12 @@ class Relay:
         return None
 
     def authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
+        user = auth_data.login.decode(errors="replace") if isinstance(auth_data, LoginPassword) else ""
         ok = (not self.faults.refuse_auth and isinstance(auth_data, LoginPassword)
-              and self.users.get(auth_data.login.decode(errors="replace")) == auth_data.password.decode(errors="replace"))
-        return AuthResult(success=ok, handled=False)
+              and self.users.get(user) == auth_data.password.decode(errors="replace"))
+        self._log("auth", mechanism=mechanism, user=user, ok=ok, tls=session.ssl is not None,
+                  refused_by_fault=self.faults.refuse_auth)
+        return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
@@ -200,7 +250,8 @@ class Relay:
             self.store.hold(cust, envelope.mail_from, rcpts, data)
             self._log("held", domain=cust, rcpts=rcpts, mail_from=envelope.mail_from)
         if onward:
-            self._spawn(self._relay_onward(envelope.mail_from, onward, data))
+            how = dict(auth=_auth_user(session), tls=session.ssl is not None)
+            self._spawn(self._relay_onward(envelope.mail_from, onward, data, how))
         return "250 2.0.0 OK: queued"
 
     # -- ETRN -------------------------------------------------------------------
@@ -271,21 +322,22 @@ class Relay:
 
     # -- onward relaying ---------------------------------------------------------
 
-    async def _relay_onward(self, mail_from: str, rcpts: list[str], data: str) -> None:
+    async def _relay_onward(self, mail_from: str, rcpts: list[str], data: str, how: dict) -> None:
         by_domain: dict[str, list[str]] = {}
         for r in rcpts:
             by_domain.setdefault(_domain(r), []).append(r)
         for domain, group in by_domain.items():
             hosts = self.zone.mx_hosts(domain)
             if not hosts:
-                self._log("relay", domain=domain, rcpts=group, status="failed", error="no MX (null MX or unknown)")
+                self._log("relay", domain=domain, rcpts=group, status="failed", error="no MX (null MX or unknown)",
+                          **how)
                 continue
             _, ip = hosts[0]
             try:
                 await asyncio.to_thread(self._send, ip, mail_from, group, data)
-                self._log("relay", domain=domain, rcpts=group, relay=ip, status="sent")
+                self._log("relay", domain=domain, rcpts=group, relay=ip, status="sent", **how)
             except (OSError, smtplib.SMTPException) as e:
-                self._log("relay", domain=domain, rcpts=group, relay=ip, status="failed", error=str(e))
+                self._log("relay", domain=domain, rcpts=group, relay=ip, status="failed", error=str(e), **how)
 
     def _send(self, ip: str, mail_from: str, rcpts: list[str], data: str) -> None:
         with smtplib.SMTP(ip, 25, local_hostname=self.hostname, timeout=30) as smtp:

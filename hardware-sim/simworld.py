@@ -6,6 +6,7 @@ SYNOPSIS
     w = World.up(modem={"busy": 1}, link={"down_bps": 200000})
     proc = w.start_fakepppd("idle", "30"); w.wait_ppp_up()
     w.dns_query_count(); w.sink_messages(); w.inject_held_mail(...); w.modem_control("drop", mode="hard")
+    w.relay_cert; w.relay_credentials; w.write_auth_file(path); w.relay_log()
     w.down()
 
     simworld.py reap --state RUN_DIR/state.json --owner PID     (internal: the reaper)
@@ -34,6 +35,15 @@ ADDRESSES (defaults)
     edge ppp0 10.64.0.2 peer 10.64.0.1      ISP isp0 10.64.0.1 peer 10.64.0.2
     DNS 192.0.2.53:53 (UDP+TCP)             relay 192.0.2.25:25 and :587
     sinks 198.51.100.10:25 (mx.remote1.example), 198.51.100.11:25 (mx.remote2.example)
+
+THE RELAY'S TLS AND AUTH
+    isp.py makes the relay's self-signed certificate at world-up in the
+    run directory: relay_cert (PEM; use it as the client's CA file: its
+    subjectAltName has relay.isp.example and 192.0.2.25) and its key
+    (0600, never printed).  AUTH needs STARTTLS first; relay_credentials
+    is (user, password), "edge"/"secret" unless isp={"user": ...} says
+    otherwise; write_auth_file(path) writes them as edgemail's
+    SmartHostAuthFile ("user password", mode 0600).
 
 DIAGNOSTICS
     WorldError with the tail of the failing program's log.  Needs root
@@ -183,6 +193,9 @@ class World:
         self.sinks = dict(SINKS)
         self.dial_number = DIAL_NUMBER
         self.fakepppd_path = os.path.join(HERE, "fakepppd")
+        self.relay_cert = state.get("relay_cert") or os.path.join(self.run_dir, "relay-cert.pem")
+        user, _, password = state.get("relay_user", "edge:secret").partition(":")
+        self.relay_credentials = (user, password)
 
     # -- life cycle ---------------------------------------------------------
 
@@ -199,8 +212,11 @@ class World:
         os.makedirs(os.path.join(run_dir, "ppp"))
         os.makedirs(os.path.join(run_dir, "peers"))
         owner_pid = None if owner is None else (os.getpid() if owner == -1 else owner)
+        users = (isp or {}).get("user") or ["edge:secret"]
         state = dict(id=wid, run_dir=run_dir, own_run_dir=True, pids={}, reaper=None, owner=owner_pid,
-                     namespaces=[f"emedge-{wid}", f"emisp-{wid}"], created=time.time())
+                     namespaces=[f"emedge-{wid}", f"emisp-{wid}"], created=time.time(),
+                     relay_user=users if isinstance(users, str) else users[0],
+                     relay_cert=(isp or {}).get("tls_cert") or os.path.join(run_dir, "relay-cert.pem"))
         _save(state)
         world = cls(state)
         try:
@@ -282,6 +298,7 @@ class World:
                     dial_number=self.dial_number, edge_ip=self.edge_ip, isp_ip=self.isp_ip,
                     dns=f"{self.dns_ip}:53", relay=f"{self.relay_ip}:25", submission=f"{self.relay_ip}:587",
                     sinks={ip: f"{name} {ip}:25" for ip, name in self.sinks.items()},
+                    relay_cert=self.relay_cert, relay_user=self.relay_credentials[0],
                     fakepppd=self.fakepppd_path, fakepppd_command=self.fakepppd_argv(),
                     pids=self.state["pids"], reaper=self.state["reaper"],
                     fakepppd_env=self.fakepppd_env(), connect_script=chat_script(self.dial_number))
@@ -315,6 +332,18 @@ class World:
 
     def relay_faults(self, **kw) -> dict:
         return self.isp_control("relay_faults", **kw)
+
+    def relay_log(self, event: str | None = None) -> list[dict]:
+        """The relay's events (held, auth, relay, etrn, etrn-delivery), optionally one kind."""
+        return [e for e in self.isp_control("relay_log")["log"] if event in (None, e["event"])]
+
+    def write_auth_file(self, path: str) -> str:
+        """The relay's credentials as edgemail's SmartHostAuthFile: "user password", mode 0600."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(" ".join(self.relay_credentials) + "\n")
+        os.chmod(path, 0o600)
+        return path
 
     # -- namespaces -----------------------------------------------------------------
 

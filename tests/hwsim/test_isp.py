@@ -1,5 +1,8 @@
 """The ISP world over the line: DNS counter, relay with AUTH, ETRN, sinks (root)."""
+import os
 import smtplib
+import ssl
+import stat
 import subprocess
 import time
 
@@ -60,10 +63,17 @@ def test_dns_silent_fault_still_counts(online_world):
     assert w.dns_query_count() == 1
 
 
-def submit(w, port=587, user="edge", password="secret", rcpts=("you@remote1.example",)):
+def relay_tls(w) -> ssl.SSLContext:
+    """Verify the relay against the world's certificate, host name (the IP) included."""
+    return ssl.create_default_context(cafile=w.relay_cert)
+
+
+def submit(w, port=587, user="edge", password="secret", rcpts=("you@remote1.example",), tls=True):
     with w.in_edge():
         smtp = smtplib.SMTP(w.relay_ip, port, local_hostname="gw.edge.example", timeout=10)
     with smtp:
+        if tls:
+            smtp.starttls(context=relay_tls(w))
         if user:
             smtp.login(user, password)
         smtp.sendmail("me@edge.example", list(rcpts), b"Subject: out\r\n\r\nover the line\r\n")
@@ -79,19 +89,66 @@ def wait_sinks(w, n, timeout_s=5.0):
     return w.sink_messages()
 
 
-def test_relay_with_auth_delivers_to_the_sinks(online_world):
+@pytest.mark.parametrize("port", [25, 587])
+def test_relay_with_starttls_and_auth_delivers_to_the_sinks(online_world, port):
     w = online_world()
-    submit(w, rcpts=("a@remote1.example", "b@remote2.example"))
+    submit(w, port=port, rcpts=("a@remote1.example", "b@remote2.example"))
     msgs = wait_sinks(w, 2)
     assert sorted((m["sink"], tuple(m["rcpts"])) for m in msgs) == [
         ("198.51.100.10", ("a@remote1.example",)), ("198.51.100.11", ("b@remote2.example",))]
     assert all("over the line" in m["data"] and m["mail_from"] == "me@edge.example" for m in msgs)
+    assert [(e["user"], e["ok"], e["tls"]) for e in w.relay_log("auth")] == [("edge", True, True)]
+    relayed = w.relay_log("relay")
+    assert {(e["auth"], e["tls"], e["status"]) for e in relayed} == {("edge", True, "sent")}
+
+
+def test_certificate_is_made_at_world_up_and_its_key_kept_private(world):
+    w = world()
+    assert w.isp_control("status")["tls_cert"] == w.relay_cert
+    key = os.path.join(w.run_dir, "relay-key.pem")
+    assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
+    logs = "".join(open(os.path.join(w.run_dir, f), errors="replace").read()
+                   for f in os.listdir(w.run_dir) if f.endswith(".log"))
+    assert "PRIVATE KEY" not in logs and "relay-key" not in logs
+    text = subprocess.run(["openssl", "x509", "-in", w.relay_cert, "-noout", "-text"],
+                          capture_output=True, text=True, check=True).stdout
+    assert "DNS:relay.isp.example" in text and "IP Address:192.0.2.25" in text
+
+
+def test_auth_is_offered_only_after_starttls(online_world):
+    w = online_world()
+    with w.in_edge():
+        smtp = smtplib.SMTP(w.relay_ip, 587, local_hostname="gw.edge.example", timeout=10)
+    with smtp:
+        smtp.ehlo()
+        assert smtp.has_extn("starttls") and not smtp.has_extn("auth")
+        code, text = smtp.docmd("AUTH", "PLAIN AGVkZ2UAc2VjcmV0")      # \0edge\0secret, in clear
+        assert code == 538 and text.startswith(b"5.7.11"), text
+        smtp.starttls(context=relay_tls(w))
+        smtp.ehlo()
+        assert not smtp.has_extn("starttls")
+        assert set(smtp.esmtp_features["auth"].split()) >= {"PLAIN", "LOGIN"}
+    assert w.relay_log("auth") == []                                   # the clear attempt never got that far
+
+
+def test_a_wrong_certificate_authority_fails_verification(online_world, tmp_path):
+    w = online_world()
+    other = tmp_path / "other.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-days", "1", "-subj", "/CN=relay.isp.example", "-keyout", str(tmp_path / "k"),
+                    "-out", str(other)], capture_output=True, check=True)
+    with w.in_edge():
+        smtp = smtplib.SMTP(w.relay_ip, 587, local_hostname="gw.edge.example", timeout=10)
+    with smtp, pytest.raises(ssl.SSLCertVerificationError):
+        smtp.starttls(context=ssl.create_default_context(cafile=str(other)))
 
 
 def test_swaks_submission_with_auth_login(online_world):
+    if subprocess.run(["perl", "-MNet::SSLeay", "-e", "1"], capture_output=True).returncode != 0:
+        pytest.skip("swaks needs Net::SSLeay for STARTTLS: apt-get install libnet-ssleay-perl")
     w = online_world()
     out = subprocess.run(["ip", "netns", "exec", w.edge_ns, "swaks", "--server", f"{w.relay_ip}:587",
-                          "--auth", "LOGIN", "--auth-user", "edge", "--auth-password", "secret",
+                          "--tls", "--tls-verify", "--tls-ca-path", w.relay_cert, "--auth", "LOGIN", "--auth-user", "edge", "--auth-password", "secret",
                           "--from", "me@edge.example", "--to", "c@remote2.example", "--helo", "gw.edge.example"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout[-2000:]
@@ -108,8 +165,12 @@ def test_relay_refuses_without_auth_and_with_refused_auth(online_world):
     w.relay_faults(refuse_auth=True)
     with pytest.raises(smtplib.SMTPAuthenticationError) as e:
         submit(w)
-    assert e.value.smtp_code == 535
+    assert e.value.smtp_code == 535 and e.value.smtp_error.startswith(b"5.7.8")
     assert wait_sinks(w, 1, timeout_s=0.5) == []
+    auths = w.relay_log("auth")             # smtplib's login() tries PLAIN, then LOGIN
+    assert {(e["user"], e["ok"], e["tls"]) for e in auths} == {("edge", False, True)}
+    assert [e["refused_by_fault"] for e in auths][-1] is True
+    assert all("secret" not in str(e) and "wrong" not in str(e) for e in w.relay_log())
 
 
 def etrn(w, arg):

@@ -47,6 +47,11 @@ def test_story_demo_tells_every_step(tmp_path):
     assert "DNS queries at the ISP so far: 0" in r.stdout
     counts = re.search(r"alice's Maildir \(.*\): (\d+) message\(s\); remote MX sinks received (\d+) message", r.stdout)
     assert counts and counts.groups() == ("1", "2"), counts and counts.group(0)
+    # outbound went through the ISP relay as the smart host: AUTH over TLS, then on to the sinks
+    assert re.findall(r"ISP relay: AUTH \w+ as edge: (\w+ over TLS|.*)", r.stdout) == ["accepted over TLS"]
+    relayed = re.findall(r"ISP relay: (\S+) -> \S+: (\w+) \(auth=(\w+), tls=(\w+)\)", r.stdout)
+    assert sorted(relayed) == [("bob@remote1.example", "sent", "edge", "true"),
+                               ("ops@remote2.example", "sent", "edge", "true")], relayed
 
     # the daemon's own lines alone prove every step but the two the world reports
     logged = [T.LogLine(float(t), line) for t, _, line in

@@ -3,123 +3,71 @@ edge namespace with its own link manager, the simulated modem, fakepppd, the
 ISP's DNS, relay (ETRN) and remote MX sinks.
 
 mail queued with the line down (0 DNS queries) -> urgent mail -> dial ->
-CONNECT -> ppp0 up -> queue run (the remote MX sink gets both messages) ->
-ETRN (the ISP pushes the mail it held for us to our WAN listener -> Maildir)
+CONNECT -> ppp0 up -> queue run -> ETRN (the ISP pushes the mail it held for us to our WAN listener -> Maildir)
 -> idle hang-up (ppp0 gone, manager idle) -> one call in the ledger, shown by
 `edgemail status`.  The ppp hooks (etc/ppp/ip-up.d/edgemail) run as
 fakepppd's ip-up/ip-down scripts, so both netlink and the hook report the
 link (idempotent).  Nothing is left behind: the daemon stops pppd, the world
 removes its namespaces.
+
+Outbound mail takes both expensive paths of the example configuration:
+`"*" = smarthost` (the ISP relay, STARTTLS verified against the world's
+certificate as SmartHostCAFile, AUTH with a 0600 SmartHostAuthFile; the
+relay's log shows the AUTH over TLS and its onward relay to the remote
+sink) and one domain routed by MX (straight to that domain's sink).
 """
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from daemon_harness import BIN, Daemon, write_config
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(120)]
-ROOT = Path(__file__).resolve().parents[2]
 POLICY = "set idle_hangup = 2s\nset max_connect = 60s\nset urgent = immediate\n"
-PEERS = "115200\nnodetach\nnoauth\ndefaultroute\nusepeerdns\nipparam edgemail\nlinkname edgemail\n"
 
 
-def hook_script(path: Path, which: str, env: dict) -> str:
-    """/etc/ppp/ip-up as Debian's: run-parts over ip-up.d with pppd's arguments (env passed through)."""
-    exports = "".join(f"export {k}='{v}'\n" for k, v in env.items())
-    path.write_text(f"#!/bin/sh\n{exports}"
-                    f"exec {ROOT}/etc/ppp/{which}.d/edgemail \"$@\"\n")
-    path.chmod(0o755)
-    return str(path)
-
-
-def until(pred, timeout: float, what: str, daemon: Daemon):
-    end = time.monotonic() + timeout
-    while True:
-        got = pred()
-        if got:
-            return got
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}\n{daemon.log.read_text()[-4000:]}")
-        time.sleep(0.1)
-
-
-def setup(world, tmp_path: Path) -> Daemon:
-    (tmp_path / "dial.policy").write_text(POLICY)
-    Path(world.peers_dir, "edgemail").write_text(PEERS)
-    cfg = write_config(tmp_path, {
-        "hostname": "gw.edge.example",
-        "listen": [{"name": "lan", "address": "127.0.0.1", "port": 0, "strict": False},
-                   {"name": "wan", "address": world.edge_ip, "port": 25, "strict": True}],
-        "routes": {"edge.example": "local", "*": {"route": "mx", "expensive": True, "dialdelay": True}},
-        "dns": {"nameservers": [world.dns_ip], "peer_dns_file": str(tmp_path / "none")},
-        "Timeout": {"connect": "10s", "iconnect": "10s"},
-        "link": {"mode": "modem", "interface": "ppp0", "policy": str(tmp_path / "dial.policy"),
-                 "etrn_host": f"{world.relay_ip}:25", "etrn_domains": ["edge.example"],
-                 "device": world.tty, "numbers": [world.dial_number], "pppd": world.fakepppd_path,
-                 "pppd_args": ["call", "edgemail"], "state_file": str(tmp_path / "link.json"),
-                 "dial_timeout": "10s", "dial_retries": 1, "command_timeout": "1s",
-                 "dial_backoff": "1s", "dtr_drop": 0.1, "escape_guard": 0.2},
-    })
-    hook_env = {"EDGEMAIL": str(BIN / "edgemail"), "EDGEMAIL_CONFIG": str(cfg)}
-    env = {**world.fakepppd_env(), **hook_env,
-           "FAKEPPPD_IP_UP": hook_script(tmp_path / "ip-up", "ip-up", hook_env),
-           "FAKEPPPD_IP_DOWN": hook_script(tmp_path / "ip-down", "ip-down", hook_env)}
-    return Daemon(cfg, env=env, prefix=["ip", "netns", "exec", world.edge_ns])
-
-
-def sendmail(daemon: Daemon, text: str) -> None:
-    r = subprocess.run([str(BIN / "sendmail"), "-t", "-i"], input=text.encode(), capture_output=True,
-                       env={**os.environ, "EDGEMAIL_CONFIG": str(daemon.config)}, timeout=30)
-    assert r.returncode == 0, r.stderr
-
-
-def status(daemon: Daemon) -> dict:
-    r = subprocess.run([str(BIN / "edgemail"), "-c", str(daemon.config), "status", "--json"],
-                       capture_output=True, timeout=30)
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
-
-
-def maildir(tmp_path: Path) -> list[Path]:
-    return sorted(tmp_path.glob("mail/*/Maildir/new/*"))
-
-
-def test_queue_down_dial_run_etrn_push_idle_hangup(world, tmp_path):
+def test_queue_down_dial_run_etrn_push_idle_hangup(world, edge_daemon, tmp_path):
     w = world(with_isp=True)
     w.inject_held_mail("alice@edge.example", data="Subject: held at the ISP\r\n\r\nwaiting for you\r\n")
     assert len(w.held_messages()) == 1
-    daemon = setup(w, tmp_path)
+    daemon = edge_daemon(w, policy=POLICY)
     daemon.start()
     try:
         dns0 = w.dns_query_count()
-        sendmail(daemon, "From: bob@edge.example\nTo: carol@remote1.example\nSubject: normal\n\nhello\n")
-        st = status(daemon)
+        daemon.sendmail("From: bob@edge.example\nTo: carol@remote1.example\nSubject: normal\n\nhello\n")
+        st = daemon.status()
         assert st["queue"]["due"] == 1 and st["link"]["state"] == "down"
         time.sleep(1.0)                                   # the policy has had its chance: no dial for normal mail
-        assert status(daemon)["link"]["state"] == "down"
+        assert daemon.status()["link"]["state"] == "down"
         assert w.dns_query_count() == dns0 == 0           # invariant 1: queued with no DNS query
 
         t0 = time.monotonic()
-        sendmail(daemon, "From: bob@edge.example\nTo: dave@remote1.example\nPrecedence: urgent\n"
+        daemon.sendmail("From: bob@edge.example\nTo: dave@remote2.example\nPrecedence: urgent\n"
                          "Subject: urgent\n\nnow please\n")
-        until(lambda: status(daemon)["link"]["state"] == "up", 30, "ppp0 up", daemon)
+        daemon.until(lambda: daemon.status()["link"]["state"] == "up", 30, "ppp0 up")
         dial_s = time.monotonic() - t0
         assert w.ppp_address() == w.edge_ip
-        sunk = until(lambda: len(w.sink_messages()) == 2 and w.sink_messages(), 30, "queue run", daemon)
+        sunk = daemon.until(lambda: len(w.sink_messages()) == 2 and w.sink_messages(), 30, "queue run")
         run_s = time.monotonic() - t0
-        assert "carol@remote1.example" in json.dumps(sunk) and "dave@remote1.example" in json.dumps(sunk)
-        pushed = until(lambda: maildir(tmp_path), 30, "the ISP's push after ETRN", daemon)
+        by_rcpt = {m["rcpts"][0]: m for m in sunk}
+        assert sorted(by_rcpt) == ["carol@remote1.example", "dave@remote2.example"]
+        assert by_rcpt["carol@remote1.example"]["sink"] == "198.51.100.10"     # via the smart host
+        assert by_rcpt["dave@remote2.example"]["peer"] == w.edge_ip              # by MX, straight from us
+        auths = w.relay_log("auth")
+        assert [(a["user"], a["ok"], a["tls"]) for a in auths] == [("edge", True, True)]
+        relayed = w.relay_log("relay")
+        assert [(r["rcpts"], r["auth"], r["tls"], r["status"]) for r in relayed] == [
+            (["carol@remote1.example"], "edge", True, "sent")]
+        pushed = daemon.until(lambda: daemon.maildir(), 30, "the ISP's push after ETRN")
         assert b"waiting for you" in pushed[0].read_bytes()
-        until(lambda: w.held_messages() == [], 10, "the ISP's queue emptied", daemon)
-        until(lambda: status(daemon)["link"]["state"] == "down", 30, "idle hang-up", daemon)
+        daemon.until(lambda: w.held_messages() == [], 10, "the ISP's queue emptied")
+        daemon.until(lambda: daemon.status()["link"]["state"] == "down", 30, "idle hang-up")
         assert w.ppp_address() is None
-        st = status(daemon)
+        st = daemon.status()
         assert st["queue"]["count"] == 0 and st["link"]["failed_dials"] == 0
         assert st["last_etrn"]["ok"] is True and st["last_etrn"]["replies"][0]["domain"] == "edge.example"
         call = st["last_call"]
@@ -129,6 +77,9 @@ def test_queue_down_dial_run_etrn_push_idle_hangup(world, tmp_path):
         log = daemon.log.read_text()
         assert "link: state=DIALING, reason=urgent" in log or "link: state=DIALING" in log
         assert "link: call=ended" in log and "etrn=edge.example, reply=25" in log
+        sent = [ln for ln in log.splitlines() if "to=<carol@remote1.example>" in ln and "stat=Sent" in ln]
+        assert sent and "mailer=smarthost" in sent[0] and f"[{w.relay_ip}]:25" in sent[0], sent
+        assert "secret" not in log
         print(f"\nE2E: dial->up {dial_s:.1f}s, urgent->both sent {run_s:.1f}s, call {call['connect_s']:.1f}s, "
               f"sent {call['bytes_sent']} B, rcvd {call['bytes_rcvd']} B, dns queries {w.dns_query_count()}")
     finally:

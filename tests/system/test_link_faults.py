@@ -7,6 +7,11 @@ the MTA provides) is the test's: its queue run sends each queued message
 over ppp0 to the sink and removes it only after the sink's ack, so a carrier
 loss mid-transfer leaves the message queued.  Every case ends with nothing
 lost and the manager idle or retrying per policy.
+
+"ISP refusing AUTH" and "ISP answering 458/459 to ETRN" run the real
+daemon (tests/system/conftest.py edge_daemon: runner, MtaPort, link
+manager, smart host with STARTTLS and AUTH) against the simulated ISP
+relay with its refuse_auth / etrn_reply faults.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from dataclasses import replace
 
 import pytest
@@ -36,10 +42,10 @@ POLICY = "set idle_hangup = 1s\nset max_connect = 60s\nset dial_when_queued = 1\
 
 
 class Sink:
-    """In the ISP namespace: a message sink (ack 'OK' or 'NO' per message) and an ETRN server."""
+    """In the ISP namespace: a message sink (acks 'OK' per message) and an ETRN server."""
 
     def __init__(self, world, etrn_reply: str = "250 2.0.0 Queuing for node example.org started"):
-        self.world, self.etrn_reply, self.refuse = world, etrn_reply, False
+        self.world, self.etrn_reply = world, etrn_reply
         self.messages: list[bytes] = []
         self.received = 0
         self.etrns: list[str] = []
@@ -66,10 +72,9 @@ class Sink:
                     self.received += len(chunk)
                     buf += chunk
                 if buf.endswith(b"\r\n.\r\n"):
-                    if not self.refuse:
-                        self.messages.append(buf)
+                    self.messages.append(buf)
                     with contextlib.suppress(OSError):
-                        c.sendall(b"NO\n" if self.refuse else b"OK\n")
+                        c.sendall(b"OK\n")
 
     def _etrn(self):
         while True:
@@ -318,32 +323,58 @@ async def test_ppp0_flapping_ends_the_call_once(rig, caplog):
     await r.stop()
 
 
-@pytest.mark.parametrize("reply", ["459 <example.org>: service unavailable",
-                                   "458 Unable to queue messages for node example.org"])
-async def test_etrn_refused_is_reported_and_the_line_still_idles_down(rig, caplog, reply):
-    r = rig()
-    r.sink.etrn_reply = reply
-    await r.queue(1)
-    r.start()
-    await r.until(lambda: r.mgr.last_etrn is not None, what="etrn")
-    await r.until(lambda: r.mgr.state == "down", what="idle hang-up")
-    code = int(reply[:3])
-    assert r.mgr.last_etrn["ok"] is False and r.mgr.last_etrn["replies"][0]["code"] == code
-    assert r.mgr.status()["last_etrn"]["replies"][0]["code"] == code
-    assert lines(caplog, f"etrn=example.org, reply={code}")
-    assert r.queued() == [] and len(r.sink.messages) == 1
-    await r.stop()
+@pytest.mark.parametrize("code", [459, 458])
+def test_isp_refusing_etrn_is_reported_and_the_line_still_idles_down(world, edge_daemon, code):
+    """The real relay answers ETRN 458/459: reported (log, status), the mail it holds stays
+    there, our outbound mail went out in the same call, and the line idles down."""
+    w = world(with_isp=True, isp={"etrn_reply": code})
+    w.inject_held_mail("alice@edge.example")
+    daemon = edge_daemon(w, policy=POLICY.replace("idle_hangup = 1s", "idle_hangup = 2s"))
+    daemon.start()
+    daemon.sendmail("From: bob@edge.example\nTo: carol@remote1.example\nSubject: out\n\nhello\n")
+    daemon.until(lambda: daemon.status()["last_etrn"], 20, "etrn")
+    daemon.until(lambda: daemon.status()["link"]["state"] == "down", 20, "idle hang-up")
+    st = daemon.status()
+    assert st["last_etrn"]["ok"] is False and st["last_etrn"]["replies"][0]["code"] == code
+    assert f"etrn=edge.example, reply={code}" in daemon.log.read_text()
+    assert [e["reply"] for e in w.relay_log("etrn")] == [code]
+    assert st["queue"]["count"] == 0 and [m["rcpts"] for m in w.sink_messages()] == [["carol@remote1.example"]]
+    assert len(w.held_messages()) == 1 and daemon.maildir() == []   # still held at the ISP, not lost
+    assert st["link"]["failed_dials"] == 0
 
 
-async def test_relay_refusing_keeps_the_mail_queued_and_does_not_redial(rig, caplog):
-    """Stand-in for the ISP refusing AUTH until hardware-sim's isp.py lands: the relay refuses."""
-    r = rig()
-    r.sink.refuse = True
-    qids = await r.queue(1)
-    r.start()
-    await r.until(lambda: r.mgr.state == "up", what="up")
-    await r.until(lambda: r.mgr.state == "down", what="idle hang-up")
-    assert r.queued() == qids and r.sink.messages == []
-    await asyncio.sleep(0.5)
-    assert r.mgr.state == "down" and r.ledger.usage(r.mgr._now_dt()).calls == 1
-    await r.stop()
+def test_isp_refusing_auth_defers_without_bounce_or_redial_then_delivers(world, edge_daemon):
+    """AUTH refused (535 5.7.8) is a temporary failure of the site: the mail stays queued
+    (deferred, 4.7.8, next attempt after the backoff), no bounce, the call idles down and
+    the policy does not redial at once; once the ISP takes our AUTH again, a call delivers it."""
+    w = world(with_isp=True, isp={"refuse_auth": True})
+    daemon = edge_daemon(w, policy=POLICY.replace("idle_hangup = 1s", "idle_hangup = 2s"))
+    daemon.start()
+    daemon.sendmail("From: bob@edge.example\nTo: carol@remote1.example\nSubject: via the ISP\n\nhello\n")
+    daemon.until(lambda: daemon.status()["link"]["state"] == "up", 20, "the policy's dial")
+    daemon.until(lambda: w.relay_log("auth"), 20, "our AUTH at the relay")
+    daemon.until(lambda: daemon.status()["link"]["state"] == "down", 20, "idle hang-up")
+    auths = w.relay_log("auth")
+    assert [(a["user"], a["ok"], a["tls"], a["refused_by_fault"]) for a in auths] == [("edge", False, True, True)]
+    st = daemon.status()
+    assert (st["queue"]["count"], st["queue"]["expensive"], st["queue"]["due"]) == (1, 1, 0)
+    assert st["queue"]["next_due"] > time.time() + 60          # deferred by the backoff, not due again at once
+    assert st["link"]["failed_dials"] == 0                      # the call worked; the ISP said no
+    log = daemon.log.read_text()
+    deferred = [ln for ln in log.splitlines() if "to=<carol@remote1.example>" in ln]
+    assert len(deferred) == 1 and "dsn=4.7.8" in deferred[0] and "stat=Deferred" in deferred[0], deferred
+    assert "report=" not in log and daemon.maildir() == []     # no DSN, no bounce
+    assert "secret" not in log
+    time.sleep(2.0)                                             # the policy has its chances: no redial loop
+    assert daemon.status()["link"]["state"] == "down"
+    assert daemon.log.read_text().count("link: state=DIALING") == 1
+    assert w.sink_messages() == [] and w.relay_log("relay") == []
+
+    w.relay_faults(refuse_auth=False)                           # the ISP fixed its accounts: call again
+    daemon.cli("edgemail", "link", "dial")
+    sunk = daemon.until(lambda: w.sink_messages(), 20, "delivery on the next call")
+    assert [m["rcpts"] for m in sunk] == [["carol@remote1.example"]]
+    daemon.until(lambda: daemon.status()["queue"]["count"] == 0, 10, "the queue emptied")
+    daemon.until(lambda: daemon.status()["link"]["state"] == "down", 20, "idle hang-up")
+    assert [(r["auth"], r["tls"], r["status"]) for r in w.relay_log("relay")] == [("edge", True, "sent")]
+    assert daemon.log.read_text().count("link: state=DIALING") == 2
