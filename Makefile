@@ -6,7 +6,7 @@
 PYTHON  ?= python3
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
-DEB_TEST_PKGS := ppp swaks iproute2 procps
+DEB_TEST_PKGS := ppp swaks libnet-ssleay-perl iproute2 procps openssl
 STAMP   := $(VENV)/.installed
 
 .PHONY: venv demo test test-fast bench debs clean

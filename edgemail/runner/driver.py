@@ -416,6 +416,9 @@ class Runner:
     async def link_down(self) -> bool:
         """The link went (or is going) down: stop the run, stop counting link-up time."""
         busy = self.stop_run()
+        # cached SMTP sessions died with the line (the next call may even
+        # have a new address): never probe them on the next call
+        drop_connections(self.smtp)
         self.linkup.down(self.clock.wall())
         await asyncio.to_thread(save_linkup, self.linkup_path, self.linkup)
         return busy

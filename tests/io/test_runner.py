@@ -266,3 +266,13 @@ async def test_queue_run_leaves_expensive_routes_for_the_link(example_config, up
         assert store.get(qid).rcpt_status["y@far.test"] is RcptStatus.QUEUED
         assert store.get(qid).attempts == 0                     # no attempt counted, no backoff
         assert "expensive routes wait for the link" in report.message()
+
+
+async def test_link_down_drops_cached_smtp_sessions(example_config, upstream_factory, clock):
+    # the line took the TCP sessions with it: the next call must not probe them
+    up, cfg, store, runner = await smarthost_setup(example_config, upstream_factory, clock)
+    await submit(store, ["y@far.test"])
+    report = await runner.queue_run(reason="test")
+    assert report.sent == 1 and len(runner.smtp._cache) == 1      # kept for reuse while up
+    await runner.link_down()
+    assert len(runner.smtp._cache) == 0
