@@ -38,7 +38,7 @@ from link.policy import parse
 from link.ppp import Pppd
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(60)]
-POLICY = "set idle_hangup = 1s\nset max_connect = 60s\nset dial_when_queued = 1\n"
+POLICY = "set idle_hangup = 1s\nset max_connect = 60s\nset dial_when_queued = 1\nset redial_gap = 1s\n"
 
 
 class Sink:
