@@ -93,7 +93,9 @@ class _Commands(dict):
 
 
 class EdgeSMTP(SMTP):
-    line_length_limit = 2048
+    #: the reader's buffer: a message arrives in a few large reads instead of
+    #: one per line (commands stay limited by command_size_limits)
+    line_length_limit = 64 * 1024
 
     def __init__(self, listener: "SmtpListener") -> None:
         cfg = listener.cfg
@@ -323,8 +325,11 @@ class EdgeSMTP(SMTP):
         await self.push(reply)
 
     async def _read_data(self) -> bytes:
+        """The next bytes of DATA, as many as have come, never past its end:
+        up to the next ".\r\n" (every end of DATA ends so; a line that merely
+        ends in a dot costs one more read), or what the reader holds."""
         try:
-            return await self._reader.readuntil(b"\r\n")
+            return await self._reader.readuntil(b".\r\n")
         except asyncio.LimitOverrunError as exc:
             return await self._reader.read(exc.consumed)
 
