@@ -29,6 +29,7 @@ Rules (DESIGN.md "Input hygiene"; table tests in tests/core/test_smtpd_data.py):
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from email.utils import formatdate
@@ -162,7 +163,8 @@ def summarise(message: bytes) -> HeaderFacts:
 def _headers(message: bytes):
     """Yield (lower-case name, unfolded value) up to the first empty line."""
     name, value = None, b""
-    for line in message.split(b"\r\n"):
+    end = message.find(b"\r\n\r\n")          # the header ends there (or the message does)
+    for line in message[:end + 2 if end >= 0 else len(message)].split(b"\r\n"):
         if line[:1] in (b" ", b"\t") and name is not None:
             value += b" " + line.strip()
             continue
@@ -192,5 +194,11 @@ def received_header(*, helo: str, ip: str, hostname: str, proto: str,
     helo = _HELO_SAFE.sub("_", helo)[:64] or "unknown"
     tail = f"\r\n\tfor <{rcpt}>" if rcpt else ""
     text = (f"Received: from {helo} ([{ip}])\r\n\tby {hostname} (edgemail) with {proto}{tail};"
-            f"\r\n\t{formatdate(when)}\r\n")
+            f"\r\n\t{_date(int(when))}\r\n")
     return text.encode("utf-8", "surrogateescape")
+
+
+@functools.lru_cache(maxsize=4)
+def _date(second: int) -> str:
+    """RFC 5322 date of a whole second (formatdate is slow; many messages share a second)."""
+    return formatdate(second)
