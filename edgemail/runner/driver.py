@@ -81,8 +81,14 @@ class Runner:
 
     def on_commit(self, qid: str) -> None:
         """A message was committed: deliver its cheap recipients now, in the
-        background (never inside the SMTP session that got the 250)."""
-        self._spawn(self._cheap(qid))
+        background (never inside the SMTP session that got the 250).  Mail
+        with nothing cheap to do (everything waits for the link) costs no task."""
+        try:
+            entry = self.store.get(qid)
+        except KeyError:                  # not queued (any more): nothing to deliver
+            return
+        if any(is_cheap(job) for job in self._jobs(entry)[0]):
+            self._spawn(self._cheap(qid))
 
     def check_rcpt(self, address: str) -> str | None:
         return self.router.check_rcpt(address)

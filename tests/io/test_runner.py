@@ -41,6 +41,19 @@ async def test_local_user_lands_in_maildir_right_after_commit(example_config, cl
     assert store.entries() == []
 
 
+async def test_commit_of_mail_that_waits_for_the_link_spawns_nothing(example_config, clock):
+    cfg = make_cfg(example_config)
+    store = make_store(cfg, clock)
+    runner = make_runner(cfg, store, clock)
+    q = await submit(store, ["y@far.test"])
+    runner.on_commit(q)
+    assert not runner._tasks                    # no task for nothing cheap to do
+    runner.on_commit(await submit(store, ["bob@edge.example", "z@far.test"]))
+    assert runner._tasks
+    await runner.idle()
+    assert len(maildir(cfg, "bob")) == 1 and store.get(q).attempts == 0
+
+
 async def test_alias_to_two_users_finishes_the_envelope_recipient(example_config, clock):
     cfg = make_cfg(example_config)
     store = make_store(cfg, clock)
