@@ -180,6 +180,17 @@ async def test_commits_being_written_count_against_the_room(spool):
     assert is_queue_id(await s.commit(ENV, DATA)) and len(files(s, "queue")) == 13
 
 
+def test_has_room_reuses_a_recent_statvfs(spool, monkeypatch):
+    s = spool()
+    s.recover()
+    calls = []
+    real = os.statvfs
+    monkeypatch.setattr(os, "statvfs", lambda path: calls.append(path) or real(path))
+    assert s.has_room(1000) and s.has_room(2000) and len(calls) == 1
+    s._room = (s._room[0] - 2, s._room[1])             # the answer is older than ROOM_CACHE_S
+    assert not s.has_room(2**62) and len(calls) == 2
+
+
 @pytest.mark.parametrize("err, exc", [(errno.ENOSPC, SpoolFull), (errno.EIO, SpoolError)])
 async def test_write_error_leaves_nothing(spool, monkeypatch, err, exc):
     s = spool()
