@@ -142,6 +142,25 @@ async def test_run_order_is_priority(example_config, upstream_factory, clock):
     assert got == ["urgent@x.test", "big@x.test", "two@x.test", "bulk@x.test"]
 
 
+@pytest.mark.parametrize("cache, connections", [(2, 2), (1, 1)])
+async def test_run_delivers_side_by_side_over_cached_connections(example_config, upstream_factory,
+                                                                 clock, cache, connections):
+    """Two deliveries in flight (ConnectionCacheSize caps it), after the run's
+    first contact with the host; the next run reuses every cached connection."""
+    up, cfg, store, runner = await smarthost_setup(example_config, upstream_factory, clock,
+                                                   faults=Faults(slow={"DATA": 0.1}),
+                                                   ConnectionCacheSize=cache)
+    for i in range(5):
+        await submit(store, [f"r{i}@x.test"])
+    report = await runner.queue_run()
+    assert report.sent == 5 and store.entries() == [] and len(up.messages) == 5
+    assert up.stats.connections == connections
+    for i in range(3):
+        await submit(store, [f"s{i}@x.test"])
+    assert (await runner.queue_run()).sent == 3 and up.stats.connections == connections
+    assert len(runner.smtp._cache) == connections
+
+
 async def test_max_queue_run_size(example_config, upstream_factory, clock):
     up, cfg, store, runner = await smarthost_setup(example_config, upstream_factory, clock,
                                                    MaxQueueRunSize=2)
