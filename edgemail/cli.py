@@ -74,7 +74,7 @@ from .envelope import Envelope, Recipient, precedence_class
 from .errors import ConfigError, ControlError, SpoolError
 
 EX_OK, EX_USAGE, EX_DATAERR, EX_NOINPUT = 0, 64, 65, 66
-EX_SOFTWARE, EX_TEMPFAIL, EX_CONFIG = 70, 75, 78
+EX_SOFTWARE, EX_TEMPFAIL, EX_PROTOCOL, EX_CONFIG = 70, 75, 76, 78
 DEFAULT_CONFIG = "/etc/edgemail/edgemail.toml"
 #: sendmail -bs: how long to wait for the server's last replies after stdin ends
 BS_DRAIN_S = 5.0
@@ -521,26 +521,48 @@ def mailq_main(argv: list[str] | None = None) -> int:
     return sendmail_main(["-bp", *(sys.argv[1:] if argv is None else argv)])
 
 
+class OtherVersion(ControlError):
+    """The daemon answered in a form this program does not read: most likely
+    a daemon of another edgemail version still running after an upgrade."""
+
+
+def _other_version(what: str, came: str) -> OtherVersion:
+    return OtherVersion(f"the daemon's {what} is not in the form this program reads ({came}): is the "
+                        "running daemon another version of edgemail? Restart it from this installation")
+
+
+def _field(obj, key: str, kind: type, what: str):
+    """obj[key] when it is a KIND, else OtherVersion naming what came instead."""
+    value = obj.get(key) if isinstance(obj, dict) else None
+    if not isinstance(value, kind):
+        got = f"keys {', '.join(sorted(map(str, obj))[:6])}" if isinstance(obj, dict) else type(obj).__name__
+        raise _other_version(what, f"no {key!r} {kind.__name__}; got {got}")
+    return value
+
+
 def _listing(cfg, fmt: str):
-    """(header, items) of the daemon's streamed queue_list."""
+    """(total, items) of the daemon's streamed queue_list; raises OtherVersion
+    for a reply of another form."""
     it = ControlClient(cfg.control_socket, timeout=cfg.Timeout.control).stream("queue_list", format=fmt)
-    return next(it), it
+    return _field(next(it), "total", int, "queue_list reply"), it
 
 
 def print_mailq(cfg, out=None) -> int:
     """sendmail's mailq listing; the daemon sends each entry preformatted."""
     out = out or sys.stdout
     try:
-        header, batches = _listing(cfg, "mailq")
-        total = header.get("total", 0)
+        total, batches = _listing(cfg, "mailq")
         if not total:
             out.write("Mail queue is empty\n")
             return EX_OK
         out.write(f"\t\t{cfg.spool_dir} ({total} request{'s' if total != 1 else ''})\n"
                   "-----Q-ID----- --Size-- -----Q-Time----- ------------Sender/Recipient-----------\n")
         for batch in batches:
-            out.write(batch["text"])
+            out.write(_field(batch, "text", str, "queue listing"))
         out.write(f"\t\tTotal requests: {total}\n")
+    except OtherVersion as exc:
+        _err("mailq", str(exc))
+        return EX_PROTOCOL
     except ControlError as exc:
         _err("mailq", str(exc))
         return EX_TEMPFAIL
@@ -631,14 +653,22 @@ def config_check(path: str) -> int:
 def _queue_json(cfg) -> int:
     try:
         _, batches = _listing(cfg, "rows")
-        rows = (row for batch in batches for row in batch["rows"])
+        rows = (row for batch in batches for row in _field(batch, "rows", list, "queue listing"))
         out = sys.stdout
         out.write("[")
-        for n, (qid, size, created, sender, held, rcpts) in enumerate(rows):
+        for n, row in enumerate(rows):
+            try:
+                qid, size, created, sender, held, rcpts = row
+                recipients = [{"address": r, "status": s, "last_reply": t} for r, s, t in rcpts]
+            except (TypeError, ValueError):
+                raise _other_version("queue listing", f"a row {str(row)[:80]}") from None
             out.write(("," if n else "") + "\n" + json.dumps(
                 {"qid": qid, "size": size, "created": created, "from": sender, "held": bool(held),
-                 "recipients": [{"address": r, "status": s, "last_reply": t} for r, s, t in rcpts]}))
+                 "recipients": recipients}))
         out.write("\n]\n")
+    except OtherVersion as exc:
+        _err("edgemail", str(exc))
+        return EX_PROTOCOL
     except ControlError as exc:
         _err("edgemail", str(exc))
         return EX_TEMPFAIL

@@ -131,18 +131,20 @@ class ControlServer:
                 await writer.wait_closed()
 
     async def _answer(self, raw: bytes, writer: asyncio.StreamWriter, peer: dict) -> None:
+        """Write the reply; a client that went away ends it (ConnectionError):
+        nothing more is written to a closed transport."""
         reply = await self.dispatch(raw, peer)
         if isinstance(reply, Stream):
-            writer.write(_line({"ok": True, "stream": True, **reply.header}))
+            _write(writer, {"ok": True, "stream": True, **reply.header})
             count = 0
             for item in reply.items:
-                writer.write(_line(item))
+                _write(writer, item)
                 count += 1
                 if count % 1024 == 0:
                     await writer.drain()
-            writer.write(_line({"end": True, "count": count}))
+            _write(writer, {"end": True, "count": count})
         else:
-            writer.write(_line(reply))
+            _write(writer, reply)
         await writer.drain()
 
     async def dispatch(self, raw: bytes, peer: dict | None = None) -> dict | Stream:
@@ -175,6 +177,14 @@ class ControlServer:
     def _refuse(self, reason: str) -> dict:
         log.warning(maillog.bad_request(reason))
         return {"ok": False, "error": reason}
+
+
+def _write(writer: asyncio.StreamWriter, obj: dict) -> None:
+    """One reply line, unless the client is gone (the transport is closing
+    after a failed send: asyncio would warn about every further write)."""
+    if writer.is_closing():
+        raise ConnectionResetError("the control client went away")
+    writer.write(_line(obj))
 
 
 def _peer(writer) -> dict:

@@ -52,6 +52,9 @@ from .aliases import AliasLoop, Aliases
 from .config import Config, Route, host_port, smart_host
 
 DETAIL_DELIMITER = "+"
+#: addresses whose decisions a Router remembers (RCPT, the commit hook and
+#: every queue run ask about the same few addresses again and again)
+ROUTE_CACHE = 4096
 _MAILBOX = re.compile(r"[a-z0-9_=-][a-z0-9._=-]*")
 
 
@@ -121,10 +124,21 @@ class Router:
         self.aliases = aliases or Aliases()
         self.default_domain = cfg.local_domains[0]
         self.users = frozenset(u.lower() for u in cfg.local.users)
+        self._cache: dict[str, tuple[Decision, ...]] = {}
 
     # -- public
 
     def route(self, address: str) -> list[Decision]:
+        """The decisions for ADDRESS (remembered: config and aliases never
+        change under a Router; a reload makes a new one)."""
+        hit = self._cache.get(address)
+        if hit is None:
+            if len(self._cache) >= ROUTE_CACHE:
+                self._cache.clear()
+            hit = self._cache[address] = tuple(self._route(address))
+        return list(hit)
+
+    def _route(self, address: str) -> list[Decision]:
         local, domain = split(address)
         if not local:
             return [self._error(address, address, "553 5.1.3 <{a}>... Empty local part")]

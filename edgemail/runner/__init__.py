@@ -34,10 +34,15 @@ DESCRIPTION
     ``edgemail queue run``; ``link_up``; ETRN) selects with
     spool.schedule.select: filters ``R``/``S``/``I`` with ``!`` (sendmail
     semantics), MinQueueAge (ignored by filtered runs), QueueSortOrder /
-    priority with RetryFactor per attempt, MaxQueueRunSize.  Messages go one
-    at a time (one transaction per next hop, many recipients each;
-    connections reused through the SmtpClient cache); ``queue_run_budget``
-    stops starting new messages after that many seconds.  A request
+    priority with RetryFactor per attempt, MaxQueueRunSize.  Messages start
+    in that order, two in flight (one transaction per next hop, many
+    recipients each; connections reused through the SmtpClient cache, which
+    keeps several per host): on a slow line the second connection sends
+    while the first waits for a reply, so no round trip leaves the line idle.
+    ConnectionCacheSize caps it (1: one at a time, for a smart host that
+    allows one connection per client).  The run's first contact with a host
+    goes alone; the others wait for its outcome (host status below).
+    ``queue_run_budget`` stops starting new messages after that many seconds.  A request
     identical to one already waiting behind the current run joins it: all
     requests made during a run collapse into one follow-up run (Postfix's
     trigger).  ``hold`` routes are delivered only by filtered runs (ETRN,
@@ -46,7 +51,7 @@ DESCRIPTION
     The link.  With ``link`` (a LinkPort) a run holds the line
     (``link.hold``) while it works.  ``link=None`` means no link manager:
     expensive routes wait for an explicit queue run, which then treats the
-    link as available.  ``stop_run`` cancels the delivery in flight: its
+    link as available.  ``stop_run`` cancels the deliveries in flight: their
     recipients are logged ``Deferred: queue run stopped`` and nothing is
     recorded (no attempt counted, next_attempt not moved, so no backoff
     grows); failures of scope LINK (network unreachable) are handled the same

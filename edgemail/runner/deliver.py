@@ -28,6 +28,9 @@ DESCRIPTION
     Host status (expensive routes only; LAN hosts are cheap to retry): a host
     that failed with scope SITE is skipped for the rest of the run and until
     Timeout.hoststatus (``ctx.hosts``); success or failure is recorded.
+    Deliveries of one run run side by side (driver.py), so the first contact
+    with a host in a run goes alone: the others for that host wait for its
+    outcome (``ctx.contact``), then are skipped if it failed.
 
     DialDelay (routes flagged ``dialdelay`` only, sendmail F=Z): after a failed
     first connect, wait for link-up if the link is coming up
@@ -43,6 +46,7 @@ NEVER
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -70,6 +74,18 @@ class RunContext:
     hosts: HostStatusCache
     now: callable
     skipped: list[str] = field(default_factory=list)
+    #: host -> set once the run's first delivery attempt to it is over
+    contact: dict[str, asyncio.Event] = field(default_factory=dict)
+
+    async def first_contact(self, host: str) -> asyncio.Event | None:
+        """The event to set when done if this is the run's first try of HOST;
+        else None, after waiting for that first try to be over."""
+        seen = self.contact.get(host)
+        if seen is None:
+            seen = self.contact[host] = asyncio.Event()
+            return seen
+        await seen.wait()
+        return None
 
 
 class Deliverer:
@@ -131,22 +147,27 @@ class Deliverer:
         tls, creds = self._tls(d.kind)
         last: DeliveryFailure | None = None
         for name, addr, port in targets:
-            if d.expensive and ctx.hosts.skip(name, ctx.now(), self.cfg.Timeout.hoststatus, run=ctx.run):
-                ctx.skipped.append(name)
-                last = TempFail(f"{name}: skipped, failed recently (host status; purgestat clears it)",
-                                scope=Scope.SITE, dsn="4.4.1")
-                continue
+            first = await ctx.first_contact(name) if d.expensive else None
             try:
-                result = await self._send(addr, port, env, data, jobs, tls, creds, d.dialdelay)
-            except TempFail as exc:
-                if exc.scope is not Scope.SITE:
-                    raise
+                if d.expensive and ctx.hosts.skip(name, ctx.now(), self.cfg.Timeout.hoststatus, run=ctx.run):
+                    ctx.skipped.append(name)
+                    last = TempFail(f"{name}: skipped, failed recently (host status; purgestat clears it)",
+                                    scope=Scope.SITE, dsn="4.4.1")
+                    continue
+                try:
+                    result = await self._send(addr, port, env, data, jobs, tls, creds, d.dialdelay)
+                except TempFail as exc:
+                    if exc.scope is not Scope.SITE:
+                        raise
+                    if d.expensive:
+                        ctx.hosts.record(name, ctx.now(), False, dsn=exc.dsn, text=exc.reason, run=ctx.run)
+                    last = exc
+                    continue
                 if d.expensive:
-                    ctx.hosts.record(name, ctx.now(), False, dsn=exc.dsn, text=exc.reason, run=ctx.run)
-                last = exc
-                continue
-            if d.expensive:
-                ctx.hosts.record(name, ctx.now(), True, run=ctx.run)
+                    ctx.hosts.record(name, ctx.now(), True, run=ctx.run)
+            finally:
+                if first is not None:
+                    first.set()
             return self._results(jobs, result, f"{name}[{addr}]:{port}", ctx.now())
         raise last or TempFail(f"{d.host}: no host to try", scope=Scope.SITE)
 

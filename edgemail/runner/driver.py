@@ -35,6 +35,11 @@ log = logging.getLogger("edgemail.runner")
 SWEEP_S = 300.0
 LINKUP_FILE = "linkup.json"
 STOPPED = "queue run stopped (link going down)"
+#: deliveries a queue run keeps in flight at most (ConnectionCacheSize caps
+#: it; 0 or 1 = one at a time): a second connection sends while the first
+#: waits for a reply, so a slow line never idles for a round trip; more would
+#: only share the same line
+RUN_PARALLEL = 2
 
 
 def is_cheap(job: Job) -> bool:
@@ -74,15 +79,21 @@ class Runner:
         self._run_lock = asyncio.Lock()
         self._waiting: dict[tuple, asyncio.Future] = {}
         self._stop = asyncio.Event()
-        self._current: asyncio.Task | None = None
+        self._current: set[asyncio.Task] = set()
         self._active: str | None = None
 
     # ================================================================ hooks
 
     def on_commit(self, qid: str) -> None:
         """A message was committed: deliver its cheap recipients now, in the
-        background (never inside the SMTP session that got the 250)."""
-        self._spawn(self._cheap(qid))
+        background (never inside the SMTP session that got the 250).  Mail
+        with nothing cheap to do (everything waits for the link) costs no task."""
+        try:
+            entry = self.store.get(qid)
+        except KeyError:                  # not queued (any more): nothing to deliver
+            return
+        if any(is_cheap(job) for job in self._jobs(entry)[0]):
+            self._spawn(self._cheap(qid))
 
     def check_rcpt(self, address: str) -> str | None:
         return self.router.check_rcpt(address)
@@ -235,7 +246,7 @@ class Runner:
             return {}
         task = asyncio.ensure_future(self.deliverer.deliver(entry.envelope, data, jobs, ctx))
         if ctx.run == self._active:
-            self._current = task          # stop_run() cancels this delivery, not the run
+            self._current.add(task)       # stop_run() cancels these deliveries, not the run
         try:
             attempts = await task
         except asyncio.CancelledError:
@@ -244,7 +255,7 @@ class Runner:
             attempts = {j.key: cut_attempt(STOPPED, "none", now) for j in jobs}
             drop_connections(self.smtp)
         finally:
-            self._current = None
+            self._current.discard(task)
         await self._record(entry, data, jobs, expansions, attempts, now)
         return attempts
 
@@ -359,18 +370,7 @@ class Runner:
             want = (lambda j, w=want: w(j) and is_cheap(j))
         hold = self.link.hold(f"queue run {report.run}") if self.link is not None else contextlib.nullcontext()
         async with hold:
-            for item in selected:
-                if self._stop.is_set():
-                    report.stopped = "stop"
-                    break
-                budget = self.cfg.queue_run_budget
-                if budget > 0 and self.clock.monotonic() - t0 >= budget:
-                    report.stopped = "budget"
-                    break
-                attempts = await self._locked(item.qid, self._attempt, ctx, want) or {}
-                if tally(report, attempts) and not self._stop.is_set():
-                    report.stopped = "link"
-                    break
+            await self._deliver_all(selected, ctx, want, report, t0)
         if self._stop.is_set() and not report.stopped:
             report.stopped = "stop"
         self._active = None
@@ -381,6 +381,41 @@ class Runner:
                                  deferred=report.deferred, bounced=report.bounced, cut=report.cut,
                                  stopped=report.stopped))
         return report
+
+    async def _deliver_all(self, selected, ctx: RunContext, want, report: RunReport, t0: float) -> None:
+        """Start the selected messages in order, up to RUN_PARALLEL (capped by
+        ConnectionCacheSize) in flight; stop starting on stop_run(), the
+        time budget or a lost link; always wait for those in flight."""
+        parallel = max(1, min(RUN_PARALLEL, self.cfg.ConnectionCacheSize))
+        flying: set[asyncio.Task] = set()
+        try:
+            for item in selected:
+                while len(flying) >= parallel and not report.stopped:
+                    flying = await self._harvest(flying, report)
+                if report.stopped:
+                    break
+                if self._stop.is_set():
+                    report.stopped = "stop"
+                    break
+                budget = self.cfg.queue_run_budget
+                if budget > 0 and self.clock.monotonic() - t0 >= budget:
+                    report.stopped = "budget"
+                    break
+                flying.add(asyncio.ensure_future(self._locked(item.qid, self._attempt, ctx, want)))
+            while flying:
+                flying = await self._harvest(flying, report)
+        finally:
+            for task in flying:          # only when we are cancelled ourselves
+                task.cancel()
+
+    async def _harvest(self, flying: set[asyncio.Task], report: RunReport) -> set[asyncio.Task]:
+        """Wait for one delivery at least; count the finished ones (a lost
+        link stops the run from starting more).  Returns those still flying."""
+        done, flying = await asyncio.wait(flying, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if tally(report, task.result() or {}) and not self._stop.is_set():
+                report.stopped = report.stopped or "link"
+        return flying
 
     def _link_usable(self) -> bool:
         """May this run use expensive routes?  Without a link manager, yes (an
@@ -396,9 +431,9 @@ class Runner:
         Returns whether a run was in progress."""
         self._stop.set()
         busy = self._run_lock.locked()
-        task = self._current
-        if task is not None and not task.done():
-            task.cancel()
+        for task in list(self._current):
+            if not task.done():
+                task.cancel()
         return busy
 
     # ================================================================ link events

@@ -49,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import errno
+import itertools
 import logging
 import ssl
 from collections import OrderedDict
@@ -375,7 +376,10 @@ class SmtpClient:
         self.cache_timeout = cache_timeout
         self.clock = clock or SystemClock()
         self.stats = Stats()
-        self._cache: OrderedDict[tuple, Session] = OrderedDict()
+        #: (key, serial) -> an idle session, oldest first: several per key
+        #: when deliveries to one host ran side by side
+        self._cache: OrderedDict[tuple[tuple, int], Session] = OrderedDict()
+        self._serial = itertools.count()
 
     @classmethod
     def from_config(cls, cfg, clock: Clock | None = None) -> "SmtpClient":
@@ -417,8 +421,11 @@ class SmtpClient:
         return result
 
     async def _take(self, key: tuple) -> Session | None:
-        session = self._cache.pop(key, None)
-        if session is not None and self.clock.monotonic() - session.last_used > self.cache_timeout:
+        slot = next((k for k in self._cache if k[0] == key), None)
+        if slot is None:
+            return None
+        session = self._cache.pop(slot)
+        if self.clock.monotonic() - session.last_used > self.cache_timeout:
             await session.quit()
             return None
         return session
@@ -428,7 +435,7 @@ class SmtpClient:
             await session.quit()
             return
         session.last_used = self.clock.monotonic()
-        self._cache[key] = session
+        self._cache[(key, next(self._serial))] = session
         while len(self._cache) > self.cache_size:
             _, old = self._cache.popitem(last=False)
             await old.quit()

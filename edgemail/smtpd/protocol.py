@@ -31,7 +31,6 @@ import functools
 import ipaddress
 import logging
 import re
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from aiosmtpd.smtp import SMTP, syntax
@@ -93,7 +92,9 @@ class _Commands(dict):
 
 
 class EdgeSMTP(SMTP):
-    line_length_limit = 2048
+    #: the reader's buffer: a message arrives in a few large reads instead of
+    #: one per line (commands stay limited by command_size_limits)
+    line_length_limit = 64 * 1024
 
     def __init__(self, listener: "SmtpListener") -> None:
         cfg = listener.cfg
@@ -323,8 +324,11 @@ class EdgeSMTP(SMTP):
         await self.push(reply)
 
     async def _read_data(self) -> bytes:
+        """The next bytes of DATA, as many as have come, never past its end:
+        up to the next ".\r\n" (every end of DATA ends so; a line that merely
+        ends in a dot costs one more read), or what the reader holds."""
         try:
-            return await self._reader.readuntil(b"\r\n")
+            return await self._reader.readuntil(b".\r\n")
         except asyncio.LimitOverrunError as exc:
             return await self._reader.read(exc.consumed)
 
@@ -333,12 +337,12 @@ class EdgeSMTP(SMTP):
         facts = summarise(message)
         if facts.hops > MAX_HOPS:
             return f"554 5.4.6 Too many hops ({facts.hops}): mail loop?"
-        env = self._envelope(txn, facts)
+        arrived = self.listener.clock.wall()
         rcpt = txn.rcpts[0].address if len(txn.rcpts) == 1 else None
         data = received_header(helo=self.session.host_name, ip=self.peer_ip,
-                               hostname=self.hostname, proto=env.proto, rcpt=rcpt,
-                               when=env.arrived) + message
-        env = replace(env, size=len(data))
+                               hostname=self.hostname, proto=self._proto(), rcpt=rcpt,
+                               when=arrived) + message
+        env = self._envelope(txn, facts, arrived, len(data))
         store = self.listener.store
         if not store.has_room(len(data)):
             return "452 4.3.1 Insufficient system storage"
@@ -357,14 +361,17 @@ class EdgeSMTP(SMTP):
         self.listener._committed(qid)
         return f"250 2.0.0 {qid} Message accepted for delivery"
 
-    def _envelope(self, txn: _Transaction, facts) -> Envelope:
+    def _proto(self) -> str:
+        return "ESMTP" if self.session.extended_smtp else "SMTP"
+
+    def _envelope(self, txn: _Transaction, facts, arrived: float, size: int) -> Envelope:
         mail = txn.mail
         return Envelope(
             mail_from=txn.mail_from or "", recipients=tuple(txn.rcpts), ret=mail.ret,
             envid=mail.envid, body=mail.body, smtputf8=mail.smtputf8,
             precedence=precedence_class(facts.precedence), msgid=facts.msgid,
-            proto="ESMTP" if self.session.extended_smtp else "SMTP", client=self.relay,
-            helo=self.session.host_name or "", arrived=self.listener.clock.wall())
+            proto=self._proto(), client=self.relay,
+            helo=self.session.host_name or "", arrived=arrived, size=size)
 
     # ---------------------------------------------------------------- ETRN (RFC 1985)
 

@@ -17,6 +17,11 @@ EHLO, the first MAIL+RCPT+DATA group and the last final dot (4 RTT).
 connection (greeting, EHLO, QUIT) + 2 per message (the command group, the
 dot).  `efficiency` = limit_s / measured time (1.0 = the line never idles).
 
+edgemail's side: the same messages submitted over SMTP with `[link] mode =
+"none"` and the smart host (an expensive route) pointed at the pacer, so
+they wait in the queue, then `edgemail queue run` (what a user types, like
+`postqueue -f`) and the same wait for an empty queue (spool/queue/).
+
 Never does: address anything outside the bench namespace (the smart host
 is the pacer on 10.255.77.1).
 """
@@ -32,7 +37,7 @@ import time
 from pathlib import Path
 
 import peers
-from submit import SmtpError, expect, make_message
+from submit import SmtpError, expect, make_message, wait_listening
 
 HERE = Path(__file__).resolve().parent
 PACER_PORT, SINK_PORT = 2610, 2611
@@ -123,10 +128,50 @@ async def drain_postfix(pf: peers.Postfix, args, out: Path) -> dict:
         for p in procs:
             p.terminate()
             p.wait()
+    return line_report("postfix", work, accepted, held, seconds, stats, args)
+
+
+def line_report(system: str, work, accepted: int, held: int, seconds: float, stats: dict,
+                args) -> dict:
     lim = limits(stats, accepted, args.drain_rate, args.drain_rtt)
-    return {"system": "postfix", "messages": accepted, "held_before_run": held,
+    return {"system": system, "messages": accepted, "held_before_run": held,
             "payload_bytes": sum(s for _, s in work), "seconds": round(seconds, 1), **lim,
             "efficiency": round(lim["limit_s"] / seconds, 3),
             "connections": stats["connections"],
             "round_trips_per_message": round(stats["turns"] / 2 / max(1, accepted), 2),
             "line": stats}
+
+
+async def drain_edgemail(em: peers.Edgemail, sink_root: Path, args, out: Path) -> dict:
+    """Queue the workload (expensive smart-host route, no link manager), then
+    `edgemail queue run` through the line until spool/queue/ is empty."""
+    work = workload(args.drain_count)
+    procs, stats_file = start_line(out, args.drain_rate, args.drain_rtt, sink_root)
+    spool = em.state / "spool"
+    try:
+        em.smart_host = f"[{peers.SERVER_IP}]:{PACER_PORT}"
+        em.prepare()
+        em.start()
+        await wait_listening(peers.SERVER_IP, em.port, 90, em.check_alive)
+        accepted = await queue_messages(em.port, work)
+        await asyncio.sleep(1)
+        held = queue_files(spool / "queue")
+        t0 = time.monotonic()
+        peers.run(em.queue_run_argv(), "edgemail: queue run", env=em.env())
+        while queue_files(spool / "queue") + queue_files(spool / "hold"):
+            em.check_alive()
+            if time.monotonic() - t0 > args.drain_timeout:
+                raise TimeoutError(f"edgemail: queue not empty after {args.drain_timeout}s")
+            await asyncio.sleep(0.2)
+        seconds = time.monotonic() - t0
+        await asyncio.sleep(1)            # let the pacer write its last counts
+        stats = json.loads(stats_file.read_text())
+    finally:
+        em.stop()
+        for p in procs:
+            p.terminate()
+            p.wait()
+    rec = line_report("edgemail", work, accepted, held, seconds, stats, args)
+    log = (em.state / "daemon.log").read_text(errors="replace")
+    rec["sent_log_lines"] = log.count("stat=Sent")
+    return rec

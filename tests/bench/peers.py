@@ -361,6 +361,7 @@ class Edgemail(MailSystem):
         self.python = tree / ".venv/bin/python"
         self.proc: subprocess.Popen | None = None
         self.config = state / "edgemail.toml"
+        self.smart_host = "[192.0.2.25]:25"      # the drain points it at the paced line
 
     def available(self) -> str | None:
         """None when this tree can run the daemon, else why not."""
@@ -377,7 +378,7 @@ hostname = "{HOSTNAME}"
 local_domains = ["{MAIL_DOMAIN}"]
 lan_networks = ["{LAN_NET}"]
 DeliveryMode = "deferred"
-SmartHost = "[192.0.2.25]:25"
+SmartHost = "{self.smart_host}"
 MaxMessageSize = "10M"
 MinFreeBlocks = 100
 LogLevel = 9
@@ -451,6 +452,10 @@ state_file = "{s}/link.json"
 
     def mailq_argv(self) -> list[str]:
         return [str(self.tree / ".venv/bin/mailq")]      # the console script users call
+
+    def queue_run_argv(self) -> list[str]:
+        """`edgemail queue run`: what a user types (sendmail -q); it returns at once."""
+        return [str(self.python), "-m", "edgemail", "-c", str(self.config), "queue", "run"]
 
 
 def _selftest() -> None:   # python peers.py: install both peers and print their roots

@@ -51,7 +51,8 @@ DNS_IP = "127.0.0.1"
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--systems", default="edgemail,sendmail,postfix")
-    ap.add_argument("--count", type=int, default=2000, help="messages in the workload")
+    ap.add_argument("--count", type=int, default=2000,
+                    help="messages in the submission workload (0: skip it, e.g. drain only)")
     ap.add_argument("--size", type=int, default=10240, help="bytes per message")
     ap.add_argument("--connections", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=1,
@@ -82,8 +83,10 @@ def outer(args: argparse.Namespace, argv: list[str]) -> int:
         return 77
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    systems = args.systems.split(",")
     for name in ("sendmail", "postfix"):
-        if name in args.systems.split(","):
+        # the drain's sink is Postfix's smtp-sink, whichever system drains
+        if name in systems or (name == "postfix" and args.drain_count):
             print(f"bench: {name}: {peers.install_peer(name, out / 'peers')}", flush=True)
     ns = f"embench-{os.getpid()}"
     etc = Path("/etc/netns") / ns
@@ -257,7 +260,7 @@ async def inner(args: argparse.Namespace) -> int:
     report = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "args": vars(args),
               "machine": {"nproc": os.cpu_count(), "loadavg_start": os.getloadavg(),
                           "kernel": os.uname().release}, "results": [], "skipped": {}}
-    for rnd in range(1, args.rounds + 1):
+    for rnd in range(1, args.rounds + 1 if args.count else 1):
         for system in systems:
             why_not = system.available() if hasattr(system, "available") else None
             if why_not:
@@ -309,8 +312,20 @@ async def run_drains(args, out: Path) -> list[dict]:
         except Exception as exc:
             results.append({"system": "postfix", "error": f"{type(exc).__name__}: {exc}"})
     if "edgemail" in args.systems.split(","):
-        results.append({"system": "edgemail", "error": "not measured: the queue runner "
-                        "(delivery issue) is not in --mta-tree yet"})
+        print(f"bench: drain: edgemail, {args.drain_count} messages", flush=True)
+        em = peers.Edgemail(out / "state/edgemail-drain", Path(args.mta_tree))
+        try:
+            why_not = em.available()
+            if why_not:
+                raise RuntimeError(why_not)
+            results.append(await drain.drain_edgemail(em, out / "peers/postfix/root", args, out))
+        except Exception as exc:
+            results.append({"system": "edgemail", "error": f"{type(exc).__name__}: {exc}"})
+    done = {r["system"]: r for r in results if "seconds" in r}
+    if "edgemail" in done and "postfix" in done:
+        ratio = round(done["postfix"]["seconds"] / done["edgemail"]["seconds"], 3)
+        results.append({"system": "edgemail/postfix", "speed_ratio": ratio,
+                        "note": "postfix seconds / edgemail seconds (> 1: edgemail faster)"})
     for r in results:
         print(f"drain {r['system']}: " + ", ".join(f"{k}={v}" for k, v in r.items()
                                                      if k not in ("system", "line")), flush=True)

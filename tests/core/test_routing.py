@@ -152,3 +152,12 @@ def test_program_targets_refused_at_load(tmp_path):
     p.write_text("ann: ann\nbin: \"|/usr/local/bin/process\"\n")
     with pytest.raises(config.ConfigError, match=rf"{p}:2: .*program targets are refused"):
         aliases.load(str(p))
+
+
+def test_route_is_remembered_and_callers_cannot_spoil_it():
+    r = Router(cfg(), aliases.parse("office: alice, bob\n"))
+    first = r.route("office@edge.example")
+    first.append("spoiled")
+    assert r.route("office@edge.example") == first[:-1]
+    assert [d.address for d in first[:-1]] == ["alice@edge.example", "bob@edge.example"]
+    assert r.route("x@partner.example") == r._route("x@partner.example")

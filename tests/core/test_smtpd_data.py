@@ -122,3 +122,50 @@ def test_received_header_sanitises_helo():
                         proto="ESMTP", rcpt="u@example.org", when=0)
     assert h.startswith(b"Received: from evil___x___y ([192.0.2.1])\r\n\tby gw.example (edgemail) with ESMTP\r\n\tfor <u@example.org>;\r\n\t")
     assert h.endswith(b"\r\n") and h.count(b"\r\n") == 4
+
+
+def reference(stream: bytes, *, strict: bool, limit: int):
+    """The rules, one CRLF line at a time: (message, size, refusal, leftover)."""
+    lines, size, refusal, rest = [], 0, None, stream
+    while True:
+        line, _, rest = rest.partition(b"\r\n")
+        if line == b".":
+            break
+        line = line[1:] if line.startswith(b".") else line
+        size += len(line) + 2
+        if refusal:
+            continue
+        if size > limit:
+            refusal, lines = "552", []
+            continue
+        bad = [c for c in (b"\r", b"\n", b"\x00") if c in line]
+        if bad and strict:
+            refusal, lines = "550", []
+            continue
+        lines.append(line.replace(b"\x00", b"").replace(b"\r", b" ").replace(b"\n", b"\r\n"))
+    return b"".join(x + b"\r\n" for x in lines), size, refusal, rest
+
+
+CLEAN = [b"a", b"bc", b".", b"..", b"\r\n", b"\r\n.", b"\r\n.."]
+
+
+@given(st.lists(st.sampled_from(CLEAN), max_size=60),
+       st.lists(st.tuples(st.integers(0, 60), st.sampled_from([b"\r", b"\n", b"\x00"])), max_size=2),
+       st.booleans(), st.integers(5, 400), st.integers(1, 50))
+def test_blocks_agree_with_the_line_rules(parts, bad, strict, limit, cut):
+    """Whole blocks or small chunks, the result is the line-by-line rule's."""
+    for at, char in bad:
+        parts.insert(min(at, len(parts)), char)
+    body = b"".join(parts)
+    stream = body + END + b"MAIL FROM:<x@y>\r\n"
+    want, size, refusal, rest = reference(stream, strict=strict, limit=limit)
+    for pieces in ([stream], [stream[i:i + cut] for i in range(0, len(stream), cut)]):
+        c = DataCollector(strict=strict, limit=limit)
+        for i, piece in enumerate(pieces):
+            if c.feed(piece):
+                break
+        got_rest = c.leftover + b"".join(pieces[i + 1:])
+        if max(len(x) for x in stream.split(b"\r\n")) > limit:
+            continue                     # an over-long line: its own test above
+        assert (c.refusal or "")[:3] == (refusal or "") and got_rest == rest
+        assert c.size == size and c.message() == (b"" if refusal else want)

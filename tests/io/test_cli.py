@@ -246,3 +246,35 @@ def test_log_setup_levels_journal_prefix_and_syslog(tmp_path, monkeypatch):
         sock.close()
     assert out.getvalue() == "<6>Q1: from=<a@x.example>\n"
     assert got.startswith(b"<22>edgemail[") and got.endswith(b"]: Q1: from=<a@x.example>\x00")
+
+
+# ---------------------------------------------------------------- a daemon of another version
+
+@pytest.mark.parametrize("items, header", [
+    ([{"qid": "kAM8abc0012345", "size": 10}], {"total": 1}),     # rows where text was expected
+    ([{"text": 5}], {"total": 1}),
+    ([], {"count": 1}),                                          # no total in the header
+])
+async def test_mailq_against_a_daemon_of_another_version(example_config, tmp_path, items, header):
+    """mailq and `queue list --json` name the mismatch (exit 76, EX_PROTOCOL), never a traceback."""
+    import asyncio
+    from edgemail.control import ControlServer, Stream
+
+    async def old_listing(req):
+        return Stream(iter(items), header)
+    cfg = example_config()
+    srv = ControlServer(cfg.control_socket, {"queue_list": old_listing})
+    await srv.start()
+    try:
+        config = tmp_path / "c.toml"
+        config.write_text(f'local_domains = ["edge.example"]\n[control]\nsocket = "{cfg.control_socket}"\n')
+        for cmd in (["-c", "import sys; from edgemail.cli import mailq_main; sys.exit(mailq_main())",
+                     "-C", str(config)],
+                    ["-m", "edgemail", "-c", str(config), "queue", "list", "--json"]):
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, *cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            out, err = await proc.communicate()
+            assert proc.returncode == 76, (cmd, err)
+            assert b"Traceback" not in err and b"another version of edgemail" in err, err
+    finally:
+        await srv.close()

@@ -123,3 +123,31 @@ async def test_stale_socket_replaced_live_one_refused(tmp_path):
     finally:
         await first.close()
     assert not os.path.exists(path)
+
+
+async def test_client_gone_mid_stream_stops_the_writes(server, caplog):
+    """A client that leaves after the header (mailq piped to head, or killed)
+    ends the stream: no write to the dead socket, so asyncio's "socket.send()
+    raised exception." never floods the log, and the server goes on serving."""
+    produced = []
+
+    async def slow_listing(req):
+        def items():
+            for i in range(200_000):
+                produced.append(i)
+                yield {"i": i, "pad": "x" * 100}
+        return Stream(items(), {"total": 200_000})
+    server.handlers["slow"] = slow_listing
+    caplog.set_level("WARNING", logger="asyncio")
+
+    def leave_after_header():
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(server.path)
+            s.sendall(b'{"op": "slow"}\n')
+            assert json.loads(s.makefile("rb").readline())["stream"] is True
+    for _ in range(3):
+        await asyncio.to_thread(leave_after_header)
+        await asyncio.sleep(0.3)
+    assert "socket.send() raised exception" not in caplog.text
+    assert len(produced) < 3 * 200_000          # it stopped early
+    assert (await asyncio.to_thread(_call, server.path, "echo", value=1))["echo"] == 1

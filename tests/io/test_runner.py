@@ -41,6 +41,19 @@ async def test_local_user_lands_in_maildir_right_after_commit(example_config, cl
     assert store.entries() == []
 
 
+async def test_commit_of_mail_that_waits_for_the_link_spawns_nothing(example_config, clock):
+    cfg = make_cfg(example_config)
+    store = make_store(cfg, clock)
+    runner = make_runner(cfg, store, clock)
+    q = await submit(store, ["y@far.test"])
+    runner.on_commit(q)
+    assert not runner._tasks                    # no task for nothing cheap to do
+    runner.on_commit(await submit(store, ["bob@edge.example", "z@far.test"]))
+    assert runner._tasks
+    await runner.idle()
+    assert len(maildir(cfg, "bob")) == 1 and store.get(q).attempts == 0
+
+
 async def test_alias_to_two_users_finishes_the_envelope_recipient(example_config, clock):
     cfg = make_cfg(example_config)
     store = make_store(cfg, clock)
@@ -127,6 +140,25 @@ async def test_run_order_is_priority(example_config, upstream_factory, clock):
     # urgent -150k, big (20 KB) 50k, two recipients 60k, bulk 138k
     got = [m.rcpt_tos[0] for m in up.messages]
     assert got == ["urgent@x.test", "big@x.test", "two@x.test", "bulk@x.test"]
+
+
+@pytest.mark.parametrize("cache, connections", [(2, 2), (1, 1)])
+async def test_run_delivers_side_by_side_over_cached_connections(example_config, upstream_factory,
+                                                                 clock, cache, connections):
+    """Two deliveries in flight (ConnectionCacheSize caps it), after the run's
+    first contact with the host; the next run reuses every cached connection."""
+    up, cfg, store, runner = await smarthost_setup(example_config, upstream_factory, clock,
+                                                   faults=Faults(slow={"DATA": 0.1}),
+                                                   ConnectionCacheSize=cache)
+    for i in range(5):
+        await submit(store, [f"r{i}@x.test"])
+    report = await runner.queue_run()
+    assert report.sent == 5 and store.entries() == [] and len(up.messages) == 5
+    assert up.stats.connections == connections
+    for i in range(3):
+        await submit(store, [f"s{i}@x.test"])
+    assert (await runner.queue_run()).sent == 3 and up.stats.connections == connections
+    assert len(runner.smtp._cache) == connections
 
 
 async def test_max_queue_run_size(example_config, upstream_factory, clock):

@@ -191,17 +191,21 @@ async def test_stop_run_during_slow_transfer_defers_without_backoff(example_conf
     store = make_store(cfg, clock)
     runner = make_runner(cfg, store, clock)
     q = await submit(store, ["far@x.test"])
+    q2 = await submit(store, ["near@x.test"])
     before = store.get(q)
     run = asyncio.create_task(runner.queue_run())
-    await until(lambda: runner._current is not None and up.stats.connections == 1)
+    # both in flight: the first in its slow transfer, the second waiting for
+    # the run's first contact with the host to be over
+    await until(lambda: len(runner._current) == 2 and up.stats.connections == 1)
     await asyncio.sleep(0.2)
     assert runner.stop_run()
     report = await run
-    assert report.stopped == "stop" and report.cut == 1 and report.sent == 0
+    assert report.stopped == "stop" and report.cut == 2 and report.sent == 0
     after = store.get(q)
-    assert after.attempts == before.attempts == 0
+    assert after.attempts == before.attempts == 0 and store.get(q2).attempts == 0
     assert after.next_attempt == before.next_attempt and after.priority == before.priority
     assert after.rcpt_status["far@x.test"] is RcptStatus.QUEUED
+    assert up.stats.connections == 1
 
 
 # ------------------------------------------------------------------ MX via DNS

@@ -244,3 +244,25 @@ async def test_address_that_is_not_utf8_is_a_syntax_error(cfg, store):
         bad = await c.reply()
         await c.close()
     assert bad.startswith("501 5.1.7 Bad sender address syntax: address is not valid UTF-8"), bad
+
+
+async def test_pipelined_transactions_in_one_write_and_dot_ended_lines(cfg, store):
+    """DATA is read in large pieces: the end of one message, the next
+    transaction's commands and QUIT in the same packet all arrive intact, a
+    line that merely ends in a dot does not end DATA, an empty message is one."""
+    body = b"Subject: dots.\r\n\r\nline one.\r\n..stuffed.\r\n" + b"x" * 70 + b".\r\n"
+    stream = (b"MAIL FROM:<a@edge.example>\r\nRCPT TO:<b@edge.example>\r\nDATA\r\n"
+              + body + b".\r\n"
+              + b"MAIL FROM:<c@edge.example>\r\nRCPT TO:<d@edge.example>\r\nDATA\r\n.\r\nQUIT\r\n")
+    async with running(cfg, store) as smtpd:
+        c = await Raw.connect(smtpd.port)
+        assert (await c.cmd("EHLO client.lan")).startswith("250")
+        await c.send(stream)
+        replies = [await c.reply() for _ in range(9)]
+        await c.close()
+    assert [r[:3] for r in replies] == ["250", "250", "354", "250", "250", "250", "354", "250", "221"]
+    qids = [r.split()[2] for r in (replies[3], replies[7])]
+    first, second = (store.read_data(q) for q in qids)
+    assert first.endswith(b"\r\n" + body.replace(b"\r\n..", b"\r\n.")) and b"x" * 70 + b".\r\n" in first
+    assert store.get(qids[1]).envelope.mail_from == "c@edge.example"
+    assert second.endswith(b"\r\n") and b"Subject" not in second

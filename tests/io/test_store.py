@@ -165,6 +165,32 @@ async def test_min_free_blocks(spool):
     assert spool().has_room(1000)
 
 
+async def test_commits_being_written_count_against_the_room(spool):
+    """Commits are written side by side: the room check counts the bytes of
+    those still being written (statvfs does not see them yet)."""
+    s = spool()
+    s.recover()
+    s._reserved = 2**62                  # as if that much were being written now
+    with pytest.raises(SpoolFull, match="MinFreeBlocks"):
+        await s.commit(ENV, DATA)
+    s._reserved = 0
+    qids = await asyncio.gather(*(s.commit(ENV, DATA) for _ in range(12)))
+    assert s._reserved == 0 and files(s, "queue") == sorted(qids) and files(s, "tmp") == []
+    s.close()                            # the threads stop; the next commit starts them again
+    assert is_queue_id(await s.commit(ENV, DATA)) and len(files(s, "queue")) == 13
+
+
+def test_has_room_reuses_a_recent_statvfs(spool, monkeypatch):
+    s = spool()
+    s.recover()
+    calls = []
+    real = os.statvfs
+    monkeypatch.setattr(os, "statvfs", lambda path: calls.append(path) or real(path))
+    assert s.has_room(1000) and s.has_room(2000) and len(calls) == 1
+    s._room = (s._room[0] - 2, s._room[1])             # the answer is older than ROOM_CACHE_S
+    assert not s.has_room(2**62) and len(calls) == 2
+
+
 @pytest.mark.parametrize("err, exc", [(errno.ENOSPC, SpoolFull), (errno.EIO, SpoolError)])
 async def test_write_error_leaves_nothing(spool, monkeypatch, err, exc):
     s = spool()
