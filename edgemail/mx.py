@@ -116,6 +116,9 @@ class DnsCache:
         self.path = path
         self.clock = clock
         self._entries: dict[str, dict] = {}
+        #: one save at a time: deliveries run side by side and each may save
+        #: (two writers of the one temporary file lost a rename: ENOENT)
+        self._saving = asyncio.Lock()
         if path:
             self._load()
 
@@ -147,7 +150,9 @@ class DnsCache:
         return entry
 
     async def save(self) -> None:
-        if self.path:
+        if not self.path:
+            return
+        async with self._saving:         # the later save writes the later state
             now = self.clock.wall()
             live = {k: v for k, v in self._entries.items() if v["expires"] > now}
             await asyncio.to_thread(_write_atomically, self.path,
