@@ -116,6 +116,9 @@ class DnsCache:
         self.path = path
         self.clock = clock
         self._entries: dict[str, dict] = {}
+        #: one save at a time: deliveries run side by side and each may save
+        #: (two writers of the one temporary file lost a rename: ENOENT)
+        self._saving = asyncio.Lock()
         if path:
             self._load()
 
@@ -147,7 +150,9 @@ class DnsCache:
         return entry
 
     async def save(self) -> None:
-        if self.path:
+        if not self.path:
+            return
+        async with self._saving:         # the later save writes the later state
             now = self.clock.wall()
             live = {k: v for k, v in self._entries.items() if v["expires"] > now}
             await asyncio.to_thread(_write_atomically, self.path,
@@ -189,6 +194,8 @@ class MxResolver:
         self.nameservers: tuple[str, ...] | None = None
         #: queries sent (cache misses), for tests and logs
         self.queries = 0
+        #: (name, type) -> the query on its way: deliveries side by side ask once
+        self._flying: dict[tuple[str, str], asyncio.Future] = {}
 
     @classmethod
     def from_config(cls, cfg, **kw) -> "MxResolver":
@@ -267,10 +274,20 @@ class MxResolver:
     async def _lookup(self, name: str, rtype: str) -> list[str]:
         entry = self.cache.get(name, rtype)
         if entry is None:
-            entry = await self._query(name, rtype)
+            key = (name, rtype)
+            query = self._flying.get(key)
+            if query is None:
+                query = self._flying[key] = asyncio.ensure_future(self._query(name, rtype))
+                query.add_done_callback(lambda q, k=key: self._landed(k, q))
+            entry = await asyncio.shield(query)
         if entry["nxdomain"]:
             raise _NxDomain(name)
         return entry["records"]
+
+    def _landed(self, key: tuple[str, str], query: asyncio.Future) -> None:
+        self._flying.pop(key, None)
+        if not query.cancelled():
+            query.exception()            # seen, even if every asker was cancelled
 
     async def _query(self, name: str, rtype: str) -> dict:
         res = self._resolver()

@@ -145,6 +145,22 @@ async def test_cache_survives_restart(dns, tmp_path):
     assert len(dns.queries) > n                             # expired across the restart too
 
 
+async def test_lookups_side_by_side_each_save_the_cache(dns, tmp_path):
+    """A queue run delivers two messages at once: their lookups save the
+    cache concurrently (once two writers of one temporary file lost a rename)."""
+    r = resolver(dns, tmp_path, FakeClock())
+    got = await asyncio.gather(*(r.targets(d) for d in ["example.org", "plain.example"] * 4))
+    assert all(got)
+    (tmp_path / "alone").mkdir()
+    alone = resolver(dns, tmp_path / "alone", FakeClock())
+    await alone.targets("example.org")
+    await alone.targets("plain.example")
+    assert r.queries == alone.queries                   # the same question went out once
+    saved = json.loads((tmp_path / "dns-cache.json").read_text())
+    assert {"example.org/MX", "plain.example/MX"} <= set(saved["entries"])
+    assert [p.name for p in tmp_path.iterdir() if ".tmp." in p.name] == []
+
+
 async def test_corrupt_cache_file_ignored(dns, tmp_path, caplog):
     (tmp_path / "dns-cache.json").write_text("{not json")
     got = await resolver(dns, tmp_path).targets("plain.example")
