@@ -214,6 +214,8 @@ class Config:
     PrivacyOptions: frozenset[str] = frozenset({"authwarnings"})
     #: queue-run time budget: stop starting deliveries after this many seconds (0 = none)
     queue_run_budget: float = 0.0
+    #: [spool] commit_helpers: processes that write and fsync new queue files (0 = threads)
+    commit_helpers: int = 2
     Timeout: Timeouts = field(default_factory=Timeouts)
     smtpd: SmtpdConfig = field(default_factory=SmtpdConfig)
     local: LocalConfig = field(default_factory=LocalConfig)
@@ -363,6 +365,14 @@ def _typed(kind: type, what: str):
             return float(v)
         if not isinstance(v, kind) or isinstance(v, bool) and kind is not bool:
             raise ValueError(f"expected {what}, got {v!r}")
+        return v
+    return conv
+
+
+def _bounded_int(low: int, high: int):
+    def conv(v):
+        if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
+            raise ValueError(f"expected a whole number from {low} to {high}, got {v!r}")
         return v
     return conv
 
@@ -603,7 +613,8 @@ def from_dict(data: dict, *, path: str = "<config>", text: str = "", etc_hostnam
     lan = reader.take(data, "", "lan_networks", _networks, ())
     spool = data.pop("spool", {})
     spool_dir = reader.take(spool, "spool", "directory", _typed(str, "a directory path"), "/var/spool/edgemail")
-    reader.leftover(spool, "spool", ["directory"])
+    commit_helpers = reader.take(spool, "spool", "commit_helpers", _bounded_int(0, 16), 2)
+    reader.leftover(spool, "spool", ["directory", "commit_helpers"])
     control = data.pop("control", {})
     control_socket = reader.take(control, "control", "socket", _typed(str, "a socket path"), "/run/edgemail/control.sock")
     reader.leftover(control, "control", ["socket"])
@@ -632,7 +643,8 @@ def from_dict(data: dict, *, path: str = "<config>", text: str = "", etc_hostnam
     local = replace(local, aliases=rel(local.aliases), maildir=rel(local.maildir))
     link = replace(link, policy=rel(link.policy), state_file=rel(link.state_file))
     return Config(path=path, hostname=hostname, local_domains=local_domains, lan_networks=lan,
-                  listeners=listeners, spool_dir=rel(spool_dir), control_socket=rel(control_socket),
+                  listeners=listeners, spool_dir=rel(spool_dir), commit_helpers=commit_helpers,
+                  control_socket=rel(control_socket),
                   routes=routes, Timeout=timeouts, smtpd=smtpd, local=local, dns=dns, retry=retry,
                   link=link, **top)
 

@@ -107,7 +107,7 @@ def make_store(cfg: Config, clock: Clock):
     from .spool.store import Store
     return Store(cfg.spool_dir, min_free_blocks=cfg.MinFreeBlocks, clock=clock,
                  class_factor=cfg.ClassFactor, recipient_factor=cfg.RecipientFactor,
-                 retry_factor=cfg.RetryFactor)
+                 retry_factor=cfg.RetryFactor, commit_helpers=cfg.commit_helpers)
 
 
 def make_runner(cfg: Config, store, clock: Clock, link=None):

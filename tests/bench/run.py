@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -42,7 +43,7 @@ sys.path.insert(0, str(HERE))
 import drain  # noqa: E402
 import mailq as mailqmod  # noqa: E402
 import peers  # noqa: E402
-from submit import TreeSampler, submit, wait_listening  # noqa: E402
+from submit import TreeSampler, submit, tree as submit_tree, wait_listening  # noqa: E402
 
 REPO = HERE.parent.parent
 DNS_IP = "127.0.0.1"
@@ -127,6 +128,33 @@ def make_systems(args, out: Path) -> list[peers.MailSystem]:
     return systems
 
 
+def tree_cpu(roots: list[int]) -> dict[str, float]:
+    """CPU seconds of the daemon's process tree: each live process's own time plus
+    the time of its waited-for children (sendmail's per-connection processes), and
+    per thread of the first root (edgemail's event loop and fsync threads)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {"total": 0.0}
+    for pid in submit_tree(roots):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out["total"] += sum(int(x) for x in fields[11:15]) / tick
+    for root in roots[:1]:
+        try:
+            for tid in os.listdir(f"/proc/{root}/task"):
+                with open(f"/proc/{root}/task/{tid}/stat") as f:
+                    text = f.read()
+                name = text[text.index("(") + 1:text.rindex(")")]
+                fields = text.rsplit(")", 1)[1].split()
+                key = f"thread {name} {tid}"
+                out[key] = out.get(key, 0.0) + sum(int(x) for x in fields[11:13]) / tick
+        except OSError:
+            pass
+    return out
+
+
 class DnsCounter:
     """The counting DNS server of one system's measurement."""
 
@@ -175,8 +203,16 @@ async def measure(system: peers.MailSystem, args, out: Path, with_mailq: bool) -
         t_ready = time.time()
         sampler = TreeSampler(system.root_pids)
         sampler.start()
+        ru0 = resource.getrusage(resource.RUSAGE_SELF)
+        cpu0 = tree_cpu(system.root_pids())
         res = await submit(peers.SERVER_IP, system.port, count=args.count, size=args.size,
                            connections=args.connections, source=peers.CLIENT_IP)
+        ru1 = resource.getrusage(resource.RUSAGE_SELF)
+        cpu1 = tree_cpu(system.root_pids())
+        rec["server_cpu_s"] = {k: round(cpu1.get(k, 0) - cpu0.get(k, 0), 3) for k in cpu1}
+        print(f"bench: {system.name}: server CPU {rec['server_cpu_s']}", flush=True)
+        rec["client_cpu_s"] = round((ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime), 3)
+        print(f"bench: {system.name}: client CPU {rec['client_cpu_s']} s in {res.seconds:.2f} s", flush=True)
         rec["memory"] = await sampler.stop()
         t_done = time.time()
         rec["submit"] = res.summary()

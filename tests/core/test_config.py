@@ -23,6 +23,7 @@ def test_example_config_loads(example_config):
     assert cfg.Timeout.queuewarn["normal"] == 4 * 3600
     star = [r for r in cfg.routes if r.pattern == "*"][0]
     assert star.expensive and star.dialdelay and star.kind == "smarthost"
+    assert cfg.commit_helpers == 2
 
 
 @pytest.mark.parametrize("text,line,key,words", [
@@ -34,7 +35,9 @@ def test_example_config_loads(example_config):
     (BASE + '[routes]\n"x.example" = "carrier-pigeon"\n', 3, "routes.x.example", "unknown route kind"),
     (BASE + '[[listen]]\naddress = "mail.example"\n', 3, "listen.address", "numeric IP"),
     ('local_domains = []\n', 1, "local_domains", "at least one"),
-], ids=["delivery-mode", "duration", "unknown-key", "size", "network", "route", "listen-name", "no-domains"])
+    (BASE + '[spool]\ncommit_helpers = 17\n', 3, "spool.commit_helpers", "from 0 to 16"),
+], ids=["delivery-mode", "duration", "unknown-key", "size", "network", "route", "listen-name", "no-domains",
+        "helpers"])
 def test_errors_name_file_line_key(tmp_path, text, line, key, words):
     p = write(tmp_path, text)
     with pytest.raises(ConfigError) as ei:

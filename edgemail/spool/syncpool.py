@@ -1,0 +1,200 @@
+"""syncpool.py - the daemon's side of the commit helpers (syncer.py).
+
+NAME
+    syncpool - hand new queue files to helper processes, on the event loop
+
+DESCRIPTION
+    SyncPool starts COUNT helpers (`python -I -S syncer.py`) and talks to
+    each through two pipes that the running event loop watches: a commit is
+    one write of a request, its answer one read of an 8-byte reply.  A job
+    goes to the helper with the fewest jobs outstanding.  The pool belongs
+    to the loop it was started on (Store starts another when it is asked
+    from a different loop).
+
+FAILURES
+    A helper that exits or whose pipe breaks fails every job it holds with
+    SpoolError (the sessions answer 451, nothing was acknowledged) and the
+    pool is marked broken; Store then starts a new one for the next commit.
+    The helper removes what it made of a failed job; so does the failure
+    path here (tmp and dest), for a helper killed mid-commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+
+from edgemail.spool import syncer
+
+HELPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "syncer.py")
+
+#: settle(job, errno or 0, the exception when its helper is gone or None)
+Settle = Callable[[object, int, BaseException | None], None]
+
+
+class _Helper:
+    """One helper process and its two non-blocking pipes, watched by the loop."""
+
+    def __init__(self, pool: "SyncPool") -> None:
+        self.pool = pool
+        self.proc = subprocess.Popen([sys.executable, "-I", "-S", HELPER],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     close_fds=True)
+        self.wfd = self.proc.stdin.fileno()
+        self.rfd = self.proc.stdout.fileno()
+        os.set_blocking(self.wfd, False)
+        os.set_blocking(self.rfd, False)
+        self.jobs: dict[int, object] = {}
+        self.out = bytearray()           # request bytes the pipe has not taken yet
+        self.inb = bytearray()           # reply bytes not yet a whole reply
+        self.alive = True
+        self.closing = False
+        pool.loop.add_reader(self.rfd, self._readable)
+
+    def send(self, data: bytes) -> None:
+        if not self.out:
+            try:
+                data = data[os.write(self.wfd, data):]
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                self.lost(exc)
+                return
+            if not data:
+                return
+            self.pool.loop.add_writer(self.wfd, self._writable)
+        self.out += data
+
+    def _writable(self) -> None:
+        try:
+            del self.out[: os.write(self.wfd, self.out)]
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self.lost(exc)
+            return
+        if not self.out:
+            self.pool.loop.remove_writer(self.wfd)
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self.rfd, 65536)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self.lost(exc)
+            return
+        if not data:
+            self.lost(None)
+            return
+        self._answers(data)
+
+    def _answers(self, data: bytes) -> None:
+        self.inb += data
+        size = syncer.REPLY.size
+        n = len(self.inb) // size
+        replies = [syncer.REPLY.unpack_from(self.inb, i * size) for i in range(n)]
+        del self.inb[: n * size]
+        for job_id, err in replies:
+            job = self.jobs.pop(job_id, None)
+            if job is not None:
+                self.pool.settle(job, err, None)
+
+    def lost(self, exc: BaseException | None) -> None:
+        """The helper is gone (end of its output, or a broken pipe): fail
+        what it still holds and close our ends (on the loop thread)."""
+        if not self.alive:
+            return
+        self.alive = False
+        if exc is None and not self.proc.stdout.closed:
+            try:                         # answers still in the pipe count
+                while data := os.read(self.rfd, 65536):
+                    self._answers(data)
+            except OSError:
+                pass
+        loop = self.pool.loop
+        if not loop.is_closed():
+            loop.remove_reader(self.rfd)
+            loop.remove_writer(self.wfd)
+        if not self.closing:
+            self.pool.broken = True
+        jobs, self.jobs = self.jobs, {}
+        why = exc or ConnectionError(f"commit helper {self.proc.pid} exited")
+        for job in jobs.values():
+            self.pool.settle(job, 0, why)
+        self.close_input()
+        self.proc.stdout.close()
+
+    def close_input(self) -> None:
+        """Flush what is owed (blocking: a few requests at most), then close
+        the helper's input: it finishes the jobs it has, answers, and exits."""
+        self.closing = True
+        if self.proc.stdin.closed:
+            return
+        if not self.pool.loop.is_closed():
+            self.pool.loop.remove_writer(self.wfd)
+        try:
+            if self.out:
+                os.set_blocking(self.wfd, True)
+                os.write(self.wfd, self.out)
+        except OSError:
+            pass
+        self.out.clear()
+        self.proc.stdin.close()
+
+
+class SyncPool:
+    def __init__(self, loop: asyncio.AbstractEventLoop, count: int, settle: Settle) -> None:
+        self.loop = loop
+        self.settle = settle
+        self.broken = False
+        self._ids = itertools.count(1)
+        self.helpers = [_Helper(self) for _ in range(count)]
+
+    def submit(self, job, tmp: str, dest: str, blob: bytes) -> None:
+        """Send JOB's file to the least busy helper; settle() is called with
+        JOB when it answers.  On the loop thread only."""
+        helper = min((h for h in self.helpers if h.alive and not h.closing), key=lambda h: len(h.jobs), default=None)
+        if helper is None:
+            self.settle(job, 0, ConnectionError("no commit helper running"))
+            return
+        job_id = next(self._ids)
+        names = os.fsencode(tmp), os.fsencode(dest)
+        helper.jobs[job_id] = job
+        helper.send(syncer.REQUEST.pack(job_id, len(blob), len(names[0]), len(names[1]))
+                    + names[0] + names[1] + blob)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """End the helpers after the jobs they hold and reap them (blocking,
+        as Store.close() is).  From any thread: when the pool's loop runs
+        on another thread, the pipes are closed there and the answers still
+        come in; otherwise what is left unanswered fails."""
+        helpers, self.helpers = self.helpers, []
+        if not helpers:
+            return
+        try:
+            here = asyncio.get_running_loop() is self.loop
+        except RuntimeError:
+            here = False
+        elsewhere = not here and self.loop.is_running()
+        if elsewhere:
+            done = threading.Event()
+            self.loop.call_soon_threadsafe(lambda: ([h.close_input() for h in helpers], done.set()))
+            done.wait(timeout)
+        else:
+            for h in helpers:
+                h.close_input()
+        for h in helpers:
+            try:
+                h.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                h.proc.kill()
+                h.proc.wait()
+        if not elsewhere:
+            for h in helpers:
+                h.lost(None)

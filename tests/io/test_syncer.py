@@ -1,0 +1,193 @@
+"""The commit helpers (spool/syncer.py, spool/syncpool.py) as real processes
+over real pipes: batches, errors, a cut-off request, a dead daemon, a helper
+killed mid-commit, and the Store using them."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from edgemail.clock import FakeClock
+from edgemail.envelope import Envelope, Recipient
+from edgemail.errors import SpoolError, SpoolFull
+from edgemail.spool import Store, record
+from edgemail.spool import syncer
+from edgemail.spool.syncpool import HELPER
+
+ENV = Envelope("shop@example.org", (Recipient("a@example.net"),), arrived=1_700_000_000.0)
+DATA = b"Subject: hi\r\n\r\n" + b"x" * 3000 + b"\r\n"
+
+
+def request(job: int, tmp, dest, blob: bytes) -> bytes:
+    t, d = os.fsencode(str(tmp)), os.fsencode(str(dest))
+    return syncer.REQUEST.pack(job, len(blob), len(t), len(d)) + t + d + blob
+
+
+def replies(data: bytes) -> list[tuple[int, int]]:
+    size = syncer.REPLY.size
+    return [syncer.REPLY.unpack_from(data, i) for i in range(0, len(data), size)]
+
+
+def helper() -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-I", "-S", HELPER],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+
+@pytest.fixture
+def dirs(tmp_path):
+    for sub in ("tmp", "queue"):
+        (tmp_path / sub).mkdir()
+    return tmp_path
+
+
+def test_helper_commits_a_batch_and_names_the_errno_of_a_failed_job(dirs):
+    blobs = [os.urandom(70_000), b"second\r\n", b""]
+    data = b"".join(request(i + 1, dirs / "tmp" / f"T{i}", dirs / "queue" / f"Q{i}", b)
+                    for i, b in enumerate(blobs))
+    data += request(9, dirs / "tmp" / "T9", dirs / "missing" / "Q9", b"lost")
+    p = helper()
+    out, _ = p.communicate(data, timeout=30)
+    assert p.returncode == 0
+    assert sorted(replies(out)) == [(1, 0), (2, 0), (3, 0), (9, errno.ENOENT)]
+    for i, b in enumerate(blobs):
+        assert (dirs / "queue" / f"Q{i}").read_bytes() == b
+        assert (dirs / "queue" / f"Q{i}").stat().st_mode & 0o777 == 0o600
+    assert os.listdir(dirs / "tmp") == []        # the failed job's tmp file is removed too
+
+
+def test_a_request_cut_off_by_end_of_input_is_dropped(dirs):
+    whole = request(1, dirs / "tmp" / "T1", dirs / "queue" / "Q1", b"x" * 5000)
+    p = helper()
+    out, _ = p.communicate(whole[:-10], timeout=30)
+    assert (p.returncode, out) == (0, b"")
+    assert os.listdir(dirs / "queue") == [] and os.listdir(dirs / "tmp") == []
+
+
+def test_a_helper_whose_daemon_died_renames_nothing(dirs):
+    # the shell is the helper's parent; killing it stands for a SIGKILLed daemon
+    sh = subprocess.Popen(["sh", "-c", f'"{sys.executable}" -I -S "{HELPER}"; exit 0'],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while not _children(sh.pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    (child,) = _children(sh.pid)
+    sh.kill()
+    sh.wait()
+    sh.stdin.write(request(1, dirs / "tmp" / "T1", dirs / "queue" / "Q1", b"late"))
+    sh.stdin.flush()
+    assert sh.stdout.read() == b""               # no answer: it exited
+    _wait_gone(child)
+    assert os.listdir(dirs / "queue") == [] and os.listdir(dirs / "tmp") == []
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def _wait_gone(pid: int) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return
+        except OSError:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"helper {pid} still running")
+
+
+@pytest.fixture
+def spool(tmp_path):
+    made = []
+
+    def make(**kw):
+        s = Store(str(tmp_path / "spool"), clock=FakeClock(wall=1_700_000_100.0), **kw)
+        made.append(s)
+        s.recover()
+        return s
+    yield make
+    for s in made:
+        s.close()
+
+
+async def test_store_commits_through_helpers(spool):
+    s = spool(commit_helpers=2)
+    qids = await asyncio.gather(*(s.commit(ENV, DATA + str(i).encode()) for i in range(40)))
+    assert len(set(qids)) == 40
+    assert sorted(os.listdir(os.path.join(s.directory, "queue"))) == sorted(qids)
+    assert os.listdir(os.path.join(s.directory, "tmp")) == []
+    for i, qid in enumerate(qids):
+        with open(os.path.join(s.directory, "queue", qid), "rb") as f:
+            qf = record.decode(f.read(), kind=record.KIND_QUEUE)
+        assert qf.qid == qid and qf.data == DATA + str(i).encode()
+        assert s.get(qid).size == len(DATA + str(i).encode())
+    pids = [h.proc.pid for h in s._pool.helpers]
+    assert len(pids) == 2
+    s.close()
+    for pid in pids:                             # close() ended and reaped them
+        assert not os.path.exists(f"/proc/{pid}")
+    again = Store(s.directory)
+    assert again.recover().loaded == 40
+
+
+async def test_a_helper_killed_mid_commit_fails_that_commit_and_the_next_one_works(spool):
+    s = spool(commit_helpers=1)
+    await s.commit(ENV, DATA)                    # starts the helper
+    (h,) = s._pool.helpers
+    os.kill(h.proc.pid, signal.SIGSTOP)
+    pending = asyncio.ensure_future(s.commit(ENV, DATA))
+    await asyncio.sleep(0.2)
+    assert not pending.done()                    # no answer before the helper's fsync
+    os.kill(h.proc.pid, signal.SIGKILL)
+    with pytest.raises(SpoolError, match="commit helper"):
+        await asyncio.wait_for(pending, 10)
+    assert len(os.listdir(os.path.join(s.directory, "queue"))) == 1
+    assert os.listdir(os.path.join(s.directory, "tmp")) == []
+    qid = await s.commit(ENV, DATA)              # a new helper takes over
+    assert s._pool.helpers[0].proc.pid != h.proc.pid
+    assert qid in os.listdir(os.path.join(s.directory, "queue"))
+    assert len(s.entries()) == 2
+
+
+async def test_a_helper_error_is_a_spool_error_and_leaves_nothing(spool):
+    s = spool(commit_helpers=1)
+    os.rename(os.path.join(s.directory, "queue"), os.path.join(s.directory, "queue.away"))
+    with pytest.raises(SpoolError, match="No such file"):
+        await s.commit(ENV, DATA)
+    assert os.listdir(os.path.join(s.directory, "tmp")) == []
+    assert s.entries() == []
+    os.rename(os.path.join(s.directory, "queue.away"), os.path.join(s.directory, "queue"))
+    assert await s.commit(ENV, DATA) in os.listdir(os.path.join(s.directory, "queue"))
+
+
+async def test_min_free_blocks_counts_commits_in_flight_to_helpers(spool):
+    s = spool(commit_helpers=1)
+    free_kib = os.statvfs(s.directory).f_bavail * os.statvfs(s.directory).f_frsize // 1024
+    s.min_free_blocks = free_kib - 1024 * 6     # room for about 6 MiB more
+    big = b"y" * (4 * 1024 * 1024)
+    results = await asyncio.gather(s.commit(ENV, big), s.commit(ENV, big), return_exceptions=True)
+    assert sum(isinstance(r, str) for r in results) == 1, results
+    assert sum(isinstance(r, SpoolFull) for r in results) == 1
+    assert len(os.listdir(os.path.join(s.directory, "queue"))) == 1
+
+
+async def test_close_on_the_loop_still_settles_commits_handed_over(spool):
+    s = spool(commit_helpers=1)
+    pending = asyncio.ensure_future(s.commit(ENV, DATA))
+    await asyncio.sleep(0)                       # the request is in the helper's pipe
+    assert not pending.done()
+    s.close()
+    qid = await asyncio.wait_for(pending, 5)
+    assert os.listdir(os.path.join(s.directory, "queue")) == [qid]
