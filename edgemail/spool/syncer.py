@@ -25,7 +25,7 @@ PROTOCOL (one pipe each way, little-endian)
     the errno; it never answers 0 before the directory fsync.
 
 NEVER
-    Imports anything but os, struct, sys and select (it is started with -I -S
+    Imports anything but os, select, signal, struct and sys (it is started with -I -S
     from this file's path: a few megabytes), touches a file it was not named,
     or renames a file for a daemon that is gone: before each rename it
     checks that its parent is still the daemon, and end of input (the
@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import struct
 import sys
 
@@ -127,4 +128,8 @@ def serve(rfd: int, wfd: int) -> None:
 
 
 if __name__ == "__main__":
+    # systemd's stop and a terminal's ^C reach the whole group: the daemon
+    # decides when a helper ends (end of input), so commits in flight finish
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     serve(sys.stdin.fileno(), sys.stdout.fileno())

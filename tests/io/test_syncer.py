@@ -191,3 +191,17 @@ async def test_close_on_the_loop_still_settles_commits_handed_over(spool):
     s.close()
     qid = await asyncio.wait_for(pending, 5)
     assert os.listdir(os.path.join(s.directory, "queue")) == [qid]
+
+
+def test_a_helper_ignores_the_groups_sigterm_and_finishes_on_end_of_input(dirs):
+    # systemd's stop and a terminal's ^C signal the whole group; the daemon
+    # ends its helpers itself (end of input), after the commits in flight
+    p = helper()
+    p.stdin.write(request(1, dirs / "tmp" / "T1", dirs / "queue" / "Q1", b"one"))
+    p.stdin.flush()
+    assert replies(p.stdout.read(syncer.REPLY.size)) == [(1, 0)]
+    p.send_signal(signal.SIGTERM)
+    p.send_signal(signal.SIGINT)
+    out, _ = p.communicate(request(2, dirs / "tmp" / "T2", dirs / "queue" / "Q2", b"two"), timeout=30)
+    assert replies(out) == [(2, 0)] and p.returncode == 0
+    assert (dirs / "queue" / "Q2").read_bytes() == b"two"
