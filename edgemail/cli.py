@@ -9,8 +9,9 @@ sendmail(8) as MUAs, cron and scripts call it::
 
 Accepted flags: ``-t``, ``-i``/``-oi``, ``-f ADDR``/``-fADDR``/``-r ADDR``,
 ``-F NAME``, ``-B 8BITMIME|7BIT``, ``-N never|success,failure,delay``,
-``-R full|hdrs``, ``-V envid``, ``-bm`` (default), ``-bp``, ``-bi`` (no-op:
-aliases are read by the daemon), ``-C FILE`` (config), ``--``.  Ignored
+``-R full|hdrs``, ``-V envid``, ``-bm`` (default), ``-bp``, ``-bi`` (as
+``newaliases``: check the aliases, then the daemon reads them again), ``-C
+FILE`` (config), ``--``.  Ignored
 without error: every other ``-oX...`` (``-oem``, ``-oee``, ``-oep``,
 ``-odq``/``-odb``/``-odi``: delivery is always deferred, ``-om``), ``-O
 opt=val``, ``-U``, ``-v``, ``-m``, ``-n``, ``-G``, ``-h N``, ``-L tag``,
@@ -379,8 +380,7 @@ def sendmail_main(argv: list[str] | None = None) -> int:
     if a.mode == "p":
         return print_mailq(cfg)
     if a.mode == "i":
-        _err("sendmail", "aliases are read by the daemon at start-up; nothing to rebuild")
-        return EX_OK
+        return reload_daemon(cfg, "newaliases" if prog == "newaliases" else "sendmail", "newaliases")
     if a.mode in ("h", "H"):
         return print_hoststat(cfg, "sendmail") if a.mode == "h" else purge_hoststat(cfg, "sendmail")
     if a.mode == "q":
@@ -508,6 +508,34 @@ def ask(cfg, prog: str, op: str, **fields) -> tuple[dict | None, int]:
         return None, EX_TEMPFAIL
 
 
+def reload_daemon(cfg, prog: str, reason: str) -> int:
+    """``newaliases``, ``sendmail -bi``, ``edgemail reload``: check the aliases
+    here (errors name FILE:LINE, exit 65), then have the daemon read them and
+    the dial policy again (as SIGHUP does)."""
+    from .aliases import load as load_aliases
+    name = cfg.local.aliases or "(no aliases file)"
+    try:
+        count = len(load_aliases(cfg.local.aliases, cfg.local).entries)
+    except ConfigError as exc:
+        _err(prog, str(exc))
+        return EX_DATAERR
+    try:
+        reply = ControlClient(cfg.control_socket, timeout=cfg.Timeout.control).request("reload", reason=reason)
+    except DaemonUnreachable:
+        print(f"{name}: {count} aliases (the daemon is not running: it reads them when it starts)")
+        return EX_OK
+    except RequestFailed as exc:
+        _err(prog, str(exc))
+        return EX_DATAERR
+    except ControlError as exc:
+        _err(prog, str(exc))
+        return EX_TEMPFAIL
+    print(f"{name}: {reply.get('aliases', count)} aliases, read again by the daemon")
+    if reply.get("restart_needed"):
+        print(f"changed settings that take effect at restart: {', '.join(reply['restart_needed'])}")
+    return EX_OK
+
+
 def request_queue_run(cfg, filters: list[str], prog: str = "sendmail") -> int:
     reply, code = ask(cfg, prog, "queue_run", filters=filters)
     if reply and reply.get("message"):
@@ -590,6 +618,7 @@ def _parser():
     qr = q.add_parser("run", help="ask for a queue run; filters as sendmail -q: R<substr>, S<substr>, "
                                   "I<substr>, prefixed with ! to negate")
     qr.add_argument("filters", nargs="*")
+    sub.add_parser("reload", help="the daemon reads the aliases and the dial policy again (as SIGHUP)")
     sub.add_parser("hoststat", help="host status: hosts that failed lately (sendmail -bh)")
     ps = sub.add_parser("purgestat", help="forget expired host status (sendmail -bH)")
     ps.add_argument("--all", action="store_true", help="forget every host's status")
@@ -625,6 +654,8 @@ def edgemail_main(argv: list[str] | None = None) -> int:
         return run(cfg, syslog=args.syslog)
     if args.cmd == "status":
         return _status(cfg, args.json)
+    if args.cmd == "reload":
+        return reload_daemon(cfg, "edgemail", "edgemail reload")
     if args.cmd == "hoststat":
         return print_hoststat(cfg, "edgemail")
     if args.cmd == "purgestat":

@@ -136,11 +136,66 @@ async def serve(cfg: Config, *, clock: Clock | None = None, store=None, runner=N
     shutdown = shutdown or SignalTrigger()     # installed now: a SIGTERM during recovery still stops cleanly
     log.info(maillog.starting(version(), cfg.path))
     lock = lock_spool(cfg.spool_dir)      # before recover(): it deletes tmp/ files
+    hup = HangUp()                        # at once: SIGHUP's default action would end the daemon
     try:
-        await _serve_locked(cfg, clock, notifier, store, runner, link, shutdown, listeners)
+        await _serve_locked(cfg, clock, notifier, store, runner, link, shutdown, listeners, hup)
     finally:
+        hup.remove()
         os.close(lock)
         log.info(maillog.stopped())
+
+
+class HangUp:
+    """SIGHUP (``systemctl reload``): a reload once the daemon is up; while
+    it starts, a line saying so (never the signal's default: the end)."""
+
+    def __init__(self) -> None:
+        self.reload: Callable[[str], dict] | None = None
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_signal_handler(signal.SIGHUP, self._fire)
+
+    def _fire(self) -> None:
+        if self.reload is None:
+            log.warning(maillog.reload_failed("SIGHUP", "the daemon is still starting; send it again"))
+        else:
+            self.reload("SIGHUP")
+
+    def remove(self) -> None:
+        self._loop.remove_signal_handler(signal.SIGHUP)
+
+
+class Reloader:
+    """What a running daemon reads again on SIGHUP or ``newaliases``: the
+    aliases (a new Router for the runner) and the dial policy (the link
+    manager's rules and settings).  The config file is read to check it and
+    to name the settings that changed: those take effect at restart.  All or
+    nothing: any error leaves everything as it was."""
+
+    def __init__(self, cfg: Config, runner=None, link=None) -> None:
+        self.cfg, self.runner, self.link = cfg, runner, link
+
+    def __call__(self, reason: str) -> dict:
+        from dataclasses import fields
+        from .aliases import load as load_aliases
+        from .config import load as load_config
+        from .routing import Router
+        try:
+            new = load_config(self.cfg.path)
+            aliases = load_aliases(self.cfg.local.aliases, self.cfg.local)
+            policy = load_policy(self.cfg) if isinstance(self.link, Link) else None
+        except (ConfigError, OSError) as exc:
+            log.error(maillog.reload_failed(reason, exc))
+            return {"reloaded": False, "error": str(exc)}
+        if self.runner is not None and hasattr(self.runner, "router"):
+            self.runner.router = Router(self.cfg, aliases)
+        if policy is not None:
+            self.link.manager.replace_policy(policy)
+        changed = [f.name for f in fields(Config)
+                   if f.name != "path" and getattr(new, f.name) != getattr(self.cfg, f.name)]
+        log.info(maillog.reloaded(reason, aliases=len(aliases.entries),
+                                  policy=self.cfg.link.policy if policy is not None else "",
+                                  restart_needed=changed))
+        return {"reloaded": True, "aliases": len(aliases.entries), "restart_needed": changed}
 
 
 def load_policy(cfg: Config):
@@ -216,7 +271,7 @@ class Link:
 STATUS_POLL_S = 1.0
 
 
-async def _serve_locked(cfg, clock, notifier, store, runner, link, shutdown, listeners) -> None:
+async def _serve_locked(cfg, clock, notifier, store, runner, link, shutdown, listeners, hup=None) -> None:
     store = store if store is not None else make_store(cfg, clock)
     manager = None
     if link is None and runner is None and cfg.link.mode != "none":   # a given runner brings its own link
@@ -233,6 +288,7 @@ async def _serve_locked(cfg, clock, notifier, store, runner, link, shutdown, lis
     if wired is not None:
         wired.port.listeners = list(listeners)
     ops = ControlOps(cfg, store, clock, runner=runner, link=link, listeners=listeners, on_commit=on_commit)
+    ops.reloader = Reloader(cfg, runner, link)
     control = ControlServer(cfg.control_socket, ops.handlers(), timeout=cfg.Timeout.control)
     try:
         for lst in listeners:
@@ -242,6 +298,8 @@ async def _serve_locked(cfg, clock, notifier, store, runner, link, shutdown, lis
         queued = len(store.entries())
         notifier.ready(f"{queued} queued")
         log.info(maillog.ready(bound, cfg.control_socket, queued))
+        if hup is not None:
+            hup.reload = ops.reloader
         await _run_group(clock, notifier, store, runner, link, shutdown, ops.listing.warm, on_commit)
     finally:
         notifier.stopping()
@@ -345,10 +403,11 @@ class ControlOps:
         self.on_commit = on_commit or getattr(runner, "on_commit", None)
         self.started = clock.wall()
         self.listing = QueueListing(store)
+        self.reloader: Callable[[str], dict] | None = None
 
     def handlers(self) -> dict:
         ops = {"submit": self.submit, "queue_list": self.queue_list, "queue_show": self.queue_show,
-               "queue_run": self.queue_run, "status": self.status}
+               "queue_run": self.queue_run, "status": self.status, "reload": self.reload}
         if self.runner is not None and hasattr(self.runner, "hoststat"):
             ops.update(runner_ops(self.runner))
         if isinstance(self.link, Link):
@@ -392,6 +451,15 @@ class ControlOps:
                         body=req.get("body"), size=size, precedence=int(req.get("precedence") or 0),
                         msgid=str(req.get("msgid") or ""), proto="local",
                         client=_local_client(req.get("_peer") or {}), arrived=self.clock.wall())
+
+    async def reload(self, req: dict) -> dict:
+        """``newaliases`` / ``sendmail -bi`` / ``edgemail reload``: as SIGHUP."""
+        if self.reloader is None:
+            raise ControlError("temporary: this daemon cannot reload")
+        reply = self.reloader(str(req.get("reason") or "control"))
+        if not reply["reloaded"]:
+            raise ValueError(f"reload failed, nothing changed: {reply['error']}")
+        return reply
 
     async def queue_list(self, req: dict) -> Stream:
         """``format``: "rows" (default) or "mailq" (preformatted text)."""

@@ -124,6 +124,12 @@ Spool, control socket, daemon:
         stopped()
   daemon: warning: TEXT   [1]
         warning(): start-up problems, NOTIFY_SOCKET, maildrop pickup.
+  daemon: reloaded, reason=R, aliases=N, policy=PATH, restart_needed=KEYS   [1]
+        reloaded(): SIGHUP (systemctl reload) or ``newaliases``: the
+        aliases and the dial policy are read again; KEYS (or ``none``)
+        are config settings that changed and take effect at restart.
+  daemon: reload failed, reason=R: ERROR   [1]
+        reload_failed(): nothing changed; the daemon runs on as before.
 
 Written by the link package (logger ``link``; link never imports edgemail,
 so these are formatted in link/, not here; the test holds their keys to
@@ -385,6 +391,16 @@ def stopping(reason: str) -> str:
 
 def stopped() -> str:
     return "daemon: stopped"
+
+
+def reloaded(reason: str, *, aliases: int, policy: str, restart_needed: list[str]) -> str:
+    return "daemon: reloaded, " + _pairs(("reason", reason), ("aliases", aliases),
+                                         ("policy", policy or "none"),
+                                         ("restart_needed", ",".join(restart_needed) or "none"))
+
+
+def reload_failed(reason: str, error: object) -> str:
+    return f"daemon: reload failed, reason={clean(reason)}: {clean(error)}"
 
 
 def warning(text: str) -> str:

@@ -74,7 +74,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 
 from link import fsm as F
@@ -132,6 +132,7 @@ class LinkManager:
         self._dirty = True                  # ask the policy at the next pass
         self._policy_at: float | None = None
         self._sched_at: float | None = None
+        self._jobs_compiled = False
         self.decision: Decision | None = None
         self.last_dial: datetime | None = None      # request time of the last call that came up
         self._dial_requested: datetime | None = None
@@ -206,6 +207,19 @@ class LinkManager:
         self._spawn("hangup", self._do_hangup("operator"))
         return {"hangup": True, "state": self.state}
 
+    def replace_policy(self, policy: Policy) -> None:
+        """A reload: from now on the new policy's rules and settings (idle
+        hang-up, longest call); a call in progress keeps its line."""
+        self.policy = policy
+        s = policy.settings
+        self.fsm.config = replace(self.fsm.config, idle_hangup_s=s.idle_hangup_s,
+                                  max_connect_s=s.max_connect_s)
+        if self._scheduler is not None and self._jobs_compiled:
+            self._scheduler.clear()
+            compile_jobs(self.policy, self._scheduler, lambda rule: self.demand_changed(),
+                         now=self._now_dt)
+        self.demand_changed()
+
     # --- the loop ---------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -214,6 +228,7 @@ class LinkManager:
         if self._scheduler is not None:
             compile_jobs(self.policy, self._scheduler, lambda rule: self.demand_changed(),
                          now=self._now_dt)
+            self._jobs_compiled = True
         try:
             while True:
                 self._tick()

@@ -67,6 +67,9 @@ SAMPLES = {
     "stopping": (("SIGTERM",), {}),
     "stopped": ((), {}),
     "warning": (("running as root",), {}),
+    "reloaded": (("SIGHUP",), dict(aliases=3, policy="/etc/edgemail/dial.policy",
+                                   restart_needed=["MaxMessageSize", "smtpd"])),
+    "reload_failed": (("newaliases", "/etc/aliases:3: no targets"), {}),
 }
 
 

@@ -6,7 +6,7 @@ report every acknowledged step on stdout, one line each, flushed:
     H <qid>            hold() returned
 
 The parent kills this process with SIGKILL at a random instant.
-usage: spool_crash_child.py SPOOL_DIR
+usage: [CRASH_HELPERS=N] spool_crash_child.py SPOOL_DIR   (N commit helper processes; 0: threads)
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ async def producer(store: Store, worker: int) -> None:
 
 
 async def main(directory: str) -> None:
-    store = Store(directory)
+    store = Store(directory, commit_helpers=int(os.environ.get("CRASH_HELPERS", "0")))
     store.recover()
     say("ready")
     await asyncio.gather(*(producer(store, w) for w in range(4)))
