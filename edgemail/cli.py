@@ -496,16 +496,22 @@ def _to_maildrop(cfg, env: Envelope, data: bytes, why: str) -> int:
     return EX_OK
 
 
+def control_failed(prog: str, exc: ControlError) -> int:
+    """Say why a control request failed; the exit code for it: the daemon
+    refused (bad request, 65), answered in another version's form (76), or
+    could not be reached or answer in time (75)."""
+    _err(prog, str(exc))
+    if isinstance(exc, OtherVersion):
+        return EX_PROTOCOL
+    return EX_DATAERR if isinstance(exc, RequestFailed) else EX_TEMPFAIL
+
+
 def ask(cfg, prog: str, op: str, **fields) -> tuple[dict | None, int]:
     """One control request -> (reply, EX_OK), or (None, exit code) after saying why on stderr."""
     try:
         return ControlClient(cfg.control_socket, timeout=cfg.Timeout.control).request(op, **fields), EX_OK
-    except RequestFailed as exc:
-        _err(prog, str(exc))
-        return None, EX_DATAERR
     except ControlError as exc:
-        _err(prog, str(exc))
-        return None, EX_TEMPFAIL
+        return None, control_failed(prog, exc)
 
 
 def reload_daemon(cfg, prog: str, reason: str) -> int:
@@ -524,12 +530,8 @@ def reload_daemon(cfg, prog: str, reason: str) -> int:
     except DaemonUnreachable:
         print(f"{name}: {count} aliases (the daemon is not running: it reads them when it starts)")
         return EX_OK
-    except RequestFailed as exc:
-        _err(prog, str(exc))
-        return EX_DATAERR
     except ControlError as exc:
-        _err(prog, str(exc))
-        return EX_TEMPFAIL
+        return control_failed(prog, exc)
     print(f"{name}: {reply.get('aliases', count)} aliases, read again by the daemon")
     if reply.get("restart_needed"):
         print(f"changed settings that take effect at restart: {', '.join(reply['restart_needed'])}")
@@ -588,12 +590,8 @@ def print_mailq(cfg, out=None) -> int:
         for batch in batches:
             out.write(_field(batch, "text", str, "queue listing"))
         out.write(f"\t\tTotal requests: {total}\n")
-    except OtherVersion as exc:
-        _err("mailq", str(exc))
-        return EX_PROTOCOL
     except ControlError as exc:
-        _err("mailq", str(exc))
-        return EX_TEMPFAIL
+        return control_failed("mailq", exc)
     return EX_OK
 
 
@@ -697,12 +695,8 @@ def _queue_json(cfg) -> int:
                 {"qid": qid, "size": size, "created": created, "from": sender, "held": bool(held),
                  "recipients": recipients}))
         out.write("\n]\n")
-    except OtherVersion as exc:
-        _err("edgemail", str(exc))
-        return EX_PROTOCOL
     except ControlError as exc:
-        _err("edgemail", str(exc))
-        return EX_TEMPFAIL
+        return control_failed("edgemail", exc)
     return EX_OK
 
 
