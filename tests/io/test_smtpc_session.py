@@ -108,6 +108,36 @@ async def test_connect_refused(upstream_factory, client):
     assert e.value.scope is Scope.SITE and "connect" in e.value.reason
 
 
+async def test_connect_timeout_when_syns_go_unanswered():
+    """A listener whose accept queue is full drops new SYNs (Linux): the
+    connect hangs as towards a host that is gone, and Timeout.connect ends it."""
+    import socket
+    full = socket.socket()
+    full.bind((LOOP, 0))
+    full.listen(0)
+    port = full.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(4):               # backlog 0 still queues one; the rest wait in SYN_SENT
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex((LOOP, port))
+            fillers.append(s)
+        await asyncio.sleep(0.2)
+        c = SmtpClient(helo_name="gw.test", timeouts=Timeouts(connect=0.5, iconnect=5))
+        t0 = asyncio.get_running_loop().time()
+        with pytest.raises(SmtpTimeout) as e:
+            await c.deliver(LOOP, port, "a@x", ["b@y"], MSG)
+        waited = asyncio.get_running_loop().time() - t0
+        assert e.value.phase == "connect" and e.value.scope is Scope.SITE
+        assert "timed out after 0.5s" in str(e.value) and 0.4 < waited < 3
+        await c.close()
+    finally:
+        for s in fillers:
+            s.close()
+        full.close()
+
+
 async def test_452_at_rcpt_others_delivered(upstream_factory, client):
     up = await upstream_factory(faults=Faults(rcpt_replies={"c@y": "452 4.2.2 mailbox full",
                                                              "d@y": "550 5.1.1 unknown"}))
