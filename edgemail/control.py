@@ -1,8 +1,11 @@
 """control.py - the daemon's control socket: JSON lines over a unix socket.
 
-Owns: the socket file (created mode 0660, removed on close), the framing,
-and the client local programs use (``sendmail``, ``mailq``, ``edgemail``,
-the ppp hooks).  It never interprets an op: modules register handlers.
+Owns: the socket file (removed on close), who may call which op, the
+framing, and the client local programs use (``sendmail``, ``mailq``,
+``edgemail``, the ppp hooks).  It never interprets an op: modules register
+handlers, and name the ``public`` ones any local user may call (the socket
+is then mode 0666, else 0660); every other op needs root, the daemon's
+user or its group (SO_PEERCRED, checked per request).
 
 Protocol: one request per line, one reply per line (UTF-8 JSON objects)::
 
@@ -78,12 +81,15 @@ class ControlServer:
     """Serves `handlers` (op name -> async callable(request) -> dict | Stream) on `path`."""
 
     def __init__(self, path: str, handlers: dict[str, Handler], *,
-                 max_request: int = MAX_REQUEST, timeout: float = 120.0, mode: int = 0o660) -> None:
+                 max_request: int = MAX_REQUEST, timeout: float = 120.0,
+                 public: Iterable[str] = ()) -> None:
         self.path = path
         self.handlers = dict(handlers)
         self.max_request = max_request
         self.timeout = timeout
-        self.mode = mode
+        #: ops any local user may call; the others need an administrator (is_admin)
+        self.public = frozenset(public)
+        self.mode = 0o666 if self.public else 0o660
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -162,6 +168,9 @@ class ControlServer:
         handler = self.handlers.get(op)
         if handler is None:
             return self._refuse(f"unknown op {op!r}, expected one of {', '.join(sorted(self.handlers))}")
+        if peer is not None and op not in self.public and not is_admin(peer):
+            return self._refuse(f"{op}: permission denied (uid {peer.get('uid', '?')}): only root, "
+                                "the daemon's user and its group may do this")
         try:
             reply = await handler(request)
         except (ValueError, KeyError, TypeError, EdgemailError) as exc:
@@ -185,6 +194,25 @@ def _write(writer: asyncio.StreamWriter, obj: dict) -> None:
     if writer.is_closing():
         raise ConnectionResetError("the control client went away")
     writer.write(_line(obj))
+
+
+def is_admin(peer: dict) -> bool:
+    """May this client (SO_PEERCRED) use every op?  root, the daemon's own
+    user, or a member of the daemon's group (primary, or supplementary as
+    /proc says for the client's pid).  No credentials: no."""
+    uid, gid, pid = peer.get("uid"), peer.get("gid"), peer.get("pid")
+    if uid is None:
+        return False
+    if uid in (0, os.geteuid()) or gid == os.getegid():
+        return True
+    try:
+        with open(f"/proc/{int(pid)}/status") as f:
+            for line in f:
+                if line.startswith("Groups:"):
+                    return str(os.getegid()) in line.split()[1:]
+    except (OSError, TypeError, ValueError):
+        pass
+    return False
 
 
 def _peer(writer) -> dict:

@@ -289,7 +289,8 @@ async def _serve_locked(cfg, clock, notifier, store, runner, link, shutdown, lis
         wired.port.listeners = list(listeners)
     ops = ControlOps(cfg, store, clock, runner=runner, link=link, listeners=listeners, on_commit=on_commit)
     ops.reloader = Reloader(cfg, runner, link)
-    control = ControlServer(cfg.control_socket, ops.handlers(), timeout=cfg.Timeout.control)
+    control = ControlServer(cfg.control_socket, ops.handlers(), timeout=cfg.Timeout.control,
+                            public=ops.public())
     try:
         for lst in listeners:
             await lst.start()
@@ -451,6 +452,20 @@ class ControlOps:
                         body=req.get("body"), size=size, precedence=int(req.get("precedence") or 0),
                         msgid=str(req.get("msgid") or ""), proto="local",
                         client=_local_client(req.get("_peer") or {}), arrived=self.clock.wall())
+
+    def public(self) -> set[str]:
+        """Ops for every local user, as sendmail allows them: submit (local
+        mail), status, the queue listing (unless PrivacyOptions
+        restrictmailq) and queue runs (unless restrictqrun; with the line
+        down a run delivers only what needs no call, invariant 3).  The rest
+        (reload, queue show with contents, link, host status) need an
+        administrator."""
+        ops = {"submit", "status"}
+        if "restrictmailq" not in self.cfg.PrivacyOptions:
+            ops.add("queue_list")
+        if "restrictqrun" not in self.cfg.PrivacyOptions:
+            ops.add("queue_run")
+        return ops
 
     async def reload(self, req: dict) -> dict:
         """``newaliases`` / ``sendmail -bi`` / ``edgemail reload``: as SIGHUP."""

@@ -151,3 +151,22 @@ async def test_client_gone_mid_stream_stops_the_writes(server, caplog):
     assert "socket.send() raised exception" not in caplog.text
     assert len(produced) < 3 * 200_000          # it stopped early
     assert (await asyncio.to_thread(_call, server.path, "echo", value=1))["echo"] == 1
+
+
+async def test_ops_not_public_need_an_administrator(tmp_path):
+    from edgemail.control import is_admin
+    srv = ControlServer(str(tmp_path / "c.sock"), HANDLERS, public={"list"})
+    await srv.start()
+    try:
+        assert stat.S_IMODE(os.stat(srv.path).st_mode) == 0o666    # public ops: anyone connects
+    finally:
+        await srv.close()
+    me = os.getpid()
+    user = {"uid": 65534, "gid": 65534, "pid": me}
+    refused = await srv.dispatch(b'{"op": "echo", "value": 1}', user)
+    assert refused["ok"] is False and "echo: permission denied (uid 65534)" in refused["error"]
+    assert (await srv.dispatch(b'{"op": "list", "n": 1}', user)).header == {"total": 1}
+    assert (await srv.dispatch(b'{"op": "echo", "value": 1}', None))["echo"] == 1   # in-process
+    assert (await srv.dispatch(b'{"op": "echo", "value": 1}', {}))["ok"] is False    # no credentials
+    assert is_admin({"uid": 0, "gid": 5, "pid": me}) and is_admin({"uid": 1000, "gid": os.getegid(), "pid": 1})
+    assert not is_admin({"uid": 1000, "gid": 1000, "pid": 2 ** 22 + 7})          # no such pid: no groups
