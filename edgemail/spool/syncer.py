@@ -42,7 +42,9 @@ import sys
 
 REQUEST = struct.Struct("<IIHH")
 REPLY = struct.Struct("<Ii")
-PARENT = os.getppid()
+#: the daemon: its pid comes as the first argument (it may die before this
+#: process gets here, and then getppid() would already say who adopted us)
+PARENT = int(sys.argv[1]) if __name__ == "__main__" and len(sys.argv) > 1 else os.getppid()
 
 
 def _read_exact(fd: int, n: int) -> bytes:
@@ -132,4 +134,5 @@ if __name__ == "__main__":
     # decides when a helper ends (end of input), so commits in flight finish
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    serve(sys.stdin.fileno(), sys.stdout.fileno())
+    if os.getppid() == PARENT:
+        serve(sys.stdin.fileno(), sys.stdout.fileno())

@@ -4,7 +4,7 @@ NAME
     syncpool - hand new queue files to helper processes, on the event loop
 
 DESCRIPTION
-    SyncPool starts COUNT helpers (`python -I -S syncer.py`) and talks to
+    SyncPool starts COUNT helpers (`python -I -S syncer.py DAEMON_PID`) and talks to
     each through two pipes that the running event loop watches: a commit is
     one write of a request, its answer one read of an 8-byte reply.  A job
     goes to the helper with the fewest jobs outstanding.  The pool belongs
@@ -42,7 +42,7 @@ class _Helper:
 
     def __init__(self, pool: "SyncPool") -> None:
         self.pool = pool
-        self.proc = subprocess.Popen([sys.executable, "-I", "-S", HELPER],
+        self.proc = subprocess.Popen([sys.executable, "-I", "-S", HELPER, str(os.getpid())],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      close_fds=True)
         self.wfd = self.proc.stdin.fileno()

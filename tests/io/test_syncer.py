@@ -36,7 +36,7 @@ def replies(data: bytes) -> list[tuple[int, int]]:
 
 
 def helper() -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-I", "-S", HELPER],
+    return subprocess.Popen([sys.executable, "-I", "-S", HELPER, str(os.getpid())],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
 
@@ -72,17 +72,20 @@ def test_a_request_cut_off_by_end_of_input_is_dropped(dirs):
 
 def test_a_helper_whose_daemon_died_renames_nothing(dirs):
     # the shell is the helper's parent; killing it stands for a SIGKILLed daemon
-    sh = subprocess.Popen(["sh", "-c", f'"{sys.executable}" -I -S "{HELPER}"; exit 0'],
+    sh = subprocess.Popen(["sh", "-c", f'"{sys.executable}" -I -S "{HELPER}" $$; exit 0'],
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     deadline = time.monotonic() + 10
     while not _children(sh.pid) and time.monotonic() < deadline:
         time.sleep(0.02)
     (child,) = _children(sh.pid)
-    sh.kill()
+    sh.kill()                                    # maybe before the helper even started: same
     sh.wait()
-    sh.stdin.write(request(1, dirs / "tmp" / "T1", dirs / "queue" / "Q1", b"late"))
-    sh.stdin.flush()
-    assert sh.stdout.read() == b""               # no answer: it exited
+    try:
+        sh.stdin.write(request(1, dirs / "tmp" / "T1", dirs / "queue" / "Q1", b"late"))
+        sh.stdin.close()                         # end of input ends it whatever happens
+    except BrokenPipeError:                      # it had already noticed and gone
+        pass
+    assert sh.stdout.read() == b""               # no answer
     _wait_gone(child)
     assert os.listdir(dirs / "queue") == [] and os.listdir(dirs / "tmp") == []
 
@@ -205,3 +208,16 @@ def test_a_helper_ignores_the_groups_sigterm_and_finishes_on_end_of_input(dirs):
     out, _ = p.communicate(request(2, dirs / "tmp" / "T2", dirs / "queue" / "Q2", b"two"), timeout=30)
     assert replies(out) == [(2, 0)] and p.returncode == 0
     assert (dirs / "queue" / "Q2").read_bytes() == b"two"
+
+
+def test_a_helper_started_for_a_daemon_already_gone_does_nothing(dirs):
+    # the daemon named on the command line is not its parent any more
+    p = subprocess.Popen([sys.executable, "-I", "-S", HELPER, "1"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        out, _ = p.communicate(request(1, dirs / "tmp" / "T1", dirs / "queue" / "Q1", b"x"), timeout=30)
+    except BrokenPipeError:
+        out = p.stdout.read()
+    p.wait(30)
+    assert (p.returncode, out) == (0, b"")
+    assert os.listdir(dirs / "queue") == [] and os.listdir(dirs / "tmp") == []
