@@ -450,13 +450,14 @@ class Store:
         job.loop = asyncio.get_running_loop()
         job.future = job.loop.create_future()
         self._pending.add(job.qid)
-        if self._writer is None:
+        if isinstance(job, _Commit) and self.commit_helpers:
+            self._commit_by_helper(job)
+            return await job.future
+        if self._writer is None:         # the thread path, and every change after a commit
             self._writer = threading.Thread(target=self._write_loop, daemon=True,
                                             name="edgemail-spool-writer")
             self._writer.start()
-        if isinstance(job, _Commit) and self.commit_helpers:
-            self._commit_by_helper(job)
-        elif isinstance(job, _Commit):
+        if isinstance(job, _Commit):
             if self._syncers is None:
                 self._syncers = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="edgemail-spool-sync")
             self._syncers.submit(self._prepare_early, job)
