@@ -214,21 +214,24 @@ class LinkManager:
         s = policy.settings
         self.fsm.config = replace(self.fsm.config, idle_hangup_s=s.idle_hangup_s,
                                   max_connect_s=s.max_connect_s)
-        if self._scheduler is not None and self._jobs_compiled:
-            self._scheduler.clear()
-            compile_jobs(self.policy, self._scheduler, lambda rule: self.demand_changed(),
-                         now=self._now_dt)
+        if self._jobs_compiled:          # running: the old rules' jobs go, the new ones come
+            self._schedule_rules()
         self.demand_changed()
+
+    def _schedule_rules(self) -> None:
+        """The policy's rules as `schedule` jobs that wake the loop (the pure core decides)."""
+        if self._scheduler is None:
+            return
+        self._scheduler.clear()
+        compile_jobs(self.policy, self._scheduler, lambda rule: self.demand_changed(), now=self._now_dt)
+        self._jobs_compiled = True
 
     # --- the loop ---------------------------------------------------------------------
 
     async def run(self) -> None:
         """Run until cancelled; on the way out pppd is stopped and the modem hung up."""
         self._spawn("watch", self._watch_loop())
-        if self._scheduler is not None:
-            compile_jobs(self.policy, self._scheduler, lambda rule: self.demand_changed(),
-                         now=self._now_dt)
-            self._jobs_compiled = True
+        self._schedule_rules()
         try:
             while True:
                 self._tick()

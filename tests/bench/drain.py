@@ -115,11 +115,8 @@ async def drain_postfix(pf: peers.Postfix, args, out: Path) -> dict:
         held = queue_files(pf.queue / "deferred")
         t0 = time.monotonic()
         peers.run(pf.flush_argv(), "postfix: postqueue -f", env=pf.env())
-        while queue_files(pf.queue / "deferred") + queue_files(pf.queue / "active") \
-                + queue_files(pf.queue / "incoming"):
-            if time.monotonic() - t0 > args.drain_timeout:
-                raise TimeoutError(f"postfix: queue not empty after {args.drain_timeout}s")
-            await asyncio.sleep(0.2)
+        await until_empty("postfix", [pf.queue / "deferred", pf.queue / "active", pf.queue / "incoming"],
+                          t0, args.drain_timeout)
         seconds = time.monotonic() - t0
         await asyncio.sleep(1)            # let the pacer write its last counts
         stats = json.loads(stats_file.read_text())
@@ -129,6 +126,16 @@ async def drain_postfix(pf: peers.Postfix, args, out: Path) -> dict:
             p.terminate()
             p.wait()
     return line_report("postfix", work, accepted, held, seconds, stats, args)
+
+
+async def until_empty(system: str, dirs: list[Path], t0: float, timeout: float, check=None) -> None:
+    """Poll the queue directories until no file is left (TimeoutError after TIMEOUT)."""
+    while sum(queue_files(d) for d in dirs):
+        if check is not None:
+            check()
+        if time.monotonic() - t0 > timeout:
+            raise TimeoutError(f"{system}: queue not empty after {timeout}s")
+        await asyncio.sleep(0.2)
 
 
 def line_report(system: str, work, accepted: int, held: int, seconds: float, stats: dict,
@@ -158,11 +165,8 @@ async def drain_edgemail(em: peers.Edgemail, sink_root: Path, args, out: Path) -
         held = queue_files(spool / "queue")
         t0 = time.monotonic()
         peers.run(em.queue_run_argv(), "edgemail: queue run", env=em.env())
-        while queue_files(spool / "queue") + queue_files(spool / "hold"):
-            em.check_alive()
-            if time.monotonic() - t0 > args.drain_timeout:
-                raise TimeoutError(f"edgemail: queue not empty after {args.drain_timeout}s")
-            await asyncio.sleep(0.2)
+        await until_empty("edgemail", [spool / "queue", spool / "hold"], t0, args.drain_timeout,
+                          em.check_alive)
         seconds = time.monotonic() - t0
         await asyncio.sleep(1)            # let the pacer write its last counts
         stats = json.loads(stats_file.read_text())

@@ -116,8 +116,8 @@ def world():
     w.down()
 
 
-@pytest.mark.root
-async def test_fakepppd_after_connect_then_sigterm_exits_5(world):
+async def ppp_up(world) -> Pppd:
+    """Dial, hand the tty to fakepppd, wait for ppp0: the modem is in data mode."""
     peers_file(world)
     device, fd = await dialed(world)
     p = fakepppd(world)
@@ -125,6 +125,12 @@ async def test_fakepppd_after_connect_then_sigterm_exits_5(world):
     await asyncio.to_thread(world.wait_ppp_up, 10.0)
     release(fd)
     assert world.modem_control("status")["state"] == "data"
+    return p
+
+
+@pytest.mark.root
+async def test_fakepppd_after_connect_then_sigterm_exits_5(world):
+    p = await ppp_up(world)
     assert world.ppp_address() == world.edge_ip
     assert await p.stop() == 5
     assert world.ppp_address() is None
@@ -132,13 +138,7 @@ async def test_fakepppd_after_connect_then_sigterm_exits_5(world):
 
 @pytest.mark.root
 async def test_fakepppd_carrier_loss_exits_16(world):
-    peers_file(world)
-    device, fd = await dialed(world)
-    p = fakepppd(world)
-    await p.start(device)
-    await asyncio.to_thread(world.wait_ppp_up, 10.0)
-    release(fd)
-    assert world.modem_control("status")["state"] == "data"
+    p = await ppp_up(world)
     world.modem_control("drop", mode="soft")
     try:
         code = await asyncio.wait_for(p.wait(), 10)
