@@ -61,6 +61,8 @@ class SmtpListener:
         self.port = listener.port
         self._server: asyncio.AbstractServer | None = None
         self._sessions: set[EdgeSMTP] = set()
+        #: every session's reads land here first (one loop: one read at a time)
+        self.read_buffer = memoryview(bytearray(64 * 1024))
         self._per_client: collections.Counter[str] = collections.Counter()
         # aiosmtpd logs every session at INFO in its own words: keep its warnings only.
         logging.getLogger("mail.log").setLevel(logging.WARNING)
