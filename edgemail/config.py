@@ -215,7 +215,7 @@ class Config:
     #: queue-run time budget: stop starting deliveries after this many seconds (0 = none)
     queue_run_budget: float = 0.0
     #: [spool] commit_helpers: processes that write and fsync new queue files (0 = threads)
-    commit_helpers: int = 2
+    commit_helpers: int = 1
     Timeout: Timeouts = field(default_factory=Timeouts)
     smtpd: SmtpdConfig = field(default_factory=SmtpdConfig)
     local: LocalConfig = field(default_factory=LocalConfig)
@@ -613,7 +613,7 @@ def from_dict(data: dict, *, path: str = "<config>", text: str = "", etc_hostnam
     lan = reader.take(data, "", "lan_networks", _networks, ())
     spool = data.pop("spool", {})
     spool_dir = reader.take(spool, "spool", "directory", _typed(str, "a directory path"), "/var/spool/edgemail")
-    commit_helpers = reader.take(spool, "spool", "commit_helpers", _bounded_int(0, 16), 2)
+    commit_helpers = reader.take(spool, "spool", "commit_helpers", _bounded_int(0, 16), 1)
     reader.leftover(spool, "spool", ["directory", "commit_helpers"])
     control = data.pop("control", {})
     control_socket = reader.take(control, "control", "socket", _typed(str, "a socket path"), "/run/edgemail/control.sock")

@@ -181,6 +181,8 @@ def _msgid(value: bytes) -> str:
     text = value.decode("utf-8", "replace").strip()
     if text.startswith("<") and ">" in text:
         text = text[1:text.index(">")]
+    if text.isprintable():          # the usual case: only spaces to drop
+        return text.replace(" ", "")[:250]
     return "".join(c for c in text if c.isprintable() and not c.isspace())[:250]
 
 

@@ -140,12 +140,13 @@ class SmtpListener:
             return True
         return any(ip in net for net in self.cfg.lan_networks if net.version == ip.version)
 
-    def rcpt_decision(self, peer_ip: str, address: Address) -> tuple[str, str | None]:
-        """(canonical address, refusal reply or None) for one RCPT."""
+    def rcpt_decision(self, trusted: bool, address: Address) -> tuple[str, str | None]:
+        """(canonical address, refusal reply or None) for one RCPT from a
+        client that is TRUSTED (the session asks ``trusted()`` once)."""
         if not address.domain:
             address = replace(address, domain=self.cfg.local_domains[0])
         text = str(address)
-        if not self.trusted(peer_ip):
+        if not trusted:
             local = address.literal is None and self.cfg.is_local_domain(address.domain)
             if not local:
                 return text, f"554 5.7.1 <{text}>... Relaying denied"

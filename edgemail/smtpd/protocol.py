@@ -105,6 +105,8 @@ class EdgeSMTP(SMTP, asyncio.BufferedProtocol):
         self.arg: str | None = None
         self.peer_ip = ""
         self.relay = ""
+        #: may this client relay (lan_networks, loopback)?  Decided at connect.
+        self.trusted = False
         self.errors = 0
         self._last_read = self.loop.time()
         self._busy = False
@@ -134,6 +136,7 @@ class EdgeSMTP(SMTP, asyncio.BufferedProtocol):
             ip = ip.ipv4_mapped
         self.peer_ip = str(ip)
         self.relay = f"[{self.peer_ip}]:{peer[1]}"
+        self.trusted = self.listener.trusted(self.peer_ip)
         super().connection_made(transport)
 
     def connection_lost(self, error) -> None:
@@ -451,7 +454,7 @@ class EdgeSMTP(SMTP, asyncio.BufferedProtocol):
         path, rcpt = parsed
         if len(txn.rcpts) >= self.cfg.smtpd.MaxRecipientsPerMessage:
             return "452 4.5.3 Too many recipients"
-        address, refusal = self.listener.rcpt_decision(self.peer_ip, path.address)
+        address, refusal = self.listener.rcpt_decision(self.trusted, path.address)
         if refusal:
             return refusal
         txn.rcpts.append(Recipient(address, rcpt.orcpt, rcpt.notify))
@@ -540,7 +543,7 @@ class EdgeSMTP(SMTP, asyncio.BufferedProtocol):
         on_etrn = self.listener.on_etrn
         if on_etrn is None:
             await self.push("502 5.5.1 ETRN not available")
-        elif not self.listener.trusted(self.peer_ip):
+        elif not self.trusted:
             await self.push(f"459 4.7.1 Node {(arg or '')[:64]} not allowed: ETRN from LAN only")
         elif not arg or not _ETRN_ARG.fullmatch(arg):
             await self.push("501 5.5.4 Syntax: ETRN <domain>")

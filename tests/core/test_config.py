@@ -23,7 +23,7 @@ def test_example_config_loads(example_config):
     assert cfg.Timeout.queuewarn["normal"] == 4 * 3600
     star = [r for r in cfg.routes if r.pattern == "*"][0]
     assert star.expensive and star.dialdelay and star.kind == "smarthost"
-    assert cfg.commit_helpers == 2
+    assert cfg.commit_helpers == 1
 
 
 @pytest.mark.parametrize("text,line,key,words", [
