@@ -10,6 +10,7 @@ only trusted clients relay (invariant 4); bad input gets a clear reply
 Modules:
   listener   SmtpListener: binding, session limits, trust and relay decisions
   protocol   EdgeSMTP: one session's dialogue (aiosmtpd subclass)
+  reader     CommandReader: the session's input, commands in order (ours, not aiosmtpd's loop)
   params     ESMTP/DSN parameters of MAIL and RCPT (sans-IO)
   data       the DATA phase: end marker, dot-stuffing, bare CR/LF/NUL, size;
              header facts and our Received: line (sans-IO)

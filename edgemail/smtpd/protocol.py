@@ -5,15 +5,8 @@ NOOP, QUIT, VRFY (252), EXPN (refused), ETRN, and every reply's wording.
 aiosmtpd supplies the session and transaction state, the command table
 (and HELP from it), QUIT and HELP; MAIL, RCPT, DATA, EHLO and HELO are ours.
 
-Reading is ours too (``_take_input``), not aiosmtpd's stream loop: the
-protocol takes what the socket delivers (a BufferedProtocol: reads land in
-the listener's buffer, no allocation per read) and answers MAIL, RCPT,
-DATA, RSET and NOOP before ``data_received`` returns.  Only commands that
-wait (the commit after DATA, ETRN, EHLO, QUIT, HELP...) run as a task, and
-input waits in the buffer until that task has answered, so replies keep
-the commands' order (PIPELINING).  Measured (tests/bench/README.md): the
-stream loop cost a future, a task step and a reader wake-up per line,
-about a third of the event loop's time per message.
+Reading is ours too (smtpd/reader.py, the CommandReader mixin): MAIL, RCPT,
+DATA, RSET and NOOP are answered inline; the rest run as a task.
 
 Invariants:
   * 250 after DATA only after ``await store.commit()`` returned (the file and
@@ -27,10 +20,6 @@ Invariants:
     the client re-arm it, so a slow but moving DATA is never cut; a stalled
     client gets ``421 4.4.2`` and is closed.
   * ``max_bad_commands`` 5xx replies end the session with ``421 4.7.0``.
-  * Input held while a command waits is bounded: past ``held_input_limit``
-    reading pauses; a command line past ``line_length_limit`` is skipped
-    to its end and answered ``500 5.5.2 Command line too long``.
-  * End of input from the client: what it sent is answered, then closed.
 
 Failures: an exception in a command (ours or a hook's) answers ``451 4.3.0``
 and is logged once with its traceback; the session goes on.  SpoolFull
@@ -40,7 +29,6 @@ answers ``452 4.3.1``.  Nothing here can stop the listener.
 from __future__ import annotations
 
 import asyncio
-import functools
 import ipaddress
 import logging
 import re
@@ -54,6 +42,7 @@ from ..envelope import Envelope, Recipient, precedence_class
 from ..errors import SpoolError, SpoolFull
 from . import params
 from .data import DataCollector, received_header, summarise
+from .reader import CommandReader
 
 if TYPE_CHECKING:
     from .listener import SmtpListener
@@ -86,13 +75,7 @@ class _Transaction:
         self.rcpts: list[Recipient] = []
 
 
-class EdgeSMTP(SMTP, asyncio.BufferedProtocol):
-    #: the longest command line read before "500 Command line too long"
-    #: (commands stay limited by command_size_limits)
-    line_length_limit = 64 * 1024
-    #: input held while a command waits (a commit, ETRN) before reading pauses
-    held_input_limit = 256 * 1024
-
+class EdgeSMTP(CommandReader, SMTP, asyncio.BufferedProtocol):
     def __init__(self, listener: "SmtpListener") -> None:
         cfg = listener.cfg
         super().__init__(object(), hostname=cfg.hostname, ident="ESMTP edgemail",
@@ -111,18 +94,8 @@ class EdgeSMTP(SMTP, asyncio.BufferedProtocol):
         self._last_read = self.loop.time()
         self._busy = False
         self._quit = False
-        #: what the client sent that no command has taken yet
-        self._input = bytearray()
-        self._greeted = False
-        self._eof = False
-        self._skipping = False           # inside a command line over line_length_limit
-        self._reading_paused = False
-        self._collector: DataCollector | None = None
-        #: the command still at work (a coroutine: a commit, ETRN, EHLO...);
-        #: input waits in _input until it has answered
-        self._task: asyncio.Task | None = None
-        self._inline = {"MAIL": self._mail, "RCPT": self._rcpt, "DATA": self._data,
-                        "RSET": self._rset, "NOOP": self._noop}
+        self._init_reader({"MAIL": self._mail, "RCPT": self._rcpt, "DATA": self._data,
+                           "RSET": self._rset, "NOOP": self._noop})
 
     # ---------------------------------------------------------------- plumbing
 
@@ -146,126 +119,6 @@ class EdgeSMTP(SMTP, asyncio.BufferedProtocol):
         if self._task is not None:
             self._task.cancel()
         super().connection_lost(error)
-
-    def data_received(self, data: bytes) -> None:
-        """Our reader (not aiosmtpd's stream): commands are taken from the
-        buffer here, and most are answered before this returns."""
-        self._last_read = self.loop.time()
-        self._input += data
-        if self._task is None and self._greeted:
-            self._take_input()
-        if len(self._input) > self.held_input_limit and not self._reading_paused \
-                and self.transport is not None and not self.transport.is_closing():
-            self._reading_paused = True
-            self.transport.pause_reading()
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        """Reads land in the listener's buffer (BufferedProtocol): a plain
-        ``recv(256 KiB)`` per read cost an mmap, page faults and an munmap."""
-        return self.listener.read_buffer
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(self.listener.read_buffer[:nbytes])
-
-    def eof_received(self) -> bool:
-        """The client has sent all it will: answer what it sent, then close."""
-        self._eof = True
-        if self._task is None and self._greeted:
-            self._take_input()
-        return True
-
-    def resume_writing(self) -> None:
-        super().resume_writing()
-        if self._task is None and self._greeted and self.transport is not None:
-            self._take_input()
-
-    def _take_input(self) -> None:
-        """Run the commands waiting in the buffer, in order, until one has to
-        wait (then its task calls here again) or the buffer holds no whole
-        line.  Stops while the client does not read our replies."""
-        buf = self._input
-        while self._task is None and not self._paused:
-            transport = self.transport
-            if transport is None or transport.is_closing():
-                return
-            if self._collector is not None:
-                if not buf or not self._collector.feed(bytes(buf)):
-                    buf.clear()
-                    break
-                buf[:] = self._collector.leftover
-                self._data_end()
-                continue
-            end = buf.find(b"\n")
-            if self._skipping:
-                if end < 0:
-                    buf.clear()
-                    break
-                del buf[:end + 1]
-                self._skipping = False
-                self._reply("500 Command line too long")
-                continue
-            if end < 0:
-                if len(buf) > self.line_length_limit:
-                    buf.clear()
-                    self._skipping = True
-                break
-            line = bytes(buf[:end + 1])
-            del buf[:end + 1]
-            self._command(line)
-        if self._reading_paused and len(buf) <= self.held_input_limit and not self._paused:
-            self._reading_paused = False
-            if self.transport is not None:
-                self.transport.resume_reading()
-        if self._eof and self._task is None and self.transport is not None:
-            self.transport.close()
-
-    def _command(self, line: bytes) -> None:
-        """One command line, as aiosmtpd's reader treats it; MAIL, RCPT, DATA,
-        RSET and NOOP answer here, the rest run as a task."""
-        line = line.rstrip(b"\r\n")
-        if not line:
-            self._reply("500 Error: bad syntax")
-            return
-        command_bytes, _, arg_bytes = line.partition(b" ")
-        try:
-            command = command_bytes.upper().decode("ascii")
-        except UnicodeDecodeError:
-            self._reply("500 Error: bad syntax")
-            return
-        arg = str(arg_bytes.strip(), "utf-8", "surrogateescape") if arg_bytes else None
-        limit = (self.command_size_limits.get(command, self.command_size_limit)
-                 if self.session.extended_smtp else self.command_size_limit)
-        if len(line) > limit:
-            self._reply("500 Command line too long")
-            return
-        self.verb, self.arg = command, (None if command == "AUTH" else arg)  # never log AUTH data
-        inline = self._inline.get(command)
-        if inline is not None:
-            try:
-                reply = inline(arg)
-            except Exception as exc:
-                reply = self._internal_error(exc)
-            if reply:
-                self._reply(reply)
-            return
-        method = self._smtp_methods.get(command) or functools.partial(self.unknown_command, command)
-        self._start(method(arg))
-
-    def _start(self, coro) -> None:
-        """Run a command that has to wait; input waits for its reply."""
-        self._task = self.loop.create_task(self._run(coro))
-
-    async def _run(self, coro) -> None:
-        try:
-            await coro
-        except (ConnectionResetError, BrokenPipeError):
-            if self.transport is not None:
-                self.transport.close()
-            return
-        except Exception as exc:
-            self._reply(self._internal_error(exc))
-        self._task = None
-        self._take_input()
 
     def _reset_timeout(self, duration=None) -> None:
         self._last_read = self.loop.time()
