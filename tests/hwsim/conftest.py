@@ -3,71 +3,16 @@
 `modem(**opts)` starts hardware-sim/modemsim.py on a pty in tmp_path (no
 root needed: without --netns its line is a paced loopback).  `world(**opts)`
 is simworld.World.up(**opts) (root) and is always torn down, pass or fail;
-the world's reaper tears it down even if pytest itself is killed.
+the world's reaper tears it down even if pytest itself is killed.  The
+helpers themselves are in hwsim_helpers.py.
 """
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
-import termios
-import time
-import tty
-from pathlib import Path
 
 import pytest
 
-HWSIM = Path(__file__).resolve().parents[2] / "hardware-sim"
-sys.path.insert(0, str(HWSIM))
-
-import simworld  # noqa: E402
-
-CHAT = shutil.which("chat") or "/usr/sbin/chat"
-needs_chat = pytest.mark.skipif(not os.path.exists(CHAT), reason="chat(8) not installed: apt-get install ppp (make debs)")
-
-
-class ModemProc:
-    def __init__(self, tmp: Path, args: list[str]):
-        self.tty = str(tmp / "ttyS0")
-        self.control_path = str(tmp / "modem.sock")
-        self.log_path = tmp / "modemsim.log"
-        self.proc = subprocess.Popen(
-            [sys.executable, str(HWSIM / "modemsim.py"), "--tty", self.tty, "--control", self.control_path, *args],
-            stdout=subprocess.DEVNULL, stderr=open(self.log_path, "wb"))
-        end = time.monotonic() + 10
-        while time.monotonic() < end:
-            try:
-                self.control("status")
-                return
-            except (OSError, ValueError):
-                assert self.proc.poll() is None, self.log()
-                time.sleep(0.02)
-        raise RuntimeError(f"modemsim did not start:\n{self.log()}")
-
-    def control(self, cmd: str, **kw) -> dict:
-        return simworld.control(self.control_path, cmd, **kw)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_state(self, state: str, timeout_s: float = 3.0) -> dict:
-        end = time.monotonic() + timeout_s
-        while time.monotonic() < end:
-            st = self.control("status")
-            if st["state"] == state:
-                return st
-            time.sleep(0.01)
-        raise AssertionError(f"modem state {st['state']!r}, want {state!r}\n{self.log()}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+from tests.hwsim.hwsim_helpers import ModemProc, simworld
 
 
 @pytest.fixture
@@ -84,29 +29,6 @@ def modem(tmp_path):
         m.stop()
 
 
-def open_raw(path: str) -> int:
-    """The tty as pppd leaves it for the connect script: raw, no echo."""
-    fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
-    tty.setraw(fd)
-    attrs = termios.tcgetattr(fd)
-    attrs[4] = attrs[5] = termios.B115200
-    termios.tcsetattr(fd, termios.TCSANOW, attrs)
-    return fd
-
-
-def run_chat(tty_path: str, *script: str, timeout: int = 3) -> tuple[int, float]:
-    """Run the real chat(8) on the modem's tty; (exit status, seconds)."""
-    fd = open_raw(tty_path)
-    try:
-        t0 = time.monotonic()
-        rc = subprocess.run([CHAT, "-t", str(timeout), *script], stdin=fd, stdout=fd,
-                            stderr=subprocess.DEVNULL, timeout=timeout + 10).returncode
-        return rc, time.monotonic() - t0
-    finally:
-        os.close(fd)
-        time.sleep(0.05)  # the modem polls for DTE close every 10 ms; a faster reopen would hide it
-
-
 @pytest.fixture
 def world():
     if os.geteuid() != 0:
@@ -121,54 +43,6 @@ def world():
     yield up
     for w in made:
         w.down()
-
-
-class EdgeMailListener:
-    """An SMTP server (aiosmtpd) on 10.64.0.2:25 in the edge namespace, in a thread:
-    the stand-in for edgemail's ISP-facing listener."""
-
-    def __init__(self, w: simworld.World, port: int = 25):
-        import asyncio
-        import socket
-        import threading
-
-        from aiosmtpd.smtp import SMTP
-
-        self.messages: list[dict] = []
-        outer = self
-
-        class Handler:
-            async def handle_DATA(self, server, session, envelope):
-                outer.messages.append(dict(mail_from=envelope.mail_from, rcpts=list(envelope.rcpt_tos),
-                                           data=envelope.content, peer=session.peer[0]))
-                return "250 2.0.0 OK"
-
-        with w.in_edge():
-            self.sock = socket.create_server((w.edge_ip, port))
-        self.loop = asyncio.new_event_loop()
-        ready = threading.Event()
-
-        def run():
-            asyncio.set_event_loop(self.loop)
-            self.server = self.loop.run_until_complete(self.loop.create_server(
-                lambda: SMTP(Handler(), hostname="gw.edge.example"), sock=self.sock))
-            ready.set()
-            self.loop.run_forever()
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-        ready.wait(5)
-
-    def wait(self, n: int, timeout_s: float = 10.0) -> list[dict]:
-        end = time.monotonic() + timeout_s
-        while time.monotonic() < end and len(self.messages) < n:
-            time.sleep(0.02)
-        return self.messages
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.server.close)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
 
 
 FAST_LINE = {"down_bps": 1_000_000, "up_bps": 1_000_000, "delay_ms": 2}

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import HWSIM
+from tests.hwsim.hwsim_helpers import HWSIM
 
 pytestmark = pytest.mark.root
 
@@ -95,10 +95,11 @@ FAILING_TEST = textwrap.dedent("""
 
 
 def test_a_failing_test_leaves_nothing_behind(tmp_path):
-    here = os.path.dirname(__file__)
+    here = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(os.path.dirname(here))          # the fixtures import tests.hwsim...
     (tmp_path / "conftest.py").write_text(textwrap.dedent(f"""
         import importlib.util, sys
-        sys.path.insert(0, {here!r})
+        sys.path.insert(0, {root!r})
         spec = importlib.util.spec_from_file_location("hwsim_fixtures", {here!r} + "/conftest.py")
         fixtures = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(fixtures)

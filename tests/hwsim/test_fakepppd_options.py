@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from conftest import HWSIM
+from tests.hwsim.hwsim_helpers import HWSIM
 from pppdopts import OptionError, parse, split_words
 
 FAKEPPPD = str(HWSIM / "fakepppd")

@@ -12,7 +12,7 @@ import dns.query
 import dns.rcode
 import pytest
 
-from conftest import EdgeMailListener
+from tests.hwsim.hwsim_helpers import EdgeMailListener
 
 pytestmark = pytest.mark.root
 

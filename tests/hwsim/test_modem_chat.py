@@ -4,7 +4,7 @@ chat exit codes: 0 success, 3 timeout, 4 + n for the n-th ABORT string.
 """
 import pytest
 
-from conftest import needs_chat, run_chat
+from tests.hwsim.hwsim_helpers import needs_chat, run_chat
 
 DIAL = ("ABORT", "BUSY", "ABORT", "NO CARRIER", "ABORT", "NO DIALTONE", "ABORT", "NO ANSWER",
         "", "ATZ", "OK", "ATE0", "OK", "ATDT5551234", "CONNECT")
