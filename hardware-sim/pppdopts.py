@@ -18,8 +18,9 @@ DESCRIPTION
     and fakepppd's own `netns NAME` (enter that network namespace first).
     Accepted and ignored (they are about PPP negotiation, locking or
     modem lines, which the simulated link does not have): see IGNORED
-    and IGNORED_WITH_ARG.  Anything else is "unrecognized option", as
-    pppd says it, and fakepppd exits 2.
+    and IGNORED_WITH_ARG.  Refused by name: NOT_SIMULATED (``demand``).
+    Anything else is "unrecognized option", as pppd says it, and fakepppd
+    exits 2.
 
     No I/O here apart from the read_file callback; errors raise
     OptionError with pppd's wording.
@@ -61,6 +62,12 @@ FLAGS = {"nodetach": ("nodetach", True), "updetach": ("nodetach", True), "detach
          "replacedefaultroute": ("replacedefaultroute", True), "usepeerdns": ("usepeerdns", True),
          "persist": ("persist", True), "nopersist": ("persist", False)}
 ADDR_PAIR = re.compile(r"^(\d{1,3}(?:\.\d{1,3}){3})?:(\d{1,3}(?:\.\d{1,3}){3})?$")
+
+
+#: pppd options fakepppd refuses by name (exit 2) rather than as "unrecognized"
+NOT_SIMULATED = {
+    "demand": "dial-on-demand is edgemail's link manager's job; the simulator dials when started",
+}
 
 
 class OptionError(Exception):
@@ -139,6 +146,8 @@ def parse(argv: list[str], read_file: Callable[[str], str], peers_dir: str = "/e
             _set_valued(opts, word, arg)
         elif word in IGNORED:
             opts.ignored.append(word)
+        elif word in NOT_SIMULATED:
+            raise OptionError(f"option '{word}' is not supported by fakepppd: {NOT_SIMULATED[word]}")
         else:
             _set_positional(opts, word)
     return opts

@@ -45,6 +45,7 @@ def test_parse(argv, want):
     (["/x", "connect"], "too few parameters for option 'connect'"),
     (["/x", "file", "/nonexistent"], "Can't open options file /nonexistent"),
     (["/x", "call", "../etc/passwd"], "call option value"),
+    (["/x", "persist", "demand"], "option 'demand' is not supported by fakepppd: dial-on-demand is edgemail's"),
 ])
 def test_parse_errors(argv, message):
     with pytest.raises(OptionError, match=message.replace("(", r"\(")):
@@ -75,6 +76,11 @@ def run_fakepppd(*args, env=None):
 def test_bad_option_exits_2():
     out = run_fakepppd("/dev/null", "bogusoption")
     assert out.returncode == 2 and "unrecognized option 'bogusoption'" in out.stderr
+
+
+def test_demand_mode_exits_2_and_says_why():
+    out = run_fakepppd("/dev/null", "demand", "idle", "60")
+    assert out.returncode == 2 and "option 'demand' is not supported by fakepppd" in out.stderr
 
 
 def test_no_device_exits_2():
