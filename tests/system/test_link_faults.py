@@ -8,10 +8,11 @@ over ppp0 to the sink and removes it only after the sink's ack, so a carrier
 loss mid-transfer leaves the message queued.  Every case ends with nothing
 lost and the manager idle or retrying per policy.
 
-"ISP refusing AUTH" and "ISP answering 458/459 to ETRN" run the real
-daemon (tests/system/conftest.py edge_daemon: runner, MtaPort, link
-manager, smart host with STARTTLS and AUTH) against the simulated ISP
-relay with its refuse_auth / etrn_reply faults.
+"ISP refusing AUTH", "ISP answering 458/459 to ETRN", "busy then success"
+and "carrier loss during DATA" also run the real daemon
+(tests/system/conftest.py edge_daemon: runner, MtaPort, link manager,
+smart host with STARTTLS and AUTH) against the simulated ISP relay and its
+faults: there the MTA side is the product's, not the test's.
 """
 from __future__ import annotations
 
@@ -378,3 +379,49 @@ def test_isp_refusing_auth_defers_without_bounce_or_redial_then_delivers(world, 
     daemon.until(lambda: daemon.status()["link"]["state"] == "down", 20, "idle hang-up")
     assert [(r["auth"], r["tls"], r["status"]) for r in w.relay_log("relay")] == [("edge", True, "sent")]
     assert daemon.log.read_text().count("link: state=DIALING") == 2
+
+
+def test_busy_then_success_with_the_whole_daemon(world, edge_daemon):
+    """The real daemon (runner, smtpc over ppp0 with STARTTLS and AUTH, link manager): the
+    first dial meets BUSY, the retry connects, the ISP relay takes the mail, the line idles
+    down after one call."""
+    w = world(with_isp=True, modem={"busy": 1})
+    daemon = edge_daemon(w, policy=POLICY.replace("idle_hangup = 1s", "idle_hangup = 2s"),
+                         overrides={"link": {"dial_retries": 2}})
+    daemon.start()
+    daemon.sendmail("From: bob@edge.example\nTo: carol@remote1.example\nSubject: busy\n\nhello\n")
+    sunk = daemon.until(lambda: w.sink_messages(), 30, "delivery through the relay")
+    daemon.until(lambda: daemon.status()["link"]["state"] == "down", 20, "idle hang-up")
+    log = daemon.log.read_text()
+    assert [m["rcpts"] for m in sunk] == [["carol@remote1.example"]]
+    assert "result=BUSY" in log and log.count("link: state=DIALING, reason=") == 1, log[-3000:]
+    st = daemon.status()
+    assert st["queue"]["count"] == 0 and st["link"]["failed_dials"] == 0
+    assert [(r["auth"], r["tls"], r["status"]) for r in w.relay_log("relay")] == [("edge", True, "sent")]
+
+
+def test_carrier_loss_during_data_with_the_whole_daemon(world, edge_daemon):
+    """The modem loses carrier while our SMTP client is in DATA to the ISP relay: the message
+    stays queued (deferred, no bounce), the relay never took it, the line grows no backoff;
+    the next call delivers it exactly once."""
+    w = world(with_isp=True, link={"down_bps": 200_000, "up_bps": 200_000, "delay_ms": 10})
+    daemon = edge_daemon(w, policy=POLICY.replace("idle_hangup = 1s", "idle_hangup = 2s"))
+    daemon.start()
+    line = "The quick brown fox jumps over the lazy dog, again and again and again.\n"
+    daemon.sendmail("From: bob@edge.example\nTo: carol@remote1.example\nSubject: big\n\n" + line * 4000)
+    daemon.until(lambda: daemon.status()["link"]["state"] == "up", 20, "the policy's dial")
+    daemon.until(lambda: w.modem_control("status")["counters"]["up_bytes"] > 60_000, 20, "DATA under way")
+    w.modem_control("drop", mode="soft")
+    daemon.until(lambda: daemon.status()["link"]["state"] == "down", 20, "the line down")
+    daemon.until(lambda: "stat=Deferred" in daemon.log.read_text(), 20, "the attempt deferred")
+    st = daemon.status()
+    assert st["queue"]["count"] == 1 and st["link"]["failed_dials"] == 0
+    assert w.sink_messages() == [] and w.relay_log("relay") == []      # the relay never took it
+    assert daemon.maildir() == [] and "report=" not in daemon.log.read_text()   # no bounce
+
+    w.modem_control("link", down_bps=2_000_000, up_bps=2_000_000, delay_ms=5)
+    daemon.cli("edgemail", "link", "dial")
+    sunk = daemon.until(lambda: w.sink_messages(), 30, "delivery on the next call")
+    daemon.until(lambda: daemon.status()["queue"]["count"] == 0, 10, "the queue emptied")
+    assert [m["rcpts"] for m in sunk] == [["carol@remote1.example"]]
+    assert [r["status"] for r in w.relay_log("relay")] == ["sent"]      # exactly once
