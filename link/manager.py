@@ -25,11 +25,11 @@ DESCRIPTION
     The policy is asked (should_dial) whenever the FSM is IDLE and a
     deadline passes (the decision's next_at, the FSM's timer), the demand
     changes (demand_changed(): the MTA queued mail) or a `schedule` job
-    compiled from the rules (policy.compile_jobs) fires; the pure core stays
-    the authority, the jobs only wake the loop.  last_dial (for the rules'
-    catch-up) is the request time of the last call that came up: a rule
-    whose call failed is retried after the FSM's backoff while still within
-    the policy's catch-up window.
+    compiled from the rules (policydriver.compile_jobs) fires; the pure
+    core stays the authority, the jobs only wake the loop.  last_dial (for
+    the rules' catch-up) is the request time of the last call that came up:
+    a rule whose call failed is retried after the FSM's backoff while still
+    within the policy's catch-up window.
 
     Link-up (netlink IfaceUp with a non-placeholder address, or the ip-up
     hook, whichever is first): the FSM asks for ClearHostStatus, RunQueue,
@@ -59,6 +59,14 @@ LOG LINES (logger "link")
     link: etrn=DOMAIN, reply=CODE TEXT
     link: call=ended, connect=Ns, sent=N, rcvd=N, cause=WHY
 
+MODULES
+    LinkManager is this module (the loop, feeding the FSM and spawning its
+    actions, the runner's LinkPort, the hooks' reports, operator commands)
+    and two mixins, each with its own page: link.calls (CallDriver: dial,
+    pppd, hang-up, queue run and ETRN, netlink, sampling, the call's record)
+    and link.policydriver (PolicyDriver: asking the policy, the rules'
+    `schedule` jobs, replace_policy, status, explain).
+
 NEVER
     Decides by itself (the cores do), imports edgemail, or loses a message:
     it only ever asks the MTA to run, stop a run or ETRN.
@@ -74,23 +82,18 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timezone
+from datetime import datetime
 
 from link import fsm as F
-from link.errors import DialFailed, LinkError
-from link.policy import Demand, Decision, Policy, compile_jobs
-from link.ppp import CARRIER_LOSS, ExternalLink, Pppd, exit_cause, hold_open, release
+from link.calls import CallDriver
+from link.errors import LinkError
+from link.policy import Decision, Policy
+from link.policydriver import PolicyDriver, QueueSummary
+from link.ppp import ExternalLink, Pppd, exit_cause
+
+__all__ = ["LinkManager", "QueueSummary", "fsm_config"]
 
 log = logging.getLogger("link")
-UTC = timezone.utc
-
-
-@dataclass(frozen=True)
-class QueueSummary:
-    queued: int = 0               #: messages waiting for the link (expensive routes)
-    oldest_age_s: float = 0.0
-    urgent: int = 0
 
 
 def fsm_config(cfg, policy: Policy, etrn_domains: tuple[str, ...], **overrides) -> F.FsmConfig:
@@ -105,7 +108,10 @@ def fsm_config(cfg, policy: Policy, etrn_domains: tuple[str, ...], **overrides) 
     return F.FsmConfig(**{**base, **overrides})
 
 
-class LinkManager:
+class LinkManager(CallDriver, PolicyDriver):
+    """The link manager (this module's page); the call's drivers are CallDriver's
+    (link.calls), the policy's side is PolicyDriver's (link.policydriver)."""
+
     def __init__(self, cfg, policy: Policy, *, clock, port, etrn_domains: tuple[str, ...] = (),
                  ledger=None, modem=None, pppd: Pppd | None = None, netwatch_factory: Callable | None = None,
                  sample_s: float = 1.0, fsm_overrides: dict | None = None, scheduler=None) -> None:
@@ -207,25 +213,6 @@ class LinkManager:
         self._spawn("hangup", self._do_hangup("operator"))
         return {"hangup": True, "state": self.state}
 
-    def replace_policy(self, policy: Policy) -> None:
-        """A reload: from now on the new policy's rules and settings (idle
-        hang-up, longest call); a call in progress keeps its line."""
-        self.policy = policy
-        s = policy.settings
-        self.fsm.config = replace(self.fsm.config, idle_hangup_s=s.idle_hangup_s,
-                                  max_connect_s=s.max_connect_s)
-        if self._jobs_compiled:          # running: the old rules' jobs go, the new ones come
-            self._schedule_rules()
-        self.demand_changed()
-
-    def _schedule_rules(self) -> None:
-        """The policy's rules as `schedule` jobs that wake the loop (the pure core decides)."""
-        if self._scheduler is None:
-            return
-        self._scheduler.clear()
-        compile_jobs(self.policy, self._scheduler, lambda rule: self.demand_changed(), now=self._now_dt)
-        self._jobs_compiled = True
-
     # --- the loop ---------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -281,35 +268,6 @@ class LinkManager:
         if not times:
             return None
         return max(min(times) - now, 0.0) + 0.001
-
-    def _ask_policy(self) -> None:
-        self._dirty = False
-        now = self._now_dt()
-        d = self.policy.should_dial(now, self.demand(now))
-        self.decision = d
-        self._policy_at = None
-        if d.dial:
-            self._dial_requested = now
-            self._post(F.DialRequested(d.reason))
-        elif d.next_at is not None:
-            self._policy_at = self.clock.monotonic() + max((d.next_at - now).total_seconds(), 0.0)
-
-    def demand(self, now: datetime | None = None) -> Demand:
-        now = now or self._now_dt()
-        q = self._summary()
-        calls, minutes = 0, 0.0
-        if self.ledger is not None:
-            u = self.ledger.usage(now, active_since=self._call["start"] if self._call else None)
-            calls, minutes = u.calls, u.minutes
-        return Demand(queued=q.queued, oldest_age_s=q.oldest_age_s, urgent=q.urgent,
-                      calls_today=calls, minutes_today=minutes, last_dial=self.last_dial)
-
-    def _summary(self):
-        try:
-            return self.port.queue_summary()
-        except Exception as e:                       # the MTA's problem must not stop the line
-            log.warning("link: queue_summary=failed, error=%s", e)
-            return QueueSummary()
 
     # --- feeding the FSM and performing its actions ------------------------------------
 
@@ -379,214 +337,6 @@ class LinkManager:
             getattr(self.port, name)()
         except Exception as e:
             log.warning("link: %s=failed, error=%s", name, e)
-
-    # --- the drivers ----------------------------------------------------------------------
-
-    async def _do_dial(self, a: F.Dial) -> None:
-        async with self._line:
-            if self.mode == "external":
-                try:
-                    code = await self.external.up()
-                except LinkError as e:
-                    log.warning("link: up_command=failed, error=%s", e)
-                    code = -1
-                if code not in (None, 0):
-                    self._post(F.DialResult(False, f"up_command exit {code}"))
-                elif code == 0:
-                    self._post(F.DialResult(True, "up_command"))
-                return                              # no command: wait for the interface
-            try:
-                if not self.modem.is_open:
-                    await self.modem.open()
-                call = await self.modem.dial(a.numbers or None)
-                self._release_tty()
-                self._held = hold_open(self.modem.device)
-                self.device = await self.modem.hand_over()
-                self._number = call.number
-            except DialFailed as e:
-                self._post(F.DialResult(False, e.result))
-                return
-            except (LinkError, OSError) as e:
-                log.warning("link: dial=failed, error=%s", e)
-                with contextlib.suppress(LinkError, OSError):
-                    await self.modem.close()
-                self._post(F.DialResult(False, "LINK-LOST"))
-                return
-        self._post(F.DialResult(True, "CONNECT"))
-
-    async def _do_pppd(self) -> None:
-        try:
-            await self.pppd.start(self.device)
-        except LinkError as e:
-            log.error("link: pppd=failed, error=%s", e)
-            self._post(F.PppdExited(-1))
-            return
-        code = await self.pppd.wait()
-        self._release_tty()
-        cause = exit_cause(code)
-        self.last_pppd_exit = {"status": code, "cause": cause, "carrier_loss": code in CARRIER_LOSS}
-        log.info("link: pppd=exited, status=%d, cause=%s", code, cause)
-        self._post(F.PppdExited(code))
-
-    async def _do_hangup(self, cause: str) -> None:
-        dial = self._tasks.get("dial")
-        if dial is not None and not dial.done():
-            dial.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await dial
-        self._release_tty()
-        async with self._line:
-            if self.mode == "external":
-                with contextlib.suppress(LinkError):
-                    await self.external.down()
-                return
-            if self.pppd.running:
-                await self.pppd.stop()
-            try:
-                how = await self.modem.hangup()
-                log.info("link: hangup=%s, cause=%s", how, cause)
-            except (LinkError, OSError) as e:
-                log.warning("link: hangup=failed, cause=%s, error=%s", cause, e)
-            finally:
-                with contextlib.suppress(LinkError, OSError):
-                    await self.modem.close()
-
-    async def _do_run(self) -> None:
-        try:
-            await self.port.run_queue()
-        except Exception as e:
-            log.warning("link: queue_run=failed, error=%s", e)
-        self._post(F.QueueRunDone())
-
-    async def _do_etrn(self, domains: tuple[str, ...]) -> None:
-        try:
-            results = await self.port.etrn(domains)
-            replies = [(r.domain, r.code, r.text) for r in results]
-        except Exception as e:
-            log.warning("link: etrn=failed, error=%s", e)
-            replies = [(d, 0, f"error: {e}") for d in domains]
-        for domain, code, text in replies:
-            log.info("link: etrn=%s, reply=%s %s", domain, code, text)
-        self.last_etrn = {"at": self._now_dt().isoformat(), "ok": all(_etrn_ok(c) for _, c, _ in replies),
-                          "replies": [{"domain": d, "code": c, "text": t} for d, c, t in replies]}
-        self._post(F.EtrnDone("; ".join(f"{c} {d}" for d, c, _ in replies)))
-
-    async def _watch_loop(self) -> None:
-        from link import netwatch as nw
-        while True:
-            try:
-                self._watch = self._netwatch_factory()
-                async with self._watch as watch:
-                    async for ev in watch:
-                        if isinstance(ev, nw.IfaceUp):
-                            self._post(F.IfaceUp(ev.ifname, ev.addr, ev.peer))
-                        elif isinstance(ev, nw.IfaceDown):
-                            self._post(F.IfaceDown(ev.ifname))
-            except OSError as e:
-                log.warning("link: netwatch=failed, error=%s, retry=1s", e)
-                await asyncio.sleep(1.0)
-
-    async def _sample_loop(self) -> None:
-        """While up: byte counters (idle detection) and the ISP's inbound sessions."""
-        while self.fsm.state is F.LinkState.UP:
-            counters = None
-            if self._watch is not None:
-                with contextlib.suppress(OSError, LinkError):
-                    counters = await self._watch.counters()
-            if counters is not None and self._call is not None:
-                self._call.setdefault("base", counters)
-                self._call["last"] = counters
-                self._post(F.Idle(sum(counters)))
-            try:
-                n = int(self.port.inbound_active())
-            except Exception:
-                n = 0
-            if (n > 0) != (self._inbound > 0):
-                self._post(F.InboundActive() if n > 0 else F.InboundDone())
-            self._inbound = n
-            await asyncio.sleep(self.sample_s)
-
-    # --- up and down ------------------------------------------------------------------------
-
-    def _on_up(self, a: F.NotifyUp) -> None:
-        now = self._now_dt()
-        self.last_dial = self._dial_requested or now
-        self._dial_requested = None
-        self._call = {"start": now, "mono": self.clock.monotonic(), "number": getattr(self, "_number", "")}
-        self._ipdown_env = None
-        self._inbound = 0
-        self._up.set()
-        self._release_tty()                          # pppd has the line now
-        self._spawn("sample", self._sample_loop())
-
-    def _release_tty(self) -> None:
-        release(self._held)
-        self._held = None
-
-    def _on_down(self, a: F.NotifyDown) -> None:
-        self._up.clear()
-        self._dirty = True
-        call, self._call = self._call, None
-        self._inbound = 0
-        if call is None:
-            return
-        if hasattr(self.port, "link_down"):         # optional: the MTA books link-up time
-            self._port_call("link_down")
-        connect_s = self.clock.monotonic() - call["mono"]
-        sent = rcvd = 0
-        if "base" in call:
-            rcvd = call["last"][0] - call["base"][0]
-            sent = call["last"][1] - call["base"][1]
-        if self._ipdown_env:
-            from link.accounting import from_ip_down_env
-            with contextlib.suppress(ValueError):
-                connect_s, sent, rcvd = from_ip_down_env(self._ipdown_env)
-        log.info("link: call=ended, connect=%.1fs, sent=%d, rcvd=%d, cause=%s", connect_s, sent, rcvd, a.cause)
-        if self.ledger is not None:
-            try:
-                self.ledger.record_call(call["start"], connect_s, sent, rcvd, number=call["number"], cause=a.cause)
-            except OSError as e:
-                log.error("link: accounting=failed, error=%s", e)
-
-    # --- status --------------------------------------------------------------------------------
-
-    def _now_dt(self) -> datetime:
-        return datetime.fromtimestamp(self.clock.wall(), UTC)
-
-    def status(self) -> dict:
-        now = self._now_dt()
-        q = self._summary()
-        d = self.policy.should_dial(now, self.demand(now))
-        budget = {"calls": None, "minutes": None}
-        last_call = None
-        if self.ledger is not None:
-            s = self.policy.settings
-            calls, minutes = self.ledger.budget_left(now, s.calls_per_day, s.minutes_per_day,
-                                                     active_since=self._call["start"] if self._call else None)
-            budget = {"calls": calls, "minutes": minutes}
-            last_call = asdict(self.ledger.last_call) if self.ledger.last_call else None
-        return {
-            "link": {"state": self.state, "phase": self.fsm.phase.value, "mode": self.mode,
-                     "failed_dials": self.fsm.failed_dials, "holders": dict(self.fsm.holders),
-                     "inbound": self.fsm.inbound, "pppd": self.last_pppd_exit},
-            "queue": {"queued": q.queued, "oldest_age_s": q.oldest_age_s, "urgent": q.urgent},
-            "next": {"dial": d.dial, "reason": d.reason, "at": d.next_at.isoformat() if d.next_at else None},
-            "budget_left": budget,
-            "last_etrn": self.last_etrn,
-            "last_call": last_call,
-        }
-
-    def explain(self) -> str:
-        now = self._now_dt()
-        lines = [f"link is {self.state} (mode {self.mode})", self.policy.explain(now, self.demand(now))]
-        if self.fsm.state is F.LinkState.BACKOFF and self.fsm.deadline() is not None:
-            wait = self.fsm.deadline() - self.clock.monotonic()
-            lines.append(f"backing off after {self.fsm.failed_dials} failed dial(s): {max(wait, 0):.0f}s left")
-        return "\n".join(lines)
-
-
-def _etrn_ok(code: int) -> bool:
-    return 250 <= code <= 253
 
 
 def _reason(event) -> str:

@@ -12,7 +12,8 @@ import pytest
 import schedule
 from hypothesis import given, settings, strategies as st
 
-from link.policy import Demand, PolicyError, compile_jobs, instants, parse
+from link.policy import Demand, PolicyError, instants, parse
+from link.policydriver import compile_jobs
 
 UTC = timezone.utc
 BERLIN = ZoneInfo("Europe/Berlin")

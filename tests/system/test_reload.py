@@ -141,7 +141,8 @@ def test_link_manager_takes_a_new_policy():
     from edgemail.clock import SystemClock
     from edgemail.config import LinkConfig
     from link.manager import LinkManager
-    from link.policy import compile_jobs, parse
+    from link.policy import parse
+    from link.policydriver import compile_jobs
     old = parse("set idle_hangup = 2m\nset max_connect = 30m\n*/15 8-17 * * mon-fri queue-run etrn\n")
     new = parse("set idle_hangup = 20s\nset max_connect = 10m\n0 * * * * queue-run\n")
     sched = schedule.Scheduler()

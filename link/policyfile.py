@@ -1,0 +1,275 @@
+"""policyfile.py - the dial policy file: its grammar, lines -> rules (CORE).
+
+NAME
+    policyfile - read(text, file=) -> (rules, windows, settings, zone);
+    Rule, Window, Settings, PolicyError; ACTIONS, FIELDS
+
+FILE FORMAT (etc/dial.policy)
+    # comment                                      (also after a line's content)
+    timezone Europe/Berlin                         zone the fields are read in (default UTC)
+    */15 8-17 * * mon-fri   queue-run etrn         rule: crontab's five fields + actions
+    set idle_hangup = 120s                         setting: key = value
+    forbid mon-fri 12:00-13:00                     no dialing in this window (local time)
+
+    Fields: minute 0-59, hour 0-23, day of month 1-31, month 1-12 or jan..dec,
+    day of week 0-7 (0 and 7 = sunday) or sun..sat; each a list of `*`, `N`,
+    `A-B`, with an optional `/step`.  As in Vixie cron, when both day of month
+    and day of week are restricted a day matching either one matches.
+    Actions: queue-run (dial if mail waits for the link), etrn (dial and ask
+    the ISP for the mail it holds), poll (dial even with nothing to send).
+    Forbidden windows: `forbid DAYS HH:MM-HH:MM`; DAYS is a day-of-week field
+    naming the day the window starts; END may be 24:00 and a window may cross
+    midnight (22:00-06:00).
+    Settings (durations take s, m, h, d suffixes; bare numbers are seconds):
+        idle_hangup              hang up after this long without traffic   (120s)
+        max_connect              longest call                              (30m)
+        budget.calls_per_day     calls per local day, 0 = unlimited        (0)
+        budget.minutes_per_day   connected minutes per local day, 0 = unl. (0)
+        dial_when_queued         dial when this many messages wait, 0 = off (0)
+        dial_when_oldest         dial when the oldest waits this long, 0 = off (0)
+        urgent                   immediate | schedule: does urgent mail dial at once (immediate)
+        catchup                  a rule missed by less than this still dials (5m)
+        redial_gap               urgent mail and thresholds dial no sooner than
+                                 this after the last dial (2m): mail that a call
+                                 could not deliver must not redial in a loop
+
+DESCRIPTION
+    Owns the grammar: cutting the text into lines (a `#` starts a comment),
+    telling the four kinds of line apart and turning each into its value: a
+    Rule (the five fields as sets of numbers, with its text and line number
+    for the decisions' reasons), a forbidden Window (minutes of the local
+    day), a setting (into Settings, whose defaults are the table above) or
+    the zone.  Rule.matches() and Window.forbids() say what one line means
+    for one local wall-clock minute; link.policy puts the lines together
+    (which instant, which decision) and its parse() is the entry point.
+
+INVARIANTS
+    What read() returns is valid: every field value in its range, every
+    action known, every window non-empty; day of week 7 is stored as 0.
+    The last `timezone` line and the last `set` of a key win.
+
+NEVER
+    Reads the clock or a file (the caller passes the text); knows instants,
+    daylight saving or decisions (link.policy does).
+
+FAILURES
+    read() raises PolicyError("FILE:LINE: FIELD: problem") naming the field,
+    at the first bad line.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+ACTIONS = ("queue-run", "etrn", "poll")
+_DOW = {n: i for i, n in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))}
+_MON = {n: i + 1 for i, n in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul",
+                                         "aug", "sep", "oct", "nov", "dec"))}
+#: (name, low, high, names) of the five cron fields
+FIELDS = (("minute", 0, 59, {}), ("hour", 0, 23, {}), ("day-of-month", 1, 31, {}),
+          ("month", 1, 12, _MON), ("day-of-week", 0, 7, _DOW))
+
+
+class PolicyError(ValueError):
+    """The policy file is unusable.  str(): ``FILE:LINE: FIELD: problem``."""
+
+    def __init__(self, problem: str, *, file: str, line: int, field: str) -> None:
+        self.problem, self.file, self.line, self.field = problem, file, line, field
+        super().__init__(f"{file}:{line}: {field}: {problem}")
+
+
+@dataclass(frozen=True)
+class Rule:
+    minutes: frozenset[int]
+    hours: frozenset[int]
+    doms: frozenset[int]
+    months: frozenset[int]
+    dows: frozenset[int]                 #: 0 = sunday .. 6 = saturday
+    dom_any: bool                        #: day-of-month field was `*`
+    dow_any: bool
+    actions: frozenset[str]
+    text: str = ""
+    line: int = 0
+
+    def day_matches(self, d: date) -> bool:
+        if d.month not in self.months:
+            return False
+        dom_ok, dow_ok = d.day in self.doms, d.isoweekday() % 7 in self.dows
+        if self.dom_any or self.dow_any:
+            return dom_ok and dow_ok
+        return dom_ok or dow_ok          # Vixie cron: either restricted field matches
+
+    def matches(self, naive: datetime) -> bool:
+        return (naive.minute in self.minutes and naive.hour in self.hours
+                and self.day_matches(naive.date()))
+
+
+@dataclass(frozen=True)
+class Window:
+    """A forbidden window, minutes of the local day [start, end); end may be <= start (wraps)."""
+
+    dows: frozenset[int]
+    start: int
+    end: int
+    text: str = ""
+
+    def forbids(self, naive: datetime) -> bool:
+        m = naive.hour * 60 + naive.minute
+        today = naive.isoweekday() % 7 in self.dows
+        if self.start < self.end:
+            return today and self.start <= m < self.end
+        yesterday = (naive - timedelta(days=1)).isoweekday() % 7 in self.dows
+        return (today and m >= self.start) or (yesterday and m < self.end)
+
+
+@dataclass(frozen=True)
+class Settings:
+    idle_hangup_s: float = 120.0
+    max_connect_s: float = 1800.0
+    calls_per_day: int = 0
+    minutes_per_day: float = 0.0
+    dial_when_queued: int = 0
+    dial_when_oldest_s: float = 0.0
+    urgent_immediate: bool = True
+    catchup_s: float = 300.0
+    redial_gap_s: float = 120.0
+
+
+# --- parsing ---------------------------------------------------------------
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd]?)$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_SETTINGS = {
+    "idle_hangup": ("idle_hangup_s", "duration"), "max_connect": ("max_connect_s", "duration"),
+    "budget.calls_per_day": ("calls_per_day", "int"), "budget.minutes_per_day": ("minutes_per_day", "int"),
+    "dial_when_queued": ("dial_when_queued", "int"), "dial_when_oldest": ("dial_when_oldest_s", "duration"),
+    "urgent": ("urgent_immediate", "urgent"), "catchup": ("catchup_s", "duration"),
+    "redial_gap": ("redial_gap_s", "duration"),
+}
+
+
+def read(text: str, *, file: str = "<policy>"
+         ) -> tuple[tuple[Rule, ...], tuple[Window, ...], Settings, ZoneInfo]:
+    """The file's (rules, windows, settings, zone).  Raises PolicyError naming file, line and field."""
+    rules: list[Rule] = []
+    windows: list[Window] = []
+    values: dict[str, object] = {}
+    zone = ZoneInfo("UTC")
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        words = line.split()
+
+        def fail(fld: str, problem: str) -> PolicyError:
+            return PolicyError(problem, file=file, line=n, field=fld)
+
+        if words[0] == "timezone":
+            zone = _parse_zone(words, fail)
+        elif words[0] == "set":
+            key, value = _parse_setting(line, fail)
+            values[key] = value
+        elif words[0] == "forbid":
+            windows.append(_parse_window(words, line, fail))
+        else:
+            rules.append(_parse_rule(words, line, n, fail))
+    return tuple(rules), tuple(windows), Settings(**values), zone
+
+
+def _parse_zone(words: list[str], fail) -> ZoneInfo:
+    if len(words) != 2:
+        raise fail("timezone", "expected `timezone Area/City`")
+    try:
+        return ZoneInfo(words[1])
+    except (ZoneInfoNotFoundError, ValueError):
+        raise fail("timezone", f"unknown zone {words[1]!r}") from None
+
+
+def _parse_setting(line: str, fail) -> tuple[str, object]:
+    m = re.match(r"^set\s+([\w.]+)\s*=\s*(\S+)$", line)
+    if not m:
+        raise fail("set", "expected `set KEY = VALUE`")
+    key, value = m.groups()
+    if key not in _SETTINGS:
+        raise fail(key, f"unknown setting, expected one of {', '.join(sorted(_SETTINGS))}")
+    attr, kind = _SETTINGS[key]
+    if kind == "urgent":
+        if value not in ("immediate", "schedule"):
+            raise fail(key, f"{value!r}: expected immediate or schedule")
+        return attr, value == "immediate"
+    if kind == "int":
+        if not value.isdigit():
+            raise fail(key, f"{value!r}: expected a whole number >= 0")
+        return attr, int(value)
+    d = _DURATION.match(value)
+    if not d:
+        raise fail(key, f"{value!r}: expected a duration such as 90s, 15m, 2h")
+    return attr, float(d.group(1)) * _UNITS[d.group(2)]
+
+
+def _parse_window(words: list[str], line: str, fail) -> Window:
+    if len(words) != 3:
+        raise fail("forbid", "expected `forbid DAYS HH:MM-HH:MM`")
+    dows = _parse_field(words[1], FIELDS[4], fail)
+    m = re.fullmatch(r"(\d\d?):(\d\d)-(\d\d?):(\d\d)", words[2])
+    if not m:
+        raise fail("forbid window", f"{words[2]!r}: expected HH:MM-HH:MM")
+    h1, m1, h2, m2 = map(int, m.groups())
+    if h1 > 23 or m1 > 59 or m2 > 59 or h2 > 24 or (h2 == 24 and m2):
+        raise fail("forbid window", f"{words[2]!r}: time out of range (00:00-24:00)")
+    start, end = h1 * 60 + m1, h2 * 60 + m2
+    if start == end:
+        raise fail("forbid window", f"{words[2]!r}: empty window (start equals end)")
+    return Window(frozenset(d % 7 for d in dows), start, end, line.split(None, 1)[1])
+
+
+def _parse_rule(words: list[str], line: str, n: int, fail) -> Rule:
+    if len(words) < 6:
+        raise fail("rule", "expected five time fields and at least one action "
+                           "(or a `set`, `forbid`, `timezone` line)")
+    sets = [_parse_field(w, spec, fail) for w, spec in zip(words[:5], FIELDS)]
+    actions = words[5:]
+    for a in actions:
+        if a not in ACTIONS:
+            raise fail("action", f"unknown action {a!r}, expected {', '.join(ACTIONS)}")
+    return Rule(frozenset(sets[0]), frozenset(sets[1]), frozenset(sets[2]), frozenset(sets[3]),
+                frozenset(d % 7 for d in sets[4]), words[2] == "*", words[4] == "*",
+                frozenset(actions), line, n)
+
+
+def _parse_field(text: str, spec, fail) -> set[int]:
+    name, low, high, names = spec
+    out: set[int] = set()
+    for part in text.lower().split(","):
+        m = re.fullmatch(r"(\*|[a-z0-9]+)(?:-([a-z0-9]+))?(?:/(\d+))?", part)
+        if not m:
+            raise fail(name, f"{part!r}: expected *, N, A-B, with optional /STEP")
+        a, b, step = m.groups()
+        if a == "*":
+            lo, hi = low, high
+            if b:
+                raise fail(name, f"{part!r}: * takes no range")
+        else:
+            lo = _value(a, spec, fail)
+            hi = _value(b, spec, fail) if b else (high if step else lo)
+        if lo > hi:
+            raise fail(name, f"{part!r}: range runs backwards")
+        if step is not None and int(step) == 0:
+            raise fail(name, f"{part!r}: step must be >= 1")
+        out.update(range(lo, hi + 1, int(step or 1)))
+    return out
+
+
+def _value(word: str, spec, fail) -> int:
+    name, low, high, names = spec
+    if word in names:
+        return names[word]
+    if not word.isdigit():
+        raise fail(name, f"{word!r}: expected a number {low}-{high}" + (" or a name" if names else ""))
+    v = int(word)
+    if not low <= v <= high:
+        raise fail(name, f"{v} out of range {low}-{high}")
+    return v
