@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from edgemail import cli
-from edgemail.cli import SendmailArgs, UsageError, parse_sendmail_args, prepare, read_lines
+from edgemail.cli.base import DataError, UsageError
+from edgemail.cli.flags import parse_sendmail_args
+from edgemail.cli.message import prepare, read_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".venv" / "bin"
@@ -130,8 +131,8 @@ def test_existing_headers_kept_precedence_read():
 
 @pytest.mark.parametrize("raw, argv, exc", [
     (b"Subject: x\n\nb\n", ["-t"], UsageError),
-    (b"x\n", ["bad@@x"], cli.DataError),
-    (b"x\n", ["a@192.0.2.1"], cli.DataError),
+    (b"x\n", ["bad@@x"], DataError),
+    (b"x\n", ["a@192.0.2.1"], DataError),
 ], ids=["no-recipients", "bad-address", "bare-ip-domain"])
 def test_prepare_refuses(raw, argv, exc):
     with pytest.raises(exc):

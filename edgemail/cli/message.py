@@ -1,0 +1,163 @@
+"""cli/message.py - the message ``sendmail`` submits: stdin's bytes made
+into a queueable message and its recipients.
+
+Owns: ``prepare(raw, args, sender=, domain=, hostname=, now=) -> Prepared``
+(data with CRLF line ends, recipients, Message-ID, precedence class) and
+its parts: ``read_lines`` (input hygiene), ``split_header``, ``qualify``
+(one address), ``header_recipients`` (``-t``).
+
+Input hygiene (DESIGN.md): LF and CRLF line ends become CRLF, a bare CR
+becomes a space, NUL bytes are dropped.  Without ``-i`` a line holding only
+``.`` ends the input and a leading ``..`` becomes ``.`` (sendmail's
+collect()).  Missing Date:, Message-ID: and From: headers are added (From:
+from ``-F``/``-f`` or the login name); unqualified addresses get the first
+local domain.  Under ``-t`` the recipients are the To:/Cc:/Bcc: addresses
+(Resent-* when present) minus those on the command line (sendmail's
+semantics), and Bcc: lines are removed.
+
+Never: reads stdin, a config file or the clock, or talks to the daemon: the
+caller passes the bytes, the domain, the host name and ``now`` (only a new
+Message-ID draws on the pid and os.urandom).  Header lines are kept as they
+came (folded lines stay folded); the body is not looked into.
+
+Fails: ``DataError`` for an address that does not parse (EX_DATAERR),
+``UsageError`` when no recipient is left (EX_USAGE).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass
+
+from ..envelope import precedence_class
+from .base import DataError, UsageError
+from .flags import SendmailArgs
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What ``prepare`` makes: the message (CRLF line ends, headers added),
+    its recipients, its Message-ID without the <>, its precedence class."""
+    data: bytes
+    recipients: tuple[str, ...]
+    msgid: str
+    precedence: int
+
+
+def read_lines(raw: bytes, *, ignore_dots: bool) -> list[bytes]:
+    """stdin bytes -> lines without line ends (CR/LF hygiene, the lone-dot end)."""
+    raw = raw.replace(b"\0", b"")
+    lines = raw.replace(b"\r\n", b"\n").split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    out = []
+    for line in lines:
+        line = line.replace(b"\r", b" ")
+        if not ignore_dots and line[:1] == b".":
+            if line == b".":
+                break
+            if line[:2] == b"..":
+                line = line[1:]
+        out.append(line)
+    return out
+
+
+_HEADER = re.compile(rb"[!-9;-~]+:")
+
+
+def split_header(lines: list[bytes]) -> tuple[list[bytes], list[bytes]]:
+    """Header lines (continuations folded into their field) and body lines."""
+    fields: list[bytes] = []
+    for n, line in enumerate(lines):
+        if line == b"":
+            return fields, lines[n + 1:]
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += b"\r\n" + line
+        elif _HEADER.match(line):
+            fields.append(line)
+        else:
+            return fields, lines[n:]
+    return fields, []
+
+
+def _name(field_: bytes) -> str:
+    return field_.split(b":", 1)[0].decode("ascii", "replace").strip().lower()
+
+
+def _value(field_: bytes) -> str:
+    return field_.split(b":", 1)[1].decode("utf-8", "replace").replace("\r\n", "").strip()
+
+
+def qualify(addr: str, domain: str) -> str:
+    """Parse one address; a bare local part gets `domain`.  Raises DataError."""
+    from ..address import AddressError, parse_address     # lazily: mailq does not need it
+    addr = addr.strip()
+    if addr.startswith("<") and addr.endswith(">"):
+        addr = addr[1:-1]
+    if addr and "@" not in addr:
+        addr = f"{addr}@{domain}"
+    try:
+        return str(parse_address(addr))
+    except AddressError as exc:
+        raise DataError(f"bad address {addr!r}: {exc}") from None
+
+
+def header_recipients(fields: list[bytes]) -> list[str]:
+    """To/Cc/Bcc addresses (Resent-To/Cc/Bcc instead when any Resent- header exists)."""
+    names = {_name(f) for f in fields}
+    resent = any(n.startswith("resent-") for n in names)
+    want = {"resent-to", "resent-cc", "resent-bcc"} if resent else {"to", "cc", "bcc"}
+    values = [_value(f) for f in fields if _name(f) in want]
+    import email.utils
+    return [addr for _, addr in email.utils.getaddresses(values) if addr]
+
+
+def prepare(raw: bytes, a: SendmailArgs, *, sender: str, domain: str, hostname: str,
+            now: float) -> Prepared:
+    """Build the message to queue and its recipients.  Raises DataError/UsageError."""
+    fields, body = split_header(read_lines(raw, ignore_dots=a.ignore_dots))
+    rcpts, fields = _recipients(fields, a, domain)
+    added, msgid = _missing_headers(fields, a, sender=sender, hostname=hostname, now=now)
+    precedence = precedence_class(next((_value(f) for f in fields if _name(f) == "precedence"), None))
+    data = b"\r\n".join(fields + added + [b""] + body) + b"\r\n"
+    return Prepared(data, tuple(rcpts), msgid.strip("<>"), precedence)
+
+
+def _recipients(fields: list[bytes], a: SendmailArgs, domain: str) -> tuple[list[str], list[bytes]]:
+    """The recipients, and the header fields to keep (under -t without Bcc:)."""
+    cmdline = [qualify(r, domain) for arg in a.recipients for r in _split_list(arg)]
+    if a.extract:
+        drop = {r.lower() for r in cmdline}
+        found = [qualify(r, domain) for r in header_recipients(fields)]
+        rcpts = [r for r in dict.fromkeys(found) if r.lower() not in drop]
+        fields = [f for f in fields if _name(f) not in ("bcc", "resent-bcc")]
+    else:
+        rcpts = list(dict.fromkeys(cmdline))
+    if not rcpts:
+        raise UsageError("no recipients: give addresses or use -t with To:/Cc:/Bcc: headers")
+    return rcpts, fields
+
+
+def _missing_headers(fields: list[bytes], a: SendmailArgs, *, sender: str, hostname: str,
+                     now: float) -> tuple[list[bytes], str]:
+    """From:, Date: and Message-ID: lines for those FIELDS lack; and the Message-ID."""
+    import email.utils       # here: mailq and -q never need it
+    names = {_name(f) for f in fields}
+    added = []
+    if "from" not in names:
+        added.append(b"From: " + (email.utils.formataddr((a.full_name, sender)) if a.full_name
+                                  else sender).encode())
+    if "date" not in names:
+        added.append(b"Date: " + email.utils.formatdate(now, localtime=True).encode())
+    msgid = next((_value(f) for f in fields if _name(f) == "message-id"), "")
+    if not msgid:
+        msgid = f"<{time.strftime('%Y%m%d%H%M%S', time.gmtime(now))}.{os.getpid()}.{os.urandom(4).hex()}@{hostname}>"
+        added.append(b"Message-ID: " + msgid.encode())
+    return added, msgid
+
+
+def _split_list(arg: str) -> list[str]:
+    """sendmail accepts "a@x, b@y" as one argument."""
+    return [x for x in (p.strip() for p in arg.split(",")) if x]

@@ -1,0 +1,233 @@
+"""cli/sendmail.py - ``sendmail``, ``mailq`` and ``newaliases``: sendmail(8)
+as MUAs, cron and scripts call it, and the submission of a message.
+
+Synopsis::
+
+    sendmail [flags] [address ...]       submit stdin (DeliveryMode=deferred always)
+    sendmail -t [-i] [...]               recipients from To:/Cc:/Bcc:, Bcc: removed
+    sendmail -bp | mailq                 list the queue
+    sendmail -bi | newaliases            check the aliases, then the daemon reads them again
+    sendmail -q[R|S|I|!R|!S|!I]SUBSTR    ask the daemon for a queue run (filters as sendmail)
+    sendmail -bh | -bH                   host status: print (hoststat), purge (purgestat)
+    sendmail -bs                         SMTP on stdin/stdout
+
+Owns: the console scripts ``sendmail_main`` (also ``newaliases``: the
+program's name picks the mode) and ``mailq_main``, the choice of what a
+mode does once the config is loaded, and where a submitted message goes.
+The flags are read by flags.py, the message is made by message.py, and the
+requests ``mailq``, ``-bi``, ``-q`` and ``-bh``/``-bH`` share with
+``edgemail`` are in shared.py.
+
+Where the message goes: with the daemon running, through the control socket
+(``submit``); the daemon commits it and returns the queue id.  With the
+daemon down, into the spool's maildrop/ directory (fsynced), which the
+daemon imports at start-up; a note on stderr says so.  Nothing is lost in
+either case.  If the connection breaks after the request was sent the
+message goes to maildrop as well, so a duplicate is possible, never a loss.
+
+``-bs`` (SMTP on stdin/stdout, as PHP mailers use it) is relayed to the
+daemon's first listener on loopback: the dialogue is the daemon's own, and
+with the daemon down it fails with EX_TEMPFAIL (there is no maildrop for an
+SMTP dialogue).
+
+Never: delivers, queues or writes the spool itself: the one file it writes
+is a maildrop file, through spool.store, and only when the daemon cannot
+be reached.  Its messages go to stderr, prefixed ``sendmail:``; stdout
+carries only what was asked for (the listing, the SMTP dialogue).
+
+Fails (sysexits.h): 64 bad flags or no recipients, 65 bad address, message
+larger than MaxMessageSize, or refused by the daemon, 66 stdin unreadable,
+75 the daemon refused for a temporary reason or broke off, or is down and
+the maildrop not writable, 78 bad config file.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import pwd
+import sys
+import time
+
+from .. import config as configmod
+from ..control import ControlClient, DaemonUnreachable, RequestFailed
+from ..envelope import Envelope, Recipient
+from ..errors import ConfigError, ControlError, SpoolError
+from .base import (EX_CONFIG, EX_DATAERR, EX_NOINPUT, EX_OK, EX_TEMPFAIL, EX_USAGE, DataError,
+                   UsageError, ask, config_path, err)
+from .flags import SendmailArgs, parse_sendmail_args
+from .message import Prepared, prepare, qualify
+from .shared import print_hoststat, print_mailq, purge_hoststat, reload_daemon, request_queue_run
+
+#: sendmail -bs: how long to wait for the server's last replies after stdin ends
+BS_DRAIN_S = 5.0
+
+
+def sendmail_main(argv: list[str] | None = None) -> int:
+    prog = os.path.basename(sys.argv[0]) if argv is None else "sendmail"
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        a = parse_sendmail_args(argv, prog)
+    except UsageError as exc:
+        err("sendmail", str(exc))
+        return EX_USAGE
+    if a.verbose:
+        for note in a.notes:
+            err("sendmail", note)
+    try:
+        cfg = configmod.load(config_path(a.config))
+    except ConfigError as exc:
+        err("sendmail", f"configuration error: {exc}")
+        return EX_CONFIG
+    return _run_mode(cfg, a, prog)
+
+
+def mailq_main(argv: list[str] | None = None) -> int:
+    return sendmail_main(["-bp", *(sys.argv[1:] if argv is None else argv)])
+
+
+def _run_mode(cfg, a: SendmailArgs, prog: str) -> int:
+    """Do what the command line's mode asks, with the config loaded."""
+    if a.mode == "p":
+        return print_mailq(cfg)
+    if a.mode == "i":
+        return reload_daemon(cfg, "newaliases" if prog == "newaliases" else "sendmail", "newaliases")
+    if a.mode in ("h", "H"):
+        return print_hoststat(cfg, "sendmail") if a.mode == "h" else purge_hoststat(cfg, "sendmail")
+    if a.mode == "q":
+        for note in a.notes:
+            if note.startswith("-q"):
+                err("sendmail", note)
+        return request_queue_run(cfg, a.queue_filters)
+    if a.mode == "s":
+        return smtp_on_stdio(cfg)
+    return _submit_stdin(cfg, a)
+
+
+def login_name() -> str:
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return os.environ.get("LOGNAME") or os.environ.get("USER") or f"uid{os.getuid()}"
+
+
+# ====================================================================== sendmail -bs
+
+def smtp_on_stdio(cfg) -> int:
+    """``sendmail -bs``: relay stdin/stdout to the daemon's SMTP listener."""
+    reply, code = ask(cfg, "sendmail", "status")
+    if reply is None:
+        return code
+    try:
+        conn = _connect_listener(cfg, reply)
+    except (IndexError, KeyError, ValueError, OSError) as exc:
+        err("sendmail", f"-bs: cannot reach the daemon's SMTP listener: {exc}")
+        return EX_TEMPFAIL
+    _relay(conn)
+    return EX_OK
+
+
+def _connect_listener(cfg, status: dict):
+    """A connected socket to the daemon's first listener (its port from STATUS)."""
+    import socket
+    _, _, port = status["listeners"][0].rpartition(":")
+    address = cfg.listeners[0].address
+    return socket.create_connection((address, int(port)), timeout=cfg.Timeout.command)
+
+
+def _relay(conn) -> None:
+    """stdin to CONN, CONN to stdout, until the server hangs up."""
+    import socket
+    import threading
+    conn.settimeout(None)
+    closed = threading.Event()
+
+    def upstream() -> None:
+        stdin = sys.stdin.buffer
+        while chunk := stdin.read1(65536):
+            conn.sendall(chunk)
+        # stdin ended: give the server time to answer what was pipelined (a
+        # half-close would make aiosmtpd drop the session), then hang up.
+        if not closed.wait(BS_DRAIN_S):
+            conn.shutdown(socket.SHUT_RDWR)
+
+    threading.Thread(target=upstream, daemon=True).start()
+    out = sys.stdout.buffer
+    while chunk := conn.recv(65536):
+        out.write(chunk)
+        out.flush()
+    closed.set()
+    conn.close()
+
+
+# ====================================================================== submission
+
+def _submit_stdin(cfg, a: SendmailArgs) -> int:
+    domain = cfg.local_domains[0]
+    try:
+        sender = qualify(a.sender, domain) if a.sender not in (None, "", "<>") else (
+            "" if a.sender in ("", "<>") else qualify(login_name(), domain))
+        raw = sys.stdin.buffer.read()
+        msg = prepare(raw, a, sender=sender or f"MAILER-DAEMON@{domain}", domain=domain,
+                      hostname=cfg.hostname, now=time.time())
+    except UsageError as exc:
+        err("sendmail", str(exc))
+        return EX_USAGE
+    except DataError as exc:
+        err("sendmail", str(exc))
+        return EX_DATAERR
+    except OSError as exc:
+        err("sendmail", f"cannot read the message from stdin: {exc.strerror}")
+        return EX_NOINPUT
+    if len(msg.data) > cfg.MaxMessageSize:
+        err("sendmail", f"message too large: {len(msg.data)} bytes, MaxMessageSize is {cfg.MaxMessageSize}")
+        return EX_DATAERR
+    return submit(cfg, _envelope(a, sender, msg), msg.data)
+
+
+def _envelope(a: SendmailArgs, sender: str, msg: Prepared) -> Envelope:
+    """The envelope of a message from the command line (proto local, the caller's uid)."""
+    return Envelope(mail_from=sender, recipients=tuple(Recipient(r, notify=a.notify) for r in msg.recipients),
+                    ret=a.ret, envid=a.envid, body=a.body, size=len(msg.data), precedence=msg.precedence,
+                    msgid=msg.msgid, proto="local", client=f"localhost (uid {os.getuid()})",
+                    arrived=time.time())
+
+
+def envelope_fields(env: Envelope) -> dict:
+    """An Envelope as the control ``submit`` op carries it."""
+    return {"mail_from": env.mail_from,
+            "recipients": [{"address": r.address, "notify": sorted(r.notify), "orcpt": r.orcpt}
+                           for r in env.recipients],
+            "ret": env.ret, "envid": env.envid, "body": env.body, "precedence": env.precedence,
+            "msgid": env.msgid}
+
+
+def submit(cfg, env: Envelope, data: bytes) -> int:
+    client = ControlClient(cfg.control_socket, timeout=cfg.Timeout.control)
+    try:
+        reply = client.request("submit", **envelope_fields(env),
+                               data_b64=base64.b64encode(data).decode("ascii"))
+    except RequestFailed as exc:
+        err("sendmail", f"the daemon refused the message: {exc}")
+        return EX_TEMPFAIL if "temporary" in str(exc) else EX_DATAERR
+    except DaemonUnreachable as exc:
+        return _to_maildrop(cfg, env, data, str(exc))
+    except ControlError as exc:
+        err("sendmail", str(exc))
+        return EX_TEMPFAIL
+    if os.environ.get("EDGEMAIL_VERBOSE"):
+        err("sendmail", f"queued as {reply.get('qid')}")
+    return EX_OK
+
+
+def _to_maildrop(cfg, env: Envelope, data: bytes, why: str) -> int:
+    from ..spool import store
+    directory = os.path.join(cfg.spool_dir, "maildrop")
+    try:
+        name = store.write_maildrop(directory, env, data)
+    except (OSError, SpoolError) as exc:
+        err("sendmail", f"{why}; and cannot write to the maildrop {directory}: {exc}")
+        return EX_TEMPFAIL
+    err("sendmail", f"{why}; message left in the maildrop ({os.path.basename(str(name))}), "
+                     "it will be queued when the daemon starts")
+    return EX_OK
