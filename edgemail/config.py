@@ -4,7 +4,7 @@ One TOML file.  Keys follow sendmail's option names where sendmail has the
 concept (DeliveryMode, DialDelay, MinQueueAge, MaxQueueRunSize,
 QueueSortOrder, Timeout.*, MaxMessageSize, MinFreeBlocks,
 ConnectionCacheSize, ConnectionCacheTimeout, RecipientFactor, ClassFactor,
-RetryFactor, SmartHost, LogLevel, PrivacyOptions), so the sendmail documents
+RetryFactor, SmartHost, LogLevel, PrivacyOptions, RunAsUser), so the sendmail documents
 read as our manual.  Our own keys are snake_case with units in values.
 
 Guarantees:
@@ -212,6 +212,8 @@ class Config:
     RetryFactor: int = 90000
     LogLevel: int = 9
     PrivacyOptions: frozenset[str] = frozenset({"authwarnings"})
+    #: sendmail's RunAsUser: started as root, become this user after binding ("" = stay)
+    RunAsUser: str = ""
     #: queue-run time budget: stop starting deliveries after this many seconds (0 = none)
     queue_run_budget: float = 0.0
     #: [spool] commit_helpers: processes that write and fsync new queue files (0 = threads)
@@ -416,6 +418,16 @@ def _privacy(v):
     return words
 
 
+_ID = r"(?:[A-Za-z_][A-Za-z0-9_.-]*\$?|\d+)"
+
+
+def _run_as_user(v):
+    if not isinstance(v, str) or v and not re.fullmatch(f"{_ID}(?::{_ID})?", v):
+        raise ValueError(f"expected a user name or number, optionally :group (\"edgemail\", "
+                         f"\"edgemail:mail\"), got {v!r}")
+    return v
+
+
 def _networks(v):
     nets = []
     for item in _str_tuple(v):
@@ -557,6 +569,7 @@ _TOP = {
     "RetryFactor": _nonneg_int,
     "LogLevel": _nonneg_int,
     "PrivacyOptions": _privacy,
+    "RunAsUser": _run_as_user,
     "queue_run_budget": parse_duration,
 }
 

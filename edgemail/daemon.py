@@ -71,7 +71,7 @@ import time
 from collections.abc import Awaitable, Callable
 from importlib import metadata
 
-from . import maillog
+from . import maillog, privileges
 from .clock import Clock, SystemClock
 from .config import Config
 from .control import ControlServer, Stream
@@ -119,11 +119,41 @@ def make_runner(cfg: Config, store, clock: Clock, link=None):
     return Runner(cfg, store, clock=clock, link=link, smarthost_tls=tls)
 
 
-def make_listeners(cfg: Config, store, runner, on_commit=None) -> list:
+def make_listeners(cfg: Config, store, runner, on_commit=None, socks: dict | None = None) -> list:
     from .smtpd import SmtpListener
+    socks = socks or {}
     return [SmtpListener(cfg, lst, store, on_commit=on_commit or getattr(runner, "on_commit", None),
                          check_rcpt=getattr(runner, "check_rcpt", None),
-                         on_etrn=getattr(runner, "etrn", None)) for lst in cfg.listeners]
+                         on_etrn=getattr(runner, "etrn", None), sock=socks.get(lst.name))
+            for lst in cfg.listeners]
+
+
+def give_up_root(cfg: Config) -> dict:
+    """RunAsUser (privileges.py): bind the SMTP sockets while root, make sure
+    the user owns what the daemon writes, become the user.  Returns the bound
+    sockets by listener name ({} when RunAsUser is empty or we are not root)."""
+    if not cfg.RunAsUser:
+        return {}
+    ident = privileges.resolve(cfg.RunAsUser)
+    if os.geteuid() != 0:
+        if os.geteuid() != ident.uid:
+            log.warning(maillog.warning(f"RunAsUser={cfg.RunAsUser} ignored: not started as root "
+                                        f"(running as uid {os.geteuid()})"))
+        return {}
+    from .smtpd.listener import listen_socket
+    socks = {lst.name: listen_socket(lst) for lst in cfg.listeners}
+    try:
+        privileges.prepare(ident, [
+            (cfg.spool_dir, 0o750), (os.path.dirname(cfg.control_socket), 0o755),
+            (os.path.dirname(cfg.link.state_file) if cfg.link.mode != "none" else "", 0o750)])
+        privileges.preload()
+        privileges.drop(ident)
+    except BaseException:
+        for sock in socks.values():
+            sock.close()
+        raise
+    log.info(maillog.running_as(str(ident)))
+    return socks
 
 
 async def serve(cfg: Config, *, clock: Clock | None = None, store=None, runner=None, link=None,
@@ -135,10 +165,11 @@ async def serve(cfg: Config, *, clock: Clock | None = None, store=None, runner=N
     notifier = notifier or Notifier()
     shutdown = shutdown or SignalTrigger()     # installed now: a SIGTERM during recovery still stops cleanly
     log.info(maillog.starting(version(), cfg.path))
+    socks = give_up_root(cfg) if listeners is None else {}
     lock = lock_spool(cfg.spool_dir)      # before recover(): it deletes tmp/ files
     hup = HangUp()                        # at once: SIGHUP's default action would end the daemon
     try:
-        await _serve_locked(cfg, clock, notifier, store, runner, link, shutdown, listeners, hup)
+        await _serve_locked(cfg, clock, notifier, store, runner, link, shutdown, listeners, hup, socks)
     finally:
         hup.remove()
         os.close(lock)
@@ -271,7 +302,8 @@ class Link:
 STATUS_POLL_S = 1.0
 
 
-async def _serve_locked(cfg, clock, notifier, store, runner, link, shutdown, listeners, hup=None) -> None:
+async def _serve_locked(cfg, clock, notifier, store, runner, link, shutdown, listeners, hup=None,
+                        socks=None) -> None:
     store = store if store is not None else make_store(cfg, clock)
     manager = None
     if link is None and runner is None and cfg.link.mode != "none":   # a given runner brings its own link
@@ -284,7 +316,7 @@ async def _serve_locked(cfg, clock, notifier, store, runner, link, shutdown, lis
         wired = Link(manager, MtaPort(cfg, store, runner, clock=clock))
         link = wired
     on_commit = wired.on_commit(runner) if wired is not None else None
-    listeners = listeners if listeners is not None else make_listeners(cfg, store, runner, on_commit)
+    listeners = listeners if listeners is not None else make_listeners(cfg, store, runner, on_commit, socks)
     if wired is not None:
         wired.port.listeners = list(listeners)
     ops = ControlOps(cfg, store, clock, runner=runner, link=link, listeners=listeners, on_commit=on_commit)
@@ -675,20 +707,24 @@ def _row_batches(entries):
 
 # ====================================================================== edgemail run
 
-EX_SOFTWARE, EX_OSERR = 70, 71
+EX_SOFTWARE, EX_OSERR, EX_NOPERM = 70, 71, 77
 
 
 def run(cfg: Config, *, syslog: bool = False) -> int:
     """``edgemail run``: log set-up, root check, the event loop.  Returns an exit code."""
     maillog.setup(cfg.LogLevel, syslog=syslog)
-    if os.geteuid() == 0:
+    if os.geteuid() == 0 and not cfg.RunAsUser:
         log.warning(maillog.warning("running as root: run edgemail as its own unprivileged user "
-                                    "(systemd User=edgemail; port 25 needs only CAP_NET_BIND_SERVICE)"))
+                                    "(RunAsUser, or systemd User=edgemail; port 25 needs only "
+                                    "CAP_NET_BIND_SERVICE)"))
     try:
         asyncio.run(serve(cfg))
     except ConfigError as exc:
         print(f"edgemail: configuration error: {exc}", file=sys.stderr)
         return 78
+    except privileges.PrivilegeError as exc:
+        log.error(maillog.warning(f"cannot start: {exc}"))
+        return EX_NOPERM
     except (OSError, ControlError, SpoolError) as exc:
         log.error(maillog.warning(f"cannot start: {exc}"))
         return EX_OSERR

@@ -43,6 +43,9 @@ Messages (``edgemail.smtpd``, ``edgemail.spool``, ``edgemail.runner``):
         hook_failed(): the message is safe; with traceback.
   QID: internal error in spool writer   [1]
         spool_writer_error(): our bug; the commit fails, with traceback.
+  spool: commit helpers unavailable, committing on threads: REASON   [1]
+        commit_helpers_unavailable(): the helper processes could not be
+        started (e.g. RunAsUser may not execute the interpreter).
 
 SMTP sessions (``edgemail.smtpd``):
 
@@ -118,6 +121,8 @@ Spool, control socket, daemon:
         starting()
   daemon: ready, listeners=LIST, control=PATH, queued=N   [1]
         ready(): LIST is ``NAME=[ip]:port`` words.
+  daemon: running as USER (uid N, gid N, groups N,N)   [1]
+        running_as(): RunAsUser: root given up after binding the SMTP ports.
   daemon: stopping, reason=SIGNAL   [1]
         stopping()
   daemon: stopped   [1]
@@ -276,6 +281,10 @@ def spool_writer_error(qid: str) -> str:
     return f"{qid}: internal error in spool writer"
 
 
+def commit_helpers_unavailable(reason: object) -> str:
+    return f"spool: commit helpers unavailable, committing on threads: {clean(str(reason))}"
+
+
 def queue_file_unreadable(qid: str, reason: object) -> str:
     return f"{qid}: queue file unreadable, moved to corrupt/: {clean(reason)}"
 
@@ -401,6 +410,10 @@ def reloaded(reason: str, *, aliases: int, policy: str, restart_needed: list[str
 
 def reload_failed(reason: str, error: object) -> str:
     return f"daemon: reload failed, reason={clean(reason)}: {clean(error)}"
+
+
+def running_as(identity: str) -> str:
+    return f"daemon: running as {clean(identity)}"
 
 
 def warning(text: str) -> str:

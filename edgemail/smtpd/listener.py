@@ -42,6 +42,39 @@ log = logging.getLogger("edgemail.smtpd")
 IP_FREEBIND, IPV6_FREEBIND = 15, 78
 
 
+def listen_socket(listener: Listener) -> socket.socket:
+    """The listener's socket, bound (not yet listening).  Numeric addresses
+    only: no getaddrinfo."""
+    if listener.address == "::":
+        return _bound(socket.AF_INET6, listener, dual_stack=True)
+    family = socket.AF_INET6 if ":" in listener.address else socket.AF_INET
+    return _bound(family, listener, freebind=listener.strict)
+
+
+def _bound(family: int, listener: Listener, *, dual_stack: bool = False,
+           freebind: bool = False) -> socket.socket:
+    """"::" means every address, IPv4 too (IPv4 clients then arrive as
+    ::ffff:a.b.c.d and are mapped back).  An ISP-facing (strict) listener
+    binds the link's local address (ppp0's 10.64.0.2) before the link
+    exists: IP_FREEBIND, as a router must."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if dual_stack else 1)
+        if freebind:
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, IPV6_FREEBIND, 1)
+            else:
+                sock.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
+        sock.bind(("::" if dual_stack else listener.address, listener.port))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class SmtpListener:
     """An SMTP listener per docs/interfaces.md."""
 
@@ -49,7 +82,8 @@ class SmtpListener:
                  on_commit: Callable[[str], None] | None = None,
                  check_rcpt: Callable[[str], str | None] | None = None,
                  on_etrn: Callable[[str], Awaitable[str]] | None = None,
-                 trust_loopback: bool = True, clock: Clock | None = None) -> None:
+                 trust_loopback: bool = True, clock: Clock | None = None,
+                 sock: socket.socket | None = None) -> None:
         self.cfg = cfg
         self.listener = listener
         self.store = store
@@ -58,6 +92,8 @@ class SmtpListener:
         self.on_etrn = on_etrn
         self.trust_loopback = trust_loopback
         self.clock = clock or SystemClock()
+        #: bound before the daemon gave up root (RunAsUser); None: start() binds
+        self._sock = sock
         self.port = listener.port
         self._server: asyncio.AbstractServer | None = None
         self._sessions: set[EdgeSMTP] = set()
@@ -68,49 +104,12 @@ class SmtpListener:
         logging.getLogger("mail.log").setLevel(logging.WARNING)
 
     async def start(self) -> None:
-        """Bind and serve on the running loop."""
+        """Serve on the running loop: on the socket bound before (``sock=``,
+        when the daemon gave up root after binding) or on one bound now."""
         loop = asyncio.get_running_loop()
-        factory = lambda: EdgeSMTP(self)  # noqa: E731
-        if self.listener.address == "::":
-            self._server = await loop.create_server(factory, sock=self._dual_stack_socket())
-        elif self.listener.strict:
-            self._server = await loop.create_server(factory, sock=self._freebind_socket())
-        else:
-            self._server = await loop.create_server(
-                factory, host=self.listener.address, port=self.listener.port, reuse_address=True)
+        sock, self._sock = self._sock or listen_socket(self.listener), None
+        self._server = await loop.create_server(lambda: EdgeSMTP(self), sock=sock)
         self.port = self._server.sockets[0].getsockname()[1]
-
-    def _dual_stack_socket(self) -> socket.socket:
-        """"::" means every address, IPv4 too (asyncio would set IPV6_V6ONLY):
-        IPv4 clients then arrive as ::ffff:a.b.c.d and are mapped back."""
-        sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-            sock.bind(("::", self.listener.port))
-            sock.setblocking(False)
-        except OSError:
-            sock.close()
-            raise
-        return sock
-
-    def _freebind_socket(self) -> socket.socket:
-        """An ISP-facing listener binds the link's local address (ppp0's
-        10.64.0.2) before the link exists: IP_FREEBIND, as a router must."""
-        family = socket.AF_INET6 if ":" in self.listener.address else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, IPV6_FREEBIND, 1)
-            else:
-                sock.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
-            sock.bind((self.listener.address, self.listener.port))
-            sock.setblocking(False)
-        except OSError:
-            sock.close()
-            raise
-        return sock
 
     async def close(self) -> None:
         """Stop accepting; sessions still open are told 421 and closed."""

@@ -87,9 +87,11 @@ FAILURES
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 
+from edgemail import maillog
 from edgemail.clock import Clock, SystemClock
 from edgemail.envelope import Attempt, Envelope, QueueIdGenerator, priority
 from edgemail.errors import CorruptQueueFile, SpoolError, SpoolFull
@@ -100,6 +102,8 @@ from edgemail.spool.record import QueueEntry, StateUpdate
 from edgemail.spool.recovery import Recovery, RecoveryReport
 from edgemail.spool.syncpool import SyncPool
 from edgemail.spool.writer import Append, Commit, Job, Remove, WriterThreads
+
+log = logging.getLogger("edgemail.spool")
 
 __all__ = ["Store", "QueueEntry", "RecoveryReport", "write_maildrop"]
 
@@ -221,7 +225,7 @@ class Store(WriterThreads, Recovery, MaildropImport):
         job.loop = asyncio.get_running_loop()
         job.future = job.loop.create_future()
         self._pending.add(job.qid)
-        if isinstance(job, Commit) and self.commit_helpers:
+        if isinstance(job, Commit) and self.commit_helpers and self._helpers(job.loop):
             self._commit_by_helper(job)
         else:
             self._to_threads(job)        # writer.py
@@ -237,12 +241,25 @@ class Store(WriterThreads, Recovery, MaildropImport):
 
     # --- the commit helpers (syncpool.py), on the loop thread ------------------------
 
-    def _commit_by_helper(self, job: Commit) -> None:
+    def _helpers(self, loop) -> SyncPool | None:
+        """The commit helpers for LOOP, started when needed.  If they cannot
+        be started (the interpreter not executable by RunAsUser, no
+        processes left), commits go to the threads from now on: slower,
+        never lost."""
         pool = self._pool
-        if pool is None or pool.loop is not job.loop or pool.broken:
+        if pool is None or pool.loop is not loop or pool.broken:
             if pool is not None:
                 pool.close()
-            self._pool = pool = SyncPool(job.loop, self.commit_helpers, self._helper_done)
+            self._pool = None
+            try:
+                self._pool = SyncPool(loop, self.commit_helpers, self._helper_done)
+            except OSError as exc:
+                log.warning(maillog.commit_helpers_unavailable(exc))
+                self.commit_helpers = 0
+        return self._pool
+
+    def _commit_by_helper(self, job: Commit) -> None:
+        pool = self._pool
         self._reserve(job)
         if job.error is not None:
             self._settle(job)

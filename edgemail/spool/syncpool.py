@@ -154,7 +154,13 @@ class SyncPool:
         self.settle = settle
         self.broken = False
         self._ids = itertools.count(1)
-        self.helpers = [_Helper(self) for _ in range(count)]
+        self.helpers: list[_Helper] = []
+        try:
+            for _ in range(count):
+                self.helpers.append(_Helper(self))
+        except OSError:                  # e.g. the interpreter not executable by RunAsUser
+            self.close()
+            raise
 
     def submit(self, job, tmp: str, dest: str, blob: bytes) -> None:
         """Send JOB's file to the least busy helper; settle() is called with

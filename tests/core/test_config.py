@@ -24,6 +24,7 @@ def test_example_config_loads(example_config):
     star = [r for r in cfg.routes if r.pattern == "*"][0]
     assert star.expensive and star.dialdelay and star.kind == "smarthost"
     assert cfg.commit_helpers == 1
+    assert cfg.RunAsUser == ""
 
 
 @pytest.mark.parametrize("text,line,key,words", [
@@ -36,8 +37,9 @@ def test_example_config_loads(example_config):
     (BASE + '[[listen]]\naddress = "mail.example"\n', 3, "listen.address", "numeric IP"),
     ('local_domains = []\n', 1, "local_domains", "at least one"),
     (BASE + '[spool]\ncommit_helpers = 17\n', 3, "spool.commit_helpers", "from 0 to 16"),
+    (BASE + 'RunAsUser = "mail:daemon:x"\n', 2, "RunAsUser", "a user name or number, optionally :group"),
 ], ids=["delivery-mode", "duration", "unknown-key", "size", "network", "route", "listen-name", "no-domains",
-        "helpers"])
+        "helpers", "run-as-user"])
 def test_errors_name_file_line_key(tmp_path, text, line, key, words):
     p = write(tmp_path, text)
     with pytest.raises(ConfigError) as ei:

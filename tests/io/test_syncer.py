@@ -221,3 +221,26 @@ def test_a_helper_started_for_a_daemon_already_gone_does_nothing(dirs):
     p.wait(30)
     assert (p.returncode, out) == (0, b"")
     assert os.listdir(dirs / "queue") == [] and os.listdir(dirs / "tmp") == []
+
+
+async def test_helpers_that_cannot_start_leave_commits_to_the_threads(spool, monkeypatch, caplog):
+    """RunAsUser may not execute the interpreter: the commit still happens
+    (on the threads), the log says so once, nothing is lost."""
+    from edgemail.spool import syncpool
+    started = []
+    real_popen = subprocess.Popen
+
+    def popen(*args, **kw):
+        if started:                                   # the second helper cannot start
+            raise PermissionError(13, "Permission denied", args[0][0])
+        started.append(real_popen(*args, **kw))
+        return started[-1]
+    monkeypatch.setattr(syncpool.subprocess, "Popen", popen)
+    s = spool(commit_helpers=2)
+    qids = [await s.commit(ENV, DATA + str(i).encode()) for i in range(3)]
+    assert sorted(os.listdir(os.path.join(s.directory, "queue"))) == sorted(qids)
+    assert s.commit_helpers == 0
+    lines = [r.getMessage() for r in caplog.records if "commit helpers unavailable" in r.getMessage()]
+    assert lines == ["spool: commit helpers unavailable, committing on threads: "
+                     f"[Errno 13] Permission denied: '{sys.executable}'"]
+    assert started[0].wait(10) == 0                   # the one that started was ended, not left behind
