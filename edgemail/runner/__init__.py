@@ -73,6 +73,17 @@ DESCRIPTION
     state per expansion (key "rcpt>address"); the envelope recipient becomes
     final when all of them are.
 
+MODULES
+    driver.py    Runner: its parts, on_commit/check_rcpt/etrn, the background
+                 loop (run, sweep), link_up/link_down, host status
+    message.py   MessageDriver (Runner mixin): one message's attempt, record,
+                 delay warning and expiry
+    queuerun.py  QueueRunDriver (Runner mixin): selection, queue_run, stop_run
+    deliver.py   Deliverer: one message's jobs to their next hops (DialDelay)
+    reports.py   Reporter: failure and delay reports queued as new messages
+    port.py      LinkPort, RunReport, Job and pure helpers (is_cheap, ...)
+    state.py     queue items for the schedule, run tallies, linkup.json
+
 LOG LINES
     Logger edgemail.runner.  The lines and their formats are in
     edgemail/maillog.py (its docstring lists them): delivery() for every
@@ -90,7 +101,7 @@ FAILURES
     ValueError for a bad filter.
 """
 
-from edgemail.runner.driver import Runner, is_cheap
-from edgemail.runner.port import LinkPort, RunReport
+from edgemail.runner.driver import Runner
+from edgemail.runner.port import LinkPort, RunReport, is_cheap
 
 __all__ = ["Runner", "LinkPort", "RunReport", "is_cheap"]

@@ -28,7 +28,7 @@ DESCRIPTION
     Host status (expensive routes only; LAN hosts are cheap to retry): a host
     that failed with scope SITE is skipped for the rest of the run and until
     Timeout.hoststatus (``ctx.hosts``); success or failure is recorded.
-    Deliveries of one run run side by side (driver.py), so the first contact
+    Deliveries of one run run side by side (queuerun.py), so the first contact
     with a host in a run goes alone: the others for that host wait for its
     outcome (``ctx.contact``), then are skipped if it failed.
 

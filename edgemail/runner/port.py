@@ -11,13 +11,17 @@ DESCRIPTION
     routes wait for an explicit queue run, which then treats the link as
     available (a LAN-only box, or a link brought up by someone else).
 
-    Pure helpers: ``failed_attempt`` (a DeliveryFailure as an Attempt that
-    remembers its scope), ``stat_text`` (sendmail's ``stat=``), ``is_ip``,
-    ``HostsFile`` (name -> address from /etc/hosts only: cheap routes never
-    use DNS), ``connect_failed`` (is this the failure DialDelay is for?).
+    Pure helpers: ``is_cheap`` (is this job delivered right after commit?),
+    ``failed_attempt`` (a DeliveryFailure as an Attempt that remembers its
+    scope), ``cut_attempt``/``is_cut`` (a delivery cut by the link),
+    ``stat_text`` (sendmail's ``stat=``), ``is_ip``, ``parse_hosts``
+    (/etc/hosts text -> name -> address: cheap routes never use DNS),
+    ``connect_failed`` (is this the failure DialDelay is for?), ``combine``
+    (an aliased recipient's state from its expansions').
 
 NEVER
-    Does I/O, except ``HostsFile.load`` reading the hosts file it is given.
+    Does I/O: deliver.py reads the hosts file and hands its text to
+    ``parse_hosts``.
 """
 
 from __future__ import annotations
@@ -100,6 +104,12 @@ class RunReport:
                 "deferred": self.deferred, "bounced": self.bounced, "cut": self.cut,
                 "skipped_hosts": list(self.skipped_hosts), "stopped": self.stopped,
                 "seconds": round(self.seconds, 3)}
+
+
+def is_cheap(job: Job) -> bool:
+    """Delivered at once after commit: not expensive, and no DNS needed (mx and
+    hold always need DNS, so they are never cheap, whatever the flag says)."""
+    return not job.decision.expensive and job.decision.kind not in ("mx", "hold")
 
 
 def failed_attempt(exc: DeliveryFailure, relay: str, now: float) -> Attempt:
