@@ -1,7 +1,8 @@
 """linkport.py - the MTA side of the link port: what the LinkManager calls.
 
 NAME
-    linkport - MtaPort(cfg, store, runner, listeners=(), clock=None)
+    linkport - MtaPort(cfg, store, runner, listeners=(), clock=None);
+    Link(manager, port): the two wired together, as the daemon holds them
 
 SYNOPSIS
     port = MtaPort(cfg, store, runner, listeners=listeners)
@@ -59,6 +60,7 @@ from dataclasses import dataclass
 from . import config as configmod
 from . import maillog
 from .clock import Clock, SystemClock
+from .notify import Notifier
 from .etrn import EtrnResult, etrn
 from .runner.port import is_ip
 
@@ -265,3 +267,45 @@ def _expensive(decision) -> bool:
 def _log_failure(task: asyncio.Task) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.warning(maillog.runner_warning(f"link_down failed: {task.exception()}"))
+
+
+class Link:
+    """The manager, its MTA port and the daemon's hooks into them."""
+
+    def __init__(self, manager, port) -> None:
+        self.manager, self.port = manager, port
+        manager.port = port
+
+    def changed(self) -> None:
+        """The queue changed: re-plan the port's watch, ask the policy again."""
+        self.port.changed()
+        self.manager.demand_changed()
+
+    def on_commit(self, runner):
+        def hook(qid: str) -> None:
+            runner.on_commit(qid)
+            self.changed()
+        return hook
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.manager.run())
+            tg.create_task(self.port.watch(self.manager.demand_changed))
+
+    def status_text(self) -> str:
+        q = self.port.queue_summary()
+        return f"link {self.manager.state}, {q.total} queued ({q.queued} for the link)"
+
+    async def notify_loop(self, notifier: Notifier, clock: Clock) -> None:
+        """STATUS= to systemd whenever the link state or the queue count changes."""
+        said = ""
+        while True:
+            text = self.status_text()
+            if text != said:
+                notifier.status(text)
+                said = text
+            await clock.sleep(STATUS_POLL_S)
+
+
+#: how often the sd_notify STATUS text is recomputed (sent only when it changed)
+STATUS_POLL_S = 1.0

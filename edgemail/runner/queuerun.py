@@ -135,7 +135,7 @@ class QueueRunDriver:
         parallel = max(1, min(RUN_PARALLEL, self.cfg.ConnectionCacheSize))
         flying: set[asyncio.Task] = set()
         try:
-            for item in selected:
+            for entry in selected:
                 while len(flying) >= parallel and not report.stopped:
                     flying = await self._harvest(flying, report)
                 if report.stopped:
@@ -147,7 +147,7 @@ class QueueRunDriver:
                 if budget > 0 and self.clock.monotonic() - t0 >= budget:
                     report.stopped = "budget"
                     break
-                flying.add(asyncio.ensure_future(self._locked(item.qid, self._attempt, ctx, want)))
+                flying.add(asyncio.ensure_future(self._locked(entry.qid, self._attempt, ctx, want)))
             while flying:
                 flying = await self._harvest(flying, report)
         finally:

@@ -201,7 +201,7 @@ def _entry(held=False, reply=""):
 
 
 def test_mailq_entry_like_sendmail():
-    from edgemail.daemon import mailq_entry
+    from edgemail.controlops import mailq_entry
     text = mailq_entry(_entry(held=True, reply="Connection refused by mx.x.example"))
     lines = text.splitlines()
     assert lines[0].startswith("kAM8abc0012345!    1234 ") and lines[0].endswith(" <s@edge.example>")

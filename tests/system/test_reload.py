@@ -121,7 +121,7 @@ def test_newaliases_with_the_daemon_down_only_checks(tmp_path, aliases):
 async def test_sighup_while_starting_is_a_log_line_not_the_end(caplog):
     import asyncio
     import os
-    from edgemail.daemon import HangUp
+    from edgemail.reload import HangUp
     hup = HangUp()
     try:
         os.kill(os.getpid(), signal.SIGHUP)            # default action: this process would end
