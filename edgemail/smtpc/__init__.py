@@ -1,13 +1,19 @@
 """smtpc - edgemail's SMTP/LMTP client.
 
-    reply.py    reply parser (pure): bytes -> Reply(code, lines, enhanced)
-    core.py     the dialogue (pure, h11 style): commands -> bytes, bytes -> Response
-                events; MAIL/RCPT parameters from what the server offers; wire
-                encoding of message data (normalise, dot-stuff, <= 998 octets)
-    session.py  the asyncio driver: connect, per-phase Timeout.*, STARTTLS, AUTH,
-                pipelined transactions, connection cache; ``SmtpClient.deliver``
-    tls.py      TlsPolicy (MX_TLS, SMARTHOST_TLS) and the credentials file
-    results.py  DeliveryResult/RcptResult, SmtpTimeout, failure scoping (pure)
+    reply.py        reply parser (pure): bytes -> Reply(code, lines, enhanced)
+    events.py       the dialogue's words (pure): command dataclasses, Response,
+                    NEED_DATA, Capabilities
+    wire.py         wire encoding (pure): command lines, message data (normalise,
+                    dot-stuff, <= 998 octets), refusal of CR/LF/controls
+    core.py         the dialogue (pure, h11 style): commands -> bytes, bytes -> Response
+                    events; MAIL/RCPT parameters from what the server offers; reply
+                    -> TempFail/PermFail with a scope; re-exports events and wire
+    session.py      the asyncio driver: Session.exchange (per-phase Timeout.*),
+                    connection cache; ``SmtpClient.deliver``
+    opening.py      Session, part 1: connect, greeting, EHLO/LHLO, STARTTLS, AUTH
+    transaction.py  Session, part 2: MAIL/RCPT/DATA, pipelined or in lockstep, results
+    tls.py          TlsPolicy (MX_TLS, SMARTHOST_TLS) and the credentials file
+    results.py      DeliveryResult/RcptResult, SmtpTimeout, failure scoping (pure)
 
 The runner uses ``SmtpClient`` (session.py); transports reuse it in LMTP mode.
 Nothing here resolves names (mx.py does).

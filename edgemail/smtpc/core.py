@@ -9,23 +9,23 @@ pipelined group is just several ``send`` calls before the first read), or
 offers (SIZE, 8BITMIME, SMTPUTF8, DSN) and turn replies into
 ``TempFail``/``PermFail`` with a scope.
 
+The words of the dialogue (commands, ``Response``, ``Capabilities``,
+``NEED_DATA``) are events.py's; the bytes (command lines, dot-stuffed
+data, the 998-octet limit) are wire.py's.  Both sets of names are
+re-exported here: ``from edgemail.smtpc.core import Mail, encode_data``
+keeps working.
+
 Never does: sockets, timeouts, TLS, clocks, logging (session.py does).
 
 Invariants:
-  * no envelope address or parameter containing CR, LF, NUL or any other
-    control character is ever encoded: ``send`` raises LocalProtocolError
-    before returning a single byte;
-  * message data goes out normalised, then dot-stuffed (``encode_data``):
-    CRLF stays, every bare CR and bare LF becomes CRLF, NUL bytes are
-    removed (RFC 5321 forbids them; a mail is not bounced for carrying one),
-    every line that starts with "." gets a second one, and the data ends
-    with CRLF "." CRLF.  Nothing sent can end DATA early at a lenient
-    receiver;
-  * no line on the wire is longer than 998 octets, counting the
-    transparency dot (stricter than RFC 5321 4.5.3.1.6).  A longer line
-    cannot be folded without changing the message, and re-encoding it
-    (quoted-printable) would break signatures and MIME structure: the
-    message fails permanently, "5.6.0 line too long", before MAIL is sent;
+  * nothing goes out that wire.py refuses: a command with CR, LF, NUL or
+    another control character raises LocalProtocolError from ``send``
+    before a single byte is returned; message data is normalised,
+    dot-stuffed and ends with CRLF "." CRLF; a line longer than 998
+    octets on the wire fails the message permanently ("5.6.0 line too
+    long");
+  * message data is sent only after a 354 reply to DATA, and any other
+    command only outside it;
   * an 8-bit body is never sent to a server that does not offer 8BITMIME
     (PermFail 5.6.3, rather than corrupting it); a message larger than the
     server's SIZE fails for that server (PermFail 5.3.4) before MAIL;
@@ -41,246 +41,27 @@ reply.py); a command sent out of turn -> LocalProtocolError.
 from __future__ import annotations
 
 import collections
-import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from edgemail.envelope import Recipient
 from edgemail.errors import (DeliveryFailure, LocalProtocolError, PermFail,
                              RemoteProtocolError, Scope, TempFail)
+from edgemail.smtpc.events import (NEED_DATA, Auth, AuthLine, Banner, Capabilities, Command, Data,
+                                   Ehlo, Helo, Lhlo, Mail, Message, Noop, Quit, Rcpt, Response,
+                                   Rset, StartTls, _Need)
 from edgemail.smtpc.reply import Reply, ReplyParser
-
-#: RFC 5321 4.5.3.1.6: 1000 octets with CRLF
-MAX_LINE = 998
-
-
-class _Need(enum.Enum):
-    NEED_DATA = "NEED_DATA"
-
-
-NEED_DATA = _Need.NEED_DATA
-
-
-# ------------------------------------------------------------------ commands
-# ``phase`` names the sendmail Timeout.* option that bounds the wait for the reply.
-
-@dataclass(frozen=True)
-class Banner:
-    phase = "initial"
-
-
-@dataclass(frozen=True)
-class Ehlo:
-    name: str
-    phase = "helo"
-
-
-@dataclass(frozen=True)
-class Helo:
-    name: str
-    phase = "helo"
-
-
-@dataclass(frozen=True)
-class Lhlo:
-    name: str
-    phase = "helo"
-
-
-@dataclass(frozen=True)
-class StartTls:
-    phase = "misc"
-
-
-@dataclass(frozen=True)
-class Auth:
-    """AUTH MECH [initial-response]; ``initial`` is base64 text.  Never logged."""
-
-    mechanism: str
-    initial: str | None = field(default=None, repr=False)
-    phase = "misc"
-
-
-@dataclass(frozen=True)
-class AuthLine:
-    """A base64 line answering a 334 challenge.  Never logged."""
-
-    data: str = field(repr=False)
-    phase = "misc"
-
-
-@dataclass(frozen=True)
-class Mail:
-    sender: str
-    params: tuple[str, ...] = ()
-    phase = "mail"
-
-
-@dataclass(frozen=True)
-class Rcpt:
-    address: str
-    params: tuple[str, ...] = ()
-    phase = "rcpt"
-
-
-@dataclass(frozen=True)
-class Data:
-    phase = "datainit"
-
-
-@dataclass(frozen=True)
-class Message:
-    """The message after 354; ``data`` as queued (CRLF), encoded by ``send``."""
-
-    data: bytes = field(repr=False)
-    phase = "datafinal"
-
-
-@dataclass(frozen=True)
-class Rset:
-    phase = "rset"
-
-
-@dataclass(frozen=True)
-class Noop:
-    phase = "misc"
-
-
-@dataclass(frozen=True)
-class Quit:
-    phase = "quit"
-
-
-Command = (Banner | Ehlo | Helo | Lhlo | StartTls | Auth | AuthLine | Mail | Rcpt | Data
-           | Message | Rset | Noop | Quit)
-
-
-@dataclass(frozen=True)
-class Response:
-    """The server's reply to ``command``.  For LMTP's final dot, one per
-    accepted recipient with ``recipient`` set."""
-
-    command: Command
-    reply: Reply
-    recipient: str | None = None
-
-
-# -------------------------------------------------------------- capabilities
-
-@dataclass(frozen=True)
-class Capabilities:
-    """What the server offered in its EHLO/LHLO reply (nothing after HELO)."""
-
-    esmtp: bool = False
-    #: SIZE limit in bytes; 0 = offered without a limit; None = not offered
-    size: int | None = None
-    pipelining: bool = False
-    eightbitmime: bool = False
-    starttls: bool = False
-    auth: frozenset[str] = frozenset()
-    dsn: bool = False
-    enhancedstatuscodes: bool = False
-    smtputf8: bool = False
-
-    @classmethod
-    def from_reply(cls, reply: Reply) -> "Capabilities":
-        kw: dict = {"esmtp": True}
-        for line in reply.lines[1:]:
-            words = line.split()
-            if not words:
-                continue
-            key, args = words[0].upper(), words[1:]
-            if key == "SIZE":
-                kw["size"] = int(args[0]) if args and args[0].isdigit() else 0
-            elif key == "AUTH" or key.startswith("AUTH="):
-                kw["auth"] = kw.get("auth", frozenset()) | {a.upper() for a in args}
-            elif key in _FLAGS:
-                kw[_FLAGS[key]] = True
-        return cls(**kw)
-
-
-_FLAGS = {"PIPELINING": "pipelining", "8BITMIME": "eightbitmime", "STARTTLS": "starttls",
-          "DSN": "dsn", "ENHANCEDSTATUSCODES": "enhancedstatuscodes", "SMTPUTF8": "smtputf8"}
-
-
-# -------------------------------------------------------------- wire encoding
-
-def check_text(what: str, value: str) -> None:
-    """Refuse CR, LF, NUL and every other control character (LocalProtocolError)."""
-    for ch in value:
-        if ord(ch) < 32 or ord(ch) == 127:
-            raise LocalProtocolError(f"{what} contains control character {ch!r}: {value!r}")
-    if what.endswith("address") and any(c in value for c in "<>"):
-        raise LocalProtocolError(f"{what} contains '<' or '>': {value!r}")
-
-
-def normalise_lines(data: bytes) -> list[bytes]:
-    """Split into lines: CRLF, bare CR and bare LF all end a line; NUL removed."""
-    text = data.replace(b"\0", b"").replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    lines = text.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()          # data ended with a line ending
-    return lines
-
-
-def encode_data(data: bytes) -> bytes:
-    """Message data -> DATA wire bytes (normalised, dot-stuffed, CRLF.CRLF).
-
-    Raises PermFail 5.6.0 when a line would exceed 998 octets on the wire.
-    """
-    out = []
-    for n, line in enumerate(normalise_lines(data), 1):
-        if line.startswith(b"."):
-            line = b"." + line
-        if len(line) > MAX_LINE:
-            raise PermFail(f"message line {n} is {len(line)} octets on the wire; "
-                           f"SMTP allows {MAX_LINE}: line too long",
-                           scope=Scope.MESSAGE, dsn="5.6.0")
-        out.append(line)
-    out.append(b".")
-    return b"\r\n".join(out) + b"\r\n"
-
-
-def has_8bit(data: bytes) -> bool:
-    return any(b >= 0x80 for b in data)
-
-
-def xtext(value: str) -> str:
-    """RFC 3461 xtext: keep '!'..'~' except '+' and '='; hex-encode the rest."""
-    return "".join(c if 33 <= ord(c) <= 126 and c not in "+=" else
-                   "".join(f"+{b:02X}" for b in c.encode("utf-8")) for c in value)
-
-
-def _command_line(cmd: Command) -> str:
-    match cmd:
-        case Ehlo(name) | Helo(name) | Lhlo(name):
-            check_text("host name", name)
-            return f"{type(cmd).__name__.upper()} {name}"
-        case Mail(sender, params):
-            check_text("sender address", sender)
-            return " ".join([f"MAIL FROM:<{sender}>", *_checked(params)])
-        case Rcpt(address, params):
-            if not address:
-                raise LocalProtocolError("empty recipient address")
-            check_text("recipient address", address)
-            return " ".join([f"RCPT TO:<{address}>", *_checked(params)])
-        case Auth(mechanism, initial):
-            check_text("AUTH mechanism", mechanism)
-            check_text("AUTH data", initial or "")
-            return f"AUTH {mechanism} {initial}" if initial is not None else f"AUTH {mechanism}"
-        case AuthLine(data):
-            check_text("AUTH data", data)
-            return data
-        case StartTls():
-            return "STARTTLS"
-    return {Data: "DATA", Rset: "RSET", Noop: "NOOP", Quit: "QUIT"}[type(cmd)]
-
-
-def _checked(params: tuple[str, ...]) -> tuple[str, ...]:
-    for p in params:
-        check_text("parameter", p)
-        if " " in p:
-            raise LocalProtocolError(f"parameter contains a space: {p!r}")
-    return params
+from edgemail.smtpc.wire import (MAX_LINE, check_text, command_line, encode_data, has_8bit,
+                                 normalise_lines, xtext)
+
+__all__ = [
+    # the dialogue and its helpers (this module)
+    "ClientConnection", "MessageParams", "mail_command", "rcpt_command", "failure",
+    # events.py
+    "NEED_DATA", "Banner", "Ehlo", "Helo", "Lhlo", "StartTls", "Auth", "AuthLine", "Mail",
+    "Rcpt", "Data", "Message", "Rset", "Noop", "Quit", "Command", "Response", "Capabilities",
+    # wire.py
+    "MAX_LINE", "check_text", "normalise_lines", "encode_data", "has_8bit", "xtext",
+]
 
 
 # -------------------------------------------------------------- the dialogue
@@ -318,7 +99,7 @@ class ClientConnection:
             return self._send_message(cmd)
         if self._in_data or isinstance(cmd, Banner):
             raise LocalProtocolError(f"cannot send {type(cmd).__name__} now")
-        wire = (_command_line(cmd) + "\r\n").encode("utf-8")
+        wire = (command_line(cmd) + "\r\n").encode("utf-8")
         if isinstance(cmd, (Mail, Rset, Ehlo, Helo, Lhlo)):
             self._accepted = []
         if isinstance(cmd, Data):
@@ -395,32 +176,54 @@ def mail_command(caps: Capabilities, sender: str, data: bytes, params: MessagePa
     unchanged: too big for its SIZE, 8-bit body without 8BITMIME, non-ASCII
     addresses without SMTPUTF8.
     """
-    out: list[str] = []
+    out = [*_size_param(caps, data), *_body_param(caps, data, params),
+           *_smtputf8_param(caps, params, sender, recipients), *_dsn_params(caps, params)]
+    return Mail(sender, tuple(out))
+
+
+def _size_param(caps: Capabilities, data: bytes) -> list[str]:
     size = len(data)
-    if caps.size is not None:
-        if caps.size and size > caps.size:
-            raise PermFail(f"message size {size} exceeds the server's SIZE limit {caps.size}",
-                           scope=Scope.MESSAGE, dsn="5.3.4")
-        out.append(f"SIZE={size}")
-    if has_8bit(data) or params.body == "8BITMIME":
-        if caps.eightbitmime:
-            out.append("BODY=8BITMIME")
-        elif has_8bit(data):
-            raise PermFail("message has an 8-bit body and the server does not offer 8BITMIME; "
-                           "not sent rather than corrupted", scope=Scope.MESSAGE, dsn="5.6.3")
-    addresses = [sender, *(r.address for r in recipients)]
-    if params.smtputf8 or not all(a.isascii() for a in addresses):
-        if caps.smtputf8:
-            out.append("SMTPUTF8")
-        elif not all(a.isascii() for a in addresses):
-            raise PermFail("non-ASCII address and the server does not offer SMTPUTF8",
-                           scope=Scope.MESSAGE, dsn="5.6.7")
+    if caps.size is None:
+        return []
+    if caps.size and size > caps.size:
+        raise PermFail(f"message size {size} exceeds the server's SIZE limit {caps.size}",
+                       scope=Scope.MESSAGE, dsn="5.3.4")
+    return [f"SIZE={size}"]
+
+
+def _body_param(caps: Capabilities, data: bytes, params: MessageParams) -> list[str]:
+    eightbit = has_8bit(data)
+    if not (eightbit or params.body == "8BITMIME"):
+        return []
+    if caps.eightbitmime:
+        return ["BODY=8BITMIME"]
+    if eightbit:
+        raise PermFail("message has an 8-bit body and the server does not offer 8BITMIME; "
+                       "not sent rather than corrupted", scope=Scope.MESSAGE, dsn="5.6.3")
+    return []
+
+
+def _smtputf8_param(caps: Capabilities, params: MessageParams, sender: str,
+                    recipients: tuple[Recipient, ...]) -> list[str]:
+    ascii_only = all(a.isascii() for a in [sender, *(r.address for r in recipients)])
+    if ascii_only and not params.smtputf8:
+        return []
+    if caps.smtputf8:
+        return ["SMTPUTF8"]
+    if not ascii_only:
+        raise PermFail("non-ASCII address and the server does not offer SMTPUTF8",
+                       scope=Scope.MESSAGE, dsn="5.6.7")
+    return []
+
+
+def _dsn_params(caps: Capabilities, params: MessageParams) -> list[str]:
+    out: list[str] = []
     if caps.dsn:
         if params.ret:
             out.append(f"RET={params.ret.upper()}")
         if params.envid:
             out.append(f"ENVID={xtext(params.envid)}")
-    return Mail(sender, tuple(out))
+    return out
 
 
 def rcpt_command(caps: Capabilities, rcpt: Recipient | str) -> Rcpt:

@@ -180,3 +180,18 @@ def test_core_events_chunking_invariant(cuts):
 
     edges = [0, *sorted(cuts), len(stream)]
     assert run([stream[a:b] for a, b in zip(edges, edges[1:]) if b > a]) == run([stream])
+
+
+def test_cores_import_no_io_modules():
+    """core.py, events.py and wire.py (without the package __init__, which loads the driver)."""
+    import subprocess
+    import sys
+    code = ("import os, sys, types, edgemail; "
+            "pkg = types.ModuleType('edgemail.smtpc'); "
+            "pkg.__path__ = [os.path.join(os.path.dirname(edgemail.__file__), 'smtpc')]; "
+            "sys.modules['edgemail.smtpc'] = pkg; "
+            "import edgemail.smtpc.core, edgemail.smtpc.events, edgemail.smtpc.wire; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('asyncio', 'socket', 'ssl', 'selectors', 'logging')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -15,6 +15,7 @@ from edgemail.config import Timeouts
 from edgemail.envelope import Recipient
 from edgemail.errors import ConfigError, LocalProtocolError, PermFail, Scope, TempFail
 from edgemail.smtpc.core import MessageParams
+from edgemail.smtpc.results import StaleConnection
 from edgemail.smtpc.session import (MX_TLS, Credentials, SmtpClient, SmtpTimeout, TlsPolicy,
                                     _lost, load_credentials)
 import upstream
@@ -381,3 +382,64 @@ async def test_upstream_runs_as_a_program(tmp_path):
     finally:
         proc.kill()
         await proc.wait()
+
+
+class _FakeSession:
+    """Stands in for Session in SmtpClient's cache: ``outcomes`` are what transact does."""
+
+    def __init__(self, *outcomes):
+        self.outcomes, self.probes, self.aborted, self.last_used = list(outcomes), [], False, 0.0
+
+    async def transact(self, sender, recipients, data, params, *, probe=False):
+        self.probes.append(probe)
+        outcome = self.outcomes.pop(0)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    usable = property(lambda self: not self.aborted)
+
+    def abort(self):
+        self.aborted = True
+
+    async def quit(self):
+        self.abort()
+
+
+@pytest.mark.parametrize("cached, fresh, want", [
+    (None, ["ok"], "ok"),
+    (None, [TempFail("x", scope=Scope.SITE)], TempFail),
+    (None, [asyncio.CancelledError()], asyncio.CancelledError),
+    (["ok"], None, "reused"),
+    ([StaleConnection()], ["ok"], "ok"),
+    ([TempFail("x", scope=Scope.SITE)], None, TempFail),
+    ([StaleConnection()], [TempFail("x", scope=Scope.SITE)], TempFail),
+], ids=["fresh", "fresh-fails", "fresh-cancelled", "reused", "stale-replaced", "reused-fails",
+        "stale-then-fails"])
+async def test_cache_never_keeps_a_failed_or_cancelled_session(monkeypatch, cached, fresh, want):
+    from edgemail.smtpc import session as mod
+    result = mod.DeliveryResult("mx:25", {})
+    old = _FakeSession(*[result if o == "ok" else o for o in cached]) if cached else None
+    new = _FakeSession(*[result if o == "ok" else o for o in fresh]) if fresh else None
+    opened = []
+
+    async def fake_open(*args, **kw):
+        opened.append(new)
+        return new
+    monkeypatch.setattr(mod.Session, "open", fake_open)
+    c = SmtpClient(helo_name="gw.test", clock=FakeClock())
+    key = ("mx", 25, False, MX_TLS, None)
+    if old is not None:
+        old.last_used = c.clock.monotonic()
+        c._cache[(key, -1)] = old
+    if isinstance(want, type):
+        with pytest.raises(want):
+            await c.deliver("mx", 25, "a@x", ["b@y"], MSG)
+    else:
+        r = await c.deliver("mx", 25, "a@x", ["b@y"], MSG)
+        assert r.reused == (want == "reused")
+    live = old if want == "reused" else new
+    assert list(c._cache.values()) == ([live] if isinstance(want, str) else [])
+    assert old is None or (old.probes == [True] and old.aborted == (want != "reused"))
+    assert opened == ([] if fresh is None else [new])
+    assert new is None or (new.probes == [False] and new.aborted == isinstance(want, type))
