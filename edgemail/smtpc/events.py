@@ -175,8 +175,8 @@ class Capabilities:
                 continue
             key, args = words[0].upper(), words[1:]
             if key == "SIZE":
-                # XXX: str.isdigit() also passes "²", which int() refuses (ValueError)
-                kw["size"] = int(args[0]) if args and args[0].isdigit() else 0
+                # isdigit() alone passes "²", which int() refuses: ASCII digits only
+                kw["size"] = int(args[0]) if args and args[0].isascii() and args[0].isdigit() else 0
             elif key == "AUTH" or key.startswith("AUTH="):
                 kw["auth"] = kw.get("auth", frozenset()) | {a.upper() for a in args}
             elif key in _FLAGS:

@@ -27,6 +27,7 @@ def test_capabilities():
             c.enhancedstatuscodes) == (1000, True, True, True, True, True, True)
     assert c.auth == {"PLAIN", "LOGIN"}
     assert Capabilities.from_reply(Reply(250, ("x", "SIZE"))).size == 0
+    assert Capabilities.from_reply(Reply(250, ("x", "SIZE \u00b2"))).size == 0      # a digit, not an ASCII one
     assert not Capabilities.from_reply(Reply(250, ("x",))).pipelining
 
 
