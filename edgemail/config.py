@@ -21,6 +21,11 @@ Guarantees:
 
 Durations are sendmail-style strings ("90s", "5m", "1h30m", "5d", "1w") or
 integers meaning seconds.  Sizes are integers (bytes) or "10M"/"512K".
+
+Modules: this one reads the file (the reader, the sections, ``load``,
+``from_dict``, ``dump``); configtypes.py holds the dataclasses and their
+vocabularies, configvalues.py the value syntax.  Every public name of the
+three is importable from here.
 """
 
 from __future__ import annotations
@@ -28,291 +33,24 @@ from __future__ import annotations
 import ipaddress
 import re
 import tomllib
-from dataclasses import dataclass, field, fields, is_dataclass, replace
+from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from .configtypes import (LINK_MODES, PRIVACY_WORDS, QUEUE_SORT_ORDERS, ROUTE_KINDS, URGENCIES, Config,
+                          DnsConfig, LinkConfig, Listener, LocalConfig, RetryConfig, Route, SmtpdConfig,
+                          Timeouts)
+from .configvalues import (_bounded_int, _choice, _delivery_mode, _domains, _networks,
+                           _nonneg_int, _privacy, _run_as_user, _smart_host, _str_tuple, _typed,
+                           host_port, parse_duration, parse_route, parse_size, read_hostname, smart_host)
 from .errors import ConfigError, ConfigErrors
 
-URGENCIES = ("urgent", "normal", "non-urgent")
-ROUTE_KINDS = ("local", "maildir", "lmtp", "relay", "smarthost", "mx", "hold", "error")
-QUEUE_SORT_ORDERS = ("priority", "time", "host", "filename", "random")
-PRIVACY_WORDS = frozenset("""public needmailhelo needexpnhelo noexpn novrfy needvrfyhelo
-    restrictmailq restrictqrun restrictexpand noreceipts nobodyreturn goaway authwarnings
-    noetrn noverb noactualrecipient""".split())
-LINK_MODES = ("none", "modem", "external")
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-# ---------------------------------------------------------------- dataclasses
-
-@dataclass(frozen=True)
-class Listener:
-    """One SMTP listening socket."""
-
-    name: str
-    address: str
-    port: int
-    #: Internet/ISP-facing: reject bare CR, bare LF and NUL (550 5.6.0).
-    #: LAN listeners (strict = false) normalise them instead.
-    strict: bool = False
-
-
-@dataclass(frozen=True)
-class Timeouts:
-    """sendmail's Timeout.* options, in seconds."""
-
-    connect: float = 60.0
-    iconnect: float = 30.0
-    initial: float = 300.0
-    helo: float = 300.0
-    mail: float = 600.0
-    rcpt: float = 3600.0
-    datainit: float = 300.0
-    datablock: float = 3600.0
-    datafinal: float = 3600.0
-    rset: float = 300.0
-    quit: float = 120.0
-    misc: float = 120.0
-    #: server side: the wait for the next command or the next DATA read
-    command: float = 300.0
-    control: float = 120.0
-    hoststatus: float = 1800.0
-    #: per urgency ("urgent", "normal", "non-urgent")
-    queuewarn: dict[str, float] = field(default_factory=lambda: dict.fromkeys(URGENCIES, 4 * 3600.0))
-    queuereturn: dict[str, float] = field(default_factory=lambda: dict.fromkeys(URGENCIES, 5 * 86400.0))
-
-
-@dataclass(frozen=True)
-class Route:
-    """A line of the route table: domain pattern -> transport."""
-
-    #: "example.org", ".example.org" (subdomains), or "*"
-    pattern: str
-    #: one of ROUTE_KINDS
-    kind: str
-    #: maildir path, "host:port" for lmtp/relay, "CODE text" for error; "" otherwise
-    target: str = ""
-    #: needs the link (sendmail F=e + HoldExpensive)
-    expensive: bool = False
-    #: DialDelay applies on a failed first connect (sendmail F=Z)
-    dialdelay: bool = False
-
-
-@dataclass(frozen=True)
-class SmtpdConfig:
-    max_sessions: int = 100
-    max_sessions_per_client: int = 20
-    max_bad_commands: int = 10
-    #: recipients per message (452 4.5.3 beyond)
-    MaxRecipientsPerMessage: int = 100
-
-
-@dataclass(frozen=True)
-class LocalConfig:
-    """Local delivery: aliases and mailboxes."""
-
-    aliases: str = ""
-    #: Maildir for local users; %u is replaced by the user name
-    maildir: str = "/var/mail/%u/Maildir"
-    #: users that exist locally (beyond aliases); empty = any name maps to a maildir
-    users: tuple[str, ...] = ()
-    allow_program_targets: bool = False
-    allow_file_targets: bool = False
-
-
-@dataclass(frozen=True)
-class DnsConfig:
-    #: explicit nameservers; empty = from the link's peer DNS file, then /etc/resolv.conf
-    nameservers: tuple[str, ...] = ()
-    #: pppd's usepeerdns output, re-read on every link-up
-    peer_dns_file: str = "/etc/ppp/resolv.conf"
-    port: int = 53
-    timeout: float = 10.0
-
-
-@dataclass(frozen=True)
-class RetryConfig:
-    min_backoff: float = 300.0
-    max_backoff: float = 4 * 3600.0
-    #: count only time with the link up towards queuewarn/queuereturn
-    count_link_up_time_only: bool = False
-
-
-@dataclass(frozen=True)
-class LinkConfig:
-    """The link manager's settings (link package).  Policy lives in its own file."""
-
-    mode: str = "none"
-    interface: str = "ppp0"
-    #: network namespace the interface lives in (hardware-sim); "" = ours
-    netns: str = ""
-    policy: str = ""
-    #: the ISP's SMTP host for ETRN: "host" or "host:port"
-    etrn_host: str = ""
-    #: domains to ETRN for; empty = local_domains
-    etrn_domains: tuple[str, ...] = ()
-    # modem mode
-    device: str = "/dev/ttyS0"
-    speed: int = 115200
-    init: tuple[str, ...] = ("ATZ", "ATE0V1Q0")
-    numbers: tuple[str, ...] = ()
-    dial_timeout: float = 60.0
-    dial_retries: int = 3
-    #: AT command reply timeout
-    command_timeout: float = 3.0
-    #: first wait between dial rounds; doubles each round
-    dial_backoff: float = 5.0
-    #: how long B0 is held for a DTR hang-up
-    dtr_drop: float = 0.5
-    #: +++ escape guard time
-    escape_guard: float = 1.0
-    #: addresses pppd uses in demand mode before a call: not "connected"
-    demand_placeholders: tuple[str, ...] = ("10.64.64.64", "10.112.112.112")
-    pppd: str = "/usr/sbin/pppd"
-    pppd_args: tuple[str, ...] = ("call", "edgemail")
-    # external mode
-    up_command: tuple[str, ...] = ()
-    down_command: tuple[str, ...] = ()
-    #: where per-call accounting is kept across restarts
-    state_file: str = ""
-
-
-@dataclass(frozen=True)
-class Config:
-    """The whole effective configuration."""
-
-    path: str
-    hostname: str
-    local_domains: tuple[str, ...]
-    lan_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
-    listeners: tuple[Listener, ...]
-    spool_dir: str
-    control_socket: str
-    routes: tuple[Route, ...]
-    DeliveryMode: str = "deferred"
-    SmartHost: str = ""
-    SmartHostAuthFile: str = ""
-    #: verify the smart host's TLS certificate (false for an ISP relay with a self-signed cert)
-    SmartHostTLSVerify: bool = True
-    #: CA file for that verification ("" = the system CAs)
-    SmartHostCAFile: str = ""
-    DialDelay: float = 10.0
-    MinQueueAge: float = 0.0
-    MaxQueueRunSize: int = 0
-    QueueSortOrder: str = "priority"
-    MaxMessageSize: int = 10 * 1024 * 1024
-    MinFreeBlocks: int = 100
-    ConnectionCacheSize: int = 2
-    ConnectionCacheTimeout: float = 300.0
-    RecipientFactor: int = 30000
-    ClassFactor: int = 1800
-    RetryFactor: int = 90000
-    LogLevel: int = 9
-    PrivacyOptions: frozenset[str] = frozenset({"authwarnings"})
-    #: sendmail's RunAsUser: started as root, become this user after binding ("" = stay)
-    RunAsUser: str = ""
-    #: queue-run time budget: stop starting deliveries after this many seconds (0 = none)
-    queue_run_budget: float = 0.0
-    #: [spool] commit_helpers: processes that write and fsync new queue files (0 = threads)
-    commit_helpers: int = 1
-    Timeout: Timeouts = field(default_factory=Timeouts)
-    smtpd: SmtpdConfig = field(default_factory=SmtpdConfig)
-    local: LocalConfig = field(default_factory=LocalConfig)
-    dns: DnsConfig = field(default_factory=DnsConfig)
-    retry: RetryConfig = field(default_factory=RetryConfig)
-    link: LinkConfig = field(default_factory=LinkConfig)
-
-    def is_local_domain(self, domain: str) -> bool:
-        return domain.lower().rstrip(".") in self.local_domains
-
-
-# ---------------------------------------------------------------- value parsers
-
-def parse_duration(value: Any) -> float:
-    """"1h30m" -> 5400.0; 90 -> 90.0.  Raises ValueError naming the format."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as \"90s\", \"5m\", \"1h30m\" or seconds")
-    if isinstance(value, (int, float)):
-        if value < 0:
-            raise ValueError("expected a duration >= 0")
-        return float(value)
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in ("0", "now"):
-            return 0.0
-        pos, total = 0, 0.0
-        for m in _DURATION.finditer(text):
-            if m.start() != pos:
-                break
-            total += float(m.group(1)) * _UNITS[m.group(2)]
-            pos = m.end()
-        if pos == len(text) and pos > 0:
-            return total
-    raise ValueError(f"expected a duration such as \"90s\", \"5m\", \"1h30m\" or seconds, got {value!r}")
-
-
-def parse_size(value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    if isinstance(value, str):
-        m = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]?)[bB]?\s*", value)
-        if m:
-            return int(m.group(1)) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[m.group(2).lower()]
-    raise ValueError(f"expected a size in bytes such as 10485760 or \"10M\", got {value!r}")
-
-
-def parse_route(pattern: str, value: Any) -> Route:
-    """A route table entry: "kind[:target]" or a table {route=..., expensive=..., dialdelay=...}."""
-    flags: dict[str, Any] = {}
-    if isinstance(value, dict):
-        extra = set(value) - {"route", "expensive", "dialdelay"}
-        if extra:
-            raise ValueError(f"unknown route field(s) {sorted(extra)}, expected route, expensive, dialdelay")
-        flags = {k: value[k] for k in ("expensive", "dialdelay") if k in value}
-        for k, v in flags.items():
-            if not isinstance(v, bool):
-                raise ValueError(f"{k} must be true or false, got {v!r}")
-        value = value.get("route")
-    if not isinstance(value, str) or not value:
-        raise ValueError("expected a route such as \"local\", \"maildir:/path\", \"lmtp:HOST:PORT\", "
-                         "\"relay:[HOST]:PORT\", \"smarthost\", \"mx\", \"hold\" or \"error:CODE text\"")
-    kind, _, target = value.partition(":")
-    kind = kind.strip().lower()
-    if kind not in ROUTE_KINDS:
-        raise ValueError(f"unknown route kind {kind!r}, expected one of {', '.join(ROUTE_KINDS)}")
-    if kind in ("maildir", "lmtp", "relay", "error") and not target:
-        raise ValueError(f"route {kind} needs a target after ':'")
-    if kind in ("lmtp", "relay"):
-        _host_port(target)
-    if kind == "error" and not re.match(r"[45]\d\d(\s|$)", target):
-        raise ValueError(f"error route needs \"error:CODE text\" with a 4xx or 5xx code, got {target!r}")
-    if pattern != "*" and not re.fullmatch(r"\.?[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", pattern):
-        raise ValueError("a route pattern is a domain, .subdomain or *")
-    expensive = flags.get("expensive", kind in ("smarthost", "mx"))
-    return Route(pattern.lower(), kind, target, expensive, flags.get("dialdelay", False))
-
-
-def _host_port(text: str) -> tuple[str, int]:
-    m = re.fullmatch(r"\[?([^\[\]]+?)\]?:(\d{1,5})", text.strip())
-    if not m or not 0 < int(m.group(2)) < 65536:
-        raise ValueError(f"expected HOST:PORT or [HOST]:PORT, got {text!r}")
-    return m.group(1), int(m.group(2))
-
-
-host_port = _host_port
-
-
-def read_hostname(etc_hostname: str = "/etc/hostname") -> str:
-    """The host name from /etc/hostname; never from a resolver."""
-    try:
-        name = Path(etc_hostname).read_text().split()[0]
-    except (OSError, IndexError):
-        return "localhost"
-    return name
-
+#: what ``from edgemail.config import ...`` offers (the types and value parsers live in
+#: configtypes.py and configvalues.py)
+__all__ = ["Config", "DnsConfig", "LinkConfig", "Listener", "LocalConfig", "RetryConfig", "Route",
+           "SmtpdConfig", "Timeouts", "LINK_MODES", "PRIVACY_WORDS", "QUEUE_SORT_ORDERS", "ROUTE_KINDS",
+           "URGENCIES", "ConfigError", "ConfigErrors", "dump", "from_dict", "host_port", "load",
+           "parse_duration", "parse_route", "parse_size", "read_hostname", "smart_host"]
 
 # ---------------------------------------------------------------- the reader
 
@@ -359,93 +97,6 @@ class _Reader:
     def leftover(self, table: dict, section: str, known: list[str]) -> None:
         for key in table:
             self.error(section, key, f"unknown key, expected one of: {', '.join(sorted(known))}")
-
-
-def _typed(kind: type, what: str):
-    def conv(v):
-        if kind is float and isinstance(v, int) and not isinstance(v, bool):
-            return float(v)
-        if not isinstance(v, kind) or isinstance(v, bool) and kind is not bool:
-            raise ValueError(f"expected {what}, got {v!r}")
-        return v
-    return conv
-
-
-def _bounded_int(low: int, high: int):
-    def conv(v):
-        if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
-            raise ValueError(f"expected a whole number from {low} to {high}, got {v!r}")
-        return v
-    return conv
-
-
-def _nonneg_int(v):
-    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-        raise ValueError(f"expected a whole number >= 0, got {v!r}")
-    return v
-
-
-def _str_tuple(v):
-    if isinstance(v, str):
-        return (v,)
-    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-        raise ValueError(f"expected a list of strings, got {v!r}")
-    return tuple(v)
-
-
-def _choice(options):
-    def conv(v):
-        if v not in options:
-            raise ValueError(f"expected one of {', '.join(options)}, got {v!r}")
-        return v
-    return conv
-
-
-def _delivery_mode(v):
-    if v != "deferred":
-        raise ValueError(
-            f"edgemail always runs in DeliveryMode=deferred (got {v!r}): accepting mail must never "
-            "touch DNS or the link; mail for expensive routes waits for a queue run on link-up. "
-            "Remove the key or set it to \"deferred\"")
-    return v
-
-
-def _privacy(v):
-    words = frozenset(w.strip().lower() for w in (v.split(",") if isinstance(v, str) else v) if w.strip())
-    bad = words - PRIVACY_WORDS
-    if bad:
-        raise ValueError(f"unknown PrivacyOptions {sorted(bad)}, expected some of {', '.join(sorted(PRIVACY_WORDS))}")
-    return words
-
-
-_ID = r"(?:[A-Za-z_][A-Za-z0-9_.-]*\$?|\d+)"
-
-
-def _run_as_user(v):
-    if not isinstance(v, str) or v and not re.fullmatch(f"{_ID}(?::{_ID})?", v):
-        raise ValueError(f"expected a user name or number, optionally :group (\"edgemail\", "
-                         f"\"edgemail:mail\"), got {v!r}")
-    return v
-
-
-def _networks(v):
-    nets = []
-    for item in _str_tuple(v):
-        try:
-            nets.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            raise ValueError(f"expected networks such as \"192.168.1.0/24\", got {item!r}") from None
-    return tuple(nets)
-
-
-def _domains(v):
-    out = []
-    for d in _str_tuple(v):
-        d = d.strip().lower().rstrip(".")
-        if not re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", d):
-            raise ValueError(f"expected domain names, got {d!r}")
-        out.append(d)
-    return tuple(out)
 
 
 def _simple_section(reader: _Reader, data: dict, section: str, cls, convs: dict):
@@ -660,17 +311,6 @@ def from_dict(data: dict, *, path: str = "<config>", text: str = "", etc_hostnam
                   control_socket=rel(control_socket),
                   routes=routes, Timeout=timeouts, smtpd=smtpd, local=local, dns=dns, retry=retry,
                   link=link, **top)
-
-
-def _smart_host(text: str) -> tuple[str, int]:
-    """SmartHost: "host", "[host]", "host:port" or "[host]:port"."""
-    text = text.strip()
-    if re.fullmatch(r"\[?[A-Za-z0-9.:-]+\]?", text) and text.count(":") == 0:
-        return text.strip("[]"), 25
-    return _host_port(text)
-
-
-smart_host = _smart_host
 
 
 def dump(cfg: Config) -> str:
