@@ -37,8 +37,8 @@ FAILURES
 THE MANAGER SUPPLIES
     mode, clock, port, ledger, fsm, modem, pppd, external, sample_s,
     _netwatch_factory, _watch, _tasks, _line, _up, _dirty, _call, _held,
-    _inbound, _ipdown_env, _dial_requested, last_dial, last_etrn,
-    last_pppd_exit, and _post(event), _spawn(name, coro), _port_call(name),
+    _inbound, _ipdown_env, _dial_requested, _left_after_run, last_dial, last_etrn,
+    last_pppd_exit, and _post(event), _spawn(name, coro), _port_call(name), _summary(),
     _now_dt().
 """
 
@@ -134,6 +134,7 @@ class CallDriver:
             await self.port.run_queue()
         except Exception as e:
             log.warning("link: queue_run=failed, error=%s", e)
+        self._left_after_run = self._summary().queued   # what this run could not send
         self._post(F.QueueRunDone())
 
     async def _do_etrn(self, domains: tuple[str, ...]) -> None:

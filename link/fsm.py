@@ -20,6 +20,8 @@ DESCRIPTION
     (hold/release counts), inbound ISP sessions (InboundActive/InboundDone)
     or traffic (Idle(bytes) samples moving) say it is used, and is hung up
     after idle_hangup_s of quiet, or at max_connect_s whatever happens.
+    Mail that becomes due while lingering (MailWaiting) goes out on this
+    call: RUN again, then LINGER (one ETRN per call).
 
 INVARIANTS
     At most one Dial outstanding.  A failed dial is always followed by Hangup
@@ -99,6 +101,12 @@ class EtrnDone:
 
 
 @dataclass(frozen=True)
+class MailWaiting:
+    """Mail for the link became due while the line is up (queued after the
+    call's run started): run the queue again on this call."""
+
+
+@dataclass(frozen=True)
 class InboundActive:
     pass
 
@@ -131,7 +139,8 @@ class Timer:
 
 
 LinkEvent = (DialRequested | DialResult | IfaceUp | IfaceDown | CarrierLost | PppdExited
-             | QueueRunDone | EtrnDone | InboundActive | InboundDone | Hold | Release | Idle | Timer)
+             | QueueRunDone | EtrnDone | MailWaiting | InboundActive | InboundDone | Hold | Release
+             | Idle | Timer)
 
 
 # --- actions ------------------------------------------------------------------
@@ -222,6 +231,7 @@ TABLE: dict[tuple[LinkState, type], str] = {
     (S.CONNECTING, Timer): "dial_timeout",
     (S.UP, QueueRunDone): "run_done",
     (S.UP, EtrnDone): "etrn_done",
+    (S.UP, MailWaiting): "mail_waiting",
     (S.UP, InboundActive): "inbound",
     (S.UP, InboundDone): "inbound",
     (S.UP, Idle): "traffic",
@@ -247,6 +257,8 @@ class LinkFSM:
     holders: dict[str, int] = field(default_factory=dict)
     inbound: int = 0
     last_etrn: str | None = None
+    #: this call's ETRN went out (a second run on the same call sends none)
+    etrn_sent: bool = False
     ignored: int = 0
     up_since: float | None = None
     _deadline: float | None = None
@@ -307,6 +319,7 @@ class LinkFSM:
         self._last_bytes = None
         self.inbound = 0
         self.phase = Phase.RUN
+        self.etrn_sent = False
         self._enter(S.UP, self._up_deadline(now))
         return [NotifyUp(event.addr), ClearHostStatus(), RunQueue()]
 
@@ -314,10 +327,19 @@ class LinkFSM:
         if self.phase is not Phase.RUN:
             return []
         self._last_activity = now
-        if self.config.etrn_domains:
+        if self.config.etrn_domains and not self.etrn_sent:
             self.phase = Phase.ETRN
+            self.etrn_sent = True
             return [SendEtrn(self.config.etrn_domains)]
         return self._linger(now)
+
+    def _mail_waiting(self, event: MailWaiting, now: float) -> list[Action]:
+        if self.phase is not Phase.LINGER:       # a run (or ETRN) is under way: it ends in LINGER
+            return []
+        self.phase = Phase.RUN
+        self._last_activity = now
+        self._deadline = self._up_deadline(now)
+        return [RunQueue()]
 
     def _etrn_done(self, event: EtrnDone, now: float) -> list[Action]:
         self.last_etrn = event.result

@@ -136,6 +136,8 @@ class LinkManager(CallDriver, PolicyDriver):
         self._line = asyncio.Lock()         # dial and hang-up never overlap on the tty
         self._tasks: dict[str, asyncio.Task] = {}
         self._dirty = True                  # ask the policy at the next pass
+        self._more = False                  # mail queued while the line is up: run again (MailWaiting)
+        self._left_after_run = 0            # due mail the last run of this call did not send
         self._policy_at: float | None = None
         self._sched_at: float | None = None
         self._jobs_compiled = False
@@ -177,8 +179,10 @@ class LinkManager(CallDriver, PolicyDriver):
     # --- reports from outside ---------------------------------------------------------
 
     def demand_changed(self) -> None:
-        """The queue changed (mail queued, delivered): ask the policy again."""
+        """The queue changed (mail queued, delivered): ask the policy again,
+        or, with the line up, see whether mail waits for this call."""
         self._dirty = True
+        self._more = True
         self._wake.set()
 
     def link_up(self, iface: str, local: str = "", remote: str = "", **_ignored) -> dict:
@@ -259,6 +263,10 @@ class LinkManager(CallDriver, PolicyDriver):
             self._dirty = True
         if self._dirty and self.fsm.state is F.LinkState.IDLE and "hangup" not in self._tasks:
             self._ask_policy()
+        if self._more and self.fsm.state is F.LinkState.UP and self.fsm.phase is F.Phase.LINGER:
+            self._more = False               # kept while a run is under way: asked again after it
+            if self._summary().queued > self._left_after_run:   # new mail, not what a run left
+                self._post(F.MailWaiting())
 
     def _next_wake(self) -> float | None:
         now = self.clock.monotonic()

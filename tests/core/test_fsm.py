@@ -6,7 +6,7 @@ import pytest
 
 from link.fsm import (TABLE, CarrierLost, ClearHostStatus, Dial, DialRequested, DialResult,
                       EtrnDone, FsmConfig, Hangup, Hold, Idle, IfaceDown, IfaceUp, InboundActive,
-                      InboundDone, LinkFSM, LinkState, NotifyDown, NotifyUp, Phase, PppdExited,
+                      InboundDone, LinkFSM, LinkState, MailWaiting, NotifyDown, NotifyUp, Phase, PppdExited,
                       QueueRunDone, Release, RunQueue, ScheduleTimer, SendEtrn, StartPppd, StopRun,
                       Timer)
 
@@ -60,6 +60,7 @@ CASES = [
     (S.UP, QueueRunDone(), 1, S.UP, []),
     (S.UP, EtrnDone("459"), 1, S.UP, []),
     (S.UP, InboundActive(), 1, S.UP, []),
+    (S.UP, MailWaiting(), 1, S.UP, [RunQueue()]),
     (S.UP, InboundDone(), 1, S.UP, []),
     (S.UP, Idle(100), 1, S.UP, []),
     (S.UP, Timer(), 121, S.HANGING_UP, [Hangup("idle")]),
@@ -90,7 +91,7 @@ def test_every_table_entry_has_a_case():
 
 
 ALL_EVENTS = [DialRequested("x"), DialResult(True), IfaceUp(), IfaceDown(), CarrierLost(), PppdExited(0),
-              QueueRunDone(), EtrnDone("250"), InboundActive(), InboundDone(), Idle(1), Timer()]
+              QueueRunDone(), EtrnDone("250"), MailWaiting(), InboundActive(), InboundDone(), Idle(1), Timer()]
 IGNORED = [(s, e) for s in S for e in ALL_EVENTS if (s, type(e)) not in TABLE]
 
 
@@ -171,6 +172,24 @@ def test_scenario_dial_run_etrn_inbound_then_idle_hangup():
         (572, NotifyDown("hangup")),
     ], log
     assert f.state is S.IDLE and f.last_etrn.startswith("250")
+
+
+def test_mail_waiting_while_lingering_goes_out_on_the_same_call_without_a_second_etrn():
+    f = fsm_in(S.UP, Phase.RUN)
+    assert strip_timer(f.handle(MailWaiting(), 5.0)) == []          # a run is under way: it ends in LINGER
+    assert strip_timer(f.handle(QueueRunDone(), 6.0)) == [SendEtrn(("example.org",))]
+    assert strip_timer(f.handle(MailWaiting(), 7.0)) == []          # ETRN phase: not yet
+    f.handle(EtrnDone("250"), 8.0)
+    assert f.phase is Phase.LINGER
+    assert strip_timer(f.handle(MailWaiting(), 100.0)) == [RunQueue()] and f.phase is Phase.RUN
+    assert f.deadline() == CFG.max_connect_s                         # running: no idle hang-up
+    assert strip_timer(f.handle(QueueRunDone(), 101.0)) == []       # one ETRN per call
+    assert f.phase is Phase.LINGER and f.deadline() == 101.0 + CFG.idle_hangup_s
+    f.handle(IfaceDown("ppp0"), 102.0)
+    f.handle(DialRequested("again"), 200.0)
+    f.handle(DialResult(True), 201.0)
+    f.handle(IfaceUp("ppp0", "10.64.0.2"), 202.0)
+    assert strip_timer(f.handle(QueueRunDone(), 203.0)) == [SendEtrn(("example.org",))]   # a new call: ETRN again
 
 
 def test_scenario_holder_keeps_line_until_max_connect():

@@ -425,3 +425,56 @@ def test_carrier_loss_during_data_with_the_whole_daemon(world, edge_daemon):
     daemon.until(lambda: daemon.status()["queue"]["count"] == 0, 10, "the queue emptied")
     assert [m["rcpts"] for m in sunk] == [["carol@remote1.example"]]
     assert [r["status"] for r in w.relay_log("relay")] == ["sent"]      # exactly once
+
+
+def test_failed_dial_backs_off_and_keeps_the_mail_with_the_whole_daemon(world, edge_daemon):
+    """The real daemon: a failed dial (NO DIALTONE) is a backoff: the mail stays queued,
+    nothing bounces, status and explain say why.  (The retry after the backoff, 60 s in
+    the daemon, is the stand-in port's case above, with a 1 s backoff.)"""
+    w = world(with_isp=True, modem={"result": "NO DIALTONE"})
+    daemon = edge_daemon(w, policy=POLICY)
+    daemon.start()
+    daemon.sendmail("From: bob@edge.example\nTo: carol@remote1.example\nSubject: backoff\n\nhello\n")
+    daemon.until(lambda: daemon.status()["link"]["state"] == "backoff", 20, "backoff")
+    st = daemon.status()
+    assert st["link"]["failed_dials"] == 1 and st["queue"]["count"] == 1
+    assert "state=BACKOFF, reason=NO DIALTONE" in daemon.log.read_text()
+    assert "backing off after 1 failed dial" in daemon.cli("edgemail", "link", "explain").stdout.decode()
+    assert w.sink_messages() == [] and daemon.maildir() == [] and "report=" not in daemon.log.read_text()
+
+
+def _pppd_pid(daemon) -> int:
+    started = [ln for ln in daemon.log.read_text().splitlines() if "link: pppd=started, pid=" in ln]
+    return int(started[-1].split("pid=")[1].split(",")[0])
+
+
+def test_pppd_dying_and_ppp0_flapping_with_the_whole_daemon(world, edge_daemon):
+    """The real daemon, lingering after delivery: pppd killed ends the call (the
+    policy does not redial for an empty queue); on a second call, mail queued while
+    the line lingers goes out on that call (no third call), and ppp0 set down and
+    up under it ends the call without a redial.  Nothing is lost either time."""
+    w = world(with_isp=True)
+    daemon = edge_daemon(w, policy=POLICY.replace("idle_hangup = 1s", "idle_hangup = 30s"))
+    daemon.start()
+    daemon.sendmail("From: bob@edge.example\nTo: carol@remote1.example\nSubject: one\n\nhello\n")
+    daemon.until(lambda: w.sink_messages() and daemon.status()["queue"]["count"] == 0, 30, "delivery")
+    pid = _pppd_pid(daemon)
+    os.kill(pid, signal.SIGKILL)
+    daemon.until(lambda: daemon.status()["link"]["state"] == "down", 20, "down after pppd died")
+    assert "pppd=exited, status=-9, cause=killed(SIGKILL)" in daemon.log.read_text()
+    time.sleep(1.5)
+    assert daemon.status()["link"]["state"] == "down"            # empty queue: no redial
+    assert daemon.status()["link"]["failed_dials"] == 0
+
+    daemon.cli("edgemail", "link", "dial")
+    daemon.until(lambda: daemon.status()["link"]["state"] == "up", 20, "the second call")
+    daemon.sendmail("From: bob@edge.example\nTo: carol@remote1.example\nSubject: two\n\nhello\n")
+    daemon.until(lambda: len(w.sink_messages()) == 2, 30, "the second delivery")
+    w.run_in(w.edge_ns, ["ip", "link", "set", "ppp0", "down"], check=True)
+    w.run_in(w.edge_ns, ["ip", "link", "set", "ppp0", "up"], check=False)
+    daemon.until(lambda: daemon.status()["link"]["state"] == "down", 20, "down after the flap")
+    time.sleep(1.5)
+    log = daemon.log.read_text()
+    assert daemon.status()["link"]["state"] == "down"            # the flap ended the call, no redial
+    assert log.count("link: state=DIALING, reason=") == 2, log[-3000:]   # the policy's and ours
+    assert daemon.status()["queue"]["count"] == 0 and len(w.sink_messages()) == 2
