@@ -28,6 +28,7 @@ from edgemail.spool import Store
 
 sys.path.insert(0, str(Path(__file__).parent))
 from spool_crash_child import message  # noqa: E402
+from tests.io.procs import children, wait_gone  # noqa: E402
 
 CHILD = Path(__file__).parent / "spool_crash_child.py"
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,37 +43,13 @@ def run_and_kill(spool: Path, delay: float, helpers: int) -> list[list[str]]:
     try:
         assert proc.stdout.readline() == "ready\n", "child did not start"
         time.sleep(delay)
-        helpers = _children(proc.pid)
+        helpers = children(proc.pid)
     finally:
         proc.send_signal(signal.SIGKILL)
         out = proc.stdout.read()
         proc.wait()
-    _wait_gone(helpers)        # a helper finishes the batch it is in, renames nothing, exits
+    wait_gone(helpers, 5.0, "commit helper")   # it finishes the batch it is in, renames nothing, exits
     return [line.split() for line in out.splitlines(keepends=True) if line.endswith("\n")]
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(x) for x in f.read().split()]
-    except OSError:
-        return []
-
-
-def _state(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return ""
-
-
-def _wait_gone(pids: list[int], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    for pid in pids:
-        while _state(pid) not in ("Z", ""):
-            assert time.monotonic() < deadline, f"commit helper {pid} outlived its parent by {timeout}s"
-            time.sleep(0.005)
 
 
 @pytest.mark.parametrize("helpers", [0, 2], ids=["threads", "helpers"])

@@ -20,6 +20,7 @@ from edgemail.errors import SpoolError, SpoolFull
 from edgemail.spool import Store, record
 from edgemail.spool import syncer
 from edgemail.spool.syncpool import HELPER
+from tests.io.procs import children, wait_gone
 
 ENV = Envelope("shop@example.org", (Recipient("a@example.net"),), arrived=1_700_000_000.0)
 DATA = b"Subject: hi\r\n\r\n" + b"x" * 3000 + b"\r\n"
@@ -75,9 +76,9 @@ def test_a_helper_whose_daemon_died_renames_nothing(dirs):
     sh = subprocess.Popen(["sh", "-c", f'"{sys.executable}" -I -S "{HELPER}" $$; exit 0'],
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     deadline = time.monotonic() + 10
-    while not _children(sh.pid) and time.monotonic() < deadline:
+    while not children(sh.pid) and time.monotonic() < deadline:
         time.sleep(0.02)
-    (child,) = _children(sh.pid)
+    (child,) = children(sh.pid)
     sh.kill()                                    # maybe before the helper even started: same
     sh.wait()
     try:
@@ -86,29 +87,8 @@ def test_a_helper_whose_daemon_died_renames_nothing(dirs):
     except BrokenPipeError:                      # it had already noticed and gone
         pass
     assert sh.stdout.read() == b""               # no answer
-    _wait_gone(child)
+    wait_gone([child], what="helper")
     assert os.listdir(dirs / "queue") == [] and os.listdir(dirs / "tmp") == []
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(x) for x in f.read().split()]
-    except OSError:
-        return []
-
-
-def _wait_gone(pid: int) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    return
-        except OSError:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"helper {pid} still running")
 
 
 @pytest.fixture

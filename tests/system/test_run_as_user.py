@@ -9,6 +9,7 @@ import os
 import shutil
 import smtplib
 import socket
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from daemon_harness import BIN, Daemon, cli, write_config
+from tests.io.procs import children
 
 pytestmark = [pytest.mark.timeout(60),
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give root up")]
@@ -79,13 +81,13 @@ def test_binds_a_privileged_port_then_runs_as_the_user(shared_dir):
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
             s.sendmail("a@edge.example", ["b@far.example"], b"Subject: as nobody\r\n\r\nhi\r\n")
         queued = [p for p in (shared_dir / "spool").rglob("*") if p.is_file() and "lock" not in p.name]
-        children = [int(c) for c in Path(f"/proc/{d.proc.pid}/task/{d.proc.pid}/children").read_text().split()]
+        helpers = children(d.proc.pid)
         listing = cli(d, "mailq")
         assert ids(d.proc.pid) == ([NOBODY] * 4, [NOBODY] * 4)
         if nobody_can_exec(sys.executable):             # the commit helper runs as the user too
-            assert children and all(ids(c)[0] == [NOBODY] * 4 for c in children)
+            assert helpers and all(ids(c)[0] == [NOBODY] * 4 for c in helpers)
         else:                                           # or, failing that, commits go to threads
-            assert not children and "commit helpers unavailable, committing on threads: " \
+            assert not helpers and "commit helpers unavailable, committing on threads: " \
                 "[Errno 13] Permission denied" in d.log.read_text()
         assert (shared_dir / "spool").stat().st_uid == NOBODY
         assert (shared_dir / "run" / "control.sock").stat().st_uid == NOBODY
@@ -119,6 +121,6 @@ def test_an_unknown_user_is_refused(shared_dir):
 
 def test_the_config_check_names_a_bad_value(shared_dir):
     cfg = write_config(shared_dir, {"RunAsUser": "a:b:c"})
-    r = __import__("subprocess").run([str(BIN / "edgemail"), "config", "check", str(cfg)],
-                                     capture_output=True, timeout=30)
+    r = subprocess.run([str(BIN / "edgemail"), "config", "check", str(cfg)],
+                       capture_output=True, timeout=30)
     assert r.returncode == 78 and b"RunAsUser: expected a user name or number" in r.stdout + r.stderr
