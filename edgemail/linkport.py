@@ -10,6 +10,7 @@ SYNOPSIS
     port.queue_summary() -> QueueDemand       # what waits for the link, due now
     port.clear_host_status()                  # link-up: forget failed hosts
     await port.run_queue() -> RunReport       # link-up: queue run of expensive routes
+    await port.run_due() -> RunReport         # mail due during the call: another run
     port.stop_run()                           # link going down: cut, no backoff grows
     port.link_down()                          # the call ended: stop counting link-up time
     await port.etrn(domains) -> [EtrnResult]  # ask the ISP to flush what it holds for us
@@ -173,6 +174,15 @@ class MtaPort:
                 await wait_fresh_file(self.cfg.dns.peer_dns_file, ROUTE_WAIT_S)
             await wait_route(self._first_hops(), ROUTE_WAIT_S)
             self.last_run = await self.runner.link_up(iface=self.cfg.link.interface)
+            return self.last_run
+        finally:
+            self.changed()
+
+    async def run_due(self):
+        """Another run on the same call (mail that became due while the line
+        lingered): what is due now; host status and peer DNS as they are."""
+        try:
+            self.last_run = await self.runner.queue_run(reason="mail-waiting")
             return self.last_run
         finally:
             self.changed()

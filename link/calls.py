@@ -129,9 +129,9 @@ class CallDriver:
                 with contextlib.suppress(LinkError, OSError):
                     await self.modem.close()
 
-    async def _do_run(self) -> None:
+    async def _do_run(self, link_up: bool = True) -> None:
         try:
-            await self.port.run_queue()
+            await (self.port.run_queue() if link_up else self.port.run_due())
         except Exception as e:
             log.warning("link: queue_run=failed, error=%s", e)
         self._left_after_run = self._summary().queued   # what this run could not send

@@ -163,7 +163,10 @@ class ClearHostStatus:
 
 @dataclass(frozen=True)
 class RunQueue:
-    pass
+    #: True: the call's first run (host status cleared, peer DNS read again,
+    #: everything for the link flushed); False: mail that became due during
+    #: the call (MailWaiting), a plain run of what is due
+    link_up: bool = True
 
 
 @dataclass(frozen=True)
@@ -339,7 +342,7 @@ class LinkFSM:
         self.phase = Phase.RUN
         self._last_activity = now
         self._deadline = self._up_deadline(now)
-        return [RunQueue()]
+        return [RunQueue(link_up=False)]
 
     def _etrn_done(self, event: EtrnDone, now: float) -> list[Action]:
         self.last_etrn = event.result

@@ -47,7 +47,8 @@ DESCRIPTION
 THE PORT (what the MTA provides; duck-typed, `link` never imports `edgemail`)
     queue_summary() -> obj with queued, oldest_age_s, urgent  (expensive routes)
     clear_host_status() -> None
-    async run_queue() -> None           queue run of expensive routes
+    async run_queue() -> None           the call's queue run of expensive routes
+    async run_due() -> None             another run on the same call: what is due now
     stop_run() -> None                  link going down: stop cleanly, no backoff grows
     async etrn(domains) -> [obj with domain, code, text]   (code 0: no answer)
     inbound_active() -> int             ISP sessions open on our SMTP listener
@@ -309,7 +310,7 @@ class LinkManager(CallDriver, PolicyDriver):
         elif isinstance(a, F.ClearHostStatus):
             self._port_call("clear_host_status")
         elif isinstance(a, F.RunQueue):
-            self._spawn("run", self._do_run())
+            self._spawn("run", self._do_run(a.link_up))
         elif isinstance(a, F.SendEtrn):
             self._spawn("etrn", self._do_etrn(a.domains))
         elif isinstance(a, F.StopRun):

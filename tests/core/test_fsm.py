@@ -60,7 +60,7 @@ CASES = [
     (S.UP, QueueRunDone(), 1, S.UP, []),
     (S.UP, EtrnDone("459"), 1, S.UP, []),
     (S.UP, InboundActive(), 1, S.UP, []),
-    (S.UP, MailWaiting(), 1, S.UP, [RunQueue()]),
+    (S.UP, MailWaiting(), 1, S.UP, [RunQueue(link_up=False)]),
     (S.UP, InboundDone(), 1, S.UP, []),
     (S.UP, Idle(100), 1, S.UP, []),
     (S.UP, Timer(), 121, S.HANGING_UP, [Hangup("idle")]),
@@ -181,7 +181,7 @@ def test_mail_waiting_while_lingering_goes_out_on_the_same_call_without_a_second
     assert strip_timer(f.handle(MailWaiting(), 7.0)) == []          # ETRN phase: not yet
     f.handle(EtrnDone("250"), 8.0)
     assert f.phase is Phase.LINGER
-    assert strip_timer(f.handle(MailWaiting(), 100.0)) == [RunQueue()] and f.phase is Phase.RUN
+    assert strip_timer(f.handle(MailWaiting(), 100.0)) == [RunQueue(link_up=False)] and f.phase is Phase.RUN
     assert f.deadline() == CFG.max_connect_s                         # running: no idle hang-up
     assert strip_timer(f.handle(QueueRunDone(), 101.0)) == []       # one ETRN per call
     assert f.phase is Phase.LINGER and f.deadline() == 101.0 + CFG.idle_hangup_s

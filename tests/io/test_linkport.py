@@ -83,6 +83,30 @@ async def test_link_up_run_delivers_to_the_smart_host(example_config, clock, ups
     assert store.entries() == [] and port.queue_summary().queued == 0
 
 
+async def test_a_second_run_on_the_call_sends_what_is_due_and_keeps_host_status(
+        example_config, clock, upstream_factory, caplog):
+    """MailWaiting's run (run_due): the new mail goes; mail a failed host left deferred
+    earlier in the call is not retried, and the host status is not cleared."""
+    caplog.set_level("INFO", logger="edgemail.runner")
+    up = await upstream_factory()
+    cfg = make_cfg(example_config, SmartHost=f"[127.0.0.1]:{up.port}")
+    store, runner, port = rig(cfg, clock)
+    old = await submit(store, ["far@x.test"])
+    await store.update(old, {"far@x.test": deferred_attempt(clock)}, next_attempt=clock.wall() + 900)
+    runner.hosts.record("dead.example", clock.wall(), False, dsn="4.4.1", text="refused")  # earlier in this call
+    new = await submit(store, ["near@y.test"])
+    report = await port.run_due()
+    assert report.sent == 1 and [m.rcpt_tos for m in up.messages] == [["near@y.test"]]
+    assert [e.qid for e in store.entries()] == [old] and new != old
+    assert "dead.example" in runner.hosts.entries
+    assert any("reason=mail-waiting" in r.getMessage() for r in caplog.records)
+
+
+def deferred_attempt(clock):
+    from edgemail.envelope import Attempt
+    return Attempt(RcptStatus.DEFERRED, "4.4.1", "connect failed", "x", clock.wall())
+
+
 async def test_stop_run_cuts_the_transfer_without_backoff(example_config, clock, upstream_factory):
     up = await upstream_factory(faults=Faults(slow={"DATA": 30}))
     cfg = make_cfg(example_config, SmartHost=f"[127.0.0.1]:{up.port}")

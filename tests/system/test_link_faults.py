@@ -121,6 +121,9 @@ class SpoolPort:
     def clear_host_status(self) -> None:
         self.calls.append("clear_host_status")
 
+    async def run_due(self) -> None:
+        await self.run_queue()
+
     async def run_queue(self) -> None:
         self.calls.append("run_queue")
         self._stop = False
