@@ -78,7 +78,6 @@ class ClientConnection:
         #: (command, recipient) whose replies are still to come, in order
         self._expect: collections.deque[tuple[Command, str | None]] = collections.deque([(Banner(), None)])
         self._in_data = False       # 354 seen, message not yet sent
-        self._data_pending = False  # DATA sent, reply not yet seen
         self._accepted: list[str] = []
 
     # -- what the driver asks
@@ -102,8 +101,6 @@ class ClientConnection:
         wire = (command_line(cmd) + "\r\n").encode("utf-8")
         if isinstance(cmd, (Mail, Rset, Ehlo, Helo, Lhlo)):
             self._accepted = []
-        if isinstance(cmd, Data):
-            self._data_pending = True
         self._expect.append((cmd, None))
         return wire
 
@@ -146,7 +143,6 @@ class ClientConnection:
         elif isinstance(cmd, Rcpt) and reply.positive:
             self._accepted.append(cmd.address)
         elif isinstance(cmd, Data):
-            self._data_pending = False
             self._in_data = reply.code == 354
         if reply.code == 421 or isinstance(cmd, Quit):
             self.closed = True

@@ -181,9 +181,6 @@ class EdgeSMTP(CommandReader, SMTP, asyncio.BufferedProtocol):
         log.error(maillog.internal_error(self.relay, self.verb), exc_info=error)
         return "451 4.3.0 Error: internal error, try again later"
 
-    async def handle_exception(self, error: Exception) -> str:
-        return self._internal_error(error)
-
     async def unknown_command(self, verb: str, arg) -> None:
         await self.push(f"500 5.5.2 Error: command {verb[:20]!r} not recognised")
 
