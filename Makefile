@@ -34,7 +34,7 @@ debs:
 	fi
 
 demo: venv
-	$(PY) -m edgemail.demo $(if $(KEEP),--keep,)
+	$(PY) -m demo $(if $(KEEP),--keep,)
 
 test: venv debs
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -181,7 +181,7 @@ import logging
 import os
 import sys
 
-from .envelope import Envelope
+from edgemail.envelope import Envelope
 
 NOQUEUE = "NOQUEUE"
 
@@ -455,7 +455,9 @@ def setup(log_level: int = 9, *, stream=None, syslog: bool = False,
     h.setFormatter(_JournalFormatter(fmt) if os.environ.get("JOURNAL_STREAM") else logging.Formatter(fmt))
     handlers.append(h)
     if syslog:
-        from logging.handlers import SysLogHandler   # here: only the daemon needs it (mailq starts faster)
+        from logging.handlers import (
+            SysLogHandler,  # here: only the daemon needs it (mailq starts faster)
+        )
         sh = SysLogHandler(address=syslog_address, facility=SysLogHandler.LOG_MAIL)
         sh.ident = f"edgemail[{os.getpid()}]: "
         sh.setFormatter(logging.Formatter("%(message)s"))

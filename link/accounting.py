@@ -36,6 +36,8 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from link.fileio import write_atomically
+
 log = logging.getLogger("link")
 VERSION = 1
 
@@ -150,15 +152,4 @@ class Ledger:
     def _save(self) -> None:
         data = {"version": VERSION, "days": {k: asdict(v) for k, v in sorted(self.days.items())},
                 "last_call": asdict(self.last_call) if self.last_call else None}
-        directory = os.path.dirname(os.path.abspath(self.path))
-        tmp = f"{self.path}.tmp.{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)          # atomic: readers see old or new, never half
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)                   # make the rename itself durable
-        finally:
-            os.close(dfd)
+        write_atomically(self.path, json.dumps(data, indent=1))

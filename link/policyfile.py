@@ -20,7 +20,8 @@ FILE FORMAT (etc/dial.policy)
     Forbidden windows: `forbid DAYS HH:MM-HH:MM`; DAYS is a day-of-week field
     naming the day the window starts; END may be 24:00 and a window may cross
     midnight (22:00-06:00).
-    Settings (durations take s, m, h, d suffixes; bare numbers are seconds):
+    Settings (durations as in edgemail.toml, link/durations.py: 90s, 15m,
+    1h30m, 2d, 1w; bare numbers are seconds):
         idle_hangup              hang up after this long without traffic   (120s)
         max_connect              longest call                              (30m)
         budget.calls_per_day     calls per local day, 0 = unlimited        (0)
@@ -63,6 +64,8 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from link import durations
 
 ACTIONS = ("queue-run", "etrn", "poll")
 _DOW = {n: i for i, n in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))}
@@ -140,8 +143,6 @@ class Settings:
 
 # --- parsing ---------------------------------------------------------------
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd]?)$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _SETTINGS = {
     "idle_hangup": ("idle_hangup_s", "duration"), "max_connect": ("max_connect_s", "duration"),
     "budget.calls_per_day": ("calls_per_day", "int"), "budget.minutes_per_day": ("minutes_per_day", "int"),
@@ -204,10 +205,10 @@ def _parse_setting(line: str, fail) -> tuple[str, object]:
         if not value.isdigit():
             raise fail(key, f"{value!r}: expected a whole number >= 0")
         return attr, int(value)
-    d = _DURATION.match(value)
-    if not d:
-        raise fail(key, f"{value!r}: expected a duration such as 90s, 15m, 2h")
-    return attr, float(d.group(1)) * _UNITS[d.group(2)]
+    try:
+        return attr, durations.parse(value)
+    except ValueError:
+        raise fail(key, f"{value!r}: expected {durations.FORMS}") from None
 
 
 def _parse_window(words: list[str], line: str, fail) -> Window:

@@ -28,7 +28,7 @@ def pytest_collection_modifyitems(config, items):
 def example_config(tmp_path):
     """Load etc/edgemail.toml with the spool, control socket and listeners moved
     into tmp_path and onto loopback (ephemeral ports)."""
-    from edgemail import config
+    from edgemail.config import loader as config
 
     def make(**overrides):
         base = {

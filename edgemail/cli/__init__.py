@@ -33,8 +33,8 @@ NEVER
     the only file written here is a maildrop file when the daemon is down.
 """
 
-from .admin import edgemail_main
-from .sendmail import mailq_main, sendmail_main
-from .shared import hoststat_main, purgestat_main
+from edgemail.cli.admin import edgemail_main
+from edgemail.cli.sendmail import mailq_main, sendmail_main
+from edgemail.cli.shared import hoststat_main, purgestat_main
 
 __all__ = ["edgemail_main", "sendmail_main", "mailq_main", "hoststat_main", "purgestat_main"]

@@ -47,13 +47,32 @@ import json
 import os
 import sys
 
-from .. import config as configmod
-from ..control import ControlClient, RequestFailed
-from ..errors import ConfigError, ControlError
-from .base import (DEFAULT_CONFIG, EX_CONFIG, EX_DATAERR, EX_OK, EX_TEMPFAIL, EX_USAGE, ask, config_path,
-                   control_failed, err, field, other_version)
-from .flags import QUEUE_FILTER
-from .shared import listing, print_hoststat, print_mailq, purge_hoststat, reload_daemon, request_queue_run
+from edgemail.cli.base import (
+    DEFAULT_CONFIG,
+    EX_CONFIG,
+    EX_DATAERR,
+    EX_OK,
+    EX_TEMPFAIL,
+    EX_USAGE,
+    ask,
+    config_path,
+    control_failed,
+    err,
+    field,
+    other_version,
+)
+from edgemail.cli.flags import QUEUE_FILTER
+from edgemail.cli.shared import (
+    listing,
+    print_hoststat,
+    print_mailq,
+    purge_hoststat,
+    reload_daemon,
+    request_queue_run,
+)
+from edgemail.config import loader as configmod
+from edgemail.daemon.control import ControlClient, RequestFailed
+from edgemail.errors import ConfigError, ControlError
 
 #: a ppp hook's whole conversation with the daemon (pppd runs it without waiting)
 HOOK_TIMEOUT_S = 0.8
@@ -117,7 +136,7 @@ def _run_command(cfg, args) -> int:
     if args.cmd == "link":
         return _link(cfg, args)
     if args.cmd == "run":
-        from ..daemon import run
+        from edgemail.daemon.run import run
         return run(cfg, syslog=args.syslog)
     if args.cmd == "status":
         return _status(cfg, args.json)

@@ -28,8 +28,8 @@ from __future__ import annotations
 import os
 import sys
 
-from ..control import ControlClient, RequestFailed
-from ..errors import ControlError
+from edgemail.daemon.control import ControlClient, RequestFailed
+from edgemail.errors import ControlError
 
 EX_OK, EX_USAGE, EX_DATAERR, EX_NOINPUT = 0, 64, 65, 66
 EX_SOFTWARE, EX_TEMPFAIL, EX_PROTOCOL, EX_CONFIG = 70, 75, 76, 78

@@ -32,8 +32,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .. import config as configmod
-from .base import UsageError
+from edgemail.cli.base import UsageError
+from edgemail.config import loader as configmod
 
 
 @dataclass

@@ -31,9 +31,9 @@ import re
 import time
 from dataclasses import dataclass
 
-from ..envelope import precedence_class
-from .base import DataError, UsageError
-from .flags import SendmailArgs
+from edgemail.cli.base import DataError, UsageError
+from edgemail.cli.flags import SendmailArgs
+from edgemail.envelope import precedence_class
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,10 @@ def _value(field_: bytes) -> str:
 
 def qualify(addr: str, domain: str) -> str:
     """Parse one address; a bare local part gets `domain`.  Raises DataError."""
-    from ..address import AddressError, parse_address     # lazily: mailq does not need it
+    from edgemail.address import (  # lazily: mailq does not need it
+        AddressError,
+        parse_address,
+    )
     addr = addr.strip()
     if addr.startswith("<") and addr.endswith(">"):
         addr = addr[1:-1]
@@ -143,7 +146,7 @@ def _recipients(fields: list[bytes], a: SendmailArgs, domain: str) -> tuple[list
 def _missing_headers(fields: list[bytes], a: SendmailArgs, *, sender: str, hostname: str,
                      now: float) -> tuple[list[bytes], str]:
     """From:, Date: and Message-ID: lines for those FIELDS lack; and the Message-ID."""
-    import email.utils       # here: mailq and -q never need it
+    import email.utils  # here: mailq and -q never need it
     names = {_name(f) for f in fields}
     added = []
     if "from" not in names:

@@ -49,15 +49,32 @@ import pwd
 import sys
 import time
 
-from .. import config as configmod
-from ..control import ControlClient, DaemonUnreachable, RequestFailed
-from ..envelope import Envelope, Recipient
-from ..errors import ConfigError, ControlError, SpoolError
-from .base import (EX_CONFIG, EX_DATAERR, EX_NOINPUT, EX_OK, EX_TEMPFAIL, EX_USAGE, DataError,
-                   UsageError, ask, config_path, err)
-from .flags import SendmailArgs, parse_sendmail_args
-from .message import Prepared, prepare, qualify
-from .shared import print_hoststat, print_mailq, purge_hoststat, reload_daemon, request_queue_run
+from edgemail.cli.base import (
+    EX_CONFIG,
+    EX_DATAERR,
+    EX_NOINPUT,
+    EX_OK,
+    EX_TEMPFAIL,
+    EX_USAGE,
+    DataError,
+    UsageError,
+    ask,
+    config_path,
+    err,
+)
+from edgemail.cli.flags import SendmailArgs, parse_sendmail_args
+from edgemail.cli.message import Prepared, prepare, qualify
+from edgemail.cli.shared import (
+    print_hoststat,
+    print_mailq,
+    purge_hoststat,
+    reload_daemon,
+    request_queue_run,
+)
+from edgemail.config import loader as configmod
+from edgemail.daemon.control import ControlClient, DaemonUnreachable, RequestFailed
+from edgemail.envelope import Envelope, Recipient
+from edgemail.errors import ConfigError, ControlError, SpoolError
 
 #: sendmail -bs: how long to wait for the server's last replies after stdin ends
 BS_DRAIN_S = 5.0
@@ -221,7 +238,7 @@ def submit(cfg, env: Envelope, data: bytes) -> int:
 
 
 def _to_maildrop(cfg, env: Envelope, data: bytes, why: str) -> int:
-    from ..spool import store
+    from edgemail.spool import store
     directory = os.path.join(cfg.spool_dir, "maildrop")
     try:
         name = store.write_maildrop(directory, env, data)

@@ -32,10 +32,19 @@ from __future__ import annotations
 
 import sys
 
-from .. import config as configmod
-from ..control import ControlClient, DaemonUnreachable
-from ..errors import ConfigError, ControlError
-from .base import EX_CONFIG, EX_DATAERR, EX_OK, ask, config_path, control_failed, err, field
+from edgemail.cli.base import (
+    EX_CONFIG,
+    EX_DATAERR,
+    EX_OK,
+    ask,
+    config_path,
+    control_failed,
+    err,
+    field,
+)
+from edgemail.config import loader as configmod
+from edgemail.daemon.control import ControlClient, DaemonUnreachable
+from edgemail.errors import ConfigError, ControlError
 
 
 def listing(cfg, fmt: str):
@@ -67,7 +76,7 @@ def reload_daemon(cfg, prog: str, reason: str) -> int:
     """``newaliases``, ``sendmail -bi``, ``edgemail reload``: check the aliases
     here (errors name FILE:LINE, exit 65), then have the daemon read them and
     the dial policy again (as SIGHUP does)."""
-    from ..aliases import load as load_aliases
+    from edgemail.delivery.aliases import load as load_aliases
     name = cfg.local.aliases or "(no aliases file)"
     try:
         count = len(load_aliases(cfg.local.aliases, cfg.local).entries)

@@ -16,14 +16,20 @@
     results.py      DeliveryResult/RcptResult, SmtpTimeout, failure scoping (pure)
 
 The runner uses ``SmtpClient`` (session.py); transports reuse it in LMTP mode.
-Nothing here resolves names (mx.py does).
+Nothing here resolves names (delivery/mx.py does).
 """
 
 from edgemail.smtpc.core import MessageParams
 from edgemail.smtpc.reply import Reply
 from edgemail.smtpc.results import DeliveryResult, RcptResult, SmtpTimeout
 from edgemail.smtpc.session import SmtpClient
-from edgemail.smtpc.tls import MX_TLS, SMARTHOST_TLS, Credentials, TlsPolicy, load_credentials
+from edgemail.smtpc.tls import (
+           MX_TLS,
+           SMARTHOST_TLS,
+           Credentials,
+           TlsPolicy,
+           load_credentials,
+)
 
 __all__ = ["MessageParams", "Reply", "MX_TLS", "SMARTHOST_TLS", "Credentials", "DeliveryResult",
            "RcptResult", "SmtpClient", "SmtpTimeout", "TlsPolicy", "load_credentials"]

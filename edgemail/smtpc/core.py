@@ -44,14 +44,45 @@ import collections
 from dataclasses import dataclass
 
 from edgemail.envelope import Recipient
-from edgemail.errors import (DeliveryFailure, LocalProtocolError, PermFail,
-                             RemoteProtocolError, Scope, TempFail)
-from edgemail.smtpc.events import (NEED_DATA, Auth, AuthLine, Banner, Capabilities, Command, Data,
-                                   Ehlo, Helo, Lhlo, Mail, Message, Noop, Quit, Rcpt, Response,
-                                   Rset, StartTls, _Need)
+from edgemail.errors import (
+    DeliveryFailure,
+    LocalProtocolError,
+    PermFail,
+    RemoteProtocolError,
+    Scope,
+    TempFail,
+)
+from edgemail.smtpc.events import (
+    NEED_DATA,
+    Auth,
+    AuthLine,
+    Banner,
+    Capabilities,
+    Command,
+    Data,
+    Ehlo,
+    Helo,
+    Lhlo,
+    Mail,
+    Message,
+    Noop,
+    Quit,
+    Rcpt,
+    Response,
+    Rset,
+    StartTls,
+    _Need,
+)
 from edgemail.smtpc.reply import Reply, ReplyParser
-from edgemail.smtpc.wire import (MAX_LINE, check_text, command_line, encode_data, has_8bit,
-                                 normalise_lines, xtext)
+from edgemail.smtpc.wire import (
+    MAX_LINE,
+    check_text,
+    command_line,
+    encode_data,
+    has_8bit,
+    normalise_lines,
+    xtext,
+)
 
 __all__ = [
     # the dialogue and its helpers (this module)

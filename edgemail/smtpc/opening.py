@@ -43,9 +43,9 @@ import ssl
 from typing import TYPE_CHECKING
 
 from edgemail import maillog
-from edgemail.config import Timeouts
+from edgemail.config.model import Timeouts
 from edgemail.errors import Scope, TempFail
-from edgemail.smtpc.core import Auth, AuthLine, Ehlo, Helo, Lhlo, StartTls
+from edgemail.smtpc.events import Auth, AuthLine, Ehlo, Helo, Lhlo, StartTls
 from edgemail.smtpc.results import LINK_ERRNOS, SmtpTimeout, Stats, lost
 from edgemail.smtpc.tls import MX_TLS, Credentials, TlsPolicy
 

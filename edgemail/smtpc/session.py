@@ -24,7 +24,7 @@ The runner calls::
     result.recipients["a@example.net"].failure   # None = delivered
     await client.close()
 
-Never does: DNS (mx.py resolves; ``host`` is an address or a name the
+Never does: DNS (delivery/mx.py resolves; ``host`` is an address or a name the
 runner resolved), queue updates, logging of bodies or credentials.
 
 Decisions (TLS policy and credentials: tls.py; results and scoping: results.py):
@@ -59,14 +59,34 @@ import itertools
 from collections import OrderedDict
 
 from edgemail.clock import Clock, SystemClock
-from edgemail.config import Timeouts
-from edgemail.errors import DeliveryFailure, LocalProtocolError, RemoteProtocolError, Scope, TempFail
+from edgemail.config.model import Timeouts
+from edgemail.errors import (
+    DeliveryFailure,
+    LocalProtocolError,
+    RemoteProtocolError,
+    Scope,
+    TempFail,
+)
 from edgemail.smtpc import core
-from edgemail.smtpc.core import NEED_DATA, ClientConnection, Message, MessageParams, Quit, Response
+from edgemail.smtpc.core import ClientConnection, MessageParams
+from edgemail.smtpc.events import NEED_DATA, Message, Quit, Response
 from edgemail.smtpc.opening import Opening
-from edgemail.smtpc.results import (DeliveryResult, RcptResult, SmtpTimeout, StaleConnection, Stats,
-                                    check_envelope, lost)
-from edgemail.smtpc.tls import MX_TLS, SMARTHOST_TLS, Credentials, TlsPolicy, load_credentials
+from edgemail.smtpc.results import (
+    DeliveryResult,
+    RcptResult,
+    SmtpTimeout,
+    StaleConnection,
+    Stats,
+    check_envelope,
+    lost,
+)
+from edgemail.smtpc.tls import (
+    MX_TLS,
+    SMARTHOST_TLS,
+    Credentials,
+    TlsPolicy,
+    load_credentials,
+)
 from edgemail.smtpc.transaction import Transaction
 
 __all__ = ["SmtpClient", "Session", "DeliveryResult", "RcptResult", "SmtpTimeout", "Stats",

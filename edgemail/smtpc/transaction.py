@@ -41,9 +41,14 @@ from __future__ import annotations
 from edgemail.envelope import Recipient
 from edgemail.errors import DeliveryFailure, Scope, TempFail
 from edgemail.smtpc import core
-from edgemail.smtpc.core import Data, Message, MessageParams, Response, Rset
-from edgemail.smtpc.results import (DeliveryResult, RcptResult, StaleConnection,
-                                    as_recipient)
+from edgemail.smtpc.core import MessageParams
+from edgemail.smtpc.events import Data, Message, Response, Rset
+from edgemail.smtpc.results import (
+    DeliveryResult,
+    RcptResult,
+    StaleConnection,
+    as_recipient,
+)
 from edgemail.smtpc.wire import command_line
 
 __all__ = ["Transaction"]

@@ -32,8 +32,21 @@ encoded), PermFail 5.6.0 scope MESSAGE (a line too long).
 from __future__ import annotations
 
 from edgemail.errors import LocalProtocolError, PermFail, Scope
-from edgemail.smtpc.events import (Auth, AuthLine, Command, Data, Ehlo, Helo, Lhlo, Mail, Noop,
-                                   Quit, Rcpt, Rset, StartTls)
+from edgemail.smtpc.events import (
+    Auth,
+    AuthLine,
+    Command,
+    Data,
+    Ehlo,
+    Helo,
+    Lhlo,
+    Mail,
+    Noop,
+    Quit,
+    Rcpt,
+    Rset,
+    StartTls,
+)
 
 __all__ = ["MAX_LINE", "check_text", "normalise_lines", "encode_data", "has_8bit", "xtext",
            "command_line"]

@@ -47,6 +47,6 @@ form; maillog.reject picks the ruleset); lost connection, too many
 errors, timeout, connection refused, internal error (with traceback).
 """
 
-from .listener import SmtpListener
+from edgemail.smtpd.listener import SmtpListener
 
 __all__ = ["SmtpListener"]

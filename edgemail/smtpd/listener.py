@@ -31,11 +31,11 @@ import socket
 from dataclasses import replace
 from typing import Awaitable, Callable
 
-from .. import maillog
-from ..address import Address
-from ..clock import Clock, SystemClock
-from ..config import Config, Listener
-from .protocol import EdgeSMTP
+from edgemail import maillog
+from edgemail.address import Address
+from edgemail.clock import Clock, SystemClock
+from edgemail.config.model import Config, Listener
+from edgemail.smtpd.protocol import EdgeSMTP
 
 log = logging.getLogger("edgemail.smtpd")
 #: linux/in.h, linux/in6.h (the socket module does not export them)

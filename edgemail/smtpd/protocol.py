@@ -36,16 +36,16 @@ from typing import TYPE_CHECKING
 
 from aiosmtpd.smtp import SMTP, syntax
 
-from .. import maillog
-from ..address import AddressError, parse_path
-from ..envelope import Envelope, Recipient, precedence_class
-from ..errors import SpoolError, SpoolFull
-from . import params
-from .data import DataCollector, received_header, summarise
-from .reader import CommandReader
+from edgemail import maillog
+from edgemail.address import AddressError, parse_path
+from edgemail.envelope import Envelope, Recipient, precedence_class
+from edgemail.errors import SpoolError, SpoolFull
+from edgemail.smtpd import params
+from edgemail.smtpd.data import DataCollector, received_header, summarise
+from edgemail.smtpd.reader import CommandReader
 
 if TYPE_CHECKING:
-    from .listener import SmtpListener
+    from edgemail.smtpd.listener import SmtpListener
 
 log = logging.getLogger("edgemail.smtpd")
 

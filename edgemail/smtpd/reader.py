@@ -39,7 +39,7 @@ import asyncio
 import functools
 from typing import Callable
 
-from .data import DataCollector
+from edgemail.smtpd.data import DataCollector
 
 
 class CommandReader:

@@ -5,8 +5,10 @@ NAME
 
 DESCRIPTION
     The few primitives the store builds its changes from (writer.py,
-    recovery.py, maildrop.py).  write_new() is the first half of every
-    commit: the file's data is fsynced before its name is published by a
+    recovery.py, maildrop.py) are link/fileio.py's (write_new, write_all,
+    fsync_dir, fsync_file, unlink_quietly, read_file), shared with every
+    other state file; this module adds what only the spool needs and
+    re-exports the rest.  write_new() is the first half of every commit: the file's data is fsynced before its name is published by a
     rename, so a name that survives a crash always has whole data behind it
     (store.py, CRASH STATES S3).  fsync_dir() is the second half: it makes
     a rename or unlink in that directory durable.
@@ -26,62 +28,14 @@ FAILURES
 from __future__ import annotations
 
 import errno
-import os
 
 from edgemail.errors import SpoolError, SpoolFull
+from link.fileio import fsync_dir, fsync_file, read_file, unlink_quietly, write_all, write_new
+
+__all__ = ["fsync_dir", "fsync_file", "read_file", "spool_error", "unlink_quietly", "write_all", "write_new"]
 
 
 def spool_error(exc: OSError, what: str) -> SpoolError:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return SpoolFull(f"{what}: no space on spool ({exc.strerror})")
     return SpoolError(f"{what}: {exc.strerror or exc}")
-
-
-def write_all(fd: int, blob: bytes) -> None:
-    view = memoryview(blob)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def write_new(path: str, blob: bytes, mode: int = 0o600) -> None:
-    """Create PATH with MODE (not narrowed by the umask), write BLOB, fsync.
-    On failure PATH is gone."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        if mode != 0o600:
-            os.fchmod(fd, mode)
-        write_all(fd, blob)
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        unlink_quietly(path)
-        raise
-    os.close(fd)
-
-
-def fsync_dir(path: str) -> None:
-    _fsync(path, os.O_RDONLY | os.O_DIRECTORY)
-
-
-def fsync_file(path: str) -> None:
-    _fsync(path, os.O_WRONLY)
-
-
-def _fsync(path: str, flags: int) -> None:
-    fd = os.open(path, flags | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-def read_file(path: str) -> bytes:
-    with open(path, "rb", buffering=0) as f:
-        return f.readall()

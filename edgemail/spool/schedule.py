@@ -51,8 +51,8 @@ import random
 from dataclasses import dataclass
 from typing import Iterable, Protocol, Sequence
 
-from ..config import Config, RetryConfig, Timeouts
-from ..envelope import Envelope, priority
+from edgemail.config.model import Config, RetryConfig, Timeouts
+from edgemail.envelope import Envelope, priority
 
 #: a wall clock that moved this much more (or less) than the monotonic clock
 #: between two observations has been stepped (NTP, RTC-less boot at the epoch)
@@ -123,7 +123,7 @@ def warn_due(env: Envelope, created: float, now: float, cfg: Config, *,
              warned: bool = False, link_up_s: float | None = None) -> bool:
     """A delay warning is due (once; 0 disables warnings, as in sendmail).
 
-    Whether anybody wants it (NOTIFY=DELAY) is dsn.py's decision."""
+    Whether anybody wants it (NOTIFY=DELAY) is delivery/dsn.py's decision."""
     limit = warn_after(env, cfg.Timeout)
     if warned or limit <= 0:
         return False

@@ -64,7 +64,13 @@ from typing import TYPE_CHECKING
 from edgemail import maillog
 from edgemail.errors import SpoolError
 from edgemail.spool import record
-from edgemail.spool.fileio import fsync_dir, spool_error, unlink_quietly, write_all, write_new
+from edgemail.spool.fileio import (
+    fsync_dir,
+    spool_error,
+    unlink_quietly,
+    write_all,
+    write_new,
+)
 from edgemail.spool.record import QueueEntry, StateUpdate
 
 if TYPE_CHECKING:

@@ -46,8 +46,8 @@ import peers
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from edgemail.control import ControlClient  # noqa: E402
-from edgemail.demo import BIN, Daemon, write_config  # noqa: E402
+from edgemail.daemon.control import ControlClient  # noqa: E402
+from demo.run import BIN, Daemon, write_config  # noqa: E402
 
 HOSTNAME = "gw.edge.example"
 #: a policy that never dials: the bench brings the line up itself

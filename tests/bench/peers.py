@@ -367,8 +367,8 @@ class Edgemail(MailSystem):
         """None when this tree can run the daemon, else why not."""
         if not self.python.exists():
             return f"{self.python} missing"
-        if not (self.tree / "edgemail/daemon.py").exists():
-            return f"{self.tree}/edgemail/daemon.py missing"
+        if not (self.tree / "edgemail/__main__.py").exists():
+            return f"{self.tree}/edgemail/__main__.py missing"
         return None
 
     def config_text(self) -> str:

@@ -2,9 +2,9 @@
 
 import pytest
 
-from edgemail import aliases
-from edgemail.aliases import AliasLoop, Target
-from edgemail.config import LocalConfig
+from edgemail.delivery import aliases
+from edgemail.delivery.aliases import AliasLoop, Target
+from edgemail.config.model import LocalConfig
 from edgemail.errors import ConfigError
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from edgemail import config
+from edgemail.config import loader as config
 from edgemail.errors import ConfigError, ConfigErrors
 
 

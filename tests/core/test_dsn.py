@@ -5,8 +5,8 @@ import email.policy
 
 import pytest
 
-from edgemail import dsn
-from edgemail.dsn import Dropped, RcptResult, Report
+from edgemail.delivery import dsn
+from edgemail.delivery.dsn import Dropped, RcptResult, Report
 from edgemail.envelope import Envelope, Recipient
 
 T0 = 1_700_000_000.0

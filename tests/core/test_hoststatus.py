@@ -6,7 +6,7 @@ import os
 import pytest
 
 from edgemail.clock import FakeClock
-from edgemail.hoststatus import HEADER, HostStatusCache, HostStatusStore
+from edgemail.delivery.hoststatus import HEADER, HostStatusCache, HostStatusStore
 
 TIMEOUT = 1800.0
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from edgemail.errors import PermFail, Scope
-from edgemail.mx import order_targets, parse_resolv_conf
+from edgemail.delivery.mx import order_targets, parse_resolv_conf
 
 
 def test_implicit_mx():

@@ -2,8 +2,9 @@
 
 import pytest
 
-from edgemail import aliases, config
-from edgemail.routing import Router, match_route
+from edgemail.delivery import aliases
+from edgemail.config import loader as config
+from edgemail.delivery.routing import Router, match_route
 
 
 def cfg(routes=None, users=(), maildir="/var/mail/%u/Maildir", **over):

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import pytest
 from hypothesis import given, strategies as st
 
-from edgemail import config
+from edgemail.config import loader as config
 from edgemail.envelope import Envelope, RcptStatus, Recipient
 from edgemail.spool import schedule as sch
 from edgemail.spool.schedule import QueueFilter

@@ -6,8 +6,8 @@ from hypothesis import given, strategies as st
 from edgemail.envelope import Recipient
 from edgemail.errors import LocalProtocolError, PermFail, Scope, TempFail
 from edgemail.smtpc import core
-from edgemail.smtpc.core import (NEED_DATA, Capabilities, ClientConnection, Data, Ehlo, Mail,
-                                 Message, MessageParams, Rcpt, Rset)
+from edgemail.smtpc.events import NEED_DATA, Capabilities, Data, Ehlo, Mail, Message, Rcpt, Rset
+from edgemail.smtpc.core import ClientConnection, MessageParams
 from edgemail.smtpc.reply import Reply
 
 EHLO_FULL = Reply(250, ("mx.test", "SIZE 1000", "PIPELINING", "8BITMIME", "STARTTLS",

@@ -5,7 +5,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from edgemail import timeline as T
+from demo import timeline as T
 
 # A real `make demo` run (paths shortened): the daemon's lines as they appeared, stamped.
 RECORDED = """\

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from edgemail.clock import FakeClock
 from edgemail.envelope import Envelope, Recipient
-from edgemail.runner import Runner
+from edgemail.delivery.runner import Runner
 from edgemail.smtpc.session import SmtpClient
 from edgemail.spool.store import Store
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from edgemail.smtpd import SmtpListener
+from edgemail.smtpd.listener import SmtpListener
 
 from edgemail.spool.store import Store
 

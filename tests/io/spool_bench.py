@@ -19,7 +19,8 @@ import tempfile
 import time
 
 from edgemail.envelope import Envelope, QueueIdGenerator, Recipient
-from edgemail.spool import Store, record
+from edgemail.spool.store import Store
+from edgemail.spool import record
 
 ENV = Envelope("bench@example.org", (Recipient("a@example.net"), Recipient("b@example.com")),
                msgid="bench@example.org", client="[192.0.2.1]:1025", helo="lan", arrived=1.0)

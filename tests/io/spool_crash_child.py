@@ -17,7 +17,7 @@ import os
 import sys
 
 from edgemail.envelope import Attempt, Envelope, RcptStatus, Recipient
-from edgemail.spool import Store
+from edgemail.spool.store import Store
 
 ENV = Envelope("crash@example.org", (Recipient("a@example.net"), Recipient("b@example.com")))
 

@@ -201,7 +201,7 @@ def _entry(held=False, reply=""):
 
 
 def test_mailq_entry_like_sendmail():
-    from edgemail.controlops import mailq_entry
+    from edgemail.daemon.ops import mailq_entry
     text = mailq_entry(_entry(held=True, reply="Connection refused by mx.x.example"))
     lines = text.splitlines()
     assert lines[0].startswith("kAM8abc0012345!    1234 ") and lines[0].endswith(" <s@edge.example>")
@@ -259,7 +259,7 @@ def test_log_setup_levels_journal_prefix_and_syslog(tmp_path, monkeypatch):
 async def test_mailq_against_a_daemon_of_another_version(example_config, tmp_path, items, header):
     """mailq and `queue list --json` name the mismatch (exit 76, EX_PROTOCOL), never a traceback."""
     import asyncio
-    from edgemail.control import ControlServer, Stream
+    from edgemail.daemon.control import ControlServer, Stream
 
     async def old_listing(req):
         return Stream(iter(items), header)

@@ -10,8 +10,7 @@ import stat
 
 import pytest
 
-from edgemail.control import (ControlClient, ControlServer, DaemonUnreachable, RequestFailed,
-                              Stream)
+from edgemail.daemon.control import ControlClient, ControlServer, DaemonUnreachable, RequestFailed, Stream
 from edgemail.errors import ControlError
 
 
@@ -154,7 +153,7 @@ async def test_client_gone_mid_stream_stops_the_writes(server, caplog):
 
 
 async def test_ops_not_public_need_an_administrator(tmp_path):
-    from edgemail.control import is_admin
+    from edgemail.daemon.control import is_admin
     srv = ControlServer(str(tmp_path / "c.sock"), HANDLERS, public={"list"})
     await srv.start()
     try:

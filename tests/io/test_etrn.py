@@ -1,11 +1,11 @@
-"""edgemail.etrn against a scripted SMTP server on loopback: sendmail/Postfix replies, no ETRN, broken session."""
+"""edgemail.delivery.etrn against a scripted SMTP server on loopback: sendmail/Postfix replies, no ETRN, broken session."""
 from __future__ import annotations
 
 import asyncio
 
 import pytest
 
-from edgemail.etrn import check_argument, etrn
+from edgemail.delivery.etrn import check_argument, etrn
 
 
 async def server(answers: dict[str, str], *, ehlo: str = "250-isp.example\r\n250 ETRN\r\n", close_after: int = 99):

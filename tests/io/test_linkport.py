@@ -1,4 +1,4 @@
-"""edgemail.linkport (the MTA side of the link port) on a real Store and Runner:
+"""edgemail.daemon.mtaport (the MTA side of the link port) on a real Store and Runner:
 demand counts only due mail on expensive routes, the link-up run reaches the
 smart host, stop_run cuts without backoff, ETRN goes to link.etrn_host with our
 host name, inbound sessions are counted on ISP-facing listeners only."""
@@ -17,8 +17,8 @@ import pytest
 
 from edgemail.clock import FakeClock
 from edgemail.envelope import RcptStatus
-from edgemail.linkport import MtaPort
-from edgemail.smtpd import SmtpListener
+from edgemail.daemon.mtaport import MtaPort
+from edgemail.smtpd.listener import SmtpListener
 from runner_helpers import make_cfg, make_runner, make_store, submit, until
 from test_etrn import server as etrn_server
 from upstream import Faults, upstream_factory  # noqa: F401  (fixture)
@@ -164,7 +164,7 @@ async def test_inbound_sessions_counted_on_isp_facing_listeners_only(example_con
 
 
 async def test_wait_fresh_file_waits_for_this_calls_peer_dns_file(tmp_path):
-    from edgemail.linkport import wait_fresh_file
+    from edgemail.daemon.mtaport import wait_fresh_file
     path = tmp_path / "resolv.conf"
     assert not await wait_fresh_file(str(path), 0.2)         # not there: gives up
     path.write_text("nameserver 192.0.2.53\n")
@@ -181,7 +181,7 @@ async def test_wait_fresh_file_waits_for_this_calls_peer_dns_file(tmp_path):
 
 WAIT_ROUTE = """
 import asyncio, sys
-from edgemail.linkport import wait_route
+from edgemail.daemon.mtaport import wait_route
 print(asyncio.run(wait_route(sys.argv[1:], 0.3)))
 """
 

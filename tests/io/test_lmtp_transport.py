@@ -1,12 +1,12 @@
-"""transports/lmtp against a real LMTP peer on loopback (hardware-sim upstream, aiosmtpd LMTP)."""
+"""edgemail.delivery.lmtp against a real LMTP peer on loopback (hardware-sim upstream, aiosmtpd LMTP)."""
 
 import pytest
 
-from edgemail.config import Timeouts
+from edgemail.config.model import Timeouts
 from edgemail.envelope import Envelope, RcptStatus, Recipient
 from edgemail.errors import TempFail
 from edgemail.smtpc.session import SmtpClient
-from edgemail.transports import lmtp
+from edgemail.delivery import lmtp
 from upstream import Faults, upstream_factory  # noqa: F401  (fixture)
 
 MSG = b"From: a@lan.example\r\nSubject: lmtp\r\n\r\nbody\r\n"

@@ -15,7 +15,7 @@ import pytest
 
 from edgemail.envelope import RcptStatus
 from edgemail.errors import PermFail, TempFail
-from edgemail.transports import maildir
+from edgemail.delivery import maildir
 
 MSG = (b"From: Ann <ann@lan.example>\r\nTo: bob@edge.example\r\nSubject: hello %d\r\n"
        b"Message-ID: <m%d@lan.example>\r\n\r\nline one\r\n.leading dot\r\nline three\r\n")
@@ -63,7 +63,7 @@ async def test_concurrent_deliveries_get_unique_names(tmp_path):
 
 _CHILD = """
 import sys
-from edgemail.transports import maildir
+from edgemail.delivery import maildir
 for i in range(int(sys.argv[2])):
     maildir.deliver_sync(sys.argv[1], b"Subject: p%s-%d\\r\\n\\r\\nx\\r\\n" % (sys.argv[3].encode(), i),
                          mail_from="a@b", rcpt="c@d", host="gw")
@@ -131,7 +131,7 @@ def open_dir():
 
 _NOPERM_CHILD = """
 import asyncio, os, sys, concurrent.futures.thread
-from edgemail.transports import maildir
+from edgemail.delivery import maildir
 from edgemail.errors import TempFail
 if os.geteuid() == 0:             # imports first: the interpreter may live where nobody cannot read
     os.setgid(65534); os.setuid(65534)

@@ -9,9 +9,9 @@ import pytest
 
 from dnsserver import DnsServer
 from edgemail.clock import FakeClock
-from edgemail.config import DnsConfig
+from edgemail.config.model import DnsConfig
 from edgemail.errors import PermFail, Scope, TempFail
-from edgemail.mx import MxResolver
+from edgemail.delivery.mx import MxResolver
 
 ZONES = {
     "example.org": {"MX": [(10, "mx1.example.org"), (10, "mx2.example.org"), (20, "mx3.example.org")],

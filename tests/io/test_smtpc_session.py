@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 
 from edgemail.clock import FakeClock
-from edgemail.config import Timeouts
+from edgemail.config.model import Timeouts
 from edgemail.envelope import Recipient
 from edgemail.errors import ConfigError, LocalProtocolError, PermFail, Scope, TempFail
 from edgemail.smtpc.core import MessageParams
 from edgemail.smtpc.results import StaleConnection
-from edgemail.smtpc.session import (MX_TLS, Credentials, SmtpClient, SmtpTimeout, TlsPolicy,
-                                    _lost, load_credentials)
+from edgemail.smtpc.tls import MX_TLS, Credentials, TlsPolicy, load_credentials
+from edgemail.smtpc.session import SmtpClient, _lost
+from edgemail.smtpc.results import SmtpTimeout
 import upstream
 from upstream import Faults, upstream_factory  # noqa: F401  (fixture)
 

@@ -112,7 +112,7 @@ async def test_relay_decisions(example_config, who):
 
 
 def test_trusted_maps_ipv4_mapped_ipv6(example_config):
-    from edgemail.smtpd import SmtpListener
+    from edgemail.smtpd.listener import SmtpListener
     cfg = example_config()
     lst = SmtpListener(cfg, cfg.listeners[0], store=None, trust_loopback=False)
     assert lst.trusted("::ffff:192.168.7.7") and lst.trusted("192.168.7.7")

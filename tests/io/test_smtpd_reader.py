@@ -123,7 +123,7 @@ STREAM = (b"EHLO c\r\nMAIL FROM:<a@edge.example>\r\nRCPT TO:<b@edge.example>\r\n
 
 def _replies(example_config, chunks: list[bytes]) -> bytes:
     """One session fed CHUNKS; everything it wrote."""
-    from edgemail.smtpd import SmtpListener
+    from edgemail.smtpd.listener import SmtpListener
 
     async def run() -> bytes:
         cfg = example_config()

@@ -18,7 +18,9 @@ import pytest
 from edgemail.clock import FakeClock
 from edgemail.envelope import Attempt, Envelope, RcptStatus, Recipient, is_queue_id
 from edgemail.errors import CorruptQueueFile, SpoolError, SpoolFull
-from edgemail.spool import Store, record, write_maildrop
+from edgemail.spool.store import Store
+from edgemail.spool import record
+from edgemail.spool.maildrop import write_maildrop
 
 ENV = Envelope("shop@example.org", (Recipient("a@example.net"), Recipient("b@example.com")),
                precedence=-60, msgid="1@till", arrived=1_700_000_000.0)

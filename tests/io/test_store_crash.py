@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from edgemail.spool import Store
+from edgemail.spool.store import Store
 
 sys.path.insert(0, str(Path(__file__).parent))
 from spool_crash_child import message  # noqa: E402

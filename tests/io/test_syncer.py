@@ -17,7 +17,8 @@ import pytest
 from edgemail.clock import FakeClock
 from edgemail.envelope import Envelope, Recipient
 from edgemail.errors import SpoolError, SpoolFull
-from edgemail.spool import Store, record
+from edgemail.spool.store import Store
+from edgemail.spool import record
 from edgemail.spool import syncer
 from edgemail.spool.syncpool import HELPER
 from tests.io.procs import children, wait_gone

@@ -8,8 +8,8 @@ import socket
 import subprocess
 from pathlib import Path
 
-from edgemail.control import ControlClient
-from edgemail.demo import Daemon, write_config
+from edgemail.daemon.control import ControlClient
+from demo.run import Daemon, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".venv" / "bin"

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from daemon_harness import Daemon, cli, control, start, write_config
-from edgemail.control import RequestFailed
+from edgemail.daemon.control import RequestFailed
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -207,7 +207,7 @@ async def test_serve_in_process_wires_runner_and_stops_on_trigger(example_config
     import asyncio
     import base64
 
-    from edgemail.daemon import serve
+    from edgemail.daemon.run import serve
     cfg = example_config()
     runner, notifier, stop = FakeRunner(), RecordingNotifier(), asyncio.Event()
 
@@ -244,7 +244,7 @@ async def test_serve_in_process_wires_runner_and_stops_on_trigger(example_config
 def test_notifier_without_systemd_is_a_no_op(monkeypatch):
     import asyncio
 
-    from edgemail.notify import Notifier
+    from edgemail.daemon.notify import Notifier
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
     monkeypatch.delenv("WATCHDOG_USEC", raising=False)
     n = Notifier()
@@ -257,7 +257,7 @@ def test_notifier_without_systemd_is_a_no_op(monkeypatch):
 @pytest.mark.parametrize("env_pid, want", [("", 0.25), ("self", 0.25), ("1", None)],
                          ids=["no-pid", "our-pid", "other-pid"])
 def test_notifier_messages_and_watchdog_interval(tmp_path, monkeypatch, env_pid, want):
-    from edgemail.notify import Notifier
+    from edgemail.daemon.notify import Notifier
     path = str(tmp_path / "n.sock")
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(path)

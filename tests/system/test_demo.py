@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from edgemail import timeline as T
+from demo import timeline as T
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_demo(*args: str, timeout: float) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edgemail.demo", *args], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "demo", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout)
 
 

@@ -29,9 +29,9 @@ from dataclasses import replace
 import pytest
 
 from edgemail.clock import SystemClock
-from edgemail.config import LinkConfig
+from edgemail.config.model import LinkConfig
 from edgemail.envelope import Envelope, Recipient
-from edgemail.etrn import etrn
+from edgemail.delivery.etrn import etrn
 from edgemail.spool.store import Store
 from link.accounting import Ledger
 from link.manager import LinkManager, QueueSummary

@@ -112,7 +112,7 @@ def test_reload_names_settings_that_need_a_restart(daemon):
 
 def test_newaliases_with_the_daemon_down_only_checks(tmp_path, aliases):
     from daemon_harness import write_config
-    from edgemail.demo import Daemon
+    from demo.run import Daemon
     d = Daemon(write_config(tmp_path, {"local": {"aliases": str(aliases)}}))
     r = cli(d, "sendmail", "-bi")
     assert r.returncode == 0 and "2 aliases (the daemon is not running" in r.stdout.decode()
@@ -121,7 +121,7 @@ def test_newaliases_with_the_daemon_down_only_checks(tmp_path, aliases):
 async def test_sighup_while_starting_is_a_log_line_not_the_end(caplog):
     import asyncio
     import os
-    from edgemail.reload import HangUp
+    from edgemail.daemon.reload import HangUp
     hup = HangUp()
     try:
         os.kill(os.getpid(), signal.SIGHUP)            # default action: this process would end
@@ -139,7 +139,7 @@ async def test_sighup_while_starting_is_a_log_line_not_the_end(caplog):
 def test_link_manager_takes_a_new_policy():
     import schedule
     from edgemail.clock import SystemClock
-    from edgemail.config import LinkConfig
+    from edgemail.config.model import LinkConfig
     from link.manager import LinkManager
     from link.policy import parse
     from link.policydriver import compile_jobs

@@ -1,0 +1,385 @@
+"""config/loader.py - /etc/edgemail/edgemail.toml -> frozen dataclasses.
+
+One TOML file.  Keys follow sendmail's option names where sendmail has the
+concept (DeliveryMode, DialDelay, MinQueueAge, MaxQueueRunSize,
+QueueSortOrder, Timeout.*, MaxMessageSize, MinFreeBlocks,
+ConnectionCacheSize, ConnectionCacheTimeout, RecipientFactor, ClassFactor,
+RetryFactor, SmartHost, LogLevel, PrivacyOptions, RunAsUser), so the sendmail documents
+read as our manual.  Our own keys are snake_case with units in values.
+
+Guarantees:
+  * ``load()`` either returns a complete ``Config`` or raises ``ConfigError``
+    (``ConfigErrors`` when several keys are wrong: all are reported at once).
+  * Every error names the file, the key, the line where the key stands (found
+    in the text; the TOML parser's own line for syntax errors) and what was
+    expected.
+  * Unknown keys are errors (a typo must not silently fall back to a default).
+  * ``DeliveryMode`` is fixed to ``deferred``: any other value is refused
+    with the reason.
+  * The host name comes from the file or /etc/hostname, never from a
+    resolver (invariant 1: no DNS at start-up).
+
+Durations are sendmail-style strings ("90s", "5m", "1h30m", "5d", "1w") or
+integers meaning seconds.  Sizes are integers (bytes) or "10M"/"512K".
+
+Modules: this one reads the file (the reader, the sections, ``load``,
+``from_dict``, ``dump``); config/model.py holds the dataclasses and their
+vocabularies, config/values.py the value syntax.  Every public name of the
+three is importable from here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from dataclasses import fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from edgemail.config.model import (
+    LINK_MODES,
+    PRIVACY_WORDS,
+    QUEUE_SORT_ORDERS,
+    ROUTE_KINDS,
+    URGENCIES,
+    Config,
+    DnsConfig,
+    LinkConfig,
+    Listener,
+    LocalConfig,
+    RetryConfig,
+    Route,
+    SmtpdConfig,
+    Timeouts,
+)
+from edgemail.config.values import (
+    _bounded_int,
+    _choice,
+    _delivery_mode,
+    _domains,
+    _networks,
+    _nonneg_int,
+    _privacy,
+    _run_as_user,
+    _smart_host,
+    _str_tuple,
+    _typed,
+    host_port,
+    parse_duration,
+    parse_route,
+    parse_size,
+    read_hostname,
+    smart_host,
+)
+from edgemail.errors import ConfigError, ConfigErrors
+
+#: what ``from edgemail.config import ...`` offers (the types and value parsers live in
+#: config/model.py and config/values.py)
+__all__ = ["Config", "DnsConfig", "LinkConfig", "Listener", "LocalConfig", "RetryConfig", "Route",
+           "SmtpdConfig", "Timeouts", "LINK_MODES", "PRIVACY_WORDS", "QUEUE_SORT_ORDERS", "ROUTE_KINDS",
+           "URGENCIES", "ConfigError", "ConfigErrors", "dump", "from_dict", "host_port", "load",
+           "parse_duration", "parse_route", "parse_size", "read_hostname", "smart_host"]
+
+# ---------------------------------------------------------------- the reader
+
+class _Reader:
+    """Pulls typed keys out of the parsed TOML, collecting errors with lines."""
+
+    def __init__(self, path: str, text: str) -> None:
+        self.path = path
+        self.lines = text.splitlines()
+        self.errors: list[ConfigError] = []
+
+    def line_of(self, section: str, key: str) -> int | None:
+        """Best-effort line of `key` inside `[section]` (or top level)."""
+        current = ""
+        leaf = key.split(".")[-1]
+        pat = re.compile(r'\s*(["\']' + re.escape(key) + r'["\']|["\']?' + re.escape(leaf) + r'["\']?)\s*=')
+        dotted = re.compile(r'\s*' + re.escape(key) + r'\s*=') if "." in key else None
+        for i, raw in enumerate(self.lines, 1):
+            s = raw.strip()
+            m = re.match(r"\[\[?\s*([^\]]+?)\s*\]\]?", s)
+            if m:
+                current = m.group(1)
+                continue
+            if current == section and (pat.match(raw) or (dotted and dotted.match(raw))):
+                return i
+            if section and current == "" and re.match(r"\s*" + re.escape(section) + r"\." + re.escape(leaf) + r"\s*=", raw):
+                return i
+        return None
+
+    def error(self, section: str, key: str, problem: str) -> None:
+        name = f"{section}.{key}" if section else key
+        self.errors.append(ConfigError(problem, file=self.path, key=name,
+                                       line=self.line_of(section, key)))
+
+    def take(self, table: dict, section: str, key: str, conv, default):
+        if key not in table:
+            return default
+        try:
+            return conv(table.pop(key))
+        except (ValueError, TypeError) as exc:
+            self.error(section, key, str(exc))
+            return default
+
+    def leftover(self, table: dict, section: str, known: list[str]) -> None:
+        for key in table:
+            self.error(section, key, f"unknown key, expected one of: {', '.join(sorted(known))}")
+
+
+def _simple_section(reader: _Reader, data: dict, section: str, cls, convs: dict):
+    table = data.pop(section, {})
+    if not isinstance(table, dict):
+        reader.error("", section, "expected a table")
+        return cls()
+    values = {}
+    for f in fields(cls):
+        conv = convs.get(f.name)
+        if conv is None:
+            default = f.default
+            if isinstance(default, bool):
+                conv = _typed(bool, "true or false")
+            elif isinstance(default, int):
+                conv = _nonneg_int
+            elif isinstance(default, float):
+                conv = parse_duration
+            elif isinstance(default, tuple):
+                conv = _str_tuple
+            else:
+                conv = _typed(str, "a string")
+        if f.name in table:
+            values[f.name] = reader.take(table, section, f.name, conv, None)
+            if values[f.name] is None:
+                del values[f.name]
+    reader.leftover(table, section, [f.name for f in fields(cls)])
+    return cls(**values)
+
+
+def _timeouts(reader: _Reader, data: dict) -> Timeouts:
+    table = data.pop("Timeout", {})
+    if not isinstance(table, dict):
+        reader.error("", "Timeout", "expected a table of sendmail Timeout.* options")
+        return Timeouts()
+    # accept both  [Timeout] "queuewarn.urgent" = "1h"  and  Timeout.queuewarn = {urgent = "1h"}
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            for sub, v in value.items():
+                flat[f"{key}.{sub}"] = v
+        else:
+            flat[key] = value
+    defaults = Timeouts()
+    values: dict[str, Any] = {}
+    warn, ret = dict(defaults.queuewarn), dict(defaults.queuereturn)
+    for kind, target in (("queuewarn", warn), ("queuereturn", ret)):
+        if kind in flat:
+            v = reader.take(flat, "Timeout", kind, parse_duration, None)
+            if v is not None:
+                target.update(dict.fromkeys(URGENCIES, v))
+        for urg in URGENCIES:
+            k = f"{kind}.{urg}"
+            if k in flat:
+                v = reader.take(flat, "Timeout", k, parse_duration, None)
+                if v is not None:
+                    target[urg] = v
+    simple = [f.name for f in fields(Timeouts) if f.name not in ("queuewarn", "queuereturn")]
+    for name in simple:
+        if name in flat:
+            v = reader.take(flat, "Timeout", name, parse_duration, None)
+            if v is not None:
+                values[name] = v
+    known = simple + [f"{k}{s}" for k in ("queuewarn", "queuereturn") for s in ("", ".urgent", ".normal", ".non-urgent")]
+    reader.leftover(flat, "Timeout", known)
+    return Timeouts(queuewarn=warn, queuereturn=ret, **values)
+
+
+def _listeners(reader: _Reader, data: dict) -> tuple[Listener, ...]:
+    items = data.pop("listen", [{"name": "lan", "address": "127.0.0.1", "port": 25}])
+    if not isinstance(items, list):
+        reader.error("", "listen", "expected [[listen]] tables")
+        return ()
+    out = []
+    for i, item in enumerate(items):
+        section = "listen"
+        name = item.get("name", f"listen{i}")
+        address = reader.take(item, section, "address", _typed(str, "an IP address"), "127.0.0.1")
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            reader.error(section, "address", f"expected a numeric IP address (no names: no DNS at start-up), got {address!r}")
+        port = reader.take(item, section, "port", _nonneg_int, 25)
+        if not 0 <= port < 65536:
+            reader.error(section, "port", f"expected a port 0-65535, got {port}")
+        strict = reader.take(item, section, "strict", _typed(bool, "true or false"), False)
+        item.pop("name", None)
+        reader.leftover(item, section, ["name", "address", "port", "strict"])
+        out.append(Listener(str(name), address, port, strict))
+    return tuple(out)
+
+
+def _routes(reader: _Reader, data: dict) -> tuple[Route, ...]:
+    table = data.pop("routes", {})
+    routes = []
+    for pattern, value in table.items():
+        try:
+            routes.append(parse_route(pattern, value))
+        except ValueError as exc:
+            reader.error("routes", pattern, str(exc))
+    return tuple(routes)
+
+
+_TOP = {
+    "hostname": _typed(str, "a host name"),
+    "DeliveryMode": _delivery_mode,
+    "SmartHost": _typed(str, "\"[host]:port\" or \"host\""),
+    "SmartHostAuthFile": _typed(str, "a file path"),
+    "SmartHostTLSVerify": _typed(bool, "true or false"),
+    "SmartHostCAFile": _typed(str, "a file path"),
+    "DialDelay": parse_duration,
+    "MinQueueAge": parse_duration,
+    "MaxQueueRunSize": _nonneg_int,
+    "QueueSortOrder": _choice(QUEUE_SORT_ORDERS),
+    "MaxMessageSize": parse_size,
+    "MinFreeBlocks": _nonneg_int,
+    "ConnectionCacheSize": _nonneg_int,
+    "ConnectionCacheTimeout": parse_duration,
+    "RecipientFactor": _nonneg_int,
+    "ClassFactor": _nonneg_int,
+    "RetryFactor": _nonneg_int,
+    "LogLevel": _nonneg_int,
+    "PrivacyOptions": _privacy,
+    "RunAsUser": _run_as_user,
+    "queue_run_budget": parse_duration,
+}
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def load(path: str | Path, overrides: dict | None = None, *, etc_hostname: str = "/etc/hostname") -> Config:
+    """Read and validate a config file.  `overrides` (same shape as the TOML)
+    is merged over the file: the demo and the tests use it for a temporary
+    spool and ports.  Relative paths are taken relative to the file's folder."""
+    path = str(path)
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", file=path) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"line (\d+)", str(exc))
+        raise ConfigError(f"TOML syntax error: {exc}", file=path,
+                          line=int(m.group(1)) if m else None) from None
+    if overrides:
+        data = _merge(data, overrides)
+    return from_dict(data, path=path, text=text, etc_hostname=etc_hostname)
+
+
+def from_dict(data: dict, *, path: str = "<config>", text: str = "", etc_hostname: str = "/etc/hostname") -> Config:
+    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    reader = _Reader(path, text)
+    base = Path(path).parent if path != "<config>" else Path.cwd()
+
+    def rel(p: str) -> str:
+        return str((base / p).resolve()) if p and not p.startswith("/") else p
+
+    top = {}
+    for key, conv in _TOP.items():
+        if key in data:
+            v = reader.take(data, "", key, conv, None)
+            if v is not None:
+                top[key] = v
+    hostname = top.pop("hostname", None) or read_hostname(etc_hostname)
+    local_domains = reader.take(data, "", "local_domains", _domains, ())
+    if not local_domains:
+        reader.errors.append(ConfigError("expected at least one local domain (mail for it is ours)",
+                                         file=path, key="local_domains", line=reader.line_of("", "local_domains")))
+    lan = reader.take(data, "", "lan_networks", _networks, ())
+    spool = data.pop("spool", {})
+    spool_dir = reader.take(spool, "spool", "directory", _typed(str, "a directory path"), "/var/spool/edgemail")
+    commit_helpers = reader.take(spool, "spool", "commit_helpers", _bounded_int(0, 16), 1)
+    reader.leftover(spool, "spool", ["directory", "commit_helpers"])
+    control = data.pop("control", {})
+    control_socket = reader.take(control, "control", "socket", _typed(str, "a socket path"), "/run/edgemail/control.sock")
+    reader.leftover(control, "control", ["socket"])
+    listeners = _listeners(reader, data)
+    routes = _routes(reader, data)
+    timeouts = _timeouts(reader, data)
+    smtpd = _simple_section(reader, data, "smtpd", SmtpdConfig, {})
+    local = _simple_section(reader, data, "local", LocalConfig, {})
+    dns = _simple_section(reader, data, "dns", DnsConfig, {"timeout": parse_duration})
+    retry = _simple_section(reader, data, "retry", RetryConfig, {})
+    link = _simple_section(reader, data, "link", LinkConfig, {
+        "mode": _choice(LINK_MODES), "speed": _nonneg_int, "dial_retries": _nonneg_int})
+    reader.leftover(data, "", list(_TOP) + ["local_domains", "lan_networks", "spool", "control",
+                                            "listen", "routes", "Timeout", "smtpd", "local", "dns",
+                                            "retry", "link"])
+    if top.get("SmartHost"):
+        try:
+            _smart_host(top["SmartHost"])
+        except ValueError as exc:
+            reader.error("", "SmartHost", str(exc))
+    for r in routes:
+        if r.kind == "smarthost" and not top.get("SmartHost"):
+            reader.error("routes", r.pattern, "route smarthost needs the SmartHost option")
+    if reader.errors:
+        raise reader.errors[0] if len(reader.errors) == 1 else ConfigErrors(reader.errors)
+    local = replace(local, aliases=rel(local.aliases), maildir=rel(local.maildir))
+    link = replace(link, policy=rel(link.policy), state_file=rel(link.state_file))
+    return Config(path=path, hostname=hostname, local_domains=local_domains, lan_networks=lan,
+                  listeners=listeners, spool_dir=rel(spool_dir), commit_helpers=commit_helpers,
+                  control_socket=rel(control_socket),
+                  routes=routes, Timeout=timeouts, smtpd=smtpd, local=local, dns=dns, retry=retry,
+                  link=link, **top)
+
+
+def dump(cfg: Config) -> str:
+    """The effective configuration as TOML-ish text (for `edgemail config check`)."""
+    lines: list[str] = []
+
+    def fmt(v):
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (tuple, list, frozenset, set)):
+            items = sorted(v, key=str) if isinstance(v, (frozenset, set)) else v
+            return "[" + ", ".join(fmt(str(x) if not isinstance(x, (str, int, float)) else x) for x in items) + "]"
+        return repr(v)
+
+    sections = []
+    for f in fields(cfg):
+        v = getattr(cfg, f.name)
+        if f.name in ("listeners", "routes") or is_dataclass(v):
+            sections.append(f.name)
+            continue
+        lines.append(f"{f.name} = {fmt(v)}")
+    for name in sections:
+        v = getattr(cfg, name)
+        if name == "listeners":
+            for lst in v:
+                lines += ["", "[[listen]]"] + [f"{f.name} = {fmt(getattr(lst, f.name))}" for f in fields(lst)]
+        elif name == "routes":
+            lines += ["", "[routes]"]
+            for r in v:
+                route = r.kind + (f":{r.target}" if r.target else "")
+                lines.append(f'{fmt(r.pattern)} = {{ route = {fmt(route)}, expensive = {fmt(r.expensive)}, dialdelay = {fmt(r.dialdelay)} }}')
+        else:
+            lines += ["", f"[{name}]"]
+            for f in fields(v):
+                val = getattr(v, f.name)
+                if isinstance(val, dict):
+                    for k2, v2 in val.items():
+                        lines.append(f'"{f.name}.{k2}" = {fmt(v2)}')
+                else:
+                    lines.append(f"{f.name} = {fmt(val)}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,206 @@
+"""config/model.py - what a configuration is: frozen dataclasses and the
+words they allow.
+
+Owns: Config and its sections (Listener, Timeouts, Route, SmtpdConfig,
+LocalConfig, DnsConfig, RetryConfig, LinkConfig) with their defaults, and
+the closed vocabularies (route kinds, queue sort orders, PrivacyOptions
+words, link modes, urgencies).  config/loader.py builds these from the TOML file
+and re-exports every name, so ``from edgemail.config import Config`` is the
+way to use them.
+
+Never: reads a file or validates a value (config/values.py and config/loader.py do).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+URGENCIES = ("urgent", "normal", "non-urgent")
+ROUTE_KINDS = ("local", "maildir", "lmtp", "relay", "smarthost", "mx", "hold", "error")
+QUEUE_SORT_ORDERS = ("priority", "time", "host", "filename", "random")
+PRIVACY_WORDS = frozenset("""public needmailhelo needexpnhelo noexpn novrfy needvrfyhelo
+    restrictmailq restrictqrun restrictexpand noreceipts nobodyreturn goaway authwarnings
+    noetrn noverb noactualrecipient""".split())
+LINK_MODES = ("none", "modem", "external")
+
+
+@dataclass(frozen=True)
+class Listener:
+    """One SMTP listening socket."""
+
+    name: str
+    address: str
+    port: int
+    #: Internet/ISP-facing: reject bare CR, bare LF and NUL (550 5.6.0).
+    #: LAN listeners (strict = false) normalise them instead.
+    strict: bool = False
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """sendmail's Timeout.* options, in seconds."""
+
+    connect: float = 60.0
+    iconnect: float = 30.0
+    initial: float = 300.0
+    helo: float = 300.0
+    mail: float = 600.0
+    rcpt: float = 3600.0
+    datainit: float = 300.0
+    datablock: float = 3600.0
+    datafinal: float = 3600.0
+    rset: float = 300.0
+    quit: float = 120.0
+    misc: float = 120.0
+    #: server side: the wait for the next command or the next DATA read
+    command: float = 300.0
+    control: float = 120.0
+    hoststatus: float = 1800.0
+    #: per urgency ("urgent", "normal", "non-urgent")
+    queuewarn: dict[str, float] = field(default_factory=lambda: dict.fromkeys(URGENCIES, 4 * 3600.0))
+    queuereturn: dict[str, float] = field(default_factory=lambda: dict.fromkeys(URGENCIES, 5 * 86400.0))
+
+
+@dataclass(frozen=True)
+class Route:
+    """A line of the route table: domain pattern -> transport."""
+
+    #: "example.org", ".example.org" (subdomains), or "*"
+    pattern: str
+    #: one of ROUTE_KINDS
+    kind: str
+    #: maildir path, "host:port" for lmtp/relay, "CODE text" for error; "" otherwise
+    target: str = ""
+    #: needs the link (sendmail F=e + HoldExpensive)
+    expensive: bool = False
+    #: DialDelay applies on a failed first connect (sendmail F=Z)
+    dialdelay: bool = False
+
+
+@dataclass(frozen=True)
+class SmtpdConfig:
+    max_sessions: int = 100
+    max_sessions_per_client: int = 20
+    max_bad_commands: int = 10
+    #: recipients per message (452 4.5.3 beyond)
+    MaxRecipientsPerMessage: int = 100
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    """Local delivery: aliases and mailboxes."""
+
+    aliases: str = ""
+    #: Maildir for local users; %u is replaced by the user name
+    maildir: str = "/var/mail/%u/Maildir"
+    #: users that exist locally (beyond aliases); empty = any name maps to a maildir
+    users: tuple[str, ...] = ()
+    allow_program_targets: bool = False
+    allow_file_targets: bool = False
+
+
+@dataclass(frozen=True)
+class DnsConfig:
+    #: explicit nameservers; empty = from the link's peer DNS file, then /etc/resolv.conf
+    nameservers: tuple[str, ...] = ()
+    #: pppd's usepeerdns output, re-read on every link-up
+    peer_dns_file: str = "/etc/ppp/resolv.conf"
+    port: int = 53
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    min_backoff: float = 300.0
+    max_backoff: float = 4 * 3600.0
+    #: count only time with the link up towards queuewarn/queuereturn
+    count_link_up_time_only: bool = False
+
+
+@dataclass(frozen=True)
+class LinkConfig:
+    """The link manager's settings (link package).  Policy lives in its own file."""
+
+    mode: str = "none"
+    interface: str = "ppp0"
+    #: network namespace the interface lives in (hardware-sim); "" = ours
+    netns: str = ""
+    policy: str = ""
+    #: the ISP's SMTP host for ETRN: "host" or "host:port"
+    etrn_host: str = ""
+    #: domains to ETRN for; empty = local_domains
+    etrn_domains: tuple[str, ...] = ()
+    # modem mode
+    device: str = "/dev/ttyS0"
+    speed: int = 115200
+    init: tuple[str, ...] = ("ATZ", "ATE0V1Q0")
+    numbers: tuple[str, ...] = ()
+    dial_timeout: float = 60.0
+    dial_retries: int = 3
+    #: AT command reply timeout
+    command_timeout: float = 3.0
+    #: first wait between dial rounds; doubles each round
+    dial_backoff: float = 5.0
+    #: how long B0 is held for a DTR hang-up
+    dtr_drop: float = 0.5
+    #: +++ escape guard time
+    escape_guard: float = 1.0
+    #: addresses pppd uses in demand mode before a call: not "connected"
+    demand_placeholders: tuple[str, ...] = ("10.64.64.64", "10.112.112.112")
+    pppd: str = "/usr/sbin/pppd"
+    pppd_args: tuple[str, ...] = ("call", "edgemail")
+    # external mode
+    up_command: tuple[str, ...] = ()
+    down_command: tuple[str, ...] = ()
+    #: where per-call accounting is kept across restarts
+    state_file: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole effective configuration."""
+
+    path: str
+    hostname: str
+    local_domains: tuple[str, ...]
+    lan_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    listeners: tuple[Listener, ...]
+    spool_dir: str
+    control_socket: str
+    routes: tuple[Route, ...]
+    DeliveryMode: str = "deferred"
+    SmartHost: str = ""
+    SmartHostAuthFile: str = ""
+    #: verify the smart host's TLS certificate (false for an ISP relay with a self-signed cert)
+    SmartHostTLSVerify: bool = True
+    #: CA file for that verification ("" = the system CAs)
+    SmartHostCAFile: str = ""
+    DialDelay: float = 10.0
+    MinQueueAge: float = 0.0
+    MaxQueueRunSize: int = 0
+    QueueSortOrder: str = "priority"
+    MaxMessageSize: int = 10 * 1024 * 1024
+    MinFreeBlocks: int = 100
+    ConnectionCacheSize: int = 2
+    ConnectionCacheTimeout: float = 300.0
+    RecipientFactor: int = 30000
+    ClassFactor: int = 1800
+    RetryFactor: int = 90000
+    LogLevel: int = 9
+    PrivacyOptions: frozenset[str] = frozenset({"authwarnings"})
+    #: sendmail's RunAsUser: started as root, become this user after binding ("" = stay)
+    RunAsUser: str = ""
+    #: queue-run time budget: stop starting deliveries after this many seconds (0 = none)
+    queue_run_budget: float = 0.0
+    #: [spool] commit_helpers: processes that write and fsync new queue files (0 = threads)
+    commit_helpers: int = 1
+    Timeout: Timeouts = field(default_factory=Timeouts)
+    smtpd: SmtpdConfig = field(default_factory=SmtpdConfig)
+    local: LocalConfig = field(default_factory=LocalConfig)
+    dns: DnsConfig = field(default_factory=DnsConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    link: LinkConfig = field(default_factory=LinkConfig)
+
+    def is_local_domain(self, domain: str) -> bool:
+        return domain.lower().rstrip(".") in self.local_domains

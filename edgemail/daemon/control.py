@@ -1,0 +1,307 @@
+"""daemon/control.py - the daemon's control socket: JSON lines over a unix socket.
+
+Owns: the socket file (removed on close), who may call which op, the
+framing, and the client local programs use (``sendmail``, ``mailq``,
+``edgemail``, the ppp hooks).  It never interprets an op: modules register
+handlers, and name the ``public`` ones any local user may call (the socket
+is then mode 0666, else 0660); every other op needs root, the daemon's
+user or its group (SO_PEERCRED, checked per request).
+
+Protocol: one request per line, one reply per line (UTF-8 JSON objects)::
+
+    {"op": "queue_show", "qid": "..."}   ->  {"ok": true, ...}
+                                          or {"ok": false, "error": "what went wrong"}
+
+A handler may return a ``Stream`` instead of a dict (``queue_list`` does, so
+``mailq`` of 100,000 entries starts printing at once and neither side holds
+one giant line): the reply is then a header line ``{"ok": true, "stream":
+true, ...}``, one line per item, and ``{"end": true, "count": N}``.
+
+Limits: a request line longer than ``max_request`` bytes is refused and the
+connection closed; a connection idle longer than ``timeout``
+(Timeout.control) is closed.  Bad JSON, a missing or unknown op, and a
+handler's ``ValueError``/``KeyError``/``EdgemailError`` get ``ok: false``
+replies naming the problem; any other handler exception is logged once and
+answered ``internal error``; the server keeps running.
+
+Failures on the client side: ``DaemonUnreachable`` (a ``ControlError``) when
+the socket is missing, refuses, or the connection breaks before a reply;
+``RequestFailed`` (also a ``ControlError``) when the daemon answered
+``ok: false``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import stat
+import struct
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from edgemail import maillog
+from edgemail.errors import ControlError, EdgemailError
+
+if TYPE_CHECKING:
+    import asyncio
+
+log = logging.getLogger("edgemail.control")
+
+#: default request limit: a submitted message travels base64-encoded in one line
+MAX_REQUEST = 64 * 1024 * 1024
+
+Handler = Callable[[dict], Awaitable["dict | Stream"]]
+
+
+class DaemonUnreachable(ControlError):
+    """The daemon is not running or the connection broke before a reply."""
+
+
+class RequestFailed(ControlError):
+    """The daemon answered ``ok: false``; str() is its error text."""
+
+
+@dataclass
+class Stream:
+    """A reply made of a header and many items (one JSON line each)."""
+
+    items: Iterable[dict]
+    header: dict = field(default_factory=dict)
+
+
+def _line(obj: dict) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+class ControlServer:
+    """Serves `handlers` (op name -> async callable(request) -> dict | Stream) on `path`."""
+
+    def __init__(self, path: str, handlers: dict[str, Handler], *,
+                 max_request: int = MAX_REQUEST, timeout: float = 120.0,
+                 public: Iterable[str] = ()) -> None:
+        self.path = path
+        self.handlers = dict(handlers)
+        self.max_request = max_request
+        self.timeout = timeout
+        #: ops any local user may call; the others need an administrator (is_admin)
+        self.public = frozenset(public)
+        self.mode = 0o666 if self.public else 0o660
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        """Bind the socket.  Raises ControlError if another daemon answers on it."""
+        import asyncio  # here, not at the top: the clients (mailq) need no event loop
+        _clear_stale(self.path)
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        old = os.umask(0o777 & ~self.mode)   # never visible with wider permissions
+        try:
+            self._server = await asyncio.start_unix_server(self._serve, self.path, limit=self.max_request)
+        finally:
+            os.umask(old)
+        os.chmod(self.path, self.mode)
+
+    async def close(self) -> None:
+        import asyncio
+        if self._server is None:
+            return
+        self._server.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._server.wait_closed(), 2)
+        self._server = None
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        import asyncio
+        try:
+            while True:
+                try:
+                    raw = await asyncio.wait_for(reader.readline(), self.timeout)
+                except (asyncio.LimitOverrunError, ValueError):
+                    log.warning(maillog.bad_request(f"request longer than {self.max_request} bytes"))
+                    writer.write(_line({"ok": False, "error": f"request too long (limit {self.max_request} bytes)"}))
+                    await writer.drain()
+                    return
+                if not raw:
+                    return
+                await self._answer(raw, writer, _peer(writer))
+        except (TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _answer(self, raw: bytes, writer: asyncio.StreamWriter, peer: dict) -> None:
+        """Write the reply; a client that went away ends it (ConnectionError):
+        nothing more is written to a closed transport."""
+        reply = await self.dispatch(raw, peer)
+        if isinstance(reply, Stream):
+            _write(writer, {"ok": True, "stream": True, **reply.header})
+            count = 0
+            for item in reply.items:
+                _write(writer, item)
+                count += 1
+                if count % 1024 == 0:
+                    await writer.drain()
+            _write(writer, {"end": True, "count": count})
+        else:
+            _write(writer, reply)
+        await writer.drain()
+
+    async def dispatch(self, raw: bytes, peer: dict | None = None) -> dict | Stream:
+        """One request line -> its reply (never raises).  The handler sees the
+        request with ``_peer`` = the client's kernel credentials ({pid, uid,
+        gid}, SO_PEERCRED), replacing anything the client put there."""
+        try:
+            request = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return self._refuse(f"bad JSON: {exc}")
+        if not isinstance(request, dict) or not isinstance(request.get("op"), str):
+            return self._refuse("a request is a JSON object with a string \"op\"")
+        request["_peer"] = peer or {}
+        op = request["op"]
+        handler = self.handlers.get(op)
+        if handler is None:
+            return self._refuse(f"unknown op {op!r}, expected one of {', '.join(sorted(self.handlers))}")
+        if peer is not None and op not in self.public and not is_admin(peer):
+            return self._refuse(f"{op}: permission denied (uid {peer.get('uid', '?')}): only root, "
+                                "the daemon's user and its group may do this")
+        try:
+            reply = await handler(request)
+        except (ValueError, KeyError, TypeError, EdgemailError) as exc:
+            text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+            return {"ok": False, "error": f"{op}: {text}"}
+        except Exception:
+            log.exception(maillog.control_internal_error(op))
+            return {"ok": False, "error": f"{op}: internal error (see the daemon's log)"}
+        if isinstance(reply, Stream):
+            return reply
+        return {"ok": True, **reply}
+
+    def _refuse(self, reason: str) -> dict:
+        log.warning(maillog.bad_request(reason))
+        return {"ok": False, "error": reason}
+
+
+def _write(writer: asyncio.StreamWriter, obj: dict) -> None:
+    """One reply line, unless the client is gone (the transport is closing
+    after a failed send: asyncio would warn about every further write)."""
+    if writer.is_closing():
+        raise ConnectionResetError("the control client went away")
+    writer.write(_line(obj))
+
+
+def is_admin(peer: dict) -> bool:
+    """May this client (SO_PEERCRED) use every op?  root, the daemon's own
+    user, or a member of the daemon's group (primary, or supplementary as
+    /proc says for the client's pid).  No credentials: no."""
+    uid, gid, pid = peer.get("uid"), peer.get("gid"), peer.get("pid")
+    if uid is None:
+        return False
+    if uid in (0, os.geteuid()) or gid == os.getegid():
+        return True
+    try:
+        with open(f"/proc/{int(pid)}/status") as f:
+            for line in f:
+                if line.startswith("Groups:"):
+                    return str(os.getegid()) in line.split()[1:]
+    except (OSError, TypeError, ValueError):
+        pass
+    return False
+
+
+def _peer(writer) -> dict:
+    """SO_PEERCRED of a unix-socket client: who is asking (not who it claims to be)."""
+    sock = writer.get_extra_info("socket")
+    try:
+        pid, uid, gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                            struct.calcsize("3i")))
+    except (OSError, AttributeError):
+        return {}
+    return {"pid": pid, "uid": uid, "gid": gid}
+
+
+def _clear_stale(path: str) -> None:
+    """Remove a socket file left by a dead daemon; refuse to steal a live one."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise ControlError(f"control socket {path} exists and is not a socket; not touching it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        return
+    finally:
+        probe.close()
+    raise ControlError(f"another daemon is answering on {path}")
+
+
+class ControlClient:
+    """Synchronous client (the command-line programs are synchronous)."""
+
+    def __init__(self, path: str, *, timeout: float = 120.0) -> None:
+        self.path = path
+        self.timeout = timeout
+
+    def request(self, op: str, **fields) -> dict:
+        """Send one request; returns the reply dict (a streamed reply's items
+        are collected under ``"items"``).  Raises DaemonUnreachable or RequestFailed."""
+        it = self.stream(op, **fields)
+        header = next(it)
+        if header.get("stream"):
+            header = dict(header)
+            header["items"] = list(it)
+        return header
+
+    def stream(self, op: str, **fields) -> Iterator[dict]:
+        """Yields the reply header, then each streamed item (if any)."""
+        with self._connect() as sock:
+            try:
+                sock.sendall(_line({"op": op, **fields}))
+                f = sock.makefile("rb", buffering=256 * 1024)
+                header = self._read(f)
+                if not header.get("ok"):
+                    raise RequestFailed(str(header.get("error", "request failed")))
+                yield header
+                if header.get("stream"):
+                    while True:
+                        item = self._read(f)
+                        if item.get("end"):
+                            return
+                        yield item
+            except OSError as exc:
+                raise DaemonUnreachable(f"connection to the daemon at {self.path} broke: {exc}") from None
+
+    def _connect(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.path)
+        except PermissionError:
+            sock.close()
+            raise DaemonUnreachable(f"no permission to use the control socket {self.path} "
+                                    "(its group may use it)") from None
+        except OSError as exc:
+            sock.close()
+            raise DaemonUnreachable(f"daemon not running (control socket {self.path}: "
+                                    f"{exc.strerror or exc})") from None
+        return sock
+
+    def _read(self, f) -> dict:
+        raw = f.readline()
+        if not raw.endswith(b"\n"):
+            raise DaemonUnreachable(f"the daemon at {self.path} closed the connection before replying")
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise ControlError(f"bad reply from the daemon: {exc}") from None

@@ -1,0 +1,321 @@
+"""daemon/mtaport.py - the MTA side of the link port: what the LinkManager calls.
+
+NAME
+    linkport - MtaPort(cfg, store, runner, listeners=(), clock=None);
+    Link(manager, port): the two wired together, as the daemon holds them
+
+SYNOPSIS
+    port = MtaPort(cfg, store, runner, listeners=listeners)
+    mgr = LinkManager(cfg.link, policy, clock=clock, port=port, ...)
+    port.queue_summary() -> QueueDemand       # what waits for the link, due now
+    port.clear_host_status()                  # link-up: forget failed hosts
+    await port.run_queue() -> RunReport       # link-up: queue run of expensive routes
+    await port.run_due() -> RunReport         # mail due during the call: another run
+    port.stop_run()                           # link going down: cut, no backoff grows
+    port.link_down()                          # the call ended: stop counting link-up time
+    await port.etrn(domains) -> [EtrnResult]  # ask the ISP to flush what it holds for us
+    port.inbound_active() -> int              # ISP sessions open on our ISP-facing listeners
+    await port.watch(on_due)                  # call on_due() when deferred mail becomes due
+
+DESCRIPTION
+    The link manager (link/manager.py, "THE PORT") never imports edgemail;
+    this object is the duck-typed port it is given by the daemon.
+
+    Demand.  A message counts towards ``queued`` when at least one of its
+    recipients still waits on an expensive route (routing: ``expensive``,
+    or kind ``mx``; ``hold`` routes wait for someone else's ETRN and never
+    make us dial), the message is not on hold, and it is DUE: its
+    next_attempt is not in the future.  Mail deferred by a failed attempt
+    (next_attempt later) does not count until then - otherwise a policy
+    with ``dial_when_queued`` would redial at once after every failed run.
+    ``watch()`` wakes the manager when the earliest such message becomes
+    due.  ``oldest_age_s`` is the age of the oldest due message, ``urgent``
+    the due messages of class urgent (Precedence: urgent, special-delivery;
+    ``Envelope.urgency``).  ``total`` and ``expensive`` (due or not) are for
+    ``edgemail status``.  Routing per entry is cached against the entry
+    object (entries are frozen: a change makes a new object).
+
+    Inbound sessions.  The listeners facing the ISP are the ``strict`` ones
+    (config.Listener: Internet/ISP-facing); their open sessions keep the
+    line up after ETRN while the ISP pushes mail back.
+
+NEVER
+    Decides when to dial (the policy does), makes DNS queries outside a
+    queue run, or raises from queue_summary/inbound_active for one bad
+    entry (an entry that cannot be routed counts as expensive).
+
+FAILURES
+    ``etrn`` with no ``link.etrn_host`` configured returns code 0 results
+    saying so; a refused connection is a code 0 result (edgemail.delivery.etrn).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass
+
+from edgemail import maillog
+from edgemail.clock import Clock, SystemClock
+from edgemail.config import loader as configmod
+from edgemail.daemon.notify import Notifier
+from edgemail.delivery.etrn import EtrnResult, etrn
+from edgemail.delivery.port import is_ip
+
+log = logging.getLogger("edgemail.runner")
+
+#: longest sleep of watch() between looks at the queue (new entries, clock jumps)
+WATCH_MAX_S = 60.0
+#: link-up: how long the run waits for a route to its first next hop, and how often it looks
+ROUTE_WAIT_S, ROUTE_POLL_S = 5.0, 0.05
+
+
+@dataclass(frozen=True)
+class QueueDemand:
+    """What waits for the link (the manager reads queued, oldest_age_s, urgent)."""
+
+    queued: int = 0                #: messages due now with recipients on expensive routes
+    oldest_age_s: float = 0.0      #: age of the oldest of those
+    urgent: int = 0                #: of those, urgent class
+    expensive: int = 0             #: messages waiting on expensive routes, due or not
+    total: int = 0                 #: messages in the queue
+    next_due: float | None = None  #: wall time the next deferred expensive message is due
+
+    def as_dict(self) -> dict:
+        return {"count": self.total, "expensive": self.expensive, "due": self.queued,
+                "oldest_age_s": round(self.oldest_age_s, 1), "urgent": self.urgent,
+                "next_due": self.next_due}
+
+
+def isp_facing(listeners) -> list:
+    """The listeners whose sessions come from the ISP (strict ones)."""
+    return [lst for lst in listeners if getattr(getattr(lst, "listener", None), "strict", False)]
+
+
+class MtaPort:
+    """The port the LinkManager drives (see the module docstring)."""
+
+    def __init__(self, cfg, store, runner, *, listeners=(), clock: Clock | None = None,
+                 etrn_fn=etrn) -> None:
+        self.cfg, self.store, self.runner = cfg, store, runner
+        self.listeners = list(listeners)
+        self.clock = clock or SystemClock()
+        self._etrn = etrn_fn
+        self._needs_link: dict[str, tuple[object, bool]] = {}
+        self._kick = asyncio.Event()
+        self.last_run = None
+
+    # ------------------------------------------------------------ demand
+
+    def needs_link(self, entry) -> bool:
+        """Has this entry a recipient still waiting on an expensive route?"""
+        hit = self._needs_link.get(entry.qid)
+        if hit is not None and hit[0] is entry:
+            return hit[1]
+        try:
+            jobs, _ = self.runner._jobs(entry)      # XXX: wants a public Runner.pending_jobs()
+            answer = any(_expensive(j.decision) for j in jobs)
+        except Exception as exc:                 # unroutable: let the run find out and say why
+            log.warning(maillog.demand_unroutable(entry.qid, str(exc)))
+            answer = True
+        self._needs_link[entry.qid] = (entry, answer)
+        return answer
+
+    def queue_summary(self) -> QueueDemand:
+        now = self.clock.wall()
+        entries = self.store.entries()
+        if len(self._needs_link) > 2 * len(entries) + 1000:
+            live = {e.qid for e in entries}
+            self._needs_link = {q: v for q, v in self._needs_link.items() if q in live}
+        waiting = [e for e in entries if not e.held and self.needs_link(e)]
+        due = [e for e in waiting if e.next_attempt <= now]
+        later = [e.next_attempt for e in waiting if e.next_attempt > now]
+        return QueueDemand(
+            queued=len(due),
+            oldest_age_s=max((max(now - e.created, 0.0) for e in due), default=0.0),
+            urgent=sum(1 for e in due if e.envelope.urgency == "urgent"),
+            expensive=len(waiting), total=len(entries), next_due=min(later, default=None))
+
+    async def watch(self, on_due) -> None:
+        """Call on_due() when a deferred expensive message becomes due (and
+        at least every WATCH_MAX_S, so new entries and clock jumps are seen)."""
+        while True:
+            nxt = self.queue_summary().next_due
+            wait = WATCH_MAX_S if nxt is None else min(max(nxt - self.clock.wall(), 0.0) + 0.5, WATCH_MAX_S)
+            self._kick.clear()
+            sleep = asyncio.ensure_future(self.clock.sleep(wait))
+            kick = asyncio.ensure_future(self._kick.wait())
+            try:
+                await asyncio.wait({sleep, kick}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                sleep.cancel()
+                kick.cancel()
+            if sleep.done() and not sleep.cancelled():
+                on_due()
+
+    def changed(self) -> None:
+        """The queue changed (commit, run): re-plan watch()."""
+        self._kick.set()
+
+    # ------------------------------------------------------------ link-up sequence
+
+    def clear_host_status(self) -> None:
+        dropped = self.runner.hosts.clear()
+        log.info(maillog.hoststatus_cleared(dropped))
+
+    async def run_queue(self):
+        """The link-up queue run (runner.link_up: host status, peer DNS, link-up time, run),
+        once there is a route towards the first next hop (see wait_route)."""
+        try:
+            if not self.cfg.dns.nameservers and self.cfg.dns.peer_dns_file:
+                await wait_fresh_file(self.cfg.dns.peer_dns_file, ROUTE_WAIT_S)
+            await wait_route(self._first_hops(), ROUTE_WAIT_S)
+            self.last_run = await self.runner.link_up(iface=self.cfg.link.interface)
+            return self.last_run
+        finally:
+            self.changed()
+
+    async def run_due(self):
+        """Another run on the same call (mail that became due while the line
+        lingered): what is due now; host status and peer DNS as they are."""
+        try:
+            self.last_run = await self.runner.queue_run(reason="mail-waiting")
+            return self.last_run
+        finally:
+            self.changed()
+
+    def _first_hops(self) -> list[str]:
+        """Numeric addresses the run will talk to first: nameservers, else the smart host."""
+        reload = getattr(self.runner.resolver, "reload_nameservers", None)
+        hops = list(reload() if reload else ())
+        if self.cfg.SmartHost:
+            hops.append(configmod.smart_host(self.cfg.SmartHost)[0])
+        return [h for h in hops if is_ip(h)]
+
+    def stop_run(self) -> None:
+        self.runner.stop_run()
+
+    def link_down(self) -> None:
+        """The call ended: stop the run (if any) and book the end of link-up time."""
+        task = asyncio.get_running_loop().create_task(self.runner.link_down())
+        task.add_done_callback(_log_failure)
+        self.changed()
+
+    async def etrn(self, domains) -> list[EtrnResult]:
+        if not self.cfg.link.etrn_host:
+            return [EtrnResult(d, 0, "no link.etrn_host configured") for d in domains]
+        host, port = configmod.smart_host(self.cfg.link.etrn_host)
+        return await self._etrn(host, port, domains, helo_name=self.cfg.hostname,
+                                timeout=self.cfg.Timeout.misc)
+
+    def inbound_active(self) -> int:
+        return sum(lst.active for lst in isp_facing(self.listeners))
+
+
+def _routable(addr: str) -> bool:
+    """Has the kernel a route to `addr`?  A UDP connect() sends no packet;
+    it only asks the routing table."""
+    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect((addr, 53))
+            return True
+        except OSError:
+            return False
+
+
+async def wait_route(addresses: list[str], limit_s: float) -> bool:
+    """Wait (at most limit_s) until the kernel has a route to every one of
+    `addresses` (the run's first hops: nameservers and the smart host).
+
+    pppd (and fakepppd) add ppp0's address a few ms before the default route:
+    netlink's link-up comes first, and a run started at once meets "Network is
+    unreachable".  Every hop counts: a smart host on the LAN or on loopback
+    is routable at once and says nothing about the nameservers behind ppp0.
+    Real time, not the injected clock: this waits for the kernel and pppd."""
+    waited = 0.0
+    while True:
+        missing = [a for a in addresses if not _routable(a)]
+        if not missing:
+            return True
+        if waited >= limit_s:
+            log.warning(maillog.runner_warning(f"no route to {','.join(missing)} after {waited:.1f}s; running anyway"))
+            return False
+        await asyncio.sleep(ROUTE_POLL_S)
+        waited += ROUTE_POLL_S
+
+
+async def wait_fresh_file(path: str, limit_s: float, fresh_s: float = 30.0) -> bool:
+    """Wait (at most limit_s) until `path` was written within the last
+    `fresh_s` seconds: pppd writes its usepeerdns file when IPCP comes up,
+    which netlink may report a moment earlier; a file left from the last
+    call must not be read for this one."""
+    waited = 0.0
+    while True:
+        try:
+            if time.time() - os.stat(path).st_mtime <= fresh_s:
+                return True
+        except OSError:
+            pass
+        if waited >= limit_s:
+            log.warning(maillog.runner_warning(f"no fresh peer DNS file {path} after {waited:.1f}s; using what there is"))
+            return False
+        await asyncio.sleep(ROUTE_POLL_S)
+        waited += ROUTE_POLL_S
+
+
+def _expensive(decision) -> bool:
+    """Needs the link: flagged expensive or an mx route; never hold (someone else's ETRN)."""
+    if decision.kind == "hold":
+        return False
+    return decision.expensive or decision.kind == "mx"
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning(maillog.runner_warning(f"link_down failed: {task.exception()}"))
+
+
+class Link:
+    """The manager, its MTA port and the daemon's hooks into them."""
+
+    def __init__(self, manager, port) -> None:
+        self.manager, self.port = manager, port
+        manager.port = port
+
+    def changed(self) -> None:
+        """The queue changed: re-plan the port's watch, ask the policy again."""
+        self.port.changed()
+        self.manager.demand_changed()
+
+    def on_commit(self, runner):
+        def hook(qid: str) -> None:
+            runner.on_commit(qid)
+            self.changed()
+        return hook
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.manager.run())
+            tg.create_task(self.port.watch(self.manager.demand_changed))
+
+    def status_text(self) -> str:
+        q = self.port.queue_summary()
+        return f"link {self.manager.state}, {q.total} queued ({q.queued} for the link)"
+
+    async def notify_loop(self, notifier: Notifier, clock: Clock) -> None:
+        """STATUS= to systemd whenever the link state or the queue count changes."""
+        said = ""
+        while True:
+            text = self.status_text()
+            if text != said:
+                notifier.status(text)
+                said = text
+            await clock.sleep(STATUS_POLL_S)
+
+
+#: how often the sd_notify STATUS text is recomputed (sent only when it changed)
+STATUS_POLL_S = 1.0

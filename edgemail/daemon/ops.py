@@ -1,0 +1,328 @@
+"""daemon/ops.py - the control ops the daemon answers itself.
+
+Owns: submit (``sendmail`` through the socket: the envelope checked, the
+message committed, logged as ``proto=local`` with the uid the kernel
+vouches for), queue_list (rows or mailq text, streamed LIST_BATCH entries a
+line, from the in-memory index with per-entry text cached), queue_show,
+queue_run (``sendmail -q``: in the background, or waited for), status,
+reload, which ops every local user may call (``public``: sendmail's
+PrivacyOptions restrictmailq / restrictqrun), and the ops the runner and
+the link manager answer (``runner_ops``, ``link_ops``).
+
+Never: blocks the loop (reading a message's data goes to a thread), or
+trusts what a client says about itself (the peer's uid comes from
+SO_PEERCRED, added by daemon/control.py as ``_peer``).
+
+Failures: a bad request raises ValueError/KeyError (an error reply naming
+what was wrong); a full or failing spool raises ControlError "temporary:
+..." (sendmail then keeps the message in the maildrop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import time
+from collections.abc import Callable
+from importlib import metadata
+
+from edgemail import maillog
+from edgemail.clock import Clock
+from edgemail.config.model import Config
+from edgemail.daemon.control import Stream
+from edgemail.daemon.mtaport import Link
+from edgemail.envelope import Envelope, Recipient
+from edgemail.errors import ControlError, SpoolError, SpoolFull
+
+log = logging.getLogger("edgemail.daemon")
+
+#: rows per streamed queue_list line (one JSON array each: cheap on both sides)
+LIST_BATCH = 2000
+
+
+def version() -> str:
+    try:
+        return metadata.version("edgemail")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class ControlOps:
+    """The control ops the daemon itself answers."""
+
+    def __init__(self, cfg: Config, store, clock: Clock, *, runner=None, link=None,
+                 listeners=(), on_commit=None) -> None:
+        self.cfg, self.store, self.clock = cfg, store, clock
+        self.runner, self.link, self.listeners = runner, link, list(listeners)
+        self.on_commit = on_commit or getattr(runner, "on_commit", None)
+        self.started = clock.wall()
+        self.listing = QueueListing(store)
+        self.reloader: Callable[[str], dict] | None = None
+
+    def handlers(self) -> dict:
+        ops = {"submit": self.submit, "queue_list": self.queue_list, "queue_show": self.queue_show,
+               "queue_run": self.queue_run, "status": self.status, "reload": self.reload}
+        if self.runner is not None and hasattr(self.runner, "hoststat"):
+            ops.update(runner_ops(self.runner))
+        if isinstance(self.link, Link):
+            ops.update(link_ops(self.link.manager))
+        return ops
+
+    async def submit(self, req: dict) -> dict:
+        try:
+            data = base64.b64decode(req.get("data_b64", ""), validate=True)
+        except ValueError as exc:
+            raise ValueError(f"bad data_b64: {exc}") from None
+        env = self._envelope(req, len(data))
+        if len(data) > self.cfg.MaxMessageSize:
+            raise ValueError(f"message too large ({len(data)} bytes, MaxMessageSize {self.cfg.MaxMessageSize})")
+        try:
+            qid = await self.store.commit(env, data)
+        except SpoolFull as exc:
+            raise ControlError(f"temporary: spool full: {exc}") from None
+        except SpoolError as exc:
+            raise ControlError(f"temporary: spool error: {exc}") from None
+        log_spool = logging.getLogger("edgemail.spool")
+        log_spool.info(maillog.received(qid, env))
+        if self.on_commit is not None:
+            self.on_commit(qid)
+        return {"qid": qid}
+
+    def _envelope(self, req: dict, size: int) -> Envelope:
+        from edgemail.address import AddressError, parse_address
+        rcpts = req.get("recipients")
+        if not isinstance(rcpts, list) or not rcpts:
+            raise ValueError("bad envelope: recipients must be a non-empty list")
+        try:
+            sender = req.get("mail_from", "")
+            if sender:
+                sender = str(parse_address(sender))
+            recipients = tuple(Recipient(str(parse_address(r["address"])), orcpt=r.get("orcpt"),
+                                         notify=frozenset(r.get("notify") or ())) for r in rcpts)
+        except (AddressError, KeyError, TypeError) as exc:
+            raise ValueError(f"bad envelope: {exc}") from None
+        return Envelope(mail_from=sender, recipients=recipients, ret=req.get("ret"), envid=req.get("envid"),
+                        body=req.get("body"), size=size, precedence=int(req.get("precedence") or 0),
+                        msgid=str(req.get("msgid") or ""), proto="local",
+                        client=_local_client(req.get("_peer") or {}), arrived=self.clock.wall())
+
+    def public(self) -> set[str]:
+        """Ops for every local user, as sendmail allows them: submit (local
+        mail), status, the queue listing (unless PrivacyOptions
+        restrictmailq) and queue runs (unless restrictqrun; with the line
+        down a run delivers only what needs no call, invariant 3).  The rest
+        (reload, queue show with contents, link, host status) need an
+        administrator."""
+        ops = {"submit", "status"}
+        if "restrictmailq" not in self.cfg.PrivacyOptions:
+            ops.add("queue_list")
+        if "restrictqrun" not in self.cfg.PrivacyOptions:
+            ops.add("queue_run")
+        return ops
+
+    async def reload(self, req: dict) -> dict:
+        """``newaliases`` / ``sendmail -bi`` / ``edgemail reload``: as SIGHUP."""
+        if self.reloader is None:
+            raise ControlError("temporary: this daemon cannot reload")
+        reply = self.reloader(str(req.get("reason") or "control"))
+        if not reply["reloaded"]:
+            raise ValueError(f"reload failed, nothing changed: {reply['error']}")
+        return reply
+
+    async def queue_list(self, req: dict) -> Stream:
+        """``format``: "rows" (default) or "mailq" (preformatted text)."""
+        return self.listing.stream(req.get("format", "rows"))
+
+    async def queue_show(self, req: dict) -> dict:
+        qid = req.get("qid")
+        if not isinstance(qid, str):
+            raise ValueError("queue_show needs a qid")
+        try:
+            e = self.store.get(qid)
+        except KeyError:
+            raise KeyError(f"no such queue id {qid!r}") from None
+        env = e.envelope
+        out = {"qid": e.qid, "from": env.mail_from, "size": e.size, "created": e.created,
+               "priority": e.priority, "attempts": e.attempts, "next_attempt": e.next_attempt,
+               "held": e.held, "msgid": env.msgid, "proto": env.proto, "client": env.client,
+               "recipients": [{"address": r.address, "status": _status_word(e.rcpt_status.get(r.address)),
+                               "last_reply": e.last_reply.get(r.address, "")} for r in env.recipients]}
+        if req.get("data"):
+            data = await asyncio.to_thread(self.store.read_data, qid)
+            out["data_b64"] = base64.b64encode(data).decode("ascii")
+        return out
+
+    async def queue_run(self, req: dict) -> dict:
+        filters = req.get("filters") or []
+        if not isinstance(filters, list) or not all(isinstance(f, str) for f in filters):
+            raise ValueError("filters must be a list of sendmail -q forms such as \"R@example.org\"")
+        log.info(maillog.queue_run_requested(filters))
+        if self.runner is not None and hasattr(self.runner, "queue_run"):
+            done = self.link.changed if isinstance(self.link, Link) else None
+            return await start_queue_run(self.runner, filters, wait=bool(req.get("wait")), done=done)
+        return {"message": "queue run requested (no delivery runner in this build: request logged)"}
+
+    async def status(self, req: dict) -> dict:
+        entries = self.store.entries()
+        link = {"state": "none"}
+        extra = {}
+        if isinstance(self.link, Link):
+            full = self.link.manager.status()
+            link = full.pop("link")
+            extra = {**full, "queue": self.link.port.queue_summary().as_dict()}
+        elif self.link is not None:
+            link = self.link.status() if hasattr(self.link, "status") else {"state": getattr(self.link, "state", "?")}
+        return {**extra, "version": version(), "pid": os.getpid(), "uptime_s": round(self.clock.wall() - self.started, 1),
+                "queued": len(entries), "held": sum(1 for e in entries if e.held),
+                "listeners": [f"{c.name}=[{c.address}]:{lst.port}" for c, lst in zip(self.cfg.listeners, self.listeners)],
+                "control": self.cfg.control_socket, "link": link}
+
+
+_background: set = set()
+
+
+def _background_task(coro) -> None:
+    task = asyncio.get_running_loop().create_task(coro)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+async def start_queue_run(runner, filters: list[str], *, wait: bool, reason: str = "control",
+                          flush: bool = True, done: Callable[[], None] | None = None) -> dict:
+    """``sendmail -q``: a run in the background (a run over a modem outlasts
+    Timeout.control), or waited for with ``wait``; ``done()`` after it.
+    Bad filters: ValueError."""
+    from edgemail.spool import schedule
+    schedule.parse_filters(filters)
+
+    async def run():
+        try:
+            return await runner.queue_run(filters, reason=reason, flush=flush)
+        finally:
+            if done is not None:
+                done()
+    if wait:
+        report = await run()
+        return {"message": report.message(), "report": report.as_dict()}
+    _background_task(run())
+    return {"message": f"queue run started ({', '.join(filters) or 'whole queue'})"}
+
+
+def runner_ops(runner) -> dict:
+    """Control ops answered by the delivery runner: hoststat, purgestat, link_up, link_down."""
+    async def hoststat(req: dict) -> dict:
+        return {"text": runner.hoststat()}
+
+    async def purgestat(req: dict) -> dict:
+        return {"purged": await runner.purgestat(everything=bool(req.get("all")))}
+
+    async def link_up(req: dict) -> dict:
+        info = {k: str(req[k]) for k in ("iface", "local", "remote", "ipparam") if req.get(k)}
+        if req.get("wait"):
+            return {"message": (await runner.link_up(**info)).message()}
+        _background_task(runner.link_up(**info))
+        return {"message": "link up: host status cleared, queue run started"}
+
+    async def link_down(req: dict) -> dict:
+        busy = await runner.link_down()
+        return {"message": "queue run asked to stop" if busy else "no queue run in progress"}
+
+    return {"hoststat": hoststat, "purgestat": purgestat, "link_up": link_up, "link_down": link_down}
+
+def link_ops(manager) -> dict:
+    """Control ops answered by the link manager: the ppp hooks (link_up /
+    link_down, idempotent with netlink), link_explain, link_dial, link_hangup."""
+    async def link_up(req: dict) -> dict:
+        iface = str(req.get("iface") or manager.cfg.interface)
+        return manager.link_up(iface, str(req.get("local") or ""), str(req.get("remote") or ""))
+
+    async def link_down(req: dict) -> dict:
+        env = req.get("env") if isinstance(req.get("env"), dict) else {}
+        return manager.link_down(str(req.get("iface") or manager.cfg.interface), env=env)
+
+    async def link_explain(req: dict) -> dict:
+        return {"text": manager.explain()}
+
+    async def link_dial(req: dict) -> dict:
+        return manager.dial_now("operator")
+
+    async def link_hangup(req: dict) -> dict:
+        return manager.hangup_now()
+
+    return {"link_up": link_up, "link_down": link_down, "link_explain": link_explain,
+            "link_dial": link_dial, "link_hangup": link_hangup}
+
+
+def _local_client(peer: dict) -> str:
+    """How a local submission is logged: the uid the kernel vouches for, not a claim."""
+    return f"localhost (uid {peer['uid']})" if "uid" in peer else "localhost"
+
+
+def _status_word(s) -> str:
+    return getattr(s, "value", str(s or "queued"))
+
+
+class QueueListing:
+    """``queue_list`` answers from the store's in-memory index: rows (for
+    ``--json``) or sendmail-style mailq text, LIST_BATCH entries per streamed
+    line.  The text of each entry is cached against the entry object (entries
+    are frozen; a change makes a new object), so a warm listing of 100,000
+    entries is a join of cached strings; ``warm()`` fills the cache after
+    start-up without blocking the loop."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+        self._text: dict[str, tuple[object, str]] = {}
+
+    def stream(self, fmt: str) -> Stream:
+        entries = self.store.entries()
+        if len(self._text) > 2 * len(entries) + 1000:      # forget removed entries
+            self._text = {e.qid: self._text[e.qid] for e in entries if e.qid in self._text}
+        make = self._text_batches if fmt == "mailq" else _row_batches
+        return Stream(make(entries), {"total": len(entries)})
+
+    def text(self, e) -> str:
+        hit = self._text.get(e.qid)
+        if hit is None or hit[0] is not e:
+            hit = self._text[e.qid] = (e, mailq_entry(e))
+        return hit[1]
+
+    def _text_batches(self, entries):
+        for i in range(0, len(entries), LIST_BATCH):
+            yield {"text": "".join(self.text(e) for e in entries[i:i + LIST_BATCH])}
+
+    async def warm(self) -> None:
+        entries = self.store.entries()
+        for i in range(0, len(entries), LIST_BATCH):
+            for e in entries[i:i + LIST_BATCH]:
+                self.text(e)
+            await asyncio.sleep(0)
+
+
+def mailq_entry(e) -> str:
+    """One entry as sendmail's mailq prints it ("!" after the qid: on hold)."""
+    stamp = time.strftime("%a %b %d %H:%M", time.localtime(e.created))
+    lines = [f"{e.qid}{'!' if e.held else ' '}{e.size:>8} {stamp} <{e.envelope.mail_from}>\n"]
+    said = set()
+    for r in e.envelope.recipients:            # like sendmail: only what still waits
+        status = e.rcpt_status.get(r.address)
+        if status is not None and getattr(status, "final", False):
+            continue
+        reply = e.last_reply.get(r.address, "")
+        if reply and reply not in said:
+            said.add(reply)
+            lines.append(f"                 ({_status_word(status).capitalize()}: {reply[:60]})\n")
+        lines.append(f"\t\t\t\t\t <{r.address}>\n")
+    return "".join(lines)
+
+
+def _row_batches(entries):
+    """Rows, LIST_BATCH per line: [qid, size, created, from, held, [[rcpt, status, reply]...]]."""
+    for i in range(0, len(entries), LIST_BATCH):
+        yield {"rows": [
+            [e.qid, e.size, e.created, e.envelope.mail_from, e.held,
+             [[r.address, _status_word(e.rcpt_status.get(r.address)), e.last_reply.get(r.address, "")]
+              for r in e.envelope.recipients]]
+            for e in entries[i:i + LIST_BATCH]]}

@@ -1,0 +1,101 @@
+"""daemon/reload.py - what a running daemon reads again, and when.
+
+Owns: SIGHUP (``systemctl reload``; HangUp: a reload once the daemon is up,
+a line saying "still starting" before, never the signal's default action,
+which would end the daemon), the reload itself (Reloader: the aliases, a
+new Router for the runner, and the dial policy for the link manager; the
+config file is read to check it and to name the settings that changed,
+which take effect at restart), and reading the dial policy file
+(``load_policy``, at start-up too).
+
+Invariant: all or nothing - any error leaves everything as it was and is
+logged (``reload_failed``) with FILE:LINE where there is one.
+
+Never: re-binds sockets, re-opens the spool or restarts the link manager;
+those settings are named as needing a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+
+from edgemail import maillog
+from edgemail.config.model import Config
+from edgemail.daemon.mtaport import Link
+from edgemail.errors import ConfigError
+
+log = logging.getLogger("edgemail.daemon")
+
+
+class HangUp:
+    """SIGHUP (``systemctl reload``): a reload once the daemon is up; while
+    it starts, a line saying so (never the signal's default: the end)."""
+
+    def __init__(self) -> None:
+        self.reload: Callable[[str], dict] | None = None
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_signal_handler(signal.SIGHUP, self._fire)
+
+    def _fire(self) -> None:
+        if self.reload is None:
+            log.warning(maillog.reload_failed("SIGHUP", "the daemon is still starting; send it again"))
+        else:
+            self.reload("SIGHUP")
+
+    def remove(self) -> None:
+        self._loop.remove_signal_handler(signal.SIGHUP)
+
+
+class Reloader:
+    """What a running daemon reads again on SIGHUP or ``newaliases``: the
+    aliases (a new Router for the runner) and the dial policy (the link
+    manager's rules and settings).  The config file is read to check it and
+    to name the settings that changed: those take effect at restart.  All or
+    nothing: any error leaves everything as it was."""
+
+    def __init__(self, cfg: Config, runner=None, link=None) -> None:
+        self.cfg, self.runner, self.link = cfg, runner, link
+
+    def __call__(self, reason: str) -> dict:
+        from dataclasses import fields
+
+        from edgemail.config.loader import load as load_config
+        from edgemail.delivery.aliases import load as load_aliases
+        from edgemail.delivery.routing import Router
+        try:
+            new = load_config(self.cfg.path)
+            aliases = load_aliases(self.cfg.local.aliases, self.cfg.local)
+            policy = load_policy(self.cfg) if isinstance(self.link, Link) else None
+        except (ConfigError, OSError) as exc:
+            log.error(maillog.reload_failed(reason, exc))
+            return {"reloaded": False, "error": str(exc)}
+        if self.runner is not None and hasattr(self.runner, "router"):
+            self.runner.router = Router(self.cfg, aliases)
+        if policy is not None:
+            self.link.manager.replace_policy(policy)
+        changed = [f.name for f in fields(Config)
+                   if f.name != "path" and getattr(new, f.name) != getattr(self.cfg, f.name)]
+        log.info(maillog.reloaded(reason, aliases=len(aliases.entries),
+                                  policy=self.cfg.link.policy if policy is not None else "",
+                                  restart_needed=changed))
+        return {"reloaded": True, "aliases": len(aliases.entries), "restart_needed": changed}
+
+
+def load_policy(cfg: Config):
+    """The dial policy file -> link.policy.Policy.  Raises ConfigError (file:line: field: problem)."""
+    from link.policy import PolicyError, parse
+    path = cfg.link.policy
+    if not path:
+        raise ConfigError("a link mode needs a dial policy file", file=cfg.path, key="link.policy")
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the dial policy: {exc.strerror}", file=path) from None
+    try:
+        return parse(text, file=path)
+    except PolicyError as exc:
+        raise ConfigError(exc.problem, file=exc.file, key=exc.field, line=exc.line) from None

@@ -1,0 +1,176 @@
+"""delivery/port.py - the runner's small words: LinkPort, RunReport, Job, and pure helpers.
+
+NAME
+    port - the seam to the link manager and the values the runner passes around
+
+DESCRIPTION
+    ``LinkPort`` is what the runner needs from the link manager (docs/interfaces.md):
+    ``state``, ``hold(reason)`` (an async context manager that keeps the line
+    up while inside) and ``wait_up(timeout) -> bool`` (DialDelay: wait for
+    link-up, bounded).  ``link=None`` means "no link manager": expensive
+    routes wait for an explicit queue run, which then treats the link as
+    available (a LAN-only box, or a link brought up by someone else).
+
+    Pure helpers: ``is_cheap`` (is this job delivered right after commit?),
+    ``failed_attempt`` (a DeliveryFailure as an Attempt that remembers its
+    scope), ``cut_attempt``/``is_cut`` (a delivery cut by the link),
+    ``stat_text`` (sendmail's ``stat=``), ``is_ip``, ``parse_hosts``
+    (/etc/hosts text -> name -> address: cheap routes never use DNS),
+    ``connect_failed`` (is this the failure DialDelay is for?), ``combine``
+    (an aliased recipient's state from its expansions').
+
+NEVER
+    Does I/O: deliver.py reads the hosts file and hands its text to
+    ``parse_hosts``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import AsyncContextManager, Protocol
+
+from edgemail.delivery.routing import Decision
+from edgemail.envelope import Attempt, RcptStatus, Recipient
+from edgemail.errors import DeliveryFailure, Scope
+
+#: link states in which a link-up is on its way (DialDelay waits for it)
+COMING_UP = ("dialing", "connecting")
+
+
+class LinkPort(Protocol):
+    """The link as the runner sees it (the link package's manager fulfils it)."""
+
+    #: "down", "dialing", "connecting", "up", "hanging-up"
+    state: str
+
+    def hold(self, reason: str) -> AsyncContextManager[None]:
+        """Keep the line up while inside."""
+
+    async def wait_up(self, timeout: float) -> bool:
+        """Wait at most `timeout` seconds for the link to be up; True if it is."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One delivery: an envelope recipient as routed (an alias may give several)."""
+
+    rcpt: Recipient            # as the envelope has it
+    decision: Decision         # where it goes; decision.address is the final address
+    key: str                   # the spool's rcpt_status key for this delivery
+
+    @property
+    def wire(self) -> Recipient:
+        """The recipient as sent on (the final address, the original's DSN parameters)."""
+        return Recipient(self.decision.address, orcpt=self.rcpt.orcpt, notify=self.rcpt.notify)
+
+
+@dataclass
+class RunReport:
+    """What one queue run did."""
+
+    run: str
+    reason: str
+    filters: tuple[str, ...] = ()
+    selected: int = 0
+    attempted: int = 0
+    sent: int = 0
+    deferred: int = 0
+    bounced: int = 0
+    #: recipients whose delivery was cut by link loss or stop_run (not counted)
+    cut: int = 0
+    skipped_hosts: list[str] = field(default_factory=list)
+    #: "" (ran to the end), "stop" (stop_run), "budget", "link" (link lost)
+    stopped: str = ""
+    seconds: float = 0.0
+    #: the link manager had the line down: expensive routes were left for the link
+    link_wait: bool = False
+
+    def message(self) -> str:
+        text = (f"queue run {self.run} ({self.reason}): selected={self.selected}, "
+                f"attempted={self.attempted}, sent={self.sent}, deferred={self.deferred}, "
+                f"bounced={self.bounced}")
+        if self.cut:
+            text += f", cut={self.cut}"
+        if self.stopped:
+            text += f", stopped={self.stopped}"
+        if self.link_wait:
+            text += ", expensive routes wait for the link"
+        return text
+
+    def as_dict(self) -> dict:
+        return {"run": self.run, "reason": self.reason, "filters": list(self.filters),
+                "selected": self.selected, "attempted": self.attempted, "sent": self.sent,
+                "deferred": self.deferred, "bounced": self.bounced, "cut": self.cut,
+                "skipped_hosts": list(self.skipped_hosts), "stopped": self.stopped,
+                "seconds": round(self.seconds, 3)}
+
+
+def is_cheap(job: Job) -> bool:
+    """Delivered at once after commit: not expensive, and no DNS needed (mx and
+    hold always need DNS, so they are never cheap, whatever the flag says)."""
+    return not job.decision.expensive and job.decision.kind not in ("mx", "hold")
+
+
+def failed_attempt(exc: DeliveryFailure, relay: str, now: float) -> Attempt:
+    status = RcptStatus.BOUNCED if exc.permanent else RcptStatus.DEFERRED
+    return Attempt(status, exc.dsn, exc.reply or exc.reason, relay=relay, at=now,
+                   extra={"scope": exc.scope.value})
+
+
+def cut_attempt(reason: str, relay: str, now: float) -> Attempt:
+    """A delivery cut by link loss or stop_run: not recorded, grows no backoff."""
+    return Attempt(RcptStatus.DEFERRED, "4.4.2", reason, relay=relay, at=now,
+                   extra={"scope": Scope.LINK.value})
+
+
+def is_cut(a: Attempt) -> bool:
+    return a.status is RcptStatus.DEFERRED and a.extra.get("scope") == Scope.LINK.value
+
+
+def stat_text(a: Attempt) -> str:
+    """sendmail's stat=: "Sent (reply)", "Deferred: reason", or the bounce reason."""
+    if a.status is RcptStatus.SENT:
+        return f"Sent ({a.text})"
+    if a.status is RcptStatus.DEFERRED:
+        return f"Deferred: {a.text}"
+    if a.status is RcptStatus.EXPIRED:
+        return f"Expired: {a.text}"
+    return a.text
+
+
+def is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_hosts(text: str) -> dict[str, str]:
+    """/etc/hosts text -> {name (lower case): first address listed for it}."""
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        fields = line.split("#", 1)[0].split()
+        if len(fields) < 2 or not is_ip(fields[0]):
+            continue
+        for name in fields[1:]:
+            found.setdefault(name.lower().rstrip("."), fields[0])
+    return found
+
+
+def connect_failed(exc: DeliveryFailure) -> bool:
+    """The failure DialDelay is for: no connection was made at all."""
+    if getattr(exc, "phase", None) == "connect":
+        return True
+    return exc.temporary and ("connect to " in exc.reason or "(connect)" in exc.reason)
+
+
+def combine(attempts: list[Attempt], now: float) -> Attempt:
+    """The envelope recipient's state from its expansions' (all final)."""
+    sent = [a for a in attempts if a.status is RcptStatus.SENT]
+    if len(sent) == len(attempts):
+        return Attempt(RcptStatus.SENT, "2.0.0", f"delivered to {len(sent)} address(es) (alias)",
+                       relay="alias", at=now)
+    bad = next(a for a in attempts if a.status is not RcptStatus.SENT)
+    return Attempt(bad.status, bad.dsn, bad.text, relay=bad.relay, at=now)
