@@ -53,6 +53,7 @@ class FakeClock:
         self._mono = monotonic
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
+        self._changed = asyncio.Condition()   # bound to a loop at first use
 
     def wall(self) -> float:
         return self._wall
@@ -63,7 +64,29 @@ class FakeClock:
     async def sleep(self, seconds: float) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._sleepers, (self._mono + max(0.0, seconds), next(self._seq), fut))
+        await self._notify()
         await fut
+
+    def deadlines(self) -> list[float]:
+        """When each task sleeping on this clock wakes (monotonic), soonest first."""
+        return sorted(when for when, _, fut in self._sleepers if not fut.done())
+
+    async def wait_for_sleepers(self, n: int = 1, *, timeout: float = 10.0) -> list[float]:
+        """Wait (in real time, at most TIMEOUT) until N or more tasks sleep on this
+        clock; their deadlines.  Tests use it instead of sleeping and peeking:
+        ``await clock.wait_for_sleepers(1); clock.advance(...)``.  Raises
+        TimeoutError naming how many were seen."""
+        try:
+            async with asyncio.timeout(timeout), self._changed:
+                await self._changed.wait_for(lambda: len(self.deadlines()) >= n)
+        except TimeoutError:
+            raise TimeoutError(f"{len(self.deadlines())} sleepers on the clock after {timeout}s, "
+                               f"waited for {n}") from None
+        return self.deadlines()
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
 
     def advance(self, seconds: float) -> None:
         target = self._mono + seconds

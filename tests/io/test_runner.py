@@ -10,7 +10,7 @@ import pytest
 
 from edgemail.clock import FakeClock
 from edgemail.envelope import RcptStatus
-from edgemail.smtpc.session import TlsPolicy
+from edgemail.smtpc.tls import TlsPolicy
 from test_smtpc_session import cert  # noqa: F401  (fixture: openssl self-signed)
 from runner_helpers import MSG, make_cfg, make_runner, make_store, maildir, submit, until
 from upstream import Faults, upstream_factory  # noqa: F401  (fixture)
@@ -206,7 +206,7 @@ async def test_requests_during_a_run_collapse_into_one_follow_up(example_config,
 
 async def test_smtp_250_does_not_wait_for_delivery(example_config, upstream_factory, clock):
     import smtplib
-    from edgemail.smtpd import SmtpListener
+    from edgemail.smtpd.listener import SmtpListener
     lan = await upstream_factory(faults=Faults(slow={"DATA": 2.0}))
     cfg = make_cfg(example_config, routes={"lan.test": f"relay:[127.0.0.1]:{lan.port}"})
     store = make_store(cfg, clock)
@@ -243,8 +243,7 @@ async def test_background_loop_retries_deferred_cheap_delivery_on_schedule(examp
         assert entry.rcpt_status["x@lan.test"] is RcptStatus.DEFERRED
         assert entry.next_attempt == clock.wall() + cfg.retry.min_backoff
         lan = await upstream_factory(port=port)
-        await until(lambda: any(t >= clock.monotonic() + cfg.retry.min_backoff - 1
-                                for t, _, f in clock._sleepers if not f.done()))
+        await until(lambda: any(t >= clock.monotonic() + cfg.retry.min_backoff - 1 for t in clock.deadlines()))
         clock.advance(cfg.retry.min_backoff - 1)
         await asyncio.sleep(0.05)
         assert lan.messages == []                      # not yet due

@@ -12,10 +12,10 @@ import pytest
 
 from dnsserver import DnsServer
 from edgemail.clock import FakeClock
-from edgemail.config import DnsConfig
+from edgemail.config.model import DnsConfig
 from edgemail.envelope import RcptStatus
-from edgemail.mx import MxResolver
-from edgemail.smtpd import SmtpListener
+from edgemail.delivery.mx import MxResolver
+from edgemail.smtpd.listener import SmtpListener
 from runner_helpers import FakeLink, make_cfg, make_runner, make_store, maildir, submit, until
 from upstream import Faults, Upstream, upstream_factory  # noqa: F401  (fixture)
 
@@ -46,7 +46,7 @@ async def test_lan_route_refused_fails_fast_without_dialdelay(example_config, cl
     runner.on_commit(q)
     await runner.idle()        # a DialDelay sleep on the FakeClock would never return
     assert store.get(q).rcpt_status["x@lan.test"] is RcptStatus.DEFERRED
-    assert runner.link.waits == [] and clock._sleepers == []
+    assert runner.link.waits == [] and clock.deadlines() == []
 
 
 async def test_dialdelay_route_waits_for_link_up_then_succeeds(example_config, clock, upstream_factory):
@@ -75,8 +75,7 @@ async def test_dialdelay_sleeps_when_link_is_not_coming_up(example_config, clock
     runner = make_runner(cfg, store, clock)
     q = await submit(store, ["far@x.test"])
     run = asyncio.create_task(runner.queue_run())
-    await until(lambda: clock._sleepers)
-    assert clock._sleepers[0][0] == clock.monotonic() + cfg.DialDelay
+    assert await clock.wait_for_sleepers(1) == [clock.monotonic() + cfg.DialDelay]
     clock.advance(cfg.DialDelay)
     report = await run
     assert report.deferred == 1 and store.get(q).attempts == 1
