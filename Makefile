@@ -1,15 +1,20 @@
 # edgemail — the two commands a new user needs are `make demo` and `make test`.
 # Both create the virtualenv on first use; `make test` also installs, when run
 # as root, the Debian packages the tests drive as real peers (chat from ppp,
-# swaks, iproute2).
+# swaks, iproute2, debootstrap) and prepares what the package test installs into
+# (a Debian 12 root made by debootstrap, the dependencies' wheels): the tests
+# themselves never leave the machine.
 
 PYTHON  ?= python3
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
-DEB_TEST_PKGS := ppp swaks libnet-ssleay-perl iproute2 procps openssl
+DEB_TEST_PKGS := ppp swaks libnet-ssleay-perl iproute2 procps openssl debootstrap
+CACHE   := .cache
+WHEELS  := $(CACHE)/wheels
+DEBROOT := $(CACHE)/debroot-bookworm
 STAMP   := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast bench debs clean
+.PHONY: venv demo test test-fast bench debs deb testdata clean
 
 venv: $(STAMP)
 
@@ -33,10 +38,33 @@ debs:
 	    fi; \
 	fi
 
+# The wheels of edgemail's dependencies (and of its build backend): the
+# package is built from them without the network (packaging/deb/build.py).
+$(WHEELS)/.done: pyproject.toml | venv
+	mkdir -p $(WHEELS)
+	$(PY) -m pip download --quiet --disable-pip-version-check --dest $(WHEELS) \
+	    setuptools wheel $$($(PY) -c 'import tomllib; print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' | tr -d "'")
+	touch $@
+
+# A clean Debian 12 root for the package's install test (as root only).
+$(DEBROOT)/.done:
+	@if [ "$$(id -u)" = 0 ]; then \
+	    rm -rf $(DEBROOT) && mkdir -p $(CACHE) && \
+	    echo "debootstrap: a Debian 12 root for the package test (about a minute)" && \
+	    debootstrap --variant=minbase --include=python3 bookworm $(DEBROOT) http://deb.debian.org/debian >$(CACHE)/debootstrap.log 2>&1 && \
+	    touch $@ || { echo "note: debootstrap failed (see $(CACHE)/debootstrap.log); the package test will skip"; rm -rf $(DEBROOT); }; \
+	fi
+
+testdata: $(WHEELS)/.done $(DEBROOT)/.done
+
+# edgemail_VERSION_all.deb in dist/ (plain dpkg-deb; see packaging/deb/build.py)
+deb: $(WHEELS)/.done
+	$(PY) packaging/deb/build.py --out dist --wheels $(WHEELS)
+
 demo: venv
 	$(PY) -m demo $(if $(KEEP),--keep,)
 
-test: venv debs
+test: venv debs testdata
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-fast: venv
@@ -48,4 +76,4 @@ bench: venv debs
 	$(PY) tests/bench/linkup.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache dist $(CACHE)

@@ -1,0 +1,137 @@
+"""The Debian package, installed into a clean Debian 12 root as an admin would (issue 13 §1).
+
+`make test` (as root) prepares the root once with debootstrap (.cache/debroot-bookworm) and
+the dependencies' wheels (.cache/wheels); this test builds the .deb from the tree without the
+network, installs it into a throw-away overlay of that root (chroot), and checks what Debian
+expects of an MTA: the programs and the unit where they belong, the user and its folders,
+`edgemail config check` and `sendmail -t` working, edited conffiles kept on reinstall, and
+after `dpkg --purge` nothing of the package left but its system user (Debian policy 9.2).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DEBROOT = ROOT / ".cache" / "debroot-bookworm"
+WHEELS = ROOT / ".cache" / "wheels"
+#: what a package run changes in a root without being the package's (dpkg's own records, logs, caches)
+NOT_OURS = ("var/lib/dpkg/", "var/log/", "var/cache/", "etc/ld.so.cache", "tmp/", "run/", "proc/", "dev/",
+            "root/", "etc/passwd", "etc/group", "etc/shadow", "etc/gshadow", "etc/subuid", "etc/subgid",
+            "var/lib/systemd/deb-systemd-helper-", "etc/systemd/system/multi-user.target.wants/edgemail.service",
+            "var/lib/systemd/", "var/lib/ucf/")
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+
+def run(*cmd, check=True, **kw):
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, **kw)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, cmd))}: exit {r.returncode}\n{r.stdout}\n{r.stderr}")
+    return r
+
+
+@pytest.fixture(scope="module")
+def deb(tmp_path_factory):
+    if not (WHEELS / ".done").exists():
+        pytest.skip("no wheels in .cache/wheels (make test prepares them)")
+    out = tmp_path_factory.mktemp("deb")
+    r = run(sys.executable, str(ROOT / "packaging/deb/build.py"), "--out", str(out), "--wheels", str(WHEELS))
+    return Path(r.stdout.strip())
+
+
+@pytest.fixture
+def chroot(tmp_path):
+    """A writable overlay of the cached Debian 12 root, mounted for one test and always removed."""
+    if not (DEBROOT / ".done").exists():
+        pytest.skip("no Debian 12 root in .cache (make test makes it with debootstrap, as root)")
+    upper, work, merged = tmp_path / "upper", tmp_path / "work", tmp_path / "root"
+    for d in (upper, work, merged):
+        d.mkdir()
+    run("mount", "-t", "overlay", "overlay", "-o", f"lowerdir={DEBROOT},upperdir={upper},workdir={work}",
+        str(merged))
+    try:
+        run("mount", "-t", "proc", "proc", str(merged / "proc"))
+        try:
+            yield merged
+        finally:
+            run("umount", str(merged / "proc"), check=False)
+    finally:
+        run("umount", str(merged), check=False)
+
+
+def inside(root: Path, *cmd, check=True, **kw):
+    return run("chroot", str(root), *cmd, check=check, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+                                                              "LANG": "C.UTF-8", "DEBIAN_FRONTEND": "noninteractive"},
+               **kw)
+
+
+def files(root: Path) -> set[str]:
+    out = set()
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel = os.path.relpath(dirpath, root)
+        for name in dirnames + filenames:
+            path = os.path.normpath(os.path.join(rel, name))
+            if not path.startswith(NOT_OURS) and path + "/" not in NOT_OURS:
+                out.add(path)
+    return out
+
+
+def test_the_control_fields_make_it_an_mta(deb):
+    fields = run("dpkg-deb", "-f", str(deb)).stdout
+    for line in ("Architecture: all", "Provides: mail-transport-agent", "Conflicts: mail-transport-agent",
+                 "Replaces: mail-transport-agent", "Section: mail"):
+        assert line in fields, fields
+    conffiles = run("dpkg-deb", "-I", str(deb), "conffiles").stdout.split()
+    assert sorted(conffiles) == ["/etc/edgemail/aliases", "/etc/edgemail/dial.policy", "/etc/edgemail/edgemail.toml",
+                                 "/etc/ppp/ip-down.d/edgemail", "/etc/ppp/ip-up.d/edgemail",
+                                 "/etc/ppp/peers/edgemail"]
+    listing = run("dpkg-deb", "-c", str(deb)).stdout
+    for path in ("./usr/sbin/sendmail", "./usr/bin/mailq", "./usr/bin/newaliases", "./usr/bin/edgemail",
+                 "./lib/systemd/system/edgemail.service", "./usr/lib/sysusers.d/edgemail.conf",
+                 "./usr/lib/tmpfiles.d/edgemail.conf", "./etc/edgemail/edgemail.toml",
+                 "./etc/ppp/ip-up.d/edgemail", "./usr/lib/edgemail/python/edgemail/__init__.py"):
+        assert f" {path}\n" in listing + "\n", path
+    assert ".so\n" not in listing and "/demo/" not in listing
+
+
+def test_install_check_reinstall_purge(deb, chroot):
+    before = files(chroot)
+    shutil.copy(deb, chroot / "tmp" / deb.name)
+    inside(chroot, "dpkg", "-i", f"/tmp/{deb.name}")
+
+    # the user, its groups, and the folders the daemon needs
+    ident = inside(chroot, "id", "edgemail").stdout
+    assert "(dialout)" in ident and "(dip)" in ident, ident
+    spool = inside(chroot, "stat", "-c", "%U:%G %a", "/var/spool/edgemail", "/var/spool/edgemail/maildrop",
+                   "/etc/edgemail", "/etc/edgemail/edgemail.toml").stdout.split("\n")
+    assert spool[:4] == ["edgemail:edgemail 751", "edgemail:edgemail 1733", "root:edgemail 750",
+                         "root:edgemail 640"], spool
+
+    check = inside(chroot, "edgemail", "config", "check", "/etc/edgemail/edgemail.toml")
+    assert 'DeliveryMode = "deferred"' in check.stdout
+
+    # a local user submits while the daemon is down: the message waits in maildrop/
+    msg = "From: root\nTo: postmaster\nSubject: installed\n\nhello\n"
+    sub = inside(chroot, "sendmail", "-t", "-i", input=msg, check=False)
+    assert sub.returncode == 0, sub.stderr
+    assert os.listdir(chroot / "var/spool/edgemail/maildrop"), "nothing in maildrop/"
+
+    # an edited conffile survives a reinstall
+    toml = chroot / "etc/edgemail/edgemail.toml"
+    toml.write_text(toml.read_text() + "\n# edited by the admin\n")
+    inside(chroot, "dpkg", "--force-confold", "-i", f"/tmp/{deb.name}")
+    assert toml.read_text().endswith("# edited by the admin\n")
+    assert list((chroot / "usr/lib/edgemail/python/edgemail").glob("__pycache__/*.pyc")), "not byte-compiled"
+
+    inside(chroot, "dpkg", "--purge", "edgemail")
+    (chroot / "tmp" / deb.name).unlink()
+    left = files(chroot) - before
+    assert not left, f"left after purge: {sorted(left)[:20]}"
+    assert "edgemail" in (chroot / "etc/passwd").read_text()     # the system user stays (policy 9.2)
