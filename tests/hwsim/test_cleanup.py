@@ -131,14 +131,20 @@ def test_world_command_up_status_down(tmp_path):
                                processes={"modemsim": True, "isp": True}, reaper=None)]
         assert subprocess.run(["ip", "netns", "exec", info["edge_netns"], "true"]).returncode == 0
     finally:
-        down = subprocess.run([world, "--base", str(tmp_path), "down"], capture_output=True, text=True, timeout=60)
+        refused = subprocess.run([world, "--base", str(tmp_path), "down"], capture_output=True, text=True,
+                                 timeout=60)
+        assert refused.returncode == 2 and "or --all" in refused.stderr, refused.stderr
+        assert json.loads(subprocess.run([world, "--base", str(tmp_path), "status"], capture_output=True,
+                                         text=True, timeout=30).stdout)[0]["processes"]["isp"] is True
+        down = subprocess.run([world, "--base", str(tmp_path), "down", info["id"]], capture_output=True,
+                              text=True, timeout=60)
     assert down.returncode == 0 and info["id"] in down.stdout
     assert_gone(info, timeout_s=1.0)
 
 
 def test_world_down_leaves_worlds_owned_by_others(world, tmp_path):
     w = world(base=str(tmp_path), with_isp=False)
-    out = subprocess.run([str(HWSIM / "world"), "--base", str(tmp_path), "down"], capture_output=True,
+    out = subprocess.run([str(HWSIM / "world"), "--base", str(tmp_path), "down", "--all"], capture_output=True,
                          text=True, timeout=30)
     assert out.returncode == 0 and out.stdout == ""
     assert w.status()["namespaces"] == {w.edge_ns: True, w.isp_ns: True}
@@ -152,3 +158,28 @@ def test_world_command_refuses_without_root(tmp_path):
     assert out.returncode == 77
     assert "needs root" in out.stderr
     assert os.listdir(tmp_path) == []
+
+
+def test_world_command_up_takes_the_relays_certificate(tmp_path):
+    world = str(HWSIM / "world")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=given.isp.example", "-keyout", str(key), "-out", str(cert)], check=True,
+                   capture_output=True, timeout=60)
+    half = subprocess.run([world, "--base", str(tmp_path), "up", "--tls-cert", str(cert)], capture_output=True,
+                          text=True, timeout=60)
+    assert half.returncode == 2 and "go together" in half.stderr
+    out = subprocess.run([world, "--base", str(tmp_path), "up", "--tls-cert", str(cert), "--tls-key", str(key)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    try:
+        assert info["relay_cert"] == str(cert)
+        # the relay presents it at STARTTLS
+        shown = subprocess.run(["ip", "netns", "exec", info["isp_netns"], "openssl", "s_client", "-connect",
+                                info["relay"], "-starttls", "smtp", "-showcerts"], input="", capture_output=True,
+                               text=True, timeout=30).stdout
+        assert "CN = given.isp.example" in shown, shown[-2000:]
+    finally:
+        subprocess.run([world, "--base", str(tmp_path), "down", info["id"]], capture_output=True, timeout=60)
+    assert_gone(info, timeout_s=1.0)
