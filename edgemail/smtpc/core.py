@@ -6,8 +6,14 @@ sent; ``next_event()`` returns ``Response(command, reply)`` events in the
 order the commands were sent (RFC 2920: replies come back in order, so a
 pipelined group is just several ``send`` calls before the first read), or
 ``NEED_DATA``.  Pure helpers build MAIL/RCPT commands from what the server
-offers (SIZE, 8BITMIME, SMTPUTF8, DSN) and turn replies into
-``TempFail``/``PermFail`` with a scope.
+offers (SIZE, 8BITMIME, SMTPUTF8, DSN), turn replies into
+``TempFail``/``PermFail`` with a scope, and read RFC 1985's replies to
+ETRN (``etrn_outcome``).
+
+Ending the dialogue on a reply (ODMR, RFC 2645): after a 250 to ATRN the
+connection is turned around and we are its server.  The core then parses
+nothing more; ``handover()`` returns the bytes that came after the 250,
+unparsed, for the server side that takes the connection over.
 
 The words of the dialogue (commands, ``Response``, ``Capabilities``,
 ``NEED_DATA``) are events.py's; the bytes (command lines, dot-stuffed
@@ -32,7 +38,10 @@ Invariants:
   * DSN parameters (RET, ENVID, NOTIFY, ORCPT) are passed on only when the
     server offers DSN;
   * LMTP (``lmtp=True``): LHLO instead of EHLO, and after the final dot one
-    reply per accepted recipient, in RCPT order (RFC 2033).
+    reply per accepted recipient, in RCPT order (RFC 2033);
+  * bytes are parsed as replies only when ``next_event`` asks for the next
+    one, so nothing after a reply that ends the dialogue is ever read as
+    a reply.
 
 Failures: a peer that sends nonsense -> RemoteProtocolError (from
 reply.py); a command sent out of turn -> LocalProtocolError.
@@ -54,6 +63,7 @@ from edgemail.errors import (
 )
 from edgemail.smtpc.events import (
     NEED_DATA,
+    Atrn,
     Auth,
     AuthLine,
     Banner,
@@ -61,6 +71,7 @@ from edgemail.smtpc.events import (
     Command,
     Data,
     Ehlo,
+    Etrn,
     Helo,
     Lhlo,
     Mail,
@@ -87,9 +98,11 @@ from edgemail.smtpc.wire import (
 __all__ = [
     # the dialogue and its helpers (this module)
     "ClientConnection", "MessageParams", "mail_command", "rcpt_command", "failure",
+    "etrn_outcome", "ETRN_OK", "ETRN_DEFERRED", "ETRN_UNSUPPORTED",
     # events.py
     "NEED_DATA", "Banner", "Ehlo", "Helo", "Lhlo", "StartTls", "Auth", "AuthLine", "Mail",
-    "Rcpt", "Data", "Message", "Rset", "Noop", "Quit", "Command", "Response", "Capabilities",
+    "Rcpt", "Data", "Message", "Rset", "Noop", "Quit", "Etrn", "Atrn", "Command", "Response",
+    "Capabilities",
     # wire.py
     "MAX_LINE", "check_text", "normalise_lines", "encode_data", "has_8bit", "xtext",
 ]
@@ -104,8 +117,9 @@ class ClientConnection:
         self.lmtp = lmtp
         self.capabilities = Capabilities()
         self.closed = False
+        #: a 250 to ATRN came: the bytes after it are the server side's (``handover``)
+        self.turned = False
         self._parser = ReplyParser()
-        self._replies: collections.deque[Reply] = collections.deque()
         #: (command, recipient) whose replies are still to come, in order
         self._expect: collections.deque[tuple[Command, str | None]] = collections.deque([(Banner(), None)])
         self._in_data = False       # 354 seen, message not yet sent
@@ -121,10 +135,16 @@ class ClientConnection:
     def accepted_recipients(self) -> tuple[str, ...]:
         return tuple(self._accepted)
 
+    @property
+    def in_data(self) -> bool:
+        """The server said 354 and the message has not been sent."""
+        return self._in_data
+
     # -- sending
     def send(self, cmd: Command) -> bytes:
-        if self.closed:
-            raise LocalProtocolError("connection is closed")
+        if self.closed or self.turned:
+            raise LocalProtocolError("connection is closed" if self.closed else
+                                     "connection was turned around (ATRN)")
         if isinstance(cmd, Message):
             return self._send_message(cmd)
         if self._in_data or isinstance(cmd, Banner):
@@ -148,15 +168,20 @@ class ClientConnection:
 
     # -- receiving
     def receive_data(self, data: bytes) -> None:
+        """What the server sent (b"": it closed).  Parsed by ``next_event``."""
+        if self.turned:
+            raise LocalProtocolError("connection was turned around (ATRN): bytes go to the server side")
         if not data:
             self.closed = True
             return
-        self._replies.extend(self._parser.feed(data))
+        self._parser.push(data)
 
     def next_event(self) -> Response | _Need:
-        if not self._replies:
+        if self.turned:
             return NEED_DATA
-        reply = self._replies.popleft()
+        reply = self._parser.next()
+        if reply is None:
+            return NEED_DATA
         if not self._expect:
             if reply.code == 421:      # unsolicited "closing" notice
                 self.closed = True
@@ -165,6 +190,12 @@ class ClientConnection:
         cmd, rcpt = self._expect.popleft()
         self._account(cmd, reply)
         return Response(cmd, reply, rcpt)
+
+    def handover(self) -> bytes:
+        """After a 250 to ATRN: the bytes that came after it, for the server side."""
+        if not self.turned:
+            raise LocalProtocolError("handover before a 250 reply to ATRN")
+        return self._parser.rest()
 
     def _account(self, cmd: Command, reply: Reply) -> None:
         if isinstance(cmd, (Ehlo, Lhlo)) and reply.code == 250:
@@ -175,6 +206,8 @@ class ClientConnection:
             self._accepted.append(cmd.address)
         elif isinstance(cmd, Data):
             self._in_data = reply.code == 354
+        elif isinstance(cmd, Atrn) and reply.code == 250:
+            self.turned = True
         if reply.code == 421 or isinstance(cmd, Quit):
             self.closed = True
 
@@ -292,3 +325,20 @@ def failure(cmd: Command, reply: Reply, *, host: str = "") -> DeliveryFailure | 
     if reply.permanent:
         dsn = "4" + dsn[1:]
     return TempFail(what, scope=scope, dsn=dsn, reply=str(reply))
+
+
+#: RFC 1985's replies to ETRN, by what they mean to us
+ETRN_OK = frozenset({250, 251, 252, 253})       # a queue run started (251: nothing waiting)
+ETRN_DEFERRED = frozenset({458, 459})          # cannot flush now; node not allowed
+ETRN_UNSUPPORTED = frozenset({500, 501, 502})  # no ETRN there, or it refused the syntax
+
+
+def etrn_outcome(code: int) -> str:
+    """"ok", "deferred", "unsupported" or "error" (any other code; 0: no reply)."""
+    if code in ETRN_OK:
+        return "ok"
+    if code in ETRN_DEFERRED:
+        return "deferred"
+    if code in ETRN_UNSUPPORTED:
+        return "unsupported"
+    return "error"

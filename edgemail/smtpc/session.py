@@ -146,7 +146,12 @@ class Session(Opening, Transaction):
     async def _collect(self, want: int) -> list[Response]:
         got: list[Response] = []
         while len(got) < want:
-            ev = self.conn.next_event()
+            try:
+                ev = self.conn.next_event()
+            except RemoteProtocolError as exc:
+                self.broken = True
+                raise TempFail(f"{self.host} broke the protocol: {exc}", scope=Scope.SITE,
+                               dsn="4.5.0") from None
             if ev is NEED_DATA:
                 await self._read()
                 continue
