@@ -41,7 +41,15 @@ Invariants:
     reply per accepted recipient, in RCPT order (RFC 2033);
   * bytes are parsed as replies only when ``next_event`` asks for the next
     one, so nothing after a reply that ends the dialogue is ever read as
-    a reply.
+    a reply;
+  * nothing the server sent before the TLS handshake finished becomes a
+    reply (issue 16 §3, response injection): a byte received with or
+    after the 220 to STARTTLS raises RemoteProtocolError (the driver drops
+    the session); until the driver says ``tls_established()`` nothing may
+    be sent, and then EHLO (LHLO, HELO) or QUIT must come first;
+  * nothing is sent while the reply to a command that changes the
+    dialogue's state is outstanding (RFC 2920 3.1: the greeting, EHLO,
+    HELO, LHLO, STARTTLS, AUTH, DATA, NOOP, QUIT, ETRN, ATRN).
 
 Failures: a peer that sends nonsense -> RemoteProtocolError (from
 reply.py); a command sent out of turn -> LocalProtocolError.
@@ -119,6 +127,8 @@ class ClientConnection:
         self.closed = False
         #: a 250 to ATRN came: the bytes after it are the server side's (``handover``)
         self.turned = False
+        self._tls_pending = False   # 220 to STARTTLS seen, handshake not finished
+        self._hello_due = False     # TLS is up: EHLO (LHLO, HELO) must come first
         self._parser = ReplyParser()
         #: (command, recipient) whose replies are still to come, in order
         self._expect: collections.deque[tuple[Command, str | None]] = collections.deque([(Banner(), None)])
@@ -147,13 +157,27 @@ class ClientConnection:
                                      "connection was turned around (ATRN)")
         if isinstance(cmd, Message):
             return self._send_message(cmd)
-        if self._in_data or isinstance(cmd, Banner):
-            raise LocalProtocolError(f"cannot send {type(cmd).__name__} now")
+        self._check_turn(cmd)
         wire = (command_line(cmd) + "\r\n").encode("utf-8")
         if isinstance(cmd, (Mail, Rset, Ehlo, Helo, Lhlo)):
             self._accepted = []
+        self._hello_due = self._hello_due and not isinstance(cmd, _HELLOS)
         self._expect.append((cmd, None))
         return wire
+
+    def _check_turn(self, cmd: Command) -> None:
+        """LocalProtocolError unless ``cmd`` may be sent now."""
+        name = type(cmd).__name__.upper()
+        if self._in_data or isinstance(cmd, Banner):
+            raise LocalProtocolError(f"cannot send {name} now")
+        if self._tls_pending:
+            raise LocalProtocolError(f"cannot send {name}: the TLS handshake has not finished")
+        if self._hello_due and not isinstance(cmd, (*_HELLOS, Quit)):
+            raise LocalProtocolError(f"cannot send {name}: EHLO comes first after STARTTLS")
+        waiting = next((c for c, _ in self._expect if isinstance(c, _WAIT_FOR_REPLY)), None)
+        if waiting is not None:
+            what = "the greeting" if isinstance(waiting, Banner) else type(waiting).__name__.upper()
+            raise LocalProtocolError(f"cannot send {name} before {what} is answered")
 
     def _send_message(self, cmd: Message) -> bytes:
         if not self._in_data:
@@ -174,6 +198,8 @@ class ClientConnection:
         if not data:
             self.closed = True
             return
+        if self._tls_pending:
+            raise RemoteProtocolError(_INJECTED)
         self._parser.push(data)
 
     def next_event(self) -> Response | _Need:
@@ -189,7 +215,16 @@ class ClientConnection:
             raise RemoteProtocolError(f"reply to no command: {reply}")
         cmd, rcpt = self._expect.popleft()
         self._account(cmd, reply)
+        if self._tls_pending and self._parser.pending:
+            raise RemoteProtocolError(_INJECTED)
         return Response(cmd, reply, rcpt)
+
+    def tls_established(self) -> None:
+        """The driver finished the TLS handshake: EHLO must come next (RFC 3207 4.2)."""
+        if not self._tls_pending:
+            raise LocalProtocolError("TLS established without a 220 reply to STARTTLS")
+        self._tls_pending = False
+        self._hello_due = True
 
     def handover(self) -> bytes:
         """After a 250 to ATRN: the bytes that came after it, for the server side."""
@@ -200,8 +235,11 @@ class ClientConnection:
     def _account(self, cmd: Command, reply: Reply) -> None:
         if isinstance(cmd, (Ehlo, Lhlo)) and reply.code == 250:
             self.capabilities = Capabilities.from_reply(reply)
-        elif isinstance(cmd, (Helo, StartTls)) and reply.code in (220, 250):
+        elif isinstance(cmd, Helo) and reply.code == 250:
+            self.capabilities = Capabilities()
+        elif isinstance(cmd, StartTls) and reply.code == 220:
             self.capabilities = Capabilities()   # forget pre-TLS offers (RFC 3207 4.2)
+            self._tls_pending = True
         elif isinstance(cmd, Rcpt) and reply.positive:
             self._accepted.append(cmd.address)
         elif isinstance(cmd, Data):
@@ -210,6 +248,14 @@ class ClientConnection:
             self.turned = True
         if reply.code == 421 or isinstance(cmd, Quit):
             self.closed = True
+
+
+#: commands whose reply must come before anything else is sent (RFC 2920 3.1:
+#: they change the dialogue's state; so do the greeting, STARTTLS, AUTH, ETRN, ATRN)
+_WAIT_FOR_REPLY = (Banner, Ehlo, Helo, Lhlo, StartTls, Auth, AuthLine, Data, Noop, Quit, Etrn, Atrn)
+_HELLOS = (Ehlo, Helo, Lhlo)
+_INJECTED = ("sent data after its 220 to STARTTLS, before the TLS handshake "
+             "(response injection?): session dropped")
 
 
 # ---------------------------------------------------------- building commands

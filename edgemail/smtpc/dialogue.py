@@ -18,13 +18,22 @@ Invariants:
     is written before the first reply is read;
   * a timeout, a lost connection, a reply that is not SMTP or a 421
     marks the dialogue ``broken``; a broken dialogue is never ``usable``
-    again (the connection cache drops it).
+    again (the connection cache drops it);
+  * nothing the server sent before the TLS handshake finished is read as
+    a reply (issue 16 §3, the CVE-2011-0411 class: response injection):
+    bytes that came with or after the 220 to STARTTLS drop the session
+    as a protocol error, before any handshake.  Dropped, not discarded: no
+    conforming server sends them, so they are an attacker's on the path
+    or a broken server's, and the log and the DSN say so instead of the
+    session going on as if nothing happened; after the handshake the core
+    lets nothing but EHLO (LHLO, HELO) go first, and waits for its reply.
 
 Failures: ``SmtpTimeout`` (phase = the Timeout.* that ran out); a lost
 connection -> TempFail, scope LINK when our side of the network went away,
 SITE otherwise (results.lost); a reply that is not SMTP -> TempFail SITE
 4.5.0; a 421 -> core.failure's TempFail SITE; a TLS handshake that fails
--> TempFail SITE 4.7.5; LocalProtocolError for what the core refuses to send.
+-> TempFail SITE 4.7.5; bytes before the handshake -> TempFail SITE 4.5.0;
+LocalProtocolError for what the core refuses to send.
 """
 
 from __future__ import annotations
@@ -153,7 +162,18 @@ class Dialogue:
 
     # ------------------------------------------------------------------- TLS
     async def start_tls(self, context: ssl.SSLContext) -> None:
-        """The TLS handshake, after the server's 220 to STARTTLS."""
+        """The TLS handshake, after the server's 220 to STARTTLS.
+
+        Whatever came after the 220 and before the handshake (the core's
+        buffer, or the channel's since the last read) drops the session
+        (TempFail SITE 4.5.0): no byte from before TLS is read as a reply.
+        """
+        early = self.channel.take()
+        try:
+            if early:
+                self.conn.receive_data(early)     # the core refuses them
+        except RemoteProtocolError as exc:
+            raise self._protocol_broken(exc) from None
         try:
             async with asyncio.timeout(self.timeouts.misc):
                 await self.channel.start_tls(context, server_hostname=self.host)
@@ -161,6 +181,7 @@ class Dialogue:
             self.broken = True
             raise TempFail(f"TLS handshake with {self.host} failed: {exc}", scope=Scope.SITE,
                            dsn="4.7.5") from None
+        self.conn.tls_established()
         self.tls = True
 
     # ---------------------------------------------------------------- ending

@@ -4,9 +4,9 @@ import pytest
 from hypothesis import given, strategies as st
 
 from edgemail.envelope import Recipient
-from edgemail.errors import LocalProtocolError, PermFail, Scope, TempFail
+from edgemail.errors import LocalProtocolError, PermFail, RemoteProtocolError, Scope, TempFail
 from edgemail.smtpc import core
-from edgemail.smtpc.events import (NEED_DATA, Atrn, Capabilities, Data, Ehlo, Etrn, Mail, Message, Quit,
+from edgemail.smtpc.events import (NEED_DATA, Atrn, Capabilities, Data, Ehlo, Etrn, Mail, Message, Quit, StartTls,
                                     Rcpt, Rset)
 from edgemail.smtpc.core import ClientConnection, MessageParams
 from edgemail.smtpc.reply import Reply
@@ -58,9 +58,13 @@ def test_message_only_after_354():
 def test_lmtp_one_reply_per_accepted_recipient():
     conn = ClientConnection(lmtp=True)
     conn.receive_data(b"220 hi\r\n")
-    for c in (core.Lhlo("gw"), Mail("a@x"), Rcpt("b@y"), Rcpt("c@y"), Rcpt("d@y"), Data()):
+    events(conn)
+    conn.send(core.Lhlo("gw"))
+    conn.receive_data(b"250 ok\r\n")
+    events(conn)
+    for c in (Mail("a@x"), Rcpt("b@y"), Rcpt("c@y"), Rcpt("d@y"), Data()):
         conn.send(c)
-    conn.receive_data(b"250 ok\r\n250 ok\r\n250 ok\r\n550 no\r\n250 ok\r\n354 go\r\n")
+    conn.receive_data(b"250 ok\r\n250 ok\r\n550 no\r\n250 ok\r\n354 go\r\n")
     events(conn)
     conn.send(Message(b"hi\r\n"))
     conn.receive_data(b"250 2.0.0 b ok\r\n452 4.2.2 d full\r\n")
@@ -204,6 +208,7 @@ def test_cores_import_no_io_modules():
 def greeted(**kw):
     conn = ClientConnection(**kw)
     conn.receive_data(b"220 isp.example ESMTP\r\n")
+    events(conn)
     conn.send(Ehlo("edge.example"))
     conn.receive_data(b"250-isp.example\r\n250-ETRN\r\n250 ATRN\r\n")
     events(conn)
@@ -288,3 +293,81 @@ def test_refused_atrn_keeps_the_dialogue(reply):
     assert not conn.turned and conn.send(Quit()) == b"QUIT\r\n"
     with pytest.raises(LocalProtocolError, match="handover before"):
         conn.handover()
+
+
+# ------------------------------------- STARTTLS: nothing from before the handshake
+
+READY = b"220 2.0.0 Ready to start TLS\r\n"
+
+
+def tls_offered():
+    conn = ClientConnection()
+    conn.receive_data(b"220 mx.test ESMTP\r\n")
+    events(conn)
+    conn.send(Ehlo("gw"))
+    conn.receive_data(b"250-mx.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n")
+    events(conn)
+    conn.send(StartTls())
+    return conn
+
+
+@pytest.mark.parametrize("after", [b"250 2.0.0 injected\r\n", b"250-mx.test\r\n250 AUTH PLAIN\r\n", b"2", b"\r\n"],
+                         ids=["reply", "ehlo-reply", "one-byte", "empty-line"])
+def test_bytes_with_the_220_to_starttls_are_refused(after):
+    conn = tls_offered()
+    conn.receive_data(READY + after)
+    with pytest.raises(RemoteProtocolError, match="before the TLS handshake"):
+        conn.next_event()
+
+
+def test_bytes_after_the_220_before_the_handshake_are_refused():
+    conn = tls_offered()
+    conn.receive_data(READY)
+    (ev,) = events(conn)
+    assert ev.reply.code == 220 and conn.capabilities == Capabilities()
+    with pytest.raises(RemoteProtocolError, match="before the TLS handshake"):
+        conn.receive_data(b"250 2.0.0 injected\r\n")
+
+
+def test_after_the_handshake_ehlo_first_and_alone():
+    conn = tls_offered()
+    conn.receive_data(READY)
+    events(conn)
+    with pytest.raises(LocalProtocolError, match="handshake has not finished"):
+        conn.send(Ehlo("gw"))
+    conn.tls_established()
+    with pytest.raises(LocalProtocolError, match="EHLO comes first"):
+        conn.send(Mail("a@x"))
+    assert conn.send(Ehlo("gw")) == b"EHLO gw\r\n"
+    with pytest.raises(LocalProtocolError, match="before EHLO is answered"):
+        conn.send(Mail("a@x"))
+    conn.receive_data(b"250-mx.test\r\n250 PIPELINING\r\n")
+    events(conn)
+    assert conn.capabilities.pipelining and not conn.capabilities.starttls
+    assert conn.send(Mail("a@x")) == b"MAIL FROM:<a@x>\r\n"
+
+
+def test_tls_established_needs_a_220_to_starttls():
+    conn = tls_offered()
+    with pytest.raises(LocalProtocolError, match="without a 220"):
+        conn.tls_established()
+    conn.receive_data(b"454 4.7.0 TLS not available\r\n")
+    events(conn)
+    with pytest.raises(LocalProtocolError, match="without a 220"):
+        conn.tls_established()
+    assert conn.send(Mail("a@x")) == b"MAIL FROM:<a@x>\r\n"     # refused: the dialogue goes on in clear
+
+
+@pytest.mark.parametrize("first", [None, Ehlo("gw"), Data(), Etrn("example.org"), Quit(), StartTls()],
+                         ids=["greeting", "ehlo", "data", "etrn", "quit", "starttls"])
+def test_nothing_is_sent_before_a_state_changing_command_is_answered(first):
+    """RFC 2920 3.1: EHLO, DATA, QUIT (and the greeting, STARTTLS, ETRN) end a group."""
+    conn = ClientConnection()
+    if first is not None:
+        conn.receive_data(b"220 hi\r\n")
+        events(conn)
+        if isinstance(first, Data):
+            conn.send(Mail("a@x"))
+        conn.send(first)
+    with pytest.raises(LocalProtocolError, match="before .* is answered"):
+        conn.send(Rcpt("b@y"))
