@@ -3,8 +3,8 @@
 Owns: one TCP connection, as an asyncio Protocol: ``Channel.connect``,
 ``read`` (all that arrived since the last read), ``take`` (the same
 without waiting), ``write`` (with the transport's flow control),
-``start_tls`` (the upgrade after a 220 to STARTTLS), ``close`` and
-``abort``.  The bytes the transport hands over wait here and nowhere
+``start_tls`` (the upgrade after a 220 to STARTTLS), ``detach`` (the
+connection handed to a new owner: ODMR), ``close`` and ``abort``.  The bytes the transport hands over wait here and nowhere
 else: no stream reader keeps a buffer of its own that the dialogue cannot
 see, so what came before a TLS handshake, or before the connection is
 turned around (ODMR), is known to the byte.
@@ -112,6 +112,16 @@ class Channel(asyncio.Protocol):
             raise ConnectionResetError("connection lost during the TLS handshake")
         assert isinstance(tls, asyncio.Transport)
         self.transport = tls
+
+    def detach(self) -> tuple[asyncio.Transport, bytes]:
+        """Give the connection up (the ODMR turn-around): the transport, its
+        reading paused, and the bytes not yet read.  The new owner sets its
+        own protocol on the transport and resumes reading; this channel is
+        done with it (``close`` and ``abort`` no longer touch it)."""
+        transport = self._open_transport()
+        transport.pause_reading()
+        self.transport = None
+        return transport, self.take()
 
     def close(self) -> None:
         """Close after what was written has gone out."""

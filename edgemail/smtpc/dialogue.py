@@ -6,7 +6,10 @@ and reads their replies, each wait bounded by the Timeout.* of the
 command whose reply is due (sendmail's Timeout.initial/helo/mail/rcpt/
 datainit/datablock/datafinal/rset/quit/misc); ``start_tls`` upgrades the
 connection after a 220 to STARTTLS; ``check`` turns the first negative
-reply into its failure; ``quit`` and ``abort`` end it.  What a
+reply into its failure; ``quit`` and ``abort`` end it; ``turn_around``
+gives the connection up after a 250 to ATRN (ODMR: an Opening with
+credentials, ``exchange([Atrn(domains)])``, ``turn_around()``, and our
+SMTP server takes the transport and the bytes that came after the 250).  What a
 connection is for is its users' business: opening.py greets on it,
 transaction.py sends a message over it, delivery/etrn.py asks for ETRN.
 
@@ -183,6 +186,15 @@ class Dialogue:
                            dsn="4.7.5") from None
         self.conn.tls_established()
         self.tls = True
+
+    # ------------------------------------------------------- ODMR turn-around
+    def turn_around(self) -> tuple[asyncio.Transport, bytes]:
+        """After a 250 to ATRN (RFC 2645): the connection for our server side,
+        reading paused, and every byte received after the 250, in order."""
+        early = self.conn.handover()          # LocalProtocolError unless ATRN got its 250
+        transport, unread = self.channel.detach()
+        self.broken = True                    # this dialogue is over
+        return transport, early + unread
 
     # ---------------------------------------------------------------- ending
     @property
