@@ -30,6 +30,9 @@ runner resolved), queue updates, logging of bodies or credentials.
 Decisions (TLS policy and credentials: tls.py; results and scoping: results.py):
   * Credentials are sent only over TLS: a server that offers AUTH but no
     STARTTLS gets TempFail (scope SITE, 4.7.0), never the password in clear.
+  * Nothing a server sent before the TLS handshake finished is read as a
+    reply: bytes with or after its 220 to STARTTLS drop the session,
+    TempFail SITE 4.5.0 (dialogue.py; issue 16 §3).
   * Scopes: connect refused / connect timeout / greeting or EHLO failure /
     421 anywhere / TLS or AUTH failure -> SITE; network unreachable, network
     down, address gone (the link's interface vanished) -> LINK; 4xx/5xx at
