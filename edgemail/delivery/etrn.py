@@ -1,13 +1,17 @@
 """delivery/etrn.py - ask the ISP to flush the mail it holds for us (RFC 1985 ETRN).
 
 NAME
-    etrn - etrn(host, port, domains, helo_name=..., timeout=...) -> [EtrnResult]
+    etrn - etrn(host, port, domains, helo_name=..., timeout=..., tls=...) -> [EtrnResult]
 
 DESCRIPTION
-    One SMTP session: greeting, EHLO, one ETRN per argument, QUIT.  The
-    argument forms are RFC 1985's: `domain` (flush that domain), `@domain`
-    (that domain and its subdomains), `#queue` (a named queue); anything
-    else is refused before a byte is sent.  Replies:
+    One SMTP session on the smtpc client: ``smtpc.opening.Opening`` connects
+    and greets (EHLO, HELO when EHLO gets a 5xx; STARTTLS when the server
+    offers it, opportunistic and unverified as for an MX unless ``tls``
+    says otherwise), then one ETRN per argument over the ``Dialogue``,
+    then QUIT.  The argument forms are RFC 1985's: `domain` (flush that
+    domain), `@domain` (that domain and its subdomains), `#queue` (a
+    named queue); anything else is refused before a byte is sent (the
+    grammar is smtpc.wire's).  Replies (smtpc.core.etrn_outcome):
         250 251 252 253       success (sendmail: "250 2.0.0 Queuing for node X
                               started"; Postfix: "250 Queuing started")
         458 459               the ISP cannot flush now: logged and reported
@@ -15,8 +19,10 @@ DESCRIPTION
         500 501 502           the ISP has no ETRN (or refused the syntax)
     A server whose EHLO does not list ETRN is still asked (many answer
     anyway); its 500/502 says no.  Every domain gets a result; a session that
-    breaks gives code 0 with the reason for the domains not yet asked.  This
-    is the `etrn` the MTA's link port offers the link manager.
+    breaks (connect, greeting, TLS, a timeout, a 421, a lost connection)
+    gives code 0 with the reason for the domains not yet asked.  Every wait
+    is bounded by ``timeout``.  This is the `etrn` the MTA's link port
+    offers the link manager.
 
 LOG LINES (logger "edgemail.etrn")
     etrn: relay=HOST:PORT, arg=ARG, reply=CODE TEXT, result=ok|deferred|unsupported|error
@@ -31,22 +37,26 @@ FAILURES (Raises:)
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 import logging
-import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from edgemail.errors import RemoteProtocolError
-from edgemail.smtpc.reply import ReplyParser
+from edgemail.config.model import Timeouts
+from edgemail.errors import DeliveryFailure
+from edgemail.smtpc.core import ETRN_DEFERRED, ETRN_OK, ETRN_UNSUPPORTED, etrn_outcome
+from edgemail.smtpc.dialogue import Dialogue
+from edgemail.smtpc.events import Etrn
+from edgemail.smtpc.opening import Opening
+from edgemail.smtpc.results import Stats
+from edgemail.smtpc.tls import MX_TLS, TlsPolicy
+from edgemail.smtpc.wire import is_etrn_argument
+
+__all__ = ["EtrnResult", "etrn", "check_argument", "SUCCESS", "DEFERRED", "UNSUPPORTED"]
 
 log = logging.getLogger("edgemail.etrn")
 
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_DOMAIN = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*\.?$")
-_QUEUE = re.compile(r"^#[\x21-\x7e]{1,64}$")
-SUCCESS = frozenset({250, 251, 252, 253})
-DEFERRED = frozenset({458, 459})
-UNSUPPORTED = frozenset({500, 501, 502})
+SUCCESS, DEFERRED, UNSUPPORTED = ETRN_OK, ETRN_DEFERRED, ETRN_UNSUPPORTED
 
 
 @dataclass(frozen=True)
@@ -61,74 +71,44 @@ class EtrnResult:
 
     @property
     def outcome(self) -> str:
-        if self.code in SUCCESS:
-            return "ok"
-        if self.code in DEFERRED:
-            return "deferred"
-        if self.code in UNSUPPORTED:
-            return "unsupported"
-        return "error"
+        return etrn_outcome(self.code)
 
 
 def check_argument(arg: str) -> str:
     """The argument if it is an RFC 1985 form (domain, @domain, #queue); ValueError otherwise."""
-    if _QUEUE.match(arg):
-        return arg
-    name = arg[1:] if arg.startswith("@") else arg
-    if len(name) <= 253 and _DOMAIN.match(name):
+    if is_etrn_argument(arg):
         return arg
     raise ValueError(f"ETRN argument {arg!r}: want domain, @domain or #queue (RFC 1985)")
 
 
-class _Session:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, timeout: float) -> None:
-        self.reader, self.writer, self.timeout = reader, writer, timeout
-        self.parser = ReplyParser()
-        self.pending: list = []
-
-    async def reply(self):
-        while not self.pending:
-            data = await asyncio.wait_for(self.reader.read(4096), self.timeout)
-            if not data:
-                raise ConnectionError("connection closed by the server")
-            self.pending += self.parser.feed(data)
-        return self.pending.pop(0)
-
-    async def command(self, line: str):
-        self.writer.write(line.encode("ascii") + b"\r\n")
-        await asyncio.wait_for(self.writer.drain(), self.timeout)
-        return await self.reply()
-
-
-async def etrn(host: str, port: int, domains, *, helo_name: str, timeout: float = 60.0) -> list[EtrnResult]:
-    """EHLO, ETRN for each argument, QUIT; one EtrnResult per argument."""
+async def etrn(host: str, port: int, domains: Iterable[str], *, helo_name: str,
+               timeout: float = 60.0, tls: TlsPolicy = MX_TLS) -> list[EtrnResult]:
+    """Greet, ETRN for each argument, QUIT; one EtrnResult per argument."""
     args = [check_argument(d) for d in domains]
     relay = f"{host}:{port}"
     results: list[EtrnResult] = []
-    writer = None
+    opening = Opening(helo_name, _timeouts(timeout), Stats(), tls=tls)
+    dialogue: Dialogue | None = None
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-        s = _Session(reader, writer, timeout)
-        greeting = await s.reply()
-        if greeting.code != 220:
-            raise ConnectionError(f"greeting {greeting}")
-        hello = await s.command(f"EHLO {helo_name}")
-        if hello.code != 250:
-            hello = await s.command(f"HELO {helo_name}")
-            if hello.code != 250:
-                raise ConnectionError(f"HELO answered {hello}")
+        dialogue = await opening.open(host, port)
         for arg in args:
-            r = await s.command(f"ETRN {arg}")
-            results.append(_logged(relay, EtrnResult(arg, r.code, r.text)))
-        await s.command("QUIT")
-    except (OSError, asyncio.TimeoutError, RemoteProtocolError) as e:
+            (resp,) = await dialogue.exchange([Etrn(arg)])
+            results.append(_logged(relay, EtrnResult(arg, resp.reply.code, resp.reply.text)))
+        await dialogue.quit()
+    except DeliveryFailure as e:
         reason = str(e) or type(e).__name__
         for arg in args[len(results):]:
             results.append(_logged(relay, EtrnResult(arg, 0, reason)))
     finally:
-        if writer is not None:
-            writer.close()
+        if dialogue is not None:
+            dialogue.abort()
     return results
+
+
+def _timeouts(timeout: float) -> Timeouts:
+    """Every wait of the ETRN session (connect, greeting, EHLO, TLS, ETRN, QUIT) bounded alike."""
+    return dataclasses.replace(Timeouts(), connect=timeout, iconnect=timeout, initial=timeout,
+                               helo=timeout, misc=timeout, quit=timeout)
 
 
 def _logged(relay: str, r: EtrnResult) -> EtrnResult:

@@ -5,9 +5,15 @@ returns the bytes to write; ``receive_data(bytes)`` takes what the server
 sent; ``next_event()`` returns ``Response(command, reply)`` events in the
 order the commands were sent (RFC 2920: replies come back in order, so a
 pipelined group is just several ``send`` calls before the first read), or
-``NEED_DATA``.  Pure helpers build MAIL/RCPT commands from what the server
-offers (SIZE, 8BITMIME, SMTPUTF8, DSN) and turn replies into
-``TempFail``/``PermFail`` with a scope.
+``NEED_DATA``.  Pure helpers (params.py's, re-exported here) build MAIL/RCPT
+commands from what the server offers (SIZE, 8BITMIME, SMTPUTF8, DSN), turn replies into
+``TempFail``/``PermFail`` with a scope, and read RFC 1985's replies to
+ETRN (``etrn_outcome``).
+
+Ending the dialogue on a reply (ODMR, RFC 2645): after a 250 to ATRN the
+connection is turned around and we are its server.  The core then parses
+nothing more; ``handover()`` returns the bytes that came after the 250,
+unparsed, for the server side that takes the connection over.
 
 The words of the dialogue (commands, ``Response``, ``Capabilities``,
 ``NEED_DATA``) are events.py's; the bytes (command lines, dot-stuffed
@@ -26,13 +32,22 @@ Invariants:
     long");
   * message data is sent only after a 354 reply to DATA, and any other
     command only outside it;
-  * an 8-bit body is never sent to a server that does not offer 8BITMIME
-    (PermFail 5.6.3, rather than corrupting it); a message larger than the
-    server's SIZE fails for that server (PermFail 5.3.4) before MAIL;
-  * DSN parameters (RET, ENVID, NOTIFY, ORCPT) are passed on only when the
-    server offers DSN;
+  * MAIL and RCPT carry only the parameters the server offered (params.py:
+    SIZE, BODY=8BITMIME, SMTPUTF8, DSN; a message it cannot take unchanged
+    fails before MAIL);
   * LMTP (``lmtp=True``): LHLO instead of EHLO, and after the final dot one
-    reply per accepted recipient, in RCPT order (RFC 2033).
+    reply per accepted recipient, in RCPT order (RFC 2033);
+  * bytes are parsed as replies only when ``next_event`` asks for the next
+    one, so nothing after a reply that ends the dialogue is ever read as
+    a reply;
+  * nothing the server sent before the TLS handshake finished becomes a
+    reply (issue 16 §3, response injection): a byte received with or
+    after the 220 to STARTTLS raises RemoteProtocolError (the driver drops
+    the session); until the driver says ``tls_established()`` nothing may
+    be sent, and then EHLO (LHLO, HELO) or QUIT must come first;
+  * nothing is sent while the reply to a command that changes the
+    dialogue's state is outstanding (RFC 2920 3.1: the greeting, EHLO,
+    HELO, LHLO, STARTTLS, AUTH, DATA, NOOP, QUIT, ETRN, ATRN).
 
 Failures: a peer that sends nonsense -> RemoteProtocolError (from
 reply.py); a command sent out of turn -> LocalProtocolError.
@@ -41,9 +56,7 @@ reply.py); a command sent out of turn -> LocalProtocolError.
 from __future__ import annotations
 
 import collections
-from dataclasses import dataclass
 
-from edgemail.envelope import Recipient
 from edgemail.errors import (
     DeliveryFailure,
     LocalProtocolError,
@@ -54,6 +67,7 @@ from edgemail.errors import (
 )
 from edgemail.smtpc.events import (
     NEED_DATA,
+    Atrn,
     Auth,
     AuthLine,
     Banner,
@@ -61,6 +75,7 @@ from edgemail.smtpc.events import (
     Command,
     Data,
     Ehlo,
+    Etrn,
     Helo,
     Lhlo,
     Mail,
@@ -73,6 +88,7 @@ from edgemail.smtpc.events import (
     StartTls,
     _Need,
 )
+from edgemail.smtpc.params import MessageParams, mail_command, rcpt_command
 from edgemail.smtpc.reply import Reply, ReplyParser
 from edgemail.smtpc.wire import (
     MAX_LINE,
@@ -87,9 +103,11 @@ from edgemail.smtpc.wire import (
 __all__ = [
     # the dialogue and its helpers (this module)
     "ClientConnection", "MessageParams", "mail_command", "rcpt_command", "failure",
+    "etrn_outcome", "ETRN_OK", "ETRN_DEFERRED", "ETRN_UNSUPPORTED",
     # events.py
     "NEED_DATA", "Banner", "Ehlo", "Helo", "Lhlo", "StartTls", "Auth", "AuthLine", "Mail",
-    "Rcpt", "Data", "Message", "Rset", "Noop", "Quit", "Command", "Response", "Capabilities",
+    "Rcpt", "Data", "Message", "Rset", "Noop", "Quit", "Etrn", "Atrn", "Command", "Response",
+    "Capabilities",
     # wire.py
     "MAX_LINE", "check_text", "normalise_lines", "encode_data", "has_8bit", "xtext",
 ]
@@ -104,8 +122,11 @@ class ClientConnection:
         self.lmtp = lmtp
         self.capabilities = Capabilities()
         self.closed = False
+        #: a 250 to ATRN came: the bytes after it are the server side's (``handover``)
+        self.turned = False
+        self._tls_pending = False   # 220 to STARTTLS seen, handshake not finished
+        self._hello_due = False     # TLS is up: EHLO (LHLO, HELO) must come first
         self._parser = ReplyParser()
-        self._replies: collections.deque[Reply] = collections.deque()
         #: (command, recipient) whose replies are still to come, in order
         self._expect: collections.deque[tuple[Command, str | None]] = collections.deque([(Banner(), None)])
         self._in_data = False       # 354 seen, message not yet sent
@@ -121,19 +142,39 @@ class ClientConnection:
     def accepted_recipients(self) -> tuple[str, ...]:
         return tuple(self._accepted)
 
+    @property
+    def in_data(self) -> bool:
+        """The server said 354 and the message has not been sent."""
+        return self._in_data
+
     # -- sending
     def send(self, cmd: Command) -> bytes:
-        if self.closed:
-            raise LocalProtocolError("connection is closed")
+        if self.closed or self.turned:
+            raise LocalProtocolError("connection is closed" if self.closed else
+                                     "connection was turned around (ATRN)")
         if isinstance(cmd, Message):
             return self._send_message(cmd)
-        if self._in_data or isinstance(cmd, Banner):
-            raise LocalProtocolError(f"cannot send {type(cmd).__name__} now")
+        self._check_turn(cmd)
         wire = (command_line(cmd) + "\r\n").encode("utf-8")
         if isinstance(cmd, (Mail, Rset, Ehlo, Helo, Lhlo)):
             self._accepted = []
+        self._hello_due = self._hello_due and not isinstance(cmd, _HELLOS)
         self._expect.append((cmd, None))
         return wire
+
+    def _check_turn(self, cmd: Command) -> None:
+        """LocalProtocolError unless ``cmd`` may be sent now."""
+        name = type(cmd).__name__.upper()
+        if self._in_data or isinstance(cmd, Banner):
+            raise LocalProtocolError(f"cannot send {name} now")
+        if self._tls_pending:
+            raise LocalProtocolError(f"cannot send {name}: the TLS handshake has not finished")
+        if self._hello_due and not isinstance(cmd, (*_HELLOS, Quit)):
+            raise LocalProtocolError(f"cannot send {name}: EHLO comes first after STARTTLS")
+        waiting = next((c for c, _ in self._expect if isinstance(c, _WAIT_FOR_REPLY)), None)
+        if waiting is not None:
+            what = "the greeting" if isinstance(waiting, Banner) else type(waiting).__name__.upper()
+            raise LocalProtocolError(f"cannot send {name} before {what} is answered")
 
     def _send_message(self, cmd: Message) -> bytes:
         if not self._in_data:
@@ -148,15 +189,22 @@ class ClientConnection:
 
     # -- receiving
     def receive_data(self, data: bytes) -> None:
+        """What the server sent (b"": it closed).  Parsed by ``next_event``."""
+        if self.turned:
+            raise LocalProtocolError("connection was turned around (ATRN): bytes go to the server side")
         if not data:
             self.closed = True
             return
-        self._replies.extend(self._parser.feed(data))
+        if self._tls_pending:
+            raise RemoteProtocolError(_INJECTED)
+        self._parser.push(data)
 
     def next_event(self) -> Response | _Need:
-        if not self._replies:
+        if self.turned:
             return NEED_DATA
-        reply = self._replies.popleft()
+        reply = self._parser.next()
+        if reply is None:
+            return NEED_DATA
         if not self._expect:
             if reply.code == 421:      # unsolicited "closing" notice
                 self.closed = True
@@ -164,106 +212,47 @@ class ClientConnection:
             raise RemoteProtocolError(f"reply to no command: {reply}")
         cmd, rcpt = self._expect.popleft()
         self._account(cmd, reply)
+        if self._tls_pending and self._parser.pending:
+            raise RemoteProtocolError(_INJECTED)
         return Response(cmd, reply, rcpt)
+
+    def tls_established(self) -> None:
+        """The driver finished the TLS handshake: EHLO must come next (RFC 3207 4.2)."""
+        if not self._tls_pending:
+            raise LocalProtocolError("TLS established without a 220 reply to STARTTLS")
+        self._tls_pending = False
+        self._hello_due = True
+
+    def handover(self) -> bytes:
+        """After a 250 to ATRN: the bytes that came after it, for the server side."""
+        if not self.turned:
+            raise LocalProtocolError("handover before a 250 reply to ATRN")
+        return self._parser.rest()
 
     def _account(self, cmd: Command, reply: Reply) -> None:
         if isinstance(cmd, (Ehlo, Lhlo)) and reply.code == 250:
             self.capabilities = Capabilities.from_reply(reply)
-        elif isinstance(cmd, (Helo, StartTls)) and reply.code in (220, 250):
+        elif isinstance(cmd, Helo) and reply.code == 250:
+            self.capabilities = Capabilities()
+        elif isinstance(cmd, StartTls) and reply.code == 220:
             self.capabilities = Capabilities()   # forget pre-TLS offers (RFC 3207 4.2)
+            self._tls_pending = True
         elif isinstance(cmd, Rcpt) and reply.positive:
             self._accepted.append(cmd.address)
         elif isinstance(cmd, Data):
             self._in_data = reply.code == 354
+        elif isinstance(cmd, Atrn) and reply.code == 250:
+            self.turned = True
         if reply.code == 421 or isinstance(cmd, Quit):
             self.closed = True
 
 
-# ---------------------------------------------------------- building commands
-
-@dataclass(frozen=True)
-class MessageParams:
-    """The envelope's per-message ESMTP parameters (from Envelope)."""
-
-    ret: str | None = None
-    envid: str | None = None
-    body: str | None = None
-    smtputf8: bool = False
-
-    @classmethod
-    def from_envelope(cls, env) -> "MessageParams":
-        return cls(ret=env.ret, envid=env.envid, body=env.body, smtputf8=env.smtputf8)
-
-
-def mail_command(caps: Capabilities, sender: str, data: bytes, params: MessageParams,
-                 recipients: tuple[Recipient, ...] = ()) -> Mail:
-    """MAIL FROM with the parameters this server understands.
-
-    Raises PermFail (scope MESSAGE) when the message cannot go to this server
-    unchanged: too big for its SIZE, 8-bit body without 8BITMIME, non-ASCII
-    addresses without SMTPUTF8.
-    """
-    out = [*_size_param(caps, data), *_body_param(caps, data, params),
-           *_smtputf8_param(caps, params, sender, recipients), *_dsn_params(caps, params)]
-    return Mail(sender, tuple(out))
-
-
-def _size_param(caps: Capabilities, data: bytes) -> list[str]:
-    size = len(data)
-    if caps.size is None:
-        return []
-    if caps.size and size > caps.size:
-        raise PermFail(f"message size {size} exceeds the server's SIZE limit {caps.size}",
-                       scope=Scope.MESSAGE, dsn="5.3.4")
-    return [f"SIZE={size}"]
-
-
-def _body_param(caps: Capabilities, data: bytes, params: MessageParams) -> list[str]:
-    eightbit = has_8bit(data)
-    if not (eightbit or params.body == "8BITMIME"):
-        return []
-    if caps.eightbitmime:
-        return ["BODY=8BITMIME"]
-    if eightbit:
-        raise PermFail("message has an 8-bit body and the server does not offer 8BITMIME; "
-                       "not sent rather than corrupted", scope=Scope.MESSAGE, dsn="5.6.3")
-    return []
-
-
-def _smtputf8_param(caps: Capabilities, params: MessageParams, sender: str,
-                    recipients: tuple[Recipient, ...]) -> list[str]:
-    ascii_only = all(a.isascii() for a in [sender, *(r.address for r in recipients)])
-    if ascii_only and not params.smtputf8:
-        return []
-    if caps.smtputf8:
-        return ["SMTPUTF8"]
-    if not ascii_only:
-        raise PermFail("non-ASCII address and the server does not offer SMTPUTF8",
-                       scope=Scope.MESSAGE, dsn="5.6.7")
-    return []
-
-
-def _dsn_params(caps: Capabilities, params: MessageParams) -> list[str]:
-    out: list[str] = []
-    if caps.dsn:
-        if params.ret:
-            out.append(f"RET={params.ret.upper()}")
-        if params.envid:
-            out.append(f"ENVID={xtext(params.envid)}")
-    return out
-
-
-def rcpt_command(caps: Capabilities, rcpt: Recipient | str) -> Rcpt:
-    if isinstance(rcpt, str):
-        return Rcpt(rcpt)
-    params: list[str] = []
-    if caps.dsn:
-        if rcpt.notify:
-            params.append("NOTIFY=" + ",".join(sorted(n.upper() for n in rcpt.notify)))
-        if rcpt.orcpt:
-            kind, _, addr = rcpt.orcpt.partition(";")
-            params.append(f"ORCPT={kind};{xtext(addr)}" if addr else f"ORCPT={xtext(kind)}")
-    return Rcpt(rcpt.address, tuple(params))
+#: commands whose reply must come before anything else is sent (RFC 2920 3.1:
+#: they change the dialogue's state; so do the greeting, STARTTLS, AUTH, ETRN, ATRN)
+_WAIT_FOR_REPLY = (Banner, Ehlo, Helo, Lhlo, StartTls, Auth, AuthLine, Data, Noop, Quit, Etrn, Atrn)
+_HELLOS = (Ehlo, Helo, Lhlo)
+_INJECTED = ("sent data after its 220 to STARTTLS, before the TLS handshake "
+             "(response injection?): session dropped")
 
 
 # ------------------------------------------------------------ reading replies
@@ -292,3 +281,20 @@ def failure(cmd: Command, reply: Reply, *, host: str = "") -> DeliveryFailure | 
     if reply.permanent:
         dsn = "4" + dsn[1:]
     return TempFail(what, scope=scope, dsn=dsn, reply=str(reply))
+
+
+#: RFC 1985's replies to ETRN, by what they mean to us
+ETRN_OK = frozenset({250, 251, 252, 253})       # a queue run started (251: nothing waiting)
+ETRN_DEFERRED = frozenset({458, 459})          # cannot flush now; node not allowed
+ETRN_UNSUPPORTED = frozenset({500, 501, 502})  # no ETRN there, or it refused the syntax
+
+
+def etrn_outcome(code: int) -> str:
+    """"ok", "deferred", "unsupported" or "error" (any other code; 0: no reply)."""
+    if code in ETRN_OK:
+        return "ok"
+    if code in ETRN_DEFERRED:
+        return "deferred"
+    if code in ETRN_UNSUPPORTED:
+        return "unsupported"
+    return "error"

@@ -3,7 +3,8 @@
 Owns: the frozen dataclasses the dialogue (core.py) and its driver
 (session.py) pass between them, as h11's _events.py does:
   * the commands, one class a verb (``Banner`` stands for the greeting we
-    wait for, ``Message`` for the data after 354), and ``Command``, their
+    wait for, ``Message`` for the data after 354; ``Etrn`` and ``Atrn``
+    for the ISP's queue, RFC 1985 and RFC 2645), and ``Command``, their
     union;
   * ``Response(command, reply, recipient)``, the event ``next_event``
     returns, and ``NEED_DATA``, what it returns when no reply is complete;
@@ -34,8 +35,8 @@ from dataclasses import dataclass, field
 from edgemail.smtpc.reply import Reply
 
 __all__ = ["NEED_DATA", "Banner", "Ehlo", "Helo", "Lhlo", "StartTls", "Auth", "AuthLine", "Mail",
-           "Rcpt", "Data", "Message", "Rset", "Noop", "Quit", "Command", "Response",
-           "Capabilities"]
+           "Rcpt", "Data", "Message", "Rset", "Noop", "Quit", "Etrn", "Atrn", "Command",
+           "Response", "Capabilities"]
 
 
 class _Need(enum.Enum):
@@ -135,8 +136,26 @@ class Quit:
     phase = "quit"
 
 
+@dataclass(frozen=True)
+class Etrn:
+    """RFC 1985: ask the server to start a queue run for ``argument``
+    (``domain``, ``@domain`` or ``#queue``)."""
+
+    argument: str
+    phase = "misc"
+
+
+@dataclass(frozen=True)
+class Atrn:
+    """RFC 2645 (ODMR): after its 250 the connection is turned around and
+    the server's mail for ``domains`` (all of ours when empty) comes to us."""
+
+    domains: tuple[str, ...] = ()
+    phase = "misc"
+
+
 Command = (Banner | Ehlo | Helo | Lhlo | StartTls | Auth | AuthLine | Mail | Rcpt | Data
-           | Message | Rset | Noop | Quit)
+           | Message | Rset | Noop | Quit | Etrn | Atrn)
 
 
 @dataclass(frozen=True)
@@ -165,6 +184,8 @@ class Capabilities:
     dsn: bool = False
     enhancedstatuscodes: bool = False
     smtputf8: bool = False
+    etrn: bool = False
+    atrn: bool = False
 
     @classmethod
     def from_reply(cls, reply: Reply) -> "Capabilities":
@@ -185,4 +206,5 @@ class Capabilities:
 
 
 _FLAGS = {"PIPELINING": "pipelining", "8BITMIME": "eightbitmime", "STARTTLS": "starttls",
-          "DSN": "dsn", "ENHANCEDSTATUSCODES": "enhancedstatuscodes", "SMTPUTF8": "smtputf8"}
+          "DSN": "dsn", "ENHANCEDSTATUSCODES": "enhancedstatuscodes", "SMTPUTF8": "smtputf8",
+          "ETRN": "etrn", "ATRN": "atrn"}

@@ -1,15 +1,19 @@
 """smtpc/opening.py - opening a client connection: connect, greeting, STARTTLS, AUTH.
 
-Owns: the part of a Session (session.py) before the first MAIL, as the
-mixin ``Opening``: ``Session.open`` connects within Timeout.iconnect (the
-first attempt of a message) or Timeout.connect, waits for the banner, says
-EHLO (HELO when EHLO gets a 5xx; LHLO in LMTP mode), upgrades with
-STARTTLS when the server offers it and the TlsPolicy (tls.py) allows it,
-says EHLO (LHLO) again, and authenticates with AUTH PLAIN or LOGIN.
+Owns: ``Opening``, how we open a connection to a server: our name, the
+timeouts, the TlsPolicy (tls.py), the credentials, SMTP or LMTP.
+``Opening.open(host, port)`` connects within Timeout.iconnect (the first
+attempt of a message) or Timeout.connect, waits for the banner, says EHLO
+(HELO when EHLO gets a 5xx; LHLO in LMTP mode), upgrades with STARTTLS
+when the server offers it and the policy allows it, says EHLO (LHLO)
+again, authenticates with AUTH PLAIN or LOGIN, and returns the greeted
+``Dialogue`` (dialogue.py).  Message delivery (transaction.py), ETRN
+(delivery/etrn.py) and the coming ODMR client open their connections
+with it.
 
-Never does: DNS (``host`` is an address or a name the runner resolved),
-decide whether a reply is good (core.failure does, through ``_check``),
-log or repr credentials.
+Never does: DNS (``host`` is an address or a name the caller resolved),
+decide whether a reply is good (core.failure does, through
+``Dialogue.check``), log or repr credentials.
 
 Invariants:
   * credentials are sent only over TLS: a server that offers AUTH but not
@@ -18,7 +22,7 @@ Invariants:
   * what the server offered before STARTTLS is forgotten (core.py) and
     asked again after it (RFC 3207 4.2);
   * a failed or cancelled opening closes the connection: ``open`` returns
-    a greeted session or nothing;
+    a greeted dialogue or nothing;
   * credentials given but no AUTH offered: the mail goes without
     authentication, and maillog.no_auth is logged.
 
@@ -28,10 +32,6 @@ refused or any other OSError -> TempFail scope SITE, 4.4.1; a bad greeting
 or EHLO -> core.failure's TempFail (scope SITE); STARTTLS refused or no
 usable AUTH mechanism -> 4.7.0, TLS handshake failed -> 4.7.5, AUTH
 refused -> 4.7.8, all TempFail scope SITE.
-
-The session supplies: ``cls(reader, writer, host=, port=, timeouts=,
-stats=, lmtp=)``, ``exchange``, ``_check``, ``abort``, ``conn``,
-``writer``, ``host``, ``relay``, ``timeouts``, ``broken``, ``tls``.
 """
 
 from __future__ import annotations
@@ -39,35 +39,54 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import ssl
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 from edgemail import maillog
 from edgemail.config.model import Timeouts
 from edgemail.errors import Scope, TempFail
-from edgemail.smtpc.events import Auth, AuthLine, Ehlo, Helo, Lhlo, StartTls
+from edgemail.smtpc.channel import Channel
+from edgemail.smtpc.dialogue import Dialogue
+from edgemail.smtpc.events import Auth, AuthLine, Ehlo, Helo, Lhlo, Response, StartTls
 from edgemail.smtpc.results import LINK_ERRNOS, SmtpTimeout, Stats, lost
 from edgemail.smtpc.tls import MX_TLS, Credentials, TlsPolicy
-
-if TYPE_CHECKING:
-    from edgemail.smtpc.session import Session
 
 __all__ = ["Opening"]
 
 log = logging.getLogger("edgemail.runner")
 
 
+@dataclass(frozen=True)
 class Opening:
-    """Mixin for Session: connect and greet (see the module docstring)."""
+    """How to open and greet a connection (see the module docstring)."""
 
-    @classmethod
-    async def open(cls, host: str, port: int, *, helo_name: str, timeouts: Timeouts,
-                   stats: Stats, first_attempt: bool = False, tls: TlsPolicy = MX_TLS,
-                   credentials: Credentials | None = None, lmtp: bool = False) -> "Session":
-        limit = timeouts.iconnect if first_attempt else timeouts.connect
+    helo_name: str
+    timeouts: Timeouts
+    #: counters shared with the client that opens (connections, round trips)
+    stats: Stats
+    tls: TlsPolicy = MX_TLS
+    credentials: Credentials | None = None
+    lmtp: bool = False
+    #: a message's first attempt waits Timeout.iconnect, later ones Timeout.connect
+    first_attempt: bool = False
+
+    async def open(self, host: str, port: int) -> Dialogue:
+        """A connected, greeted (and, as the policy says, encrypted and authenticated) dialogue."""
+        channel = await self._connect(host, port)
+        self.stats.connections += 1
+        dialogue = Dialogue(channel, host=host, port=port, timeouts=self.timeouts,
+                            stats=self.stats, lmtp=self.lmtp)
+        try:
+            await self._greet(dialogue)
+        except BaseException:
+            dialogue.abort()
+            raise
+        return dialogue
+
+    async def _connect(self, host: str, port: int) -> Channel:
+        limit = self.timeouts.iconnect if self.first_attempt else self.timeouts.connect
         try:
             async with asyncio.timeout(limit):
-                reader, writer = await asyncio.open_connection(host, port)
+                return await Channel.connect(host, port)
         except TimeoutError:
             raise SmtpTimeout(f"connect to {host}:{port}: timed out after {limit:g}s",
                               phase="connect") from None
@@ -76,73 +95,62 @@ class Opening:
                 raise lost(exc, host, "connect") from None
             raise TempFail(f"connect to {host}:{port}: {exc.strerror or exc}",
                            scope=Scope.SITE, dsn="4.4.1") from None
-        stats.connections += 1
-        self = cls(reader, writer, host=host, port=port, timeouts=timeouts, stats=stats, lmtp=lmtp)
-        try:
-            await self._greet(helo_name, tls, credentials)
-        except BaseException:
-            self.abort()
-            raise
-        return self
 
-    async def _greet(self, helo_name: str, tls: TlsPolicy, credentials: Credentials | None) -> None:
-        self._check(await self.exchange([]))            # the banner
-        await self._hello(helo_name)
-        caps = self.conn.capabilities
-        if caps.starttls and tls.mode != "none":
-            await self._starttls(tls)
-            await self._hello(helo_name)
-        elif tls.mode == "encrypt" or (credentials and caps.auth):
-            raise TempFail(f"{self.host} does not offer STARTTLS; refusing to send "
+    async def _greet(self, d: Dialogue) -> None:
+        d.check(await d.exchange([]))            # the banner
+        await self._hello(d)
+        caps, credentials = d.conn.capabilities, self.credentials
+        if caps.starttls and self.tls.mode != "none":
+            await self._starttls(d)
+            await self._hello(d)
+        elif self.tls.mode == "encrypt" or (credentials and caps.auth):
+            raise TempFail(f"{d.host} does not offer STARTTLS; refusing to send "
                            f"{'credentials' if credentials else 'mail'} in clear",
                            scope=Scope.SITE, dsn="4.7.0")
-        if credentials and self.conn.capabilities.auth:
-            await self._auth(credentials)
+        if credentials and d.conn.capabilities.auth:
+            await self._auth(d, credentials)
         elif credentials:
-            log.warning(maillog.no_auth(self.relay))
+            log.warning(maillog.no_auth(d.relay))
 
-    async def _hello(self, name: str) -> None:
-        if self.conn.lmtp:
-            self._check(await self.exchange([Lhlo(name)]))
+    async def _hello(self, d: Dialogue) -> None:
+        if self.lmtp:
+            d.check(await d.exchange([Lhlo(self.helo_name)]))
             return
-        (resp,) = await self.exchange([Ehlo(name)])
+        (resp,) = await d.exchange([Ehlo(self.helo_name)])
         if resp.reply.permanent:
-            resp = (await self.exchange([Helo(name)]))[0]
-        self._check([resp])
+            (resp,) = await d.exchange([Helo(self.helo_name)])
+        d.check([resp])
 
-    async def _starttls(self, tls: TlsPolicy) -> None:
-        (resp,) = await self.exchange([StartTls()])
+    async def _starttls(self, d: Dialogue) -> None:
+        (resp,) = await d.exchange([StartTls()])
         if resp.reply.code != 220:
-            raise TempFail(f"STARTTLS refused by {self.host}: {resp.reply}", scope=Scope.SITE,
+            raise TempFail(f"STARTTLS refused by {d.host}: {resp.reply}", scope=Scope.SITE,
                            dsn="4.7.0", reply=str(resp.reply))
-        try:
-            async with asyncio.timeout(self.timeouts.misc):
-                await self.writer.start_tls(tls.context(), server_hostname=self.host)
-        except (ssl.SSLError, OSError, TimeoutError) as exc:
-            self.broken = True
-            raise TempFail(f"TLS handshake with {self.host} failed: {exc}", scope=Scope.SITE,
-                           dsn="4.7.5") from None
-        self.tls = True
+        await d.start_tls(self.tls.context())
 
-    async def _auth(self, cred: Credentials) -> None:
-        offered = self.conn.capabilities.auth
+    async def _auth(self, d: Dialogue, cred: Credentials) -> None:
+        offered = d.conn.capabilities.auth
         if "PLAIN" in offered:
-            token = _b64(f"\0{cred.user}\0{cred.password}")
-            (resp,) = await self.exchange([Auth("PLAIN", token)])
+            (resp,) = await d.exchange([Auth("PLAIN", _b64(f"\0{cred.user}\0{cred.password}"))])
         elif "LOGIN" in offered:
-            (resp,) = await self.exchange([Auth("LOGIN")])
-            for secret in (cred.user, cred.password):
-                if resp.reply.code != 334:
-                    break
-                (resp,) = await self.exchange([AuthLine(_b64(secret))])
+            resp = await _auth_login(d, cred)
         else:
-            raise TempFail(f"{self.host} offers AUTH {' '.join(sorted(offered))}; we speak "
+            raise TempFail(f"{d.host} offers AUTH {' '.join(sorted(offered))}; we speak "
                            "PLAIN and LOGIN only", scope=Scope.SITE, dsn="4.7.0")
         if resp.reply.code != 235:
-            raise TempFail(f"authentication as {cred.user} at {self.host} failed: {resp.reply}",
+            raise TempFail(f"authentication as {cred.user} at {d.host} failed: {resp.reply}",
                            scope=Scope.SITE, dsn="4.7.8", reply=str(resp.reply))
+
+
+async def _auth_login(d: Dialogue, cred: Credentials) -> Response:
+    """AUTH LOGIN: the user name and the password, each answering a 334."""
+    (resp,) = await d.exchange([Auth("LOGIN")])
+    for secret in (cred.user, cred.password):
+        if resp.reply.code != 334:
+            break
+        (resp,) = await d.exchange([AuthLine(_b64(secret))])
+    return resp
 
 
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode("utf-8")).decode("ascii")
-

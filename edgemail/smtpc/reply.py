@@ -15,7 +15,9 @@ Invariants:
 Failures: anything that is not a reply (no code, code outside 2xx-5xx,
 mixed codes, a line longer than MAX_LINE, too many lines) raises
 ``RemoteProtocolError``, and so does every later ``feed`` (the stream is
-out of step; the driver must drop the connection).
+out of step; the driver must drop the connection).  ``push`` stores
+bytes and ``next`` parses them, one reply a call: what follows a reply
+that ends the dialogue (ATRN's 250) stays bytes, for ``rest``.
 """
 
 from __future__ import annotations
@@ -92,7 +94,9 @@ def _split_line(raw: bytes) -> tuple[int, bool, str]:
 
 
 class ReplyParser:
-    """Incremental parser: ``feed(bytes) -> list[Reply]``."""
+    """Incremental parser: ``feed(bytes) -> list[Reply]``, or ``push`` and
+    ``next`` one reply at a time, so that the bytes after a given reply can
+    be left unparsed (``rest``): after a 250 to ATRN they are not replies."""
 
     def __init__(self) -> None:
         self._buf = bytearray()
@@ -102,34 +106,53 @@ class ReplyParser:
 
     @property
     def pending(self) -> bool:
-        """True when part of a reply has been received but not all of it."""
+        """True when bytes have been received that no returned reply holds."""
         return bool(self._buf or self._lines)
 
     def feed(self, data: bytes) -> list[Reply]:
+        self.push(data)
+        out = []
+        while (reply := self.next()) is not None:
+            out.append(reply)
+        return out
+
+    def push(self, data: bytes) -> None:
+        """Take bytes without parsing them yet."""
+        if self._broken:
+            raise RemoteProtocolError(self._broken)
+        self._buf += data
+
+    def next(self) -> Reply | None:
+        """The next complete reply, or None until more bytes come."""
         if self._broken:
             raise RemoteProtocolError(self._broken)
         try:
-            return self._feed(data)
+            return self._next()
         except RemoteProtocolError as exc:
             self._broken = str(exc)
             raise
 
-    def _feed(self, data: bytes) -> list[Reply]:
-        self._buf += data
-        out: list[Reply] = []
+    def rest(self) -> bytes:
+        """The bytes after the last reply returned, unparsed; the buffer is emptied."""
+        if self._lines:
+            raise RemoteProtocolError("a reply was cut off where the dialogue ended")
+        out, self._buf = bytes(self._buf), bytearray()
+        return out
+
+    def _next(self) -> Reply | None:
         while True:
             nl = self._buf.find(b"\n")
             if nl < 0:
                 if len(self._buf) > MAX_LINE:
                     raise RemoteProtocolError(f"reply line longer than {MAX_LINE} bytes")
-                return out
+                return None
             if nl > MAX_LINE:
                 raise RemoteProtocolError(f"reply line longer than {MAX_LINE} bytes")
             raw = bytes(self._buf[:nl])
             del self._buf[:nl + 1]
             reply = self._line(raw[:-1] if raw.endswith(b"\r") else raw)
             if reply is not None:
-                out.append(reply)
+                return reply
 
     def _line(self, raw: bytes) -> Reply | None:
         code, last, text = _split_line(raw)

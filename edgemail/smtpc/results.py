@@ -14,6 +14,7 @@ Never does: I/O.
 from __future__ import annotations
 
 import errno
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from edgemail.envelope import Recipient
@@ -84,7 +85,7 @@ def as_recipient(r: Recipient | str) -> Recipient:
     return r if isinstance(r, Recipient) else Recipient(r)
 
 
-def check_envelope(sender: str, recipients: list) -> None:
+def check_envelope(sender: str, recipients: Sequence[Recipient | str]) -> None:
     core.check_text("sender address", sender)
     for r in recipients:
         address = as_recipient(r).address

@@ -4,7 +4,8 @@ Owns: encoding for the dialogue (core.py): ``command_line`` (a command ->
 its line, without CRLF), ``encode_data`` (message data -> the DATA bytes
 up to and including the final dot), the checks both make
 (``check_text``), and the small encodings the MAIL/RCPT builders use
-(``xtext`` for ENVID/ORCPT, ``has_8bit`` for BODY=8BITMIME).
+(``xtext`` for ENVID/ORCPT, ``has_8bit`` for BODY=8BITMIME), and the
+grammar of ETRN and ATRN arguments (``is_etrn_argument``, ``is_domain``).
 
 Never does: decide when a command may be sent (core.py), I/O, logging.
 
@@ -19,6 +20,9 @@ Invariants:
     every line that starts with "." gets a second one, and the data ends
     with CRLF "." CRLF.  Nothing sent can end DATA early at a lenient
     receiver;
+  * ETRN goes out only with an RFC 1985 argument (``domain``, ``@domain``,
+    ``#queue``), ATRN only with domains (RFC 2645), so no argument can
+    carry a second command;
   * no line on the wire is longer than 998 octets (MAX_LINE), counting the
     transparency dot (stricter than RFC 5321 4.5.3.1.6).  A longer line
     cannot be folded without changing the message, and re-encoding it
@@ -31,13 +35,17 @@ encoded), PermFail 5.6.0 scope MESSAGE (a line too long).
 
 from __future__ import annotations
 
+import re
+
 from edgemail.errors import LocalProtocolError, PermFail, Scope
 from edgemail.smtpc.events import (
+    Atrn,
     Auth,
     AuthLine,
     Command,
     Data,
     Ehlo,
+    Etrn,
     Helo,
     Lhlo,
     Mail,
@@ -49,10 +57,14 @@ from edgemail.smtpc.events import (
 )
 
 __all__ = ["MAX_LINE", "check_text", "normalise_lines", "encode_data", "has_8bit", "xtext",
-           "command_line"]
+           "command_line", "is_domain", "is_etrn_argument"]
 
 #: RFC 5321 4.5.3.1.6: 1000 octets with CRLF
 MAX_LINE = 998
+
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
+_QUEUE = re.compile(r"#[\x21-\x7e]{1,64}")
 
 
 def check_text(what: str, value: str) -> None:
@@ -101,6 +113,18 @@ def xtext(value: str) -> str:
                    "".join(f"+{b:02X}" for b in c.encode("utf-8")) for c in value)
 
 
+def is_domain(name: str) -> bool:
+    """A host name of LDH labels (a trailing dot allowed), at most 253 octets."""
+    return len(name) <= 253 and _DOMAIN.fullmatch(name) is not None
+
+
+def is_etrn_argument(arg: str) -> bool:
+    """One of RFC 1985's forms: ``domain``, ``@domain`` (and subdomains), ``#queue``."""
+    if _QUEUE.fullmatch(arg):
+        return True
+    return is_domain(arg[1:] if arg.startswith("@") else arg)
+
+
 def command_line(cmd: Command) -> str:
     """The command's line, without CRLF; LocalProtocolError for what must not be sent."""
     match cmd:
@@ -124,6 +148,15 @@ def command_line(cmd: Command) -> str:
             return data
         case StartTls():
             return "STARTTLS"
+        case Etrn(arg):
+            if not is_etrn_argument(arg):
+                raise LocalProtocolError(f"ETRN argument {arg!r}: want domain, @domain or #queue")
+            return f"ETRN {arg}"
+        case Atrn(domains):
+            bad = [d for d in domains if not is_domain(d)]
+            if bad:
+                raise LocalProtocolError(f"ATRN domain {bad[0]!r}: not a domain name")
+            return " ".join(["ATRN", ",".join(domains)]) if domains else "ATRN"
     return {Data: "DATA", Rset: "RSET", Noop: "NOOP", Quit: "QUIT"}[type(cmd)]
 
 

@@ -22,7 +22,6 @@ MAX_FUNCTION_LINES = 40
 
 KNOWN_CYCLES: set[frozenset[str]] = {
     frozenset({"edgemail.spool.maildrop", "edgemail.spool.store", "edgemail.spool.writer"}),
-    frozenset({"edgemail.smtpc.opening", "edgemail.smtpc.session"}),
     frozenset({"edgemail.smtpd.listener", "edgemail.smtpd.protocol"}),
 }
 KNOWN_LONG_MODULES = {"edgemail.maillog", "edgemail.smtpd.protocol", "link.fsm"}

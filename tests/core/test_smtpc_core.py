@@ -4,9 +4,10 @@ import pytest
 from hypothesis import given, strategies as st
 
 from edgemail.envelope import Recipient
-from edgemail.errors import LocalProtocolError, PermFail, Scope, TempFail
+from edgemail.errors import LocalProtocolError, PermFail, RemoteProtocolError, Scope, TempFail
 from edgemail.smtpc import core
-from edgemail.smtpc.events import NEED_DATA, Capabilities, Data, Ehlo, Mail, Message, Rcpt, Rset
+from edgemail.smtpc.events import (NEED_DATA, Atrn, Capabilities, Data, Ehlo, Etrn, Mail, Message, Quit, StartTls,
+                                    Rcpt, Rset)
 from edgemail.smtpc.core import ClientConnection, MessageParams
 from edgemail.smtpc.reply import Reply
 
@@ -57,9 +58,13 @@ def test_message_only_after_354():
 def test_lmtp_one_reply_per_accepted_recipient():
     conn = ClientConnection(lmtp=True)
     conn.receive_data(b"220 hi\r\n")
-    for c in (core.Lhlo("gw"), Mail("a@x"), Rcpt("b@y"), Rcpt("c@y"), Rcpt("d@y"), Data()):
+    events(conn)
+    conn.send(core.Lhlo("gw"))
+    conn.receive_data(b"250 ok\r\n")
+    events(conn)
+    for c in (Mail("a@x"), Rcpt("b@y"), Rcpt("c@y"), Rcpt("d@y"), Data()):
         conn.send(c)
-    conn.receive_data(b"250 ok\r\n250 ok\r\n250 ok\r\n550 no\r\n250 ok\r\n354 go\r\n")
+    conn.receive_data(b"250 ok\r\n250 ok\r\n550 no\r\n250 ok\r\n354 go\r\n")
     events(conn)
     conn.send(Message(b"hi\r\n"))
     conn.receive_data(b"250 2.0.0 b ok\r\n452 4.2.2 d full\r\n")
@@ -196,3 +201,173 @@ def test_cores_import_no_io_modules():
             "('asyncio', 'socket', 'ssl', 'selectors', 'logging')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+# ------------------------------------------------------- ETRN and ATRN (ODMR)
+
+def greeted(**kw):
+    conn = ClientConnection(**kw)
+    conn.receive_data(b"220 isp.example ESMTP\r\n")
+    events(conn)
+    conn.send(Ehlo("edge.example"))
+    conn.receive_data(b"250-isp.example\r\n250-ETRN\r\n250 ATRN\r\n")
+    events(conn)
+    return conn
+
+
+def test_etrn_and_atrn_offers_are_read():
+    conn = greeted()
+    assert conn.capabilities.etrn and conn.capabilities.atrn
+    assert not Capabilities.from_reply(EHLO_FULL).etrn
+
+
+@pytest.mark.parametrize("arg", ["example.org", "@example.org", "#queue1", "a-b.example."])
+def test_etrn_wire(arg):
+    assert greeted().send(Etrn(arg)) == f"ETRN {arg}\r\n".encode()
+
+
+@pytest.mark.parametrize("arg", ["", "@", "#", "exa mple.org", "example.org\r\nQUIT", "-bad.example",
+                                 "a..b", "example.org\n"])
+def test_etrn_argument_outside_rfc1985_never_sent(arg):
+    conn = greeted()
+    with pytest.raises(LocalProtocolError, match="ETRN argument"):
+        conn.send(Etrn(arg))
+    assert conn.awaiting is None
+
+
+@pytest.mark.parametrize("code,want", [
+    (250, "ok"), (251, "ok"), (252, "ok"), (253, "ok"), (458, "deferred"), (459, "deferred"),
+    (500, "unsupported"), (501, "unsupported"), (502, "unsupported"), (421, "error"), (550, "error"),
+    (0, "error"),
+])
+def test_etrn_outcome(code, want):
+    assert core.etrn_outcome(code) == want, f"got {core.etrn_outcome(code)} for {code}, want {want}"
+
+
+def test_etrn_reply_is_a_response_to_etrn():
+    conn = greeted()
+    conn.send(Etrn("example.org"))
+    conn.receive_data(b"250 2.0.0 Queuing for node example.org started\r\n")
+    (ev,) = events(conn)
+    assert ev.command == Etrn("example.org") and ev.reply.code == 250
+    assert core.failure(ev.command, ev.reply) is None
+
+
+@pytest.mark.parametrize("domains,wire", [
+    ((), b"ATRN\r\n"), (("edge.example",), b"ATRN edge.example\r\n"),
+    (("edge.example", "b.example"), b"ATRN edge.example,b.example\r\n"),
+])
+def test_atrn_wire(domains, wire):
+    assert greeted().send(Atrn(domains)) == wire
+
+
+@pytest.mark.parametrize("bad", ["@edge.example", "edge.example,x", "a b", "#q"])
+def test_atrn_takes_domains_only(bad):
+    with pytest.raises(LocalProtocolError, match="ATRN domain"):
+        greeted().send(Atrn(("edge.example", bad)))
+
+
+def test_250_to_atrn_hands_the_connection_over_unparsed():
+    """What follows the 250 is the other side's (here a client's EHLO, which
+    is no reply): the core parses none of it and hands it over whole."""
+    conn = greeted()
+    conn.send(Atrn(("edge.example",)))
+    conn.receive_data(b"250 OK now reversing the connection\r\nEHLO isp")
+    conn.receive_data(b".example\r\n")
+    (ev,) = events(conn)
+    assert ev.reply.code == 250 and conn.turned
+    assert conn.next_event() is NEED_DATA
+    assert conn.handover() == b"EHLO isp.example\r\n"
+    with pytest.raises(LocalProtocolError, match="turned around"):
+        conn.send(Quit())
+    with pytest.raises(LocalProtocolError, match="turned around"):
+        conn.receive_data(b"more")
+
+
+@pytest.mark.parametrize("reply", [b"453 You have no mail\r\n", b"530 5.7.0 Authentication required\r\n"])
+def test_refused_atrn_keeps_the_dialogue(reply):
+    conn = greeted()
+    conn.send(Atrn())
+    conn.receive_data(reply)
+    assert [e.reply.code for e in events(conn)] == [int(reply[:3])]
+    assert not conn.turned and conn.send(Quit()) == b"QUIT\r\n"
+    with pytest.raises(LocalProtocolError, match="handover before"):
+        conn.handover()
+
+
+# ------------------------------------- STARTTLS: nothing from before the handshake
+
+READY = b"220 2.0.0 Ready to start TLS\r\n"
+
+
+def tls_offered():
+    conn = ClientConnection()
+    conn.receive_data(b"220 mx.test ESMTP\r\n")
+    events(conn)
+    conn.send(Ehlo("gw"))
+    conn.receive_data(b"250-mx.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n")
+    events(conn)
+    conn.send(StartTls())
+    return conn
+
+
+@pytest.mark.parametrize("after", [b"250 2.0.0 injected\r\n", b"250-mx.test\r\n250 AUTH PLAIN\r\n", b"2", b"\r\n"],
+                         ids=["reply", "ehlo-reply", "one-byte", "empty-line"])
+def test_bytes_with_the_220_to_starttls_are_refused(after):
+    conn = tls_offered()
+    conn.receive_data(READY + after)
+    with pytest.raises(RemoteProtocolError, match="before the TLS handshake"):
+        conn.next_event()
+
+
+def test_bytes_after_the_220_before_the_handshake_are_refused():
+    conn = tls_offered()
+    conn.receive_data(READY)
+    (ev,) = events(conn)
+    assert ev.reply.code == 220 and conn.capabilities == Capabilities()
+    with pytest.raises(RemoteProtocolError, match="before the TLS handshake"):
+        conn.receive_data(b"250 2.0.0 injected\r\n")
+
+
+def test_after_the_handshake_ehlo_first_and_alone():
+    conn = tls_offered()
+    conn.receive_data(READY)
+    events(conn)
+    with pytest.raises(LocalProtocolError, match="handshake has not finished"):
+        conn.send(Ehlo("gw"))
+    conn.tls_established()
+    with pytest.raises(LocalProtocolError, match="EHLO comes first"):
+        conn.send(Mail("a@x"))
+    assert conn.send(Ehlo("gw")) == b"EHLO gw\r\n"
+    with pytest.raises(LocalProtocolError, match="before EHLO is answered"):
+        conn.send(Mail("a@x"))
+    conn.receive_data(b"250-mx.test\r\n250 PIPELINING\r\n")
+    events(conn)
+    assert conn.capabilities.pipelining and not conn.capabilities.starttls
+    assert conn.send(Mail("a@x")) == b"MAIL FROM:<a@x>\r\n"
+
+
+def test_tls_established_needs_a_220_to_starttls():
+    conn = tls_offered()
+    with pytest.raises(LocalProtocolError, match="without a 220"):
+        conn.tls_established()
+    conn.receive_data(b"454 4.7.0 TLS not available\r\n")
+    events(conn)
+    with pytest.raises(LocalProtocolError, match="without a 220"):
+        conn.tls_established()
+    assert conn.send(Mail("a@x")) == b"MAIL FROM:<a@x>\r\n"     # refused: the dialogue goes on in clear
+
+
+@pytest.mark.parametrize("first", [None, Ehlo("gw"), Data(), Etrn("example.org"), Quit(), StartTls()],
+                         ids=["greeting", "ehlo", "data", "etrn", "quit", "starttls"])
+def test_nothing_is_sent_before_a_state_changing_command_is_answered(first):
+    """RFC 2920 3.1: EHLO, DATA, QUIT (and the greeting, STARTTLS, ETRN) end a group."""
+    conn = ClientConnection()
+    if first is not None:
+        conn.receive_data(b"220 hi\r\n")
+        events(conn)
+        if isinstance(first, Data):
+            conn.send(Mail("a@x"))
+        conn.send(first)
+    with pytest.raises(LocalProtocolError, match="before .* is answered"):
+        conn.send(Rcpt("b@y"))

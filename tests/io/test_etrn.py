@@ -1,15 +1,20 @@
-"""edgemail.delivery.etrn against a scripted SMTP server on loopback: sendmail/Postfix replies, no ETRN, broken session."""
+"""edgemail.delivery.etrn against a scripted SMTP server on loopback: sendmail/Postfix replies, no ETRN,
+broken session, STARTTLS."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 
 import pytest
 
 from edgemail.delivery.etrn import check_argument, etrn
+from edgemail.smtpc.tls import TlsPolicy
+from test_smtpc_session import cert  # noqa: F401  (fixture: openssl self-signed)
 
 
-async def server(answers: dict[str, str], *, ehlo: str = "250-isp.example\r\n250 ETRN\r\n", close_after: int = 99):
-    """Answers ETRN <arg> from `answers`; records what it was sent."""
+async def server(answers: dict[str, str], *, ehlo: str = "250-isp.example\r\n250 ETRN\r\n", close_after: int = 99,
+                 tls: ssl.SSLContext | None = None):
+    """Answers ETRN <arg> from `answers`; records what it was sent ("<tls>" where STARTTLS took effect)."""
     seen: list[str] = []
 
     async def handle(reader, writer):
@@ -21,6 +26,11 @@ async def server(answers: dict[str, str], *, ehlo: str = "250-isp.example\r\n250
             verb = cmd.split(" ", 1)[0].upper()
             if verb == "EHLO":
                 writer.write(ehlo.encode())
+            elif verb == "STARTTLS" and tls is not None:
+                writer.write(b"220 2.0.0 go ahead\r\n")
+                await writer.start_tls(tls)
+                seen.append("<tls>")
+                continue
             elif verb == "HELO":
                 writer.write(b"250 isp.example\r\n")
             elif verb == "ETRN":
@@ -70,6 +80,26 @@ async def test_broken_session_gives_code_0_for_the_rest():
         res = await etrn("127.0.0.1", port, ["a.example", "b.example"], helo_name="edge.example", timeout=5)
     assert [(r.domain, r.code) for r in res] == [("a.example", 250), ("b.example", 0)]
     assert res[1].outcome == "error" and res[1].text
+
+
+async def test_a_421_ends_the_session_with_code_0_for_the_rest():
+    srv, port, seen = await server({"a.example": "421 4.3.2 shutting down", "b.example": "250 ok"})
+    async with srv:
+        res = await etrn("127.0.0.1", port, ["a.example", "b.example"], helo_name="edge.example", timeout=5)
+    assert [(r.domain, r.code, r.outcome) for r in res] == [("a.example", 0, "error"), ("b.example", 0, "error")]
+    assert "421 4.3.2 shutting down" in res[0].text and seen[-1] == "ETRN a.example"
+
+
+async def test_etrn_goes_over_starttls_when_offered(cert):
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(*cert)
+    srv, port, seen = await server({"example.org": "250 2.0.0 Queuing for node example.org started"},
+                                   ehlo="250-isp.example\r\n250-STARTTLS\r\n250 ETRN\r\n", tls=ctx)
+    async with srv:
+        (r,) = await etrn("127.0.0.1", port, ["example.org"], helo_name="edge.example", timeout=5,
+                          tls=TlsPolicy("may", verify=True, cafile=cert[0]))
+    assert (r.code, r.outcome) == (250, "ok")
+    assert seen == ["EHLO edge.example", "STARTTLS", "<tls>", "EHLO edge.example", "ETRN example.org", "QUIT"]
 
 
 async def test_nobody_listening_is_a_result_not_an_exception():

@@ -15,10 +15,9 @@ from edgemail.config.model import Timeouts
 from edgemail.envelope import Recipient
 from edgemail.errors import ConfigError, LocalProtocolError, PermFail, Scope, TempFail
 from edgemail.smtpc.core import MessageParams
-from edgemail.smtpc.results import StaleConnection
+from edgemail.smtpc.results import SmtpTimeout, StaleConnection, lost
 from edgemail.smtpc.tls import MX_TLS, Credentials, TlsPolicy, load_credentials
-from edgemail.smtpc.session import SmtpClient, _lost
-from edgemail.smtpc.results import SmtpTimeout
+from edgemail.smtpc.session import SmtpClient
 import upstream
 from upstream import Faults, upstream_factory  # noqa: F401  (fixture)
 
@@ -87,7 +86,7 @@ async def test_stale_cached_connection_replaced(upstream_factory, client):
     await client.deliver(LOOP, up.port, "a@x", ["b@y"], MSG)
     (cached,) = client._cache.values()
     await up.close()                                     # the server goes away...
-    cached.writer.transport.abort()                      # ...and the socket with it
+    cached.channel.abort()                               # ...and the socket with it
     up2 = await upstream_factory(port=up.port)
     r = await client.deliver(LOOP, up2.port, "a@x", ["c@y"], MSG)
     assert r.recipients["c@y"].ok and not r.reused
@@ -127,12 +126,10 @@ async def test_connect_timeout_when_syns_go_unanswered():
             fillers.append(s)
         await asyncio.sleep(0.2)
         c = SmtpClient(helo_name="gw.test", timeouts=Timeouts(connect=0.5, iconnect=5))
-        t0 = asyncio.get_running_loop().time()
         with pytest.raises(SmtpTimeout) as e:
             await c.deliver(LOOP, port, "a@x", ["b@y"], MSG)
-        waited = asyncio.get_running_loop().time() - t0
         assert e.value.phase == "connect" and e.value.scope is Scope.SITE
-        assert "timed out after 0.5s" in str(e.value) and 0.4 < waited < 3
+        assert "timed out after 0.5s" in str(e.value)          # Timeout.connect, not iconnect
         await c.close()
     finally:
         for s in fillers:
@@ -364,7 +361,7 @@ def test_credentials_file(tmp_path):
 @pytest.mark.parametrize("err,scope", [(errno.ENETUNREACH, Scope.LINK), (errno.ENETDOWN, Scope.LINK),
                                        (errno.ECONNRESET, Scope.SITE)], ids=["netunreach", "netdown", "reset"])
 def test_link_loss_scope(err, scope):
-    f = _lost(OSError(err, os.strerror(err)), "mx.test", "rcpt")
+    f = lost(OSError(err, os.strerror(err)), "mx.test", "rcpt")
     assert isinstance(f, TempFail) and f.scope is scope
 
 
@@ -385,13 +382,14 @@ async def test_upstream_runs_as_a_program(tmp_path):
         await proc.wait()
 
 
-class _FakeSession:
-    """Stands in for Session in SmtpClient's cache: ``outcomes`` are what transact does."""
+class _FakeDialogue:
+    """Stands in for a Dialogue in SmtpClient's cache: ``outcomes`` are what a
+    Transaction's run over it does."""
 
     def __init__(self, *outcomes):
         self.outcomes, self.probes, self.aborted, self.last_used = list(outcomes), [], False, 0.0
 
-    async def transact(self, sender, recipients, data, params, *, probe=False):
+    async def transact(self, *, probe=False):
         self.probes.append(probe)
         outcome = self.outcomes.pop(0)
         if isinstance(outcome, BaseException):
@@ -420,14 +418,18 @@ class _FakeSession:
 async def test_cache_never_keeps_a_failed_or_cancelled_session(monkeypatch, cached, fresh, want):
     from edgemail.smtpc import session as mod
     result = mod.DeliveryResult("mx:25", {})
-    old = _FakeSession(*[result if o == "ok" else o for o in cached]) if cached else None
-    new = _FakeSession(*[result if o == "ok" else o for o in fresh]) if fresh else None
+    old = _FakeDialogue(*[result if o == "ok" else o for o in cached]) if cached else None
+    new = _FakeDialogue(*[result if o == "ok" else o for o in fresh]) if fresh else None
     opened = []
 
-    async def fake_open(*args, **kw):
+    async def fake_open(opening, host, port):
         opened.append(new)
         return new
-    monkeypatch.setattr(mod.Session, "open", fake_open)
+
+    async def fake_run(message, dialogue, *, probe=False):
+        return await dialogue.transact(probe=probe)
+    monkeypatch.setattr(mod.Opening, "open", fake_open)
+    monkeypatch.setattr(mod.Transaction, "run", fake_run)
     c = SmtpClient(helo_name="gw.test", clock=FakeClock())
     key = ("mx", 25, False, MX_TLS, None)
     if old is not None:
