@@ -134,7 +134,7 @@ def commit_new(files: Sequence[tuple[str, str, bytes]],
 
 def _write_files(files: Sequence[tuple[str, str, bytes]], errors: list[int]) -> list[tuple[int, int]]:
     """Create and write each TMP, and start its write-back; (index, fd) of those opened."""
-    fds = []
+    fds, hint = [], len(files) > 1     # alone, its fsync follows at once: no hint needed
     for i, (tmp, _, data) in enumerate(files):
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
@@ -147,11 +147,16 @@ def _write_files(files: Sequence[tuple[str, str, bytes]], errors: list[int]) -> 
         except OSError as exc:
             errors[i] = exc.errno or -1
             continue
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)   # start write-back now
-        except OSError:
-            pass                     # a hint only
+        if hint:
+            _start_write_back(fd)
     return fds
+
+
+def _start_write_back(fd: int) -> None:
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    except OSError:
+        pass                         # a hint only
 
 
 def _fsync_files(fds: list[tuple[int, int]], errors: list[int]) -> None:
