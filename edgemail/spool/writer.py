@@ -154,6 +154,10 @@ class CommitThreads:
                 t.start()
         self._jobs.put(job)
 
+    def running(self) -> int:
+        """Commit threads alive now."""
+        return sum(t.is_alive() for t in self._threads)
+
     def close(self) -> None:
         """After the commits already handed over."""
         for _ in self._threads:

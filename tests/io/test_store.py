@@ -19,9 +19,10 @@ from edgemail.clock import FakeClock
 from edgemail.envelope import Attempt, Envelope, RcptStatus, Recipient, is_queue_id
 from edgemail.errors import CorruptQueueFile, SpoolError, SpoolFull
 from edgemail.spool.store import Store
-from edgemail.spool import record
+from edgemail.spool import jobs, record
 from edgemail.spool.maildrop import write_maildrop
 from edgemail.spool.room import ROOM_CACHE_S, Room
+from edgemail.spool.writer import COMMIT_THREADS
 
 ENV = Envelope("shop@example.org", (Recipient("a@example.net"), Recipient("b@example.com")),
                precedence=-60, msgid="1@till", arrived=1_700_000_000.0)
@@ -217,6 +218,23 @@ async def test_write_error_leaves_nothing(spool, monkeypatch, err, exc):
     s2 = spool()
     assert s2.recover().truncated == ()  # the failed append was cut back at once
     assert s2.get(qid).rcpt_status["a@example.net"] is RcptStatus.DEFERRED
+
+
+async def test_a_bug_on_a_commit_thread_fails_the_commit_and_the_thread_lives_on(spool, monkeypatch, caplog):
+    s = spool()
+    s.recover()
+    real = jobs.commit_new
+
+    def broken(files, may_rename=None):
+        raise RuntimeError("bug")
+    monkeypatch.setattr(jobs, "commit_new", broken)
+    with pytest.raises(SpoolError, match="internal error: RuntimeError"):
+        await s.commit(ENV, DATA)
+    assert "internal error in spool writer" in caplog.text and s.room.reserved == 0
+    assert s.commit_threads.running() == COMMIT_THREADS
+    monkeypatch.setattr(jobs, "commit_new", real)
+    qids = await asyncio.wait_for(asyncio.gather(*(s.commit(ENV, DATA) for _ in range(8))), 60)
+    assert files(s, "queue") == sorted(qids) and files(s, "tmp") == []
 
 
 @pytest.mark.root
