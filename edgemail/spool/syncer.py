@@ -79,7 +79,10 @@ def serve(rfd: int, wfd: int, fileio, parent: int) -> None:
     committed with FILEIO.commit_new while PARENT is our parent.  A request
     cut off by the end of input was never acknowledged: dropped."""
     buf = bytearray()
-    alive = lambda: os.getppid() == parent    # noqa: E731
+
+    def alive() -> bool:
+        return os.getppid() == parent
+
     while True:
         chunk = os.read(rfd, READ_SIZE)
         if not chunk:
