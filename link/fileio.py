@@ -1,7 +1,8 @@
 """fileio.py - small file primitives in the order crash safety needs; shared by link and edgemail.
 
 NAME
-    fileio - write_all, write_new, write_atomically, fsync_dir, fsync_file, unlink_quietly, read_file
+    fileio - write_all, write_new, write_atomically, commit_new, fsync_dir,
+    fsync_file, unlink_quietly, read_file
 
 DESCRIPTION
     ``write_atomically(path, data)`` is how every small state file is
@@ -14,20 +15,35 @@ DESCRIPTION
     it.  Its mode is 0640 (the daemon's group may read it), whatever the
     umask.
 
-    The spool's commit path (edgemail/spool/fileio.py, syncer.py) is built
-    from the same primitives.  This module imports only the standard
-    library (link is the lower layer: edgemail may import it, link never
-    imports edgemail).
+    ``commit_new(files)`` is the spool's group commit: each (tmp, dest,
+    data) is written to TMP (a new file, 0600), all of them are fsynced,
+    each is renamed to DEST, and each directory that got a name is fsynced
+    once.  A file counts as committed (errno 0) only after that last fsync.
+    The spool's commit helper process (edgemail/spool/syncer.py) and its
+    thread fallback (edgemail/spool/writer.py) both commit through it.
+
+    This module imports only errno, itertools and os (link is the lower layer:
+    edgemail may import it, link never imports edgemail), and the commit
+    helper, started with -I -S, loads it by its path: keep it so (no
+    typing, no collections at run time: each would cost the helper's start).
 
 FAILURES
-    Every call raises OSError; write_atomically leaves no temporary file
-    behind when it fails.
+    Every call raises OSError, but commit_new, which answers one errno per
+    file and removes what it made of a failed one (never a TMP it did not
+    create: EEXIST), and raises Abandoned when may_rename() says no (every
+    TMP of the batch removed, nothing more renamed).  write_atomically
+    leaves no temporary file behind when it fails.
 """
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:                    # not at run time: see the docstring
+    from collections.abc import Callable, Sequence
 
 _counter = itertools.count()
 
@@ -92,3 +108,96 @@ def unlink_quietly(path: str) -> None:
 def read_file(path: str) -> bytes:
     with open(path, "rb", buffering=0) as f:
         return f.readall()
+
+
+# --- group commit of new files ----------------------------------------------------
+
+class Abandoned(Exception):
+    """commit_new() stopped before a rename: may_rename() said no."""
+
+
+def commit_new(files: Sequence[tuple[str, str, bytes]],
+               may_rename: Callable[[], bool] | None = None) -> list[int]:
+    """Write every (tmp, dest, data) of FILES to TMP, fsync each, rename each
+    to DEST (asking may_rename() before each), fsync each directory once.
+    Returns one errno per file (0: committed).  Starting the write-back of
+    the whole batch before the first fsync lets one journal commit carry
+    the batch's block allocations (measured: a batch of four about 30%
+    faster than write+fsync one by one)."""
+    errors = [0] * len(files)
+    fds = _write_files(files, errors)
+    _fsync_files(fds, errors)
+    _rename_files(files, errors, may_rename)
+    _fsync_dest_dirs(files, errors)
+    return errors
+
+
+def _write_files(files: Sequence[tuple[str, str, bytes]], errors: list[int]) -> list[tuple[int, int]]:
+    """Create and write each TMP, and start its write-back; (index, fd) of those opened."""
+    fds, hint = [], len(files) > 1     # alone, its fsync follows at once: no hint needed
+    for i, (tmp, _, data) in enumerate(files):
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            errors[i] = exc.errno or -1
+            continue
+        fds.append((i, fd))
+        try:
+            write_all(fd, data)
+        except OSError as exc:
+            errors[i] = exc.errno or -1
+            continue
+        if hint:
+            _start_write_back(fd)
+    return fds
+
+
+def _start_write_back(fd: int) -> None:
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    except OSError:
+        pass                         # a hint only
+
+
+def _fsync_files(fds: list[tuple[int, int]], errors: list[int]) -> None:
+    for i, fd in fds:
+        try:
+            if not errors[i]:
+                os.fsync(fd)
+        except OSError as exc:
+            errors[i] = exc.errno or -1
+        finally:
+            os.close(fd)
+
+
+def _rename_files(files: Sequence[tuple[str, str, bytes]], errors: list[int],
+                  may_rename: Callable[[], bool] | None) -> None:
+    """Rename each whole TMP to DEST; remove the TMP of each failed file."""
+    for i, (tmp, dest, _) in enumerate(files):
+        if errors[i]:
+            if errors[i] != errno.EEXIST:    # never remove a file we did not make
+                unlink_quietly(tmp)
+            continue
+        if may_rename is not None and not may_rename():
+            for j, (other, _, _) in enumerate(files):
+                if j >= i and errors[j] != errno.EEXIST:
+                    unlink_quietly(other)
+            raise Abandoned(tmp)
+        try:
+            os.rename(tmp, dest)
+        except OSError as exc:
+            errors[i] = exc.errno or -1
+            unlink_quietly(tmp)
+
+
+def _fsync_dest_dirs(files: Sequence[tuple[str, str, bytes]], errors: list[int]) -> None:
+    """fsync each directory a file was renamed into, once; a failed fsync fails
+    (and removes) every file renamed into that directory."""
+    for d in sorted({os.path.dirname(dest) for i, (_, dest, _) in enumerate(files) if not errors[i]}):
+        try:
+            fsync_dir(d)
+        except OSError as exc:
+            for i, (_, dest, _) in enumerate(files):
+                if not errors[i] and os.path.dirname(dest) == d:
+                    errors[i] = exc.errno or -1
+                    unlink_quietly(dest)

@@ -12,9 +12,11 @@ DESCRIPTION
     maildrop/ at start-up (store.py, recovery.py) and pickup() while the
     daemon runs (a `sendmail` that raced the daemon's start): oldest name
     first, each file committed as a new queue file with a qid of its own,
-    and only then unlinked.  recover() commits each as a batch of its own
-    (writer.py _run_batch); pickup() commits as a session does (store.py,
-    COMMIT).
+    and only then unlinked.  recover() commits each at once, on its own
+    thread (store.py commit_now); pickup() commits as a session does
+    (store.py, COMMIT).  Maildrop, the daemon's side, is given the commit
+    to use with each call: it knows the directory and the clock, nothing
+    of how a commit is made.
 
 CRASH STATES (as store.py's S1-S7)
     M1  maildrop/.NAME (partial; `sendmail` has not reported success):
@@ -44,12 +46,9 @@ MAILDROP TRUST MODEL
 FAILURES
     write_maildrop() raises SpoolFull (ENOSPC) or SpoolError and leaves
     nothing behind.  A drop that cannot be read, does not decode or has
-    no recipients goes to corrupt/ (recovery.py _quarantine).  A commit
+    no recipients goes to corrupt/ (layout.py quarantine()).  A commit
     that fails stops the import: at start-up recover() raises it, in
     pickup() the caller gets it; the drop stays for the next try.
-
-The store supplies: maildrop_dir, clock, _new_entry(), _submit(),
-_run_batch() (writer.py) and _quarantine() (recovery.py).
 """
 
 from __future__ import annotations
@@ -60,13 +59,16 @@ import os
 import secrets
 import stat
 import time
+from collections.abc import Awaitable, Callable
+
+from link.fileio import fsync_dir, unlink_quietly, write_new
 
 from edgemail import maillog
+from edgemail.clock import Clock
 from edgemail.envelope import Envelope
 from edgemail.errors import CorruptQueueFile
 from edgemail.spool import record
-from edgemail.spool.fileio import fsync_dir, spool_error, unlink_quietly, write_new
-from edgemail.spool.writer import Commit
+from edgemail.spool.layout import Layout, spool_error
 
 log = logging.getLogger("edgemail.spool")
 
@@ -111,15 +113,24 @@ def _fsync_drop_dir(path: str) -> None:
 
 # --- the daemon side ---------------------------------------------------------------
 
-class MaildropImport:
-    """Mixin for Store: maildrop/ into the queue."""
+#: commit(envelope, data, created) -> qid: the store's commit, now or awaited
+CommitNow = Callable[[Envelope, bytes, float], str]
+CommitLater = Callable[[Envelope, bytes, float], Awaitable[str]]
 
-    def _maildrop_files(self, corrupt: list[str]) -> list[tuple[str, record.QueueFile]]:
-        """Decoded maildrop files, oldest name first; damaged ones quarantined,
-        stale partial dot files removed."""
+
+class Maildrop:
+    """The daemon's side of maildrop/: the drops, into the queue."""
+
+    def __init__(self, layout: Layout, clock: Clock) -> None:
+        self.layout, self.clock = layout, clock
+        self.directory = layout.path("maildrop")
+
+    def drops(self, corrupt: list[str]) -> list[tuple[str, record.QueueFile]]:
+        """Decoded maildrop files, oldest name first; damaged ones quarantined
+        (their new names appended to CORRUPT), stale partial dot files removed."""
         found = []
-        for name in sorted(os.listdir(self.maildrop_dir)):
-            path = os.path.join(self.maildrop_dir, name)
+        for name in sorted(os.listdir(self.directory)):
+            path = os.path.join(self.directory, name)
             if name.startswith("."):
                 if _age(path, self.clock.wall()) > STALE_MAILDROP_S:
                     unlink_quietly(path)
@@ -130,33 +141,29 @@ class MaildropImport:
                     raise CorruptQueueFile("no recipients")
                 found.append((path, qf))
             except (CorruptQueueFile, OSError) as exc:
-                corrupt.append(self._quarantine(path, exc))
+                corrupt.append(self.layout.quarantine(path, exc))
         return found
 
-    def _import_maildrop(self, corrupt: list[str]) -> list[str]:
+    def import_all(self, commit: CommitNow, corrupt: list[str]) -> list[str]:
+        """At start-up: every drop committed with COMMIT, then unlinked; the new qids."""
         qids = []
-        for path, qf in self._maildrop_files(corrupt):
-            entry, blob = self._new_entry(qf.envelope, qf.data, qf.created)
-            job = Commit(self, entry, blob)
-            self._run_batch([job])
-            if job.error is not None:
-                raise job.error
-            qids.append(job.apply())
+        for path, qf in self.drops(corrupt):
+            qid = commit(qf.envelope, qf.data, qf.created)
+            qids.append(qid)
             os.unlink(path)              # after the commit: a crash here means a duplicate
-            log.info(maillog.maildrop_import(entry.qid, os.path.basename(path)))
+            log.info(maillog.maildrop_import(qid, os.path.basename(path)))
         if qids:
-            fsync_dir(self.maildrop_dir)
+            fsync_dir(self.directory)
         return qids
 
-    async def pickup(self) -> list[str]:
-        """Import maildrop/ while running (a `sendmail` that raced the daemon's
-        start).  Returns the new qids."""
+    async def pickup(self, commit: CommitLater) -> list[str]:
+        """While running (a `sendmail` that raced the daemon's start): the
+        same, off the loop for the file system calls.  Returns the new qids."""
         corrupt: list[str] = []
-        files = await asyncio.to_thread(self._maildrop_files, corrupt)
+        files = await asyncio.to_thread(self.drops, corrupt)
         qids = []
         for path, qf in files:
-            entry, blob = self._new_entry(qf.envelope, qf.data, qf.created)
-            qids.append(await self._submit(Commit(self, entry, blob)))
+            qids.append(await commit(qf.envelope, qf.data, qf.created))
             await asyncio.to_thread(os.unlink, path)
         return qids
 

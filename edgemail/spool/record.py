@@ -308,7 +308,8 @@ def decode(buf: bytes, *, kind: str | None = None) -> QueueFile:
     got, end = _message_part(buf)
     for rtype in (b"I", b"T", b"P", b"E", b"R", b"D"):
         _check(rtype in got, f"missing record {rtype!r}", end)
-    file_kind = _version(*got[b"V"], kind)
+    version, at = got[b"V"]
+    file_kind = _version(version, at, kind)
     try:
         qid = got[b"I"][0].decode("ascii")
     except UnicodeDecodeError:
@@ -322,7 +323,7 @@ def decode(buf: bytes, *, kind: str | None = None) -> QueueFile:
 
 
 def _state_log(buf: bytes, pos: int) -> tuple[tuple[StateUpdate, ...], int, bool]:
-    updates = []
+    updates: list[StateUpdate] = []
     good = pos
     for rtype, body, start, end in _frames(buf, pos):
         if rtype is None:

@@ -19,14 +19,13 @@ DESCRIPTION
            record and the rename of hold/release): the move is finished;
       4. fsync queue/, hold/ and corrupt/: step 3's changes are durable;
       5. import maildrop/ (maildrop.py: M1-M4).
-    It returns a RecoveryReport of what it did.  _quarantine() also serves
-    read_data() and the maildrop import while the daemon runs.
+    It returns a RecoveryReport of what it did.
 
 INVARIANTS
     recover() runs before any other call and while nothing else commits:
     it clears and rebuilds the index from the files alone.  A damaged
     file is kept, renamed in corrupt/ (NAME, NAME.1, ...), and logged to
-    "edgemail.spool" (maillog.corrupt_file).
+    "edgemail.spool" (layout.py quarantine()).
 
 FAILURES
     A file that cannot be read is quarantined like a damaged one.  Any
@@ -34,8 +33,9 @@ FAILURES
     fsyncing) and a maildrop commit's SpoolError propagate: the daemon
     does not start on a spool it cannot put right.
 
-The store supplies: maildrop_dir, retry_factor, _index, _path() and
-_import_maildrop() (maildrop.py).
+Recovery works on the Layout, the Index and the maildrop import (a
+callable: maildrop.py Maildrop.import_all with the store's commit) it is
+given; it keeps nothing between runs.
 """
 
 from __future__ import annotations
@@ -43,17 +43,22 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from link.fileio import fsync_dir, fsync_file, read_file
 
 from edgemail import maillog
 from edgemail.envelope import is_queue_id
 from edgemail.errors import CorruptQueueFile
 from edgemail.spool import record
-from edgemail.spool.fileio import fsync_dir, fsync_file, read_file
+from edgemail.spool.index import Index
+from edgemail.spool.layout import Layout
 
 log = logging.getLogger("edgemail.spool")
 
-SUBDIRS = ("tmp", "queue", "hold", "corrupt", "maildrop")
+#: import maildrop/ (the names moved to corrupt/ are appended to the list); the new qids
+ImportMaildrop = Callable[[list[str]], list[str]]
 
 
 @dataclass(frozen=True)
@@ -68,55 +73,51 @@ class RecoveryReport:
 
 
 class Recovery:
-    """Mixin for Store: start-up, and moving damaged files to corrupt/."""
+    """Start-up: the spool's files into the index."""
 
-    def recover(self) -> RecoveryReport:
-        """Start-up: create the directories, empty tmp/, load queue/ and hold/
-        (damaged files to corrupt/, torn tails cut, finished entries unlinked,
+    def __init__(self, layout: Layout, index: Index, import_maildrop: ImportMaildrop, *,
+                 retry_factor: int) -> None:
+        self.layout, self.index = layout, index
+        self.import_maildrop = import_maildrop
+        self.retry_factor = retry_factor
+
+    def run(self) -> RecoveryReport:
+        """Create the directories, empty tmp/, load queue/ and hold/ (damaged
+        files to corrupt/, torn tails cut, finished entries unlinked,
         misplaced held files moved), then import maildrop/."""
         t0 = time.monotonic()
-        self._ensure_dirs()
+        self.layout.ensure()
         stale = self._clean_tmp()
-        self._index.clear()
+        self.index.clear()
         report: dict[str, list[str]] = {"corrupt": [], "truncated": [], "finished": []}
         # list both first: _load may move a file from queue/ to hold/ or back
-        listing = [(sub, name) for sub in ("queue", "hold") for name in os.listdir(self._path(sub))]
+        path = self.layout.path
+        listing = [(sub, name) for sub in ("queue", "hold") for name in os.listdir(path(sub))]
         for sub, name in listing:
             self._load(sub, name, report)
         for sub in ("queue", "hold", "corrupt"):
-            fsync_dir(self._path(sub))
-        imported = self._import_maildrop(report["corrupt"])
-        return RecoveryReport(len(self._index), tuple(stale), tuple(report["corrupt"]),
+            fsync_dir(path(sub))
+        imported = self.import_maildrop(report["corrupt"])
+        return RecoveryReport(len(self.index), tuple(stale), tuple(report["corrupt"]),
                               tuple(report["truncated"]), tuple(report["finished"]),
                               tuple(imported), time.monotonic() - t0)
 
-    def _ensure_dirs(self) -> None:
-        for sub in SUBDIRS:
-            path = self._path(sub)
-            os.makedirs(path, mode=0o700, exist_ok=True)
-        # any local user's `sendmail` may drop files; nobody may list them
-        os.chmod(self.maildrop_dir, 0o1733)
-
     def _clean_tmp(self) -> list[str]:
-        names = os.listdir(self._path("tmp"))
+        tmp = self.layout.path("tmp")
+        names = os.listdir(tmp)
         for name in names:
-            os.unlink(self._path("tmp", name))
+            os.unlink(os.path.join(tmp, name))
         if names:
-            fsync_dir(self._path("tmp"))
+            fsync_dir(tmp)
             log.info(maillog.stale_tmp(len(names)))
         return names
 
     def _load(self, sub: str, name: str, report: dict[str, list[str]]) -> None:
-        path = self._path(sub, name)
+        path = self.layout.path(sub, name)
         try:
-            if not is_queue_id(name) or name in self._index:
-                raise CorruptQueueFile("not a queue file name" if name not in self._index
-                                       else "duplicate queue id")
-            qf = record.decode(read_file(path), kind=record.KIND_QUEUE)
-            if qf.qid != name:
-                raise CorruptQueueFile(f"file says queue id {qf.qid!r}")
+            qf = self._decode(name, path)
         except (CorruptQueueFile, OSError) as exc:
-            report["corrupt"].append(self._quarantine(path, exc))
+            report["corrupt"].append(self.layout.quarantine(path, exc))
             return
         if qf.torn:
             os.truncate(path, qf.length)
@@ -129,16 +130,16 @@ class Recovery:
             return
         want = "hold" if entry.held else "queue"
         if want != sub:
-            os.rename(path, self._path(want, name))
-        self._index[name] = entry
+            os.rename(path, self.layout.path(want, name))
+        self.index.put(entry)
 
-    def _quarantine(self, path: str, why: Exception) -> str:
-        """Move a damaged file to corrupt/ (never delete it); return its new name."""
-        base = os.path.basename(path)
-        name, n = base, 0
-        while os.path.lexists(self._path("corrupt", name)):
-            n += 1
-            name = f"{base}.{n}"
-        os.rename(path, self._path("corrupt", name))
-        log.warning(maillog.corrupt_file(base, name, why))
-        return name
+    def _decode(self, name: str, path: str) -> record.QueueFile:
+        """The queue file NAME at PATH.  Raises CorruptQueueFile or OSError."""
+        if not is_queue_id(name):
+            raise CorruptQueueFile("not a queue file name")
+        if name in self.index:
+            raise CorruptQueueFile("duplicate queue id")
+        qf = record.decode(read_file(path), kind=record.KIND_QUEUE)
+        if qf.qid != name:
+            raise CorruptQueueFile(f"file says queue id {qf.qid!r}")
+        return qf

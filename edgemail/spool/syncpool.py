@@ -4,37 +4,58 @@ NAME
     syncpool - hand new queue files to helper processes, on the event loop
 
 DESCRIPTION
-    SyncPool starts COUNT helpers (`python -I -S syncer.py DAEMON_PID`) and talks to
-    each through two pipes that the running event loop watches: a commit is
-    one write of a request, its answer one read of an 8-byte reply.  A job
-    goes to the helper with the fewest jobs outstanding.  The pool belongs
-    to the loop it was started on (Store starts another when it is asked
-    from a different loop).
+    SyncPool starts COUNT helpers (command(): `python -I -S syncer.py
+    DAEMON_PID FILEIO_PATH`) and talks to each through two pipes that the
+    running event loop watches: a commit is one write of a request, its
+    answer one read of an 8-byte reply.  A job goes to the helper with the
+    fewest jobs outstanding.  The pool belongs to the loop it was started
+    on.
+
+    CommitHelpers is the store's side: it keeps one pool, starts another
+    when asked from a different loop or after the pool broke, and turns
+    the answers into the jobs' results (jobs.py Commit) before handing
+    them to settle().  If helpers cannot be started (the interpreter not
+    executable by RunAsUser, no processes left) it says so once
+    (maillog.commit_helpers_unavailable) and takes no commit from then on:
+    they go to the threads (writer.py), slower, never lost.
 
 FAILURES
     A helper that exits or whose pipe breaks fails every job it holds with
     SpoolError (the sessions answer 451, nothing was acknowledged) and the
-    pool is marked broken; Store then starts a new one for the next commit.
-    The helper removes what it made of a failed job; so does the failure
-    path here (tmp and dest), for a helper killed mid-commit.
+    pool is marked broken; the next commit starts a new one.  The helper
+    removes what it made of a failed job; so does the failure path here
+    (tmp and dest, Commit.rollback), for a helper killed mid-commit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
 
+import link.fileio
+
+from edgemail import maillog
+from edgemail.errors import SpoolError
 from edgemail.spool import syncer
+from edgemail.spool.jobs import Commit
+
+log = logging.getLogger("edgemail.spool")
 
 HELPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "syncer.py")
 
-#: settle(job, errno or 0, the exception when its helper is gone or None)
-Settle = Callable[[object, int, BaseException | None], None]
+#: answer(job, errno or 0, the exception when its helper is gone or None)
+Answer = Callable[[Commit, int, "BaseException | None"], None]
+
+
+def command(daemon_pid: int) -> list[str]:
+    """The helper's command line (syncer.py USAGE)."""
+    return [sys.executable, "-I", "-S", HELPER, str(daemon_pid), os.path.abspath(link.fileio.__file__)]
 
 
 class _Helper:
@@ -42,14 +63,15 @@ class _Helper:
 
     def __init__(self, pool: "SyncPool") -> None:
         self.pool = pool
-        self.proc = subprocess.Popen([sys.executable, "-I", "-S", HELPER, str(os.getpid())],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     close_fds=True)
-        self.wfd = self.proc.stdin.fileno()
-        self.rfd = self.proc.stdout.fileno()
+        self.proc = subprocess.Popen(command(os.getpid()), stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, close_fds=True)
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
+        self.wfd = self.stdin.fileno()
+        self.rfd = self.stdout.fileno()
         os.set_blocking(self.wfd, False)
         os.set_blocking(self.rfd, False)
-        self.jobs: dict[int, object] = {}
+        self.jobs: dict[int, Commit] = {}
         self.out = bytearray()           # request bytes the pipe has not taken yet
         self.inb = bytearray()           # reply bytes not yet a whole reply
         self.alive = True
@@ -103,7 +125,7 @@ class _Helper:
         for job_id, err in replies:
             job = self.jobs.pop(job_id, None)
             if job is not None:
-                self.pool.settle(job, err, None)
+                self.pool.answer(job, err, None)
 
     def lost(self, exc: BaseException | None) -> None:
         """The helper is gone (end of its output, or a broken pipe): fail
@@ -111,7 +133,7 @@ class _Helper:
         if not self.alive:
             return
         self.alive = False
-        if exc is None and not self.proc.stdout.closed:
+        if exc is None and not self.stdout.closed:
             try:                         # answers still in the pipe count
                 while data := os.read(self.rfd, 65536):
                     self._answers(data)
@@ -126,15 +148,15 @@ class _Helper:
         jobs, self.jobs = self.jobs, {}
         why = exc or ConnectionError(f"commit helper {self.proc.pid} exited")
         for job in jobs.values():
-            self.pool.settle(job, 0, why)
+            self.pool.answer(job, 0, why)
         self.close_input()
-        self.proc.stdout.close()
+        self.stdout.close()
 
     def close_input(self) -> None:
         """Flush what is owed (blocking: a few requests at most), then close
         the helper's input: it finishes the jobs it has, answers, and exits."""
         self.closing = True
-        if self.proc.stdin.closed:
+        if self.stdin.closed:
             return
         if not self.pool.loop.is_closed():
             self.pool.loop.remove_writer(self.wfd)
@@ -145,13 +167,15 @@ class _Helper:
         except OSError:
             pass
         self.out.clear()
-        self.proc.stdin.close()
+        self.stdin.close()
 
 
 class SyncPool:
-    def __init__(self, loop: asyncio.AbstractEventLoop, count: int, settle: Settle) -> None:
+    """COUNT helper processes for LOOP; answer() is called on LOOP for each job."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, count: int, answer: Answer) -> None:
         self.loop = loop
-        self.settle = settle
+        self.answer = answer
         self.broken = False
         self._ids = itertools.count(1)
         self.helpers: list[_Helper] = []
@@ -162,18 +186,18 @@ class SyncPool:
             self.close()
             raise
 
-    def submit(self, job, tmp: str, dest: str, blob: bytes) -> None:
-        """Send JOB's file to the least busy helper; settle() is called with
+    def submit(self, job: Commit) -> None:
+        """Send JOB's file to the least busy helper; answer() is called with
         JOB when it answers.  On the loop thread only."""
         helper = min((h for h in self.helpers if h.alive and not h.closing), key=lambda h: len(h.jobs), default=None)
         if helper is None:
-            self.settle(job, 0, ConnectionError("no commit helper running"))
+            self.answer(job, 0, ConnectionError("no commit helper running"))
             return
         job_id = next(self._ids)
-        names = os.fsencode(tmp), os.fsencode(dest)
+        names = os.fsencode(job.tmp), os.fsencode(job.dest)
         helper.jobs[job_id] = job
-        helper.send(syncer.REQUEST.pack(job_id, len(blob), len(names[0]), len(names[1]))
-                    + names[0] + names[1] + blob)
+        helper.send(syncer.REQUEST.pack(job_id, len(job.blob), len(names[0]), len(names[1]))
+                    + names[0] + names[1] + job.blob)
 
     def close(self, timeout: float = 10.0) -> None:
         """End the helpers after the jobs they hold and reap them (blocking,
@@ -190,7 +214,12 @@ class SyncPool:
         elsewhere = not here and self.loop.is_running()
         if elsewhere:
             done = threading.Event()
-            self.loop.call_soon_threadsafe(lambda: ([h.close_input() for h in helpers], done.set()))
+
+            def close_inputs() -> None:
+                for h in helpers:
+                    h.close_input()
+                done.set()
+            self.loop.call_soon_threadsafe(close_inputs)
             done.wait(timeout)
         else:
             for h in helpers:
@@ -204,3 +233,56 @@ class SyncPool:
         if not elsewhere:
             for h in helpers:
                 h.lost(None)
+
+
+class CommitHelpers:
+    """The store's commit helpers: COUNT processes (0: none), a pool per loop."""
+
+    def __init__(self, count: int, settle: Callable[[Commit], None]) -> None:
+        self.count = count
+        self.settle = settle
+        self.pool: SyncPool | None = None
+
+    def submit(self, job: Commit) -> bool:
+        """Hand JOB (started on the running loop) to a helper; False when
+        there are none, and JOB is the caller's to commit otherwise."""
+        assert job.loop is not None
+        pool = self._pool_for(job.loop) if self.count else None
+        if pool is None:
+            return False
+        pool.submit(job)
+        return True
+
+    def _pool_for(self, loop: asyncio.AbstractEventLoop) -> SyncPool | None:
+        """The pool for LOOP, started when needed; None when it cannot be."""
+        pool = self.pool
+        if pool is None or pool.loop is not loop or pool.broken:
+            if pool is not None:
+                pool.close()
+            self.pool = None
+            try:
+                self.pool = SyncPool(loop, self.count, self._answer)
+            except OSError as exc:
+                log.warning(maillog.commit_helpers_unavailable(exc))
+                self.count = 0
+        return self.pool
+
+    def _answer(self, job: Commit, err: int, gone: BaseException | None) -> None:
+        if gone is not None:             # it may have renamed the file before it died
+            job.fail(SpoolError(f"{job.qid}: commit helper failed: {gone}"))
+        elif err:
+            job.failed(err)
+        self.settle(job)
+
+    def pids(self) -> list[int]:
+        """The helper processes running now."""
+        return [h.proc.pid for h in self.pool.helpers if h.alive] if self.pool else []
+
+    def outstanding(self) -> int:
+        """Commits handed to helpers and not yet answered."""
+        return sum(len(h.jobs) for h in self.pool.helpers) if self.pool else 0
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None

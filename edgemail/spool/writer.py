@@ -1,313 +1,178 @@
-"""writer.py - the store's thread path: the jobs that change the spool, the
-sync threads that write new files and the writer thread that publishes them.
+"""writer.py - the store's threads: the writer thread that runs changes to
+existing queue files, and the commit threads, the fallback of the commit
+helpers.
 
 NAME
     writer - run spool changes off the event loop, in crash-safe order
 
 DESCRIPTION
-    Every change is a Job, in four steps:
-        prepare()   write and fsync file data (a new tmp/QID, or one U record)
-        publish()   rename or unlink
-        (batch)     fsync every directory a published job touched, once
-        apply()     update the index, on the event loop thread
-    Commit writes tmp/QID; Append adds one U record and then moves the
-    file (hold/release) or unlinks it (every recipient final); Remove
-    unlinks.
+    Writer runs Changes (jobs.py: Append, Remove) on one thread, in
+    batches: it takes every change already waiting, prepares each (one U
+    record written and fsynced), publishes each (rename or unlink), fsyncs
+    every directory the batch touched once, and hands the batch back
+    (InFlight.from_thread), whichever way commits go.
 
-    With commit_helpers = 0 a commit writes tmp/QID and fsyncs it on one
-    of SYNC_THREADS sync threads, side by side with other sessions'
-    commits; then the writer thread renames it to queue/QID and fsyncs
-    queue/, once per batch of waiting jobs.  Other changes (U records,
-    hold, remove) are written and fsynced on the writer thread, in order,
-    whichever way commits go.  At start-up recover() imports maildrop/
-    by running each commit as a batch of its own on its own thread
-    (_run_batch; maildrop.py).
-    A state update appends one U record to the file and fsyncs it.  A
-    record left half-written by a crash is the last one and is cut off at
-    start-up (record.py: only the last U record can be torn; recovery.py).
+    CommitThreads is what commits when there are no commit helpers
+    (commit_helpers = 0, or helpers that cannot start): COMMIT_THREADS
+    threads, each taking every commit already waiting as one batch and
+    committing it with jobs.commit_files(), the same link.fileio.
+    commit_new() a helper process runs (syncer.py): one code path for
+    both.  Both classes start their threads on first use; close() stops
+    them after the jobs already handed over.
 
 INVARIANTS
-    A batch holds at most one change to a file: a second change to the
-    same qid waits for the next batch, so changes to one message keep
-    their order.  A file is renamed only after its data was fsynced, and a
-    job is answered only after its directories were fsynced (store.py,
-    CRASH STATES S3, S4).  An unlink that says "done" needs no directory
-    fsync: the U record before it already says so durably (S6).  While
-    the daemon runs the index changes only on the loop thread (_settle),
-    and before the caller hears of it (even a cancelled caller).  Bytes being written on a sync thread
-    count against MinFreeBlocks until statvfs sees them (store.py _reserve).
+    A batch of the writer holds at most one change to a file: a second
+    change to the same qid waits for the next batch, so changes to one
+    message keep their order.  A change to a message comes only after its
+    commit was settled (the store knows no qid before), so changes and
+    commits need no order between them.
 
 FAILURES
     A step's OSError fails that job with SpoolFull or SpoolError
-    (fileio.spool_error) and rolls it back: a new file's tmp/QID and
-    queue/QID are removed; a failed append is cut back at once, never
-    leaving a bad record before a later good one.  Any other exception is
-    our bug: logged (maillog.spool_writer_error, with traceback), the job
-    fails with SpoolError and the writer thread lives on.  A job whose
-    event loop has closed is dropped: nobody is waiting for it.
-
-The store supplies: retry_factor, _index, _pending, _path(), _locate(),
-_reserve() and _check_room() (store.py).  _room_lock and _reserved are
-made here (_init_threads) and shared with the store's room checks.
+    (layout.spool_error) and rolls it back (jobs.py).  Any other exception
+    is our bug: logged (maillog.spool_writer_error, with traceback), the
+    job (or the commit batch) fails with SpoolError and the thread lives on.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
 import queue
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from link.fileio import fsync_dir
 
 from edgemail import maillog
 from edgemail.errors import SpoolError
-from edgemail.spool import record
-from edgemail.spool.fileio import (
-    fsync_dir,
-    spool_error,
-    unlink_quietly,
-    write_all,
-    write_new,
-)
-from edgemail.spool.record import QueueEntry, StateUpdate
-
-if TYPE_CHECKING:
-    from edgemail.spool.store import Store
+from edgemail.spool.jobs import Change, Commit, Job, commit_files
+from edgemail.spool.layout import spool_error
 
 log = logging.getLogger("edgemail.spool")
 
-#: commits whose files are written and fsynced side by side
-SYNC_THREADS = 4
+#: threads that commit new files side by side (the fallback of the helpers)
+COMMIT_THREADS = 4
+
+#: hands finished jobs back to their loops (jobs.InFlight.from_thread)
+Deliver = Callable[[Sequence[Job]], None]
+J = TypeVar("J", bound=Job)
 
 
-# --- jobs ------------------------------------------------------------------------
-
-class Job:
-    """One spool change.  prepare() writes and fsyncs file data; publish()
-    renames or unlinks; the batch then fsyncs every directory in .dirs;
-    apply() updates the index on the event loop thread."""
-
-    need = 0                     # bytes of new spool space this job takes
-    prepared = False             # prepare() already ran (on a sync thread)
-    error: SpoolError | None = None
-    future: asyncio.Future | None = None
-    loop: asyncio.AbstractEventLoop | None = None
-
-    def __init__(self, store: Store, qid: str) -> None:
-        self.store, self.qid, self.dirs = store, qid, set()
-
-    def prepare(self) -> None: ...
-    def publish(self) -> None: ...
-    def rollback(self) -> None: ...
-    def apply(self): ...
-
-
-class Commit(Job):
-    def __init__(self, store: Store, entry: QueueEntry, blob: bytes) -> None:
-        super().__init__(store, entry.qid)
-        self.entry, self.blob, self.need = entry, blob, len(blob)
-        self.tmp = store._path("tmp", entry.qid)
-        self.dest = store._path("queue", entry.qid)
-
-    def prepare(self) -> None:
-        write_new(self.tmp, self.blob)
-
-    def publish(self) -> None:
-        os.rename(self.tmp, self.dest)
-        self.dirs = {self.store._path("queue")}
-
-    def rollback(self) -> None:
-        unlink_quietly(self.tmp)
-        if self.dirs:
-            unlink_quietly(self.dest)
-
-    def apply(self) -> str:
-        self.store._index[self.qid] = self.entry
-        return self.qid
-
-
-class Append(Job):
-    """Append one U record; then maybe move the file (hold/release) or unlink
-    it (every recipient final: the record already says so durably)."""
-
-    def __init__(self, store: Store, entry: QueueEntry, update: StateUpdate) -> None:
-        super().__init__(store, entry.qid)
-        self.blob = record.encode_update(update)
-        self.after = record.apply(entry, update, retry_factor=store.retry_factor)
-        self.was_held = entry.held
-        self.path = ""
-
-    def prepare(self) -> None:
-        self.path = self.store._locate(self.qid, self.was_held)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+def _batches(jobs: queue.SimpleQueue[J | None], first: J, same_file_apart: bool) -> tuple[list[J], J | None]:
+    """FIRST and every job already waiting after it; stops at the end
+    sentinel (None) or, with SAME_FILE_APART, at a second job for a qid
+    already in the batch.  Returns the batch and what stopped it."""
+    batch, qids = [first], {first.qid}
+    while True:
         try:
-            size = os.fstat(fd).st_size
-            try:
-                write_all(fd, self.blob)
-                os.fsync(fd)
-            except OSError:
-                os.ftruncate(fd, size)   # never leave a bad record before a later good one
-                raise
-        finally:
-            os.close(fd)
-
-    def publish(self) -> None:
-        if self.after.done:
-            os.unlink(self.path)         # no dir fsync needed: the log says "final"
-        elif self.after.held != self.was_held:
-            dest = self.store._path("hold" if self.after.held else "queue", self.qid)
-            os.rename(self.path, dest)
-            self.dirs = {os.path.dirname(self.path), os.path.dirname(dest)}
-
-    def apply(self) -> QueueEntry:
-        if self.after.done:
-            self.store._index.pop(self.qid, None)
-        else:
-            self.store._index[self.qid] = self.after
-        return self.after
+            nxt = jobs.get_nowait()
+        except queue.Empty:
+            return batch, None
+        if nxt is None or (same_file_apart and nxt.qid in qids):
+            return batch, nxt
+        batch.append(nxt)
+        qids.add(nxt.qid)
 
 
-class Remove(Job):
-    def __init__(self, store: Store, entry: QueueEntry) -> None:
-        super().__init__(store, entry.qid)
-        self.held = entry.held
-
-    def publish(self) -> None:
-        path = self.store._locate(self.qid, self.held)
-        os.unlink(path)
-        self.dirs = {os.path.dirname(path)}
-
-    def apply(self) -> None:
-        self.store._index.pop(self.qid, None)
+def _internal_error(jobs: list[J], exc: Exception) -> None:
+    """A bug must not kill a thread: log it, fail the jobs."""
+    for job in jobs:
+        log.error(maillog.spool_writer_error(job.qid), exc_info=exc)
+        job.fail(SpoolError(f"{job.qid}: internal error: {exc!r}"))
 
 
-# --- the threads -------------------------------------------------------------------
+class Writer:
+    """The writer thread: Changes, in batches, in order per file."""
 
-class WriterThreads:
-    """Mixin for Store: the sync threads and the writer thread, started on
-    first use and stopped by close()."""
+    def __init__(self, deliver: Deliver) -> None:
+        self.deliver = deliver
+        self._jobs: queue.SimpleQueue[Change | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
 
-    def _init_threads(self) -> None:
-        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
-        self._writer: threading.Thread | None = None
-        self._syncers: ThreadPoolExecutor | None = None
-        self._room_lock = threading.Lock()
-        self._reserved = 0               # bytes of commits being written now
-
-    def _to_threads(self, job: Job) -> None:
-        """Hand JOB over: a commit to a sync thread, any other change to the writer."""
-        if self._writer is None:         # the thread path, and every change after a commit
-            self._writer = threading.Thread(target=self._write_loop, daemon=True,
+    def submit(self, change: Change) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, daemon=True,
                                             name="edgemail-spool-writer")
-            self._writer.start()
-        if isinstance(job, Commit):
-            if self._syncers is None:
-                self._syncers = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="edgemail-spool-sync")
-            self._syncers.submit(self._prepare_early, job)
-        else:
-            self._jobs.put(job)
+            self._thread.start()
+        self._jobs.put(change)
 
-    def _stop_threads(self) -> None:
-        """After the jobs already handed over."""
-        if self._syncers is not None:
-            self._syncers.shutdown()     # every commit is in the writer's queue now
-            self._syncers = None
-        if self._writer is not None:
+    def close(self) -> None:
+        """After the changes already handed over."""
+        if self._thread is not None:
             self._jobs.put(None)
-            self._writer.join()
-            self._writer = None
+            self._thread.join()
+            self._thread = None
 
-    # --- the sync threads -------------------------------------------------------------
-
-    def _prepare_early(self, job: Job) -> None:
-        """A new file's room check, write and fsync, then on to the writer."""
-        self._reserve(job)
-        if job.error is None:
-            self._step(job, job.prepare)
-            with self._room_lock:        # written: statvfs counts it from now on
-                self._reserved -= job.need
-        job.prepared = True
-        if job.error is None:
-            self._jobs.put(job)
-        else:
-            self._notify([job])
-
-    # --- the writer thread ----------------------------------------------------------
-
-    def _write_loop(self) -> None:
-        carry: Job | None = None
+    def _loop(self) -> None:
+        carry: Change | None = None
         while True:
             job = carry or self._jobs.get()
-            carry = None
             if job is None:
                 return
-            batch, qids = [job], {job.qid}
-            while True:                    # take every commit already waiting
-                try:
-                    nxt = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None or nxt.qid in qids:
-                    carry = nxt            # sentinel, or a second change to one file
-                    break
-                batch.append(nxt)
-                qids.add(nxt.qid)
-            self._run_batch(batch)
-            self._notify(batch)
+            batch, carry = _batches(self._jobs, job, same_file_apart=True)
+            self.run_batch(batch)
+            self.deliver(batch)
 
-    def _notify(self, jobs: list[Job]) -> None:
-        """Hand finished jobs to their loops: one wake-up per loop."""
-        by_loop: dict[asyncio.AbstractEventLoop, list[Job]] = {}
-        for job in jobs:
-            by_loop.setdefault(job.loop, []).append(job)
-        for loop, mine in by_loop.items():
-            try:
-                loop.call_soon_threadsafe(self._settle_all, mine)
-            except RuntimeError:           # loop closed: nobody is waiting
-                pass
-
-    def _settle_all(self, jobs: list[Job]) -> None:
-        for job in jobs:
-            self._settle(job)
-
-    def _settle(self, job: Job) -> None:
-        """On the loop thread: index first (even if the caller was cancelled)."""
-        self._pending.discard(job.qid)
-        if job.error is not None:
-            if not job.future.cancelled():
-                job.future.set_exception(job.error)
-            return
-        result = job.apply()
-        if not job.future.cancelled():
-            job.future.set_result(result)
-
-    def _run_batch(self, batch: list[Job]) -> None:
-        self._check_room([j for j in batch if not j.prepared])
-        for job in batch:
-            if job.error is None and not job.prepared:
-                self._step(job, job.prepare)
-        for job in batch:
-            if job.error is None:
-                self._step(job, job.publish)
-        for d in set().union(*(j.dirs for j in batch if j.error is None)):
+    def run_batch(self, batch: list[Change]) -> None:
+        for step in ("prepare", "publish"):
+            for job in batch:
+                if job.error is None:
+                    self._step(job, getattr(job, step))
+        for d in sorted(set().union(*(j.dirs for j in batch if j.error is None))):
             try:
                 fsync_dir(d)
             except OSError as exc:
                 for job in batch:
                     if job.error is None and d in job.dirs:
-                        self._fail(job, spool_error(exc, f"fsync {d}"))
+                        job.fail(spool_error(exc, f"fsync {d}"))
 
-    def _step(self, job: Job, step) -> None:
+    @staticmethod
+    def _step(job: Change, step: Callable[[], None]) -> None:
         try:
             step()
         except OSError as exc:
-            self._fail(job, spool_error(exc, job.qid))
-        except Exception as exc:           # a bug must not kill the writer thread
-            log.exception(maillog.spool_writer_error(job.qid))
-            self._fail(job, SpoolError(f"{job.qid}: internal error: {exc!r}"))
+            job.fail(spool_error(exc, job.qid))
+        except Exception as exc:
+            _internal_error([job], exc)
 
-    def _fail(self, job: Job, error: SpoolError) -> None:
-        job.error = error
-        job.rollback()
+
+class CommitThreads:
+    """COMMIT_THREADS threads committing batches of new files."""
+
+    def __init__(self, deliver: Deliver, count: int = COMMIT_THREADS) -> None:
+        self.deliver, self.count = deliver, count
+        self._jobs: queue.SimpleQueue[Commit | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+
+    def submit(self, job: Commit) -> None:
+        if not self._threads:
+            self._threads = [threading.Thread(target=self._loop, daemon=True,
+                                              name=f"edgemail-spool-commit-{i}")
+                             for i in range(self.count)]
+            for t in self._threads:
+                t.start()
+        self._jobs.put(job)
+
+    def running(self) -> int:
+        """Commit threads alive now."""
+        return sum(t.is_alive() for t in self._threads)
+
+    def close(self) -> None:
+        """After the commits already handed over."""
+        for _ in self._threads:
+            self._jobs.put(None)
+        for t in self._threads:
+            t.join()
+        self._threads = []
+
+    def _loop(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            batch, stop = _batches(self._jobs, job, same_file_apart=False)
+            try:
+                commit_files(batch)
+            except Exception as exc:
+                _internal_error(batch, exc)
+            self.deliver(batch)
+            if stop is not None:         # the end: its sentinel was ours
+                return

@@ -19,8 +19,10 @@ from edgemail.clock import FakeClock
 from edgemail.envelope import Attempt, Envelope, RcptStatus, Recipient, is_queue_id
 from edgemail.errors import CorruptQueueFile, SpoolError, SpoolFull
 from edgemail.spool.store import Store
-from edgemail.spool import record
+from edgemail.spool import jobs, record
 from edgemail.spool.maildrop import write_maildrop
+from edgemail.spool.room import ROOM_CACHE_S, Room
+from edgemail.spool.writer import COMMIT_THREADS
 
 ENV = Envelope("shop@example.org", (Recipient("a@example.net"), Recipient("b@example.com")),
                precedence=-60, msgid="1@till", arrived=1_700_000_000.0)
@@ -172,25 +174,25 @@ async def test_commits_being_written_count_against_the_room(spool):
     those still being written (statvfs does not see them yet)."""
     s = spool()
     s.recover()
-    s._reserved = 2**62                  # as if that much were being written now
+    s.room.reserved = 2**62              # as if that much were being written now
     with pytest.raises(SpoolFull, match="MinFreeBlocks"):
         await s.commit(ENV, DATA)
-    s._reserved = 0
+    s.room.reserved = 0
     qids = await asyncio.gather(*(s.commit(ENV, DATA) for _ in range(12)))
-    assert s._reserved == 0 and files(s, "queue") == sorted(qids) and files(s, "tmp") == []
+    assert s.room.reserved == 0 and files(s, "queue") == sorted(qids) and files(s, "tmp") == []
     s.close()                            # the threads stop; the next commit starts them again
     assert is_queue_id(await s.commit(ENV, DATA)) and len(files(s, "queue")) == 13
 
 
-def test_has_room_reuses_a_recent_statvfs(spool, monkeypatch):
-    s = spool()
-    s.recover()
+def test_has_room_reuses_a_recent_statvfs(tmp_path, monkeypatch):
+    now = [100.0]
+    room = Room(str(tmp_path), monotonic=lambda: now[0])
     calls = []
     real = os.statvfs
     monkeypatch.setattr(os, "statvfs", lambda path: calls.append(path) or real(path))
-    assert s.has_room(1000) and s.has_room(2000) and len(calls) == 1
-    s._room = (s._room[0] - 2, s._room[1])             # the answer is older than ROOM_CACHE_S
-    assert not s.has_room(2**62) and len(calls) == 2
+    assert room.has_room(1000) and room.has_room(2000) and len(calls) == 1
+    now[0] += ROOM_CACHE_S + 0.5                       # the answer is older than ROOM_CACHE_S
+    assert not room.has_room(2**62) and len(calls) == 2
 
 
 @pytest.mark.parametrize("err, exc", [(errno.ENOSPC, SpoolFull), (errno.EIO, SpoolError)])
@@ -216,6 +218,23 @@ async def test_write_error_leaves_nothing(spool, monkeypatch, err, exc):
     s2 = spool()
     assert s2.recover().truncated == ()  # the failed append was cut back at once
     assert s2.get(qid).rcpt_status["a@example.net"] is RcptStatus.DEFERRED
+
+
+async def test_a_bug_on_a_commit_thread_fails_the_commit_and_the_thread_lives_on(spool, monkeypatch, caplog):
+    s = spool()
+    s.recover()
+    real = jobs.commit_new
+
+    def broken(files, may_rename=None):
+        raise RuntimeError("bug")
+    monkeypatch.setattr(jobs, "commit_new", broken)
+    with pytest.raises(SpoolError, match="internal error: RuntimeError"):
+        await s.commit(ENV, DATA)
+    assert "internal error in spool writer" in caplog.text and s.room.reserved == 0
+    assert s.commit_threads.running() == COMMIT_THREADS
+    monkeypatch.setattr(jobs, "commit_new", real)
+    qids = await asyncio.wait_for(asyncio.gather(*(s.commit(ENV, DATA) for _ in range(8))), 60)
+    assert files(s, "queue") == sorted(qids) and files(s, "tmp") == []
 
 
 @pytest.mark.root

@@ -14,13 +14,15 @@ import time
 
 import pytest
 
+from link import fileio
+
 from edgemail.clock import FakeClock
 from edgemail.envelope import Envelope, Recipient
 from edgemail.errors import SpoolError, SpoolFull
 from edgemail.spool.store import Store
 from edgemail.spool import record
 from edgemail.spool import syncer
-from edgemail.spool.syncpool import HELPER
+from edgemail.spool.syncpool import HELPER, command
 from tests.io.procs import children, wait_gone
 
 ENV = Envelope("shop@example.org", (Recipient("a@example.net"),), arrived=1_700_000_000.0)
@@ -38,8 +40,7 @@ def replies(data: bytes) -> list[tuple[int, int]]:
 
 
 def helper() -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-I", "-S", HELPER, str(os.getpid())],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    return subprocess.Popen(command(os.getpid()), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
 
 @pytest.fixture
@@ -47,6 +48,43 @@ def dirs(tmp_path):
     for sub in ("tmp", "queue"):
         (tmp_path / sub).mkdir()
     return tmp_path
+
+
+def test_commit_new_commits_a_batch_and_leaves_nothing_of_a_failed_file(dirs):
+    """The one group commit (link.fileio), as the threads call it."""
+    (dirs / "tmp" / "T1").write_bytes(b"not ours")          # a name taken: EEXIST
+    files = [(str(dirs / "tmp" / "T0"), str(dirs / "queue" / "Q0"), b"zero"),
+             (str(dirs / "tmp" / "T1"), str(dirs / "queue" / "Q1"), b"one"),
+             (str(dirs / "tmp" / "T2"), str(dirs / "missing" / "Q2"), b"two")]
+    assert fileio.commit_new(files) == [0, errno.EEXIST, errno.ENOENT]
+    assert (dirs / "queue" / "Q0").read_bytes() == b"zero"
+    assert os.listdir(dirs / "queue") == ["Q0"]
+    assert os.listdir(dirs / "tmp") == ["T1"]               # never removes what it did not make
+    assert (dirs / "tmp" / "T1").read_bytes() == b"not ours"
+
+
+def test_commit_new_abandoned_before_a_rename_removes_the_batch(dirs):
+    files = [(str(dirs / "tmp" / f"T{i}"), str(dirs / "queue" / f"Q{i}"), b"x") for i in range(3)]
+    asked = []
+
+    def may_rename() -> bool:                                # the daemon dies after one rename
+        asked.append(1)
+        return len(asked) == 1
+    with pytest.raises(fileio.Abandoned):
+        fileio.commit_new(files, may_rename)
+    assert os.listdir(dirs / "queue") == ["Q0"] and os.listdir(dirs / "tmp") == []
+
+
+def test_the_helper_loads_fileio_by_path_and_no_package(dirs):
+    """-X importtime lists every module the helper imports: link/fileio.py as
+    "fileio", and neither edgemail nor link (no package __init__ runs)."""
+    p = subprocess.Popen([sys.executable, "-X", "importtime", *command(os.getpid())[1:]],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = p.communicate(request(1, dirs / "tmp" / "T1", dirs / "queue" / "Q1", b"one"), timeout=30)
+    assert replies(out) == [(1, 0)] and p.returncode == 0
+    modules = {line.rsplit("|", 1)[1].strip() for line in err.decode().splitlines() if "|" in line}
+    assert "fileio" in modules
+    assert not {m for m in modules if m.split(".")[0] in ("edgemail", "link")}, modules
 
 
 def test_helper_commits_a_batch_and_names_the_errno_of_a_failed_job(dirs):
@@ -117,7 +155,7 @@ async def test_store_commits_through_helpers(spool):
             qf = record.decode(f.read(), kind=record.KIND_QUEUE)
         assert qf.qid == qid and qf.data == DATA + str(i).encode()
         assert s.get(qid).size == len(DATA + str(i).encode())
-    pids = [h.proc.pid for h in s._pool.helpers]
+    pids = s.helpers.pids()
     assert len(pids) == 2
     s.close()
     for pid in pids:                             # close() ended and reaped them
@@ -129,18 +167,18 @@ async def test_store_commits_through_helpers(spool):
 async def test_a_helper_killed_mid_commit_fails_that_commit_and_the_next_one_works(spool):
     s = spool(commit_helpers=1)
     await s.commit(ENV, DATA)                    # starts the helper
-    (h,) = s._pool.helpers
-    os.kill(h.proc.pid, signal.SIGSTOP)
+    (pid,) = s.helpers.pids()
+    os.kill(pid, signal.SIGSTOP)
     pending = asyncio.ensure_future(s.commit(ENV, DATA))
-    await asyncio.sleep(0.2)
-    assert not pending.done()                    # no answer before the helper's fsync
-    os.kill(h.proc.pid, signal.SIGKILL)
+    await asyncio.sleep(0)                       # the request is in the stopped helper's pipe
+    assert s.helpers.outstanding() == 1 and not pending.done()
+    os.kill(pid, signal.SIGKILL)
     with pytest.raises(SpoolError, match="commit helper"):
         await asyncio.wait_for(pending, 10)
     assert len(os.listdir(os.path.join(s.directory, "queue"))) == 1
     assert os.listdir(os.path.join(s.directory, "tmp")) == []
     qid = await s.commit(ENV, DATA)              # a new helper takes over
-    assert s._pool.helpers[0].proc.pid != h.proc.pid
+    assert s.helpers.pids() != [pid]
     assert qid in os.listdir(os.path.join(s.directory, "queue"))
     assert len(s.entries()) == 2
 
@@ -159,7 +197,7 @@ async def test_a_helper_error_is_a_spool_error_and_leaves_nothing(spool):
 async def test_min_free_blocks_counts_commits_in_flight_to_helpers(spool):
     s = spool(commit_helpers=1)
     free_kib = os.statvfs(s.directory).f_bavail * os.statvfs(s.directory).f_frsize // 1024
-    s.min_free_blocks = free_kib - 1024 * 6     # room for about 6 MiB more
+    s.room.min_free_blocks = free_kib - 1024 * 6     # room for about 6 MiB more
     big = b"y" * (4 * 1024 * 1024)
     results = await asyncio.gather(s.commit(ENV, big), s.commit(ENV, big), return_exceptions=True)
     assert sum(isinstance(r, str) for r in results) == 1, results
@@ -193,8 +231,7 @@ def test_a_helper_ignores_the_groups_sigterm_and_finishes_on_end_of_input(dirs):
 
 def test_a_helper_started_for_a_daemon_already_gone_does_nothing(dirs):
     # the daemon named on the command line is not its parent any more
-    p = subprocess.Popen([sys.executable, "-I", "-S", HELPER, "1"],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    p = subprocess.Popen(command(1), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
         out, _ = p.communicate(request(1, dirs / "tmp" / "T1", dirs / "queue" / "Q1", b"x"), timeout=30)
     except BrokenPipeError:
