@@ -4,6 +4,10 @@ restarted.  After every restart: every message that got a 250 is in the
 spool under the queue id the 250 named, with its bytes intact; every queued
 file decodes (nothing half-written); tmp/ and corrupt/ are empty.
 
+The seed of the random pacing is printed (pytest shows it with a failure)
+and named in every assertion; ``CRASH_SEED=N`` replays the same pacing
+(where a kill lands inside a session still depends on the machine).
+
 Pacing: before each restart the test hands the clients a small budget of
 attempts and kills the daemon a random 0-60 ms later, so kills land in the
 middle of sessions (before MAIL, inside DATA, between the commit and the
@@ -89,23 +93,32 @@ class Clients:
         return not any(t.is_alive() for t in self.threads)
 
 
-def _check_spool(daemon: Daemon, spool: str, acked: dict[int, str]) -> None:
-    assert os.listdir(os.path.join(spool, "tmp")) == [], "tmp/ not clean after recovery"
-    assert os.listdir(os.path.join(spool, "corrupt")) == [], "a queue file was corrupt"
+def _check_spool(daemon: Daemon, spool: str, acked: dict[int, str], seed: int) -> None:
+    replay = f"(replay: CRASH_SEED={seed})"
+    assert os.listdir(os.path.join(spool, "tmp")) == [], f"tmp/ not clean after recovery {replay}"
+    assert os.listdir(os.path.join(spool, "corrupt")) == [], f"a queue file was corrupt {replay}"
     c = control(daemon)
     listed = {row[0] for batch in c.request("queue_list")["items"] for row in batch["rows"]}
     missing = {n: q for n, q in acked.items() if q not in listed}
-    assert not missing, f"acknowledged messages lost: {missing}"
+    assert not missing, f"acknowledged messages lost: {missing} {replay}"
     for qid in listed:                          # every file decodes (read_data checks the records)
         data = base64.b64decode(c.request("queue_show", qid=qid, data=True)["data_b64"])
-        assert data.endswith(b"\r\n") and b"Subject: crash " in data
+        assert data.endswith(b"\r\n") and b"Subject: crash " in data, f"{qid} {replay}"
     for n, qid in acked.items():
         data = base64.b64decode(c.request("queue_show", qid=qid, data=True)["data_b64"])
-        assert data.endswith(_message(n)), f"message {n} ({qid}) damaged"
+        assert data.endswith(_message(n)), f"message {n} ({qid}) damaged {replay}"
+
+
+def crash_seed() -> int:
+    """$CRASH_SEED (to replay a failure) or a new one; printed, so a failing run says how to replay it."""
+    seed = int(os.environ.get("CRASH_SEED") or time.time_ns())
+    print(f"crash test seed: CRASH_SEED={seed}")
+    return seed
 
 
 def test_sigkill_at_random_instants_loses_no_acknowledged_message(tmp_path):
-    rnd = random.Random(os.environ.get("CRASH_SEED", time.time_ns()))
+    seed = crash_seed()
+    rnd = random.Random(seed)
     port = free_port()
     config = write_config(tmp_path, {"listen": [{"name": "lan", "address": "127.0.0.1", "port": port}]})
     spool = str(tmp_path / "spool")
@@ -124,16 +137,16 @@ def test_sigkill_at_random_instants_loses_no_acknowledged_message(tmp_path):
             clients.up.clear()                 # reconnecting clients wait for the check below
             daemon.kill()
             kills += 1
-            assert kills < 200, f"clients stuck: {len(clients.acked)} acked, errors {clients.errors[:3]}"
+            assert kills < 200, f"CRASH_SEED={seed}: clients stuck: {len(clients.acked)} acked, errors {clients.errors[:3]}"
             with clients.lock:
                 acked = dict(clients.acked)    # everything acknowledged before the kill
             daemon.start()
-            _check_spool(daemon, spool, acked)
+            _check_spool(daemon, spool, acked, seed)
         clients.done.set()
-        assert clients.errors == []
+        assert clients.errors == [], f"CRASH_SEED={seed}"
         assert kills >= MIN_KILLS
-        assert len(clients.acked) == MESSAGES
-        _check_spool(daemon, spool, dict(clients.acked))
+        assert len(clients.acked) == MESSAGES, f"CRASH_SEED={seed}"
+        _check_spool(daemon, spool, dict(clients.acked), seed)
     finally:
         clients.done.set()
         clients.up.set()
