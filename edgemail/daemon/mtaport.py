@@ -102,7 +102,15 @@ def isp_facing(listeners) -> list:
 
 
 class MtaPort:
-    """The port the LinkManager drives (see the module docstring)."""
+    """The port the LinkManager drives (see the module docstring).
+
+    Given everything it uses: the config (routes, dns, link.etrn_host), the
+    store (``entries()``), the listeners (their ``active`` ISP sessions),
+    the clock, the ETRN client, and the runner, of which it asks
+    ``link_up``, ``queue_run``, ``stop_run``, ``link_down``, ``hosts``
+    (``clear()``), ``resolver`` (``reload_nameservers()``, the first hops)
+    and which jobs an entry still has (``_jobs``: XXX, wants a public
+    Runner method)."""
 
     def __init__(self, cfg, store, runner, *, listeners=(), clock: Clock | None = None,
                  etrn_fn=etrn) -> None:
