@@ -178,7 +178,8 @@ def _timeouts(reader: _Reader, data: dict) -> Timeouts:
     warn = _by_urgency(reader, flat, "queuewarn", defaults.queuewarn)
     ret = _by_urgency(reader, flat, "queuereturn", defaults.queuereturn)
     simple = [f.name for f in fields(Timeouts) if f.name not in ("queuewarn", "queuereturn")]
-    values = {name: reader.take(flat, "Timeout", name, parse_duration, None) for name in simple if name in flat}
+    values = {name: reader.take(flat, "Timeout", name, parse_duration, None)
+              for name in simple if name in flat}
     known = simple + [f"{k}{s}" for k in ("queuewarn", "queuereturn") for s in ("", ".urgent", ".normal", ".non-urgent")]
     reader.leftover(flat, "Timeout", known)
     return Timeouts(queuewarn=warn, queuereturn=ret, **{k: v for k, v in values.items() if v is not None})
@@ -295,7 +296,8 @@ _SECTIONS: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
     "retry": (RetryConfig, {}),
     "link": (LinkConfig, {"mode": _choice(LINK_MODES), "speed": _nonneg_int, "dial_retries": _nonneg_int}),
 }
-_TOP_LEVEL = [*_TOP, "local_domains", "lan_networks", "spool", "control", "listen", "routes", "Timeout", *_SECTIONS]
+_TOP_LEVEL = [*_TOP, "local_domains", "lan_networks", "spool", "control", "listen", "routes", "Timeout",
+              *_SECTIONS]
 
 
 def from_dict(data: dict, *, path: str = "<config>", text: str = "", etc_hostname: str = "/etc/hostname") -> Config:
@@ -311,7 +313,8 @@ def from_dict(data: dict, *, path: str = "<config>", text: str = "", etc_hostnam
     lan = reader.take(data, "", "lan_networks", _networks, ())
     places = _places(reader, data)
     listeners, routes, timeouts = _listeners(reader, data), _routes(reader, data), _timeouts(reader, data)
-    sections = {name: _simple_section(reader, data, name, cls, convs) for name, (cls, convs) in _SECTIONS.items()}
+    sections = {name: _simple_section(reader, data, name, cls, convs)
+                for name, (cls, convs) in _SECTIONS.items()}
     reader.leftover(data, "", _TOP_LEVEL)
     _check_smart_host(reader, top.get("SmartHost", ""), routes)
     if reader.errors:
@@ -340,7 +343,8 @@ def _top_level(reader: _Reader, data: dict) -> dict[str, Any]:
 def _places(reader: _Reader, data: dict) -> dict[str, Any]:
     """[spool] directory and commit_helpers, [control] socket."""
     spool, control = data.pop("spool", {}), data.pop("control", {})
-    out = {"spool_dir": reader.take(spool, "spool", "directory", _typed(str, "a directory path"), "/var/spool/edgemail"),
+    out = {"spool_dir": reader.take(spool, "spool", "directory", _typed(str, "a directory path"),
+                                    "/var/spool/edgemail"),
            "commit_helpers": reader.take(spool, "spool", "commit_helpers", _bounded_int(0, 16), 1),
            "control_socket": reader.take(control, "control", "socket", _typed(str, "a socket path"),
                                          "/run/edgemail/control.sock")}

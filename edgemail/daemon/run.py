@@ -38,16 +38,16 @@ The link (``[link] mode`` not "none"): ``make_manager`` builds the
 LinkManager (policy file parsed with link.policy: an error is a
 ConfigError naming file:line:field, exit 78; the modem, pppd and netlink
 watcher from ``[link]``; the ledger at ``link.state_file``) and its MTA
-port (edgemail.daemon.mtaport.MtaPort, given the listeners: it counts
-their ISP sessions), held together as a mtaport.Link.  The manager is the
-runner's LinkPort (DialDelay waits for it), runs in the task group, and
-hears ``demand_changed()`` after every commit (``Link.committed`` is a
-commit hook), every run and when deferred mail becomes due.  The control ops ``link_up``/``link_down`` (the ppp hooks)
-go to the manager (idempotent with netlink; the manager then drives the
-runner), and ``link_explain``, ``link_dial``, ``link_hangup`` are added;
-``status`` carries the manager's status() and the queue demand.  systemd
-hears ``STATUS=link STATE, N queued (M for the link)`` whenever either
-changes.
+port (edgemail.daemon.mtaport.MtaPort, given the listeners: it counts their
+ISP sessions), held together as a mtaport.Link.  The manager is the runner's
+LinkPort (DialDelay waits for it), runs in the task group, and hears
+``demand_changed()`` after every commit (``Link.committed`` is a commit
+hook), every run and when deferred mail becomes due.  The control ops
+``link_up``/``link_down`` (the ppp hooks) go to the manager (idempotent with
+netlink; the manager then drives the runner), and ``link_explain``,
+``link_dial``, ``link_hangup`` are added; ``status`` carries the manager's
+status() and the queue demand.  systemd hears ``STATUS=link STATE, N queued
+(M for the link)`` whenever either changes.
 
 Seams for other parts (all optional, duck-typed):
   runner  ``async run()`` (long-running), ``on_commit(qid)`` (cheap routes

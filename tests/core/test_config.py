@@ -79,13 +79,14 @@ def test_dump_shows_every_setting_in_sections(tmp_path):
     cfg = config.from_dict({
         "local_domains": ["a.example"], "PrivacyOptions": "noexpn,goaway", "SmartHost": "[s.example]:587",
         "routes": {"*": "smarthost", "b.example": {"route": "relay:[10.0.0.1]:25", "expensive": True}},
-        "Timeout": {"queuewarn": "1h"}, "spool": {"directory": "q"}, "listen": [{"address": "::1", "port": 2525, "strict": True},
-                                                   {"name": "wan", "address": "192.0.2.1"}],
+        "Timeout": {"queuewarn": "1h"}, "spool": {"directory": "q"},
+        "listen": [{"address": "::1", "port": 2525, "strict": True}, {"name": "wan", "address": "192.0.2.1"}],
     }, path=str(tmp_path / "edgemail.toml"))
     text = config.dump(cfg)
     lines = text.splitlines()
     want_in_order = [
-        f'path = "{tmp_path / "edgemail.toml"}"', f'spool_dir = "{tmp_path.resolve() / "q"}"', 'SmartHost = "[s.example]:587"',
+        f'path = "{tmp_path / "edgemail.toml"}"', f'spool_dir = "{tmp_path.resolve() / "q"}"',
+        'SmartHost = "[s.example]:587"',
         'PrivacyOptions = ["goaway", "noexpn"]', "",
         "[[listen]]", 'name = "listen0"', 'address = "::1"', "port = 2525", "strict = true", "",
         "[[listen]]", 'name = "wan"', "port = 25", "strict = false", "",

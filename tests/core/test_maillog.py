@@ -161,7 +161,8 @@ def test_every_line_function_lives_where_its_section_says_and_is_exported():
     assert not wrong, f"function: (section's module, where it is): {wrong}"
     for name in set(where) - HELPERS:
         module = importlib.import_module(f"{maillog.__name__}.{where[name]}")
-        assert getattr(maillog, name, None) is getattr(module, name), f"maillog.{name} is not {module.__name__}'s"
+        got = getattr(maillog, name, None)
+        assert got is getattr(module, name), f"maillog.{name} is {got}, want {module.__name__}.{name}"
     assert set(maillog.__all__) >= set(where) - HELPERS
 
 
@@ -262,12 +263,16 @@ class _Scan:
             return self.is_logger(node.value)
         if isinstance(node, ast.Call):
             func = node.func
-            return (_name(func) in _LOGGER_MAKERS and (isinstance(func, ast.Attribute) or func.id in self.makers)
-                    or isinstance(func, ast.Call) and self.is_logger(func))
+            if isinstance(func, ast.Call):                  # logging.getLoggerClass()(...)
+                return self.is_logger(func)
+            made_by = isinstance(func, ast.Attribute) or _name(func) in self.makers
+            return _name(func) in _LOGGER_MAKERS and made_by
         if isinstance(node, ast.Attribute) and node.attr == "root" and _name(node.value) in self.modules:
             return True
         name = _name(node) if isinstance(node, (ast.Name, ast.Attribute)) else ""
-        return bool(name) and (name in self.loggers or ("log" in name.lower() and name not in ("maillog", "logging")))
+        if not name or name in ("maillog", "logging"):
+            return False
+        return name in self.loggers or "log" in name.lower()
 
     def writer(self, call: ast.Call) -> str | None:
         """The logging method a call is (``info``, ``log`` ...), or None."""
@@ -304,7 +309,8 @@ def _made_by_maillog(call: ast.Call, method: str) -> bool:
             and msg.func.attr in line_functions() and not any(isinstance(a, ast.Starred) for a in call.args))
 
 
-def unformatted_log_calls(source: str, filename: str = "<src>", imported_loggers: set[str] = frozenset()) -> list[str]:
+def unformatted_log_calls(source: str, filename: str = "<src>",
+                          imported_loggers: set[str] = frozenset()) -> list[str]:
     """Logging calls whose message is not ``maillog.<line function>(...)``, and logging
     methods used without a call (their messages cannot be checked)."""
     tree = ast.parse(source, filename)
@@ -324,7 +330,8 @@ def module_loggers() -> dict[str, set[str]]:
     out = {}
     for path in sorted((ROOT / "edgemail").rglob("*.py")):
         parts = list(path.relative_to(ROOT).with_suffix("").parts)
-        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = _Scan(ast.parse(path.read_text())).loggers
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        out[name] = _Scan(ast.parse(path.read_text())).loggers
     return out
 
 
@@ -392,7 +399,8 @@ def test_checker_passes_lines_made_by_maillog(src):
 def test_checker_follows_a_logger_imported_from_another_module():
     src = "from edgemail.x import sink\nsink.info('x')\n"
     assert unformatted_log_calls(src) == []            # the name alone says nothing
-    assert len(unformatted_log_calls(src, imported_loggers=_imported_loggers(ast.parse(src), {"edgemail.x": {"sink"}}))) == 1
+    imported = _imported_loggers(ast.parse(src), {"edgemail.x": {"sink"}})
+    assert len(unformatted_log_calls(src, imported_loggers=imported)) == 1
 
 
 def test_every_edgemail_log_line_is_made_by_maillog():

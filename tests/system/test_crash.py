@@ -137,7 +137,8 @@ def test_sigkill_at_random_instants_loses_no_acknowledged_message(tmp_path):
             clients.up.clear()                 # reconnecting clients wait for the check below
             daemon.kill()
             kills += 1
-            assert kills < 200, f"CRASH_SEED={seed}: clients stuck: {len(clients.acked)} acked, errors {clients.errors[:3]}"
+            assert kills < 200, (f"CRASH_SEED={seed}: clients stuck: {len(clients.acked)} acked, "
+                                 f"errors {clients.errors[:3]}")
             with clients.lock:
                 acked = dict(clients.acked)    # everything acknowledged before the kill
             daemon.start()
