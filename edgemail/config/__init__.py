@@ -6,4 +6,5 @@ Modules:
   model    the frozen dataclasses (Config, Listener, Route, LinkConfig, ...) and
            the sets of allowed words
   values   the value syntax: durations, sizes, networks, domains, bounded ints
+  dump     a Config as text (``edgemail config check`` prints it)
 """

@@ -23,9 +23,9 @@ Durations are sendmail-style strings ("90s", "5m", "1h30m", "5d", "1w") or
 integers meaning seconds.  Sizes are integers (bytes) or "10M"/"512K".
 
 Modules: this one reads the file (the reader, the sections, ``load``,
-``from_dict``, ``dump``); config/model.py holds the dataclasses and their
-vocabularies, config/values.py the value syntax.  Every public name of the
-three is importable from here.
+``from_dict``); config/model.py holds the dataclasses and their
+vocabularies, config/values.py the value syntax, config/dump.py ``dump``
+(a Config as text).  Every public name of the four is importable from here.
 """
 
 from __future__ import annotations
@@ -33,10 +33,12 @@ from __future__ import annotations
 import ipaddress
 import re
 import tomllib
-from dataclasses import fields, is_dataclass, replace
+from collections.abc import Callable
+from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from edgemail.config.dump import dump
 from edgemail.config.model import (
     LINK_MODES,
     PRIVACY_WORDS,
@@ -81,6 +83,9 @@ __all__ = ["Config", "DnsConfig", "LinkConfig", "Listener", "LocalConfig", "Retr
            "URGENCIES", "ConfigError", "ConfigErrors", "dump", "from_dict", "host_port", "load",
            "parse_duration", "parse_route", "parse_size", "read_hostname", "smart_host"]
 
+T = TypeVar("T")
+D = TypeVar("D")
+
 # ---------------------------------------------------------------- the reader
 
 class _Reader:
@@ -114,7 +119,8 @@ class _Reader:
         self.errors.append(ConfigError(problem, file=self.path, key=name,
                                        line=self.line_of(section, key)))
 
-    def take(self, table: dict, section: str, key: str, conv, default):
+    def take(self, table: dict, section: str, key: str, conv: Callable[[Any], T], default: D) -> T | D:
+        """table.pop(key) converted by conv; the default if absent, or (an error noted) if bad."""
         if key not in table:
             return default
         try:
@@ -165,33 +171,31 @@ def _timeouts(reader: _Reader, data: dict) -> Timeouts:
     flat: dict[str, Any] = {}
     for key, value in table.items():
         if isinstance(value, dict):
-            for sub, v in value.items():
-                flat[f"{key}.{sub}"] = v
+            flat.update({f"{key}.{sub}": v for sub, v in value.items()})
         else:
             flat[key] = value
     defaults = Timeouts()
-    values: dict[str, Any] = {}
-    warn, ret = dict(defaults.queuewarn), dict(defaults.queuereturn)
-    for kind, target in (("queuewarn", warn), ("queuereturn", ret)):
-        if kind in flat:
-            v = reader.take(flat, "Timeout", kind, parse_duration, None)
-            if v is not None:
-                target.update(dict.fromkeys(URGENCIES, v))
-        for urg in URGENCIES:
-            k = f"{kind}.{urg}"
-            if k in flat:
-                v = reader.take(flat, "Timeout", k, parse_duration, None)
-                if v is not None:
-                    target[urg] = v
+    warn = _by_urgency(reader, flat, "queuewarn", defaults.queuewarn)
+    ret = _by_urgency(reader, flat, "queuereturn", defaults.queuereturn)
     simple = [f.name for f in fields(Timeouts) if f.name not in ("queuewarn", "queuereturn")]
-    for name in simple:
-        if name in flat:
-            v = reader.take(flat, "Timeout", name, parse_duration, None)
-            if v is not None:
-                values[name] = v
+    values = {name: reader.take(flat, "Timeout", name, parse_duration, None)
+              for name in simple if name in flat}
     known = simple + [f"{k}{s}" for k in ("queuewarn", "queuereturn") for s in ("", ".urgent", ".normal", ".non-urgent")]
     reader.leftover(flat, "Timeout", known)
-    return Timeouts(queuewarn=warn, queuereturn=ret, **values)
+    return Timeouts(queuewarn=warn, queuereturn=ret, **{k: v for k, v in values.items() if v is not None})
+
+
+def _by_urgency(reader: _Reader, flat: dict, kind: str, defaults: dict[str, float]) -> dict[str, float]:
+    """sendmail's Timeout.queuewarn (every class) refined by Timeout.queuewarn.urgent etc."""
+    out = dict(defaults)
+    every = reader.take(flat, "Timeout", kind, parse_duration, None)
+    if every is not None:
+        out.update(dict.fromkeys(URGENCIES, every))
+    for urgency in URGENCIES:
+        v = reader.take(flat, "Timeout", f"{kind}.{urgency}", parse_duration, None)
+        if v is not None:
+            out[urgency] = v
+    return out
 
 
 def _listeners(reader: _Reader, data: dict) -> tuple[Listener, ...]:
@@ -284,102 +288,86 @@ def load(path: str | Path, overrides: dict | None = None, *, etc_hostname: str =
     return from_dict(data, path=path, text=text, etc_hostname=etc_hostname)
 
 
+#: the tables read by _simple_section: name -> (dataclass, converters that differ from the defaults' types)
+_SECTIONS: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
+    "smtpd": (SmtpdConfig, {}),
+    "local": (LocalConfig, {}),
+    "dns": (DnsConfig, {"timeout": parse_duration}),
+    "retry": (RetryConfig, {}),
+    "link": (LinkConfig, {"mode": _choice(LINK_MODES), "speed": _nonneg_int, "dial_retries": _nonneg_int}),
+}
+_TOP_LEVEL = [*_TOP, "local_domains", "lan_networks", "spool", "control", "listen", "routes", "Timeout",
+              *_SECTIONS]
+
+
 def from_dict(data: dict, *, path: str = "<config>", text: str = "", etc_hostname: str = "/etc/hostname") -> Config:
+    """The parsed TOML (`text` is the file's, for the lines in errors) -> Config.
+    Raises ConfigError, or ConfigErrors with every error at once."""
     data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
     reader = _Reader(path, text)
+    top = _top_level(reader, data)
+    hostname = top.pop("hostname", None) or read_hostname(etc_hostname)
+    local_domains = reader.take(data, "", "local_domains", _domains, ())
+    if not local_domains:
+        reader.error("", "local_domains", "expected at least one local domain (mail for it is ours)")
+    lan = reader.take(data, "", "lan_networks", _networks, ())
+    places = _places(reader, data)
+    listeners, routes, timeouts = _listeners(reader, data), _routes(reader, data), _timeouts(reader, data)
+    sections = {name: _simple_section(reader, data, name, cls, convs)
+                for name, (cls, convs) in _SECTIONS.items()}
+    reader.leftover(data, "", _TOP_LEVEL)
+    _check_smart_host(reader, top.get("SmartHost", ""), routes)
+    if reader.errors:
+        raise reader.errors[0] if len(reader.errors) == 1 else ConfigErrors(reader.errors)
+    rel = _relative_to(path)
+    local, link = sections.pop("local"), sections.pop("link")
+    return Config(path=path, hostname=hostname, local_domains=local_domains, lan_networks=lan,
+                  listeners=listeners, spool_dir=rel(places["spool_dir"]),
+                  commit_helpers=places["commit_helpers"], control_socket=rel(places["control_socket"]),
+                  routes=routes, Timeout=timeouts,
+                  local=replace(local, aliases=rel(local.aliases), maildir=rel(local.maildir)),
+                  link=replace(link, policy=rel(link.policy), state_file=rel(link.state_file)),
+                  **sections, **top)
+
+
+def _top_level(reader: _Reader, data: dict) -> dict[str, Any]:
+    """The sendmail options and other top-level keys of _TOP that are given (converted)."""
+    top = {}
+    for key, conv in _TOP.items():
+        v = reader.take(data, "", key, conv, None)
+        if v is not None:
+            top[key] = v
+    return top
+
+
+def _places(reader: _Reader, data: dict) -> dict[str, Any]:
+    """[spool] directory and commit_helpers, [control] socket."""
+    spool, control = data.pop("spool", {}), data.pop("control", {})
+    out = {"spool_dir": reader.take(spool, "spool", "directory", _typed(str, "a directory path"),
+                                    "/var/spool/edgemail"),
+           "commit_helpers": reader.take(spool, "spool", "commit_helpers", _bounded_int(0, 16), 1),
+           "control_socket": reader.take(control, "control", "socket", _typed(str, "a socket path"),
+                                         "/run/edgemail/control.sock")}
+    reader.leftover(spool, "spool", ["directory", "commit_helpers"])
+    reader.leftover(control, "control", ["socket"])
+    return out
+
+
+def _check_smart_host(reader: _Reader, smart_host: str, routes: tuple[Route, ...]) -> None:
+    if smart_host:
+        try:
+            _smart_host(smart_host)
+        except ValueError as exc:
+            reader.error("", "SmartHost", str(exc))
+    for r in routes:
+        if r.kind == "smarthost" and not smart_host:
+            reader.error("routes", r.pattern, "route smarthost needs the SmartHost option")
+
+
+def _relative_to(path: str) -> Callable[[str], str]:
+    """Relative paths in the config are taken relative to the file's folder."""
     base = Path(path).parent if path != "<config>" else Path.cwd()
 
     def rel(p: str) -> str:
         return str((base / p).resolve()) if p and not p.startswith("/") else p
-
-    top = {}
-    for key, conv in _TOP.items():
-        if key in data:
-            v = reader.take(data, "", key, conv, None)
-            if v is not None:
-                top[key] = v
-    hostname = top.pop("hostname", None) or read_hostname(etc_hostname)
-    local_domains = reader.take(data, "", "local_domains", _domains, ())
-    if not local_domains:
-        reader.errors.append(ConfigError("expected at least one local domain (mail for it is ours)",
-                                         file=path, key="local_domains", line=reader.line_of("", "local_domains")))
-    lan = reader.take(data, "", "lan_networks", _networks, ())
-    spool = data.pop("spool", {})
-    spool_dir = reader.take(spool, "spool", "directory", _typed(str, "a directory path"), "/var/spool/edgemail")
-    commit_helpers = reader.take(spool, "spool", "commit_helpers", _bounded_int(0, 16), 1)
-    reader.leftover(spool, "spool", ["directory", "commit_helpers"])
-    control = data.pop("control", {})
-    control_socket = reader.take(control, "control", "socket", _typed(str, "a socket path"), "/run/edgemail/control.sock")
-    reader.leftover(control, "control", ["socket"])
-    listeners = _listeners(reader, data)
-    routes = _routes(reader, data)
-    timeouts = _timeouts(reader, data)
-    smtpd = _simple_section(reader, data, "smtpd", SmtpdConfig, {})
-    local = _simple_section(reader, data, "local", LocalConfig, {})
-    dns = _simple_section(reader, data, "dns", DnsConfig, {"timeout": parse_duration})
-    retry = _simple_section(reader, data, "retry", RetryConfig, {})
-    link = _simple_section(reader, data, "link", LinkConfig, {
-        "mode": _choice(LINK_MODES), "speed": _nonneg_int, "dial_retries": _nonneg_int})
-    reader.leftover(data, "", list(_TOP) + ["local_domains", "lan_networks", "spool", "control",
-                                            "listen", "routes", "Timeout", "smtpd", "local", "dns",
-                                            "retry", "link"])
-    if top.get("SmartHost"):
-        try:
-            _smart_host(top["SmartHost"])
-        except ValueError as exc:
-            reader.error("", "SmartHost", str(exc))
-    for r in routes:
-        if r.kind == "smarthost" and not top.get("SmartHost"):
-            reader.error("routes", r.pattern, "route smarthost needs the SmartHost option")
-    if reader.errors:
-        raise reader.errors[0] if len(reader.errors) == 1 else ConfigErrors(reader.errors)
-    local = replace(local, aliases=rel(local.aliases), maildir=rel(local.maildir))
-    link = replace(link, policy=rel(link.policy), state_file=rel(link.state_file))
-    return Config(path=path, hostname=hostname, local_domains=local_domains, lan_networks=lan,
-                  listeners=listeners, spool_dir=rel(spool_dir), commit_helpers=commit_helpers,
-                  control_socket=rel(control_socket),
-                  routes=routes, Timeout=timeouts, smtpd=smtpd, local=local, dns=dns, retry=retry,
-                  link=link, **top)
-
-
-def dump(cfg: Config) -> str:
-    """The effective configuration as TOML-ish text (for `edgemail config check`)."""
-    lines: list[str] = []
-
-    def fmt(v):
-        if isinstance(v, str):
-            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, (tuple, list, frozenset, set)):
-            items = sorted(v, key=str) if isinstance(v, (frozenset, set)) else v
-            return "[" + ", ".join(fmt(str(x) if not isinstance(x, (str, int, float)) else x) for x in items) + "]"
-        return repr(v)
-
-    sections = []
-    for f in fields(cfg):
-        v = getattr(cfg, f.name)
-        if f.name in ("listeners", "routes") or is_dataclass(v):
-            sections.append(f.name)
-            continue
-        lines.append(f"{f.name} = {fmt(v)}")
-    for name in sections:
-        v = getattr(cfg, name)
-        if name == "listeners":
-            for lst in v:
-                lines += ["", "[[listen]]"] + [f"{f.name} = {fmt(getattr(lst, f.name))}" for f in fields(lst)]
-        elif name == "routes":
-            lines += ["", "[routes]"]
-            for r in v:
-                route = r.kind + (f":{r.target}" if r.target else "")
-                lines.append(f'{fmt(r.pattern)} = {{ route = {fmt(route)}, expensive = {fmt(r.expensive)}, dialdelay = {fmt(r.dialdelay)} }}')
-        else:
-            lines += ["", f"[{name}]"]
-            for f in fields(v):
-                val = getattr(v, f.name)
-                if isinstance(val, dict):
-                    for k2, v2 in val.items():
-                        lines.append(f'"{f.name}.{k2}" = {fmt(v2)}')
-                else:
-                    lines.append(f"{f.name} = {fmt(val)}")
-    return "\n".join(lines) + "\n"
+    return rel

@@ -142,12 +142,11 @@ class ControlServer:
         reply = await self.dispatch(raw, peer)
         if isinstance(reply, Stream):
             _write(writer, {"ok": True, "stream": True, **reply.header})
-            count = 0
-            for item in reply.items:
-                _write(writer, item)
-                count += 1
-                if count % 1024 == 0:
-                    await writer.drain()
+            items = iter(reply.items)
+            try:
+                count = await _write_items(writer, items)
+            finally:                  # a generator left early is closed now, not when collected
+                getattr(items, "close", lambda: None)()
             _write(writer, {"end": True, "count": count})
         else:
             _write(writer, reply)
@@ -188,6 +187,17 @@ class ControlServer:
         return {"ok": False, "error": reason}
 
 
+async def _write_items(writer: asyncio.StreamWriter, items: Iterator[dict]) -> int:
+    """A stream's items, one line each, draining every 1024; how many."""
+    count = 0
+    for item in items:
+        _write(writer, item)
+        count += 1
+        if count % 1024 == 0:
+            await writer.drain()
+    return count
+
+
 def _write(writer: asyncio.StreamWriter, obj: dict) -> None:
     """One reply line, unless the client is gone (the transport is closing
     after a failed send: asyncio would warn about every further write)."""
@@ -205,12 +215,14 @@ def is_admin(peer: dict) -> bool:
         return False
     if uid in (0, os.geteuid()) or gid == os.getegid():
         return True
+    if not isinstance(pid, int):
+        return False
     try:
-        with open(f"/proc/{int(pid)}/status") as f:
+        with open(f"/proc/{pid}/status") as f:
             for line in f:
                 if line.startswith("Groups:"):
                     return str(os.getegid()) in line.split()[1:]
-    except (OSError, TypeError, ValueError):
+    except OSError:
         pass
     return False
 

@@ -1,7 +1,7 @@
 """daemon/mtaport.py - the MTA side of the link port: what the LinkManager calls.
 
 NAME
-    linkport - MtaPort(cfg, store, runner, listeners=(), clock=None);
+    mtaport - MtaPort(cfg, store, runner, listeners=(), clock=None);
     Link(manager, port): the two wired together, as the daemon holds them
 
 SYNOPSIS
@@ -16,6 +16,10 @@ SYNOPSIS
     await port.etrn(domains) -> [EtrnResult]  # ask the ISP to flush what it holds for us
     port.inbound_active() -> int              # ISP sessions open on our ISP-facing listeners
     await port.watch(on_due)                  # call on_due() when deferred mail becomes due
+
+    link = Link(mgr, port)                    # what the daemon's other parts hold
+    link.committed(qid); link.changed()       # a commit, a run: the demand changed
+    link.status() -> dict; await link.run()   # the manager and the port's watch
 
 DESCRIPTION
     The link manager (link/manager.py, "THE PORT") never imports edgemail;
@@ -71,6 +75,8 @@ log = logging.getLogger("edgemail.runner")
 WATCH_MAX_S = 60.0
 #: link-up: how long the run waits for a route to its first next hop, and how often it looks
 ROUTE_WAIT_S, ROUTE_POLL_S = 5.0, 0.05
+#: how often the sd_notify STATUS text is recomputed (sent only when it changed)
+STATUS_POLL_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -96,7 +102,15 @@ def isp_facing(listeners) -> list:
 
 
 class MtaPort:
-    """The port the LinkManager drives (see the module docstring)."""
+    """The port the LinkManager drives (see the module docstring).
+
+    Given everything it uses: the config (routes, dns, link.etrn_host), the
+    store (``entries()``), the listeners (their ``active`` ISP sessions),
+    the clock, the ETRN client, and the runner, of which it asks
+    ``link_up``, ``queue_run``, ``stop_run``, ``link_down``, ``hosts``
+    (``clear()``), ``resolver`` (``reload_nameservers()``, the first hops)
+    and which jobs an entry still has (``_jobs``: XXX, wants a public
+    Runner method)."""
 
     def __init__(self, cfg, store, runner, *, listeners=(), clock: Clock | None = None,
                  etrn_fn=etrn) -> None:
@@ -280,9 +294,15 @@ def _log_failure(task: asyncio.Task) -> None:
 
 
 class Link:
-    """The manager, its MTA port and the daemon's hooks into them."""
+    """The link manager and its MTA port, as the daemon holds them: what the
+    daemon's other parts ask of the link (``changed``, ``committed``,
+    ``status``, ``status_text``) and the two long-running tasks (``run``).
 
-    def __init__(self, manager, port) -> None:
+    The one late binding of the daemon is here: the manager is built before
+    the runner (it is the runner's LinkPort: DialDelay, hold), the port after
+    it (the port drives the runner), so the manager gets its port now."""
+
+    def __init__(self, manager, port: MtaPort) -> None:
         self.manager, self.port = manager, port
         manager.port = port
 
@@ -291,16 +311,18 @@ class Link:
         self.port.changed()
         self.manager.demand_changed()
 
-    def on_commit(self, runner):
-        def hook(qid: str) -> None:
-            runner.on_commit(qid)
-            self.changed()
-        return hook
+    def committed(self, qid: str) -> None:
+        """A commit hook (daemon/run.py's CommitHooks): a new message changes the demand."""
+        self.changed()
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.manager.run())
             tg.create_task(self.port.watch(self.manager.demand_changed))
+
+    def status(self) -> dict:
+        """The manager's status() (``link``: the state, and its other facts) and ``queue``: the demand."""
+        return {**self.manager.status(), "queue": self.port.queue_summary().as_dict()}
 
     def status_text(self) -> str:
         q = self.port.queue_summary()
@@ -315,7 +337,3 @@ class Link:
                 notifier.status(text)
                 said = text
             await clock.sleep(STATUS_POLL_S)
-
-
-#: how often the sd_notify STATUS text is recomputed (sent only when it changed)
-STATUS_POLL_S = 1.0

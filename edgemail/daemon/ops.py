@@ -50,16 +50,26 @@ def version() -> str:
 
 
 class ControlOps:
-    """The control ops the daemon itself answers."""
+    """The control ops the daemon itself answers.
 
-    def __init__(self, cfg: Config, store, clock: Clock, *, runner=None, link=None,
-                 listeners=(), on_commit=None) -> None:
+    Everything it answers from is given here: the config, the store, the
+    clock; the runner (``on_commit``, ``queue_run``, and the ``runner_ops``
+    when it has ``hoststat``), the link (a mtaport.Link adds the
+    ``link_ops`` and the queue demand to ``status``; any other object is
+    asked for ``status()`` or ``state``), the SMTP listeners (their bound
+    ports for ``status``), the commit hook (default: the runner's
+    ``on_commit``) and the reloader (``reload``; None: this daemon cannot
+    reload)."""
+
+    def __init__(self, cfg: Config, store, clock: Clock, *, runner=None, link=None, listeners=(),
+                 on_commit: Callable[[str], None] | None = None,
+                 reloader: Callable[[str], dict] | None = None) -> None:
         self.cfg, self.store, self.clock = cfg, store, clock
         self.runner, self.link, self.listeners = runner, link, list(listeners)
         self.on_commit = on_commit or getattr(runner, "on_commit", None)
+        self.reloader = reloader
         self.started = clock.wall()
         self.listing = QueueListing(store)
-        self.reloader: Callable[[str], dict] | None = None
 
     def handlers(self) -> dict:
         ops = {"submit": self.submit, "queue_list": self.queue_list, "queue_show": self.queue_show,
@@ -166,18 +176,22 @@ class ControlOps:
 
     async def status(self, req: dict) -> dict:
         entries = self.store.entries()
-        link = {"state": "none"}
-        extra = {}
-        if isinstance(self.link, Link):
-            full = self.link.manager.status()
-            link = full.pop("link")
-            extra = {**full, "queue": self.link.port.queue_summary().as_dict()}
-        elif self.link is not None:
-            link = self.link.status() if hasattr(self.link, "status") else {"state": getattr(self.link, "state", "?")}
+        extra = self._link_status()
+        link = extra.pop("link")
         return {**extra, "version": version(), "pid": os.getpid(), "uptime_s": round(self.clock.wall() - self.started, 1),
                 "queued": len(entries), "held": sum(1 for e in entries if e.held),
                 "listeners": [f"{c.name}=[{c.address}]:{lst.port}" for c, lst in zip(self.cfg.listeners, self.listeners)],
                 "control": self.cfg.control_socket, "link": link}
+
+    def _link_status(self) -> dict:
+        """``link`` (the state) and, from a wired link manager, its other facts and the queue demand."""
+        if isinstance(self.link, Link):
+            return self.link.status()
+        if self.link is None:
+            return {"link": {"state": "none"}}
+        if hasattr(self.link, "status"):
+            return {"link": self.link.status()}
+        return {"link": {"state": getattr(self.link, "state", "?")}}
 
 
 _background: set = set()

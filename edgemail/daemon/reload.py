@@ -31,13 +31,18 @@ log = logging.getLogger("edgemail.daemon")
 
 
 class HangUp:
-    """SIGHUP (``systemctl reload``): a reload once the daemon is up; while
-    it starts, a line saying so (never the signal's default: the end)."""
+    """SIGHUP (``systemctl reload``): a reload once the daemon is up
+    (``arm``); while it starts, a line saying so (never the signal's
+    default: the end).  Installed first thing, armed once serving."""
 
     def __init__(self) -> None:
         self.reload: Callable[[str], dict] | None = None
         self._loop = asyncio.get_running_loop()
         self._loop.add_signal_handler(signal.SIGHUP, self._fire)
+
+    def arm(self, reload: Callable[[str], dict]) -> None:
+        """The daemon is up: SIGHUP now calls reload("SIGHUP")."""
+        self.reload = reload
 
     def _fire(self) -> None:
         if self.reload is None:

@@ -1,11 +1,13 @@
 """daemon/run.py - the composition root: ``edgemail run``.
 
-Owns: the order of start-up and shutdown.  Everything else is built by
+Owns: the order of start-up and shutdown, and the wiring (``_build``: each
+part gets what it needs in its constructor, in the order they need each
+other; ``CommitHooks``: what a commit sets off).  Everything else is done by
 the part that owns it (the control ops the daemon answers itself:
-daemon/ops.py; SIGHUP and reload: daemon/reload.py; the link manager wired to its
-MTA port: linkport.Link; RunAsUser: daemon/privileges.py); every part can be
-passed in (hypercorn's ``worker_serve`` style), so tests wire what they
-need::
+daemon/ops.py; SIGHUP and reload: daemon/reload.py; the link manager wired
+to its MTA port: mtaport.Link; RunAsUser: daemon/privileges.py); every part
+can be passed in (hypercorn's ``worker_serve`` style), so tests wire what
+they need::
 
     await serve(cfg, clock=None, store=None, runner=None, link=None,
                 notifier=None, shutdown=None)
@@ -32,19 +34,20 @@ Never does: DNS or any name resolution (invariant 1: listeners bind to
 numeric addresses from the config; the host name comes from the config or
 /etc/hostname), and nothing towards the WAN.
 
-The link (``[link] mode`` not "none"): ``make_link`` builds the
+The link (``[link] mode`` not "none"): ``make_manager`` builds the
 LinkManager (policy file parsed with link.policy: an error is a
 ConfigError naming file:line:field, exit 78; the modem, pppd and netlink
 watcher from ``[link]``; the ledger at ``link.state_file``) and its MTA
-port (edgemail.daemon.mtaport.MtaPort).  The manager is the runner's LinkPort
-(DialDelay waits for it), runs in the task group, and hears
-``demand_changed()`` after every commit, every run and when deferred mail
-becomes due.  The control ops ``link_up``/``link_down`` (the ppp hooks)
-go to the manager (idempotent with netlink; the manager then drives the
-runner), and ``link_explain``, ``link_dial``, ``link_hangup`` are added;
-``status`` carries the manager's status() and the queue demand.  systemd
-hears ``STATUS=link STATE, N queued (M for the link)`` whenever either
-changes.
+port (edgemail.daemon.mtaport.MtaPort, given the listeners: it counts their
+ISP sessions), held together as a mtaport.Link.  The manager is the runner's
+LinkPort (DialDelay waits for it), runs in the task group, and hears
+``demand_changed()`` after every commit (``Link.committed`` is a commit
+hook), every run and when deferred mail becomes due.  The control ops
+``link_up``/``link_down`` (the ppp hooks) go to the manager (idempotent with
+netlink; the manager then drives the runner), and ``link_explain``,
+``link_dial``, ``link_hangup`` are added; ``status`` carries the manager's
+status() and the queue demand.  systemd hears ``STATUS=link STATE, N queued
+(M for the link)`` whenever either changes.
 
 Seams for other parts (all optional, duck-typed):
   runner  ``async run()`` (long-running), ``on_commit(qid)`` (cheap routes
@@ -72,13 +75,15 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 from edgemail import maillog
 from edgemail.clock import Clock, SystemClock
 from edgemail.config.model import Config
 from edgemail.daemon import privileges
 from edgemail.daemon.control import ControlServer
-from edgemail.daemon.mtaport import Link
+from edgemail.daemon.mtaport import Link, MtaPort
 from edgemail.daemon.notify import Notifier
 from edgemail.daemon.ops import ControlOps, version
 from edgemail.daemon.reload import HangUp, Reloader, load_policy
@@ -165,7 +170,8 @@ async def serve(cfg: Config, *, clock: Clock | None = None, store=None, runner=N
     lock = lock_spool(cfg.spool_dir)      # before recover(): it deletes tmp/ files
     hup = HangUp()                        # at once: SIGHUP's default action would end the daemon
     try:
-        await _serve_locked(cfg, clock, notifier, store, runner, link, shutdown, listeners, hup, socks)
+        await _serve_locked(cfg, clock, notifier, shutdown, hup, socks,
+                            dict(store=store, runner=runner, link=link, listeners=listeners))
     finally:
         hup.remove()
         os.close(lock)
@@ -186,45 +192,80 @@ def make_manager(cfg: Config, policy, clock: Clock):
                        ledger=ledger, scheduler=scheduler)
 
 
-async def _serve_locked(cfg, clock, notifier, store, runner, link, shutdown, listeners, hup=None,
-                        socks=None) -> None:
+class CommitHooks:
+    """What runs when a message is committed (SMTP, the control socket,
+    maildrop/): the runner's cheap deliveries first, then whoever was added
+    (the link: the demand changed).  Built before the listeners, which are
+    built before the link's port, which counts their sessions."""
+
+    def __init__(self, first: Callable[[str], None] | None) -> None:
+        self.hooks = [first] if first is not None else []
+
+    def add(self, hook: Callable[[str], None]) -> None:
+        self.hooks.append(hook)
+
+    def __call__(self, qid: str) -> None:
+        for hook in self.hooks:
+            hook(qid)
+
+
+@dataclass
+class Parts:
+    """Everything serve() runs, as _build() made or was given it."""
+
+    store: Any
+    runner: Any
+    link: Any                       # mtaport.Link, a given link, or None
+    listeners: list
+    commits: CommitHooks
+    ops: ControlOps
+    control: ControlServer
+
+
+async def _build(cfg: Config, clock: Clock, socks: dict, *, store=None, runner=None, link=None,
+                 listeners=None) -> Parts:
+    """The parts in the order they need each other: a link manager (its
+    policy's ConfigError before any socket), the recovered spool, the
+    runner, the listeners, the manager's MTA port, the control ops."""
     store = store if store is not None else make_store(cfg, clock)
     manager = None
     if link is None and runner is None and cfg.link.mode != "none":   # a given runner brings its own link
-        manager = make_manager(cfg, load_policy(cfg), clock)     # ConfigError before any socket
+        manager = make_manager(cfg, load_policy(cfg), clock)
     _log_recovery(await asyncio.to_thread(store.recover))
     runner = runner if runner is not None else make_runner(cfg, store, clock, link or manager)
-    wired = None
+    commits = CommitHooks(getattr(runner, "on_commit", None))
+    listeners = listeners if listeners is not None else make_listeners(cfg, store, runner, commits, socks)
     if manager is not None:
-        from edgemail.daemon.mtaport import MtaPort
-        wired = Link(manager, MtaPort(cfg, store, runner, clock=clock))
-        link = wired
-    on_commit = wired.on_commit(runner) if wired is not None else None
-    listeners = listeners if listeners is not None else make_listeners(cfg, store, runner, on_commit, socks)
-    if wired is not None:
-        wired.port.listeners = list(listeners)
-    ops = ControlOps(cfg, store, clock, runner=runner, link=link, listeners=listeners, on_commit=on_commit)
-    ops.reloader = Reloader(cfg, runner, link)
+        link = Link(manager, MtaPort(cfg, store, runner, listeners=listeners, clock=clock))
+        commits.add(link.committed)
+    ops = ControlOps(cfg, store, clock, runner=runner, link=link, listeners=listeners, on_commit=commits,
+                     reloader=Reloader(cfg, runner, link))
     control = ControlServer(cfg.control_socket, ops.handlers(), timeout=cfg.Timeout.control,
                             public=ops.public())
+    return Parts(store, runner, link, listeners, commits, ops, control)
+
+
+async def _serve_locked(cfg: Config, clock: Clock, notifier: Notifier, shutdown, hup: HangUp,
+                        socks: dict, given: dict) -> None:
+    parts = await _build(cfg, clock, socks, **given)
     try:
-        for lst in listeners:
+        for lst in parts.listeners:
             await lst.start()
-        await control.start()
-        bound = [f"{lst_cfg.name}=[{lst_cfg.address}]:{lst.port}" for lst_cfg, lst in zip(cfg.listeners, listeners)]
-        queued = len(store.entries())
+        await parts.control.start()
+        bound = [f"{c.name}=[{c.address}]:{lst.port}" for c, lst in zip(cfg.listeners, parts.listeners)]
+        queued = len(parts.store.entries())
         notifier.ready(f"{queued} queued")
         log.info(maillog.ready(bound, cfg.control_socket, queued))
-        if hup is not None:
-            hup.reload = ops.reloader
-        await _run_group(clock, notifier, store, runner, link, shutdown, ops.listing.warm, on_commit)
+        if parts.ops.reloader is not None:
+            hup.arm(parts.ops.reloader)
+        await _run_group(clock, notifier, parts, shutdown)
     finally:
         notifier.stopping()
-        for closer in [control.close, *(lst.close for lst in listeners)]:
+        for closer in [parts.control.close, *(lst.close for lst in parts.listeners)]:
             with contextlib.suppress(Exception):
                 await closer()
-        if hasattr(store, "close"):
-            await asyncio.to_thread(store.close)   # let commits already handed over finish
+        if hasattr(parts.store, "close"):
+            await asyncio.to_thread(parts.store.close)   # let commits already handed over finish
 
 
 def lock_spool(directory: str) -> int:
@@ -241,7 +282,7 @@ def lock_spool(directory: str) -> int:
     return fd
 
 
-async def _run_group(clock, notifier, store, runner, link, trigger, warm=None, on_commit=None) -> None:
+async def _run_group(clock: Clock, notifier: Notifier, parts: Parts, trigger) -> None:
     async def wait_shutdown() -> None:
         reason = await trigger()
         notifier.stopping()
@@ -251,15 +292,14 @@ async def _run_group(clock, notifier, store, runner, link, trigger, warm=None, o
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(notifier.watchdog(clock))
-            if hasattr(store, "pickup"):
-                tg.create_task(_pickup_loop(store, clock, runner, on_commit))
-            if warm is not None:
-                tg.create_task(warm())
-            for part in (runner, link):
+            if hasattr(parts.store, "pickup"):
+                tg.create_task(_pickup_loop(parts.store, clock, parts.commits))
+            tg.create_task(parts.ops.listing.warm())
+            for part in (parts.runner, parts.link):
                 if part is not None and hasattr(part, "run"):
                     tg.create_task(part.run())
-            if isinstance(link, Link):
-                tg.create_task(link.notify_loop(notifier, clock))
+            if isinstance(parts.link, Link):
+                tg.create_task(parts.link.notify_loop(notifier, clock))
             tg.create_task(wait_shutdown())
     except* _Shutdown:
         pass
@@ -294,15 +334,13 @@ def _log_recovery(report) -> None:
                                corrupt=len(report.corrupt), maildrop=len(report.imported)))
 
 
-async def _pickup_loop(store, clock: Clock, runner=None, on_commit=None) -> None:
+async def _pickup_loop(store, clock: Clock, on_commit: Callable[[str], None]) -> None:
     """Import maildrop/ files written while the daemon was starting (a
     ``sendmail`` that found no control socket yet), then every PICKUP_S."""
-    on_commit = on_commit or getattr(runner, "on_commit", None)
     while True:
         try:
             for qid in await store.pickup():
-                if on_commit is not None:
-                    on_commit(qid)
+                on_commit(qid)
         except SpoolError as exc:
             log.warning(maillog.warning(f"maildrop pickup failed: {exc}"))
         await clock.sleep(PICKUP_S)

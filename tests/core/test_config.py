@@ -73,3 +73,29 @@ def test_hostname_from_etc_hostname_not_resolver(tmp_path):
 @pytest.mark.parametrize("text,seconds", [("90s", 90), ("5m", 300), ("1h30m", 5400), ("2d", 172800), (45, 45), ("0", 0)])
 def test_durations(text, seconds):
     assert config.parse_duration(text) == seconds
+
+
+def test_dump_shows_every_setting_in_sections(tmp_path):
+    cfg = config.from_dict({
+        "local_domains": ["a.example"], "PrivacyOptions": "noexpn,goaway", "SmartHost": "[s.example]:587",
+        "routes": {"*": "smarthost", "b.example": {"route": "relay:[10.0.0.1]:25", "expensive": True}},
+        "Timeout": {"queuewarn": "1h"}, "spool": {"directory": "q"},
+        "listen": [{"address": "::1", "port": 2525, "strict": True}, {"name": "wan", "address": "192.0.2.1"}],
+    }, path=str(tmp_path / "edgemail.toml"))
+    text = config.dump(cfg)
+    lines = text.splitlines()
+    want_in_order = [
+        f'path = "{tmp_path / "edgemail.toml"}"', f'spool_dir = "{tmp_path.resolve() / "q"}"',
+        'SmartHost = "[s.example]:587"',
+        'PrivacyOptions = ["goaway", "noexpn"]', "",
+        "[[listen]]", 'name = "listen0"', 'address = "::1"', "port = 2525", "strict = true", "",
+        "[[listen]]", 'name = "wan"', "port = 25", "strict = false", "",
+        "[routes]", '"*" = { route = "smarthost", expensive = true, dialdelay = false }',
+        '"b.example" = { route = "relay:[10.0.0.1]:25", expensive = true, dialdelay = false }', "",
+        "[Timeout]", '"queuewarn.urgent" = 3600.0', '"queuereturn.non-urgent" = 432000.0', "",
+        "[smtpd]", "", "[local]", "", "[dns]", "", "[retry]", "", "[link]", 'mode = "none"']
+    at = 0
+    for want in want_in_order:
+        assert want in lines[at:], f"want {want!r} after line {at} of:\n{text}"
+        at = lines.index(want, at) + 1
+    assert text.endswith("\n") and 'control_socket = "/run/edgemail/control.sock"' in lines

@@ -23,9 +23,9 @@ MAX_FUNCTION_LINES = 40
 KNOWN_CYCLES: set[frozenset[str]] = {
     frozenset({"edgemail.smtpd.listener", "edgemail.smtpd.protocol"}),
 }
-KNOWN_LONG_MODULES = {"edgemail.maillog", "edgemail.smtpd.protocol", "link.fsm"}
-KNOWN_LONG_FUNCTIONS = {
-    "edgemail.cli.flags.parse_sendmail_args", "edgemail.config.loader.from_dict", "edgemail.config.loader.dump",
+KNOWN_LONG_MODULES: set[str] = {"edgemail.smtpd.protocol", "link.fsm"}
+KNOWN_LONG_FUNCTIONS: set[str] = {
+    "edgemail.cli.flags.parse_sendmail_args",
     "link.policydriver.compile_jobs",
 }
 

@@ -128,13 +128,18 @@ async def test_client_gone_mid_stream_stops_the_writes(server, caplog):
     """A client that leaves after the header (mailq piped to head, or killed)
     ends the stream: no write to the dead socket, so asyncio's "socket.send()
     raised exception." never floods the log, and the server goes on serving."""
-    produced = []
+    produced, ended = [], []
+    stream_closed = asyncio.Event()
 
     async def slow_listing(req):
         def items():
-            for i in range(200_000):
-                produced.append(i)
-                yield {"i": i, "pad": "x" * 100}
+            try:
+                for i in range(200_000):
+                    produced.append(i)
+                    yield {"i": i, "pad": "x" * 100}
+            finally:                            # the server is done with this stream
+                ended.append(len(produced))
+                stream_closed.set()
         return Stream(items(), {"total": 200_000})
     server.handlers["slow"] = slow_listing
     caplog.set_level("WARNING", logger="asyncio")
@@ -144,9 +149,11 @@ async def test_client_gone_mid_stream_stops_the_writes(server, caplog):
             s.connect(server.path)
             s.sendall(b'{"op": "slow"}\n')
             assert json.loads(s.makefile("rb").readline())["stream"] is True
-    for _ in range(3):
+    for n in range(1, 4):
         await asyncio.to_thread(leave_after_header)
-        await asyncio.sleep(0.3)
+        while len(ended) < n:                   # the server ended the stream (no more writes)
+            await asyncio.wait_for(stream_closed.wait(), 10)
+            stream_closed.clear()
     assert "socket.send() raised exception" not in caplog.text
     assert len(produced) < 3 * 200_000          # it stopped early
     assert (await asyncio.to_thread(_call, server.path, "echo", value=1))["echo"] == 1

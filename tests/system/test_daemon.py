@@ -171,13 +171,15 @@ class FakeRunner:
     """What the delivery runner offers the daemon (a fake at the edge of this test)."""
 
     def __init__(self) -> None:
+        import asyncio
         self.committed: list[str] = []
         self.runs: list[list[str]] = []
-        self.running = False
+        self.running = asyncio.Event()      # run() was started
+        self.ran = asyncio.Event()          # a queue run was asked for
 
     async def run(self) -> None:
         import asyncio
-        self.running = True
+        self.running.set()
         await asyncio.Event().wait()
 
     def on_commit(self, qid: str) -> None:
@@ -185,16 +187,20 @@ class FakeRunner:
 
     async def queue_run(self, filters: list[str], reason: str = "", flush: bool = False) -> None:
         self.runs.append(list(filters))
+        self.ran.set()
 
 
 class RecordingNotifier:
     watchdog_interval = None
 
     def __init__(self) -> None:
+        import asyncio
         self.sent: list[str] = []
+        self.readied = asyncio.Event()
 
     def ready(self, status: str = "") -> None:
         self.sent.append("READY=1")
+        self.readied.set()
 
     def stopping(self) -> None:
         self.sent.append("STOPPING=1")
@@ -217,11 +223,9 @@ async def test_serve_in_process_wires_runner_and_stops_on_trigger(example_config
 
     task = asyncio.create_task(serve(cfg, runner=runner, notifier=notifier, shutdown=trigger))
     c = control(type("D", (), {"socket": cfg.control_socket})())
-    for _ in range(200):
-        if notifier.sent:
-            break
-        await asyncio.sleep(0.02)
-    assert notifier.sent == ["READY=1"] and runner.running
+    await asyncio.wait_for(notifier.readied.wait(), 10)
+    await asyncio.wait_for(runner.running.wait(), 10)       # the task group started the runner
+    assert notifier.sent == ["READY=1"]
     status = await asyncio.to_thread(c.request, "status")
     port = int(status["listeners"][0].rsplit(":", 1)[1])
     qid1 = await asyncio.to_thread(_smtp, port, "a@edge.example", ["b@example.net"], "Subject: x\r\n\r\ny\r\n")
@@ -230,10 +234,7 @@ async def test_serve_in_process_wires_runner_and_stops_on_trigger(example_config
     assert runner.committed == [qid1, reply["qid"]]
     run = await asyncio.to_thread(c.request, "queue_run", filters=["R@example.net"])
     assert run["message"] == "queue run started (R@example.net)"
-    for _ in range(100):                # the run starts in the background
-        if runner.runs:
-            break
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(runner.ran.wait(), 10)      # the run starts in the background
     assert runner.runs == [["R@example.net"]]
     stop.set()
     await asyncio.wait_for(task, 10)

@@ -4,6 +4,7 @@ says where it is broken; settings that need a restart are named."""
 
 from __future__ import annotations
 
+import logging
 import signal
 import smtplib
 import time
@@ -118,21 +119,29 @@ def test_newaliases_with_the_daemon_down_only_checks(tmp_path, aliases):
     assert r.returncode == 0 and "2 aliases (the daemon is not running" in r.stdout.decode()
 
 
-async def test_sighup_while_starting_is_a_log_line_not_the_end(caplog):
+async def test_sighup_while_starting_is_a_log_line_not_the_end():
     import asyncio
     import os
     from edgemail.daemon.reload import HangUp
     hup = HangUp()
+    lines: asyncio.Queue[str] = asyncio.Queue()
+
+    class Lines(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.put_nowait(record.getMessage())
+    handler = Lines()
+    logging.getLogger("edgemail.daemon").addHandler(handler)
     try:
         os.kill(os.getpid(), signal.SIGHUP)            # default action: this process would end
-        await asyncio.sleep(0.1)
-        assert any("still starting" in r.getMessage() for r in caplog.records)
-        got = []
-        hup.reload = got.append
+        line = await asyncio.wait_for(lines.get(), 10)     # the loop heard the signal and said so
+        assert line.startswith("daemon: reload failed, reason=SIGHUP") and "still starting" in line, line
+        got: asyncio.Queue[str] = asyncio.Queue()
+        hup.arm(got.put_nowait)
         os.kill(os.getpid(), signal.SIGHUP)
-        await asyncio.sleep(0.1)
-        assert got == ["SIGHUP"]
+        assert await asyncio.wait_for(got.get(), 10) == "SIGHUP"
+        assert got.empty()
     finally:
+        logging.getLogger("edgemail.daemon").removeHandler(handler)
         hup.remove()
 
 

@@ -1,0 +1,254 @@
+"""maillog - every line edgemail writes to the mail log, and the log set-up.
+
+Like qmail-log(5), this docstring is the one list of every line; each line
+has one formatting function, so the format lives in one place and tests can
+assert on it.  The functions live in one module per section below (the
+section names its module) and are all importable from here:
+``maillog.received(...)``.  A line starts with the queue id (or ``NOQUEUE``, ``daemon``,
+``spool``, ``control``, ``link``), then ``key=value`` pairs joined by ``, ``
+(sendmail's and Postfix's format).  No timestamp: journald or syslog adds
+one.  Values that come from peers (HELO names, addresses, reply text) are
+passed through ``clean()``: control characters are escaped, so one log
+event is always one line.  Message bodies and AUTH secrets are never logged.
+
+Loggers: ``edgemail.smtpd``, ``edgemail.runner`` (also the SMTP client and
+the MX resolver), ``edgemail.spool``, ``edgemail.control``,
+``edgemail.daemon``, ``link``.
+
+Lines (sendmail LogLevel at which each appears in brackets), each with the
+function that formats it.  ``tests/core/test_maillog.py`` holds every
+function to its template below and to the module its section names, and
+fails on any logging call in the edgemail package (any logger, any level,
+``logging.*`` too) whose message is not one line function's result.
+
+Messages (messages.py; ``edgemail.smtpd``, ``edgemail.spool``, ``edgemail.runner``):
+
+  QID: from=<ADDR>, size=N, class=C, nrcpts=N, msgid=<ID>, proto=P, relay=R   [5]
+        received(): a message was committed to the spool; proto is
+        ESMTP/SMTP/ESMTPA or ``local`` (sendmail/control socket), relay the
+        client as ``[ip]:port`` or ``localhost (uid N)``.
+  QID: to=<ADDR>, delay=D, xdelay=X, mailer=M, pri=P, relay=R, dsn=X.Y.Z, stat=S   [8]
+        delivery(): one delivery attempt for one recipient; delays in
+        sendmail's ``[D+]HH:MM:SS``; stat is ``Sent (...)``,
+        ``Deferred: ...`` or the bounce reason.
+  QID: dsn=KIND, report=NEWQID, to=<ADDR>[,<ADDR>...]   [5]
+        dsn_queued(): a failure, delay or double-bounce report was queued.
+  QID: dsn=KIND, status=not queued (REASON)   [1]
+        dsn_not_queued(): the report could not be committed; retried later.
+  QID: to=<ADDR>[,<ADDR>...], status=dropped (double bounce failed: REASON)   [4]
+        dsn_dropped(): a double bounce that failed too: nothing is sent.
+  QID: queue file unreadable, moved to corrupt/: REASON   [1]
+        queue_file_unreadable(): found while delivering.
+  QID: imported from maildrop/NAME   [5]
+        maildrop_import(): a message ``sendmail`` left in maildrop/ while
+        the daemon was down.
+  QID: on_commit hook failed   [1]
+        hook_failed(): the message is safe; with traceback.
+  QID: internal error in spool writer   [1]
+        spool_writer_error(): our bug; the commit fails, with traceback.
+  spool: commit helpers unavailable, committing on threads: REASON   [1]
+        commit_helpers_unavailable(): the helper processes could not be
+        started (e.g. RunAsUser may not execute the interpreter).
+
+SMTP sessions (sessions.py; ``edgemail.smtpd``):
+
+  NOQUEUE: ruleset=RULESET, arg1=ARG, relay=[ip]:port, reject=CODE X.Y.Z TEXT   [4]
+        reject(): an SMTP command was refused (sendmail's ruleset form:
+        relaying denied, size, recipient limits, bare LF on a strict
+        listener...).  RULESET is sendmail's name for the stage:
+        check_helo, check_mail, check_rcpt, check_data, check_etrn,
+        check_vrfy, check_expn; any other command is check_cmd with the
+        command as arg1.  arg1 is the address for MAIL/RCPT, the argument
+        otherwise, and is left out when there is none.  relay= keeps the
+        port, as on every other line, so a reject ties to its session.
+  NOQUEUE: connect from [ip]:port, listener=NAME   [12]
+        connect()
+  NOQUEUE: lost connection after CMD from [ip]:port   [2]
+        lost_connection()
+  NOQUEUE: too many errors after CMD from [ip]:port   [2]
+        too_many_errors()
+  NOQUEUE: timeout waiting for input from [ip]:port after CMD   [2]
+        timeout()
+  NOQUEUE: connection refused, relay=[ip]:port, reply=REPLY   [4]
+        refused(): session limits (max_sessions, per client) refused a
+        connection.
+  NOQUEUE: internal error after CMD from [ip]:port   [1]
+        internal_error(): our bug: answered 451 4.3.0, traceback logged
+        once, session goes on.
+
+Queue runs, SMTP client, DNS (runs.py; ``edgemail.runner``):
+
+  runner: queue run start, run=ID, reason=R, filters=F, selected=N   [5]
+        run_start()
+  runner: queue run end, selected=N, attempted=N, sent=N, deferred=N, bounced=N[, cut=N][, stopped=WHY]   [5]
+        run_end(): cut counts deliveries cut by the link (not recorded);
+        stopped is stop, budget or link.
+  runner: link up, hoststatus_cleared=N, nameservers=LIST[, KEY=VALUE...]   [5]
+        link_up(): the link-up hook's facts (iface, local, remote...).
+  runner: dialdelay, host=H, wait=WAIT, after=REASON   [5]
+        dialdelay(): sendmail's DialDelay; WAIT is ``Ns`` or
+        ``link-up, max=Ns`` when a dial is on its way.
+  runner: hoststatus cleared, hosts=N   [5]
+        hoststatus_cleared(): the link came up: every host gets a new chance.
+  QID: cannot route for the link demand: REASON   [1]
+        demand_unroutable(): counted as waiting for the link.
+  runner: warning: TEXT   [1]
+        runner_warning(): host status or link-up time unreadable or not
+        saved; no route to a first hop or no fresh peer DNS file after the
+        link-up wait; the runner goes on without it.
+  runner: internal error   [1]
+        runner_internal_error(): our bug in one delivery; with traceback.
+  smtpc: warning: SmartHostAuthFile PATH is owned by uid N, not root   [1]
+        authfile_owner()
+  smtpc: relay=R, auth=none (no AUTH offered; sending without authentication)   [1]
+        no_auth(): credentials are configured but the server offers no AUTH.
+  mx: warning: dns cache PATH unreadable (REASON); starting empty   [1]
+        dns_cache_unreadable()
+
+Spool, control socket, daemon (daemon.py; ``edgemail.spool``, ``.control``, ``.daemon``):
+
+  spool: removed N stale file(s) from tmp/   [5]
+        stale_tmp()
+  spool: recovered entries=N, tmp_removed=N, corrupt=N, maildrop=N   [1]
+        recovered()
+  NAME: moved to corrupt/NEWNAME: REASON   [1]
+        corrupt_file(): an unreadable queue or maildrop file, kept for
+        inspection.
+  control: queue run requested: filters=LIST   [5]
+        queue_run_requested()
+  control: bad request: REASON   [4]
+        bad_request()
+  control: internal error in op OP   [1]
+        control_internal_error(): our bug; with traceback.
+  daemon: starting, version=V, config=PATH   [1]
+        starting()
+  daemon: ready, listeners=LIST, control=PATH, queued=N   [1]
+        ready(): LIST is ``NAME=[ip]:port`` words.
+  daemon: running as USER (uid N, gid N, groups N,N)   [1]
+        running_as(): RunAsUser: root given up after binding the SMTP ports.
+  daemon: stopping, reason=SIGNAL   [1]
+        stopping()
+  daemon: stopped   [1]
+        stopped()
+  daemon: warning: TEXT   [1]
+        warning(): start-up problems, NOTIFY_SOCKET, maildrop pickup.
+  daemon: reloaded, reason=R, aliases=N, policy=PATH, restart_needed=KEYS   [1]
+        reloaded(): SIGHUP (systemctl reload) or ``newaliases``: the
+        aliases and the dial policy are read again; KEYS (or ``none``)
+        are config settings that changed and take effect at restart.
+  daemon: reload failed, reason=R: ERROR   [1]
+        reload_failed(): nothing changed; the daemon runs on as before.
+
+Written by the link package (logger ``link``; link never imports edgemail,
+so these are formatted in link/, not here; the test holds their keys to
+this list):
+
+  link: state=STATE, reason=R                      (manager) the state machine moved
+  link: state=DIALING, number=N, attempt=N, result=R   (modem) a dial attempt failed
+  link: state=CONNECTED, number=N, speed=S, attempt=N  (modem)
+  link: modem=DEV, info=LINE                       (modem) an unsolicited line
+  link: modem=DEV, garbage=BYTES                   (modem)
+  link: modem=DEV, hangup=dtr-ignored, fallback=+++ATH0   (modem)
+  link: pppd=started, pid=N, device=DEV            (ppp)
+  link: pppd=PID, stop=sigkill, grace=Ns           (ppp)
+  link: pppd=exited, status=N, cause=C             (manager)
+  link: WHICH_command=ARGV0, status=N              (ppp) up/down command ran
+  link: iface=IF, netlink=overflow, action=resync, resyncs=N   (netwatch)
+  link: state_file=PATH, status=corrupt (REASON), moved_to=PATH   (accounting)
+  link: call=ended, connect=Ns, sent=N, rcvd=N, cause=C   (manager)
+  link: hangup=HOW, cause=C                        (manager)
+  link: hangup=failed, cause=C, error=E            (manager)
+  link: stop_run=CAUSE                             (manager)
+  link: etrn=DOMAIN, reply=CODE TEXT               (manager)
+  link: dial=failed, error=E                       (manager) the dialer raised
+  link: pppd=failed, error=E                       (manager) pppd could not start
+  link: up_command=failed, error=E                 (manager) external-link mode
+  link: queue_summary=failed, error=E              (manager) the MTA port raised
+  link: queue_run=failed, error=E                  (manager) the MTA port raised
+  link: CALL=failed, error=E                       (manager) port call clear_host_status, stop_run
+  link: etrn=failed, error=E                       (manager)
+  link: accounting=failed, error=E                 (manager) the call was not recorded
+  link: netwatch=failed, error=E, retry=1s         (manager)
+  link: task=NAME, error=E                         (manager) a task ended by an exception
+
+Shared pieces (text.py): ``clean()`` escapes peer text, ``duration()``
+makes sendmail's ``[D+]HH:MM:SS``, ``NOQUEUE``.
+
+Set-up (handlers.py: ``setup()``, ``python_level()``): one handler on
+stderr, the bare line (journald adds the unit and time; with
+``$JOURNAL_STREAM`` each line gets journald's ``<N>`` priority prefix),
+optionally syslog on /dev/log with facility mail; sendmail's LogLevel maps
+to Python levels: 0 -> ERROR, 1-4 -> WARNING, 5-11 -> INFO, 12+ -> DEBUG.
+"""
+
+from __future__ import annotations
+
+from edgemail.maillog.daemon import (
+    bad_request,
+    control_internal_error,
+    corrupt_file,
+    queue_run_requested,
+    ready,
+    recovered,
+    reload_failed,
+    reloaded,
+    running_as,
+    stale_tmp,
+    starting,
+    stopped,
+    stopping,
+    warning,
+)
+from edgemail.maillog.handlers import python_level, setup
+from edgemail.maillog.messages import (
+    commit_helpers_unavailable,
+    delivery,
+    dsn_dropped,
+    dsn_not_queued,
+    dsn_queued,
+    hook_failed,
+    maildrop_import,
+    queue_file_unreadable,
+    received,
+    spool_writer_error,
+)
+from edgemail.maillog.runs import (
+    authfile_owner,
+    demand_unroutable,
+    dialdelay,
+    dns_cache_unreadable,
+    hoststatus_cleared,
+    link_up,
+    no_auth,
+    run_end,
+    run_start,
+    runner_internal_error,
+    runner_warning,
+)
+from edgemail.maillog.sessions import (
+    RULESETS,
+    connect,
+    internal_error,
+    lost_connection,
+    refused,
+    reject,
+    timeout,
+    too_many_errors,
+)
+from edgemail.maillog.text import NOQUEUE, clean, duration
+
+__all__ = [
+    "NOQUEUE", "RULESETS", "clean", "duration", "python_level", "setup",
+    # messages.py
+    "received", "delivery", "dsn_queued", "dsn_not_queued", "dsn_dropped", "queue_file_unreadable",
+    "maildrop_import", "hook_failed", "spool_writer_error", "commit_helpers_unavailable",
+    # sessions.py
+    "reject", "connect", "lost_connection", "too_many_errors", "timeout", "refused", "internal_error",
+    # runs.py
+    "run_start", "run_end", "link_up", "dialdelay", "hoststatus_cleared", "demand_unroutable",
+    "runner_warning", "runner_internal_error", "authfile_owner", "no_auth", "dns_cache_unreadable",
+    # daemon.py
+    "recovered", "stale_tmp", "corrupt_file", "queue_run_requested", "bad_request",
+    "control_internal_error", "starting", "ready", "running_as", "stopping", "stopped", "warning",
+    "reloaded", "reload_failed",
+]
