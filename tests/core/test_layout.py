@@ -27,7 +27,7 @@ KNOWN_CYCLES: set[frozenset[str]] = {
 }
 KNOWN_LONG_MODULES = {"edgemail.maillog", "edgemail.smtpd.protocol", "link.fsm"}
 KNOWN_LONG_FUNCTIONS = {
-    "edgemail.cli.flags.parse_sendmail_args", "edgemail.config.loader.from_dict", "edgemail.config.loader.dump",
+    "edgemail.config.loader.from_dict", "edgemail.config.loader.dump",
     "edgemail.spool.syncer._commit_batch", "link.policydriver.compile_jobs",
 }
 
