@@ -16,6 +16,10 @@ MODULES
     show.py       the daemon's replies in words (pure)
     linkcmd.py    ``edgemail link explain|dial|hangup|hook``
     policycmd.py  ``edgemail policy check``, ``link explain --offline``
+    importcmd.py  ``edgemail import``: sendmail.mc/.cf and crontab ->
+                  edgemail.toml and dial.policy, with mcread.py (reading
+                  the .mc, .cf and crontab) and migrate.py (what they
+                  become), both pure
     shared.py     the requests both command lines make: mailq listing,
                   reload (newaliases), queue run, host status
     base.py       exit codes, the config path and file, stderr, one control
@@ -35,7 +39,8 @@ EXIT CODES (sysexits.h)
 NEVER
     Runs the daemon's work in-process: every program is a client of the
     control socket (``edgemail run`` excepted, which is the daemon), and
-    the only file written here is a maildrop file when the daemon is down.
+    the files written here are a maildrop file when the daemon is down and
+    what ``edgemail import`` is asked to write.
 """
 
 from __future__ import annotations

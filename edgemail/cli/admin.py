@@ -12,6 +12,7 @@ Synopsis::
     edgemail reload | hoststat | purgestat [--all]
     edgemail link explain [--offline [--at TIME]] | dial | hangup
     edgemail link hook ip-up|ip-down -- IFACE TTY SPEED LOCAL REMOTE [IPPARAM]
+    edgemail import SENDMAIL.mc|.cf [--crontab FILE] [-o DIR] [--force]
 
 Owns: the console script ``edgemail_main`` (also ``python -m edgemail``),
 its argparse parser built from ``COMMANDS`` (every command and option has
@@ -22,15 +23,15 @@ and ``status``; ``config check``.  The others live beside it and are
 imported only when run: ``queue run``, ``reload``, ``hoststat``,
 ``purgestat`` (shared.py, which ``sendmail`` uses too), ``link``
 (linkcmd.py), ``policy check`` and ``link explain --offline``
-(policycmd.py), ``run`` (daemon.run).
+(policycmd.py), ``import`` (importcmd.py), ``run`` (daemon.run).
 
 Global options: ``-c``/``-C``/``--config FILE`` (else $EDGEMAIL_CONFIG,
 else /etc/edgemail/edgemail.toml) and ``--json``, accepted before or after
 the command (``edgemail status -c F`` as ``edgemail -c F status``).
 
 Never: touches the spool, the modem or pppd: every command but ``run``,
-``config check``, ``policy check`` and ``link explain --offline`` is one
-control request.
+``config check``, ``policy check``, ``link explain --offline`` and
+``import`` is one control request.
 
 Fails: usage errors exit 64 (not argparse's 2) with the usage and a
 pointer to ``--help``, a bad config 78, a bad ``queue run`` filter 64; a
@@ -69,6 +70,11 @@ def _opt(*names: str, **kw) -> tuple[tuple[str, ...], dict]:
 def _link_explain_options(p: argparse.ArgumentParser) -> None:
     from edgemail.cli.policycmd import offline_options
     offline_options(p)
+
+
+def _import_options(p: argparse.ArgumentParser) -> None:
+    from edgemail.cli.importcmd import options
+    options(p)
 
 
 #: (path, handler "module:function", one-line help, description, options or a function adding them)
@@ -123,6 +129,10 @@ COMMANDS: list[tuple[tuple[str, ...], str, str, str, list | Callable]] = [
      "the rest).  Exits 0 within a second when the daemon is down or slow: pppd never waits for it.",
      [_opt("event", choices=("ip-up", "ip-down"), help="which hook runs"),
       _opt("pppd_args", nargs="*", metavar="ARG", help="pppd's: IFACE TTY SPEED LOCAL REMOTE [IPPARAM]")]),
+    (("import",), "edgemail.cli.importcmd:import_command", "an edgemail.toml and dial.policy from sendmail.mc",
+     "Write edgemail.toml and dial.policy from a sendmail.mc (or sendmail.cf) and, with --crontab, the "
+     "cron lines that ran the queue and ETRN.  Every option that cannot be carried over is named; the "
+     "result passes `edgemail config check`.  Existing files are kept unless --force.", _import_options),
 ]
 
 

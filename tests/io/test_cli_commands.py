@@ -1,7 +1,8 @@
 """The console scripts as an administrator meets them (issue 13 §3-§4): --help
 on each, global options before or after the command, sendmail's -c/-C,
-`policy check` and `link explain --offline`.  Real subprocesses, no daemon
-(tests/system has the flows against one)."""
+`policy check`, `link explain --offline`, and `edgemail import` on the seed
+documents' configurations, checked with `edgemail config check`.  Real
+subprocesses, no daemon (tests/system has the flows against one)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from edgemail.cli.admin import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".venv" / "bin"
+FIXTURES = ROOT / "tests" / "core" / "fixtures" / "sendmail"
 POLICY = ROOT / "etc" / "dial.policy"
 
 
@@ -40,7 +42,7 @@ def config_down(tmp_path) -> Path:
 # ---------------------------------------------------------------- --help
 
 @pytest.mark.parametrize("program, words", [
-    ("edgemail", ["config check", "policy check", "queue show", "link explain", "--json"]),
+    ("edgemail", ["config check", "policy check", "queue show", "link explain", "import", "--json"]),
     ("sendmail", ["-bp", "-bs", "-q[!]R|S|I", "-C FILE", "HoldExpensive", "Exit codes"]),
     ("mailq", ["-C FILE", "sendmail -bp"]),
     ("newaliases", ["-C FILE", "FILE:LINE"]),
@@ -147,3 +149,45 @@ def test_link_explain_offline_needs_no_daemon(config_down):
     assert data["next_dial"]["at"] == "2024-06-02T04:00:00+02:00" and data["assumed"]["queued"] == 0
     bad = run("edgemail", "link", "explain", "--offline", "--policy", str(POLICY), "--at", "soonish")
     assert bad.returncode == 64 and "--at takes a time" in bad.stderr
+
+
+# ---------------------------------------------------------------- import
+
+@pytest.mark.parametrize("source, extra", [
+    ("dialup.mc", ["--crontab", "office.crontab", "--lan", "192.168.1.0/24"]),
+    ("dialup.cf", ["--crontab", "dialup-etrn.crontab", "--domain", "edge.example"]),
+    ("redhat.mc", ["--domain", "office.example"]),
+    ("laptop-submit.mc", ["--crontab", "msp.crontab", "--domain", "laptop.example"]),
+    ("irix.mc", ["--domain", "foo.com", "--queue-interval", "29m"]),
+])
+def test_import_of_each_seed_configuration_passes_config_check(tmp_path, source, extra):
+    args = [str(FIXTURES / a) if a.endswith((".crontab",)) else a for a in extra]
+    r = run("edgemail", "import", str(FIXTURES / source), *args, "--timezone", "Europe/Berlin", "-o", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert f"wrote {tmp_path}/edgemail.toml and {tmp_path}/dial.policy" in r.stdout
+    assert "not carried over:" in r.stdout
+    check = run("edgemail", "config", "check", str(tmp_path / "edgemail.toml"))
+    assert check.returncode == 0, check.stderr
+    assert run("edgemail", "policy", "check", str(tmp_path / "dial.policy")).returncode == 0
+
+
+def test_import_never_overwrites_without_force(tmp_path):
+    (tmp_path / "dial.policy").write_text("# mine\n")
+    args = ["import", str(FIXTURES / "laptop-submit.mc"), "--domain", "l.example", "-o", str(tmp_path)]
+    r = run("edgemail", *args)
+    assert r.returncode == 73 and "nothing written (--force replaces them)" in r.stderr
+    assert (tmp_path / "dial.policy").read_text() == "# mine\n" and not (tmp_path / "edgemail.toml").exists()
+    r = run("edgemail", *args, "--force", "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["wrote"] == [str(tmp_path / "edgemail.toml"), str(tmp_path / "dial.policy")]
+    assert "queue-run" in (tmp_path / "dial.policy").read_text()
+    assert oct((tmp_path / "edgemail.toml").stat().st_mode & 0o777) == "0o640"
+
+
+def test_import_says_what_is_missing(tmp_path):
+    r = run("edgemail", "import", str(FIXTURES / "redhat.mc"), "-o", str(tmp_path))
+    assert r.returncode == 65 and "give --domain DOMAIN" in r.stderr, r.stderr
+    assert not list(tmp_path.iterdir())
+    r = run("edgemail", "import", str(tmp_path / "sendmail.mc"))
+    assert r.returncode == 66 and "cannot read" in r.stderr
