@@ -1,299 +1,306 @@
 """cli/admin.py - ``edgemail``, the administrator's command: the daemon, the
-config, the queue, the status and the link manager.
+config, the dial policy, the queue, the status and the link manager.
 
 Synopsis::
 
-    edgemail [-c FILE] run [--syslog]            the daemon, in the foreground
+    edgemail [-c FILE] [--json] COMMAND ...      global options before or after COMMAND
+    edgemail run [--syslog]                      the daemon, in the foreground
     edgemail config check [FILE]                 the effective config, or its errors (exit 78)
-    edgemail queue list [--json] | show QID | run [FILTER...]
-    edgemail status [--json]                     link state, queue demand, next policy action,
-                                                 budget left, last ETRN, last call
+    edgemail policy check [FILE]                 a dial policy's errors (exit 78), or its summary
+    edgemail queue list | show QID | run [FILTER...]
+    edgemail status                              the daemon, the queue, the link, the next dial
     edgemail reload | hoststat | purgestat [--all]
-    edgemail link explain | dial | hangup        would it dial now, why, when next
+    edgemail link explain [--offline [--at TIME]] | dial | hangup
     edgemail link hook ip-up|ip-down -- IFACE TTY SPEED LOCAL REMOTE [IPPARAM]
+    edgemail import SENDMAIL.mc|.cf [--crontab FILE] [-o DIR] [--force]
 
 Owns: the console script ``edgemail_main`` (also ``python -m edgemail``),
-its argparse parser, and the subcommands only ``edgemail`` has: ``config
-check``, ``queue list --json``, ``queue show``, ``status`` (``status_text``
-for people, the reply as it came with ``--json``), and ``link``.  ``queue
-list``, ``queue run``, ``reload``, ``hoststat`` and ``purgestat`` are the
-requests shared.py makes for ``sendmail`` too.  The config file is
-``-c/--config`` (also after ``run``), else $EDGEMAIL_CONFIG, else
-/etc/edgemail/edgemail.toml.
+its argparse parser built from ``COMMANDS`` (every command and option has
+its description: ``edgemail --help`` lists them all, ``edgemail COMMAND
+--help`` describes one), and the commands that are one request printed
+in words (``show.py``) or, with ``--json``, as JSON: ``queue list|show``
+and ``status``; ``config check``.  The others live beside it and are
+imported only when run: ``queue run``, ``reload``, ``hoststat``,
+``purgestat`` (shared.py, which ``sendmail`` uses too), ``link``
+(linkcmd.py), ``policy check`` and ``link explain --offline``
+(policycmd.py), ``import`` (importcmd.py), ``run`` (daemon.run).
 
-``link hook`` is for the ppp hooks (/etc/ppp/ip-up.d, ip-down.d): pppd's
-arguments in pppd's order, the ``IFNAME``, ``IPLOCAL``, ``IPREMOTE`` and
-``IPPARAM`` variables where an argument is missing, and the environment's
-CONNECT_TIME, BYTES_SENT, BYTES_RCVD (ip-down's accounting) among
-``HOOK_ENV`` passed on.  A hook gives up after HOOK_TIMEOUT_S and exits 0
-when the daemon is down, too slow, or the config unreadable: pppd must
-never wait for us, and the daemon learns of the link from netlink anyway.
-Only a refusal by the daemon exits 75.
+Global options: ``-c``/``-C``/``--config FILE`` (else $EDGEMAIL_CONFIG,
+else /etc/edgemail/edgemail.toml) and ``--json``, accepted before or after
+the command (``edgemail status -c F`` as ``edgemail -c F status``).
 
-Never: touches the spool, the modem or pppd: every subcommand but ``run``
-and ``config check`` is one control request, and ``run`` hands over to
-daemon.run (imported only then, so the other subcommands stay light).
+Never: touches the spool, the modem or pppd: every command but ``run``,
+``config check``, ``policy check``, ``link explain --offline`` and
+``import`` is one control request.
 
-Fails: argparse's usage errors exit 64 (not 2), a bad config 78, a bad
-``queue run`` filter 64; a failed request as ``base.ask`` says (75, 65,
-76), and ``link explain|dial|hangup`` with ``[link] mode = "none"`` says
-there is no link manager.
+Fails: usage errors exit 64 (not argparse's 2) with the usage and a
+pointer to ``--help``, a bad config 78, a bad ``queue run`` filter 64; a
+failed request as ``base.ask`` says (75, 65, 76).
 """
 
 from __future__ import annotations
 
-import base64
-import json
-import os
+import argparse
+import importlib
 import sys
+import time
+from collections.abc import Callable
 
 from edgemail.cli.base import (
     DEFAULT_CONFIG,
-    EX_CONFIG,
-    EX_DATAERR,
     EX_OK,
-    EX_TEMPFAIL,
     EX_USAGE,
+    Exit,
+    UsageError,
     ask,
-    config_path,
-    control_failed,
     err,
-    field,
-    other_version,
+    load_config,
 )
-from edgemail.cli.flags import QUEUE_FILTER
-from edgemail.cli.shared import (
-    listing,
-    print_hoststat,
-    print_mailq,
-    purge_hoststat,
-    reload_daemon,
-    request_queue_run,
-)
-from edgemail.config import loader as configmod
-from edgemail.daemon.control import ControlClient, RequestFailed
-from edgemail.errors import ConfigError, ControlError
 
-#: a ppp hook's whole conversation with the daemon (pppd runs it without waiting)
-HOOK_TIMEOUT_S = 0.8
-#: pppd environment passed on by the hooks (ip-down's accounting among them)
-HOOK_ENV = ("CONNECT_TIME", "BYTES_SENT", "BYTES_RCVD", "LINKNAME", "DNS1", "DNS2", "PPPD_PID")
+_FILE_HELP = "the file (default: [link] policy of the configuration)"
+#: the command groups: ``edgemail GROUP COMMAND``
+GROUPS = {"config": "the configuration file", "policy": "the dial policy file", "queue": "the mail queue",
+          "link": "the link manager: would it dial, dial, hang up, the ppp hooks"}
 
 
-def _parser():
-    import argparse
-    p = argparse.ArgumentParser(prog="edgemail", description="dial-on-demand edge mail appliance")
-    p.add_argument("-c", "--config", help=f"config file (default $EDGEMAIL_CONFIG or {DEFAULT_CONFIG})")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    run = sub.add_parser("run", help="run the daemon in the foreground")
-    run.add_argument("-c", "--config", dest="run_config", help="config file")
-    run.add_argument("--syslog", action="store_true", help="also log to /dev/log, facility mail")
-    cfg = sub.add_parser("config", help="configuration").add_subparsers(dest="config_cmd", required=True)
-    chk = cfg.add_parser("check", help="print the effective config, or its errors (exit 78)")
-    chk.add_argument("file", nargs="?")
-    q = sub.add_parser("queue", help="the queue").add_subparsers(dest="queue_cmd", required=True)
-    ql = q.add_parser("list", help="list queued messages (as mailq)")
-    ql.add_argument("--json", action="store_true")
-    qs = q.add_parser("show", help="one message: envelope, state and content")
-    qs.add_argument("qid")
-    qr = q.add_parser("run", help="ask for a queue run; filters as sendmail -q: R<substr>, S<substr>, "
-                                  "I<substr>, prefixed with ! to negate")
-    qr.add_argument("filters", nargs="*")
-    sub.add_parser("reload", help="the daemon reads the aliases and the dial policy again (as SIGHUP)")
-    sub.add_parser("hoststat", help="host status: hosts that failed lately (sendmail -bh)")
-    ps = sub.add_parser("purgestat", help="forget expired host status (sendmail -bH)")
-    ps.add_argument("--all", action="store_true", help="forget every host's status")
-    st = sub.add_parser("status", help="daemon status: link, queue, next dial, budget, last ETRN and call")
-    st.add_argument("--json", action="store_true")
-    lk = sub.add_parser("link", help="the link manager").add_subparsers(dest="link_cmd", required=True)
-    lk.add_parser("explain", help="would it dial now, and why / when next")
-    lk.add_parser("dial", help="dial now, whatever the policy says")
-    lk.add_parser("hangup", help="hang up now")
-    hk = lk.add_parser("hook", help="for /etc/ppp/ip-up.d and ip-down.d: tell the daemon")
-    hk.add_argument("event", choices=("ip-up", "ip-down"))
-    hk.add_argument("pppd_args", nargs="*", metavar="IFACE TTY SPEED LOCAL REMOTE [IPPARAM]")
+def _opt(*names: str, **kw) -> tuple[tuple[str, ...], dict]:
+    return names, kw
+
+
+def _link_explain_options(p: argparse.ArgumentParser) -> None:
+    from edgemail.cli.policycmd import offline_options
+    offline_options(p)
+
+
+def _import_options(p: argparse.ArgumentParser) -> None:
+    from edgemail.cli.importcmd import options
+    options(p)
+
+
+#: (path, handler "module:function", one-line help, description, options or a function adding them)
+COMMANDS: list[tuple[tuple[str, ...], str, str, str, list | Callable]] = [
+    (("run",), "edgemail.cli.admin:_run", "run the daemon in the foreground",
+     "The daemon, in the foreground: the SMTP listeners, the queue, delivery and the link manager "
+     "(systemd runs it as Type=notify).  Its log lines go to stderr; --syslog adds /dev/log.",
+     [_opt("--syslog", action="store_true", help="also log to /dev/log, facility mail")]),
+    (("config", "check"), "edgemail.cli.admin:_config_check", "print the effective configuration, or its errors",
+     "Read FILE as the daemon would and print the effective configuration with every default filled "
+     "in (TOML; with --json as JSON); or print every error as FILE:LINE: KEY: problem and exit 78.",
+     [_opt("file", nargs="?", metavar="FILE", help=f"the file to check (default: -c FILE, $EDGEMAIL_CONFIG, "
+           f"{DEFAULT_CONFIG})")]),
+    (("policy", "check"), "edgemail.cli.policycmd:policy_check", "check a dial policy file",
+     "Read a dial policy file as the daemon would: every bad line as FILE:LINE: FIELD: problem (exit "
+     "78), or a summary of its rules, forbidden windows and settings.  No daemon needed.",
+     [_opt("file", nargs="?", metavar="FILE", help=_FILE_HELP)]),
+    (("queue", "list"), "edgemail.cli.admin:_queue_list", "list the queued messages (as mailq)",
+     "The queue as mailq shows it; with --json one object per message (qid, size, created, from, "
+     "held, recipients with their state and last reply).", []),
+    (("queue", "show"), "edgemail.cli.admin:_queue_show", "one message: envelope, recipients, the message",
+     "One queued message: its envelope, each recipient with its state and last reply, then the "
+     "message itself.  Needs root, the edgemail user or its group.",
+     [_opt("qid", metavar="QID", help="the queue id, as mailq shows it")]),
+    (("queue", "run"), "edgemail.cli.shared:queue_run_command", "ask the daemon for a queue run",
+     "Ask for a queue run, of the whole queue or of the messages the filters select (as sendmail "
+     "-qR/-qS/-qI).  With the link down, only what needs no call is delivered.",
+     [_opt("filters", nargs="*", metavar="FILTER", help="R<substr> (recipient), S<substr> (sender) or "
+           "I<substr> (queue id), prefixed with ! to negate; several combine")]),
+    (("status",), "edgemail.cli.admin:_status", "the daemon, the queue, the link and the next dial",
+     "The daemon (pid, uptime, listeners), the queue and, with a link manager, the link's state and "
+     "phase, the next dial and why, the budget left today, the last ETRN and the last call.", []),
+    (("reload",), "edgemail.cli.shared:reload_command", "read the aliases and the dial policy again",
+     "Check the aliases file, then have the daemon read it and the dial policy again (as SIGHUP and "
+     "newaliases).  A broken file changes nothing and is named by FILE:LINE.", []),
+    (("hoststat",), "edgemail.cli.shared:hoststat_command", "the host status (hosts that failed lately)",
+     "The hosts delivery failed to lately and why (sendmail's hoststat, -bh).", []),
+    (("purgestat",), "edgemail.cli.shared:purgestat_command", "forget expired host status",
+     "Forget host status older than Timeout.hoststatus (sendmail's purgestat, -bH).",
+     [_opt("--all", action="store_true", help="forget every host's status, expired or not")]),
+    (("link", "explain"), "edgemail.cli.linkcmd:link_command", "would it dial now, why, and when next",
+     "What the dial policy decides now and when it would dial next: the running daemon's view (its "
+     "queue and today's calls), or with --offline the policy file's alone, for a queue it assumes.",
+     _link_explain_options),
+    (("link", "dial"), "edgemail.cli.linkcmd:link_command", "dial now, whatever the policy says",
+     "Dial now, whatever the policy says (exit 75 while backing off after a failed dial).", []),
+    (("link", "hangup"), "edgemail.cli.linkcmd:link_command", "hang up now",
+     "Hang up now: pppd is stopped and the modem put on-hook; a queue run in flight is cut, nothing "
+     "is lost.", []),
+    (("link", "hook"), "edgemail.cli.linkcmd:link_command", "for /etc/ppp/ip-up.d and ip-down.d",
+     "Tell the daemon that pppd brought the link up or down (pppd's arguments, its environment for "
+     "the rest).  Exits 0 within a second when the daemon is down or slow: pppd never waits for it.",
+     [_opt("event", choices=("ip-up", "ip-down"), help="which hook runs"),
+      _opt("pppd_args", nargs="*", metavar="ARG", help="pppd's: IFACE TTY SPEED LOCAL REMOTE [IPPARAM]")]),
+    (("import",), "edgemail.cli.importcmd:import_command", "an edgemail.toml and dial.policy from sendmail.mc",
+     "Write edgemail.toml and dial.policy from a sendmail.mc (or sendmail.cf) and, with --crontab, the "
+     "cron lines that ran the queue and ETRN.  Every option that cannot be carried over is named; the "
+     "result passes `edgemail config check`.  Existing files are kept unless --force.", _import_options),
+]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with sysexits: a usage error exits 64 and points at --help."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        more = "lists the commands, `edgemail COMMAND --help` describes one" if self.prog == "edgemail" \
+            else "describes every option"
+        self.exit(EX_USAGE, f"{self.prog}: {message}\n(`{self.prog} --help` {more})\n")
+
+
+def _globals() -> Parser:
+    g = Parser(add_help=False)
+    g.add_argument("-c", "-C", "--config", metavar="FILE", default=argparse.SUPPRESS,
+                   help=f"configuration file (default $EDGEMAIL_CONFIG or {DEFAULT_CONFIG})")
+    g.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                   help="print the answer as JSON, for programs")
+    return g
+
+
+def _epilog() -> str:
+    lines = ["commands:"] + [f"  {' '.join(path):16} {help_}" for path, _, help_, _, _ in COMMANDS]
+    return "\n".join(lines + ["", "-c FILE and --json go before or after the command.",
+                              "exit codes: 0 ok, 64 usage, 65 refused, 75 temporary (daemon down or slow), "
+                              "76 a daemon of another version, 78 configuration"])
+
+
+def build_parser() -> Parser:
+    g = _globals()
+    p = Parser(prog="edgemail", parents=[g], epilog=_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
+               description="edgemail: a dial-on-demand edge mail appliance (an MTA held in deferred mode, and "
+                           "a link manager that decides when to call).")
+    top = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND", help="what to do (all of them below)")
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for path, handler, help_, description, options in COMMANDS:
+        where = top
+        if len(path) == 2:
+            if path[0] not in groups:
+                grp = top.add_parser(path[0], help=GROUPS[path[0]], description=GROUPS[path[0]], parents=[g])
+                groups[path[0]] = grp.add_subparsers(dest=f"{path[0]}_cmd", required=True, metavar="COMMAND",
+                                                     help=f"what to do with {GROUPS[path[0]].split(':')[0]}")
+            where = groups[path[0]]
+        leaf = where.add_parser(path[-1], help=help_, description=description, parents=[g])
+        leaf.set_defaults(handler=handler)
+        if callable(options):
+            options(leaf)
+        else:
+            for names, kw in options:
+                leaf.add_argument(*names, **kw)
     return p
 
 
 def edgemail_main(argv: list[str] | None = None) -> int:
+    return dispatch(build_parser(), sys.argv[1:] if argv is None else argv)
+
+
+def dispatch(p: Parser, argv: list[str]) -> int:
+    """Parse ARGV and run the command's handler (imported only now); its exit code."""
     try:
-        args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
-    except SystemExit as exc:          # argparse: 2 on a usage error; sysexits says 64
-        return EX_USAGE if exc.code == 2 else (exc.code or EX_OK)
-    if args.cmd == "config":
-        return config_check(args.file or config_path(args.config))
-    path = config_path(getattr(args, "run_config", None) or args.config)
-    try:
-        cfg = configmod.load(path)
-    except ConfigError as exc:
-        err("edgemail", f"configuration error:\n{exc}")
-        return EX_OK if getattr(args, "link_cmd", None) == "hook" else EX_CONFIG
-    return _run_command(cfg, args)
-
-
-def _run_command(cfg, args) -> int:
-    """Do what the subcommand asks, with the config loaded."""
-    if args.cmd == "link":
-        return _link(cfg, args)
-    if args.cmd == "run":
-        from edgemail.daemon.run import run
-        return run(cfg, syslog=args.syslog)
-    if args.cmd == "status":
-        return _status(cfg, args.json)
-    if args.cmd == "reload":
-        return reload_daemon(cfg, "edgemail", "edgemail reload")
-    if args.cmd == "hoststat":
-        return print_hoststat(cfg, "edgemail")
-    if args.cmd == "purgestat":
-        return purge_hoststat(cfg, "edgemail", everything=args.all)
-    return _queue(cfg, args)
-
-
-def _queue(cfg, args) -> int:
-    """``edgemail queue list|show|run``."""
-    if args.queue_cmd == "list":
-        return print_mailq(cfg) if not args.json else _queue_json(cfg)
-    if args.queue_cmd == "show":
-        return _queue_show(cfg, args.qid)
-    bad = [f for f in args.filters if not QUEUE_FILTER.fullmatch(f)]
-    if bad:
-        err("edgemail", f"bad filter(s) {bad}: expected R<substr>, S<substr> or I<substr>, optionally prefixed with !")
+        args = p.parse_args(argv)
+        module, _, name = args.handler.partition(":")
+        return getattr(importlib.import_module(module), name)(args)
+    except SystemExit as exc:          # --help (0) or a usage error (64)
+        return exc.code if isinstance(exc.code, int) else EX_USAGE
+    except UsageError as exc:
+        err(p.prog, str(exc))
         return EX_USAGE
-    return request_queue_run(cfg, args.filters, "edgemail")
+    except Exit as exc:
+        return exc.code
 
 
-def config_check(path: str) -> int:
+def _json(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "json", False))
+
+
+def _config(args: argparse.Namespace):
+    return load_config(getattr(args, "config", None), "edgemail")
+
+
+def _run(args: argparse.Namespace) -> int:
+    if _json(args):
+        raise UsageError("run: --json has no meaning for the daemon (edgemail status --json asks it)")
+    cfg = _config(args)
+    from edgemail.daemon.run import run
+    return run(cfg, syslog=args.syslog)
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    from edgemail.cli.base import config_path
+    from edgemail.config import loader
+    from edgemail.errors import ConfigError
     try:
-        cfg = configmod.load(path)
+        cfg = loader.load(args.file or config_path(getattr(args, "config", None)))
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
-        return EX_CONFIG
-    sys.stdout.write(configmod.dump(cfg))
+        raise Exit(78) from None
+    if _json(args):
+        _print_config_json(cfg)
+    else:
+        sys.stdout.write(loader.dump(cfg))
     return EX_OK
 
 
-def _queue_json(cfg) -> int:
-    try:
-        _, batches = listing(cfg, "rows")
-        rows = (row for batch in batches for row in field(batch, "rows", list, "queue listing"))
-        out = sys.stdout
-        out.write("[")
-        for n, row in enumerate(rows):
-            try:
-                qid, size, created, sender, held, rcpts = row
-                recipients = [{"address": r, "status": s, "last_reply": t} for r, s, t in rcpts]
-            except (TypeError, ValueError):
-                raise other_version("queue listing", f"a row {str(row)[:80]}") from None
-            out.write(("," if n else "") + "\n" + json.dumps(
-                {"qid": qid, "size": size, "created": created, "from": sender, "held": bool(held),
-                 "recipients": recipients}))
-        out.write("\n]\n")
-    except ControlError as exc:
-        return control_failed("edgemail", exc)
-    return EX_OK
+def _print_config_json(cfg) -> None:
+    import dataclasses
+    import json
+
+    def plain(o):
+        return sorted(o) if isinstance(o, (set, frozenset)) else str(o)
+    print(json.dumps(dataclasses.asdict(cfg), indent=2, default=plain))
 
 
-def _print_fields(reply: dict) -> None:
-    """A reply as ``key: value`` lines (lists and dicts as JSON), without ``ok``."""
-    for key, value in reply.items():
-        if key != "ok":
-            print(f"{key}: {json.dumps(value) if isinstance(value, (list, dict)) else value}")
+def _queue_list(args: argparse.Namespace) -> int:
+    from edgemail.cli.shared import print_mailq, queue_json
+    cfg = _config(args)
+    return queue_json(cfg) if _json(args) else print_mailq(cfg)
 
 
-def _queue_show(cfg, qid: str) -> int:
-    reply, code = ask(cfg, "edgemail", "queue_show", qid=qid, data=True)
+def _queue_show(args: argparse.Namespace) -> int:
+    import base64
+    from edgemail.cli.show import print_json, queue_show_text
+    reply, code = ask(_config(args), "edgemail", "queue_show", qid=args.qid, data=True)
     if reply is None:
         return code
+    reply.pop("ok", None)
+    if _json(args):
+        print_json(reply)
+        return EX_OK
     data = base64.b64decode(reply.pop("data_b64", ""))
-    _print_fields(reply)
-    print()
+    sys.stdout.write(queue_show_text(reply, time.time()) + "\n")
     sys.stdout.flush()
     sys.stdout.buffer.write(data.replace(b"\r\n", b"\n"))
     return EX_OK
 
 
-def _status(cfg, as_json: bool) -> int:
-    reply, code = ask(cfg, "edgemail", "status")
+def _status(args: argparse.Namespace) -> int:
+    from edgemail.cli.show import print_json, status_text
+    reply, code = ask(_config(args), "edgemail", "status")
     if reply is None:
         return code
     reply.pop("ok", None)
-    if as_json:
-        print(json.dumps(reply, indent=2))
-    elif "queue" in reply:
-        sys.stdout.write(status_text(reply))
+    if _json(args):
+        print_json(reply)
     else:
-        _print_fields(reply)
+        sys.stdout.write(status_text(reply, time.time()))
     return EX_OK
 
 
-def _age(seconds) -> str:
-    s = int(seconds or 0)
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+# ---------------------------------------------------------------- hoststat, purgestat
+
+def _status_program(prog: str, description: str, argv: list[str] | None, *, purge: bool) -> int:
+    p = Parser(prog=prog, parents=[_globals()], description=description)
+    if purge:
+        p.add_argument("--all", action="store_true", help="forget every host's status, expired or not")
+    p.set_defaults(handler="edgemail.cli.shared:" + ("purgestat_command" if purge else "hoststat_command"),
+                   prog=prog)
+    return dispatch(p, sys.argv[1:] if argv is None else argv)
 
 
-def status_text(r: dict) -> str:
-    """``edgemail status`` for people (the daemon's status reply with a link manager)."""
-    link, q, nxt = r.get("link", {}), r.get("queue", {}), r.get("next", {})
-    lines = [f"daemon:      pid {r.get('pid')}, up {_age(r.get('uptime_s'))}, version {r.get('version')}",
-             f"link:        {link.get('state')} (mode {link.get('mode')}, phase {link.get('phase')}, "
-             f"failed dials {link.get('failed_dials', 0)})",
-             f"queue:       {q.get('count', 0)} message(s), {q.get('expensive', 0)} for the link, "
-             f"{q.get('due', 0)} due, oldest {_age(q.get('oldest_age_s'))}, {q.get('urgent', 0)} urgent"]
-    when = "now" if nxt.get("dial") else (nxt.get("at") or "no dial planned")
-    lines.append(f"next:        {when} ({nxt.get('reason', '')})")
-    b = r.get("budget_left") or {}
-    lines.append("budget left: " + ", ".join(
-        f"{'unlimited' if b.get(k) is None else b[k]} {k}" for k in ("calls", "minutes")))
-    e = r.get("last_etrn")
-    lines.append("last ETRN:   " + ("none" if not e else f"{'ok' if e.get('ok') else 'FAILED'} at {e.get('at')}: "
-                 + "; ".join(f"{x['domain']} {x['code']} {x['text']}" for x in e.get("replies", []))))
-    c = r.get("last_call")
-    lines.append("last call:   " + ("none" if not c else
-                 f"{c.get('start')}, {c.get('connect_s', 0):.1f}s, sent {c.get('bytes_sent')} B, "
-                 f"rcvd {c.get('bytes_rcvd')} B, cause {c.get('cause') or '-'}"))
-    return "\n".join(lines) + "\n"
+def hoststat_main(argv: list[str] | None = None) -> int:
+    """``hoststat``: sendmail's host status listing (as ``sendmail -bh``)."""
+    return _status_program("hoststat", "The hosts delivery failed to lately and why, as sendmail's hoststat "
+                           "(sendmail -bh, edgemail hoststat).", argv, purge=False)
 
 
-# ====================================================================== link
-
-def _link(cfg, args) -> int:
-    if args.link_cmd == "hook":
-        return link_hook(cfg, args.event, args.pppd_args, os.environ)
-    op = {"explain": "link_explain", "dial": "link_dial", "hangup": "link_hangup"}[args.link_cmd]
-    reply, code = ask(cfg, "edgemail", op)
-    if reply is None:
-        if code == EX_DATAERR and cfg.link.mode == "none":
-            err("edgemail", "no link manager: [link] mode is \"none\" in the configuration")
-        return code
-    reply.pop("ok", None)
-    if "text" in reply:
-        print(reply["text"])
-    else:
-        _print_fields(reply)
-    return EX_OK
-
-
-def hook_request(event: str, argv: list[str], env) -> dict:
-    """pppd's ip-up/ip-down arguments and environment -> the control request's fields."""
-    names = ("iface", "tty", "speed", "local", "remote", "ipparam")
-    fields = dict(zip(names, argv))
-    for key, var in (("iface", "IFNAME"), ("local", "IPLOCAL"), ("remote", "IPREMOTE"), ("ipparam", "IPPARAM")):
-        fields.setdefault(key, env.get(var, ""))
-    fields["env"] = {k: env[k] for k in HOOK_ENV if k in env}
-    return fields
-
-
-def link_hook(cfg, event: str, argv: list[str], env) -> int:
-    """``edgemail link hook ip-up|ip-down -- ARGS``: tell the daemon; never keep pppd waiting."""
-    op = "link_up" if event == "ip-up" else "link_down"
-    try:
-        reply = ControlClient(cfg.control_socket, timeout=HOOK_TIMEOUT_S).request(op, **hook_request(event, argv, env))
-    except RequestFailed as exc:
-        err("edgemail", f"{event}: the daemon refused: {exc}")
-        return EX_TEMPFAIL
-    except (ControlError, OSError) as exc:     # down, or too slow to answer: netlink tells it anyway
-        err("edgemail", f"{event}: daemon not reachable ({exc}); nothing to tell")
-        return EX_OK
-    reply.pop("ok", None)
-    _print_fields(reply)
-    return EX_OK
+def purgestat_main(argv: list[str] | None = None) -> int:
+    """``purgestat``: forget expired host status (as ``sendmail -bH``)."""
+    return _status_program("purgestat", "Forget host status older than Timeout.hoststatus, as sendmail's "
+                           "purgestat (sendmail -bH, edgemail purgestat).", argv, purge=True)

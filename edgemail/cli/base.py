@@ -6,10 +6,11 @@ Owns: the sysexits.h codes the programs return (0 ok, 64 usage, 65 data
 error (bad address, too big), 66 no input, 75 temporary failure, 76 a
 daemon of another version, 78 configuration error), ``UsageError`` and
 ``DataError`` (the two failures of a command line or a message that are
-not the daemon's), which config file a program reads (``-c``/``-C``, else
-$EDGEMAIL_CONFIG, else /etc/edgemail/edgemail.toml), and how a control
-request's failure is told: one line ``PROG: why`` on stderr, then the
-exit code.
+not the daemon's), ``Exit`` (leave a command with a code once the reason
+is said), which config file a program reads (``-c``/``-C``, else
+$EDGEMAIL_CONFIG, else /etc/edgemail/edgemail.toml) and ``load_config``,
+and how a control request's failure is told: one line ``PROG: why`` on
+stderr, then the exit code.
 
 Never: prints to stdout, reads stdin, or retries a request: a command
 asks once and says what happened.
@@ -27,9 +28,13 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from edgemail.daemon.control import ControlClient, RequestFailed
-from edgemail.errors import ControlError
+from edgemail.errors import ConfigError, ControlError
+
+if TYPE_CHECKING:
+    from edgemail.config.model import Config
 
 EX_OK, EX_USAGE, EX_DATAERR, EX_NOINPUT = 0, 64, 65, 66
 EX_SOFTWARE, EX_TEMPFAIL, EX_PROTOCOL, EX_CONFIG = 70, 75, 76, 78
@@ -44,6 +49,14 @@ class DataError(Exception):
     """Bad message or address (EX_DATAERR)."""
 
 
+class Exit(Exception):
+    """Leave the command with ``code``; the reason has been said on stderr."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
 class OtherVersion(ControlError):
     """The daemon answered in a form this program does not read: most likely
     a daemon of another edgemail version still running after an upgrade."""
@@ -51,6 +64,17 @@ class OtherVersion(ControlError):
 
 def config_path(explicit: str | None) -> str:
     return explicit or os.environ.get("EDGEMAIL_CONFIG") or DEFAULT_CONFIG
+
+
+def load_config(explicit: str | None, prog: str, *, failure: int = EX_CONFIG) -> Config:
+    """The config the program reads; an unusable one is said on stderr and
+    raises Exit(failure) (78; a ppp hook passes 0: pppd must not care)."""
+    from edgemail.config import loader
+    try:
+        return loader.load(config_path(explicit))
+    except ConfigError as exc:
+        err(prog, f"configuration error: {exc}")
+        raise Exit(failure) from None
 
 
 def err(prog: str, text: str) -> None:

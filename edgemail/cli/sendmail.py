@@ -43,27 +43,25 @@ the maildrop not writable, 78 bad config file.
 
 from __future__ import annotations
 
-import base64
 import os
-import pwd
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from edgemail.cli.base import (
-    EX_CONFIG,
     EX_DATAERR,
     EX_NOINPUT,
     EX_OK,
     EX_TEMPFAIL,
     EX_USAGE,
     DataError,
+    Exit,
     UsageError,
     ask,
-    config_path,
     err,
+    load_config,
 )
-from edgemail.cli.flags import SendmailArgs, parse_sendmail_args
-from edgemail.cli.message import Prepared, prepare, qualify
+from edgemail.cli.flags import SendmailArgs, parse_sendmail_args, usage
 from edgemail.cli.shared import (
     print_hoststat,
     print_mailq,
@@ -71,10 +69,12 @@ from edgemail.cli.shared import (
     reload_daemon,
     request_queue_run,
 )
-from edgemail.config import loader as configmod
 from edgemail.daemon.control import ControlClient, DaemonUnreachable, RequestFailed
 from edgemail.envelope import Envelope, Recipient
-from edgemail.errors import ConfigError, ControlError, SpoolError
+from edgemail.errors import ControlError, SpoolError
+
+if TYPE_CHECKING:
+    from edgemail.cli.message import Prepared
 
 #: sendmail -bs: how long to wait for the server's last replies after stdin ends
 BS_DRAIN_S = 5.0
@@ -82,25 +82,30 @@ BS_DRAIN_S = 5.0
 
 def sendmail_main(argv: list[str] | None = None) -> int:
     prog = os.path.basename(sys.argv[0]) if argv is None else "sendmail"
-    argv = sys.argv[1:] if argv is None else argv
-    try:
-        a = parse_sendmail_args(argv, prog)
-    except UsageError as exc:
-        err("sendmail", str(exc))
-        return EX_USAGE
-    if a.verbose:
-        for note in a.notes:
-            err("sendmail", note)
-    try:
-        cfg = configmod.load(config_path(a.config))
-    except ConfigError as exc:
-        err("sendmail", f"configuration error: {exc}")
-        return EX_CONFIG
-    return _run_mode(cfg, a, prog)
+    return _main(prog if prog in ("mailq", "newaliases") else "sendmail", sys.argv[1:] if argv is None else argv)
 
 
 def mailq_main(argv: list[str] | None = None) -> int:
-    return sendmail_main(["-bp", *(sys.argv[1:] if argv is None else argv)])
+    return _main("mailq", sys.argv[1:] if argv is None else argv)
+
+
+def _main(prog: str, argv: list[str]) -> int:
+    try:
+        a = parse_sendmail_args(argv, prog)
+    except UsageError as exc:
+        err(prog, f"{exc}")
+        return EX_USAGE
+    if a.mode == "help":
+        sys.stdout.write(usage(prog))
+        return EX_OK
+    if a.verbose:
+        for note in a.notes:
+            err(prog, note)
+    try:
+        cfg = load_config(a.config, prog)
+    except Exit as exc:
+        return exc.code
+    return _run_mode(cfg, a, prog)
 
 
 def _run_mode(cfg, a: SendmailArgs, prog: str) -> int:
@@ -123,6 +128,7 @@ def _run_mode(cfg, a: SendmailArgs, prog: str) -> int:
 
 def login_name() -> str:
     try:
+        import pwd
         return pwd.getpwuid(os.getuid()).pw_name
     except KeyError:
         return os.environ.get("LOGNAME") or os.environ.get("USER") or f"uid{os.getuid()}"
@@ -160,8 +166,8 @@ def _relay(conn) -> None:
     closed = threading.Event()
 
     def upstream() -> None:
-        stdin = sys.stdin.buffer
-        while chunk := stdin.read1(65536):
+        fd = sys.stdin.fileno()
+        while chunk := os.read(fd, 65536):
             conn.sendall(chunk)
         # stdin ended: give the server time to answer what was pipelined (a
         # half-close would make aiosmtpd drop the session), then hang up.
@@ -180,13 +186,14 @@ def _relay(conn) -> None:
 # ====================================================================== submission
 
 def _submit_stdin(cfg, a: SendmailArgs) -> int:
+    from edgemail.cli.message import prepare, qualify      # here: mailq and -q never need them
     domain = cfg.local_domains[0]
     try:
         sender = qualify(a.sender, domain) if a.sender not in (None, "", "<>") else (
             "" if a.sender in ("", "<>") else qualify(login_name(), domain))
         raw = sys.stdin.buffer.read()
         msg = prepare(raw, a, sender=sender or f"MAILER-DAEMON@{domain}", domain=domain,
-                      hostname=cfg.hostname, now=time.time())
+                      hostname=cfg.hostname, now=time.time(), user=login_name())
     except UsageError as exc:
         err("sendmail", str(exc))
         return EX_USAGE
@@ -220,6 +227,7 @@ def envelope_fields(env: Envelope) -> dict:
 
 
 def submit(cfg, env: Envelope, data: bytes) -> int:
+    import base64
     client = ControlClient(cfg.control_socket, timeout=cfg.Timeout.control)
     try:
         reply = client.request("submit", **envelope_fields(env),

@@ -12,8 +12,11 @@ program in its stderr lines; the queue listing's always say ``mailq:``):
     print_hoststat(cfg, prog)                hoststat, sendmail -bh, edgemail hoststat
     purge_hoststat(cfg, prog, everything=)   purgestat, sendmail -bH, edgemail purgestat
 
-and the two console scripts ``hoststat_main`` and ``purgestat_main``
-(``-C``/``-c``/``--config``; ``purgestat --all``).
+and, for ``edgemail``'s parser, the same as commands of its parsed
+arguments (``queue_run_command``, ``reload_command``, ``hoststat_command``,
+``purgestat_command``: with ``--json`` they print the daemon's reply as
+JSON) and ``queue_json`` (``edgemail queue list --json``).  The
+``hoststat`` and ``purgestat`` console scripts are admin.py's.
 
 Never: reads the queue, the host status or the spool itself: the daemon
 answers (its control socket), and this module prints what it says.  The
@@ -30,19 +33,21 @@ the daemon reads the aliases when it starts.
 
 from __future__ import annotations
 
+import json
 import sys
 
 from edgemail.cli.base import (
-    EX_CONFIG,
     EX_DATAERR,
     EX_OK,
+    EX_USAGE,
     ask,
-    config_path,
     control_failed,
     err,
     field,
+    load_config,
+    other_version,
 )
-from edgemail.config import loader as configmod
+from edgemail.cli.flags import QUEUE_FILTER
 from edgemail.daemon.control import ControlClient, DaemonUnreachable
 from edgemail.errors import ConfigError, ControlError
 
@@ -72,7 +77,7 @@ def print_mailq(cfg, out=None) -> int:
     return EX_OK
 
 
-def reload_daemon(cfg, prog: str, reason: str) -> int:
+def reload_daemon(cfg, prog: str, reason: str, *, as_json: bool = False) -> int:
     """``newaliases``, ``sendmail -bi``, ``edgemail reload``: check the aliases
     here (errors name FILE:LINE, exit 65), then have the daemon read them and
     the dial policy again (as SIGHUP does)."""
@@ -86,62 +91,112 @@ def reload_daemon(cfg, prog: str, reason: str) -> int:
     try:
         reply = ControlClient(cfg.control_socket, timeout=cfg.Timeout.control).request("reload", reason=reason)
     except DaemonUnreachable:
-        print(f"{name}: {count} aliases (the daemon is not running: it reads them when it starts)")
+        if as_json:
+            _print_json({"aliases": count, "reloaded": False, "daemon": "not running"})
+        else:
+            print(f"{name}: {count} aliases (the daemon is not running: it reads them when it starts)")
         return EX_OK
     except ControlError as exc:
         return control_failed(prog, exc)
+    reply.pop("ok", None)
+    if as_json:
+        _print_json(reply)
+        return EX_OK
     print(f"{name}: {reply.get('aliases', count)} aliases, read again by the daemon")
     if reply.get("restart_needed"):
         print(f"changed settings that take effect at restart: {', '.join(reply['restart_needed'])}")
     return EX_OK
 
 
-def request_queue_run(cfg, filters: list[str], prog: str = "sendmail") -> int:
+def request_queue_run(cfg, filters: list[str], prog: str = "sendmail", *, as_json: bool = False) -> int:
     reply, code = ask(cfg, prog, "queue_run", filters=filters)
-    if reply and reply.get("message"):
+    if reply is not None and as_json:
+        reply.pop("ok", None)
+        _print_json(reply)
+    elif reply and reply.get("message"):
         print(reply["message"])
     return code
 
 
-def print_hoststat(cfg, prog: str) -> int:
+def print_hoststat(cfg, prog: str, *, as_json: bool = False) -> int:
     reply, code = ask(cfg, prog, "hoststat")
     if reply is not None:
-        sys.stdout.write(reply.get("text", ""))
+        if as_json:
+            _print_json({"text": reply.get("text", "")})
+        else:
+            sys.stdout.write(reply.get("text", ""))
     return code
 
 
-def purge_hoststat(cfg, prog: str, *, everything: bool = False) -> int:
+def purge_hoststat(cfg, prog: str, *, everything: bool = False, as_json: bool = False) -> int:
     reply, code = ask(cfg, prog, "purgestat", all=everything)
     if reply is not None:
         purged = reply.get("purged", [])
-        print(f"purged {len(purged)} host status entr{'y' if len(purged) == 1 else 'ies'}"
-              + (f": {', '.join(purged)}" if purged else ""))
+        if as_json:
+            _print_json({"purged": purged})
+        else:
+            print(f"purged {len(purged)} host status entr{'y' if len(purged) == 1 else 'ies'}"
+                  + (f": {', '.join(purged)}" if purged else ""))
     return code
 
 
-def _status_main(prog: str, fn, argv: list[str] | None) -> int:
-    import argparse
-    argv = sys.argv[1:] if argv is None else argv
-    p = argparse.ArgumentParser(prog=prog)
-    p.add_argument("-C", "-c", "--config", dest="config")
-    if fn is purge_hoststat:
-        p.add_argument("--all", action="store_true")
-    args = p.parse_args(argv)
+def _print_json(obj) -> None:
+    print(json.dumps(obj, indent=2))
+
+
+def queue_json(cfg) -> int:
+    """``edgemail queue list --json``: one object per message, streamed as the daemon sends them."""
     try:
-        cfg = configmod.load(config_path(args.config))
-    except ConfigError as exc:
-        err(prog, f"configuration error: {exc}")
-        return EX_CONFIG
-    if fn is purge_hoststat:
-        return fn(cfg, prog, everything=args.all)
-    return fn(cfg, prog)
+        _, batches = listing(cfg, "rows")
+        rows = (row for batch in batches for row in field(batch, "rows", list, "queue listing"))
+        out = sys.stdout
+        out.write("[")
+        for n, row in enumerate(rows):
+            out.write(("," if n else "") + "\n" + json.dumps(_row_object(row)))
+        out.write("\n]\n")
+    except ControlError as exc:
+        return control_failed("edgemail", exc)
+    return EX_OK
 
 
-def hoststat_main(argv: list[str] | None = None) -> int:
-    """``hoststat``: sendmail's host status listing (as ``sendmail -bh``)."""
-    return _status_main("hoststat", print_hoststat, argv)
+def _row_object(row) -> dict:
+    try:
+        qid, size, created, sender, held, rcpts = row
+        recipients = [{"address": r, "status": s, "last_reply": t} for r, s, t in rcpts]
+    except (TypeError, ValueError):
+        raise other_version("queue listing", f"a row {str(row)[:80]}") from None
+    return {"qid": qid, "size": size, "created": created, "from": sender, "held": bool(held),
+            "recipients": recipients}
 
 
-def purgestat_main(argv: list[str] | None = None) -> int:
-    """``purgestat``: forget expired host status (as ``sendmail -bH``)."""
-    return _status_main("purgestat", purge_hoststat, argv)
+# ---------------------------------------------------------------- as edgemail's commands
+
+def _json(args) -> bool:
+    return bool(getattr(args, "json", False))
+
+
+def queue_run_command(args) -> int:
+    """``edgemail queue run [FILTER...]``."""
+    bad = [f for f in args.filters if not QUEUE_FILTER.fullmatch(f)]
+    if bad:
+        err("edgemail", f"bad filter(s) {', '.join(bad)}: expected R<substr>, S<substr> or I<substr>, "
+                        "optionally prefixed with !")
+        return EX_USAGE
+    cfg = load_config(getattr(args, "config", None), "edgemail")
+    return request_queue_run(cfg, args.filters, "edgemail", as_json=_json(args))
+
+
+def reload_command(args) -> int:
+    cfg = load_config(getattr(args, "config", None), "edgemail")
+    return reload_daemon(cfg, "edgemail", "edgemail reload", as_json=_json(args))
+
+
+def hoststat_command(args) -> int:
+    cfg = load_config(getattr(args, "config", None), getattr(args, "prog", "edgemail"))
+    return print_hoststat(cfg, getattr(args, "prog", "edgemail"), as_json=_json(args))
+
+
+def purgestat_command(args) -> int:
+    prog = getattr(args, "prog", "edgemail")
+    cfg = load_config(getattr(args, "config", None), prog)
+    return purge_hoststat(cfg, prog, everything=args.all, as_json=_json(args))

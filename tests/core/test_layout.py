@@ -25,7 +25,6 @@ KNOWN_CYCLES: set[frozenset[str]] = {
 }
 KNOWN_LONG_MODULES: set[str] = {"edgemail.smtpd.protocol", "link.fsm"}
 KNOWN_LONG_FUNCTIONS: set[str] = {
-    "edgemail.cli.flags.parse_sendmail_args",
     "link.policydriver.compile_jobs",
 }
 

@@ -46,6 +46,9 @@ BIN = ROOT / ".venv" / "bin"
     (["-qR@example.org", "-q!Sfoo", "-qIabc"],
      lambda a: a.queue_filters == ["R@example.org", "!Sfoo", "Iabc"]),
     (["-q15m"], lambda a: a.mode == "q" and a.queue_filters == [] and "ignored" in a.notes[0]),
+    (["-c", "a@x.example"], lambda a: a.recipients == ["a@x.example"] and "HoldExpensive" in a.notes[0]),
+    (["-Ac", "-q"], lambda a: a.mode == "q"),                                  # mailq -Ac, sendmail -Ac -q
+    (["-t", "--help", "-Z"], lambda a: a.mode == "help"),
 ], ids=lambda x: " ".join(x) if isinstance(x, list) else "")
 def test_flags(argv, check):
     a = parse_sendmail_args(argv)
@@ -60,6 +63,9 @@ def test_flags(argv, check):
     (["-Rmaybe"], "-R takes"),
     (["-bd"], "edgemail run"),
     (["-qXfoo"], "bad queue option"),
+    (["-bp", "/etc/edgemail/x.toml"], "-bp .* takes no addresses, got '/etc/edgemail/x.toml' .*-C FILE"),
+    (["-bi", "root"], "-bi .* takes no addresses"),
+    (["-bp", "-qRfoo"], "the listing is always the whole queue"),
 ], ids=lambda x: " ".join(x) if isinstance(x, list) else "")
 def test_bad_flags(argv, want):
     with pytest.raises(UsageError, match=want):
@@ -68,6 +74,9 @@ def test_bad_flags(argv, want):
 
 def test_mailq_name_lists():
     assert parse_sendmail_args([], "mailq").mode == "p"
+    assert parse_sendmail_args([], "newaliases").mode == "i"
+    with pytest.raises(UsageError, match="takes no addresses"):
+        parse_sendmail_args(["-c", "/etc/edgemail/edgemail.toml"], "mailq")
 
 
 # ---------------------------------------------------------------- input hygiene
@@ -92,7 +101,7 @@ def test_read_lines(raw, ignore_dots, want):
 
 def _prep(raw: bytes, argv: list[str]):
     return prepare(raw, parse_sendmail_args(argv), sender="me@edge.example",
-                   domain="edge.example", hostname="gw.edge.example", now=1_700_000_000)
+                   domain="edge.example", hostname="gw.edge.example", now=1_700_000_000, user="cron")
 
 
 def test_minus_t_takes_headers_strips_bcc_and_drops_cmdline():
@@ -118,6 +127,7 @@ def test_missing_headers_added_and_bare_names_qualified():
     assert body == b"hello\r\n"
     assert b"From: Cron Daemon <me@edge.example>" in head
     assert b"Date: " in head and b"Message-ID: <" in head
+    assert head.startswith(b"Received: (from cron@localhost)\r\n\tby gw.edge.example (edgemail);\r\n\t")
     assert msg.msgid.endswith("@gw.edge.example")
     assert b"\n" not in msg.data.replace(b"\r\n", b"")
 

@@ -67,6 +67,11 @@ def test_submit_list_show_run_stop(daemon):
     assert b"Subject: backup" in show.stdout and b"last line" in show.stdout
     assert b"Bcc" not in show.stdout.split(b"\n\n", 1)[1]   # stripped from the message itself
     assert b"From: Backup job <" in show.stdout
+    envelope = show.stdout.split(b"\n\n", 1)[0].decode()
+    assert f"queue id:     {qid2}" in envelope and "recipients:   2" in envelope
+    assert "  <ops@example.org>" in envelope and "[{" not in envelope      # one recipient a line, no JSON
+    shown = json.loads(cli(daemon, "edgemail", "queue", "show", "--json", qid2).stdout)
+    assert [x["address"] for x in shown["recipients"]] == ["ops@example.org", "audit@edge.example"]
     missing = cli(daemon, "edgemail", "queue", "show", "kAAAAAAA000000")
     assert missing.returncode == 65 and b"no such queue id" in missing.stderr
 
@@ -77,6 +82,8 @@ def test_submit_list_show_run_stop(daemon):
 
     status = json.loads(cli(daemon, "edgemail", "status", "--json").stdout)
     assert status["queued"] == 2 and status["link"] == {"state": "none"}
+    text = cli(daemon, "edgemail", "status", "-c", str(daemon.config)).stdout.decode()
+    assert "queue:       2 message(s), 0 held" in text and "link:        none (no link manager" in text
 
     assert daemon.stop() == 0
     log = daemon.log.read_text()

@@ -103,13 +103,24 @@ def test_hook_command_says_why_when_the_daemon_is_down(tmp_path):
 
 
 def test_status_and_link_commands_against_the_manager(daemon):
-    def edgemail(*args):
-        r = subprocess.run([str(BIN / "edgemail"), "-c", str(daemon.config), *args],
+    """In words, the phase only while up (the manager's reply carries LINGER
+    outside UP, its resting value), global options after the command."""
+    def edgemail(*args, code=0):
+        r = subprocess.run([str(BIN / "edgemail"), args[0], "-c", str(daemon.config), *args[1:]],
                            capture_output=True, text=True, timeout=30)
-        assert r.returncode == 0, r.stderr
+        assert r.returncode == code, (args, r.stdout, r.stderr)
         return r.stdout
     assert "link is down (mode external)" in edgemail("link", "explain")
     text = edgemail("status")
-    assert "link:        down (mode external" in text and "queue:       0 message(s)" in text
-    assert "last call:   none" in text
-    assert "hangup: False" in edgemail("link", "hangup")
+    assert "link:        down (mode external" in text and "queue:       0 message(s), 0 held;" in text
+    assert "last call:   none" in text and "linger" not in text
+    assert edgemail("link", "hangup") == "nothing to hang up: link is down\n"
+    assert edgemail("link", "dial").startswith("dialing now, whatever the policy says (link dialing)")
+    assert edgemail("link", "dial") == "not dialing: link is dialing\n"          # already on its way: exit 0
+    assert edgemail("link", "hook", "ip-up", "--", *ARGS).startswith("ip-up: link up")
+    up = next(line for line in edgemail("status").splitlines() if line.startswith("link:"))
+    assert up.startswith("link:        up (mode external") and any(
+        p in up for p in ("queue run", "waiting for the ETRN answers", "lingering until the line is quiet")), up
+    assert json.loads(edgemail("status", "--json"))["link"]["state"] == "up"
+    assert edgemail("link", "hook", "ip-down", "--", *ARGS).startswith("ip-down: link down")
+    assert "linger" not in edgemail("status")
