@@ -24,7 +24,7 @@ DESCRIPTION
     is bounded by ``timeout``.  This is the `etrn` the MTA's link port
     offers the link manager.
 
-LOG LINES (logger "edgemail.etrn")
+LOG LINES (logger "edgemail.etrn"; the format is maillog.etrn_result())
     etrn: relay=HOST:PORT, arg=ARG, reply=CODE TEXT, result=ok|deferred|unsupported|error
 
 NEVER
@@ -42,6 +42,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from edgemail import maillog
 from edgemail.config.model import Timeouts
 from edgemail.errors import DeliveryFailure
 from edgemail.smtpc.core import ETRN_DEFERRED, ETRN_OK, ETRN_UNSUPPORTED, etrn_outcome
@@ -113,5 +114,5 @@ def _timeouts(timeout: float) -> Timeouts:
 
 def _logged(relay: str, r: EtrnResult) -> EtrnResult:
     level = logging.INFO if r.ok else logging.WARNING
-    log.log(level, "etrn: relay=%s, arg=%s, reply=%s %s, result=%s", relay, r.domain, r.code, r.text, r.outcome)
+    log.log(level, maillog.etrn_result(relay, r.domain, r.code, r.text, r.outcome))
     return r

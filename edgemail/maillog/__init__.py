@@ -104,6 +104,10 @@ Queue runs, SMTP client, DNS (runs.py; ``edgemail.runner``):
         no_auth(): credentials are configured but the server offers no AUTH.
   mx: warning: dns cache PATH unreadable (REASON); starting empty   [1]
         dns_cache_unreadable()
+  etrn: relay=HOST:PORT, arg=ARG, reply=CODE TEXT, result=RESULT   [5]
+        etrn_result(): one ETRN argument asked of the ISP's relay; RESULT is
+        ok, deferred, unsupported or error (code 0: no answer); logged at
+        warning level unless ok (logger ``edgemail.etrn``).
 
 Spool, control socket, daemon (daemon.py; ``edgemail.spool``, ``.control``, ``.daemon``):
 
@@ -217,6 +221,7 @@ from edgemail.maillog.runs import (
     demand_unroutable,
     dialdelay,
     dns_cache_unreadable,
+    etrn_result,
     hoststatus_cleared,
     link_up,
     no_auth,
@@ -246,7 +251,7 @@ __all__ = [
     "reject", "connect", "lost_connection", "too_many_errors", "timeout", "refused", "internal_error",
     # runs.py
     "run_start", "run_end", "link_up", "dialdelay", "hoststatus_cleared", "demand_unroutable",
-    "runner_warning", "runner_internal_error", "authfile_owner", "no_auth", "dns_cache_unreadable",
+    "runner_warning", "runner_internal_error", "authfile_owner", "no_auth", "dns_cache_unreadable", "etrn_result",
     # daemon.py
     "recovered", "stale_tmp", "corrupt_file", "queue_run_requested", "bad_request",
     "control_internal_error", "starting", "ready", "running_as", "stopping", "stopped", "warning",

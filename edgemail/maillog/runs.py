@@ -65,3 +65,7 @@ def no_auth(relay: str) -> str:
 
 def dns_cache_unreadable(path: str, reason: object) -> str:
     return f"mx: warning: dns cache {clean(path)} unreadable ({clean(reason)}); starting empty"
+
+
+def etrn_result(relay: str, arg: str, code: int, text: str, result: str) -> str:
+    return f"etrn: relay={clean(relay)}, arg={clean(arg)}, reply={code} {clean(text)}, result={result}"
