@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from link import linklog
 from link.fileio import write_atomically
 
 log = logging.getLogger("link")
@@ -146,7 +147,7 @@ class Ledger:
         except (ValueError, TypeError, KeyError, AttributeError) as e:
             bad = self.path + ".corrupt"
             os.replace(self.path, bad)
-            log.warning("link: state_file=%s, status=corrupt (%s), moved_to=%s", self.path, e, bad)
+            log.warning(linklog.state_file_corrupt(self.path, e, bad))
             self.days, self.last_call = {}, None
 
     def _save(self) -> None:

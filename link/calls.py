@@ -48,6 +48,7 @@ import asyncio
 import contextlib
 import logging
 
+from link import linklog
 from link import fsm as F
 from link.errors import DialFailed, LinkError
 from link.ppp import CARRIER_LOSS, exit_cause, hold_open, release
@@ -66,7 +67,7 @@ class CallDriver:
                 try:
                     code = await self.external.up()
                 except LinkError as e:
-                    log.warning("link: up_command=failed, error=%s", e)
+                    log.warning(linklog.up_command_failed(e))
                     code = -1
                 if code not in (None, 0):
                     self._post(F.DialResult(False, f"up_command exit {code}"))
@@ -85,7 +86,7 @@ class CallDriver:
                 self._post(F.DialResult(False, e.result))
                 return
             except (LinkError, OSError) as e:
-                log.warning("link: dial=failed, error=%s", e)
+                log.warning(linklog.dial_failed(e))
                 with contextlib.suppress(LinkError, OSError):
                     await self.modem.close()
                 self._post(F.DialResult(False, "LINK-LOST"))
@@ -96,14 +97,14 @@ class CallDriver:
         try:
             await self.pppd.start(self.device)
         except LinkError as e:
-            log.error("link: pppd=failed, error=%s", e)
+            log.error(linklog.pppd_failed(e))
             self._post(F.PppdExited(-1))
             return
         code = await self.pppd.wait()
         self._release_tty()
         cause = exit_cause(code)
         self.last_pppd_exit = {"status": code, "cause": cause, "carrier_loss": code in CARRIER_LOSS}
-        log.info("link: pppd=exited, status=%d, cause=%s", code, cause)
+        log.info(linklog.pppd_exited(code, cause))
         self._post(F.PppdExited(code))
 
     async def _do_hangup(self, cause: str) -> None:
@@ -122,9 +123,9 @@ class CallDriver:
                 await self.pppd.stop()
             try:
                 how = await self.modem.hangup()
-                log.info("link: hangup=%s, cause=%s", how, cause)
+                log.info(linklog.hangup(how, cause))
             except (LinkError, OSError) as e:
-                log.warning("link: hangup=failed, cause=%s, error=%s", cause, e)
+                log.warning(linklog.hangup_failed(cause, e))
             finally:
                 with contextlib.suppress(LinkError, OSError):
                     await self.modem.close()
@@ -133,7 +134,7 @@ class CallDriver:
         try:
             await (self.port.run_queue() if link_up else self.port.run_due())
         except Exception as e:
-            log.warning("link: queue_run=failed, error=%s", e)
+            log.warning(linklog.port_failed("queue_run", e))
         self._left_after_run = self._summary().queued   # what this run could not send
         self._post(F.QueueRunDone())
 
@@ -142,10 +143,10 @@ class CallDriver:
             results = await self.port.etrn(domains)
             replies = [(r.domain, r.code, r.text) for r in results]
         except Exception as e:
-            log.warning("link: etrn=failed, error=%s", e)
+            log.warning(linklog.port_failed("etrn", e))
             replies = [(d, 0, f"error: {e}") for d in domains]
         for domain, code, text in replies:
-            log.info("link: etrn=%s, reply=%s %s", domain, code, text)
+            log.info(linklog.etrn_reply(domain, code, text))
         self.last_etrn = {"at": self._now_dt().isoformat(), "ok": all(_etrn_ok(c) for _, c, _ in replies),
                           "replies": [{"domain": d, "code": c, "text": t} for d, c, t in replies]}
         self._post(F.EtrnDone("; ".join(f"{c} {d}" for d, c, _ in replies)))
@@ -162,7 +163,7 @@ class CallDriver:
                         elif isinstance(ev, nw.IfaceDown):
                             self._post(F.IfaceDown(ev.ifname))
             except OSError as e:
-                log.warning("link: netwatch=failed, error=%s, retry=1s", e)
+                log.warning(linklog.netwatch_failed(e, 1.0))
                 await asyncio.sleep(1.0)
 
     async def _sample_loop(self) -> None:
@@ -220,12 +221,12 @@ class CallDriver:
             from link.accounting import from_ip_down_env
             with contextlib.suppress(ValueError):
                 connect_s, sent, rcvd = from_ip_down_env(self._ipdown_env)
-        log.info("link: call=ended, connect=%.1fs, sent=%d, rcvd=%d, cause=%s", connect_s, sent, rcvd, a.cause)
+        log.info(linklog.call_ended(connect_s, sent, rcvd, a.cause))
         if self.ledger is not None:
             try:
                 self.ledger.record_call(call["start"], connect_s, sent, rcvd, number=call["number"], cause=a.cause)
             except OSError as e:
-                log.error("link: accounting=failed, error=%s", e)
+                log.error(linklog.accounting_failed(e))
 
 
 def _etrn_ok(code: int) -> bool:

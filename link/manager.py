@@ -85,6 +85,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
+from link import linklog
 from link import fsm as F
 from link.calls import CallDriver
 from link.errors import LinkError
@@ -297,9 +298,8 @@ class LinkManager(CallDriver, PolicyDriver):
     def _log_state(self, event, actions) -> None:
         causes = [a.cause for a in actions if isinstance(a, F.Hangup)]
         reason = causes[0] if causes and self.fsm.state is F.LinkState.HANGING_UP else _reason(event)
-        line = f"link: state={self.fsm.state.name}, reason={reason}"
-        log.info("%s", line)
-        self.log = (self.log + [line])[-20:]
+        log.info(linklog.state(self.fsm.state.name, reason))
+        self.log = (self.log + [linklog.state(self.fsm.state.name, reason)])[-20:]
 
     def _perform(self, a) -> None:
         if isinstance(a, F.Dial):
@@ -314,7 +314,7 @@ class LinkManager(CallDriver, PolicyDriver):
         elif isinstance(a, F.SendEtrn):
             self._spawn("etrn", self._do_etrn(a.domains))
         elif isinstance(a, F.StopRun):
-            log.info("link: stop_run=%s", a.cause)
+            log.info(linklog.stop_run(a.cause))
             self._port_call("stop_run")
         elif isinstance(a, F.Hangup):
             self._spawn("hangup", self._do_hangup(a.cause))
@@ -338,14 +338,14 @@ class LinkManager(CallDriver, PolicyDriver):
         if self._tasks.get(name) is task:
             del self._tasks[name]
         if not task.cancelled() and task.exception() is not None:
-            log.error("link: task=%s, error=%r", name, task.exception())
+            log.error(linklog.task_failed(name, task.exception()))
         self._wake.set()
 
     def _port_call(self, name: str) -> None:
         try:
             getattr(self.port, name)()
         except Exception as e:
-            log.warning("link: %s=failed, error=%s", name, e)
+            log.warning(linklog.port_failed(name, e))
 
 
 def _reason(event) -> str:

@@ -47,6 +47,8 @@ from dataclasses import dataclass, field
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_LINK
 
+from link import linklog
+
 log = logging.getLogger("link")
 
 IFF_UP = 0x1
@@ -189,7 +191,7 @@ class NetWatch:
 
     async def _resync(self) -> None:
         self.resyncs += 1
-        log.warning("link: iface=%s, netlink=overflow, action=resync, resyncs=%d", self.ifname, self.resyncs)
+        log.warning(linklog.netlink_overflow(self.ifname, self.resyncs))
         self.close()
         await self.open()
 

@@ -42,6 +42,7 @@ import logging
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 
+from link import linklog
 from link import fsm as F
 from link.policy import Demand, Policy
 
@@ -108,7 +109,7 @@ class PolicyDriver:
         try:
             return self.port.queue_summary()
         except Exception as e:                       # the MTA's problem must not stop the line
-            log.warning("link: queue_summary=failed, error=%s", e)
+            log.warning(linklog.port_failed("queue_summary", e))
             return QueueSummary()
 
     # --- status --------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ import os
 import signal
 from collections.abc import Mapping, Sequence
 
+from link import linklog
 from link.errors import LinkError
 
 log = logging.getLogger("link")
@@ -136,7 +137,7 @@ class Pppd:
             if self.log_path:
                 out.close()
         self.device = device
-        log.info("link: pppd=started, pid=%d, device=%s", self._proc.pid, device)
+        log.info(linklog.pppd_started(self._proc.pid, device))
         return self._proc.pid
 
     async def wait(self) -> int:
@@ -156,7 +157,7 @@ class Pppd:
             try:
                 await asyncio.wait_for(proc.wait(), self.grace_s)
             except asyncio.TimeoutError:
-                log.warning("link: pppd=%d, stop=sigkill, grace=%gs", proc.pid, self.grace_s)
+                log.warning(linklog.pppd_sigkill(proc.pid, self.grace_s))
                 _signal(proc, signal.SIGKILL)
                 await proc.wait()
         return proc.returncode
@@ -217,5 +218,5 @@ class ExternalLink:
         except asyncio.TimeoutError:
             _signal(proc, signal.SIGKILL)
             code = await proc.wait()
-        log.info("link: %s_command=%s, status=%d", which, argv[0], code)
+        log.info(linklog.command_ran(which, argv[0], code))
         return code
