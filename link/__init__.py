@@ -12,7 +12,7 @@ importing a core never pulls in pyserial or pyroute2.
 """
 
 from link.errors import DialFailed, LinkError, LinkLost, RemoteProtocolError
-from link.fsm import LinkState
+from link.transitions import LinkState
 
 __all__ = ["DialFailed", "LinkError", "LinkLost", "LinkManager", "LinkState", "RemoteProtocolError"]
 

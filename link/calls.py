@@ -49,7 +49,7 @@ import contextlib
 import logging
 
 from link import linklog
-from link import fsm as F
+from link import transitions as T
 from link.errors import DialFailed, LinkError
 from link.ppp import CARRIER_LOSS, exit_cause, hold_open, release
 
@@ -61,7 +61,7 @@ class CallDriver:
 
     # --- the drivers ----------------------------------------------------------------------
 
-    async def _do_dial(self, a: F.Dial) -> None:
+    async def _do_dial(self, a: T.Dial) -> None:
         async with self._line:
             if self.mode == "external":
                 try:
@@ -70,9 +70,9 @@ class CallDriver:
                     log.warning(linklog.up_command_failed(e))
                     code = -1
                 if code not in (None, 0):
-                    self._post(F.DialResult(False, f"up_command exit {code}"))
+                    self._post(T.DialResult(False, f"up_command exit {code}"))
                 elif code == 0:
-                    self._post(F.DialResult(True, "up_command"))
+                    self._post(T.DialResult(True, "up_command"))
                 return                              # no command: wait for the interface
             try:
                 if not self.modem.is_open:
@@ -83,29 +83,29 @@ class CallDriver:
                 self.device = await self.modem.hand_over()
                 self._number = call.number
             except DialFailed as e:
-                self._post(F.DialResult(False, e.result))
+                self._post(T.DialResult(False, e.result))
                 return
             except (LinkError, OSError) as e:
                 log.warning(linklog.dial_failed(e))
                 with contextlib.suppress(LinkError, OSError):
                     await self.modem.close()
-                self._post(F.DialResult(False, "LINK-LOST"))
+                self._post(T.DialResult(False, "LINK-LOST"))
                 return
-        self._post(F.DialResult(True, "CONNECT"))
+        self._post(T.DialResult(True, "CONNECT"))
 
     async def _do_pppd(self) -> None:
         try:
             await self.pppd.start(self.device)
         except LinkError as e:
             log.error(linklog.pppd_failed(e))
-            self._post(F.PppdExited(-1))
+            self._post(T.PppdExited(-1))
             return
         code = await self.pppd.wait()
         self._release_tty()
         cause = exit_cause(code)
         self.last_pppd_exit = {"status": code, "cause": cause, "carrier_loss": code in CARRIER_LOSS}
         log.info(linklog.pppd_exited(code, cause))
-        self._post(F.PppdExited(code))
+        self._post(T.PppdExited(code))
 
     async def _do_hangup(self, cause: str) -> None:
         dial = self._tasks.get("dial")
@@ -136,7 +136,7 @@ class CallDriver:
         except Exception as e:
             log.warning(linklog.port_failed("queue_run", e))
         self._left_after_run = self._summary().queued   # what this run could not send
-        self._post(F.QueueRunDone())
+        self._post(T.QueueRunDone())
 
     async def _do_etrn(self, domains: tuple[str, ...]) -> None:
         try:
@@ -149,7 +149,7 @@ class CallDriver:
             log.info(linklog.etrn_reply(domain, code, text))
         self.last_etrn = {"at": self._now_dt().isoformat(), "ok": all(_etrn_ok(c) for _, c, _ in replies),
                           "replies": [{"domain": d, "code": c, "text": t} for d, c, t in replies]}
-        self._post(F.EtrnDone("; ".join(f"{c} {d}" for d, c, _ in replies)))
+        self._post(T.EtrnDone("; ".join(f"{c} {d}" for d, c, _ in replies)))
 
     async def _watch_loop(self) -> None:
         from link import netwatch as nw
@@ -159,16 +159,16 @@ class CallDriver:
                 async with self._watch as watch:
                     async for ev in watch:
                         if isinstance(ev, nw.IfaceUp):
-                            self._post(F.IfaceUp(ev.ifname, ev.addr, ev.peer))
+                            self._post(T.IfaceUp(ev.ifname, ev.addr, ev.peer))
                         elif isinstance(ev, nw.IfaceDown):
-                            self._post(F.IfaceDown(ev.ifname))
+                            self._post(T.IfaceDown(ev.ifname))
             except OSError as e:
                 log.warning(linklog.netwatch_failed(e, 1.0))
                 await asyncio.sleep(1.0)
 
     async def _sample_loop(self) -> None:
         """While up: byte counters (idle detection) and the ISP's inbound sessions."""
-        while self.fsm.state is F.LinkState.UP:
+        while self.fsm.state is T.LinkState.UP:
             counters = None
             if self._watch is not None:
                 with contextlib.suppress(OSError, LinkError):
@@ -176,19 +176,19 @@ class CallDriver:
             if counters is not None and self._call is not None:
                 self._call.setdefault("base", counters)
                 self._call["last"] = counters
-                self._post(F.Idle(sum(counters)))
+                self._post(T.Idle(sum(counters)))
             try:
                 n = int(self.port.inbound_active())
             except Exception:
                 n = 0
             if (n > 0) != (self._inbound > 0):
-                self._post(F.InboundActive() if n > 0 else F.InboundDone())
+                self._post(T.InboundActive() if n > 0 else T.InboundDone())
             self._inbound = n
             await asyncio.sleep(self.sample_s)
 
     # --- up and down ------------------------------------------------------------------------
 
-    def _on_up(self, a: F.NotifyUp) -> None:
+    def _on_up(self, a: T.NotifyUp) -> None:
         now = self._now_dt()
         self.last_dial = self._dial_requested or now
         self._dial_requested = None
@@ -203,7 +203,7 @@ class CallDriver:
         release(self._held)
         self._held = None
 
-    def _on_down(self, a: F.NotifyDown) -> None:
+    def _on_down(self, a: T.NotifyDown) -> None:
         self._up.clear()
         self._dirty = True
         call, self._call = self._call, None

@@ -87,6 +87,7 @@ from datetime import datetime
 
 from link import linklog
 from link import fsm as F
+from link import transitions as T
 from link.calls import CallDriver
 from link.errors import LinkError
 from link.policy import Decision, Policy
@@ -162,14 +163,14 @@ class LinkManager(CallDriver, PolicyDriver):
 
     @contextlib.asynccontextmanager
     async def hold(self, reason: str):
-        self._post(F.Hold(reason))
+        self._post(T.Hold(reason))
         try:
             yield
         finally:
-            self._post(F.Release(reason))
+            self._post(T.Release(reason))
 
     async def wait_up(self, timeout: float) -> bool:
-        if self.fsm.state is F.LinkState.UP:
+        if self.fsm.state is T.LinkState.UP:
             return True
         try:
             async with asyncio.timeout(timeout):        # not wait_for: it can swallow a cancel (3.11)
@@ -192,7 +193,7 @@ class LinkManager(CallDriver, PolicyDriver):
         if iface != self.cfg.interface:
             return {"ignored": f"interface {iface} is not {self.cfg.interface}"}
         before = self.state
-        self._post(F.IfaceUp(iface, local, remote))
+        self._post(T.IfaceUp(iface, local, remote))
         return {"state": self.state, "changed": before != self.state}
 
     def link_down(self, iface: str, env: dict | None = None, **_ignored) -> dict:
@@ -201,20 +202,20 @@ class LinkManager(CallDriver, PolicyDriver):
             return {"ignored": f"interface {iface} is not {self.cfg.interface}"}
         self._ipdown_env = dict(env or {})
         before = self.state
-        self._post(F.IfaceDown(iface))
+        self._post(T.IfaceDown(iface))
         return {"state": self.state, "changed": before != self.state}
 
     def dial_now(self, reason: str = "operator") -> dict:
         """Operator dial (`edgemail link dial`): dials from IDLE, whatever the policy."""
-        if self.fsm.state is not F.LinkState.IDLE:
+        if self.fsm.state is not T.LinkState.IDLE:
             return {"dialing": False, "state": self.state, "why": f"link is {self.state}"}
         self._dial_requested = self._now_dt()
-        self._post(F.DialRequested(reason))
+        self._post(T.DialRequested(reason))
         return {"dialing": True, "state": self.state}
 
     def hangup_now(self) -> dict:
         """Operator hang-up: stop pppd; its exit ends the call as usual."""
-        if self.fsm.state not in (F.LinkState.UP, F.LinkState.CONNECTING, F.LinkState.DIALING):
+        if self.fsm.state not in (T.LinkState.UP, T.LinkState.CONNECTING, T.LinkState.DIALING):
             return {"hangup": False, "state": self.state}
         self._spawn("hangup", self._do_hangup("operator"))
         return {"hangup": True, "state": self.state}
@@ -258,17 +259,17 @@ class LinkManager(CallDriver, PolicyDriver):
         now = self.clock.monotonic()
         deadline = self.fsm.deadline()
         if deadline is not None and now >= deadline:
-            self._feed(F.Timer())
+            self._feed(T.Timer())
         if self._scheduler is not None:
             self._scheduler.run_pending()
         if self._policy_at is not None and now >= self._policy_at:
             self._dirty = True
-        if self._dirty and self.fsm.state is F.LinkState.IDLE and "hangup" not in self._tasks:
+        if self._dirty and self.fsm.state is T.LinkState.IDLE and "hangup" not in self._tasks:
             self._ask_policy()
-        if self._more and self.fsm.state is F.LinkState.UP and self.fsm.phase is F.Phase.LINGER:
+        if self._more and self.fsm.state is T.LinkState.UP and self.fsm.phase is T.Phase.LINGER:
             self._more = False               # kept while a run is under way: asked again after it
             if self._summary().queued > self._left_after_run:   # new mail, not what a run left
-                self._post(F.MailWaiting())
+                self._post(T.MailWaiting())
 
     def _next_wake(self) -> float | None:
         now = self.clock.monotonic()
@@ -290,37 +291,37 @@ class LinkManager(CallDriver, PolicyDriver):
         actions = self.fsm.handle(event, self.clock.monotonic())
         if self.fsm.state is not before:
             self._log_state(event, actions)
-            if self.fsm.state is F.LinkState.IDLE:
+            if self.fsm.state is T.LinkState.IDLE:
                 self._dirty = True
         for action in actions:
             self._perform(action)
 
     def _log_state(self, event, actions) -> None:
-        causes = [a.cause for a in actions if isinstance(a, F.Hangup)]
-        reason = causes[0] if causes and self.fsm.state is F.LinkState.HANGING_UP else _reason(event)
+        causes = [a.cause for a in actions if isinstance(a, T.Hangup)]
+        reason = causes[0] if causes and self.fsm.state is T.LinkState.HANGING_UP else _reason(event)
         log.info(linklog.state(self.fsm.state.name, reason))
         self.log = (self.log + [linklog.state(self.fsm.state.name, reason)])[-20:]
 
     def _perform(self, a) -> None:
-        if isinstance(a, F.Dial):
+        if isinstance(a, T.Dial):
             self._spawn("dial", self._do_dial(a))
-        elif isinstance(a, F.StartPppd):
+        elif isinstance(a, T.StartPppd):
             if self.mode == "modem":
                 self._spawn("pppd", self._do_pppd())
-        elif isinstance(a, F.ClearHostStatus):
+        elif isinstance(a, T.ClearHostStatus):
             self._port_call("clear_host_status")
-        elif isinstance(a, F.RunQueue):
+        elif isinstance(a, T.RunQueue):
             self._spawn("run", self._do_run(a.link_up))
-        elif isinstance(a, F.SendEtrn):
+        elif isinstance(a, T.SendEtrn):
             self._spawn("etrn", self._do_etrn(a.domains))
-        elif isinstance(a, F.StopRun):
+        elif isinstance(a, T.StopRun):
             log.info(linklog.stop_run(a.cause))
             self._port_call("stop_run")
-        elif isinstance(a, F.Hangup):
+        elif isinstance(a, T.Hangup):
             self._spawn("hangup", self._do_hangup(a.cause))
-        elif isinstance(a, F.NotifyUp):
+        elif isinstance(a, T.NotifyUp):
             self._on_up(a)
-        elif isinstance(a, F.NotifyDown):
+        elif isinstance(a, T.NotifyDown):
             self._on_down(a)
 
     def _spawn(self, name: str, coro) -> None:
@@ -349,19 +350,19 @@ class LinkManager(CallDriver, PolicyDriver):
 
 
 def _reason(event) -> str:
-    if isinstance(event, F.DialRequested):
+    if isinstance(event, T.DialRequested):
         return event.reason
-    if isinstance(event, F.DialResult):
+    if isinstance(event, T.DialResult):
         return event.result
-    if isinstance(event, (F.CarrierLost,)):
+    if isinstance(event, (T.CarrierLost,)):
         return event.cause
-    if isinstance(event, F.PppdExited):
+    if isinstance(event, T.PppdExited):
         return f"pppd-exit({event.code},{exit_cause(event.code)})"
-    if isinstance(event, F.IfaceUp):
+    if isinstance(event, T.IfaceUp):
         return f"{event.ifname}-up({event.addr})"
-    if isinstance(event, F.IfaceDown):
+    if isinstance(event, T.IfaceDown):
         return f"{event.ifname}-down"
-    if isinstance(event, F.Timer):
+    if isinstance(event, T.Timer):
         return "timer"
     return type(event).__name__
 

@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 
 from link import linklog
-from link import fsm as F
+from link import transitions as T
 from link.policy import Demand, Policy
 
 log = logging.getLogger("link")
@@ -91,7 +91,7 @@ class PolicyDriver:
         self._policy_at = None
         if d.dial:
             self._dial_requested = now
-            self._post(F.DialRequested(d.reason))
+            self._post(T.DialRequested(d.reason))
         elif d.next_at is not None:
             self._policy_at = self.clock.monotonic() + max((d.next_at - now).total_seconds(), 0.0)
 
@@ -143,7 +143,7 @@ class PolicyDriver:
     def explain(self) -> str:
         now = self._now_dt()
         lines = [f"link is {self.state} (mode {self.mode})", self.policy.explain(now, self.demand(now))]
-        if self.fsm.state is F.LinkState.BACKOFF and self.fsm.deadline() is not None:
+        if self.fsm.state is T.LinkState.BACKOFF and self.fsm.deadline() is not None:
             wait = self.fsm.deadline() - self.clock.monotonic()
             lines.append(f"backing off after {self.fsm.failed_dials} failed dial(s): {max(wait, 0):.0f}s left")
         return "\n".join(lines)
