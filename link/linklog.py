@@ -24,13 +24,25 @@ THE LINES
         state(): the FSM moved to STATE (IDLE, DIALING, CONNECTING, UP,
         HANGING_UP, BACKOFF) because of R (a dial reason, a dial result,
         ppp0-up(ADDR), ppp0-down, pppd-exit(N,CAUSE), timer, idle, ...).
+
+  The call (link.calls):
+
   link: stop_run=CAUSE   [info]
         stop_run(): the line is going down with a queue run or ETRN under
         way: the MTA is asked to stop it (nothing grows a backoff).
+  link: etrn=DOMAIN, reply=CODE TEXT   [info]
+        etrn_reply(): the ISP's answer to ETRN for one domain (code 0: none).
+  link: netwatch=failed, error=E, retry=Ns   [warning]
+        netwatch_failed(): the netlink watcher failed; it is restarted.
+  link: call=ended, connect=Ns, sent=N, rcvd=N, cause=C   [info]
+        call_ended(): a call that came up is over (counters or pppd's
+        ip-down environment).
+  link: accounting=failed, error=E   [error]
+        accounting_failed(): the call could not be written to the ledger.
   link: task=NAME, error=E   [error]
-        task_failed(): a task of the manager ended by an exception (our bug).
+        task_failed(): a task of the call ended by an exception (our bug).
 
-  The call (link.calls):
+  The line (link.line):
 
   link: up_command=failed, error=E   [warning]
         up_command_failed(): external-link mode: the up command did not run.
@@ -44,15 +56,6 @@ THE LINES
         hangup(): the modem is on-hook; HOW is dtr or ath.
   link: hangup=failed, cause=C, error=E   [warning]
         hangup_failed(): the modem did not answer after the hang-up.
-  link: etrn=DOMAIN, reply=CODE TEXT   [info]
-        etrn_reply(): the ISP's answer to ETRN for one domain (code 0: none).
-  link: netwatch=failed, error=E, retry=Ns   [warning]
-        netwatch_failed(): the netlink watcher failed; it is restarted.
-  link: call=ended, connect=Ns, sent=N, rcvd=N, cause=C   [info]
-        call_ended(): a call that came up is over (counters or pppd's
-        ip-down environment).
-  link: accounting=failed, error=E   [error]
-        accounting_failed(): the call could not be written to the ledger.
 
   The MTA's port (link.port):
 
@@ -112,15 +115,33 @@ def state(state: str, reason: str) -> str:
     return f"link: state={state}, reason={clean(reason)}"
 
 
+# --- the call ------------------------------------------------------------------
+
 def stop_run(cause: str) -> str:
     return f"link: stop_run={cause}"
+
+
+def etrn_reply(domain: str, code: int, text: str) -> str:
+    return f"link: etrn={clean(domain)}, reply={code} {clean(text)}"
+
+
+def netwatch_failed(error: object, retry_s: float) -> str:
+    return f"link: netwatch=failed, error={clean(error)}, retry={retry_s:g}s"
+
+
+def call_ended(connect_s: float, sent: int, rcvd: int, cause: str) -> str:
+    return f"link: call=ended, connect={connect_s:.1f}s, sent={sent:d}, rcvd={rcvd:d}, cause={cause}"
+
+
+def accounting_failed(error: object) -> str:
+    return f"link: accounting=failed, error={clean(error)}"
 
 
 def task_failed(name: str, error: BaseException | None) -> str:
     return f"link: task={name}, error={error!r}"
 
 
-# --- the call ------------------------------------------------------------------
+# --- the line ------------------------------------------------------------------
 
 def up_command_failed(error: object) -> str:
     return f"link: up_command=failed, error={clean(error)}"
@@ -144,22 +165,6 @@ def hangup(how: str, cause: str) -> str:
 
 def hangup_failed(cause: str, error: object) -> str:
     return f"link: hangup=failed, cause={cause}, error={clean(error)}"
-
-
-def etrn_reply(domain: str, code: int, text: str) -> str:
-    return f"link: etrn={clean(domain)}, reply={code} {clean(text)}"
-
-
-def netwatch_failed(error: object, retry_s: float) -> str:
-    return f"link: netwatch=failed, error={clean(error)}, retry={retry_s:g}s"
-
-
-def call_ended(connect_s: float, sent: int, rcvd: int, cause: str) -> str:
-    return f"link: call=ended, connect={connect_s:.1f}s, sent={sent:d}, rcvd={rcvd:d}, cause={cause}"
-
-
-def accounting_failed(error: object) -> str:
-    return f"link: accounting=failed, error={clean(error)}"
 
 
 # --- the MTA's port --------------------------------------------------------------

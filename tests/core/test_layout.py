@@ -28,7 +28,7 @@ KNOWN_CYCLES: set[frozenset[str]] = {
 KNOWN_LONG_MODULES = {"edgemail.maillog", "edgemail.smtpd.protocol"}
 KNOWN_LONG_FUNCTIONS = {
     "edgemail.cli.flags.parse_sendmail_args", "edgemail.config.loader.from_dict", "edgemail.config.loader.dump",
-    "edgemail.spool.syncer._commit_batch", "link.policydriver.compile_jobs",
+    "edgemail.spool.syncer._commit_batch",
 }
 
 

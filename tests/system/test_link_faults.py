@@ -25,6 +25,7 @@ import socket
 import threading
 import time
 from dataclasses import replace
+from datetime import datetime, timezone
 
 import pytest
 
@@ -34,7 +35,8 @@ from edgemail.envelope import Envelope, Recipient
 from edgemail.delivery.etrn import etrn
 from edgemail.spool.store import Store
 from link.accounting import Ledger
-from link.manager import LinkManager, QueueSummary
+from link.manager import LinkManager
+from link.port import QueueSummary
 from link.policy import parse
 from link.ppp import Pppd
 
@@ -211,7 +213,7 @@ class Rig:
         while not pred():
             if loop.time() > end:
                 raise AssertionError(f"timed out waiting for {what}: state={self.mgr.state}, "
-                                     f"log={self.mgr.log}\n{self.world.log_tail('modemsim')}")
+                                     f"log={self.mgr.recent}\n{self.world.log_tail('modemsim')}")
             if self.task.done():
                 self.task.result()
             await asyncio.sleep(0.05)
@@ -256,10 +258,10 @@ async def test_busy_then_success_delivers_and_hangs_up_idle(rig, caplog):
     await r.until(lambda: r.mgr.state == "down" and not r.queued(), what="idle hang-up with the queue empty")
     assert len(r.sink.messages) == 2 and r.queued() == [] and qids
     assert r.port.calls[:2] == ["clear_host_status", "run_queue"] and "etrn" in r.port.calls
-    assert r.sink.etrns == ["ETRN example.org"] and r.mgr.last_etrn["ok"] is True
+    assert r.sink.etrns == ["ETRN example.org"] and r.mgr.status()["last_etrn"]["ok"] is True
     assert lines(caplog, "result=BUSY") and lines(caplog, "state=UP, reason=ppp0-up(10.64.0.2)")
     assert lines(caplog, "state=HANGING_UP, reason=idle") and lines(caplog, "state=IDLE, reason=")
-    assert r.ledger.usage(r.mgr._now_dt()).calls == 1
+    assert r.ledger.usage(datetime.now(timezone.utc)).calls == 1
     assert r.mgr.status()["last_call"]["connect_s"] > 0
     await r.stop()
 
@@ -304,7 +306,7 @@ async def test_pppd_dying_ends_the_call_and_nothing_is_lost(rig, caplog):
     await r.queue(1)
     r.start()
     await r.until(lambda: not r.queued() and r.mgr.fsm.phase.value == "linger", what="linger")
-    os.killpg(r.mgr.pppd.pid, signal.SIGKILL)
+    os.killpg(r.mgr.calls.line.pppd.pid, signal.SIGKILL)
     await r.until(lambda: r.mgr.state == "down", what="down after pppd died")
     assert lines(caplog, "pppd=exited, status=-9, cause=killed(SIGKILL)")
     assert lines(caplog, "state=IDLE, reason=ppp0-down") or lines(caplog, "state=IDLE, reason=pppd-exit(-9")
@@ -321,7 +323,7 @@ async def test_ppp0_flapping_ends_the_call_once(rig, caplog):
     await r.until(lambda: not r.queued() and r.mgr.fsm.phase.value == "linger", what="linger")
     r.world.run_in(r.world.edge_ns, ["ip", "link", "set", "ppp0", "down"], check=True)
     r.world.run_in(r.world.edge_ns, ["ip", "link", "set", "ppp0", "up"], check=False)
-    await r.until(lambda: r.mgr.state == "down" and not r.mgr.pppd.running, what="down")
+    await r.until(lambda: r.mgr.state == "down" and not r.mgr.calls.line.pppd.running, what="down")
     assert lines(caplog, "state=IDLE, reason=ppp0-down")
     assert len(r.sink.messages) == 1 and r.queued() == []
     await r.stop()
