@@ -306,13 +306,15 @@ async def test_pppd_dying_ends_the_call_and_nothing_is_lost(rig, caplog):
     await r.queue(1)
     r.start()
     await r.until(lambda: not r.queued() and r.mgr.fsm.phase.value == "linger", what="linger")
+    asked = r.mgr.policy_driver.asked                            # the loop asks only while the line is down
     os.killpg(r.mgr.calls.line.pppd.pid, signal.SIGKILL)
     await r.until(lambda: r.mgr.state == "down", what="down after pppd died")
     assert lines(caplog, "pppd=exited, status=-9, cause=killed(SIGKILL)")
     assert lines(caplog, "state=IDLE, reason=ppp0-down") or lines(caplog, "state=IDLE, reason=pppd-exit(-9")
     assert r.mgr.fsm.failed_dials == 0 and len(r.sink.messages) == 1
-    await asyncio.sleep(0.5)
-    assert r.mgr.state == "down"                                 # empty queue: the policy does not redial
+    await r.until(lambda: r.mgr.policy_driver.asked > asked, what="the policy asked after the call")
+    assert r.mgr.policy_driver.decision.dial is False            # empty queue: the policy does not redial
+    assert r.mgr.state == "down"
     await r.stop()
 
 
@@ -357,7 +359,7 @@ def test_isp_refusing_auth_defers_without_bounce_or_redial_then_delivers(world, 
     daemon = edge_daemon(w, policy=POLICY.replace("idle_hangup = 1s", "idle_hangup = 2s"))
     daemon.start()
     daemon.sendmail("From: bob@edge.example\nTo: carol@remote1.example\nSubject: via the ISP\n\nhello\n")
-    daemon.until(lambda: daemon.status()["link"]["state"] == "up", 20, "the policy's dial")
+    asked = asked_while_up(daemon)
     daemon.until(lambda: w.relay_log("auth"), 20, "our AUTH at the relay")
     daemon.until(lambda: daemon.status()["link"]["state"] == "down", 20, "idle hang-up")
     auths = w.relay_log("auth")
@@ -371,7 +373,8 @@ def test_isp_refusing_auth_defers_without_bounce_or_redial_then_delivers(world, 
     assert len(deferred) == 1 and "dsn=4.7.8" in deferred[0] and "stat=Deferred" in deferred[0], deferred
     assert "report=" not in log and daemon.maildir() == []     # no DSN, no bounce
     assert "secret" not in log
-    time.sleep(2.0)                                             # the policy has its chances: no redial loop
+    decided = asked_after(daemon, asked)                        # the policy, asked after the call: no redial loop
+    assert decided["dial"] is False and decided["queued"] == 0, decided
     assert daemon.status()["link"]["state"] == "down"
     assert daemon.log.read_text().count("link: state=DIALING") == 1
     assert w.sink_messages() == [] and w.relay_log("relay") == []
@@ -417,7 +420,8 @@ def test_carrier_loss_during_data_with_the_whole_daemon(world, edge_daemon):
     daemon.until(lambda: daemon.status()["link"]["state"] == "up", 20, "the policy's dial")
     daemon.until(lambda: w.modem_control("status")["counters"]["up_bytes"] > 60_000, 20, "DATA under way")
     w.modem_control("drop", mode="soft")
-    daemon.until(lambda: daemon.status()["link"]["state"] == "down", 20, "the line down")
+    # the call's end, not state "down": the policy may redial for the deferred mail at once
+    daemon.until(lambda: "link: call=ended" in daemon.log.read_text(), 20, "the call's end")
     daemon.until(lambda: "stat=Deferred" in daemon.log.read_text(), 20, "the attempt deferred")
     st = daemon.status()
     assert st["queue"]["count"] == 1 and st["link"]["failed_dials"] == 0
@@ -448,6 +452,19 @@ def test_failed_dial_backs_off_and_keeps_the_mail_with_the_whole_daemon(world, e
     assert w.sink_messages() == [] and daemon.maildir() == [] and "report=" not in daemon.log.read_text()
 
 
+def asked_while_up(daemon) -> int:
+    """How often the daemon's loop has asked the policy, read while a call is up
+    (the loop asks only while the line is down: any later ask is after the call)."""
+    st = daemon.until(lambda: (s := daemon.status())["link"]["state"] == "up" and s, 20, "the line up")
+    return st["policy"]["asked"]
+
+
+def asked_after(daemon, asked: int) -> dict:
+    """The policy's first decision after `asked` (a positive event: it was asked)."""
+    return daemon.until(lambda: (p := daemon.status()["policy"])["asked"] > asked and p, 20,
+                        "the policy asked after the call")
+
+
 def _pppd_pid(daemon) -> int:
     started = [ln for ln in daemon.log.read_text().splitlines() if "link: pppd=started, pid=" in ln]
     return int(started[-1].split("pid=")[1].split(",")[0])
@@ -464,22 +481,24 @@ def test_pppd_dying_and_ppp0_flapping_with_the_whole_daemon(world, edge_daemon):
     daemon.sendmail("From: bob@edge.example\nTo: carol@remote1.example\nSubject: one\n\nhello\n")
     daemon.until(lambda: w.sink_messages() and daemon.status()["queue"]["count"] == 0, 30, "delivery")
     pid = _pppd_pid(daemon)
+    asked = asked_while_up(daemon)
     os.kill(pid, signal.SIGKILL)
     daemon.until(lambda: daemon.status()["link"]["state"] == "down", 20, "down after pppd died")
     assert "pppd=exited, status=-9, cause=killed(SIGKILL)" in daemon.log.read_text()
-    time.sleep(1.5)
-    assert daemon.status()["link"]["state"] == "down"            # empty queue: no redial
+    assert asked_after(daemon, asked)["dial"] is False            # empty queue: no redial
+    assert daemon.status()["link"]["state"] == "down"
     assert daemon.status()["link"]["failed_dials"] == 0
 
     daemon.cli("edgemail", "link", "dial")
     daemon.until(lambda: daemon.status()["link"]["state"] == "up", 20, "the second call")
     daemon.sendmail("From: bob@edge.example\nTo: carol@remote1.example\nSubject: two\n\nhello\n")
     daemon.until(lambda: len(w.sink_messages()) == 2, 30, "the second delivery")
+    asked = asked_while_up(daemon)
     w.run_in(w.edge_ns, ["ip", "link", "set", "ppp0", "down"], check=True)
     w.run_in(w.edge_ns, ["ip", "link", "set", "ppp0", "up"], check=False)
     daemon.until(lambda: daemon.status()["link"]["state"] == "down", 20, "down after the flap")
-    time.sleep(1.5)
+    assert asked_after(daemon, asked)["dial"] is False            # the flap ended the call, no redial
     log = daemon.log.read_text()
-    assert daemon.status()["link"]["state"] == "down"            # the flap ended the call, no redial
+    assert daemon.status()["link"]["state"] == "down"
     assert log.count("link: state=DIALING, reason=") == 2, log[-3000:]   # the policy's and ours
     assert daemon.status()["queue"]["count"] == 0 and len(w.sink_messages()) == 2
