@@ -117,7 +117,8 @@ class Modem:
 
     def _serial(self) -> serial.Serial:
         assert self._writer is not None, "modem not open"
-        return self._writer.transport.serial
+        ser: serial.Serial = getattr(self._writer.transport, "serial")   # serial_asyncio_fast's SerialTransport
+        return ser
 
     # --- command mode ------------------------------------------------------------
 
@@ -139,6 +140,8 @@ class Modem:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
+            if self._reader is None:
+                raise LinkLost(f"{self.device}: not open")
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise DialFailed("TIMEOUT", detail=f"no answer to {what} within {timeout:g}s")

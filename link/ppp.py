@@ -126,7 +126,8 @@ class Pppd:
         if self.running:
             raise LinkError(f"pppd already running (pid {self.pid})")
         argv = self.argv(device)
-        out = open(self.log_path, "ab") if self.log_path else asyncio.subprocess.DEVNULL
+        log_file = open(self.log_path, "ab") if self.log_path else None
+        out = log_file if log_file is not None else asyncio.subprocess.DEVNULL
         try:
             self._proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out,
@@ -134,8 +135,8 @@ class Pppd:
         except OSError as e:
             raise LinkError(f"cannot start {self.program}: {e.strerror or e}") from e
         finally:
-            if self.log_path:
-                out.close()
+            if log_file is not None:
+                log_file.close()
         self.device = device
         log.info(linklog.pppd_started(self._proc.pid, device))
         return self._proc.pid
