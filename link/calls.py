@@ -47,11 +47,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from link import linklog
 from link.accounting import Ledger, Usage, from_ip_down_env
@@ -68,6 +68,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("link")
 #: after an OSError the netlink watcher is opened again this much later
 NETWATCH_RETRY_S = 1.0
+
+
+class Watcher(Protocol):
+    """What the call driver uses of link.netwatch.NetWatch (netwatch_factory makes one)."""
+
+    async def __aenter__(self) -> Watcher: ...
+    async def __aexit__(self, *exc: object) -> None: ...
+    def __aiter__(self) -> AsyncIterator[object]: ...
+    async def counters(self) -> tuple[int, int] | None: ...
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -91,14 +101,14 @@ class CallDriver:
 
     def __init__(self, cfg, *, clock: Clock, port: Port, post: Callable[[LinkEvent], None],
                  wake: Callable[[], None], line: Line | None = None, ledger: Ledger | None = None,
-                 netwatch_factory: Callable[[], NetWatch] | None = None, sample_s: float = 1.0) -> None:
+                 netwatch_factory: Callable[[], Watcher] | None = None, sample_s: float = 1.0) -> None:
         self.mode = cfg.mode
         self.clock, self.port, self.ledger = clock, port, ledger
         self._post, self._wake = post, wake
         self.line = line if line is not None else Line(cfg)
-        self._netwatch_factory: Callable[[], NetWatch] = netwatch_factory or partial(_make_netwatch, cfg)
+        self._netwatch_factory: Callable[[], Watcher] = netwatch_factory or partial(_make_netwatch, cfg)
         self.sample_s = sample_s
-        self._watch: NetWatch | None = None
+        self._watch: Watcher | None = None
         self._tasks: dict[str, asyncio.Task] = {}
         self._call: ActiveCall | None = None
         self._ipdown_env: dict | None = None

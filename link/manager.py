@@ -75,7 +75,7 @@ from typing import TYPE_CHECKING
 
 from link import linklog
 from link.accounting import Ledger
-from link.calls import CallDriver
+from link.calls import CallDriver, Watcher
 from link.fsm import FsmConfig, LinkFSM
 from link.line import Line
 from link.policy import Demand, Policy
@@ -90,7 +90,6 @@ if TYPE_CHECKING:
     import schedule
 
     from link.modem import Modem
-    from link.netwatch import NetWatch
 
 __all__ = ["LinkManager", "fsm_config"]
 
@@ -116,7 +115,7 @@ class LinkManager:
 
     def __init__(self, cfg, policy: Policy, *, clock: Clock, port: MtaPort | None,
                  etrn_domains: tuple[str, ...] = (), ledger: Ledger | None = None, modem: Modem | None = None,
-                 pppd: Pppd | None = None, netwatch_factory: Callable[[], NetWatch] | None = None,
+                 pppd: Pppd | None = None, netwatch_factory: Callable[[], Watcher] | None = None,
                  sample_s: float = 1.0, fsm_overrides: dict | None = None,
                  scheduler: schedule.Scheduler | None = None) -> None:
         self.cfg = cfg
