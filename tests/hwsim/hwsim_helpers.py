@@ -3,7 +3,8 @@ a module named conftest would clash with tests/system's when both folders
 run in one pytest command).
 
 ModemProc: hardware-sim/modemsim.py on a pty in a temporary folder;
-run_chat: the real chat(8) on a tty; EdgeMailListener: an aiosmtpd server in
+open_port, command, connect: pyserial on its tty (also used by
+tests/bench/hwsim_timing.py); run_chat: the real chat(8) on a tty; EdgeMailListener: an aiosmtpd server in
 the world's edge namespace, the stand-in for edgemail's ISP-facing listener.
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ import tty
 from pathlib import Path
 
 import pytest
+import serial
 
 HWSIM = Path(__file__).resolve().parents[2] / "hardware-sim"
 sys.path.insert(0, str(HWSIM))
@@ -69,6 +71,33 @@ class ModemProc:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def open_port(m, timeout=1.0):
+    """pyserial on the modem's tty (115200, `timeout` per read)."""
+    return serial.Serial(m.tty, 115200, timeout=timeout)
+
+
+def command(port, cmd: bytes, want_end=b"\r\n", wait_s=1.0) -> bytes:
+    """One AT command; what came back until a final result (or `wait_s`)."""
+    port.reset_input_buffer()
+    port.write(cmd + b"\r")
+    end = time.monotonic() + wait_s
+    buf = b""
+    while time.monotonic() < end:
+        buf += port.read(port.in_waiting or 1)
+        if buf.endswith(want_end) and len(buf.strip()) > 0:
+            if any(word in buf for word in (b"OK", b"ERROR", b"CONNECT", b"NO CARRIER", b"BUSY")):
+                break
+    return buf
+
+
+def connect(port, cmd=b"ATDT5551234"):
+    """Echo off, dial: the CONNECT reply (AssertionError when the modem says otherwise)."""
+    assert command(port, b"ATE0").endswith(b"OK\r\n")
+    reply = command(port, cmd, wait_s=3)
+    assert b"CONNECT" in reply, reply
+    return reply
 
 
 def open_raw(path: str) -> int:
