@@ -1,6 +1,7 @@
 """hwsim_timing — how well the simulated modem keeps time over a real pty (figures, not a test).
 
-Usage: tests/bench/hwsim_timing.py [--runs 5] [--out bench-out]   (no root needed)
+Usage: tests/bench/hwsim_timing.py [--runs 5] [--world] [--out bench-out]
+       (no root needed; --world, the figures over ppp0, needs root)
 
 tests/hwsim asserts what modemsim.py does over the pty; the timings are
 asserted on virtual time (test_modemcore.py: guard time, connect delay,
@@ -20,8 +21,18 @@ Figures (each the median of --runs fresh modems, with min and max):
     connect     ATDT with connect_delay 1.0 s -> CONNECT; want 1.0 s
     drop        --drop-after-s 0.5: CONNECT -> NO CARRIER; want 0.5 s
 
-Output: a table on stdout and OUT/hwsim-timing.json (figures in seconds,
-want, ratio median/want, the load average before and after).
+With --world (root: simworld's namespaces, fakepppd, ppp0; the default
+line, 56k down, 33.6k up, 50 ms each way), from tests/hwsim/test_link.py:
+
+    rtt         TCP echo of 32 B over ppp0 (median of 7); want 2 x 0.050 s
+                + one 86 B frame each way at 33.6k and 56k
+    down, up    goodput of 24000 B (down) / 16000 B (up), from the first
+                segment on, in kbit/s; want the line rate (56 / 33.6)
+    dellink     "hard" carrier loss -> RTM_DELLINK of ppp0; want < 0.2 s
+
+Output: a table on stdout and OUT/hwsim-timing.json (want, median, min,
+max: seconds, kbit/s for down and up; ratio median/want; the load average
+before and after).
 """
 from __future__ import annotations
 
@@ -39,7 +50,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from tests.hwsim.hwsim_helpers import ModemProc, command, connect, open_port  # noqa: E402
+from tests.hwsim.hwsim_helpers import (ModemProc, bulk_transfer, command, connect, echo_client,  # noqa: E402
+                                       link_up, open_port, simworld)
 
 
 @contextlib.contextmanager
@@ -109,6 +121,69 @@ def drop(tmp: Path) -> float:
     return secs
 
 
+def rtt(w) -> float:
+    c = echo_client(w, 7002)
+    rtts = []
+    for _ in range(7):
+        time.sleep(0.05)                          # let the previous ACK clear the line
+        t0 = time.monotonic()
+        c.sendall(b"p" * 32)
+        assert c.recv(100) == b"p" * 32
+        rtts.append(time.monotonic() - t0)
+    c.close()
+    return statistics.median(rtts)
+
+
+def goodput(w, direction: str, nbytes: int) -> float:
+    """kbit/s from the first segment in to the last."""
+    first, after_first = None, 0
+    for data in bulk_transfer(w, direction, nbytes, 7003 if direction == "down" else 7004):
+        if first is None:
+            first = time.monotonic()
+        else:
+            after_first += len(data)
+    assert first is not None
+    return after_first * 8 / (time.monotonic() - first) / 1000
+
+
+def dellink(w) -> float:
+    from tests.hwsim.netlinkrec import NetlinkRecorder
+    with NetlinkRecorder(w.edge_ns) as rec:
+        proc = link_up(w)
+        t0 = time.monotonic()
+        w.modem_control("drop", mode="hard")
+        gone = rec.wait_for("DELLINK").t - t0
+    proc.wait(5)
+    return gone
+
+
+def world_figures(runs: int) -> dict:
+    frame = 32 + 52 + 2                           # payload, IPv4 + TCP with timestamps, SLIP ENDs
+    wants = {"rtt": 2 * 0.050 + frame * 8 / 33600 + frame * 8 / 56000, "down": 56.0, "up": 33.6, "dellink": 0.2}
+    got: dict[str, list[float]] = {k: [] for k in wants}
+    for _ in range(runs):
+        w = simworld.World.up(with_isp=False, link={"buffer": 65536})
+        try:
+            link_up(w)
+            got["rtt"].append(rtt(w))
+            got["down"].append(goodput(w, "down", 24000))
+            got["up"].append(goodput(w, "up", 16000))
+        finally:
+            w.down()
+        w = simworld.World.up(with_isp=False)
+        try:
+            got["dellink"].append(dellink(w))
+        finally:
+            w.down()
+    return {k: summary(got[k], wants[k]) for k in wants}
+
+
+def summary(got: list[float], want: float) -> dict:
+    med = statistics.median(got)
+    return {"want": round(want, 4), "median": round(med, 4), "min": round(min(got), 4),
+            "max": round(max(got), 4), "ratio": round(med / want, 3), "runs": len(got)}
+
+
 FIGURES = {"pacing": (pacing, 1024 * 8 / 33600 + 0.100), "repaced": (repaced, 2000 * 8 / 400000 + 0.010),
            "guard": (guard, 0.3), "connect": (connect_delay, 1.0), "drop": (drop, 0.5)}
 
@@ -120,24 +195,25 @@ def measure(runs: int) -> dict:
         for _ in range(runs):
             with tempfile.TemporaryDirectory(prefix="hwsim-timing-") as tmp:
                 got.append(fn(Path(tmp)))
-        med = statistics.median(got)
-        out[name] = {"want_s": round(want, 4), "median_s": round(med, 4), "min_s": round(min(got), 4),
-                     "max_s": round(max(got), 4), "ratio": round(med / want, 3), "runs": runs}
+        out[name] = summary(got, want)
     return out
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--world", action="store_true", help="also the figures over ppp0 (root)")
     ap.add_argument("--out", default="bench-out")
     args = ap.parse_args(argv)
     load_before = os.getloadavg()
     figures = measure(args.runs)
+    if args.world:
+        figures.update(world_figures(args.runs))
     report = {"figures": figures, "load_before": load_before, "load_after": os.getloadavg(),
               "at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    print(f"{'figure':10} {'want s':>8} {'median s':>9} {'min s':>7} {'max s':>7} {'ratio':>6}")
+    print(f"{'figure':10} {'want':>8} {'median':>9} {'min':>7} {'max':>7} {'ratio':>6}   (s; down, up: kbit/s)")
     for name, f in figures.items():
-        print(f"{name:10} {f['want_s']:8.3f} {f['median_s']:9.3f} {f['min_s']:7.3f} {f['max_s']:7.3f} {f['ratio']:6.2f}")
+        print(f"{name:10} {f['want']:8.3f} {f['median']:9.3f} {f['min']:7.3f} {f['max']:7.3f} {f['ratio']:6.2f}")
     print(f"load average before {load_before[0]:.2f}, after {report['load_after'][0]:.2f}")
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "hwsim-timing.json").write_text(json.dumps(report, indent=1))
