@@ -102,7 +102,6 @@ class CallDriver:
     def __init__(self, cfg, *, clock: Clock, port: Port, post: Callable[[LinkEvent], None],
                  wake: Callable[[], None], line: Line | None = None, ledger: Ledger | None = None,
                  netwatch_factory: Callable[[], Watcher] | None = None, sample_s: float = 1.0) -> None:
-        self.mode = cfg.mode
         self.clock, self.port, self.ledger = clock, port, ledger
         self._post, self._wake = post, wake
         self.line = line if line is not None else Line(cfg)
@@ -122,7 +121,7 @@ class CallDriver:
         """Start what one of the FSM's call actions asks for (NotifyUp/Down: up()/down())."""
         if isinstance(action, Dial):
             self._spawn("dial", self._dial(action.numbers))
-        elif isinstance(action, StartPppd) and self.mode == "modem":
+        elif isinstance(action, StartPppd) and self.line.mode == "modem":
             self._spawn("pppd", self._pppd())
         elif isinstance(action, ClearHostStatus):
             self.port.clear_host_status()
