@@ -31,15 +31,18 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
+from link import linklog
 from link.fileio import write_atomically
 
 log = logging.getLogger("link")
 VERSION = 1
+N = TypeVar("N", int, float)
 
 
 @dataclass(frozen=True)
@@ -69,17 +72,19 @@ class CallRecord:
 
 def from_ip_down_env(env: Mapping[str, str]) -> tuple[float, int, int]:
     """(connect_s, bytes_sent, bytes_rcvd) from pppd's ip-down environment."""
-    out = []
-    for name, kind in (("CONNECT_TIME", float), ("BYTES_SENT", int), ("BYTES_RCVD", int)):
-        raw = env.get(name, "0")
-        try:
-            value = kind(raw)
-        except ValueError:
-            raise ValueError(f"ip-down environment: {name}={raw!r} is not a number") from None
-        if value < 0:
-            raise ValueError(f"ip-down environment: {name}={raw!r} is negative")
-        out.append(value)
-    return out[0], out[1], out[2]
+    return (_env_number(env, "CONNECT_TIME", float), _env_number(env, "BYTES_SENT", int),
+            _env_number(env, "BYTES_RCVD", int))
+
+
+def _env_number(env: Mapping[str, str], name: str, kind: Callable[[str], N]) -> N:
+    raw = env.get(name, "0")
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ValueError(f"ip-down environment: {name}={raw!r} is not a number") from None
+    if value < 0:
+        raise ValueError(f"ip-down environment: {name}={raw!r} is negative")
+    return value
 
 
 class Ledger:
@@ -146,7 +151,7 @@ class Ledger:
         except (ValueError, TypeError, KeyError, AttributeError) as e:
             bad = self.path + ".corrupt"
             os.replace(self.path, bad)
-            log.warning("link: state_file=%s, status=corrupt (%s), moved_to=%s", self.path, e, bad)
+            log.warning(linklog.state_file_corrupt(self.path, e, bad))
             self.days, self.last_call = {}, None
 
     def _save(self) -> None:

@@ -1,45 +1,45 @@
-"""calls.py - the link manager's call: dial, pppd, hang-up, the link-up work (DRIVER).
+"""calls.py - the call: dial, pppd, hang-up, the link-up work, the call's record (DRIVER).
 
 NAME
-    calls - CallDriver, the LinkManager's mixin that performs the FSM's
-    call actions and turns their results into FSM events
+    calls - CallDriver: performs the FSM's call actions on the line and with
+    the MTA, and turns their results into FSM events
+
+SYNOPSIS
+    calls = CallDriver(cfg.link, clock=clock, port=Port(mta), post=feed, wake=loop.set,
+                       ledger=Ledger(path))           # line=Line(cfg.link) by default
+    calls.start()                       # the netlink watcher (IfaceUp / IfaceDown events)
+    calls.perform(Dial(numbers, "urgent"))   # Dial, StartPppd, ClearHostStatus, RunQueue,
+                                        # SendEtrn, StopRun, Hangup
+    calls.up(now)  /  calls.down("idle")     # NotifyUp / NotifyDown: the call's record
+    calls.usage(now); calls.status()    # for the policy's demand and for status
+    await calls.close()
 
 DESCRIPTION
-    Owns what a call does on the line and with the MTA, each as a task the
-    manager spawns for an FSM action: dialing (the modem, or the external
-    link's up_command), pppd on the handed-over tty (hold_open() keeps the
-    tty open across the hand-over, released once pppd has the line), the
-    hang-up (pppd stopped, then the modem's DTR dropped; the up/down
-    commands in external mode), the MTA's queue run and ETRN, watching the
-    interface over netlink (restarted a second after an OSError) and, while
-    up, sampling ppp0's byte counters and the ISP's inbound sessions.
-    At link-up it starts the call's record (last_dial, start time, number);
-    at link-down it logs and books the call (connect time and bytes from the
-    counters, or from pppd's ip-down environment when the hook gave one).
+    Owns what a call does, each as a task of its own: the line's work
+    (link.line.Line: dial, pppd on the handed-over tty, hang-up), the MTA's
+    queue run and ETRN (through link.port.Port), watching the interface
+    over netlink (restarted a second after an OSError) and, while up,
+    sampling ppp0's byte counters and the ISP's inbound sessions.
+
+    Every result comes back as an FSM event through post(event) (the
+    manager feeds it to the FSM); wake() tells the manager a task ended
+    (a hang-up that ends lets the policy be asked).  up(now) starts the
+    call's record (start time, number, counters); down(cause) logs and
+    books it in the ledger (connect time and bytes from the counters, or
+    from pppd's ip-down environment when the hook gave one: ip_down(env)).
 
 INVARIANTS
-    Dial and hang-up never overlap on the tty (the manager's `_line` lock);
-    a hang-up first cancels a dial in progress.  The loop never waits on
-    the line: each driver is a task and reports through FSM events (_post);
-    a hang-up's end shows as pppd's exit, the interface going or the FSM's
-    timer.
+    A hang-up first cancels a dial in progress; one hang-up at a time (and
+    the line's lock keeps dial and hang-up apart on the tty).  Nothing here
+    waits on the line for the caller: perform() only starts tasks.
 
 NEVER
-    Decides to dial or hang up (the FSM does).
+    Decides to dial or hang up (the FSM does), or asks the policy.
 
 FAILURES
-    A driver's expected failures become events (DialFailed -> DialResult(
-    False, result), LinkError/OSError while dialing -> DialResult(False,
-    "LINK-LOST"), pppd not starting -> PppdExited(-1)); a failing port call
-    is logged and treated as done; anything else ends the task and the
-    manager logs it (link: task=NAME, error=E).
-
-THE MANAGER SUPPLIES
-    mode, clock, port, ledger, fsm, modem, pppd, external, sample_s,
-    _netwatch_factory, _watch, _tasks, _line, _up, _dirty, _call, _held,
-    _inbound, _ipdown_env, _dial_requested, _left_after_run, last_dial, last_etrn,
-    last_pppd_exit, and _post(event), _spawn(name, coro), _port_call(name), _summary(),
-    _now_dt().
+    The line's expected failures are events already (link.line); the MTA's
+    are Port's (logged, counted as done); anything else ends the task and
+    is logged (link: task=NAME, error=E).
 """
 
 from __future__ import annotations
@@ -47,108 +47,202 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol
 
-from link import fsm as F
-from link.errors import DialFailed, LinkError
-from link.ppp import CARRIER_LOSS, exit_cause, hold_open, release
+from link import linklog
+from link.accounting import Ledger, Usage, from_ip_down_env
+from link.errors import LinkError
+from link.line import Line
+from link.port import Clock, Port, wall_now
+from link.transitions import (Action, ClearHostStatus, Dial, EtrnDone, Hangup, Idle, IfaceDown,
+                              IfaceUp, InboundActive, InboundDone, LinkEvent, QueueRunDone,
+                              RunQueue, SendEtrn, StartPppd, StopRun)
+
+if TYPE_CHECKING:
+    from link.netwatch import NetWatch
 
 log = logging.getLogger("link")
+#: after an OSError the netlink watcher is opened again this much later
+NETWATCH_RETRY_S = 1.0
+
+
+class Watcher(Protocol):
+    """What the call driver uses of link.netwatch.NetWatch (netwatch_factory makes one)."""
+
+    async def __aenter__(self) -> Watcher: ...
+    async def __aexit__(self, *exc: object) -> None: ...
+    def __aiter__(self) -> AsyncIterator[object]: ...
+    async def counters(self) -> tuple[int, int] | None: ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class ActiveCall:
+    """The call in progress, from link-up to link-down."""
+
+    start: datetime                     #: wall time of link-up
+    mono: float                         #: monotonic time of link-up
+    number: str = ""
+    base: tuple[int, int] | None = None     #: (rx, tx) at the first sample
+    last: tuple[int, int] | None = None     #: (rx, tx) at the latest sample
+
+    def sent_rcvd(self) -> tuple[int, int]:
+        if self.base is None or self.last is None:
+            return 0, 0
+        return self.last[1] - self.base[1], self.last[0] - self.base[0]
 
 
 class CallDriver:
-    """Mixin for LinkManager: the call's drivers (tasks) and link-up/down bookkeeping."""
+    """The call's drivers (the module's page)."""
 
-    # --- the drivers ----------------------------------------------------------------------
+    def __init__(self, cfg, *, clock: Clock, port: Port, post: Callable[[LinkEvent], None],
+                 wake: Callable[[], None], line: Line | None = None, ledger: Ledger | None = None,
+                 netwatch_factory: Callable[[], Watcher] | None = None, sample_s: float = 1.0) -> None:
+        self.clock, self.port, self.ledger = clock, port, ledger
+        self._post, self._wake = post, wake
+        self.line = line if line is not None else Line(cfg)
+        self._netwatch_factory: Callable[[], Watcher] = netwatch_factory or partial(_make_netwatch, cfg)
+        self.sample_s = sample_s
+        self._watch: Watcher | None = None
+        self._tasks: dict[str, asyncio.Task] = {}
+        self._call: ActiveCall | None = None
+        self._ipdown_env: dict | None = None
+        self._inbound = 0
+        self._left_after_run = 0                # due mail the last run of this call did not send
+        self.last_etrn: dict | None = None
 
-    async def _do_dial(self, a: F.Dial) -> None:
-        async with self._line:
-            if self.mode == "external":
-                try:
-                    code = await self.external.up()
-                except LinkError as e:
-                    log.warning("link: up_command=failed, error=%s", e)
-                    code = -1
-                if code not in (None, 0):
-                    self._post(F.DialResult(False, f"up_command exit {code}"))
-                elif code == 0:
-                    self._post(F.DialResult(True, "up_command"))
-                return                              # no command: wait for the interface
-            try:
-                if not self.modem.is_open:
-                    await self.modem.open()
-                call = await self.modem.dial(a.numbers or None)
-                self._release_tty()
-                self._held = hold_open(self.modem.device)
-                self.device = await self.modem.hand_over()
-                self._number = call.number
-            except DialFailed as e:
-                self._post(F.DialResult(False, e.result))
-                return
-            except (LinkError, OSError) as e:
-                log.warning("link: dial=failed, error=%s", e)
-                with contextlib.suppress(LinkError, OSError):
-                    await self.modem.close()
-                self._post(F.DialResult(False, "LINK-LOST"))
-                return
-        self._post(F.DialResult(True, "CONNECT"))
+    # --- what the manager asks -----------------------------------------------------------
 
-    async def _do_pppd(self) -> None:
-        try:
-            await self.pppd.start(self.device)
-        except LinkError as e:
-            log.error("link: pppd=failed, error=%s", e)
-            self._post(F.PppdExited(-1))
+    def perform(self, action: Action) -> None:
+        """Start what one of the FSM's call actions asks for (NotifyUp/Down: up()/down())."""
+        if isinstance(action, Dial):
+            self._spawn("dial", self._dial(action.numbers))
+        elif isinstance(action, StartPppd) and self.line.mode == "modem":
+            self._spawn("pppd", self._pppd())
+        elif isinstance(action, ClearHostStatus):
+            self.port.clear_host_status()
+        elif isinstance(action, RunQueue):
+            self._spawn("run", self._run(action.link_up))
+        elif isinstance(action, SendEtrn):
+            self._spawn("etrn", self._etrn(action.domains))
+        elif isinstance(action, StopRun):
+            log.info(linklog.stop_run(action.cause))
+            self.port.stop_run()
+        elif isinstance(action, Hangup):
+            self._cancel("sample")              # the line is going: nothing more to sample
+            self.hangup(action.cause)
+
+    def hangup(self, cause: str) -> None:
+        """Put the line on-hook (the FSM's Hangup, or the operator's)."""
+        self._spawn("hangup", self._hangup(cause))
+
+    @property
+    def hanging_up(self) -> bool:
+        return "hangup" in self._tasks
+
+    def start(self) -> None:
+        """Watch the interface (netlink) until close()."""
+        self._spawn("watch", self._watch_loop())
+
+    def up(self, now: datetime) -> None:
+        """NotifyUp: the call came up: its record starts, pppd has the tty, sampling starts."""
+        self._call = ActiveCall(now, self.clock.monotonic(), self.line.number)
+        self._ipdown_env = None
+        self._inbound = 0
+        self.line.release_tty()
+        self._spawn("sample", self._sample_loop())
+
+    def ip_down(self, env: dict | None) -> None:
+        """The ip-down hook's environment (CONNECT_TIME, BYTES_SENT, BYTES_RCVD) for this call."""
+        self._ipdown_env = dict(env or {})
+
+    def down(self, cause: str) -> None:
+        """NotifyDown: a call that came up is logged and booked; a failed dial had none."""
+        self._cancel("sample")
+        call, self._call = self._call, None
+        self._inbound = 0
+        if call is None:
             return
-        code = await self.pppd.wait()
-        self._release_tty()
-        cause = exit_cause(code)
-        self.last_pppd_exit = {"status": code, "cause": cause, "carrier_loss": code in CARRIER_LOSS}
-        log.info("link: pppd=exited, status=%d, cause=%s", code, cause)
-        self._post(F.PppdExited(code))
+        self.port.link_down()
+        connect_s = self.clock.monotonic() - call.mono
+        sent, rcvd = call.sent_rcvd()
+        if self._ipdown_env:
+            with contextlib.suppress(ValueError):
+                connect_s, sent, rcvd = from_ip_down_env(self._ipdown_env)
+        log.info(linklog.call_ended(connect_s, sent, rcvd, cause))
+        self._book(call, connect_s, sent, rcvd, cause)
 
-    async def _do_hangup(self, cause: str) -> None:
+    def new_mail(self) -> bool:
+        """More mail waits for the link than the last run of this call left behind."""
+        return self.port.summary().queued > self._left_after_run
+
+    # --- the call's numbers, for the policy and status ---------------------------------------
+
+    def usage(self, now: datetime) -> Usage:
+        """Today's calls and minutes, the call in progress included (zero without a ledger)."""
+        if self.ledger is None:
+            return Usage()
+        return self.ledger.usage(now, active_since=self._call.start if self._call else None)
+
+    def budget_left(self, now: datetime, calls_per_day: int, minutes_per_day: float) -> dict:
+        if self.ledger is None:
+            return {"calls": None, "minutes": None}
+        calls, minutes = self.ledger.budget_left(now, calls_per_day, minutes_per_day,
+                                                 active_since=self._call.start if self._call else None)
+        return {"calls": calls, "minutes": minutes}
+
+    @property
+    def last_pppd_exit(self) -> dict | None:
+        return self.line.last_pppd_exit
+
+    def last_call(self) -> dict | None:
+        if self.ledger is None or self.ledger.last_call is None:
+            return None
+        return asdict(self.ledger.last_call)
+
+    async def close(self) -> None:
+        """Stop everything but a hang-up in progress; pppd stopped, the tty released."""
+        for name, task in list(self._tasks.items()):
+            if name != "hangup":
+                task.cancel()
+        await self.line.close()
+        if self._watch is not None:
+            self._watch.close()
+
+    # --- the tasks ---------------------------------------------------------------------------
+
+    async def _dial(self, numbers: tuple[str, ...]) -> None:
+        result = await self.line.dial(numbers)
+        if result is not None:                  # None: no up command, wait for the interface
+            self._post(result)
+
+    async def _pppd(self) -> None:
+        self._post(await self.line.ppp())
+
+    async def _hangup(self, cause: str) -> None:
         dial = self._tasks.get("dial")
         if dial is not None and not dial.done():
             dial.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await dial
-        self._release_tty()
-        async with self._line:
-            if self.mode == "external":
-                with contextlib.suppress(LinkError):
-                    await self.external.down()
-                return
-            if self.pppd.running:
-                await self.pppd.stop()
-            try:
-                how = await self.modem.hangup()
-                log.info("link: hangup=%s, cause=%s", how, cause)
-            except (LinkError, OSError) as e:
-                log.warning("link: hangup=failed, cause=%s, error=%s", cause, e)
-            finally:
-                with contextlib.suppress(LinkError, OSError):
-                    await self.modem.close()
+        await self.line.hangup(cause)
 
-    async def _do_run(self, link_up: bool = True) -> None:
-        try:
-            await (self.port.run_queue() if link_up else self.port.run_due())
-        except Exception as e:
-            log.warning("link: queue_run=failed, error=%s", e)
-        self._left_after_run = self._summary().queued   # what this run could not send
-        self._post(F.QueueRunDone())
+    async def _run(self, link_up: bool) -> None:
+        await self.port.run(link_up)
+        self._left_after_run = self.port.summary().queued    # what this run could not send
+        self._post(QueueRunDone())
 
-    async def _do_etrn(self, domains: tuple[str, ...]) -> None:
-        try:
-            results = await self.port.etrn(domains)
-            replies = [(r.domain, r.code, r.text) for r in results]
-        except Exception as e:
-            log.warning("link: etrn=failed, error=%s", e)
-            replies = [(d, 0, f"error: {e}") for d in domains]
+    async def _etrn(self, domains: tuple[str, ...]) -> None:
+        replies = await self.port.etrn(domains)
         for domain, code, text in replies:
-            log.info("link: etrn=%s, reply=%s %s", domain, code, text)
-        self.last_etrn = {"at": self._now_dt().isoformat(), "ok": all(_etrn_ok(c) for _, c, _ in replies),
+            log.info(linklog.etrn_reply(domain, code, text))
+        self.last_etrn = {"at": wall_now(self.clock).isoformat(), "ok": all(_etrn_ok(c) for _, c, _ in replies),
                           "replies": [{"domain": d, "code": c, "text": t} for d, c, t in replies]}
-        self._post(F.EtrnDone("; ".join(f"{c} {d}" for d, c, _ in replies)))
+        self._post(EtrnDone("; ".join(f"{c} {d}" for d, c, _ in replies)))
 
     async def _watch_loop(self) -> None:
         from link import netwatch as nw
@@ -158,75 +252,69 @@ class CallDriver:
                 async with self._watch as watch:
                     async for ev in watch:
                         if isinstance(ev, nw.IfaceUp):
-                            self._post(F.IfaceUp(ev.ifname, ev.addr, ev.peer))
+                            self._post(IfaceUp(ev.ifname, ev.addr, ev.peer))
                         elif isinstance(ev, nw.IfaceDown):
-                            self._post(F.IfaceDown(ev.ifname))
+                            self._post(IfaceDown(ev.ifname))
             except OSError as e:
-                log.warning("link: netwatch=failed, error=%s, retry=1s", e)
-                await asyncio.sleep(1.0)
+                log.warning(linklog.netwatch_failed(e, NETWATCH_RETRY_S))
+                await asyncio.sleep(NETWATCH_RETRY_S)
 
     async def _sample_loop(self) -> None:
         """While up: byte counters (idle detection) and the ISP's inbound sessions."""
-        while self.fsm.state is F.LinkState.UP:
+        while True:
             counters = None
             if self._watch is not None:
                 with contextlib.suppress(OSError, LinkError):
                     counters = await self._watch.counters()
             if counters is not None and self._call is not None:
-                self._call.setdefault("base", counters)
-                self._call["last"] = counters
-                self._post(F.Idle(sum(counters)))
-            try:
-                n = int(self.port.inbound_active())
-            except Exception:
-                n = 0
+                self._call.base = self._call.base or counters
+                self._call.last = counters
+                self._post(Idle(sum(counters)))
+            n = self.port.inbound()
             if (n > 0) != (self._inbound > 0):
-                self._post(F.InboundActive() if n > 0 else F.InboundDone())
+                self._post(InboundActive() if n > 0 else InboundDone())
             self._inbound = n
-            await asyncio.sleep(self.sample_s)
+            await self.clock.sleep(self.sample_s)
 
-    # --- up and down ------------------------------------------------------------------------
+    # --- helpers -------------------------------------------------------------------------------
 
-    def _on_up(self, a: F.NotifyUp) -> None:
-        now = self._now_dt()
-        self.last_dial = self._dial_requested or now
-        self._dial_requested = None
-        self._call = {"start": now, "mono": self.clock.monotonic(), "number": getattr(self, "_number", "")}
-        self._ipdown_env = None
-        self._inbound = 0
-        self._up.set()
-        self._release_tty()                          # pppd has the line now
-        self._spawn("sample", self._sample_loop())
+    def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
+        old = self._tasks.get(name)
+        if old is not None and not old.done():
+            if name == "hangup":                    # one hang-up at a time is enough
+                coro.close()
+                return
+            old.cancel()
+        task = asyncio.create_task(coro, name=f"link-{name}")
+        self._tasks[name] = task
+        task.add_done_callback(partial(self._done, name))
 
-    def _release_tty(self) -> None:
-        release(self._held)
-        self._held = None
+    def _done(self, name: str, task: asyncio.Task) -> None:
+        if self._tasks.get(name) is task:
+            del self._tasks[name]
+        if not task.cancelled() and task.exception() is not None:
+            log.error(linklog.task_failed(name, task.exception()))
+        self._wake()
 
-    def _on_down(self, a: F.NotifyDown) -> None:
-        self._up.clear()
-        self._dirty = True
-        call, self._call = self._call, None
-        self._inbound = 0
-        if call is None:
+    def _cancel(self, name: str) -> None:
+        task = self._tasks.get(name)
+        if task is not None:
+            task.cancel()
+
+    def _book(self, call: ActiveCall, connect_s: float, sent: int, rcvd: int, cause: str) -> None:
+        if self.ledger is None:
             return
-        if hasattr(self.port, "link_down"):         # optional: the MTA books link-up time
-            self._port_call("link_down")
-        connect_s = self.clock.monotonic() - call["mono"]
-        sent = rcvd = 0
-        if "base" in call:
-            rcvd = call["last"][0] - call["base"][0]
-            sent = call["last"][1] - call["base"][1]
-        if self._ipdown_env:
-            from link.accounting import from_ip_down_env
-            with contextlib.suppress(ValueError):
-                connect_s, sent, rcvd = from_ip_down_env(self._ipdown_env)
-        log.info("link: call=ended, connect=%.1fs, sent=%d, rcvd=%d, cause=%s", connect_s, sent, rcvd, a.cause)
-        if self.ledger is not None:
-            try:
-                self.ledger.record_call(call["start"], connect_s, sent, rcvd, number=call["number"], cause=a.cause)
-            except OSError as e:
-                log.error("link: accounting=failed, error=%s", e)
+        try:
+            self.ledger.record_call(call.start, connect_s, sent, rcvd, number=call.number, cause=cause)
+        except OSError as e:
+            log.error(linklog.accounting_failed(e))
+
 
 
 def _etrn_ok(code: int) -> bool:
     return 250 <= code <= 253
+
+
+def _make_netwatch(cfg) -> NetWatch:
+    from link.netwatch import NetWatch
+    return NetWatch(cfg.interface, netns=cfg.netns or None, placeholders=frozenset(cfg.demand_placeholders))

@@ -1,19 +1,16 @@
 """fsm.py - the link state machine (CORE).
 
 NAME
-    fsm - LinkFSM.handle(event, now) -> [Action]; LinkFSM.deadline()
+    fsm - LinkFSM.handle(event, now) -> [Action]; LinkFSM.deadline(); FsmConfig
 
 DESCRIPTION
     Owns the life of one call: dial, start pppd, wait for the interface,
     the link-up sequence, idle hang-up, max connect time, backoff after
     failed dials.  The manager feeds it events (facts) with the monotonic
     time and performs the actions (imperatives) it returns; when deadline()
-    passes it feeds Timer().
-
-    IDLE --DialRequested--> DIALING --DialResult(ok)--> CONNECTING --IfaceUp--> UP
-    UP --idle/max connect--> HANGING_UP --IfaceDown|PppdExited|Timer--> IDLE
-    DIALING/CONNECTING --failure--> BACKOFF --Timer--> IDLE
-    UP --CarrierLost|IfaceDown|PppdExited--> IDLE (StopRun: the run is deferred, nothing lost)
+    passes it feeds Timer().  The states, events, actions and the
+    transition table are data in link.transitions; this module holds the
+    handlers that TABLE names.
 
     Link-up sequence (phase inside UP): RUN (ClearHostStatus + RunQueue) ->
     ETRN (SendEtrn for the domains) -> LINGER: the line stays up while holders
@@ -31,176 +28,19 @@ INVARIANTS
     `max_failed_dials` failed dials in a row the backoff is `limit_backoff_s`.
 
 NEVER
-    Does I/O, logs, or reads a clock.  The transition table is data (TABLE).
+    Does I/O, logs, or reads a clock.
 """
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 
+from link.transitions import (TABLE, Action, CarrierLost, ClearHostStatus, Dial, DialRequested, DialResult,
+                              EtrnDone, Hangup, Hold, Idle, IfaceDown, IfaceUp, InboundActive, LinkEvent,
+                              LinkState, MailWaiting, NotifyDown, NotifyUp, Phase, PppdExited, QueueRunDone,
+                              Release, RunQueue, ScheduleTimer, SendEtrn, StartPppd, StopRun, Timer)
 
-class LinkState(enum.Enum):
-    IDLE = "down"                #: on-hook, nothing running
-    DIALING = "dialing"          #: the modem is dialing
-    CONNECTING = "connecting"    #: CONNECT seen; pppd negotiating, waiting for the interface
-    UP = "up"                    #: interface up with an address
-    HANGING_UP = "hanging-up"    #: Hangup sent, waiting for the interface/pppd to go
-    BACKOFF = "backoff"          #: a dial failed; no new dial before the deadline
-
-
-class Phase(enum.Enum):
-    RUN = "run"                  #: queue run in progress
-    ETRN = "etrn"                #: waiting for ETRN answers
-    LINGER = "linger"            #: waiting for quiet
-
-
-# --- events -------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class DialRequested:
-    reason: str
-
-
-@dataclass(frozen=True)
-class DialResult:
-    ok: bool
-    result: str = "CONNECT"      #: BUSY, NO CARRIER, ... on failure
-
-
-@dataclass(frozen=True)
-class IfaceUp:
-    ifname: str = "ppp0"
-    addr: str = ""
-    peer: str = ""
-
-
-@dataclass(frozen=True)
-class IfaceDown:
-    ifname: str = "ppp0"
-
-
-@dataclass(frozen=True)
-class CarrierLost:
-    cause: str = "carrier"
-
-
-@dataclass(frozen=True)
-class PppdExited:
-    code: int
-
-
-@dataclass(frozen=True)
-class QueueRunDone:
-    pass
-
-
-@dataclass(frozen=True)
-class EtrnDone:
-    result: str                  #: e.g. "250", "459 example.org: service unavailable"
-
-
-@dataclass(frozen=True)
-class MailWaiting:
-    """Mail for the link became due while the line is up (queued after the
-    call's run started): run the queue again on this call."""
-
-
-@dataclass(frozen=True)
-class InboundActive:
-    pass
-
-
-@dataclass(frozen=True)
-class InboundDone:
-    pass
-
-
-@dataclass(frozen=True)
-class Hold:
-    reason: str
-
-
-@dataclass(frozen=True)
-class Release:
-    reason: str
-
-
-@dataclass(frozen=True)
-class Idle:
-    """A byte-counter sample of the interface (rx + tx); moving = not idle."""
-
-    bytes: int
-
-
-@dataclass(frozen=True)
-class Timer:
-    pass
-
-
-LinkEvent = (DialRequested | DialResult | IfaceUp | IfaceDown | CarrierLost | PppdExited
-             | QueueRunDone | EtrnDone | MailWaiting | InboundActive | InboundDone | Hold | Release
-             | Idle | Timer)
-
-
-# --- actions ------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Dial:
-    numbers: tuple[str, ...]
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class StartPppd:
-    pass
-
-
-@dataclass(frozen=True)
-class ClearHostStatus:
-    pass
-
-
-@dataclass(frozen=True)
-class RunQueue:
-    #: True: the call's first run (host status cleared, peer DNS read again,
-    #: everything for the link flushed); False: mail that became due during
-    #: the call (MailWaiting), a plain run of what is due
-    link_up: bool = True
-
-
-@dataclass(frozen=True)
-class SendEtrn:
-    domains: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class StopRun:
-    cause: str
-
-
-@dataclass(frozen=True)
-class Hangup:
-    cause: str
-
-
-@dataclass(frozen=True)
-class NotifyUp:
-    addr: str = ""
-
-
-@dataclass(frozen=True)
-class NotifyDown:
-    cause: str
-
-
-@dataclass(frozen=True)
-class ScheduleTimer:
-    at: float | None
-
-
-Action = (Dial | StartPppd | ClearHostStatus | RunQueue | SendEtrn | StopRun | Hangup
-          | NotifyUp | NotifyDown | ScheduleTimer)
+S = LinkState
 
 
 @dataclass(frozen=True)
@@ -217,38 +57,6 @@ class FsmConfig:
     max_failed_dials: int = 5
     limit_backoff_s: float = 3600.0
 
-
-S = LinkState
-#: (state, event type) -> handler name.  Pairs not listed are ignored.
-TABLE: dict[tuple[LinkState, type], str] = {
-    (S.IDLE, DialRequested): "dial",
-    (S.IDLE, IfaceUp): "link_up",            # someone else (pppd demand, an operator) brought it up
-    (S.DIALING, DialResult): "dial_result",
-    (S.DIALING, Timer): "dial_timeout",
-    (S.DIALING, CarrierLost): "dial_failed",
-    (S.DIALING, IfaceUp): "link_up",
-    (S.CONNECTING, IfaceUp): "link_up",
-    (S.CONNECTING, PppdExited): "dial_failed",
-    (S.CONNECTING, CarrierLost): "dial_failed",
-    (S.CONNECTING, IfaceDown): "dial_failed",
-    (S.CONNECTING, Timer): "dial_timeout",
-    (S.UP, QueueRunDone): "run_done",
-    (S.UP, EtrnDone): "etrn_done",
-    (S.UP, MailWaiting): "mail_waiting",
-    (S.UP, InboundActive): "inbound",
-    (S.UP, InboundDone): "inbound",
-    (S.UP, Idle): "traffic",
-    (S.UP, Timer): "up_timer",
-    (S.UP, CarrierLost): "lost",
-    (S.UP, IfaceDown): "lost",
-    (S.UP, PppdExited): "lost",
-    (S.HANGING_UP, IfaceDown): "down",
-    (S.HANGING_UP, PppdExited): "down",
-    (S.HANGING_UP, CarrierLost): "down",
-    (S.HANGING_UP, Timer): "down",
-    (S.BACKOFF, Timer): "backoff_over",
-    (S.BACKOFF, IfaceUp): "link_up",
-}
 
 
 @dataclass

@@ -14,67 +14,53 @@ SYNOPSIS
     mgr.link_up("ppp0", "10.64.0.2", "10.64.0.1")   # the ip-up hook (idempotent)
 
 DESCRIPTION
-    Owns the modem (link.modem), pppd (link.ppp), the netlink watcher
-    (link.netwatch) and the ledger (link.accounting), and performs what the
-    pure cores decide: link.policy says when a call is worth making,
-    link.fsm says what to do next.  Events (dial results, pppd's exit, the
-    interface going up/down, counters, hook reports, the MTA's runs) are fed
-    to the FSM with clock.monotonic(); its actions start tasks whose
-    results come back as events, so the loop itself never blocks.
+    The loop that feeds the FSM (link.fsm) and hands its actions to the
+    parts that do them.  It owns the FSM, the MTA's port (link.port.Port:
+    `port` may be set after construction, as the daemon does) and two
+    collaborators built from its arguments:
 
-    The policy is asked (should_dial) whenever the FSM is IDLE and a
-    deadline passes (the decision's next_at, the FSM's timer), the demand
-    changes (demand_changed(): the MTA queued mail) or a `schedule` job
-    compiled from the rules (policydriver.compile_jobs) fires; the pure
-    core stays the authority, the jobs only wake the loop.  last_dial (for
-    the rules' catch-up) is the request time of the last call that came up:
-    a rule whose call failed is retried after the FSM's backoff while still
-    within the policy's catch-up window.
+    calls (link.calls.CallDriver)    the line (link.line.Line: the modem
+        and pppd), netwatch and the ledger: performs the call actions (Dial, StartPppd, ClearHostStatus,
+        RunQueue, SendEtrn, StopRun, Hangup) as tasks, reports their results
+        as events through the manager's post(), and keeps the call's record
+        (up(now) at NotifyUp, down(cause) at NotifyDown).
+    policy_driver (link.policydriver.PolicyDriver)    the dial policy: says
+        when it is due to be asked, and decides from the Demand the manager
+        builds (the port's queue summary, today's calls and minutes from
+        calls.usage(), its own last_dial).
+
+    Events (dial results, pppd's exit, the interface going up/down, counters,
+    hook reports, the MTA's runs) are fed to the FSM with clock.monotonic();
+    the loop itself never blocks.  The policy is asked whenever the FSM is
+    IDLE, no hang-up is in progress and the policy driver is due (the demand
+    changed: demand_changed(); the line went idle; the decision's next_at
+    or a rule's `schedule` job came).  A decision to dial posts
+    DialRequested(reason).
 
     Link-up (netlink IfaceUp with a non-placeholder address, or the ip-up
     hook, whichever is first): the FSM asks for ClearHostStatus, RunQueue,
     then SendEtrn for our domains; then the line lingers while the MTA
     holds it (hold()), while the ISP's inbound sessions are active
-    (port.inbound_active(), sampled) and until ppp0's byte counters have
-    been still for idle_hangup; max_connect ends the call regardless.
-    Hang-up: pppd is stopped (SIGTERM, SIGKILL after a grace), then the
-    modem's DTR is dropped.  Carrier loss (pppd's exit, ppp0 gone) at any
-    step: port.stop_run() defers the transaction in flight without growing
-    its backoff, the FSM returns to IDLE and the policy decides the next
-    dial.  Failed dials back off (doubling, then a limit after
-    max_failed_dials).
+    (sampled by calls) and until ppp0's byte counters have been still for
+    idle_hangup; max_connect ends the call regardless.  Mail queued while
+    the line lingers (demand_changed() and calls.new_mail()) is fed as
+    MailWaiting: it goes out on this call.  Carrier loss at any step:
+    StopRun defers the transaction in flight without growing its backoff,
+    the FSM returns to IDLE and the policy decides the next dial.  Failed
+    dials back off (doubling, then a limit after max_failed_dials).
 
-THE PORT (what the MTA provides; duck-typed, `link` never imports `edgemail`)
-    queue_summary() -> obj with queued, oldest_age_s, urgent  (expensive routes)
-    clear_host_status() -> None
-    async run_queue() -> None           the call's queue run of expensive routes
-    async run_due() -> None             another run on the same call: what is due now
-    stop_run() -> None                  link going down: stop cleanly, no backoff grows
-    async etrn(domains) -> [obj with domain, code, text]   (code 0: no answer)
-    inbound_active() -> int             ISP sessions open on our SMTP listener
-    link_down() -> None                 optional: a call that came up has ended
+THE PORT
+    What the MTA provides is link.port.MtaPort (queue_summary,
+    clear_host_status, run_queue, run_due, stop_run, etrn, inbound_active,
+    optional link_down); every call is guarded there.
 
-LOG LINES (logger "link")
-    link: state=STATE, reason=WHY[, addr=A]
-    link: pppd=exited, status=N, cause=WORD
-    link: etrn=DOMAIN, reply=CODE TEXT
-    link: call=ended, connect=Ns, sent=N, rcvd=N, cause=WHY
-
-MODULES
-    LinkManager is this module (the loop, feeding the FSM and spawning its
-    actions, the runner's LinkPort, the hooks' reports, operator commands)
-    and two mixins, each with its own page: link.calls (CallDriver: dial,
-    pppd, hang-up, queue run and ETRN, netlink, sampling, the call's record)
-    and link.policydriver (PolicyDriver: asking the policy, the rules'
-    `schedule` jobs, replace_policy, status, explain).
+LOG LINES
+    link: state=STATE, reason=WHY (here); the others are the collaborators'
+    (link.linklog lists them all).
 
 NEVER
     Decides by itself (the cores do), imports edgemail, or loses a message:
     it only ever asks the MTA to run, stop a run or ETRN.
-
-FAILURES
-    Driver failures become FSM events (DialResult(False, result),
-    PppdExited(code)); a failing port call is logged and reported as done.
 """
 
 from __future__ import annotations
@@ -82,76 +68,83 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from link import fsm as F
-from link.calls import CallDriver
-from link.errors import LinkError
-from link.policy import Decision, Policy
-from link.policydriver import PolicyDriver, QueueSummary
-from link.ppp import ExternalLink, Pppd, exit_cause
+from link import linklog
+from link.accounting import Ledger
+from link.calls import CallDriver, Watcher
+from link.fsm import FsmConfig, LinkFSM
+from link.line import Line
+from link.policy import Demand, Policy
+from link.policydriver import PolicyDriver
+from link.port import Clock, MtaPort, Port, Summary, wall_now
+from link.ppp import Pppd, exit_cause
+from link.transitions import (Action, CarrierLost, DialRequested, DialResult, Hangup, Hold, IfaceDown, IfaceUp,
+                              LinkEvent, LinkState, MailWaiting, NotifyDown, NotifyUp, Phase, PppdExited,
+                              Release, ScheduleTimer, Timer)
 
-__all__ = ["LinkManager", "QueueSummary", "fsm_config"]
+if TYPE_CHECKING:
+    import schedule
+
+    from link.modem import Modem
+
+__all__ = ["LinkManager", "fsm_config"]
 
 log = logging.getLogger("link")
+#: state lines kept for status and error messages
+RECENT = 20
 
 
-def fsm_config(cfg, policy: Policy, etrn_domains: tuple[str, ...], **overrides) -> F.FsmConfig:
+def fsm_config(cfg, policy: Policy, etrn_domains: tuple[str, ...], **overrides) -> FsmConfig:
     """The FSM's settings from [link] and the policy's settings."""
     s = policy.settings
     numbers = max(len(cfg.numbers), 1)
     per_try = cfg.dial_timeout + 2 * cfg.command_timeout + cfg.dtr_drop
     backoffs = sum(cfg.dial_backoff * 2 ** k for k in range(max(cfg.dial_retries - 1, 0)))
     dial_timeout = numbers * max(cfg.dial_retries, 1) * per_try + backoffs + 10.0
-    base = dict(etrn_domains=tuple(etrn_domains), idle_hangup_s=s.idle_hangup_s,
-                max_connect_s=s.max_connect_s, dial_timeout_s=dial_timeout)
-    return F.FsmConfig(**{**base, **overrides})
+    base = FsmConfig(etrn_domains=tuple(etrn_domains), idle_hangup_s=s.idle_hangup_s,
+                     max_connect_s=s.max_connect_s, dial_timeout_s=dial_timeout)
+    return replace(base, **overrides)
 
 
-class LinkManager(CallDriver, PolicyDriver):
-    """The link manager (this module's page); the call's drivers are CallDriver's
-    (link.calls), the policy's side is PolicyDriver's (link.policydriver)."""
+class LinkManager:
+    """The link manager (the module's page)."""
 
-    def __init__(self, cfg, policy: Policy, *, clock, port, etrn_domains: tuple[str, ...] = (),
-                 ledger=None, modem=None, pppd: Pppd | None = None, netwatch_factory: Callable | None = None,
-                 sample_s: float = 1.0, fsm_overrides: dict | None = None, scheduler=None) -> None:
+    def __init__(self, cfg, policy: Policy, *, clock: Clock, port: MtaPort | None,
+                 etrn_domains: tuple[str, ...] = (), ledger: Ledger | None = None, modem: Modem | None = None,
+                 pppd: Pppd | None = None, netwatch_factory: Callable[[], Watcher] | None = None,
+                 sample_s: float = 1.0, fsm_overrides: dict | None = None,
+                 scheduler: schedule.Scheduler | None = None) -> None:
         self.cfg = cfg
-        self.policy = policy
         self.clock = clock
-        self.port = port
         self.mode = cfg.mode
-        self.ledger = ledger
-        self.sample_s = sample_s
         domains = tuple(cfg.etrn_domains) or tuple(etrn_domains)
-        self.fsm = F.LinkFSM(fsm_config(cfg, policy, domains if cfg.etrn_host else (),
-                                        **(fsm_overrides or {})))
-        self.modem = modem if modem is not None or self.mode != "modem" else _make_modem(cfg)
-        self.pppd = pppd if pppd is not None else Pppd(cfg.pppd, cfg.pppd_args)
-        self.external = ExternalLink(cfg.up_command, cfg.down_command)
-        self._netwatch_factory = netwatch_factory or (lambda: _make_netwatch(cfg))
-        self._scheduler = scheduler
-        self._watch = None
+        self.fsm = LinkFSM(fsm_config(cfg, policy, domains if cfg.etrn_host else (), **(fsm_overrides or {})))
+        self._port = Port(port)
         self._wake = asyncio.Event()
         self._up = asyncio.Event()
-        self._line = asyncio.Lock()         # dial and hang-up never overlap on the tty
-        self._tasks: dict[str, asyncio.Task] = {}
-        self._dirty = True                  # ask the policy at the next pass
         self._more = False                  # mail queued while the line is up: run again (MailWaiting)
-        self._left_after_run = 0            # due mail the last run of this call did not send
-        self._policy_at: float | None = None
-        self._sched_at: float | None = None
-        self._jobs_compiled = False
-        self.decision: Decision | None = None
-        self.last_dial: datetime | None = None      # request time of the last call that came up
-        self._dial_requested: datetime | None = None
-        self._call: dict | None = None               # the call in progress
-        self._ipdown_env: dict | None = None
-        self._held: int | None = None                # tty fd kept across the hand-over to pppd
-        self._inbound = 0
-        self.last_etrn: dict | None = None
-        self.last_pppd_exit: dict | None = None
-        self.log: list[str] = []                     # recent state lines, for status/explain
+        self.recent: list[str] = []         #: the last state lines, for error messages
+        self.calls = CallDriver(cfg, clock=clock, port=self._port, post=self._post, wake=self._wake.set,
+                                line=Line(cfg, modem=modem, pppd=pppd), ledger=ledger,
+                                netwatch_factory=netwatch_factory, sample_s=sample_s)
+        self.policy_driver = PolicyDriver(policy, clock=clock, scheduler=scheduler, on_rule=self.demand_changed)
+
+    @property
+    def port(self) -> MtaPort | None:
+        return self._port.target
+
+    @port.setter
+    def port(self, port: MtaPort | None) -> None:
+        """The daemon wires the MTA in once it exists (daemon/mtaport.py Link)."""
+        self._port.target = port
+
+    @property
+    def policy(self) -> Policy:
+        return self.policy_driver.policy
 
     # --- the runner's LinkPort ------------------------------------------------------
 
@@ -160,15 +153,15 @@ class LinkManager(CallDriver, PolicyDriver):
         return self.fsm.state.value
 
     @contextlib.asynccontextmanager
-    async def hold(self, reason: str):
-        self._post(F.Hold(reason))
+    async def hold(self, reason: str) -> AsyncIterator[None]:
+        self._post(Hold(reason))
         try:
             yield
         finally:
-            self._post(F.Release(reason))
+            self._post(Release(reason))
 
     async def wait_up(self, timeout: float) -> bool:
-        if self.fsm.state is F.LinkState.UP:
+        if self.fsm.state is LinkState.UP:
             return True
         try:
             async with asyncio.timeout(timeout):        # not wait_for: it can swallow a cancel (3.11)
@@ -182,7 +175,7 @@ class LinkManager(CallDriver, PolicyDriver):
     def demand_changed(self) -> None:
         """The queue changed (mail queued, delivered): ask the policy again,
         or, with the line up, see whether mail waits for this call."""
-        self._dirty = True
+        self.policy_driver.changed()
         self._more = True
         self._wake.set()
 
@@ -191,188 +184,176 @@ class LinkManager(CallDriver, PolicyDriver):
         if iface != self.cfg.interface:
             return {"ignored": f"interface {iface} is not {self.cfg.interface}"}
         before = self.state
-        self._post(F.IfaceUp(iface, local, remote))
+        self._post(IfaceUp(iface, local, remote))
         return {"state": self.state, "changed": before != self.state}
 
     def link_down(self, iface: str, env: dict | None = None, **_ignored) -> dict:
         """The ip-down hook; env may carry CONNECT_TIME, BYTES_SENT, BYTES_RCVD."""
         if iface != self.cfg.interface:
             return {"ignored": f"interface {iface} is not {self.cfg.interface}"}
-        self._ipdown_env = dict(env or {})
+        self.calls.ip_down(env)
         before = self.state
-        self._post(F.IfaceDown(iface))
+        self._post(IfaceDown(iface))
         return {"state": self.state, "changed": before != self.state}
 
     def dial_now(self, reason: str = "operator") -> dict:
         """Operator dial (`edgemail link dial`): dials from IDLE, whatever the policy."""
-        if self.fsm.state is not F.LinkState.IDLE:
+        if self.fsm.state is not LinkState.IDLE:
             return {"dialing": False, "state": self.state, "why": f"link is {self.state}"}
-        self._dial_requested = self._now_dt()
-        self._post(F.DialRequested(reason))
+        self.policy_driver.requested(wall_now(self.clock))
+        self._post(DialRequested(reason))
         return {"dialing": True, "state": self.state}
 
     def hangup_now(self) -> dict:
         """Operator hang-up: stop pppd; its exit ends the call as usual."""
-        if self.fsm.state not in (F.LinkState.UP, F.LinkState.CONNECTING, F.LinkState.DIALING):
+        if self.fsm.state not in (LinkState.UP, LinkState.CONNECTING, LinkState.DIALING):
             return {"hangup": False, "state": self.state}
-        self._spawn("hangup", self._do_hangup("operator"))
+        self.calls.hangup("operator")
         return {"hangup": True, "state": self.state}
+
+    def replace_policy(self, policy: Policy) -> None:
+        """A reload: from now on the new policy's rules and settings (idle
+        hang-up, longest call); a call in progress keeps its line."""
+        self.policy_driver.replace(policy)
+        s = policy.settings
+        self.fsm.config = replace(self.fsm.config, idle_hangup_s=s.idle_hangup_s, max_connect_s=s.max_connect_s)
+        self.demand_changed()
 
     # --- the loop ---------------------------------------------------------------------
 
     async def run(self) -> None:
         """Run until cancelled; on the way out pppd is stopped and the modem hung up."""
-        self._spawn("watch", self._watch_loop())
-        self._schedule_rules()
+        self.calls.start()
+        self.policy_driver.start()
         try:
             while True:
                 self._tick()
                 self._wake.clear()
-                timeout = self._next_wake()
-                # asyncio.timeout, not wait_for: 3.11's wait_for returns the
-                # result when the wake-up and a cancel arrive together, so
-                # the cancel (shutdown, the test's stop) was lost and run()
-                # then slept for ever with no deadline.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(timeout):
-                        await self._wake.wait()
+                await self._until_woken(self._next_wake())
         finally:
             await self.close()
 
+    async def _until_woken(self, timeout: float | None) -> None:
+        """Until an event is posted, or `timeout` has passed on the clock (None: no deadline).
+
+        asyncio.wait, not wait_for: 3.11's wait_for returns the result when
+        the wake-up and a cancel arrive together, so the cancel (shutdown,
+        the test's stop) was lost and run() then slept for ever."""
+        waits: list[asyncio.Future] = [asyncio.ensure_future(self._wake.wait())]
+        if timeout is not None:
+            waits.append(asyncio.ensure_future(self.clock.sleep(timeout)))
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+
     async def close(self) -> None:
-        for name, task in list(self._tasks.items()):
-            if name not in ("hangup",):
-                task.cancel()
-        if self.pppd.running:
-            await self.pppd.stop()
-        self._release_tty()
-        if self.modem is not None:
-            with contextlib.suppress(LinkError, OSError):
-                if self.modem.is_open:
-                    await self.modem.close()
-        if self._watch is not None:
-            self._watch.close()
+        await self.calls.close()
 
     def _tick(self) -> None:
-        now = self.clock.monotonic()
         deadline = self.fsm.deadline()
-        if deadline is not None and now >= deadline:
-            self._feed(F.Timer())
-        if self._scheduler is not None:
-            self._scheduler.run_pending()
-        if self._policy_at is not None and now >= self._policy_at:
-            self._dirty = True
-        if self._dirty and self.fsm.state is F.LinkState.IDLE and "hangup" not in self._tasks:
-            self._ask_policy()
-        if self._more and self.fsm.state is F.LinkState.UP and self.fsm.phase is F.Phase.LINGER:
+        if deadline is not None and self.clock.monotonic() >= deadline:
+            self._feed(Timer())
+        if self.policy_driver.due() and self.fsm.state is LinkState.IDLE and not self.calls.hanging_up:
+            now = wall_now(self.clock)
+            decision = self.policy_driver.ask(now, self.demand(now))
+            if decision.dial:
+                self._post(DialRequested(decision.reason))
+        if self._more and self.fsm.state is LinkState.UP and self.fsm.phase is Phase.LINGER:
             self._more = False               # kept while a run is under way: asked again after it
-            if self._summary().queued > self._left_after_run:   # new mail, not what a run left
-                self._post(F.MailWaiting())
+            if self.calls.new_mail():         # new mail, not what a run left
+                self._post(MailWaiting())
 
     def _next_wake(self) -> float | None:
-        now = self.clock.monotonic()
-        times = [t for t in (self.fsm.deadline(), self._policy_at) if t is not None]
-        if self._scheduler is not None and self._scheduler.idle_seconds is not None:
-            times.append(now + max(self._scheduler.idle_seconds, 0.0))
+        times = [t for t in (self.fsm.deadline(), self.policy_driver.wake_at()) if t is not None]
         if not times:
             return None
-        return max(min(times) - now, 0.0) + 0.001
+        return max(min(times) - self.clock.monotonic(), 0.0) + 0.001
 
-    # --- feeding the FSM and performing its actions ------------------------------------
+    # --- feeding the FSM and handing out its actions ------------------------------------
 
-    def _post(self, event) -> None:
+    def _post(self, event: LinkEvent) -> None:
         self._feed(event)
         self._wake.set()
 
-    def _feed(self, event) -> None:
+    def _feed(self, event: LinkEvent) -> None:
         before = self.fsm.state
         actions = self.fsm.handle(event, self.clock.monotonic())
         if self.fsm.state is not before:
             self._log_state(event, actions)
-            if self.fsm.state is F.LinkState.IDLE:
-                self._dirty = True
+            if self.fsm.state is LinkState.IDLE:
+                self.policy_driver.changed()
         for action in actions:
             self._perform(action)
 
-    def _log_state(self, event, actions) -> None:
-        causes = [a.cause for a in actions if isinstance(a, F.Hangup)]
-        reason = causes[0] if causes and self.fsm.state is F.LinkState.HANGING_UP else _reason(event)
-        line = f"link: state={self.fsm.state.name}, reason={reason}"
-        log.info("%s", line)
-        self.log = (self.log + [line])[-20:]
+    def _log_state(self, event: LinkEvent, actions: list[Action]) -> None:
+        causes = [a.cause for a in actions if isinstance(a, Hangup)]
+        reason = causes[0] if causes and self.fsm.state is LinkState.HANGING_UP else _reason(event)
+        log.info(linklog.state(self.fsm.state.name, reason))
+        self.recent = (self.recent + [linklog.state(self.fsm.state.name, reason)])[-RECENT:]
 
-    def _perform(self, a) -> None:
-        if isinstance(a, F.Dial):
-            self._spawn("dial", self._do_dial(a))
-        elif isinstance(a, F.StartPppd):
-            if self.mode == "modem":
-                self._spawn("pppd", self._do_pppd())
-        elif isinstance(a, F.ClearHostStatus):
-            self._port_call("clear_host_status")
-        elif isinstance(a, F.RunQueue):
-            self._spawn("run", self._do_run(a.link_up))
-        elif isinstance(a, F.SendEtrn):
-            self._spawn("etrn", self._do_etrn(a.domains))
-        elif isinstance(a, F.StopRun):
-            log.info("link: stop_run=%s", a.cause)
-            self._port_call("stop_run")
-        elif isinstance(a, F.Hangup):
-            self._spawn("hangup", self._do_hangup(a.cause))
-        elif isinstance(a, F.NotifyUp):
-            self._on_up(a)
-        elif isinstance(a, F.NotifyDown):
-            self._on_down(a)
+    def _perform(self, action: Action) -> None:
+        if isinstance(action, NotifyUp):
+            now = wall_now(self.clock)
+            self.policy_driver.call_up(now)
+            self.calls.up(now)
+            self._up.set()
+        elif isinstance(action, NotifyDown):
+            self._up.clear()
+            self.policy_driver.changed()
+            self.calls.down(action.cause)
+        elif not isinstance(action, ScheduleTimer):     # the loop reads fsm.deadline() itself
+            self.calls.perform(action)
 
-    def _spawn(self, name: str, coro) -> None:
-        old = self._tasks.get(name)
-        if old is not None and not old.done():
-            if name == "hangup":                    # one hang-up at a time is enough
-                coro.close()
-                return
-            old.cancel()
-        task = asyncio.create_task(coro, name=f"link-{name}")
-        self._tasks[name] = task
-        task.add_done_callback(lambda t, n=name: self._done(n, t))
+    # --- what the policy is told, status --------------------------------------------------
 
-    def _done(self, name: str, task: asyncio.Task) -> None:
-        if self._tasks.get(name) is task:
-            del self._tasks[name]
-        if not task.cancelled() and task.exception() is not None:
-            log.error("link: task=%s, error=%r", name, task.exception())
-        self._wake.set()
+    def demand(self, now: datetime, queue: Summary | None = None) -> Demand:
+        """What the policy decides on: the queue, today's calls and minutes, the last dial."""
+        q = queue if queue is not None else self._port.summary()
+        u = self.calls.usage(now)
+        return Demand(queued=q.queued, oldest_age_s=q.oldest_age_s, urgent=q.urgent,
+                      calls_today=u.calls, minutes_today=u.minutes, last_dial=self.policy_driver.last_dial)
 
-    def _port_call(self, name: str) -> None:
-        try:
-            getattr(self.port, name)()
-        except Exception as e:
-            log.warning("link: %s=failed, error=%s", name, e)
+    def status(self) -> dict:
+        now = wall_now(self.clock)
+        q = self._port.summary()
+        s = self.policy.settings
+        return {
+            "link": {"state": self.state, "phase": self.fsm.phase.value, "mode": self.mode,
+                     "failed_dials": self.fsm.failed_dials, "holders": dict(self.fsm.holders),
+                     "inbound": self.fsm.inbound, "pppd": self.calls.last_pppd_exit},
+            "queue": {"queued": q.queued, "oldest_age_s": q.oldest_age_s, "urgent": q.urgent},
+            "next": self.policy_driver.next(now, self.demand(now, q)),
+            "policy": self.policy_driver.last_ask,
+            "budget_left": self.calls.budget_left(now, s.calls_per_day, s.minutes_per_day),
+            "last_etrn": self.calls.last_etrn,
+            "last_call": self.calls.last_call(),
+        }
+
+    def explain(self) -> str:
+        now = wall_now(self.clock)
+        lines = [f"link is {self.state} (mode {self.mode})", self.policy.explain(now, self.demand(now))]
+        deadline = self.fsm.deadline()
+        if self.fsm.state is LinkState.BACKOFF and deadline is not None:
+            wait = deadline - self.clock.monotonic()
+            lines.append(f"backing off after {self.fsm.failed_dials} failed dial(s): {max(wait, 0):.0f}s left")
+        return "\n".join(lines)
 
 
-def _reason(event) -> str:
-    if isinstance(event, F.DialRequested):
+def _reason(event: LinkEvent) -> str:
+    if isinstance(event, DialRequested):
         return event.reason
-    if isinstance(event, F.DialResult):
+    if isinstance(event, DialResult):
         return event.result
-    if isinstance(event, (F.CarrierLost,)):
+    if isinstance(event, CarrierLost):
         return event.cause
-    if isinstance(event, F.PppdExited):
+    if isinstance(event, PppdExited):
         return f"pppd-exit({event.code},{exit_cause(event.code)})"
-    if isinstance(event, F.IfaceUp):
+    if isinstance(event, IfaceUp):
         return f"{event.ifname}-up({event.addr})"
-    if isinstance(event, F.IfaceDown):
+    if isinstance(event, IfaceDown):
         return f"{event.ifname}-down"
-    if isinstance(event, F.Timer):
+    if isinstance(event, Timer):
         return "timer"
     return type(event).__name__
-
-
-def _make_modem(cfg):
-    from link.modem import Modem
-    return Modem(cfg.device, speed=cfg.speed, init=tuple(cfg.init), numbers=tuple(cfg.numbers),
-                 retries=cfg.dial_retries, dial_timeout=cfg.dial_timeout, command_timeout=cfg.command_timeout,
-                 backoff_s=cfg.dial_backoff, guard_s=cfg.escape_guard, dtr_drop_s=cfg.dtr_drop)
-
-
-def _make_netwatch(cfg):
-    from link.netwatch import NetWatch
-    return NetWatch(cfg.interface, netns=cfg.netns or None, placeholders=frozenset(cfg.demand_placeholders))

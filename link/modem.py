@@ -51,6 +51,7 @@ from dataclasses import dataclass
 import serial
 import serial_asyncio_fast
 
+from link import linklog
 from link.at import AtCore, Code, Garbage, Info, Mode, Result, Send, Sleep
 from link.errors import DialFailed, LinkError, LinkLost
 
@@ -116,7 +117,8 @@ class Modem:
 
     def _serial(self) -> serial.Serial:
         assert self._writer is not None, "modem not open"
-        return self._writer.transport.serial
+        ser: serial.Serial = getattr(self._writer.transport, "serial")   # serial_asyncio_fast's SerialTransport
+        return ser
 
     # --- command mode ------------------------------------------------------------
 
@@ -138,6 +140,8 @@ class Modem:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
+            if self._reader is None:
+                raise LinkLost(f"{self.device}: not open")
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise DialFailed("TIMEOUT", detail=f"no answer to {what} within {timeout:g}s")
@@ -153,9 +157,9 @@ class Modem:
                 raise LinkLost(f"{self.device}: end of file")
             for event in self._core.feed(data):
                 if isinstance(event, Garbage):
-                    log.warning("link: modem=%s, garbage=%r", self.device, event.data[:64])
+                    log.warning(linklog.modem_garbage(self.device, event.data))
                 elif isinstance(event, Info):
-                    log.info("link: modem=%s, info=%r", self.device, event.line)
+                    log.info(linklog.modem_info(self.device, event.line))
                 elif isinstance(event, Result) and event.code is not Code.RING:
                     return event
 
@@ -186,7 +190,7 @@ class Modem:
                     return await self._dial_once(number, attempt)
                 except DialFailed as e:
                     last = e
-                    log.info("link: state=DIALING, number=%s, attempt=%d, result=%s", number, attempt, e.result)
+                    log.info(linklog.dial_attempt_failed(number, attempt, e.result))
                     if e.result == "NO DIALTONE":
                         break
         assert last is not None
@@ -202,7 +206,7 @@ class Modem:
             raise
         if not result.connected:
             raise DialFailed(FAILURES.get(result.code, "ERROR"), number=number)
-        log.info("link: state=CONNECTED, number=%s, speed=%s, attempt=%d", number, result.speed, attempt)
+        log.info(linklog.connected(number, result.speed, attempt))
         return Call(number, result.speed, self.device, attempt)
 
     async def hand_over(self) -> str:
@@ -231,7 +235,7 @@ class Modem:
         except LinkLost:
             raise
         except LinkError:
-            log.warning("link: modem=%s, hangup=dtr-ignored, fallback=+++ATH0", self.device)
+            log.warning(linklog.dtr_ignored(self.device))
         for action in self._core.escape(self.guard_s):
             if isinstance(action, Sleep):
                 await asyncio.sleep(action.seconds)

@@ -47,6 +47,8 @@ from dataclasses import dataclass, field
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_LINK
 
+from link import linklog
+
 log = logging.getLogger("link")
 
 IFF_UP = 0x1
@@ -174,12 +176,17 @@ class NetWatch:
     def connected(self) -> bool:
         return self.view.connected(self.placeholders) is not None
 
+    def _socket(self) -> AsyncIPRoute:
+        if self._ipr is None:
+            raise OSError(errno.EBADF, f"netlink watcher for {self.ifname} is not open")
+        return self._ipr
+
     async def _reread(self) -> None:
         new = View()
-        async for msg in await self._ipr.link("dump"):
+        async for msg in await self._socket().link("dump"):
             new = apply(new, msg, self.ifname)
         if new.index is not None:
-            async for msg in await self._ipr.addr("dump", family=2):
+            async for msg in await self._socket().addr("dump", family=2):
                 new = apply(new, msg, self.ifname)
         self._set(new)
 
@@ -189,7 +196,7 @@ class NetWatch:
 
     async def _resync(self) -> None:
         self.resyncs += 1
-        log.warning("link: iface=%s, netlink=overflow, action=resync, resyncs=%d", self.ifname, self.resyncs)
+        log.warning(linklog.netlink_overflow(self.ifname, self.resyncs))
         self.close()
         await self.open()
 
@@ -202,7 +209,7 @@ class NetWatch:
                 yield self._pending.pop(0)
             try:
                 # PITFALL (feasibility.md): get() ends after each datagram.
-                async for msg in self._ipr.get():
+                async for msg in self._socket().get():
                     self._set(apply(self.view, msg, self.ifname))
             except OSError as e:
                 if e.errno != errno.ENOBUFS:

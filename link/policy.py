@@ -199,9 +199,9 @@ class Policy:
         if not candidates:
             return Decision(False, "nothing due", None)
         at, why = min(candidates)
-        if not self.allowed(at):
-            end = self.next_change(at)
-            return Decision(False, f"{why}, after forbidden window {self.forbidding(at).text}", end)
+        window = self.forbidding(at)
+        if window is not None:
+            return Decision(False, f"{why}, after forbidden window {window.text}", self.next_change(at))
         return Decision(False, why, at)
 
     def _next_midnight(self, now: datetime) -> datetime:

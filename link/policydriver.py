@@ -1,156 +1,140 @@
-"""policydriver.py - the link manager's side of the dial policy (DRIVER around policy.py).
+"""policydriver.py - when to ask the dial policy, and what came of it (DRIVER around policy.py).
 
 NAME
-    policydriver - PolicyDriver, the LinkManager's mixin that asks the
-    policy: demand(now), replace_policy(policy), status(), explain();
-    compile_jobs(policy, scheduler, callback, now=); QueueSummary
+    policydriver - PolicyDriver(policy, clock=, scheduler=, on_rule=): due(),
+    ask(now, demand), wake_at(); replace(policy); compile_jobs(policy,
+    scheduler, callback, now=)
+
+SYNOPSIS
+    pd = PolicyDriver(policy, clock=clock, scheduler=schedule.Scheduler(), on_rule=wake)
+    pd.start()                          # the rules' `schedule` jobs
+    if pd.due() and fsm_is_idle:        # something changed, or a deadline passed
+        decision = pd.ask(now, demand)  # link.policy.Decision; dial -> DialRequested
+    pd.call_up(now)                     # a call came up: last_dial for the rules' catch-up
 
 DESCRIPTION
-    Owns the questions put to the pure core (link.policy) and what is done
-    with its answers.  When the FSM is IDLE and the manager's loop finds the
-    policy due (_dirty, or the last decision's next_at passed), _ask_policy()
-    passes `now` from the manager's clock and the Demand: the port's
-    queue_summary() (a failing port counts as an empty queue), today's calls
-    and minutes from the ledger (a call in progress included) and last_dial.
-    A decision to dial posts DialRequested(reason) and remembers its time
-    (last_dial once the call comes up); otherwise its next_at becomes a
-    monotonic deadline for the loop.
+    Owns the policy (link.policy, the pure core that decides) and the
+    bookkeeping around its questions: whether it is due to be asked again
+    (changed(): the demand changed or the FSM went idle; or the last
+    decision's next_at passed: a monotonic deadline for the manager's
+    loop), the last decision and how many times the loop asked (status),
+    and last_dial: the request time of the last call that came up (a
+    policy dial or an operator's, requested()), which the rules' catch-up
+    reads.  A call that failed leaves last_dial alone, so its rule is
+    retried after the FSM's backoff while still within the catch-up window.
 
     The rules' `schedule` jobs (compile_jobs, below) only wake the loop
-    early: the core stays the authority.  replace_policy() (reload) swaps
-    the policy, gives the FSM the new idle hang-up and longest call (a call
-    in progress keeps its line), recompiles the jobs when they were
-    compiled (run() started) and asks again.  status() and explain() report
-    the line and what the policy would do now.
+    early (on_rule(); the manager passes its demand_changed): the core stays
+    the authority.  replace() (reload) swaps the policy and recompiles the
+    jobs when they were compiled (start() ran).  The manager builds the
+    Demand (queue, today's calls and minutes, last_dial) and owns the FSM;
+    this driver never dials.
 
 NEVER
-    Decides by itself, or dials: it posts DialRequested and the FSM acts.
-
-FAILURES
-    queue_summary() raising is logged (link: queue_summary=failed, error=E)
-    and the queue counts as empty; the ledger's errors propagate.
-
-THE MANAGER SUPPLIES
-    policy, clock, port, ledger, fsm, mode, state, _scheduler, _jobs_compiled,
-    _dirty, _policy_at, _dial_requested, _call, decision, last_dial,
-    last_etrn, last_pppd_exit, and _post(event), demand_changed().
+    Decides by itself, dials, or reads the queue or the ledger.
 """
 
 from __future__ import annotations
 
-import logging
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
-from link import fsm as F
-from link.policy import Demand, Policy
+from link.policy import Decision, Demand, Policy, Rule
+from link.port import Clock
 
-log = logging.getLogger("link")
+if TYPE_CHECKING:
+    import schedule
+
 UTC = timezone.utc
 
 
-@dataclass(frozen=True)
-class QueueSummary:
-    queued: int = 0               #: messages waiting for the link (expensive routes)
-    oldest_age_s: float = 0.0
-    urgent: int = 0
-
-
 class PolicyDriver:
-    """Mixin for LinkManager: asking the policy, its jobs, reload, status and explain."""
+    """Asking the policy, its jobs, reload (the module's page)."""
 
-    # --- reload and the rules' jobs --------------------------------------------------------
-
-    def replace_policy(self, policy: Policy) -> None:
-        """A reload: from now on the new policy's rules and settings (idle
-        hang-up, longest call); a call in progress keeps its line."""
+    def __init__(self, policy: Policy, *, clock: Clock, scheduler: schedule.Scheduler | None = None,
+                 on_rule: Callable[[], None] = lambda: None) -> None:
         self.policy = policy
-        s = policy.settings
-        self.fsm.config = replace(self.fsm.config, idle_hangup_s=s.idle_hangup_s,
-                                  max_connect_s=s.max_connect_s)
-        if self._jobs_compiled:          # running: the old rules' jobs go, the new ones come
-            self._schedule_rules()
-        self.demand_changed()
+        self.clock = clock
+        self._scheduler = scheduler
+        self._on_rule = on_rule
+        self._compiled = False
+        self._dirty = True                  # ask at the next pass
+        self._at: float | None = None       # monotonic: the last decision's next_at
+        self._requested: datetime | None = None
+        self.decision: Decision | None = None
+        self.asked = 0                      #: times the loop asked (status(), tests)
+        self.last_ask: dict | None = None
+        self.last_dial: datetime | None = None      #: request time of the last call that came up
 
-    def _schedule_rules(self) -> None:
+    def start(self) -> None:
         """The policy's rules as `schedule` jobs that wake the loop (the pure core decides)."""
         if self._scheduler is None:
             return
         self._scheduler.clear()
-        compile_jobs(self.policy, self._scheduler, lambda rule: self.demand_changed(), now=self._now_dt)
-        self._jobs_compiled = True
+        compile_jobs(self.policy, self._scheduler, lambda rule: self._on_rule(),
+                     now=lambda: datetime.fromtimestamp(self.clock.wall(), UTC))
+        self._compiled = True
 
-    # --- asking ----------------------------------------------------------------------------
+    def replace(self, policy: Policy) -> None:
+        """A reload: the new policy's rules from now on (its jobs, if start() ran)."""
+        self.policy = policy
+        if self._compiled:
+            self.start()
+        self._dirty = True
 
-    def _ask_policy(self) -> None:
+    def changed(self) -> None:
+        """Ask again at the next pass (the demand changed, the line went idle)."""
+        self._dirty = True
+
+    def due(self) -> bool:
+        """Run the jobs that are due; is the policy to be asked?"""
+        if self._scheduler is not None:
+            self._scheduler.run_pending()
+        if self._at is not None and self.clock.monotonic() >= self._at:
+            self._dirty = True
+        return self._dirty
+
+    def ask(self, now: datetime, demand: Demand) -> Decision:
+        """The policy's decision now; a dial is remembered as requested at `now`."""
         self._dirty = False
-        now = self._now_dt()
-        d = self.policy.should_dial(now, self.demand(now))
-        self.decision = d
-        self._policy_at = None
+        d = self.policy.should_dial(now, demand)
+        self.decision, self._at = d, None
+        self.asked += 1
+        self.last_ask = {"asked": self.asked, "at": now.isoformat(), "dial": d.dial, "reason": d.reason,
+                         "queued": demand.queued}
         if d.dial:
-            self._dial_requested = now
-            self._post(F.DialRequested(d.reason))
+            self._requested = now
         elif d.next_at is not None:
-            self._policy_at = self.clock.monotonic() + max((d.next_at - now).total_seconds(), 0.0)
+            self._at = self.clock.monotonic() + max((d.next_at - now).total_seconds(), 0.0)
+        return d
 
-    def demand(self, now: datetime | None = None) -> Demand:
-        now = now or self._now_dt()
-        q = self._summary()
-        calls, minutes = 0, 0.0
-        if self.ledger is not None:
-            u = self.ledger.usage(now, active_since=self._call["start"] if self._call else None)
-            calls, minutes = u.calls, u.minutes
-        return Demand(queued=q.queued, oldest_age_s=q.oldest_age_s, urgent=q.urgent,
-                      calls_today=calls, minutes_today=minutes, last_dial=self.last_dial)
+    def requested(self, now: datetime) -> None:
+        """An operator's dial: last_dial once it comes up."""
+        self._requested = now
 
-    def _summary(self):
-        try:
-            return self.port.queue_summary()
-        except Exception as e:                       # the MTA's problem must not stop the line
-            log.warning("link: queue_summary=failed, error=%s", e)
-            return QueueSummary()
+    def call_up(self, now: datetime) -> None:
+        self.last_dial = self._requested or now
+        self._requested = None
 
-    # --- status --------------------------------------------------------------------------------
+    def wake_at(self) -> float | None:
+        """When (monotonic) the loop must look again: the decision's next_at, the next job."""
+        times = [self._at] if self._at is not None else []
+        idle = self._scheduler.idle_seconds if self._scheduler is not None else None
+        if idle is not None:
+            times.append(self.clock.monotonic() + max(idle, 0.0))
+        return min(times, default=None)
 
-    def _now_dt(self) -> datetime:
-        return datetime.fromtimestamp(self.clock.wall(), UTC)
-
-    def status(self) -> dict:
-        now = self._now_dt()
-        q = self._summary()
-        d = self.policy.should_dial(now, self.demand(now))
-        budget = {"calls": None, "minutes": None}
-        last_call = None
-        if self.ledger is not None:
-            s = self.policy.settings
-            calls, minutes = self.ledger.budget_left(now, s.calls_per_day, s.minutes_per_day,
-                                                     active_since=self._call["start"] if self._call else None)
-            budget = {"calls": calls, "minutes": minutes}
-            last_call = asdict(self.ledger.last_call) if self.ledger.last_call else None
-        return {
-            "link": {"state": self.state, "phase": self.fsm.phase.value, "mode": self.mode,
-                     "failed_dials": self.fsm.failed_dials, "holders": dict(self.fsm.holders),
-                     "inbound": self.fsm.inbound, "pppd": self.last_pppd_exit},
-            "queue": {"queued": q.queued, "oldest_age_s": q.oldest_age_s, "urgent": q.urgent},
-            "next": {"dial": d.dial, "reason": d.reason, "at": d.next_at.isoformat() if d.next_at else None},
-            "budget_left": budget,
-            "last_etrn": self.last_etrn,
-            "last_call": last_call,
-        }
-
-    def explain(self) -> str:
-        now = self._now_dt()
-        lines = [f"link is {self.state} (mode {self.mode})", self.policy.explain(now, self.demand(now))]
-        if self.fsm.state is F.LinkState.BACKOFF and self.fsm.deadline() is not None:
-            wait = self.fsm.deadline() - self.clock.monotonic()
-            lines.append(f"backing off after {self.fsm.failed_dials} failed dial(s): {max(wait, 0):.0f}s left")
-        return "\n".join(lines)
+    def next(self, now: datetime, demand: Demand) -> dict:
+        """What the policy would decide now (status; the loop's state is left alone)."""
+        d = self.policy.should_dial(now, demand)
+        return {"dial": d.dial, "reason": d.reason, "at": d.next_at.isoformat() if d.next_at else None}
 
 
 # --- the `schedule` adapter --------------------------------------------------
 
-def compile_jobs(policy: Policy, scheduler, callback, *, now=None) -> list:
+def compile_jobs(policy: Policy, scheduler: schedule.Scheduler, callback: Callable[[Rule], object], *,
+                 now: Callable[[], datetime] | None = None) -> list[schedule.Job]:
     """Register the rules as jobs on a `schedule.Scheduler`; returns the jobs.
 
     Each job calls ``callback(rule)`` when the rule fires.  What `schedule`
@@ -176,18 +160,28 @@ def compile_jobs(policy: Policy, scheduler, callback, *, now=None) -> list:
     the manager passes its own clock's).
     """
     clock = now or (lambda: datetime.now(UTC))
-    current = clock()
-    whole_hours = all(off is not None and off.total_seconds() % 3600 == 0
-                      for off in (current.astimezone(policy.zone).utcoffset(),
-                                  current.astimezone().utcoffset()))
+    whole_hours = _whole_hours(policy, clock())
     jobs = []
     for rule in policy.rules:
-        def guard(rule=rule):
-            if policy.fires_now(rule, clock()):
-                callback(rule)
+        guard = _guard(policy, rule, clock, callback)
         if whole_hours:
-            for minute in sorted(rule.minutes):
-                jobs.append(scheduler.every().hour.at(f":{minute:02d}").do(guard).tag("dial-policy"))
+            jobs += [scheduler.every().hour.at(f":{minute:02d}").do(guard).tag("dial-policy")
+                     for minute in sorted(rule.minutes)]
         else:
             jobs.append(scheduler.every().minute.do(guard).tag("dial-policy"))
     return jobs
+
+
+def _guard(policy: Policy, rule: Rule, clock: Callable[[], datetime],
+           callback: Callable[[Rule], object]) -> Callable[[], None]:
+    """The job's body: the callback, only when the core says the rule fired."""
+    def guard() -> None:
+        if policy.fires_now(rule, clock()):
+            callback(rule)
+    return guard
+
+
+def _whole_hours(policy: Policy, now: datetime) -> bool:
+    """Do the policy's zone and the system's both differ from UTC by whole hours now?"""
+    return all(off is not None and off.total_seconds() % 3600 == 0
+               for off in (now.astimezone(policy.zone).utcoffset(), now.astimezone().utcoffset()))

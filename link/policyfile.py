@@ -63,6 +63,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from link import durations
@@ -72,7 +73,7 @@ _DOW = {n: i for i, n in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "s
 _MON = {n: i + 1 for i, n in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul",
                                          "aug", "sep", "oct", "nov", "dec"))}
 #: (name, low, high, names) of the five cron fields
-FIELDS = (("minute", 0, 59, {}), ("hour", 0, 23, {}), ("day-of-month", 1, 31, {}),
+FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (("minute", 0, 59, {}), ("hour", 0, 23, {}), ("day-of-month", 1, 31, {}),
           ("month", 1, 12, _MON), ("day-of-week", 0, 7, _DOW))
 
 
@@ -157,7 +158,7 @@ def read(text: str, *, file: str = "<policy>"
     """The file's (rules, windows, settings, zone).  Raises PolicyError naming file, line and field."""
     rules: list[Rule] = []
     windows: list[Window] = []
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}          # checked by _parse_setting: Settings' types
     zone = ZoneInfo("UTC")
     for n, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()

@@ -51,6 +51,7 @@ import os
 import signal
 from collections.abc import Mapping, Sequence
 
+from link import linklog
 from link.errors import LinkError
 
 log = logging.getLogger("link")
@@ -125,7 +126,8 @@ class Pppd:
         if self.running:
             raise LinkError(f"pppd already running (pid {self.pid})")
         argv = self.argv(device)
-        out = open(self.log_path, "ab") if self.log_path else asyncio.subprocess.DEVNULL
+        log_file = open(self.log_path, "ab") if self.log_path else None
+        out = log_file if log_file is not None else asyncio.subprocess.DEVNULL
         try:
             self._proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out,
@@ -133,10 +135,10 @@ class Pppd:
         except OSError as e:
             raise LinkError(f"cannot start {self.program}: {e.strerror or e}") from e
         finally:
-            if self.log_path:
-                out.close()
+            if log_file is not None:
+                log_file.close()
         self.device = device
-        log.info("link: pppd=started, pid=%d, device=%s", self._proc.pid, device)
+        log.info(linklog.pppd_started(self._proc.pid, device))
         return self._proc.pid
 
     async def wait(self) -> int:
@@ -156,7 +158,7 @@ class Pppd:
             try:
                 await asyncio.wait_for(proc.wait(), self.grace_s)
             except asyncio.TimeoutError:
-                log.warning("link: pppd=%d, stop=sigkill, grace=%gs", proc.pid, self.grace_s)
+                log.warning(linklog.pppd_sigkill(proc.pid, self.grace_s))
                 _signal(proc, signal.SIGKILL)
                 await proc.wait()
         return proc.returncode
@@ -217,5 +219,5 @@ class ExternalLink:
         except asyncio.TimeoutError:
             _signal(proc, signal.SIGKILL)
             code = await proc.wait()
-        log.info("link: %s_command=%s, status=%d", which, argv[0], code)
+        log.info(linklog.command_ran(which, argv[0], code))
         return code

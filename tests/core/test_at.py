@@ -182,7 +182,7 @@ def test_lf_after_connect_is_data_when_line_ended_in_lf():
 def test_cores_import_no_io_modules():
     import subprocess
     import sys
-    code = ("import sys, link.at, link.policy, link.fsm; "
+    code = ("import sys, link.at, link.policy, link.fsm, link.transitions; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
             "('serial', 'pyroute2', 'asyncio', 'socket', 'edgemail', 'logging', 'schedule')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

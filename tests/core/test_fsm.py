@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from link.fsm import (TABLE, CarrierLost, ClearHostStatus, Dial, DialRequested, DialResult,
-                      EtrnDone, FsmConfig, Hangup, Hold, Idle, IfaceDown, IfaceUp, InboundActive,
-                      InboundDone, LinkFSM, LinkState, MailWaiting, NotifyDown, NotifyUp, Phase, PppdExited,
-                      QueueRunDone, Release, RunQueue, ScheduleTimer, SendEtrn, StartPppd, StopRun,
-                      Timer)
+from link.fsm import FsmConfig, LinkFSM
+from link.transitions import (TABLE, CarrierLost, ClearHostStatus, Dial, DialRequested, DialResult,
+                              EtrnDone, Hangup, Hold, Idle, IfaceDown, IfaceUp, InboundActive, InboundDone,
+                              LinkState, MailWaiting, NotifyDown, NotifyUp, Phase, PppdExited, QueueRunDone,
+                              Release, RunQueue, ScheduleTimer, SendEtrn, StartPppd, StopRun, Timer)
 
 S = LinkState
 CFG = FsmConfig(numbers=("5551234", "5559876"), etrn_domains=("example.org",), idle_hangup_s=120,

@@ -23,10 +23,8 @@ MAX_FUNCTION_LINES = 40
 KNOWN_CYCLES: set[frozenset[str]] = {
     frozenset({"edgemail.smtpd.listener", "edgemail.smtpd.protocol"}),
 }
-KNOWN_LONG_MODULES: set[str] = {"edgemail.smtpd.protocol", "link.fsm"}
-KNOWN_LONG_FUNCTIONS: set[str] = {
-    "link.policydriver.compile_jobs",
-}
+KNOWN_LONG_MODULES: set[str] = {"edgemail.smtpd.protocol"}
+KNOWN_LONG_FUNCTIONS: set[str] = set()
 
 
 def _modules() -> dict[str, Path]:

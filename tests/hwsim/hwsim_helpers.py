@@ -3,21 +3,26 @@ a module named conftest would clash with tests/system's when both folders
 run in one pytest command).
 
 ModemProc: hardware-sim/modemsim.py on a pty in a temporary folder;
-run_chat: the real chat(8) on a tty; EdgeMailListener: an aiosmtpd server in
+open_port, command, connect: pyserial on its tty; link_up, echo_client,
+bulk_transfer: TCP over a world's ppp0 (these also serve
+tests/bench/hwsim_timing.py); run_chat: the real chat(8) on a tty; EdgeMailListener: an aiosmtpd server in
 the world's edge namespace, the stand-in for edgemail's ISP-facing listener.
 """
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import termios
+import threading
 import time
 import tty
 from pathlib import Path
 
 import pytest
+import serial
 
 HWSIM = Path(__file__).resolve().parents[2] / "hardware-sim"
 sys.path.insert(0, str(HWSIM))
@@ -69,6 +74,77 @@ class ModemProc:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def open_port(m, timeout=1.0):
+    """pyserial on the modem's tty (115200, `timeout` per read)."""
+    return serial.Serial(m.tty, 115200, timeout=timeout)
+
+
+def command(port, cmd: bytes, want_end=b"\r\n", wait_s=1.0) -> bytes:
+    """One AT command; what came back until a final result (or `wait_s`)."""
+    port.reset_input_buffer()
+    port.write(cmd + b"\r")
+    end = time.monotonic() + wait_s
+    buf = b""
+    while time.monotonic() < end:
+        buf += port.read(port.in_waiting or 1)
+        if buf.endswith(want_end) and len(buf.strip()) > 0:
+            if any(word in buf for word in (b"OK", b"ERROR", b"CONNECT", b"NO CARRIER", b"BUSY")):
+                break
+    return buf
+
+
+def connect(port, cmd=b"ATDT5551234"):
+    """Echo off, dial: the CONNECT reply (AssertionError when the modem says otherwise)."""
+    assert command(port, b"ATE0").endswith(b"OK\r\n")
+    reply = command(port, cmd, wait_s=3)
+    assert b"CONNECT" in reply, reply
+    return reply
+
+
+def link_up(w):
+    """fakepppd up on the world's modem: ppp0 with its addresses."""
+    proc = w.start_fakepppd()
+    w.wait_ppp_up(proc=proc)
+    return proc
+
+
+def echo_client(w, port: int):
+    """A TCP echo server in the ISP namespace and a client to it over ppp0 (TCP_NODELAY)."""
+    with w.in_isp():
+        srv = socket.create_server(("10.64.0.1", port))
+
+    def serve():
+        conn, _ = srv.accept()
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        while data := conn.recv(65536):
+            conn.sendall(data)
+        conn.close()
+    threading.Thread(target=serve, daemon=True).start()
+    with w.in_edge():
+        c = socket.create_connection(("10.64.0.1", port), timeout=5)
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return c
+
+
+def bulk_transfer(w, direction: str, nbytes: int, port: int):
+    """`nbytes` over ppp0, "down" (ISP -> edge) or "up"; yields (monotonic time, chunk) as received."""
+    server_ns, client_ns = (w.in_isp, w.in_edge) if direction == "down" else (w.in_edge, w.in_isp)
+    server_ip = "10.64.0.1" if direction == "down" else "10.64.0.2"
+    with server_ns():
+        srv = socket.create_server((server_ip, port))
+
+    def serve():
+        conn, _ = srv.accept()
+        conn.sendall(b"d" * nbytes)
+        conn.close()
+    threading.Thread(target=serve, daemon=True).start()
+    with client_ns():
+        c = socket.create_connection((server_ip, port), timeout=10)
+    with c:
+        while data := c.recv(65536):
+            yield data
 
 
 def open_raw(path: str) -> int:

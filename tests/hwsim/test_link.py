@@ -1,15 +1,18 @@
-"""fakepppd over modemsim: ppp0 in the edge namespace, as pppd makes it (root)."""
+"""fakepppd over modemsim: ppp0 in the edge namespace, as pppd makes it (root).
+
+What happens, not how fast: the line's round trip, goodput and how soon
+ppp0 goes after a carrier loss are figures in tests/bench/hwsim_timing.py
+(--world); its pacing is asserted on virtual time in test_linkframe.py."""
 import json
 import os
 import socket
-import statistics
 import subprocess
-import threading
 import time
 
 import pytest
 
 from netlinkrec import NetlinkRecorder
+from tests.hwsim.hwsim_helpers import bulk_transfer, echo_client, link_up
 
 pytestmark = pytest.mark.root
 
@@ -123,17 +126,16 @@ def test_exit_codes(world, modem, extra, action, want):
 
 
 @pytest.mark.parametrize("mode", ["hard", "cut"])
-def test_hard_carrier_loss_removes_ppp0_within_200ms(world, mode):
+def test_hard_carrier_loss_removes_ppp0(world, mode):
     w = world(with_isp=False)
     with NetlinkRecorder(w.edge_ns) as rec:
         proc = w.start_fakepppd()
         w.wait_ppp_up(proc=proc)
-        t0 = time.monotonic()
         w.modem_control("drop", mode=mode)
-        gone = rec.wait_for("DELLINK").t - t0
-    assert proc.wait(5) == 16
-    print(f"ppp0 removed {gone * 1000:.1f} ms after the {mode} carrier loss")
-    assert 0 < gone < 0.2
+        rec.wait_for("DELLINK")
+        down_events = [e.short() for e in rec.events][len(UP_SEQUENCE):]
+    assert proc.wait(5) == 16                      # pppd: modem hangup
+    assert down_events == DOWN_SEQUENCE and w.ppp_address() is None
 
 
 def test_persist_redials_until_maxfail(world):
@@ -143,79 +145,25 @@ def test_persist_redials_until_maxfail(world):
     assert w.modem_control("status")["dials"] == 3
 
 
-def _echo_server(sock):
-    def serve():
-        conn, _ = sock.accept()
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        while data := conn.recv(65536):
-            conn.sendall(data)
-        conn.close()
-    threading.Thread(target=serve, daemon=True).start()
-
-
-def _bulk_server(sock, nbytes):
-    def serve():
-        conn, _ = sock.accept()
-        conn.sendall(b"d" * nbytes)
-        conn.close()
-    threading.Thread(target=serve, daemon=True).start()
-
-
-def _link_up(w):
-    proc = w.start_fakepppd()
-    w.wait_ppp_up(proc=proc)
-    return proc
-
-
-def test_round_trip_time_matches_the_line(world):
+def test_an_echo_crosses_the_line_both_ways(world):
     w = world(with_isp=False)
-    _link_up(w)
-    with w.in_isp():
-        srv = socket.create_server(("10.64.0.1", 7002))
-    _echo_server(srv)
-    with w.in_edge():
-        c = socket.create_connection(("10.64.0.1", 7002), timeout=5)
-    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    rtts = []
-    for _ in range(7):
-        time.sleep(0.05)  # let the previous ACK clear the line
-        t0 = time.monotonic()
-        c.sendall(b"p" * 32)
-        assert c.recv(100) == b"p" * 32
-        rtts.append(time.monotonic() - t0)
+    link_up(w)
+    c = echo_client(w, 7002)
+    for i in range(7):
+        c.sendall(b"p%d" % i * 16)
+        assert c.recv(100) == b"p%d" % i * 16
     c.close()
-    frame = 32 + 52 + 2  # payload, IPv4 + TCP with timestamps, SLIP ENDs
-    want = 2 * 0.050 + frame * 8 / 33600 + frame * 8 / 56000
-    got = statistics.median(rtts)
-    print(f"TCP echo RTT median {got * 1000:.1f} ms (line model {want * 1000:.1f} ms)")
-    assert abs(got - want) <= 0.2 * want
+    counters = w.modem_control("status")["counters"]
+    assert counters["up_bytes"] > 7 * 32 and counters["down_bytes"] > 7 * 32   # over the paced line
 
 
 @pytest.mark.parametrize("direction, nbytes", [("down", 24000), ("up", 16000)])
-def test_tcp_throughput_matches_the_rate(world, direction, nbytes):
+def test_a_bulk_transfer_arrives_whole(world, direction, nbytes):
     w = world(with_isp=False, link={"buffer": 65536})
-    _link_up(w)
-    server_ns, client_ns = (w.in_isp, w.in_edge) if direction == "down" else (w.in_edge, w.in_isp)
-    server_ip = "10.64.0.1" if direction == "down" else "10.64.0.2"
-    with server_ns():
-        srv = socket.create_server((server_ip, 7003))
-    _bulk_server(srv, nbytes)
-    with client_ns():
-        c = socket.create_connection((server_ip, 7003), timeout=10)
-    got, first, after_first = 0, None, 0
-    while data := c.recv(65536):
-        if first is None:
-            first = time.monotonic()  # the clock starts when the first segment is in
-        else:
-            after_first += len(data)
-        got += len(data)
-    secs = time.monotonic() - first
-    c.close()
-    rate = 56000 if direction == "down" else 33600
-    goodput = after_first * 8 / secs
-    print(f"{direction}: {got} B in {secs:.2f} s = {goodput / 1000:.1f} kbit/s (line {rate / 1000} kbit/s)")
-    assert got == nbytes
-    assert abs(goodput - rate) <= 0.2 * rate
+    link_up(w)
+    got = b"".join(bulk_transfer(w, direction, nbytes, 7003))
+    assert got == b"d" * nbytes
+    assert w.modem_control("status")["counters"][f"{direction}_bytes"] > nbytes
 
 
 @pytest.mark.parametrize("how", ["ip-netns-exec", "HWSIM_NETNS"])

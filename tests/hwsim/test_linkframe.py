@@ -1,5 +1,9 @@
-"""SLIP framing and the line pacer: chunking invariance, NO CARRIER detection, rate/delay/drop-tail."""
-import asyncio
+"""SLIP framing and the line pacer: chunking invariance, NO CARRIER detection,
+rate/delay/drop-tail on virtual time (the wall-clock figures: tests/bench/hwsim_timing.py)."""
+import heapq
+import itertools
+
+import pytest
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -36,27 +40,53 @@ def test_no_carrier_between_frames_is_carrier_loss():
     assert feed_in_pieces(wire, [1, 5, 9, 13]) == [b"E1", CarrierText(NO_CARRIER)]
 
 
+class VirtualLoop:
+    """The two things Pipe asks of its loop (time, call_at), on virtual time:
+    run() fires what is scheduled in time order, moving the clock to each."""
+
+    def __init__(self):
+        self.now, self._timers, self._seq = 0.0, [], itertools.count()
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when, fn, *args):
+        heapq.heappush(self._timers, (when, next(self._seq), fn, args))
+
+    def run(self):
+        while self._timers:
+            self.now, _, fn, args = heapq.heappop(self._timers)
+            fn(*args)
+
+
 def run_pipe(rate_bps, delay_s, limit, sizes):
-    async def main():
-        loop = asyncio.get_running_loop()
-        arrivals = []
-        pipe = Pipe(lambda p, tag: arrivals.append((loop.time(), tag)), rate_bps, delay_s, limit)
-        t0 = loop.time()
-        accepted = [pipe.push(b"x" * n, i) for i, n in enumerate(sizes)]
-        await asyncio.sleep(sum(sizes) * 8 / rate_bps + delay_s + 0.1)
-        return [(t - t0, tag) for t, tag in arrivals], accepted, pipe.dropped
-    return asyncio.run(main())
+    loop = VirtualLoop()
+    arrivals = []
+    pipe = Pipe(lambda p, tag: arrivals.append((loop.time(), tag)), rate_bps, delay_s, limit, loop=loop)
+    accepted = [pipe.push(b"x" * n, i) for i, n in enumerate(sizes)]
+    loop.run()
+    return arrivals, accepted, pipe.dropped
 
 
 def test_pipe_serializes_and_delays():
     arrivals, accepted, dropped = run_pipe(80_000, 0.05, 100_000, [1000, 1000, 1000])
     want = [0.05 + 0.1, 0.05 + 0.2, 0.05 + 0.3]  # 1000 B at 80 kbit/s = 100 ms each
     assert [tag for _, tag in arrivals] == [0, 1, 2] and dropped == 0 and all(accepted)
-    for (got, _), w in zip(arrivals, want):
-        assert abs(got - w) < 0.02, (got, w)
+    assert [got for got, _ in arrivals] == pytest.approx(want, abs=1e-9)
 
 
 def test_pipe_drops_tail_beyond_its_buffer():
     arrivals, accepted, dropped = run_pipe(80_000, 0.0, 3000, [1000] * 5)  # room for 3 packets
     assert accepted == [True, True, True, False, False] and dropped == 2
     assert [tag for _, tag in arrivals] == [0, 1, 2]
+
+
+def test_pipe_backlog_drains_with_time():
+    loop = VirtualLoop()
+    pipe = Pipe(lambda p, tag: None, 80_000, 0.0, 100_000, loop=loop)
+    pipe.push(b"x" * 2000)
+    assert pipe.backlog() == 2000
+    loop.now = 0.1                                  # 1000 B went out
+    assert pipe.backlog() == 1000
+    loop.run()
+    assert pipe.backlog() == 0 and pipe.sent == 1 and pipe.bytes == 2000

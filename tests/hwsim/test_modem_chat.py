@@ -55,16 +55,14 @@ def test_faults_set_at_run_time(modem, fault, want):
 
 def test_slow_connect(modem):
     m = modem("--connect-delay", "1.5")
-    rc, secs = run_chat(m.tty, *DIAL, timeout=1)
-    assert rc == TIMEOUT
-    rc, secs = run_chat(m.tty, *DIAL, timeout=4)
-    assert rc == OK and 1.5 <= secs < 3.0, secs
+    assert run_chat(m.tty, *DIAL, timeout=1)[0] == TIMEOUT     # chat gives up before the 1.5 s connect
+    assert run_chat(m.tty, *DIAL, timeout=4)[0] == OK          # and waits it out with time to spare
 
 
 def test_s7_shorter_than_connect_gives_no_carrier(modem):
     m = modem("--connect-delay", "3")
-    rc, secs = run_chat(m.tty, "ABORT", "NO CARRIER", "", "ATS7=1", "OK", "ATDT5551234", "CONNECT", timeout=5)
-    assert rc == 4 and 0.9 <= secs < 2.5, (rc, secs)
+    rc, _ = run_chat(m.tty, "ABORT", "NO CARRIER", "", "ATS7=1", "OK", "ATDT5551234", "CONNECT", timeout=5)
+    assert rc == 4                                             # NO CARRIER (S7 = 1 s), not chat's timeout (3)
 
 
 def test_connect_speed_in_result(modem):

@@ -1,33 +1,15 @@
-"""pyserial against modemsim.py: commands, data mode, escape, DTR drop, carrier loss."""
+"""pyserial against modemsim.py: commands, data mode, escape, DTR drop, carrier loss.
+
+What happens, not how fast: the timings (pacing, guard time, connect delay,
+carrier loss after N s) are asserted on virtual time in test_modemcore.py and
+test_linkframe.py, and measured over the pty in tests/bench/hwsim_timing.py."""
 import os
 import time
 
 import pytest
 import serial
 
-
-def open_port(m, timeout=1.0):
-    return serial.Serial(m.tty, 115200, timeout=timeout)
-
-
-def command(port, cmd: bytes, want_end=b"\r\n", wait_s=1.0) -> bytes:
-    port.reset_input_buffer()
-    port.write(cmd + b"\r")
-    end = time.monotonic() + wait_s
-    buf = b""
-    while time.monotonic() < end:
-        buf += port.read(port.in_waiting or 1)
-        if buf.endswith(want_end) and len(buf.strip()) > 0:
-            if any(word in buf for word in (b"OK", b"ERROR", b"CONNECT", b"NO CARRIER", b"BUSY")):
-                break
-    return buf
-
-
-def connect(port, cmd=b"ATDT5551234"):
-    assert command(port, b"ATE0").endswith(b"OK\r\n")
-    reply = command(port, cmd, wait_s=3)
-    assert b"CONNECT" in reply, reply
-    return reply
+from tests.hwsim.hwsim_helpers import command, connect, open_port
 
 
 @pytest.mark.parametrize("cmd, want", [
@@ -43,18 +25,17 @@ def test_commands(modem, cmd, want):
         assert command(port, cmd) == want
 
 
-def test_data_mode_is_paced_loopback(modem):
+def test_data_mode_loops_back_through_the_paced_line(modem):
     m = modem("--connect-delay", "0.1", "--down-bps", "56000", "--up-bps", "33600", "--delay-ms", "50")
     with open_port(m, timeout=3) as port:
         connect(port)
         payload = bytes(range(256)) * 4  # 1024 bytes
-        t0 = time.monotonic()
         port.write(payload)
         got = port.read(len(payload))
-        secs = time.monotonic() - t0
-    want_s = len(payload) * 8 / 33600 + 0.100  # chunks pipeline: the slower direction + 2 x 50 ms
     assert got == payload
-    assert abs(secs - want_s) < 0.2 * want_s, f"took {secs:.3f} s, want {want_s:.3f} s"
+    counters = m.control("status")["counters"]                # both pipes carried it, nothing dropped
+    assert (counters["up_bytes"], counters["down_bytes"]) == (len(payload), len(payload))
+    assert m.control("status")["drops"] == {"up": 0, "down": 0}
 
 
 def test_escape_guard_ato_ath(modem):
@@ -67,9 +48,8 @@ def test_escape_guard_ato_ath(modem):
         assert port.read(port.in_waiting) == b"a+++b"
         time.sleep(0.4)
         port.write(b"+++")
-        t0 = time.monotonic()
         reply = port.read_until(b"OK\r\n")
-        assert reply.endswith(b"\r\nOK\r\n") and time.monotonic() - t0 >= 0.28
+        assert reply.endswith(b"\r\nOK\r\n")
         assert m.control("status")["state"] == "online-command"
         assert command(port, b"ATO") == b"\r\nCONNECT 56000\r\n"
         time.sleep(0.4)
@@ -136,11 +116,9 @@ def test_carrier_loss_after_time_or_bytes(modem, flags, cause):
     m = modem("--connect-delay", "0.1", *flags)
     with open_port(m, timeout=2) as port:
         connect(port)
-        t0 = time.monotonic()
         port.write(b"x" * 400)
         got = port.read_until(b"NO CARRIER\r\n")
         assert got.endswith(b"\r\nNO CARRIER\r\n")
-        assert time.monotonic() - t0 < 1.5
     assert any(e.get("cause") == cause for e in m.control("events")["events"])
 
 
@@ -202,22 +180,20 @@ def test_busy_then_answer_and_slow_connect_with_pyserial(modem):
     with open_port(m, timeout=3) as port:
         assert command(port, b"ATE0").endswith(b"OK\r\n")
         assert command(port, b"ATDT1", wait_s=2) == b"\r\nBUSY\r\n"
-        m.control("faults", connect_delay=1.0)
-        t0 = time.monotonic()
+        assert m.control("faults", connect_delay=1.0)["faults"]["connect_delay"] == 1.0
         assert command(port, b"ATDT1", wait_s=3) == b"\r\nCONNECT 56000\r\n"
-        assert 1.0 <= time.monotonic() - t0 < 1.5
+    assert [e["event"] for e in m.control("events")["events"] if e["event"] in ("dial-failed", "connect")] == [
+        "dial-failed", "connect"]
 
 
 def test_link_is_repaced_at_run_time(modem):
     m = modem("--connect-delay", "0.1")
     reply = m.control("link", down_bps=400000, up_bps=400000, delay_ms=5)
     assert reply["link"] == dict(down_bps=400000.0, up_bps=400000.0, delay_ms=5.0, buffer=8192)
+    assert m.control("status")["link"] == reply["link"]
     with open_port(m, timeout=3) as port:
         connect(port)
         payload = b"z" * 2000
-        t0 = time.monotonic()
         port.write(payload)
         assert port.read(len(payload)) == payload
-        secs = time.monotonic() - t0
-    want_s = len(payload) * 8 / 400000 + 0.010
-    assert secs < 2 * want_s + 0.03, f"took {secs:.3f} s, want about {want_s:.3f} s"
+    assert m.control("status")["counters"]["down_bytes"] == len(payload)

@@ -41,7 +41,9 @@ def test_queue_down_dial_run_etrn_push_idle_hangup(world, edge_daemon, tmp_path)
         daemon.sendmail("From: bob@edge.example\nTo: carol@remote1.example\nSubject: normal\n\nhello\n")
         st = daemon.status()
         assert st["queue"]["due"] == 1 and st["link"]["state"] == "down"
-        time.sleep(1.0)                                   # the policy has had its chance: no dial for normal mail
+        decided = daemon.until(lambda: (p := daemon.status()["policy"])["queued"] == 1 and p, 10,
+                               "the policy asked about the normal mail")
+        assert decided["dial"] is False, decided          # normal mail waits: no dial (urgent = immediate only)
         assert daemon.status()["link"]["state"] == "down"
         assert w.dns_query_count() == dns0 == 0           # invariant 1: queued with no DNS query
 

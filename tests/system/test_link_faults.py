@@ -25,6 +25,7 @@ import socket
 import threading
 import time
 from dataclasses import replace
+from datetime import datetime, timezone
 
 import pytest
 
@@ -34,7 +35,8 @@ from edgemail.envelope import Envelope, Recipient
 from edgemail.delivery.etrn import etrn
 from edgemail.spool.store import Store
 from link.accounting import Ledger
-from link.manager import LinkManager, QueueSummary
+from link.manager import LinkManager
+from link.port import QueueSummary
 from link.policy import parse
 from link.ppp import Pppd
 
@@ -211,7 +213,7 @@ class Rig:
         while not pred():
             if loop.time() > end:
                 raise AssertionError(f"timed out waiting for {what}: state={self.mgr.state}, "
-                                     f"log={self.mgr.log}\n{self.world.log_tail('modemsim')}")
+                                     f"log={self.mgr.recent}\n{self.world.log_tail('modemsim')}")
             if self.task.done():
                 self.task.result()
             await asyncio.sleep(0.05)
@@ -256,10 +258,10 @@ async def test_busy_then_success_delivers_and_hangs_up_idle(rig, caplog):
     await r.until(lambda: r.mgr.state == "down" and not r.queued(), what="idle hang-up with the queue empty")
     assert len(r.sink.messages) == 2 and r.queued() == [] and qids
     assert r.port.calls[:2] == ["clear_host_status", "run_queue"] and "etrn" in r.port.calls
-    assert r.sink.etrns == ["ETRN example.org"] and r.mgr.last_etrn["ok"] is True
+    assert r.sink.etrns == ["ETRN example.org"] and r.mgr.status()["last_etrn"]["ok"] is True
     assert lines(caplog, "result=BUSY") and lines(caplog, "state=UP, reason=ppp0-up(10.64.0.2)")
     assert lines(caplog, "state=HANGING_UP, reason=idle") and lines(caplog, "state=IDLE, reason=")
-    assert r.ledger.usage(r.mgr._now_dt()).calls == 1
+    assert r.ledger.usage(datetime.now(timezone.utc)).calls == 1
     assert r.mgr.status()["last_call"]["connect_s"] > 0
     await r.stop()
 
@@ -304,13 +306,15 @@ async def test_pppd_dying_ends_the_call_and_nothing_is_lost(rig, caplog):
     await r.queue(1)
     r.start()
     await r.until(lambda: not r.queued() and r.mgr.fsm.phase.value == "linger", what="linger")
-    os.killpg(r.mgr.pppd.pid, signal.SIGKILL)
+    asked = r.mgr.policy_driver.asked                            # the loop asks only while the line is down
+    os.killpg(r.mgr.calls.line.pppd.pid, signal.SIGKILL)
     await r.until(lambda: r.mgr.state == "down", what="down after pppd died")
     assert lines(caplog, "pppd=exited, status=-9, cause=killed(SIGKILL)")
     assert lines(caplog, "state=IDLE, reason=ppp0-down") or lines(caplog, "state=IDLE, reason=pppd-exit(-9")
     assert r.mgr.fsm.failed_dials == 0 and len(r.sink.messages) == 1
-    await asyncio.sleep(0.5)
-    assert r.mgr.state == "down"                                 # empty queue: the policy does not redial
+    await r.until(lambda: r.mgr.policy_driver.asked > asked, what="the policy asked after the call")
+    assert r.mgr.policy_driver.decision.dial is False            # empty queue: the policy does not redial
+    assert r.mgr.state == "down"
     await r.stop()
 
 
@@ -321,7 +325,7 @@ async def test_ppp0_flapping_ends_the_call_once(rig, caplog):
     await r.until(lambda: not r.queued() and r.mgr.fsm.phase.value == "linger", what="linger")
     r.world.run_in(r.world.edge_ns, ["ip", "link", "set", "ppp0", "down"], check=True)
     r.world.run_in(r.world.edge_ns, ["ip", "link", "set", "ppp0", "up"], check=False)
-    await r.until(lambda: r.mgr.state == "down" and not r.mgr.pppd.running, what="down")
+    await r.until(lambda: r.mgr.state == "down" and not r.mgr.calls.line.pppd.running, what="down")
     assert lines(caplog, "state=IDLE, reason=ppp0-down")
     assert len(r.sink.messages) == 1 and r.queued() == []
     await r.stop()
@@ -355,7 +359,7 @@ def test_isp_refusing_auth_defers_without_bounce_or_redial_then_delivers(world, 
     daemon = edge_daemon(w, policy=POLICY.replace("idle_hangup = 1s", "idle_hangup = 2s"))
     daemon.start()
     daemon.sendmail("From: bob@edge.example\nTo: carol@remote1.example\nSubject: via the ISP\n\nhello\n")
-    daemon.until(lambda: daemon.status()["link"]["state"] == "up", 20, "the policy's dial")
+    asked = asked_while_up(daemon)
     daemon.until(lambda: w.relay_log("auth"), 20, "our AUTH at the relay")
     daemon.until(lambda: daemon.status()["link"]["state"] == "down", 20, "idle hang-up")
     auths = w.relay_log("auth")
@@ -369,7 +373,8 @@ def test_isp_refusing_auth_defers_without_bounce_or_redial_then_delivers(world, 
     assert len(deferred) == 1 and "dsn=4.7.8" in deferred[0] and "stat=Deferred" in deferred[0], deferred
     assert "report=" not in log and daemon.maildir() == []     # no DSN, no bounce
     assert "secret" not in log
-    time.sleep(2.0)                                             # the policy has its chances: no redial loop
+    decided = asked_after(daemon, asked)                        # the policy, asked after the call: no redial loop
+    assert decided["dial"] is False and decided["queued"] == 0, decided
     assert daemon.status()["link"]["state"] == "down"
     assert daemon.log.read_text().count("link: state=DIALING") == 1
     assert w.sink_messages() == [] and w.relay_log("relay") == []
@@ -415,7 +420,8 @@ def test_carrier_loss_during_data_with_the_whole_daemon(world, edge_daemon):
     daemon.until(lambda: daemon.status()["link"]["state"] == "up", 20, "the policy's dial")
     daemon.until(lambda: w.modem_control("status")["counters"]["up_bytes"] > 60_000, 20, "DATA under way")
     w.modem_control("drop", mode="soft")
-    daemon.until(lambda: daemon.status()["link"]["state"] == "down", 20, "the line down")
+    # the call's end, not state "down": the policy may redial for the deferred mail at once
+    daemon.until(lambda: "link: call=ended" in daemon.log.read_text(), 20, "the call's end")
     daemon.until(lambda: "stat=Deferred" in daemon.log.read_text(), 20, "the attempt deferred")
     st = daemon.status()
     assert st["queue"]["count"] == 1 and st["link"]["failed_dials"] == 0
@@ -446,6 +452,19 @@ def test_failed_dial_backs_off_and_keeps_the_mail_with_the_whole_daemon(world, e
     assert w.sink_messages() == [] and daemon.maildir() == [] and "report=" not in daemon.log.read_text()
 
 
+def asked_while_up(daemon) -> int:
+    """How often the daemon's loop has asked the policy, read while a call is up
+    (the loop asks only while the line is down: any later ask is after the call)."""
+    st = daemon.until(lambda: (s := daemon.status())["link"]["state"] == "up" and s, 20, "the line up")
+    return st["policy"]["asked"]
+
+
+def asked_after(daemon, asked: int) -> dict:
+    """The policy's first decision after `asked` (a positive event: it was asked)."""
+    return daemon.until(lambda: (p := daemon.status()["policy"])["asked"] > asked and p, 20,
+                        "the policy asked after the call")
+
+
 def _pppd_pid(daemon) -> int:
     started = [ln for ln in daemon.log.read_text().splitlines() if "link: pppd=started, pid=" in ln]
     return int(started[-1].split("pid=")[1].split(",")[0])
@@ -462,22 +481,24 @@ def test_pppd_dying_and_ppp0_flapping_with_the_whole_daemon(world, edge_daemon):
     daemon.sendmail("From: bob@edge.example\nTo: carol@remote1.example\nSubject: one\n\nhello\n")
     daemon.until(lambda: w.sink_messages() and daemon.status()["queue"]["count"] == 0, 30, "delivery")
     pid = _pppd_pid(daemon)
+    asked = asked_while_up(daemon)
     os.kill(pid, signal.SIGKILL)
     daemon.until(lambda: daemon.status()["link"]["state"] == "down", 20, "down after pppd died")
     assert "pppd=exited, status=-9, cause=killed(SIGKILL)" in daemon.log.read_text()
-    time.sleep(1.5)
-    assert daemon.status()["link"]["state"] == "down"            # empty queue: no redial
+    assert asked_after(daemon, asked)["dial"] is False            # empty queue: no redial
+    assert daemon.status()["link"]["state"] == "down"
     assert daemon.status()["link"]["failed_dials"] == 0
 
     daemon.cli("edgemail", "link", "dial")
     daemon.until(lambda: daemon.status()["link"]["state"] == "up", 20, "the second call")
     daemon.sendmail("From: bob@edge.example\nTo: carol@remote1.example\nSubject: two\n\nhello\n")
     daemon.until(lambda: len(w.sink_messages()) == 2, 30, "the second delivery")
+    asked = asked_while_up(daemon)
     w.run_in(w.edge_ns, ["ip", "link", "set", "ppp0", "down"], check=True)
     w.run_in(w.edge_ns, ["ip", "link", "set", "ppp0", "up"], check=False)
     daemon.until(lambda: daemon.status()["link"]["state"] == "down", 20, "down after the flap")
-    time.sleep(1.5)
+    assert asked_after(daemon, asked)["dial"] is False            # the flap ended the call, no redial
     log = daemon.log.read_text()
-    assert daemon.status()["link"]["state"] == "down"            # the flap ended the call, no redial
+    assert daemon.status()["link"]["state"] == "down"
     assert log.count("link: state=DIALING, reason=") == 2, log[-3000:]   # the policy's and ours
     assert daemon.status()["queue"]["count"] == 0 and len(w.sink_messages()) == 2

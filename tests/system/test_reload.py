@@ -157,8 +157,7 @@ def test_link_manager_takes_a_new_policy():
     sched = schedule.Scheduler()
     mgr = LinkManager(LinkConfig(mode="external"), old, clock=SystemClock(), port=None,
                       scheduler=sched)
-    compile_jobs(old, sched, lambda rule: None)
-    mgr._jobs_compiled = True                            # as run() leaves it
+    mgr.policy_driver.start()                            # as run() does: the old rules' jobs
     before = len(sched.jobs)
     mgr.replace_policy(new)
     assert mgr.policy is new

@@ -1,0 +1,158 @@
+"""port.py - what the daemon gives the link manager: the MTA's port and a clock.
+
+NAME
+    port - MtaPort (the protocol the MTA fulfils), Port (the manager's
+    guarded calls into it), QueueSummary, EtrnReply; Clock, wall_now(clock)
+
+SYNOPSIS
+    port = Port(mta)                    # mta: edgemail.daemon.mtaport.MtaPort in the daemon
+    q = port.summary()                  # QueueSummary; an empty one when the MTA raises
+    await port.run(link_up=True)        # the call's queue run (False: what is due now)
+    replies = await port.etrn(("example.org",))   # [(domain, code, text)]; code 0: no answer
+    port.target = other                 # the daemon wires the MTA in after construction
+
+DESCRIPTION
+    link never imports edgemail: the MTA hands the manager an object with
+    the methods of MtaPort below, and this module is the one place link
+    calls it.  Every call is guarded: an exception from the MTA is logged
+    (link: CALL=failed, error=E) and the call counts as done (an empty
+    queue summary, no inbound sessions, ETRN answered with code 0), so the
+    MTA's trouble never stops the line.  link_down is optional (an MTA that
+    does not book link-up time leaves it out).  With no target (None) the
+    calls do nothing and the queue is empty.
+
+    MtaPort (what the MTA provides):
+        queue_summary() -> obj with queued, oldest_age_s, urgent   (expensive routes, due now)
+        clear_host_status() -> None        link-up: forget failed hosts
+        async run_queue() -> None          the call's queue run of expensive routes
+        async run_due() -> None            another run on the same call: what is due now
+        stop_run() -> None                 link going down: stop cleanly, no backoff grows
+        async etrn(domains) -> [obj with domain, code, text]
+        inbound_active() -> int            ISP sessions open on our SMTP listener
+        link_down() -> None                optional: a call that came up has ended
+
+    Clock is edgemail.clock's Clock (SystemClock, FakeClock) as link uses
+    it: monotonic() for the FSM's deadlines, wall() for the policy, the
+    ledger and status, sleep() for the manager's loop and the sampling (so
+    a FakeClock runs the manager on virtual time).  wall_now(clock) is
+    wall() as an aware UTC datetime.
+
+NEVER
+    Raises what the MTA raised, retries, or decides anything.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Protocol, TypeVar
+
+from link import linklog
+
+log = logging.getLogger("link")
+R = TypeVar("R")
+
+
+class Clock(Protocol):
+    def monotonic(self) -> float: ...
+    def wall(self) -> float: ...
+    async def sleep(self, seconds: float) -> None: ...
+
+
+def wall_now(clock: Clock) -> datetime:
+    return datetime.fromtimestamp(clock.wall(), timezone.utc)
+
+
+@dataclass(frozen=True)
+class QueueSummary:
+    queued: int = 0               #: messages waiting for the link (expensive routes)
+    oldest_age_s: float = 0.0
+    urgent: int = 0
+
+
+class Summary(Protocol):
+    @property
+    def queued(self) -> int: ...
+    @property
+    def oldest_age_s(self) -> float: ...
+    @property
+    def urgent(self) -> int: ...
+
+
+class EtrnReply(Protocol):
+    @property
+    def domain(self) -> str: ...
+    @property
+    def code(self) -> int: ...
+    @property
+    def text(self) -> str: ...
+
+
+class MtaPort(Protocol):
+    def queue_summary(self) -> Summary: ...
+    def clear_host_status(self) -> None: ...
+    async def run_queue(self) -> Any: ...
+    async def run_due(self) -> Any: ...
+    def stop_run(self) -> None: ...
+    async def etrn(self, domains: Sequence[str]) -> Sequence[EtrnReply]: ...
+    def inbound_active(self) -> int: ...
+
+
+class Port:
+    """The manager's calls into the MTA, each guarded (the module's page)."""
+
+    def __init__(self, target: MtaPort | None) -> None:
+        self.target = target
+
+    def summary(self) -> Summary:
+        empty: Summary = QueueSummary()
+        return self._guard("queue_summary", lambda t: t.queue_summary(), empty)
+
+    def clear_host_status(self) -> None:
+        self._guard("clear_host_status", lambda t: t.clear_host_status(), None)
+
+    def stop_run(self) -> None:
+        self._guard("stop_run", lambda t: t.stop_run(), None)
+
+    def link_down(self) -> None:
+        """A call that came up has ended (only when the MTA has link_down)."""
+        link_down = getattr(self.target, "link_down", None)
+        if link_down is not None:
+            self._guard("link_down", lambda t: link_down(), None)
+
+    def inbound(self) -> int:
+        """ISP sessions open on our listener; 0 when the MTA cannot say (not logged: sampled)."""
+        try:
+            return int(self.target.inbound_active()) if self.target is not None else 0
+        except Exception:
+            return 0
+
+    async def run(self, link_up: bool = True) -> None:
+        """The call's first run (link_up) or another one on the same call."""
+        if self.target is None:
+            return
+        try:
+            await (self.target.run_queue() if link_up else self.target.run_due())
+        except Exception as e:
+            log.warning(linklog.port_failed("queue_run", e))
+
+    async def etrn(self, domains: tuple[str, ...]) -> list[tuple[str, int, str]]:
+        """(domain, code, text) per domain; code 0 where the MTA could not ask."""
+        try:
+            if self.target is None:
+                raise LookupError("no MTA port")
+            return [(r.domain, r.code, r.text) for r in await self.target.etrn(domains)]
+        except Exception as e:
+            log.warning(linklog.port_failed("etrn", e))
+            return [(d, 0, f"error: {e}") for d in domains]
+
+    def _guard(self, name: str, call: Callable[[MtaPort], R], default: R) -> R:
+        if self.target is None:
+            return default
+        try:
+            return call(self.target)
+        except Exception as e:                # the MTA's problem must not stop the line
+            log.warning(linklog.port_failed(name, e))
+            return default

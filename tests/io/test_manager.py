@@ -1,0 +1,245 @@
+"""The link manager with its collaborators, on virtual time (no root, no modem).
+
+Real parts: the manager, its FSM, call driver and policy driver, the policy
+core, the ledger on disk, external-link mode's up/down commands as real
+processes (/bin/true, /bin/false) and the ppp hooks' reports (link_up /
+link_down, as the control socket passes them).  At the edge: the MTA's
+port (records what it is asked) and the netlink watcher (reports nothing:
+the hooks are the authority here, as in external mode with fixed
+addresses).  Time is a FakeClock: the loop and the sampling sleep on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, replace
+
+import pytest
+
+from edgemail.clock import FakeClock
+from edgemail.config.model import LinkConfig
+from link.accounting import Ledger
+from link.manager import LinkManager
+from link.policy import parse
+from link.port import QueueSummary
+
+POLICY = "set idle_hangup = 2m\nset max_connect = 30m\nset dial_when_queued = 1\nset redial_gap = 1s\n"
+CFG = replace(LinkConfig(), mode="external", up_command=("/bin/true",), down_command=("/bin/true",),
+              etrn_host="isp.example", etrn_domains=("example.org",))
+
+
+@dataclass(frozen=True)
+class Reply:
+    domain: str
+    code: int
+    text: str
+
+
+class Mta:
+    """The MTA's side of the port: what it was asked, a queue the test sets."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.queue = QueueSummary()
+        self.fail: set[str] = set()
+        self.release_run = asyncio.Event()
+        self.release_run.set()
+
+    def _note(self, name: str) -> None:
+        self.calls.append(name)
+        if name in self.fail:
+            raise RuntimeError(f"{name} broke")
+
+    def queue_summary(self):
+        self._note("queue_summary")
+        return self.queue
+
+    def clear_host_status(self) -> None:
+        self._note("clear_host_status")
+
+    async def run_queue(self) -> None:
+        self._note("run_queue")
+        await self.release_run.wait()
+        self.queue = QueueSummary()
+
+    async def run_due(self) -> None:
+        self._note("run_due")
+        self.queue = QueueSummary()
+
+    def stop_run(self) -> None:
+        self._note("stop_run")
+
+    async def etrn(self, domains):
+        self._note("etrn")
+        return [Reply(d, 250, f"Queuing for node {d} started") for d in domains]
+
+    def inbound_active(self) -> int:
+        return 0
+
+    def link_down(self) -> None:
+        self._note("link_down")
+
+    def asked(self, name: str) -> list[str]:
+        return [c for c in self.calls if c == name]
+
+
+class QuietNetWatch:
+    """netlink that reports nothing and has no counters."""
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        pass
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        await asyncio.Event().wait()
+
+    async def counters(self):
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+async def until(pred, what: str):
+    """Let the loop run until pred() holds (a positive event, not a sleep)."""
+    for _ in range(2000):
+        got = pred()
+        if got:
+            return got
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"never happened: {what}")
+
+
+@pytest.fixture
+async def rig(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="link")
+    made = []
+
+    def make(cfg=CFG, policy=POLICY, queued=0):
+        clock, mta = FakeClock(), Mta()
+        mta.queue = QueueSummary(queued, 60.0, 0)
+        ledger = Ledger(str(tmp_path / "link.json"))
+        mgr = LinkManager(cfg, parse(policy), clock=clock, port=mta, ledger=ledger,
+                          netwatch_factory=QuietNetWatch, fsm_overrides=dict(backoff_base_s=30.0))
+        task = asyncio.create_task(mgr.run())
+        made.append(task)
+        return mgr, mta, clock, ledger
+
+    yield make
+    for task in made:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def lines(caplog, needle: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if needle in r.getMessage()]
+
+
+async def bring_up(mgr, mta):
+    await until(lambda: mgr.state == "connecting", "the up command's dial")
+    assert mgr.link_up("ppp0", "10.64.0.2", "10.64.0.1") == {"state": "up", "changed": True}
+    await until(lambda: mgr.fsm.phase.value == "linger", "run and ETRN done")
+
+
+async def test_a_call_from_the_policy_to_the_idle_hangup(rig, caplog):
+    mgr, mta, clock, ledger = rig(queued=1)
+    await bring_up(mgr, mta)
+    assert [c for c in mta.calls if c != "queue_summary"] == ["clear_host_status", "run_queue", "etrn"]
+    assert mgr.status()["last_etrn"]["ok"] is True and mgr.status()["policy"]["dial"] is True
+    assert lines(caplog, "link: etrn=example.org, reply=250 Queuing")
+    deadline = mgr.fsm.deadline()
+    assert deadline is not None and deadline > clock.monotonic()
+    await clock.wait_for_sleepers(1)
+    clock.advance(deadline - clock.monotonic() + 0.01)
+    await until(lambda: mgr.state == "hanging-up", "the idle hang-up")
+    assert mgr.link_down("ppp0", env={"CONNECT_TIME": "125", "BYTES_SENT": "2048", "BYTES_RCVD": "4096"})
+    await until(lambda: mgr.state == "down", "the call's end")
+    assert lines(caplog, "link: state=HANGING_UP, reason=idle")
+    assert lines(caplog, "link: call=ended, connect=125.0s, sent=2048, rcvd=4096, cause=hangup")
+    assert ledger.last_call is not None and ledger.last_call.connect_s == 125.0
+    assert mta.asked("link_down") == ["link_down"] and mgr.status()["last_call"]["bytes_rcvd"] == 4096
+
+
+async def test_mail_queued_while_lingering_goes_out_on_the_same_call(rig):
+    mgr, mta, clock, ledger = rig(queued=1)
+    await bring_up(mgr, mta)
+    mta.queue = QueueSummary(1, 1.0, 0)
+    mgr.demand_changed()
+    await until(lambda: mta.asked("run_due"), "a second run on the call")
+    await until(lambda: mgr.fsm.phase.value == "linger", "back to linger")
+    assert mta.asked("etrn") == ["etrn"] and mta.asked("run_queue") == ["run_queue"]   # one ETRN per call
+    assert mgr.state == "up"
+
+
+async def test_the_policy_is_asked_again_after_the_call_and_waits_for_an_empty_queue(rig):
+    mgr, mta, clock, ledger = rig(queued=1)
+    await bring_up(mgr, mta)
+    asked = mgr.policy_driver.asked
+    mgr.link_down("ppp0")
+    await until(lambda: mgr.policy_driver.asked > asked, "the policy asked after the call")
+    assert mgr.state == "down" and mgr.policy_driver.decision.dial is False
+    assert mgr.status()["policy"]["queued"] == 0
+
+
+async def test_carrier_loss_during_the_run_stops_it_and_grows_no_backoff(rig, caplog):
+    mgr, mta, clock, ledger = rig(queued=1)
+    mta.release_run.clear()                        # the run is still going when the line goes
+    await until(lambda: mgr.state == "connecting", "the dial")
+    mgr.link_up("ppp0", "10.64.0.2")
+    await until(lambda: mta.asked("run_queue"), "the run started")
+    mgr.link_down("ppp0")
+    await until(lambda: mta.asked("stop_run"), "stop_run")
+    assert mgr.fsm.failed_dials == 0 and lines(caplog, "link: stop_run=ppp0-down")
+    assert lines(caplog, "link: state=IDLE, reason=ppp0-down")
+    mta.release_run.set()
+
+
+async def test_a_failing_up_command_backs_off_then_dials_again(rig, caplog):
+    mgr, mta, clock, ledger = rig(cfg=replace(CFG, up_command=("/bin/false",)), queued=1)
+    await until(lambda: mgr.state == "backoff", "the backoff")
+    assert lines(caplog, "link: state=BACKOFF, reason=up_command exit 1")
+    assert "backing off after 1 failed dial(s): 30s left" in mgr.explain()
+    await clock.wait_for_sleepers(1)
+    clock.advance(30.01)
+    await until(lambda: mgr.fsm.failed_dials == 2, "the second dial, failed too")
+    assert len(lines(caplog, "link: state=DIALING")) == 2 and mgr.state == "backoff"
+
+
+async def test_a_failing_port_is_logged_and_the_call_goes_on(rig, caplog):
+    mgr, mta, clock, ledger = rig(queued=1)
+    mta.fail = {"run_queue", "clear_host_status"}
+    await bring_up(mgr, mta)
+    assert lines(caplog, "link: queue_run=failed, error=run_queue broke")
+    assert lines(caplog, "link: clear_host_status=failed, error=clear_host_status broke")
+    assert mta.asked("etrn") == ["etrn"] and mgr.state == "up"
+
+
+async def test_a_queue_summary_that_raises_counts_as_an_empty_queue(rig, caplog):
+    mgr, mta, clock, ledger = rig(queued=1)
+    mta.fail = {"queue_summary"}
+    mgr.demand_changed()
+    await until(lambda: lines(caplog, "link: queue_summary=failed, error=queue_summary broke"), "the warning")
+    await until(lambda: mgr.policy_driver.last_ask and mgr.policy_driver.last_ask["queued"] == 0, "an ask")
+    assert mgr.state == "down" and mgr.status()["queue"]["queued"] == 0
+
+
+async def test_operator_dial_and_hangup(rig, caplog):
+    mgr, mta, clock, ledger = rig(queued=0)
+    await until(lambda: mgr.policy_driver.asked, "the first ask")
+    assert mgr.state == "down" and mgr.hangup_now() == {"hangup": False, "state": "down"}
+    assert mgr.dial_now() == {"dialing": True, "state": "dialing"}
+    assert mgr.dial_now()["dialing"] is False
+    await bring_up(mgr, mta)
+    assert mgr.hangup_now() == {"hangup": True, "state": "up"}
+    assert mgr.link_up("ppp9") == {"ignored": "interface ppp9 is not ppp0"}
+    mgr.link_down("ppp0")
+    await until(lambda: mgr.state == "down", "down")
+    assert mgr.policy_driver.last_dial is not None and ledger.usage(mgr.policy_driver.last_dial).calls == 1
