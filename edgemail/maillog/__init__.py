@@ -143,37 +143,9 @@ Spool, control socket, daemon (daemon.py; ``edgemail.spool``, ``.control``, ``.d
   daemon: reload failed, reason=R: ERROR   [1]
         reload_failed(): nothing changed; the daemon runs on as before.
 
-Written by the link package (logger ``link``; link never imports edgemail,
-so these are formatted in link/, not here; the test holds their keys to
-this list):
-
-  link: state=STATE, reason=R                      (manager) the state machine moved
-  link: state=DIALING, number=N, attempt=N, result=R   (modem) a dial attempt failed
-  link: state=CONNECTED, number=N, speed=S, attempt=N  (modem)
-  link: modem=DEV, info=LINE                       (modem) an unsolicited line
-  link: modem=DEV, garbage=BYTES                   (modem)
-  link: modem=DEV, hangup=dtr-ignored, fallback=+++ATH0   (modem)
-  link: pppd=started, pid=N, device=DEV            (ppp)
-  link: pppd=PID, stop=sigkill, grace=Ns           (ppp)
-  link: pppd=exited, status=N, cause=C             (manager)
-  link: WHICH_command=ARGV0, status=N              (ppp) up/down command ran
-  link: iface=IF, netlink=overflow, action=resync, resyncs=N   (netwatch)
-  link: state_file=PATH, status=corrupt (REASON), moved_to=PATH   (accounting)
-  link: call=ended, connect=Ns, sent=N, rcvd=N, cause=C   (manager)
-  link: hangup=HOW, cause=C                        (manager)
-  link: hangup=failed, cause=C, error=E            (manager)
-  link: stop_run=CAUSE                             (manager)
-  link: etrn=DOMAIN, reply=CODE TEXT               (manager)
-  link: dial=failed, error=E                       (manager) the dialer raised
-  link: pppd=failed, error=E                       (manager) pppd could not start
-  link: up_command=failed, error=E                 (manager) external-link mode
-  link: queue_summary=failed, error=E              (manager) the MTA port raised
-  link: queue_run=failed, error=E                  (manager) the MTA port raised
-  link: CALL=failed, error=E                       (manager) port call clear_host_status, stop_run
-  link: etrn=failed, error=E                       (manager)
-  link: accounting=failed, error=E                 (manager) the call was not recorded
-  link: netwatch=failed, error=E, retry=1s         (manager)
-  link: task=NAME, error=E                         (manager) a task ended by an exception
+Written by the link package (logger ``link``): link never imports edgemail,
+so its lines are catalogued in link/linklog.py, one function per line, and
+held there by tests/core/test_linklog.py.
 
 Shared pieces (text.py): ``clean()`` escapes peer text, ``duration()``
 makes sendmail's ``[D+]HH:MM:SS``, ``NOQUEUE``.
