@@ -1,5 +1,6 @@
 """Helpers for the runner tests: a config with routes to loopback peers, a
-store, a runner, message submission, Maildir reading, a fake link."""
+store, a runner, message submission, Maildir reading, a fake link, an SMTP
+peer that stalls after the final dot."""
 
 from __future__ import annotations
 
@@ -85,3 +86,53 @@ async def until(pred, timeout: float = 10.0) -> None:
         if loop.time() > end:
             raise AssertionError("condition never became true")
         await asyncio.sleep(0.01)
+
+
+class StallingPeer:
+    """An SMTP server on loopback that takes a message and never answers its
+    final dot.  ``stalled`` is set once a transfer waits for that reply: a
+    positive event for "a delivery is in flight", instead of a sleep.
+    ``connections`` counts the sessions; ``close()`` ends them."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.stalled = asyncio.Event()
+        self.port = 0
+        self._server: asyncio.AbstractServer | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> "StallingPeer":
+        self._server = await asyncio.start_server(self._session, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for w in self._writers:
+            w.close()
+
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self._writers.append(writer)
+        writer.write(b"220 stall.test ESMTP\r\n")
+        try:
+            while line := await reader.readline():
+                verb = line[:4].upper()
+                if verb == b"DATA":
+                    writer.write(b"354 go ahead\r\n")
+                    await reader.readuntil(b"\r\n.\r\n")
+                    self.stalled.set()
+                    await reader.read()          # no reply: wait for the client to give up
+                    return
+                writer.write(b"221 bye\r\n" if verb == b"QUIT" else b"250 stall.test ok\r\n")
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+
+async def stalled(peer: StallingPeer, timeout: float = 10.0) -> None:
+    """Wait until PEER holds a transfer (the pytest timeout is the real bound)."""
+    await asyncio.wait_for(peer.stalled.wait(), timeout)

@@ -47,9 +47,9 @@ async def test_commit_of_mail_that_waits_for_the_link_spawns_nothing(example_con
     runner = make_runner(cfg, store, clock)
     q = await submit(store, ["y@far.test"])
     runner.on_commit(q)
-    assert not runner._tasks                    # no task for nothing cheap to do
+    assert len(runner.tasks) == 0               # no task for nothing cheap to do
     runner.on_commit(await submit(store, ["bob@edge.example", "z@far.test"]))
-    assert runner._tasks
+    assert len(runner.tasks) == 1
     await runner.idle()
     assert len(maildir(cfg, "bob")) == 1 and store.get(q).attempts == 0
 
