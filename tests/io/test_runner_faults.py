@@ -16,8 +16,7 @@ from edgemail.config.model import DnsConfig
 from edgemail.envelope import RcptStatus
 from edgemail.delivery.mx import MxResolver
 from edgemail.smtpd.listener import SmtpListener
-from runner_helpers import (FakeLink, StallingPeer, make_cfg, make_runner, make_store, maildir, stalled,
-                            submit, until)
+from runner_helpers import FakeLink, HoldingPeer, make_cfg, make_runner, make_store, maildir, submit, until
 from upstream import Faults, Upstream, upstream_factory  # noqa: F401  (fixture)
 
 
@@ -189,7 +188,7 @@ async def test_bounce_of_a_bounce_goes_to_postmaster_not_to_the_null_sender(exam
 # ------------------------------------------------------------------ stop_run
 
 async def test_stop_run_during_slow_transfer_defers_without_backoff(example_config, clock):
-    peer = await StallingPeer().start()
+    peer = await HoldingPeer().start()
     cfg = make_cfg(example_config, SmartHost=f"[127.0.0.1]:{peer.port}")
     store = make_store(cfg, clock)
     runner = make_runner(cfg, store, clock)
@@ -201,7 +200,7 @@ async def test_stop_run_during_slow_transfer_defers_without_backoff(example_conf
         # both in flight: the first sent its message and waits for the reply
         # to its final dot, the second waits for the run's first contact with
         # the host to be over
-        await stalled(peer)
+        await peer.holding(1)
         await until(lambda: runner.in_flight == 2)
         assert runner.stop_run()
         report = await run
