@@ -130,7 +130,7 @@ class MtaPort:
         if hit is not None and hit[0] is entry:
             return hit[1]
         try:
-            jobs, _ = self.runner._jobs(entry)      # XXX: wants a public Runner.pending_jobs()
+            jobs, _ = self.runner.pending_jobs(entry)
             answer = any(_expensive(j.decision) for j in jobs)
         except Exception as exc:                 # unroutable: let the run find out and say why
             log.warning(maillog.demand_unroutable(entry.qid, str(exc)))

@@ -17,8 +17,11 @@ SYNOPSIS
     await runner.link_up(**info) -> RunReport   # clear host status, reload DNS, run
     runner.stop_run() / await runner.link_down()
     runner.hoststat() -> str;  await runner.purgestat(everything=False) -> [hosts]
+    runner.pending_jobs(entry) -> (jobs, expansions)   # what is left to deliver, routed
     await runner.run()                    # background: retries of cheap routes, warn, expire
     await runner.idle()                   # tests: wait for background deliveries
+    runner.runs, runner.in_flight, len(runner.tasks)   # runs started, deliveries stop_run would cut,
+                                          # background tasks
 
 DESCRIPTION
     Cheap routes at once.  ``on_commit`` spawns a background delivery of the
@@ -61,8 +64,11 @@ DESCRIPTION
     skipped for the rest of the run and until Timeout.hoststatus; the cache
     (hoststat.json in the spool) is cleared on every link_up.
 
-    Results are stored with ``store.update`` (one U record per message
-    attempt); permanent failures and expiry (Timeout.queuereturn) produce
+    What an attempt's results mean is decided by one core,
+    outcome.decide: what is recorded, the backoff, the cheap retry, the
+    failure report, the delay warning.  Results are stored with
+    ``store.update`` (one U record per message attempt); permanent
+    failures and expiry (Timeout.queuereturn) produce
     RFC 3464 failure reports committed as new messages with the null sender
     (reports.py); Timeout.queuewarn produces one delay report per message
     (the entry's warned flag).  With retry.count_link_up_time_only the ages
@@ -74,16 +80,27 @@ DESCRIPTION
     final when all of them are.
 
 MODULES
-    The queue runner (a Runner and the parts it drives):
-    runner.py    Runner: its parts, on_commit/check_rcpt/etrn, the background
-                 loop (run, sweep), link_up/link_down, host status
-    message.py   MessageDriver (Runner mixin): one message's attempt, record,
-                 delay warning and expiry
-    queuerun.py  QueueRunDriver (Runner mixin): selection, queue_run, stop_run
-    deliver.py   Deliverer: one message's jobs to their next hops (DialDelay)
-    reports.py   Reporter: failure and delay reports queued as new messages
-    port.py      LinkPort, RunReport, Job and pure helpers (is_cheap, ...)
-    state.py     queue items for the schedule, run tallies, linkup.json
+    The queue runner: a Runner that owns its parts, each a class with its
+    own state in its own file, built in the Runner's constructor:
+    runner.py    Runner: builds and names the parts; on_commit/check_rcpt/
+                 etrn, sweep, link_up/link_down, host status
+    message.py   MessageDriver (runner.messages): one message's attempt
+                 under its lock, record, delay warning, expiry
+    queuerun.py  QueueRunDriver (runner.queue_runs): selection, queue_run,
+                 stop_run
+    retryloop.py RetryLoop (runner.retries): the background loop, cheap
+                 retries when due and the sweep every SWEEP_S
+    outcome.py   CORE: what an attempt's results mean (record, backoff,
+                 cheap retry, failure report, delay warning), expiry at
+                 Timeout.queuereturn, the sweep's action
+    deliver.py   Deliverer (runner.deliverer): one message's jobs to their
+                 next hops (DialDelay)
+    reports.py   Reporter (runner.reporter): failure and delay reports
+                 queued as new messages
+    port.py      LinkPort, RunReport, Job and pure helpers (is_cheap,
+                 pending_jobs, ...)
+    state.py     queue items for the schedule, run tallies, linkup.json,
+                 TaskSet (runner.tasks)
     Where a recipient goes and how it gets there:
     delivery/routing.py   CORE: address -> route (never DNS)
     delivery/aliases.py   the aliases file: parse, expand

@@ -147,7 +147,9 @@ class Aliases:
 
 def _split_targets(text: str) -> list[str]:
     """Split on commas outside double quotes."""
-    parts, cur, quoted = [], [], False
+    parts: list[str] = []
+    cur: list[str] = []
+    quoted = False
     for ch in text:
         if ch == '"':
             quoted = not quoted

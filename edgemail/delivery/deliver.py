@@ -51,6 +51,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from edgemail import maillog
 from edgemail.delivery import lmtp, maildir
@@ -81,7 +82,7 @@ class RunContext:
 
     run: str
     hosts: HostStatusCache
-    now: callable
+    now: Callable[[], float]
     skipped: list[str] = field(default_factory=list)
     #: host -> set once the run's first delivery attempt to it is over
     contact: dict[str, asyncio.Event] = field(default_factory=dict)

@@ -37,6 +37,7 @@ ignored with a warning and replaced.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import logging
@@ -121,17 +122,17 @@ class DnsCache:
         #: (two writers of the one temporary file lost a rename: ENOENT)
         self._saving = asyncio.Lock()
         if path:
-            self._load()
+            self._load(path)
 
-    def _load(self) -> None:
+    def _load(self, path: str) -> None:
         try:
-            data = json.loads(Path(self.path).read_text())
+            data = json.loads(Path(path).read_text())
             self._entries = {k: v for k, v in data["entries"].items()
                              if isinstance(v, dict) and "expires" in v}
         except FileNotFoundError:
             pass
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            log.warning(maillog.dns_cache_unreadable(self.path, exc))
+            log.warning(maillog.dns_cache_unreadable(path, exc))
 
     def get(self, name: str, rtype: str) -> dict | None:
         key = f"{name}/{rtype}"
@@ -182,7 +183,7 @@ class MxResolver:
         #: queries sent (cache misses), for tests and logs
         self.queries = 0
         #: (name, type) -> the query on its way: deliveries side by side ask once
-        self._flying: dict[tuple[str, str], asyncio.Future] = {}
+        self._flying: dict[tuple[str, str], asyncio.Future[dict]] = {}
 
     @classmethod
     def from_config(cls, cfg, **kw) -> "MxResolver":
@@ -265,7 +266,7 @@ class MxResolver:
             query = self._flying.get(key)
             if query is None:
                 query = self._flying[key] = asyncio.ensure_future(self._query(name, rtype))
-                query.add_done_callback(lambda q, k=key: self._landed(k, q))
+                query.add_done_callback(functools.partial(self._landed, key))
             entry = await asyncio.shield(query)
         if entry["nxdomain"]:
             raise _NxDomain(name)

@@ -16,8 +16,9 @@ DESCRIPTION
     scope), ``cut_attempt``/``is_cut`` (a delivery cut by the link),
     ``stat_text`` (sendmail's ``stat=``), ``is_ip``, ``parse_hosts``
     (/etc/hosts text -> name -> address: cheap routes never use DNS),
-    ``connect_failed`` (is this the failure DialDelay is for?), ``combine``
-    (an aliased recipient's state from its expansions').
+    ``connect_failed`` (is this the failure DialDelay is for?),
+    ``pending_jobs`` (a queue entry's deliveries still to do, given the
+    router's ``route``).
 
 NEVER
     Does I/O: deliver.py reads the hosts file and hands its text to
@@ -28,11 +29,12 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import AsyncContextManager, Protocol
+from typing import AsyncContextManager, Callable, Protocol
 
 from edgemail.delivery.routing import Decision
 from edgemail.envelope import Attempt, RcptStatus, Recipient
 from edgemail.errors import DeliveryFailure, Scope
+from edgemail.spool.record import QueueEntry
 
 #: link states in which a link-up is on its way (DialDelay waits for it)
 COMING_UP = ("dialing", "connecting")
@@ -166,11 +168,25 @@ def connect_failed(exc: DeliveryFailure) -> bool:
     return exc.temporary and ("connect to " in exc.reason or "(connect)" in exc.reason)
 
 
-def combine(attempts: list[Attempt], now: float) -> Attempt:
-    """The envelope recipient's state from its expansions' (all final)."""
-    sent = [a for a in attempts if a.status is RcptStatus.SENT]
-    if len(sent) == len(attempts):
-        return Attempt(RcptStatus.SENT, "2.0.0", f"delivered to {len(sent)} address(es) (alias)",
-                       relay="alias", at=now)
-    bad = next(a for a in attempts if a.status is not RcptStatus.SENT)
-    return Attempt(bad.status, bad.dsn, bad.text, relay=bad.relay, at=now)
+def pending_jobs(entry: QueueEntry, route: Callable[[str], list[Decision]]
+                 ) -> tuple[list[Job], dict[str, list[str]]]:
+    """The deliveries still to do, and for aliased recipients the keys of their
+    expansions: one Job per pending recipient, or per expansion of an alias
+    (key "rcpt>address"), skipping what is final already."""
+    jobs: list[Job] = []
+    expansions: dict[str, list[str]] = {}
+    for rcpt in entry.envelope.recipients:
+        st = entry.rcpt_status.get(rcpt.address)
+        if st is not None and st.final:
+            continue
+        decisions = list({d.address.lower(): d for d in route(rcpt.address)}.values())
+        if len(decisions) == 1:
+            keys = [rcpt.address]
+        else:
+            keys = [f"{rcpt.address}>{d.address}" for d in decisions]
+            expansions[rcpt.address] = keys
+        for d, key in zip(decisions, keys):
+            st = entry.rcpt_status.get(key)
+            if st is None or not st.final:
+                jobs.append(Job(rcpt, d, key))
+    return jobs, expansions

@@ -4,9 +4,9 @@ NAME
     reports - failure, expiry and delay reports, committed as new messages
 
 DESCRIPTION
-    ``Reporter.failed(entry, data, jobs, attempts)`` builds RFC 3464 failure
-    reports (dsn.build) for the jobs that became BOUNCED or EXPIRED, one
-    report per errors-to address (owner- aliases), and commits each into the
+    ``Reporter.failed(entry, data, failures, now)`` builds RFC 3464 failure
+    reports (dsn.build) for the (job, attempt) pairs that became BOUNCED or
+    EXPIRED (outcome.decide says which), one report per errors-to address (owner- aliases), and commits each into the
     spool with the null sender; the new qid is handed to ``on_commit`` so it
     is delivered like any other mail (at once when it goes to a local
     mailbox).  ``delayed(...)`` does the same for a Timeout.queuewarn
@@ -26,30 +26,35 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from typing import Callable, Sequence
 
 from edgemail import maillog
 from edgemail.delivery import dsn
 from edgemail.delivery.port import Job
-from edgemail.envelope import Attempt, RcptStatus
+from edgemail.config.model import Config
+from edgemail.envelope import Attempt
 from edgemail.errors import SpoolError
 from edgemail.spool import schedule
+from edgemail.spool.record import QueueEntry
+from edgemail.spool.store import Store
 
 log = logging.getLogger("edgemail.runner")
 
 
 class Reporter:
-    def __init__(self, cfg, store, on_commit) -> None:
+    """Failure and delay reports, committed into STORE and handed to ON_COMMIT."""
+
+    def __init__(self, cfg: Config, store: Store, on_commit: Callable[[str], None]) -> None:
         self.cfg, self.store, self.on_commit = cfg, store, on_commit
         self.postmaster = f"postmaster@{cfg.local_domains[0]}"
         self.nobodyreturn = "nobodyreturn" in cfg.PrivacyOptions
 
-    async def failed(self, entry, data: bytes, jobs: list[Job], attempts: dict[str, Attempt],
-                     now: float) -> list[str]:
+    async def failed(self, entry: QueueEntry, data: bytes,
+                     failures: Sequence[tuple[Job, Attempt]], now: float) -> list[str]:
+        """The failure report for FAILURES (outcome.decide's ``failed``: jobs
+        that became BOUNCED or EXPIRED), one per errors-to address."""
         by_owner: dict[str | None, list[dsn.RcptResult]] = defaultdict(list)
-        for j in jobs:
-            a = attempts.get(j.key)
-            if a is None or a.status not in (RcptStatus.BOUNCED, RcptStatus.EXPIRED):
-                continue
+        for j, a in failures:
             by_owner[j.decision.errors_to].append(dsn.RcptResult(
                 j.rcpt, "failed", a.dsn, a.text, remote_mta=_remote(a), last_attempt=now,
                 final_recipient=j.decision.address if j.decision.address != j.rcpt.address else None))
@@ -58,7 +63,7 @@ class Reporter:
             qids += await self._queue(entry, data, results, now, errors_to=owner)
         return qids
 
-    async def delayed(self, entry, data: bytes, jobs: list[Job], now: float) -> list[str]:
+    async def delayed(self, entry: QueueEntry, data: bytes, jobs: list[Job], now: float) -> list[str]:
         until = entry.created + schedule.return_after(entry.envelope, self.cfg.Timeout)
         results = []
         for j in jobs:
@@ -70,7 +75,8 @@ class Reporter:
                 will_retry_until=until))
         return await self._queue(entry, data, results, now)
 
-    async def _queue(self, entry, data, results, now, errors_to=None) -> list[str]:
+    async def _queue(self, entry: QueueEntry, data: bytes, results: list[dsn.RcptResult], now: float,
+                     errors_to: str | None = None) -> list[str]:
         report = dsn.build(entry.envelope, data, results, qid=entry.qid,
                            reporting_mta=self.cfg.hostname, postmaster=self.postmaster, now=now,
                            errors_to=errors_to, nobodyreturn=self.nobodyreturn)

@@ -1,37 +1,48 @@
-"""delivery/runner.py - the Runner: its parts, its hooks, the background loop, link events (DRIVER).
+"""delivery/runner.py - the Runner: its parts, its hooks, link events, host status (DRIVER).
 
 NAME
-    driver - Runner(cfg, store, ...), the object the daemon, the SMTP
+    runner - Runner(cfg, store, ...), the object the daemon, the SMTP
     listener, the control socket and the link manager talk to
 
 DESCRIPTION
     See the package docstring (edgemail/delivery/__init__.py) for the whole
-    story; this module builds the Runner and owns what is not one message
-    or one queue run.  Decisions live in the cores it calls:
-    routing.Router (where), spool.schedule (which, in what order, when
-    again, warn, expire), hoststatus (skip), dsn (reports).
+    story; this module builds the Runner from its parts and owns what is
+    not one message or one queue run.  Decisions live in the cores the
+    parts call: routing.Router (where), spool.schedule (which, in what
+    order, when again), outcome (what an attempt's results mean: record,
+    backoff, bounce, warn, expire), hoststatus (skip), dsn (reports).
+
+    The parts, each a class in its own file with its own state, built here
+    and named on the Runner:
+
+      messages    message.MessageDriver: one message's attempt, record,
+                  warning, expiry, under the message's lock
+      queue_runs  queuerun.QueueRunDriver: selection, the run, stop_run
+      retries     retryloop.RetryLoop: the background loop (cheap retries,
+                  the sweep every SWEEP_S)
+      deliverer   deliver.Deliverer: one message's jobs to their next hops
+      reporter    reports.Reporter: failure and delay reports queued
+      tasks       state.TaskSet: background tasks until done (idle())
+    and the shared things they are given: router (reload replaces it;
+    the parts see the new one through ``pending_jobs``), resolver, smtp,
+    hosts (HostStatusCache), linkup (LinkUpTime).
 
     Hooks: ``on_commit`` (cheap recipients delivered at once, in a
     background task), ``check_rcpt``, ``etrn`` (RFC 1985: a filtered run,
-    -qR@domain).  ``run()`` is the background loop: it retries deferred
-    cheap deliveries when due (message.py puts them on its list and kicks
-    it) and sweeps every SWEEP_S for messages to expire or warn about.
-    ``link_up``/``link_down`` keep the host status, the resolver's name
-    servers and the link-up time (LINKUP_FILE in the spool) in step with
-    the line; ``hoststat``/``purgestat`` answer the control socket.
-
-    The Runner is three parts: message.py (MessageDriver: one message's
-    attempt, record, warning, expiry), queuerun.py (QueueRunDriver:
-    selection, the run, stop_run) and this module.
+    -qR@domain).  ``run()`` is the background loop (RetryLoop); ``sweep()``
+    spawns a check of every message outcome.sweep_action says is due to
+    expire or be warned about.  ``link_up``/``link_down`` keep the host
+    status, the resolver's name servers and the link-up time (LINKUP_FILE
+    in the spool) in step with the line; ``hoststat``/``purgestat`` answer
+    the control socket.
 
 INVARIANTS
     Nothing is delivered inside the SMTP session that got the 250: on_commit
-    only spawns.  Background tasks are kept in ``_tasks`` until done
-    (``idle()`` waits for them).
+    only spawns.
 
 FAILURES
     A bug in a background task is logged with its traceback
-    (runner_internal_error) and the daemon goes on (``_guard``).  A host
+    (runner_internal_error) and the daemon goes on (state.TaskSet).  A host
     status file that cannot be read or written is a warning
     (runner_warning); the runner starts with an empty one.
 """
@@ -41,40 +52,43 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from typing import Sequence
 
 from edgemail import maillog
 from edgemail.clock import Clock, SystemClock
+from edgemail.config.model import Config
+from edgemail.delivery import outcome
 from edgemail.delivery.aliases import load as load_aliases
-from edgemail.delivery.deliver import Deliverer
+from edgemail.delivery.deliver import Deliverer, RunContext
 from edgemail.delivery.hoststatus import HostStatusStore
 from edgemail.delivery.message import MessageDriver
 from edgemail.delivery.mx import MxResolver
-from edgemail.delivery.port import LinkPort, RunReport, is_cheap
+from edgemail.delivery.port import Job, LinkPort, RunReport, is_cheap, pending_jobs
 from edgemail.delivery.queuerun import QueueRunDriver
 from edgemail.delivery.reports import Reporter
+from edgemail.delivery.retryloop import RetryLoop
 from edgemail.delivery.routing import Router
-from edgemail.delivery.state import drop_connections, load_linkup, save_linkup
+from edgemail.delivery.state import TaskSet, drop_connections, load_linkup, save_linkup
 from edgemail.smtpc.session import SmtpClient
 from edgemail.smtpc.tls import SMARTHOST_TLS, TlsPolicy
-from edgemail.spool import schedule
+from edgemail.spool.record import QueueEntry
+from edgemail.spool.store import Store
 
 log = logging.getLogger("edgemail.runner")
 
-#: how often the background loop looks for due warnings and expired messages
-SWEEP_S = 300.0
 LINKUP_FILE = "linkup.json"
 
 
-class Runner(MessageDriver, QueueRunDriver):
+class Runner:
     """Delivers queued mail.  See edgemail/delivery/__init__.py."""
 
-    def __init__(self, cfg, store, *, clock: Clock | None = None, router: Router | None = None,
-                 resolver=None, smtp: SmtpClient | None = None,
-                 hoststatus: HostStatusStore | None = None, link: LinkPort | None = None,
-                 smarthost_tls: TlsPolicy = SMARTHOST_TLS, hosts_file: str = "/etc/hosts",
-                 mx_port: int = 25) -> None:
+    def __init__(self, cfg: Config, store: Store, *, clock: Clock | None = None,
+                 router: Router | None = None, resolver: MxResolver | None = None,
+                 smtp: SmtpClient | None = None, hoststatus: HostStatusStore | None = None,
+                 link: LinkPort | None = None, smarthost_tls: TlsPolicy = SMARTHOST_TLS,
+                 hosts_file: str = "/etc/hosts", mx_port: int = 25) -> None:
         self.cfg, self.store, self.link = cfg, store, link
-        self.clock = clock or SystemClock()
+        self.clock: Clock = clock or SystemClock()
         self.router = router or Router(cfg, load_aliases(cfg.local.aliases, cfg.local))
         self.resolver = resolver or MxResolver.from_config(cfg, clock=self.clock)
         self.smtp = smtp or SmtpClient.from_config(cfg, clock=self.clock)
@@ -84,20 +98,18 @@ class Runner(MessageDriver, QueueRunDriver):
             log.warning(maillog.runner_warning(self.hoststore.problem))
         self.linkup_path = os.path.join(cfg.spool_dir, LINKUP_FILE)
         self.linkup = load_linkup(self.linkup_path)
+        self.tasks = TaskSet()
+        self.retries = RetryLoop(self.clock, on_due=self.on_commit, sweep=self.sweep)
         self.deliverer = Deliverer(cfg, clock=self.clock, smtp=self.smtp, resolver=self.resolver,
                                    link=link, smarthost_tls=smarthost_tls, hosts_file=hosts_file,
                                    mx_port=mx_port)
         self.reporter = Reporter(cfg, store, self.on_commit)
-        self.runs = 0                 # queue runs started (tests count collapsed requests)
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._tasks: set[asyncio.Task] = set()
-        self._cheap_due: dict[str, float] = {}
-        self._kick = asyncio.Event()
-        self._run_lock = asyncio.Lock()
-        self._waiting: dict[tuple, asyncio.Future] = {}
-        self._stop = asyncio.Event()
-        self._current: set[asyncio.Task] = set()
-        self._active: str | None = None
+        self.messages = MessageDriver(cfg, store, clock=self.clock, deliverer=self.deliverer,
+                                      reporter=self.reporter, smtp=self.smtp, linkup=self.linkup,
+                                      plan=self.pending_jobs, on_retry=self.retries.due)
+        self.queue_runs = QueueRunDriver(cfg, store, clock=self.clock, link=link, hosts=self.hosts,
+                                         messages=self.messages, plan=self.pending_jobs,
+                                         save_hosts=self._save_hosts)
 
     # ================================================================ hooks
 
@@ -109,82 +121,68 @@ class Runner(MessageDriver, QueueRunDriver):
             entry = self.store.get(qid)
         except KeyError:                  # not queued (any more): nothing to deliver
             return
-        if any(is_cheap(job) for job in self._jobs(entry)[0]):
-            self._spawn(self._cheap(qid))
+        if any(is_cheap(job) for job in self.pending_jobs(entry)[0]):
+            ctx = RunContext(f"cheap-{qid}", self.hosts, self.clock.wall)
+            self.tasks.spawn(self.messages.attempt(qid, ctx, is_cheap))
 
     def check_rcpt(self, address: str) -> str | None:
         return self.router.check_rcpt(address)
+
+    def pending_jobs(self, entry: QueueEntry) -> tuple[list[Job], dict[str, list[str]]]:
+        """ENTRY's deliveries still to do (port.pending_jobs with the current router)."""
+        return pending_jobs(entry, self.router.route)
 
     async def etrn(self, arg: str) -> str:
         """SMTP ETRN (RFC 1985): a filtered run (-qR@domain) for the node."""
         if arg.startswith("#"):
             return f"458 4.3.0 Unable to queue messages for node {arg}: named queues are not supported"
         filt = f"R{arg[1:]}" if arg.startswith("@") else f"R@{arg}"
-        n = len(self._select([filt], flush=True))
+        n = len(self.queue_runs.select([filt], flush=True))
         if not n:
             return f"251 2.0.0 OK, no messages waiting for node {arg}"
-        self._spawn(self.queue_run([filt], reason=f"etrn {arg}"))
+        self.tasks.spawn(self.queue_run([filt], reason=f"etrn {arg}"))
         return f"253 2.0.0 OK, {n} pending messages for node {arg} started"
-
-    def _spawn(self, coro) -> asyncio.Task:
-        task = asyncio.get_running_loop().create_task(self._guard(coro))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    @staticmethod
-    async def _guard(coro):
-        try:
-            return await coro
-        except asyncio.CancelledError:
-            raise
-        except Exception:      # one message never stops the daemon
-            log.exception(maillog.runner_internal_error())
 
     async def idle(self) -> None:
         """Wait until no background delivery is in flight (tests, shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.tasks.idle()
+
+    # ================================================================ queue runs
+
+    async def queue_run(self, filters: Sequence[str] = (), reason: str = "request",
+                        flush: bool = False) -> RunReport:
+        """One queue run (queuerun.py).  Raises ValueError for a bad filter."""
+        return await self.queue_runs.queue_run(filters, reason, flush)
+
+    def stop_run(self) -> bool:
+        """Cut the run in flight, no backoff grows; whether one was running."""
+        return self.queue_runs.stop_run()
+
+    @property
+    def runs(self) -> int:
+        """Queue runs started (tests count collapsed requests)."""
+        return self.queue_runs.runs
+
+    @property
+    def in_flight(self) -> int:
+        """Deliveries of the current queue run in flight (what stop_run cuts)."""
+        return self.queue_runs.in_flight
 
     # ================================================================ background loop
 
     async def run(self) -> None:
         """Retry deferred cheap deliveries on their schedule; warn and expire."""
-        for e in self.store.entries():         # after recovery: cheap mail left over
-            self._cheap_due[e.qid] = e.next_attempt
-        next_sweep = self.clock.wall()
         try:
-            while True:
-                self._kick.clear()
-                now = self.clock.wall()
-                for qid in [q for q, t in self._cheap_due.items() if t <= now]:
-                    del self._cheap_due[qid]
-                    self.on_commit(qid)
-                if now >= next_sweep:
-                    await self.sweep()
-                    next_sweep = now + SWEEP_S
-                wake = min([next_sweep, *self._cheap_due.values()])
-                await self._wait(max(0.0, wake - now))
+            await self.retries.run((e.qid, e.next_attempt) for e in self.store.entries())
         finally:
             self.close()
-
-    async def _wait(self, seconds: float) -> None:
-        kick = asyncio.ensure_future(self._kick.wait())
-        sleep = asyncio.ensure_future(self.clock.sleep(seconds))
-        try:
-            await asyncio.wait({kick, sleep}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            kick.cancel()
-            sleep.cancel()
 
     async def sweep(self) -> None:
         """Expire messages past Timeout.queuereturn, warn past Timeout.queuewarn."""
         now = self.clock.wall()
         for e in self.store.entries():
-            lu = self._link_up_s(e, now)
-            if (schedule.expired(e.envelope, e.created, now, self.cfg, link_up_s=lu)
-                    or schedule.warn_due(e.envelope, e.created, now, self.cfg, warned=e.warned, link_up_s=lu)):
-                self._spawn(self._locked(e.qid, self._check))
+            if outcome.sweep_action(e, now=now, cfg=self.cfg, link_up_s=self.messages.link_up_s(e, now)):
+                self.tasks.spawn(self.messages.check(e.qid))
 
     def close(self) -> None:
         """Drop cached SMTP connections at once (shutdown)."""
@@ -192,7 +190,7 @@ class Runner(MessageDriver, QueueRunDriver):
 
     # ================================================================ link events
 
-    async def link_up(self, **info) -> RunReport:
+    async def link_up(self, **info: str) -> RunReport:
         """ppp0 is up: clear host status, re-read peer DNS, run the queue."""
         dropped = self.hosts.clear()
         await self._save_hosts()

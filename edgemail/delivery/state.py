@@ -1,42 +1,54 @@
 """delivery/state.py - small pieces the Runner keeps: queue items as the schedule
-reads them, run tallies, the link-up time file, the connection cache reset.
+reads them, run tallies, the link-up time file, the connection cache reset,
+the set of background tasks.
+
+DESCRIPTION
+    ``TaskSet`` keeps the Runner's background tasks (cheap deliveries, the
+    sweep's checks, ETRN's runs) until they are done: ``spawn(coro)``,
+    ``await idle()`` (tests, shutdown), ``len()``.  A bug in one is logged
+    with its traceback (runner_internal_error) and goes no further: one
+    message never stops the daemon.
 
 NEVER
     Decides anything; the file functions are the only I/O (linkup.json in the
-    spool: tmp file, fsync, rename).
+    spool: write_atomically).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass
+from typing import Any, Coroutine
 
 from edgemail import maillog
 from edgemail.delivery.port import RunReport, is_cut
-from edgemail.envelope import Attempt, RcptStatus
+from edgemail.envelope import Attempt, Envelope, RcptStatus
 from edgemail.spool import schedule
+from edgemail.spool.record import QueueEntry
 from link.fileio import write_atomically
 
 log = logging.getLogger("edgemail.runner")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Item:
-    """A queue entry as spool.schedule reads it (last_attempt as one time)."""
+    """A queue entry as spool.schedule reads it (last_attempt as one time); a
+    snapshot made for one selection (plain fields: schedule.QueueItem)."""
 
     qid: str
-    envelope: object
+    envelope: Envelope
     created: float
     priority: int
     attempts: int
     next_attempt: float
     held: bool
-    rcpt_status: dict
+    rcpt_status: dict[str, RcptStatus]
     last_attempt: float | None
 
 
-def item(e) -> Item:
+def item(e: QueueEntry) -> Item:
     last = max((a.at for a in e.last_attempt.values()), default=None)
     return Item(e.qid, e.envelope, e.created, e.priority, e.attempts, e.next_attempt, e.held,
                  e.rcpt_status, last)
@@ -82,3 +94,33 @@ def load_linkup(path: str) -> schedule.LinkUpTime:
 
 def save_linkup(path: str, lut: schedule.LinkUpTime) -> None:
     write_atomically(path, json.dumps({"version": 1, "intervals": lut.intervals, "up_since": lut.up_since}))
+
+
+class TaskSet:
+    """Background tasks, kept until done (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task] = set()
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(_guard(coro))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def idle(self) -> None:
+        """Wait until no task is left (those spawned meanwhile included)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+async def _guard(coro: Coroutine[Any, Any, Any]) -> Any:
+    try:
+        return await coro
+    except asyncio.CancelledError:
+        raise
+    except Exception:      # one message never stops the daemon
+        log.exception(maillog.runner_internal_error())

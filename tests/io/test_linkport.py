@@ -19,9 +19,9 @@ from edgemail.clock import FakeClock
 from edgemail.envelope import RcptStatus
 from edgemail.daemon.mtaport import MtaPort
 from edgemail.smtpd.listener import SmtpListener
-from runner_helpers import make_cfg, make_runner, make_store, submit, until
+from runner_helpers import HoldingPeer, make_cfg, make_runner, make_store, submit, until
 from test_etrn import server as etrn_server
-from upstream import Faults, upstream_factory  # noqa: F401  (fixture)
+from upstream import upstream_factory  # noqa: F401  (fixture)
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,7 +63,7 @@ async def test_deferred_mail_is_not_due_until_its_next_attempt(example_config, c
     assert s.queued == 0 and s.expensive == 1 and s.next_due == store.get(q).next_attempt
     woke = []
     watcher = asyncio.create_task(port.watch(lambda: woke.append(clock.wall())))
-    await asyncio.sleep(0.05)                                 # the watcher is asleep on the clock
+    await clock.wait_for_sleepers(1)                          # the watcher is asleep on the clock
     clock.advance(s.next_due - clock.wall() + 1)
     await until(lambda: woke)
     watcher.cancel()
@@ -107,15 +107,19 @@ def deferred_attempt(clock):
     return Attempt(RcptStatus.DEFERRED, "4.4.1", "connect failed", "x", clock.wall())
 
 
-async def test_stop_run_cuts_the_transfer_without_backoff(example_config, clock, upstream_factory):
-    up = await upstream_factory(faults=Faults(slow={"DATA": 30}))
-    cfg = make_cfg(example_config, SmartHost=f"[127.0.0.1]:{up.port}")
+async def test_stop_run_cuts_the_transfer_without_backoff(example_config, clock):
+    peer = await HoldingPeer().start()
+    cfg = make_cfg(example_config, SmartHost=f"[127.0.0.1]:{peer.port}")
     store, runner, port = rig(cfg, clock)
     q = await submit(store, ["far@x.test"])
     run = asyncio.create_task(port.run_queue())
-    await until(lambda: runner._current is not None and up.stats.connections == 1)
-    port.stop_run()
-    report = await run
+    try:
+        await peer.holding(1)                                 # the transfer waits for its reply
+        assert runner.in_flight == 1
+        port.stop_run()
+        report = await run
+    finally:
+        await peer.close()
     assert report.cut == 1 and report.sent == 0
     e = store.get(q)
     assert e.attempts == 0 and e.rcpt_status["far@x.test"] is RcptStatus.QUEUED

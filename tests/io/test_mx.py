@@ -95,9 +95,10 @@ async def test_peer_dns_file_reloaded(dns, tmp_path):
 
 
 async def test_no_query_at_construction(dns, tmp_path):
+    before = asyncio.all_tasks()
     resolver(dns, tmp_path)
     MxResolver.from_config(type("C", (), {"dns": DnsConfig(), "spool_dir": str(tmp_path)})())
-    await asyncio.sleep(0)
+    assert asyncio.all_tasks() == before          # nothing started that could query later
     assert dns.queries == []
 
 

@@ -12,7 +12,7 @@ from edgemail.clock import FakeClock
 from edgemail.envelope import RcptStatus
 from edgemail.smtpc.tls import TlsPolicy
 from test_smtpc_session import cert  # noqa: F401  (fixture: openssl self-signed)
-from runner_helpers import MSG, make_cfg, make_runner, make_store, maildir, submit, until
+from runner_helpers import MSG, HoldingPeer, make_cfg, make_runner, make_store, maildir, submit, until
 from upstream import Faults, upstream_factory  # noqa: F401  (fixture)
 
 
@@ -47,9 +47,9 @@ async def test_commit_of_mail_that_waits_for_the_link_spawns_nothing(example_con
     runner = make_runner(cfg, store, clock)
     q = await submit(store, ["y@far.test"])
     runner.on_commit(q)
-    assert not runner._tasks                    # no task for nothing cheap to do
+    assert len(runner.tasks) == 0               # no task for nothing cheap to do
     runner.on_commit(await submit(store, ["bob@edge.example", "z@far.test"]))
-    assert runner._tasks
+    assert len(runner.tasks) == 1
     await runner.idle()
     assert len(maildir(cfg, "bob")) == 1 and store.get(q).attempts == 0
 
@@ -143,22 +143,33 @@ async def test_run_order_is_priority(example_config, upstream_factory, clock):
 
 
 @pytest.mark.parametrize("cache, connections", [(2, 2), (1, 1)])
-async def test_run_delivers_side_by_side_over_cached_connections(example_config, upstream_factory,
-                                                                 clock, cache, connections):
-    """Two deliveries in flight (ConnectionCacheSize caps it), after the run's
-    first contact with the host; the next run reuses every cached connection."""
-    up, cfg, store, runner = await smarthost_setup(example_config, upstream_factory, clock,
-                                                   faults=Faults(slow={"DATA": 0.1}),
-                                                   ConnectionCacheSize=cache)
+async def test_run_delivers_side_by_side_over_cached_connections(example_config, clock, cache, connections):
+    """The run's first contact with the host goes alone; then two deliveries
+    in flight (ConnectionCacheSize caps it); the next run reuses every cached
+    connection."""
+    peer = await HoldingPeer().start()
+    cfg = make_cfg(example_config, SmartHost=f"[127.0.0.1]:{peer.port}", ConnectionCacheSize=cache)
+    store = make_store(cfg, clock)
+    runner = make_runner(cfg, store, clock)
     for i in range(5):
         await submit(store, [f"r{i}@x.test"])
-    report = await runner.queue_run()
-    assert report.sent == 5 and store.entries() == [] and len(up.messages) == 5
-    assert up.stats.connections == connections
-    for i in range(3):
-        await submit(store, [f"s{i}@x.test"])
-    assert (await runner.queue_run()).sent == 3 and up.stats.connections == connections
-    assert len(runner.smtp._cache) == connections
+    run = asyncio.create_task(runner.queue_run())
+    try:
+        await peer.holding(1)                 # the first contact, alone ...
+        await until(lambda: runner.in_flight == min(cache, 2))   # ... the next one waiting for it
+        assert peer.connections == 1
+        peer.release()
+        await peer.holding(connections)       # then side by side, one connection each
+        assert peer.connections == connections
+        peer.release(everything=True)
+        report = await run
+        assert report.sent == 5 and store.entries() == [] and len(peer.messages) == 5
+        for i in range(3):
+            await submit(store, [f"s{i}@x.test"])
+        assert (await runner.queue_run()).sent == 3 and peer.connections == connections
+        assert len(runner.smtp._cache) == connections
+    finally:
+        await peer.close()
 
 
 async def test_max_queue_run_size(example_config, upstream_factory, clock):
@@ -190,40 +201,51 @@ async def test_time_budget_stops_starting_deliveries(example_config, upstream_fa
     assert 0 < len(up.messages) < 5 and len(store.entries()) == 5 - len(up.messages)
 
 
-async def test_requests_during_a_run_collapse_into_one_follow_up(example_config, upstream_factory, clock):
-    up, cfg, store, runner = await smarthost_setup(example_config, upstream_factory, clock,
-                                                   faults=Faults(slow={"DATA": 0.3}))
+async def test_requests_during_a_run_collapse_into_one_follow_up(example_config, clock):
+    peer = await HoldingPeer().start()
+    cfg = make_cfg(example_config, SmartHost=f"[127.0.0.1]:{peer.port}")
+    store = make_store(cfg, clock)
+    runner = make_runner(cfg, store, clock)
     await submit(store, ["a@x.test"])
     first = asyncio.create_task(runner.queue_run())
-    await until(lambda: up.stats.connections == 1)
-    await submit(store, ["b@x.test"])
-    more = [asyncio.create_task(runner.queue_run()) for _ in range(5)]
-    reports = await asyncio.gather(first, *more)
+    try:
+        await peer.holding(1)                 # the first run is in flight, and stays so
+        await submit(store, ["b@x.test"])
+        more = [asyncio.create_task(runner.queue_run()) for _ in range(5)]
+        # created before the release, the five start (and join) before the
+        # held reply can reach the first run: that needs socket I/O
+        peer.release(everything=True)
+        reports = await asyncio.gather(first, *more)
+    finally:
+        await peer.close()
     assert runner.runs == 2
     assert len({r.run for r in reports[1:]}) == 1 and reports[1].sent == 1
-    assert len(up.messages) == 2
+    assert peer.messages == [["a@x.test"], ["b@x.test"]]
 
 
-async def test_smtp_250_does_not_wait_for_delivery(example_config, upstream_factory, clock):
+async def test_smtp_250_does_not_wait_for_delivery(example_config, clock):
     import smtplib
     from edgemail.smtpd.listener import SmtpListener
-    lan = await upstream_factory(faults=Faults(slow={"DATA": 2.0}))
-    cfg = make_cfg(example_config, routes={"lan.test": f"relay:[127.0.0.1]:{lan.port}"})
+    peer = await HoldingPeer().start()
+    cfg = make_cfg(example_config, routes={"lan.test": f"relay:[127.0.0.1]:{peer.port}"})
     store = make_store(cfg, clock)
     runner = make_runner(cfg, store, clock)
     listener = SmtpListener(cfg, cfg.listeners[0], store, on_commit=runner.on_commit)
     await listener.start()
     try:
         def send():
-            with smtplib.SMTP("127.0.0.1", listener.port, local_hostname="till.lan.test") as s:
+            with smtplib.SMTP("127.0.0.1", listener.port, local_hostname="till.lan.test", timeout=30) as s:
                 return s.sendmail("alice@edge.example", ["x@lan.test"], MSG)
         assert await asyncio.to_thread(send) == {}
-        # the 250 came back while the relay still sat on its DATA reply
-        assert lan.messages == [] and len(store.entries()) == 1
+        # the 250 came back; the relay holds its reply until released
+        await peer.holding(1)
+        assert peer.messages == [] and len(store.entries()) == 1
+        peer.release(everything=True)
         await runner.idle()
-        assert [m.rcpt_tos for m in lan.messages] == [["x@lan.test"]] and store.entries() == []
+        assert peer.messages == [["x@lan.test"]] and store.entries() == []
     finally:
         await listener.close()
+        await peer.close()
 
 
 async def test_background_loop_retries_deferred_cheap_delivery_on_schedule(example_config, upstream_factory, clock):
@@ -243,10 +265,10 @@ async def test_background_loop_retries_deferred_cheap_delivery_on_schedule(examp
         assert entry.rcpt_status["x@lan.test"] is RcptStatus.DEFERRED
         assert entry.next_attempt == clock.wall() + cfg.retry.min_backoff
         lan = await upstream_factory(port=port)
-        await until(lambda: any(t >= clock.monotonic() + cfg.retry.min_backoff - 1 for t in clock.deadlines()))
+        due = clock.monotonic() + cfg.retry.min_backoff
+        await until(lambda: clock.deadlines() == [due])     # the loop sleeps until the retry is due
         clock.advance(cfg.retry.min_backoff - 1)
-        await asyncio.sleep(0.05)
-        assert lan.messages == []                      # not yet due
+        assert clock.deadlines() == [due] and len(runner.tasks) == 0   # not yet due: still asleep
         clock.advance(1)
         await until(lambda: lan.messages)
         await runner.idle()

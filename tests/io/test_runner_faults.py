@@ -16,7 +16,7 @@ from edgemail.config.model import DnsConfig
 from edgemail.envelope import RcptStatus
 from edgemail.delivery.mx import MxResolver
 from edgemail.smtpd.listener import SmtpListener
-from runner_helpers import FakeLink, make_cfg, make_runner, make_store, maildir, submit, until
+from runner_helpers import FakeLink, HoldingPeer, make_cfg, make_runner, make_store, maildir, submit, until
 from upstream import Faults, Upstream, upstream_factory  # noqa: F401  (fixture)
 
 
@@ -187,27 +187,31 @@ async def test_bounce_of_a_bounce_goes_to_postmaster_not_to_the_null_sender(exam
 
 # ------------------------------------------------------------------ stop_run
 
-async def test_stop_run_during_slow_transfer_defers_without_backoff(example_config, clock, upstream_factory):
-    up = await upstream_factory(faults=Faults(slow={"DATA": 30}))
-    cfg = make_cfg(example_config, SmartHost=f"[127.0.0.1]:{up.port}")
+async def test_stop_run_during_slow_transfer_defers_without_backoff(example_config, clock):
+    peer = await HoldingPeer().start()
+    cfg = make_cfg(example_config, SmartHost=f"[127.0.0.1]:{peer.port}")
     store = make_store(cfg, clock)
     runner = make_runner(cfg, store, clock)
     q = await submit(store, ["far@x.test"])
     q2 = await submit(store, ["near@x.test"])
     before = store.get(q)
     run = asyncio.create_task(runner.queue_run())
-    # both in flight: the first in its slow transfer, the second waiting for
-    # the run's first contact with the host to be over
-    await until(lambda: len(runner._current) == 2 and up.stats.connections == 1)
-    await asyncio.sleep(0.2)
-    assert runner.stop_run()
-    report = await run
+    try:
+        # both in flight: the first sent its message and waits for the reply
+        # to its final dot, the second waits for the run's first contact with
+        # the host to be over
+        await peer.holding(1)
+        await until(lambda: runner.in_flight == 2)
+        assert runner.stop_run()
+        report = await run
+    finally:
+        await peer.close()
     assert report.stopped == "stop" and report.cut == 2 and report.sent == 0
     after = store.get(q)
     assert after.attempts == before.attempts == 0 and store.get(q2).attempts == 0
     assert after.next_attempt == before.next_attempt and after.priority == before.priority
     assert after.rcpt_status["far@x.test"] is RcptStatus.QUEUED
-    assert up.stats.connections == 1
+    assert peer.connections == 1 and runner.in_flight == 0
 
 
 # ------------------------------------------------------------------ MX via DNS

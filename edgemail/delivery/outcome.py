@@ -1,0 +1,161 @@
+"""delivery/outcome.py - what one delivery attempt's results mean (CORE).
+
+NAME
+    outcome - decide(), expiry() and sweep_action(): the runner's decisions
+    about a message once its deliveries are back, as pure functions
+
+SYNOPSIS
+    out = decide(entry, jobs, expansions, attempts, now=now, cfg=cfg, link_up_s=lu)
+    out.record          # -> store.update(qid, out.record, next_attempt=out.next_attempt)
+    out.retry_at        # -> the background loop's list (cheap jobs), or None
+    out.failed          # -> Reporter.failed: (job, attempt) for the failure report
+    out.warn            # -> Reporter.delayed + store.mark_warned
+    expiry(entry, jobs, now=now, cfg=cfg, link_up_s=lu) -> {key: Attempt} | None
+    sweep_action(entry, now=now, cfg=cfg, link_up_s=lu) -> EXPIRE | WARN | None
+
+DESCRIPTION
+    ``decide`` turns one attempt's results (one Attempt per Job, keyed like
+    the spool: the recipient, or "rcpt>address" for an alias expansion)
+    into what the driver does next:
+
+      record        every attempt that was not cut by the link or by
+                    stop_run (``port.is_cut``), plus the envelope recipient
+                    of an alias once all its expansions are final
+                    (``combine``).  Empty: nothing is written, no attempt is
+                    counted, no backoff grows.
+      next_attempt  a recorded deferral moves the entry's next attempt by
+                    Postfix's backoff (spool.schedule.next_attempt: the age,
+                    clamped to [min_backoff, max_backoff]); else None (the
+                    store leaves it as it is).
+      retry_at      cheap jobs (``port.is_cheap``) are retried by the
+                    runner's background loop: at next_attempt when one was
+                    deferred, at now + retry.min_backoff when one was only
+                    cut (a retry, not a backoff); else None.
+      failed        the jobs that became BOUNCED or EXPIRED, for the RFC
+                    3464 failure report.
+      warn          a delay warning is due: something was recorded, the
+                    message stays queued (not every recipient final) and
+                    Timeout.queuewarn has passed (once: the entry's warned
+                    flag; 0 disables it).
+
+    ``expiry`` is the give-up decision taken before an attempt and by the
+    sweep: past Timeout.queuereturn (by urgency; ``link_up_s`` with
+    retry.count_link_up_time_only) every pending job gets an EXPIRED
+    attempt, 4.4.7, which ``decide`` then records and reports like a
+    bounce.  ``sweep_action`` is the background sweep's question for one
+    entry: EXPIRE, WARN or nothing.
+
+    Later work belongs here, not in the drivers: a message whose delivery
+    raised is deferred 4.3.0 with this backoff; clock steps rebase due
+    times; DSN warn and return times computed per message.
+
+NEVER
+    Does I/O, reads a clock or logs: ``now`` (wall time of the record) and
+    ``link_up_s`` (the link-up seconds since the message arrived, or None
+    when ages count all time) come from the caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+from edgemail.config.model import Config
+from edgemail.delivery.port import Job, is_cheap, is_cut
+from edgemail.envelope import Attempt, RcptStatus
+from edgemail.spool import schedule
+from edgemail.spool.record import QueueEntry, StateUpdate, apply
+
+#: sweep_action's answers
+EXPIRE, WARN = "expire", "warn"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the driver does with one attempt's results (see the module docstring)."""
+
+    record: dict[str, Attempt]
+    next_attempt: float | None
+    retry_at: float | None
+    failed: tuple[tuple[Job, Attempt], ...]
+    warn: bool
+
+
+def decide(entry: QueueEntry, jobs: Sequence[Job], expansions: Mapping[str, list[str]],
+           attempts: Mapping[str, Attempt], *, now: float, cfg: Config,
+           link_up_s: float | None = None) -> Outcome:
+    """The meaning of ATTEMPTS (one per job) for ENTRY as it was before them."""
+    record = {k: a for k, a in attempts.items() if not is_cut(a)}
+    record.update(originals(entry, expansions, record, now))
+    deferred = [j for j in jobs if _status(record, j) is RcptStatus.DEFERRED]
+    next_at = schedule.next_attempt(now, entry.created, cfg.retry) if deferred else None
+    failed = tuple((j, record[j.key]) for j in jobs
+                   if _status(record, j) in (RcptStatus.BOUNCED, RcptStatus.EXPIRED))
+    return Outcome(record, next_at, _retry_at(jobs, attempts, deferred, next_at, now, cfg),
+                   failed, _warn(entry, record, now, cfg, link_up_s))
+
+
+def _status(record: Mapping[str, Attempt], job: Job) -> RcptStatus | None:
+    a = record.get(job.key)
+    return a.status if a is not None else None
+
+
+def _retry_at(jobs, attempts, deferred, next_at, now, cfg: Config) -> float | None:
+    if any(is_cheap(j) for j in deferred):
+        return next_at
+    if any(is_cheap(j) and j.key in attempts and is_cut(attempts[j.key]) for j in jobs):
+        return now + cfg.retry.min_backoff
+    return None
+
+
+def _warn(entry: QueueEntry, record: dict[str, Attempt], now: float, cfg: Config,
+          link_up_s: float | None) -> bool:
+    if not record or apply(entry, StateUpdate(dict(record))).done:
+        return False
+    return schedule.warn_due(entry.envelope, entry.created, now, cfg, warned=entry.warned,
+                             link_up_s=link_up_s)
+
+
+def originals(entry: QueueEntry, expansions: Mapping[str, list[str]],
+              record: Mapping[str, Attempt], now: float) -> dict[str, Attempt]:
+    """An aliased envelope recipient is final once all its expansions are
+    (recorded now, or earlier: the entry's last_attempt)."""
+    out = {}
+    for rcpt, keys in expansions.items():
+        states = [record.get(k) or entry.last_attempt.get(k) for k in keys]
+        finals = [s for s in states if s is not None and s.status.final]
+        if len(finals) == len(keys):
+            out[rcpt] = combine(finals, now)
+    return out
+
+
+def combine(attempts: list[Attempt], now: float) -> Attempt:
+    """The envelope recipient's state from its expansions' (all final):
+    sent when all were sent, else the first failure's."""
+    sent = [a for a in attempts if a.status is RcptStatus.SENT]
+    if len(sent) == len(attempts):
+        return Attempt(RcptStatus.SENT, "2.0.0", f"delivered to {len(sent)} address(es) (alias)",
+                       relay="alias", at=now)
+    bad = next(a for a in attempts if a.status is not RcptStatus.SENT)
+    return Attempt(bad.status, bad.dsn, bad.text, relay=bad.relay, at=now)
+
+
+def expiry(entry: QueueEntry, jobs: Sequence[Job], *, now: float, cfg: Config,
+           link_up_s: float | None = None) -> dict[str, Attempt] | None:
+    """Past Timeout.queuereturn: an EXPIRED attempt (4.4.7) for every job; else None."""
+    if not schedule.expired(entry.envelope, entry.created, now, cfg, link_up_s=link_up_s):
+        return None
+    days = schedule.return_after(entry.envelope, cfg.Timeout) / 86400
+    text = f"Cannot send message for {days:g} days (Timeout.queuereturn)"
+    return {j.key: Attempt(RcptStatus.EXPIRED, "4.4.7", text, relay="none", at=now) for j in jobs}
+
+
+def sweep_action(entry: QueueEntry, *, now: float, cfg: Config,
+                 link_up_s: float | None = None) -> str | None:
+    """The sweep's question: EXPIRE (Timeout.queuereturn), WARN (queuewarn, once) or None."""
+    if schedule.expired(entry.envelope, entry.created, now, cfg, link_up_s=link_up_s):
+        return EXPIRE
+    if schedule.warn_due(entry.envelope, entry.created, now, cfg, warned=entry.warned,
+                         link_up_s=link_up_s):
+        return WARN
+    return None
