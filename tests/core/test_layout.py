@@ -23,9 +23,8 @@ MAX_FUNCTION_LINES = 40
 KNOWN_CYCLES: set[frozenset[str]] = {
     frozenset({"edgemail.spool.maildrop", "edgemail.spool.store", "edgemail.spool.writer"}),
     frozenset({"edgemail.smtpc.opening", "edgemail.smtpc.session"}),
-    frozenset({"edgemail.smtpd.listener", "edgemail.smtpd.protocol"}),
 }
-KNOWN_LONG_MODULES = {"edgemail.maillog", "edgemail.smtpd.protocol", "link.fsm"}
+KNOWN_LONG_MODULES = {"edgemail.maillog", "link.fsm"}
 KNOWN_LONG_FUNCTIONS = {
     "edgemail.cli.flags.parse_sendmail_args", "edgemail.config.loader.from_dict", "edgemail.config.loader.dump",
     "edgemail.spool.syncer._commit_batch", "link.policydriver.compile_jobs",
