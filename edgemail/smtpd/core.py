@@ -221,24 +221,11 @@ class Dialogue:
 
     def _command(self, line: bytes | object) -> Event | None:
         """One command line: answered here, or an event for the driver."""
-        if line is TOO_LONG:
-            self._reply("500 Command line too long")
+        parsed = self._split(line)
+        if isinstance(parsed, str):
+            self._reply(parsed)
             return None
-        assert isinstance(line, bytes)
-        line = line.rstrip(b"\r\n")
-        verb_bytes, _, arg_bytes = line.partition(b" ")
-        try:
-            verb = verb_bytes.upper().decode("ascii")
-        except UnicodeDecodeError:
-            line = b""
-        if not line:
-            self._reply("500 Error: bad syntax")
-            return None
-        arg = str(arg_bytes.strip(), "utf-8", "surrogateescape") if arg_bytes else None
-        limit = COMMAND_LIMITS.get(verb, COMMAND_LIMIT) if self.extended else COMMAND_LIMIT
-        if len(line) > limit:
-            self._reply("500 Command line too long")
-            return None
+        verb, arg = parsed
         self.verb, self.arg = verb, (None if verb == "AUTH" else arg)   # never log AUTH data
         handler = self._commands.get(verb)
         if handler is None:
@@ -254,6 +241,24 @@ class Dialogue:
             self._reply(result)
             return None
         return result
+
+    def _split(self, line: bytes | object) -> tuple[str, str | None] | str:
+        """(VERB, argument) of a command line, or the 500 that refuses it."""
+        if line is TOO_LONG:
+            return "500 Command line too long"
+        assert isinstance(line, bytes)
+        line = line.rstrip(b"\r\n")
+        verb_bytes, _, arg_bytes = line.partition(b" ")
+        try:
+            verb = verb_bytes.upper().decode("ascii")
+        except UnicodeDecodeError:
+            line = b""
+        if not line:
+            return "500 Error: bad syntax"
+        limit = COMMAND_LIMITS.get(verb, COMMAND_LIMIT) if self.extended else COMMAND_LIMIT
+        if len(line) > limit:
+            return "500 Command line too long"
+        return verb, (str(arg_bytes.strip(), "utf-8", "surrogateescape") if arg_bytes else None)
 
     def _ehlo(self, arg: str | None) -> str | None:
         if not arg:

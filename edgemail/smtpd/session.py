@@ -226,17 +226,21 @@ class SmtpSession(asyncio.BufferedProtocol):
         self.core.answer(reply)
         self._pump()
 
-    async def _commit(self, event: Commit) -> str:
-        """Queue a message; the reply to the final dot."""
-        s, core = self.services, self.core
+    def _queue_file(self, event: Commit) -> tuple[Envelope, bytes]:
+        """The envelope and the data (our Received: line first) to commit."""
+        s, core, txn = self.services, self.core, event.txn
         assert core is not None
         arrived = s.clock.wall()
-        txn = event.txn
         rcpt = txn.rcpts[0].address if len(txn.rcpts) == 1 else None
         data = received_header(helo=event.helo, ip=core.ip, hostname=s.settings.hostname,
                                proto=event.proto, rcpt=rcpt, when=arrived) + event.message
-        env = envelope(txn, event.facts, arrived=arrived, size=len(data), helo=event.helo,
-                       proto=event.proto, client=self.relay)
+        return envelope(txn, event.facts, arrived=arrived, size=len(data), helo=event.helo,
+                        proto=event.proto, client=self.relay), data
+
+    async def _commit(self, event: Commit) -> str:
+        """Queue a message; the reply to the final dot."""
+        s = self.services
+        env, data = self._queue_file(event)
         if not s.store.has_room(len(data)):
             return "452 4.3.1 Insufficient system storage"
         self._busy = True
