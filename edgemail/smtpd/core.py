@@ -32,13 +32,22 @@ Invariants:
     goes on.
   * Nothing here blocks: the decisions it is handed answer at once.
 
-Coming features fit the table: STARTTLS is a handler that answers 220,
-``reader.discard()``s the plaintext read after it, resets EHLO state and
-returns a StartTls event; AUTH is a state that takes the next line as a
-continuation; ATRN an event that turns the connection round; strict
-synchronisation (RFC 5321 4.3.1 / issue 16) a check in ``_command`` that
-``reader.held`` is empty after DATA, EHLO or HELO (and in GREETING), and
-bare LF as a terminator a check on the line's ending.
+Coming features fit the table (issues 11 and 16):
+  * STARTTLS: a handler that answers 220, ``reader.discard()``s the
+    plaintext read after the command, resets the EHLO state (``helo``,
+    ``extended``, the transaction) and returns a StartTls event (the driver
+    runs the handshake, then carries on).
+  * AUTH PLAIN/LOGIN: a state that takes the next line(s) as the 334
+    continuation instead of a command (never logged: ``arg`` is None).
+  * ATRN (RFC 2645): a handler whose event turns the connection round (the
+    driver hands the socket to smtpc's core).
+  * Synchronisation on strict listeners: the dialogue knows what it has
+    answered and what it has read, so "the client sent more after DATA,
+    EHLO or HELO before our reply" is ``reader.held > 0`` when that command
+    is taken, and "before the greeting" is bytes received in GREETING: 554
+    5.5.0 and Close; PIPELINING (RFC 2920) is untouched for the rest.
+  * A bare LF ending a command line: ``next_line()`` returns the line with
+    its ending, so ``_split`` can refuse it (500 5.5.2).
 """
 
 from __future__ import annotations
@@ -159,7 +168,11 @@ class Dialogue:
                 line = reader.next_line()
                 if line is None:
                     break
-                event = self._command(line)
+                if line is TOO_LONG:
+                    self._reply("500 Command line too long")
+                    event = None
+                else:
+                    event = self._command(line)
             elif state is State.DATA:
                 assert self._collector is not None
                 if not reader.feed(self._collector):
@@ -207,7 +220,7 @@ class Dialogue:
         """One reply: the enhanced code added, a refusal logged, the session
         ended after max_bad_commands 5xx replies."""
         status = replies.with_enhanced(status)
-        self._send(status)
+        self._out.append(status)
         if status[0] in "45" and status[:3] != "421" and self.verb != "CONNECT":
             log.warning(maillog.reject(status, cmd=self.verb, arg=self.arg, relay=self.relay))
         if status[0] == "5":
@@ -219,7 +232,7 @@ class Dialogue:
 
     # ---------------------------------------------------------------- commands
 
-    def _command(self, line: bytes | object) -> Event | None:
+    def _command(self, line: bytes) -> Event | None:
         """One command line: answered here, or an event for the driver."""
         parsed = self._split(line)
         if isinstance(parsed, str):
@@ -242,11 +255,8 @@ class Dialogue:
             return None
         return result
 
-    def _split(self, line: bytes | object) -> tuple[str, str | None] | str:
+    def _split(self, line: bytes) -> tuple[str, str | None] | str:
         """(VERB, argument) of a command line, or the 500 that refuses it."""
-        if line is TOO_LONG:
-            return "500 Command line too long"
-        assert isinstance(line, bytes)
         line = line.rstrip(b"\r\n")
         verb_bytes, _, arg_bytes = line.partition(b" ")
         try:

@@ -25,17 +25,18 @@ Invariants:
 
 from __future__ import annotations
 
+import enum
+from typing import Literal
+
 from edgemail.smtpd.data import DataCollector
 
 
-class _TooLong:
-    """A command line over ``line_length_limit`` ended (it was not kept)."""
-
-    def __repr__(self) -> str:
-        return "TOO_LONG"
+class Overlong(enum.Enum):
+    #: a command line over ``line_length_limit`` ended (it was not kept)
+    TOO_LONG = "too long"
 
 
-TOO_LONG = _TooLong()
+TOO_LONG = Overlong.TOO_LONG
 
 
 class LineReader:
@@ -69,7 +70,7 @@ class LineReader:
         self._buf.clear()
         self._skipping = False
 
-    def next_line(self) -> bytes | _TooLong | None:
+    def next_line(self) -> bytes | Literal[Overlong.TOO_LONG] | None:
         """The next command line with its line end, TOO_LONG, or None (no
         whole line yet)."""
         buf = self._buf

@@ -159,8 +159,10 @@ class SmtpSession(asyncio.BufferedProtocol):
         core = self.core
         assert core is not None
         core.receive_data(data)
-        if self._task is None:
+        if self._task is None and not self._writing_paused:
             self._pump()
+            return
+        # input piles up only while a command waits or the client does not read
         if core.held > self.held_input_limit and not self._reading_paused:
             transport = self.transport
             if transport is not None and not transport.is_closing():
