@@ -135,10 +135,12 @@ class SmtpSession(asyncio.BufferedProtocol):
         self.transport = None
 
     def shutdown(self, reply: str) -> None:
-        """The listener closes: say REPLY (a 421) and close."""
+        """The listener closes: say REPLY (a 421) and close, whether or not
+        the client reads."""
         if self.core is not None and self.transport is not None:
             self.core.close_with(reply)
-            self._pump()
+            self.transport.write(self.core.data_to_send())
+            self.transport.close()
 
     @property
     def held(self) -> int:
@@ -293,5 +295,4 @@ class SmtpSession(asyncio.BufferedProtocol):
             return
         log.info(maillog.timeout(self.relay, self.core.verb))
         self._end_logged = True
-        self.core.close_with(f"421 4.4.2 {self.services.settings.hostname} Error: timeout exceeded")
-        self._pump()
+        self.shutdown(f"421 4.4.2 {self.services.settings.hostname} Error: timeout exceeded")
