@@ -48,7 +48,7 @@ queue id inside commit(), after the data is written; the log line
 ``QID: from=..., relay=[IP]:PORT`` ties the two.  ``for <rcpt>`` only
 with a single recipient (sendmail does the same, so Bcc stays private).
 
-Log lines (logger ``edgemail.smtpd``; formats in edgemail/maillog.py):
+Log lines (logger ``edgemail.smtpd``; formats in edgemail/maillog/):
 ``QID: from=<..>, size=.., class=.., nrcpts=.., msgid=<..>, proto=ESMTP,
 relay=[ip]:port`` per message; ``NOQUEUE: ruleset=check_rcpt, arg1=<ADDR>,
 relay=[ip]:port, reject=CODE X.Y.Z TEXT`` per refused command (sendmail's
