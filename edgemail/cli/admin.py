@@ -97,7 +97,9 @@ COMMANDS: list[tuple[tuple[str, ...], str, str, str, list | Callable]] = [
      [_opt("file", nargs="?", metavar="FILE", help=_FILE_HELP)]),
     (("queue", "list"), "edgemail.cli.admin:_queue_list", "list the queued messages (as mailq)",
      "The queue as mailq shows it; with --json one object per message (qid, size, created, from, "
-     "held, recipients with their state and last reply).", []),
+     "held, priority, attempts, next_attempt, and each recipient's state, last reply, dsn, relay and "
+     "last attempt).  With the daemon down, the spool read from disk (maildrop first), read-only: "
+     "root, the daemon's user and group may.", []),
     (("queue", "show"), "edgemail.cli.admin:_queue_show", "one message: envelope, recipients, the message",
      "One queued message: its envelope, each recipient with its state and last reply, then the "
      "message itself.  Needs root, the edgemail user or its group.",

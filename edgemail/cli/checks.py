@@ -74,7 +74,8 @@ def alias_errors(path: str, local_cfg: LocalConfig) -> list[ConfigError]:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return [whole]                      # "cannot read": the loader said it
-    errors, first = [], {}
+    errors: list[ConfigError] = []
+    first: dict[str, tuple[int, list[str]]] = {}
     for start, lines in _entries(text):
         name = lines[0].partition(":")[0].strip().lower()
         pieces = [(start, lines)] if name not in first else [first[name], (start, lines)]

@@ -3,7 +3,8 @@
 Owns: submit (``sendmail`` through the socket: the envelope checked, the
 message committed, logged as ``proto=local`` with the uid the kernel
 vouches for), queue_list (rows or mailq text, streamed LIST_BATCH entries a
-line, from the in-memory index with per-entry text cached), queue_show,
+line, from the in-memory index with per-entry text cached: daemon/listing.py
+formats them), queue_show,
 queue_run (``sendmail -q``: in the background, or waited for), status,
 reload, which ops every local user may call (``public``: sendmail's
 PrivacyOptions restrictmailq / restrictqrun), and the ops the runner and
@@ -24,7 +25,6 @@ import asyncio
 import base64
 import logging
 import os
-import time
 from collections.abc import Callable
 from importlib import metadata
 
@@ -32,15 +32,12 @@ from edgemail import maillog
 from edgemail.clock import Clock
 from edgemail.config.model import Config
 from edgemail.daemon.control import Stream
+from edgemail.daemon.listing import QueueListing, status_word
 from edgemail.daemon.mtaport import Link
 from edgemail.envelope import Envelope, Recipient
 from edgemail.errors import ControlError, SpoolError, SpoolFull
 
 log = logging.getLogger("edgemail.daemon")
-
-#: rows per streamed queue_list line (one JSON array each: cheap on both sides)
-LIST_BATCH = 2000
-
 
 def version() -> str:
     try:
@@ -157,7 +154,7 @@ class ControlOps:
         out = {"qid": e.qid, "from": env.mail_from, "size": e.size, "created": e.created,
                "priority": e.priority, "attempts": e.attempts, "next_attempt": e.next_attempt,
                "held": e.held, "msgid": env.msgid, "proto": env.proto, "client": env.client,
-               "recipients": [{"address": r.address, "status": _status_word(e.rcpt_status.get(r.address)),
+               "recipients": [{"address": r.address, "status": status_word(e.rcpt_status.get(r.address)),
                                "last_reply": e.last_reply.get(r.address, "")} for r in env.recipients]}
         if req.get("data"):
             data = await asyncio.to_thread(self.store.read_data, qid)
@@ -272,71 +269,3 @@ def link_ops(manager) -> dict:
 def _local_client(peer: dict) -> str:
     """How a local submission is logged: the uid the kernel vouches for, not a claim."""
     return f"localhost (uid {peer['uid']})" if "uid" in peer else "localhost"
-
-
-def _status_word(s) -> str:
-    return getattr(s, "value", str(s or "queued"))
-
-
-class QueueListing:
-    """``queue_list`` answers from the store's in-memory index: rows (for
-    ``--json``) or sendmail-style mailq text, LIST_BATCH entries per streamed
-    line.  The text of each entry is cached against the entry object (entries
-    are frozen; a change makes a new object), so a warm listing of 100,000
-    entries is a join of cached strings; ``warm()`` fills the cache after
-    start-up without blocking the loop."""
-
-    def __init__(self, store) -> None:
-        self.store = store
-        self._text: dict[str, tuple[object, str]] = {}
-
-    def stream(self, fmt: str) -> Stream:
-        entries = self.store.entries()
-        if len(self._text) > 2 * len(entries) + 1000:      # forget removed entries
-            self._text = {e.qid: self._text[e.qid] for e in entries if e.qid in self._text}
-        make = self._text_batches if fmt == "mailq" else _row_batches
-        return Stream(make(entries), {"total": len(entries)})
-
-    def text(self, e) -> str:
-        hit = self._text.get(e.qid)
-        if hit is None or hit[0] is not e:
-            hit = self._text[e.qid] = (e, mailq_entry(e))
-        return hit[1]
-
-    def _text_batches(self, entries):
-        for i in range(0, len(entries), LIST_BATCH):
-            yield {"text": "".join(self.text(e) for e in entries[i:i + LIST_BATCH])}
-
-    async def warm(self) -> None:
-        entries = self.store.entries()
-        for i in range(0, len(entries), LIST_BATCH):
-            for e in entries[i:i + LIST_BATCH]:
-                self.text(e)
-            await asyncio.sleep(0)
-
-
-def mailq_entry(e) -> str:
-    """One entry as sendmail's mailq prints it ("!" after the qid: on hold)."""
-    stamp = time.strftime("%a %b %d %H:%M", time.localtime(e.created))
-    lines = [f"{e.qid}{'!' if e.held else ' '}{e.size:>8} {stamp} <{e.envelope.mail_from}>\n"]
-    said = set()
-    for r in e.envelope.recipients:            # like sendmail: only what still waits
-        status = e.rcpt_status.get(r.address)
-        if status is not None and getattr(status, "final", False):
-            continue
-        reply = e.last_reply.get(r.address, "")
-        if reply and reply not in said:
-            said.add(reply)
-            lines.append(f"                 ({_status_word(status).capitalize()}: {reply[:60]})\n")
-        lines.append(f"\t\t\t\t\t <{r.address}>\n")
-    return "".join(lines)
-
-
-def _row_batches(entries):
-    """Rows, LIST_BATCH per line: [qid, size, created, from, held, [[rcpt, status, reply]...]]."""
-    for i in range(0, len(entries), LIST_BATCH):
-        yield {"rows": [
-            [e.qid, e.size, e.created, e.envelope.mail_from, e.held,
-             [[r.address, _status_word(e.rcpt_status.get(r.address)), e.last_reply.get(r.address, "")]
-              for r in e.envelope.recipients]]
-            for e in entries[i:i + LIST_BATCH]]}
