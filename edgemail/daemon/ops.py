@@ -1,8 +1,10 @@
 """daemon/ops.py - the control ops the daemon answers itself.
 
-Owns: submit (``sendmail`` through the socket: the envelope checked, the
-message committed, logged as ``proto=local`` with the uid the kernel
-vouches for), queue_list (rows or mailq text, streamed LIST_BATCH entries a
+Owns: submit (``sendmail`` through the socket, or any other local client:
+the envelope checked, a ``Received: (from USER@localhost) by HOST
+(edgemail); DATE`` line prepended with the user the kernel vouches for
+(``received_local``, as sendmail and Postfix trace local submissions), the
+message committed, logged as ``proto=local`` with that uid), queue_list (rows or mailq text, streamed LIST_BATCH entries a
 line, from the in-memory index with per-entry text cached: daemon/listing.py
 formats them), queue_show,
 queue_run (``sendmail -q``: in the background, or waited for), status,
@@ -25,6 +27,7 @@ import asyncio
 import base64
 import logging
 import os
+import re
 from collections.abc import Callable
 from importlib import metadata
 
@@ -82,9 +85,10 @@ class ControlOps:
             data = base64.b64decode(req.get("data_b64", ""), validate=True)
         except ValueError as exc:
             raise ValueError(f"bad data_b64: {exc}") from None
-        env = self._envelope(req, len(data))
         if len(data) > self.cfg.MaxMessageSize:
             raise ValueError(f"message too large ({len(data)} bytes, MaxMessageSize {self.cfg.MaxMessageSize})")
+        data = received_local(peer_user(req.get("_peer") or {}), self.cfg.hostname, self.clock.wall()) + data
+        env = self._envelope(req, len(data))
         try:
             qid = await self.store.commit(env, data)
         except SpoolFull as exc:
@@ -264,6 +268,32 @@ def link_ops(manager) -> dict:
 
     return {"link_up": link_up, "link_down": link_down, "link_explain": link_explain,
             "link_dial": link_dial, "link_hangup": link_hangup}
+
+
+_USER_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def peer_user(peer: dict) -> str:
+    """The login name of the peer's uid (SO_PEERCRED: the kernel's word, not
+    the client's), "uidN" for a uid without one, "unknown" in-process."""
+    if "uid" not in peer:
+        return "unknown"
+    import pwd
+    try:
+        return pwd.getpwuid(int(peer["uid"])).pw_name
+    except (KeyError, ValueError, OverflowError):
+        return f"uid{peer['uid']}"
+
+
+def received_local(user: str, hostname: str, when: float) -> bytes:
+    """The trace line of a local submission, as sendmail's and Postfix's
+    (``Received: (from USER@localhost) by HOST (edgemail); DATE``), folded
+    as the SMTP listener's is; no ``id``: the qid exists only once the
+    message is committed (the log line ties the two together)."""
+    import email.utils
+    who = _USER_SAFE.sub("_", user)[:64] or "unknown"
+    return (f"Received: (from {who}@localhost)\r\n\tby {hostname} (edgemail);\r\n\t"
+            f"{email.utils.formatdate(when, localtime=True)}\r\n").encode()
 
 
 def _local_client(peer: dict) -> str:
