@@ -162,9 +162,8 @@ def _auth_file(path: str, out: Findings) -> None:
 # ---------------------------------------------------------------- the daemon's user, the link's programs
 
 def _identity_and_programs(cfg: Config, out: Findings) -> None:
-    group = getattr(cfg.local, "maildir_group", "")
-    if group:
-        _group_member(cfg, group, out)
+    if cfg.local.maildir_group:
+        _group_member(cfg, cfg.local.maildir_group, out)
     if cfg.link.mode == "modem":
         if not os.access(cfg.link.pppd, os.X_OK):
             out.warnings.append(f"{cfg.path}: link.pppd: warning: {cfg.link.pppd} is not an executable "
