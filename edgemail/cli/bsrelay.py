@@ -33,6 +33,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 
 from edgemail.cli.base import EX_OK, EX_TEMPFAIL, ask, err
@@ -120,7 +121,6 @@ def smtp_on_stdio(cfg, user: str) -> int:
         err("sendmail", f"-bs: cannot reach the daemon's SMTP listener: {exc}")
         return EX_TEMPFAIL
     from edgemail.daemon.ops import received_local
-    import time
     core = TraceInserter(lambda: received_local(user, cfg.hostname, time.time()))
     _relay(conn, core)
     return EX_OK

@@ -60,7 +60,6 @@ from edgemail.cli.base import (
     DataError,
     Exit,
     UsageError,
-    ask,
     err,
     load_config,
 )
