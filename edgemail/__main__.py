@@ -2,7 +2,7 @@
 
 import sys
 
-from edgemail.cli.admin import edgemail_main
+from edgemail.cli import edgemail_main
 
 if __name__ == "__main__":
     sys.exit(edgemail_main())

@@ -16,7 +16,8 @@ DESCRIPTION
     umask.
 
     ``commit_new(files)`` is the spool's group commit: each (tmp, dest,
-    data) is written to TMP (a new file, 0600), all of them are fsynced,
+    data) is written to TMP (a new file, 0640 less the umask: the
+    daemon's group may read the queue), all of them are fsynced,
     each is renamed to DEST, and each directory that got a name is fsynced
     once.  A file counts as committed (errno 0) only after that last fsync.
     The spool's commit helper process (edgemail/spool/syncer.py) and its
@@ -137,7 +138,9 @@ def _write_files(files: Sequence[tuple[str, str, bytes]], errors: list[int]) -> 
     fds, hint = [], len(files) > 1     # alone, its fsync follows at once: no hint needed
     for i, (tmp, _, data) in enumerate(files):
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            # 0640 less the umask (the unit's 0027): the daemon's group may read the
+            # queue (mailq with the daemon down, cli/spoolview.py)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
         except OSError as exc:
             errors[i] = exc.errno or -1
             continue

@@ -5,7 +5,7 @@ Synopsis::
 
     edgemail [-c FILE] [--json] COMMAND ...      global options before or after COMMAND
     edgemail run [--syslog]                      the daemon, in the foreground
-    edgemail config check [FILE]                 the effective config, or its errors (exit 78)
+    edgemail config check [FILE]                 the effective config, or its and its files' errors (exit 78)
     edgemail policy check [FILE]                 a dial policy's errors (exit 78), or its summary
     edgemail queue list | show QID | run [FILTER...]
     edgemail status                              the daemon, the queue, the link, the next dial
@@ -84,8 +84,11 @@ COMMANDS: list[tuple[tuple[str, ...], str, str, str, list | Callable]] = [
      "(systemd runs it as Type=notify).  Its log lines go to stderr; --syslog adds /dev/log.",
      [_opt("--syslog", action="store_true", help="also log to /dev/log, facility mail")]),
     (("config", "check"), "edgemail.cli.admin:_config_check", "print the effective configuration, or its errors",
-     "Read FILE as the daemon would and print the effective configuration with every default filled "
-     "in (TOML; with --json as JSON); or print every error as FILE:LINE: KEY: problem and exit 78.",
+     "Read FILE as the daemon would, and every file it names (aliases and their includes, the dial "
+     "policy, SmartHostAuthFile, SmartHostCAFile) with the daemon's own parsers; print the effective "
+     "configuration with every default filled in (TOML; with --json as JSON), or every error as "
+     "FILE:LINE: KEY: problem and exit 78.  Warnings (what the daemon starts with but will fail on "
+     "later, such as a missing pppd) go to stderr and do not change the exit code.",
      [_opt("file", nargs="?", metavar="FILE", help=f"the file to check (default: -c FILE, $EDGEMAIL_CONFIG, "
            f"{DEFAULT_CONFIG})")]),
     (("policy", "check"), "edgemail.cli.policycmd:policy_check", "check a dial policy file",
@@ -94,7 +97,9 @@ COMMANDS: list[tuple[tuple[str, ...], str, str, str, list | Callable]] = [
      [_opt("file", nargs="?", metavar="FILE", help=_FILE_HELP)]),
     (("queue", "list"), "edgemail.cli.admin:_queue_list", "list the queued messages (as mailq)",
      "The queue as mailq shows it; with --json one object per message (qid, size, created, from, "
-     "held, recipients with their state and last reply).", []),
+     "held, priority, attempts, next_attempt, and each recipient's state, last reply, dsn, relay and "
+     "last attempt).  With the daemon down, the spool read from disk (maildrop first), read-only: "
+     "root, the daemon's user and group may.", []),
     (("queue", "show"), "edgemail.cli.admin:_queue_show", "one message: envelope, recipients, the message",
      "One queued message: its envelope, each recipient with its state and last reply, then the "
      "message itself.  Needs root, the edgemail user or its group.",
@@ -223,7 +228,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _config_check(args: argparse.Namespace) -> int:
+    """The config and every file it names (cli/checks.py), as the daemon reads them."""
     from edgemail.cli.base import config_path
+    from edgemail.cli.checks import check_files
     from edgemail.config import loader
     from edgemail.errors import ConfigError
     try:
@@ -231,6 +238,11 @@ def _config_check(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         raise Exit(78) from None
+    found = check_files(cfg)
+    for line in found.errors + found.warnings:
+        print(line, file=sys.stderr)
+    if found.errors:
+        raise Exit(78)
     if _json(args):
         _print_config_json(cfg)
     else:

@@ -12,7 +12,9 @@ and migrateroutes.py decide, importrender.py writes the text), checks the
 result as the daemon would read it (the config loader on the text, with
 the path it will have, and link.policy.parse on the policy), and only then
 writes DIR/edgemail.toml and DIR/dial.policy, fsynced, mode 0640.  It
-prints what was carried over and, one per line, what was not and why.
+prints what was carried over and, one per line, what was not and why;
+then what ``config check`` finds of the files the new config names (an
+aliases file that is still on the sendmail machine, say: cli/checks.py).
 
 Defaults it takes from this machine, each said in the output: the zone the
 cron lines ran in (--timezone, else $TZ, /etc/timezone or /etc/localtime's
@@ -180,6 +182,15 @@ def write(out: dict[str, str], directory: str, *, force: bool) -> list[str]:
     return paths
 
 
+def files_to_mend(config: str) -> list[str]:
+    """What config check says of the files the written config names (an
+    aliases file still on the sendmail machine, say), errors first."""
+    from edgemail.cli.checks import check_files
+    from edgemail.config.loader import load
+    found = check_files(load(config))
+    return found.errors + found.warnings
+
+
 def import_command(args: argparse.Namespace) -> int:
     """``edgemail import``."""
     out, plan = texts(args)
@@ -188,12 +199,16 @@ def import_command(args: argparse.Namespace) -> int:
             sys.stdout.write(f"==> {os.path.join(args.output_dir, name)} <==\n{out[name]}\n")
         return EX_OK
     paths = write(out, args.output_dir, force=args.force)
+    todo = files_to_mend(paths[0])
     if getattr(args, "json", False):
         from edgemail.cli.show import print_json
-        print_json({"wrote": paths, "carried": plan.carried, "not_carried": plan.dropped})
+        print_json({"wrote": paths, "carried": plan.carried, "not_carried": plan.dropped, "to_mend": todo})
         return EX_OK
     print(f"wrote {paths[0]} and {paths[1]}")
     print("carried over:\n" + "".join(f"  {c}\n" for c in plan.carried), end="")
     print("not carried over:\n" + "".join(f"  {d}\n" for d in plan.dropped), end="")
+    if todo:
+        print("files it names, as `edgemail config check` finds them here:\n" + "".join(f"  {t}\n" for t in todo),
+              end="")
     print(f"next: edgemail config check {paths[0]}; edgemail policy check {paths[1]}")
     return EX_OK

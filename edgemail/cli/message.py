@@ -1,21 +1,21 @@
 """cli/message.py - the message ``sendmail`` submits: stdin's bytes made
 into a queueable message and its recipients.
 
-Owns: ``prepare(raw, args, sender=, domain=, hostname=, now=, user=) ->
+Owns: ``prepare(raw, args, sender=, domain=, hostname=, now=) ->
 Prepared`` (data with CRLF line ends, recipients, Message-ID, precedence
 class) and its parts: ``read_lines`` (input hygiene), ``split_header``,
-``qualify`` (one address), ``header_recipients`` (``-t``),
-``received_header``.
+``qualify`` (one address), ``header_recipients`` (``-t``).
 
 Input hygiene (DESIGN.md): LF and CRLF line ends become CRLF, a bare CR
 becomes a space, NUL bytes are dropped.  Without ``-i`` a line holding only
 ``.`` ends the input and a leading ``..`` becomes ``.`` (sendmail's
 collect()).  Missing Date:, Message-ID: and From: headers are added (From:
 from ``-F``/``-f`` or the login name); unqualified addresses get the first
-local domain.  A trace line is prepended as sendmail and Postfix add one to
-local submissions: ``Received: (from USER@localhost) by HOSTNAME
-(edgemail); DATE`` (no ``id``: the queue id exists only once the daemon
-has committed the message; its log line names the uid).  Under ``-t`` the recipients are the To:/Cc:/Bcc: addresses
+local domain.  The trace line (``Received: (from USER@localhost) by
+HOSTNAME (edgemail); DATE``) is not made here: the daemon's submit op
+prepends it with the user the kernel names (daemon/ops.py
+``received_local``), and sendmail.py does the same for a message it
+leaves in the maildrop.  Under ``-t`` the recipients are the To:/Cc:/Bcc: addresses
 (Resent-* when present) minus those on the command line (sendmail's
 semantics), and Bcc: lines are removed.
 
@@ -122,26 +122,14 @@ def header_recipients(fields: list[bytes]) -> list[str]:
 
 
 def prepare(raw: bytes, a: SendmailArgs, *, sender: str, domain: str, hostname: str,
-            now: float, user: str) -> Prepared:
+            now: float) -> Prepared:
     """Build the message to queue and its recipients.  Raises DataError/UsageError."""
     fields, body = split_header(read_lines(raw, ignore_dots=a.ignore_dots))
     rcpts, fields = _recipients(fields, a, domain)
     added, msgid = _missing_headers(fields, a, sender=sender, hostname=hostname, now=now)
     precedence = precedence_class(next((_value(f) for f in fields if _name(f) == "precedence"), None))
-    trace = received_header(user, hostname, now)
-    data = b"\r\n".join([trace] + fields + added + [b""] + body) + b"\r\n"
+    data = b"\r\n".join(fields + added + [b""] + body) + b"\r\n"
     return Prepared(data, tuple(rcpts), msgid.strip("<>"), precedence)
-
-
-_USER_SAFE = re.compile(r"[^A-Za-z0-9._-]")
-
-
-def received_header(user: str, hostname: str, now: float) -> bytes:
-    """sendmail's trace line for a local submission (one field, folded)."""
-    import email.utils
-    who = _USER_SAFE.sub("_", user)[:64] or "unknown"
-    return (f"Received: (from {who}@localhost)\r\n\tby {hostname} (edgemail);\r\n\t"
-            f"{email.utils.formatdate(now, localtime=True)}").encode()
 
 
 def _recipients(fields: list[bytes], a: SendmailArgs, domain: str) -> tuple[list[str], list[bytes]]:

@@ -19,16 +19,19 @@ requests ``mailq``, ``-bi``, ``-q`` and ``-bh``/``-bH`` share with
 ``edgemail`` are in shared.py.
 
 Where the message goes: with the daemon running, through the control socket
-(``submit``); the daemon commits it and returns the queue id.  With the
-daemon down, into the spool's maildrop/ directory (fsynced), which the
+(``submit``); the daemon prepends ``Received: (from USER@localhost) by
+HOST (edgemail); DATE`` (USER: the uid the kernel names), commits it and
+returns the queue id.  With the daemon down, with the same line (USER:
+our login name), into the spool's maildrop/ directory (fsynced), which the
 daemon imports at start-up; a note on stderr says so.  Nothing is lost in
 either case.  If the connection breaks after the request was sent the
 message goes to maildrop as well, so a duplicate is possible, never a loss.
 
 ``-bs`` (SMTP on stdin/stdout, as PHP mailers use it) is relayed to the
-daemon's first listener on loopback: the dialogue is the daemon's own, and
-with the daemon down it fails with EX_TEMPFAIL (there is no maildrop for an
-SMTP dialogue).
+daemon's first listener on loopback (bsrelay.py): the dialogue is the
+daemon's own, each message gets the same ``Received: (from USER@localhost)``
+line as a submission, and with the daemon down it fails with EX_TEMPFAIL
+(there is no maildrop for an SMTP dialogue).
 
 Never: delivers, queues or writes the spool itself: the one file it writes
 is a maildrop file, through spool.store, and only when the daemon cannot
@@ -57,7 +60,6 @@ from edgemail.cli.base import (
     DataError,
     Exit,
     UsageError,
-    ask,
     err,
     load_config,
 )
@@ -75,10 +77,6 @@ from edgemail.errors import ControlError, SpoolError
 
 if TYPE_CHECKING:
     from edgemail.cli.message import Prepared
-
-#: sendmail -bs: how long to wait for the server's last replies after stdin ends
-BS_DRAIN_S = 5.0
-
 
 def sendmail_main(argv: list[str] | None = None) -> int:
     prog = os.path.basename(sys.argv[0]) if argv is None else "sendmail"
@@ -122,7 +120,8 @@ def _run_mode(cfg, a: SendmailArgs, prog: str) -> int:
                 err("sendmail", note)
         return request_queue_run(cfg, a.queue_filters)
     if a.mode == "s":
-        return smtp_on_stdio(cfg)
+        from edgemail.cli.bsrelay import smtp_on_stdio
+        return smtp_on_stdio(cfg, login_name())
     return _submit_stdin(cfg, a)
 
 
@@ -132,55 +131,6 @@ def login_name() -> str:
         return pwd.getpwuid(os.getuid()).pw_name
     except KeyError:
         return os.environ.get("LOGNAME") or os.environ.get("USER") or f"uid{os.getuid()}"
-
-
-# ====================================================================== sendmail -bs
-
-def smtp_on_stdio(cfg) -> int:
-    """``sendmail -bs``: relay stdin/stdout to the daemon's SMTP listener."""
-    reply, code = ask(cfg, "sendmail", "status")
-    if reply is None:
-        return code
-    try:
-        conn = _connect_listener(cfg, reply)
-    except (IndexError, KeyError, ValueError, OSError) as exc:
-        err("sendmail", f"-bs: cannot reach the daemon's SMTP listener: {exc}")
-        return EX_TEMPFAIL
-    _relay(conn)
-    return EX_OK
-
-
-def _connect_listener(cfg, status: dict):
-    """A connected socket to the daemon's first listener (its port from STATUS)."""
-    import socket
-    _, _, port = status["listeners"][0].rpartition(":")
-    address = cfg.listeners[0].address
-    return socket.create_connection((address, int(port)), timeout=cfg.Timeout.command)
-
-
-def _relay(conn) -> None:
-    """stdin to CONN, CONN to stdout, until the server hangs up."""
-    import socket
-    import threading
-    conn.settimeout(None)
-    closed = threading.Event()
-
-    def upstream() -> None:
-        fd = sys.stdin.fileno()
-        while chunk := os.read(fd, 65536):
-            conn.sendall(chunk)
-        # stdin ended: give the server time to answer what was pipelined (a
-        # half-close can make a server drop the session), then hang up.
-        if not closed.wait(BS_DRAIN_S):
-            conn.shutdown(socket.SHUT_RDWR)
-
-    threading.Thread(target=upstream, daemon=True).start()
-    out = sys.stdout.buffer
-    while chunk := conn.recv(65536):
-        out.write(chunk)
-        out.flush()
-    closed.set()
-    conn.close()
 
 
 # ====================================================================== submission
@@ -193,7 +143,7 @@ def _submit_stdin(cfg, a: SendmailArgs) -> int:
             "" if a.sender in ("", "<>") else qualify(login_name(), domain))
         raw = sys.stdin.buffer.read()
         msg = prepare(raw, a, sender=sender or f"MAILER-DAEMON@{domain}", domain=domain,
-                      hostname=cfg.hostname, now=time.time(), user=login_name())
+                      hostname=cfg.hostname, now=time.time())
     except UsageError as exc:
         err("sendmail", str(exc))
         return EX_USAGE
@@ -246,8 +196,15 @@ def submit(cfg, env: Envelope, data: bytes) -> int:
 
 
 def _to_maildrop(cfg, env: Envelope, data: bytes, why: str) -> int:
+    """The daemon is down: the message, with the trace line the daemon would
+    have added (daemon/ops.py), into maildrop/ for the daemon's next start."""
+    from dataclasses import replace
+
+    from edgemail.daemon.ops import received_local
     from edgemail.spool import store
     directory = os.path.join(cfg.spool_dir, "maildrop")
+    data = received_local(login_name(), cfg.hostname, time.time()) + data
+    env = replace(env, size=len(data))
     try:
         name = store.write_maildrop(directory, env, data)
     except (OSError, SpoolError) as exc:

@@ -18,11 +18,14 @@ arguments (``queue_run_command``, ``reload_command``, ``hoststat_command``,
 JSON) and ``queue_json`` (``edgemail queue list --json``).  The
 ``hoststat`` and ``purgestat`` console scripts are admin.py's.
 
-Never: reads the queue, the host status or the spool itself: the daemon
-answers (its control socket), and this module prints what it says.  The
-one thing checked here is the aliases file (``reload_daemon``), so that a
-mistake is named by FILE:LINE before the daemon is asked, and is reported
-even with the daemon down.
+Never: reads the queue, the host status or the spool itself while the
+daemon runs: the daemon answers (its control socket), and this module
+prints what it says.  With the daemon down, the listing is the spool read
+from disk, read-only (cli/spoolview.py: the maildrop, then the queue; a
+note on stderr says so; a user who may not read the spool's files is told
+who may, exit 75).  The one thing checked here is the aliases file
+(``reload_daemon``), so that a mistake is named by FILE:LINE before the
+daemon is asked, and is reported even with the daemon down.
 
 Fails: as ``base.ask`` does (75 daemon down or too slow, 65 refused, 76 a
 reply of another version's form: the mailq listing is checked field by
@@ -39,6 +42,7 @@ import sys
 from edgemail.cli.base import (
     EX_DATAERR,
     EX_OK,
+    EX_TEMPFAIL,
     EX_USAGE,
     ask,
     control_failed,
@@ -60,7 +64,8 @@ def listing(cfg, fmt: str):
 
 
 def print_mailq(cfg, out=None) -> int:
-    """sendmail's mailq listing; the daemon sends each entry preformatted."""
+    """sendmail's mailq listing; the daemon sends each entry preformatted.
+    With the daemon down, the spool read from disk (cli/spoolview.py)."""
     out = out or sys.stdout
     try:
         total, batches = listing(cfg, "mailq")
@@ -72,8 +77,29 @@ def print_mailq(cfg, out=None) -> int:
         for batch in batches:
             out.write(field(batch, "text", str, "queue listing"))
         out.write(f"\t\tTotal requests: {total}\n")
+    except DaemonUnreachable as exc:
+        return _from_disk(cfg, exc, "mailq", lambda q: spoolview().print_disk_mailq(q, out))
     except ControlError as exc:
         return control_failed("mailq", exc)
+    return EX_OK
+
+
+def spoolview():
+    from edgemail.cli import spoolview as module
+    return module
+
+
+def _from_disk(cfg, why: DaemonUnreachable, prog: str, show) -> int:
+    """The daemon is down (WHY): SHOW(the spool read from disk), or say who may read it (75)."""
+    view = spoolview()
+    try:
+        queue = view.read_spool(cfg.spool_dir, cfg.RetryFactor)
+    except view.NoAccess as exc:
+        err(prog, f"{why}, and {exc}")
+        return EX_TEMPFAIL
+    for note in view.notes(queue):
+        err(prog, note)
+    show(queue)
     return EX_OK
 
 
@@ -145,28 +171,35 @@ def _print_json(obj) -> None:
 
 
 def queue_json(cfg) -> int:
-    """``edgemail queue list --json``: one object per message, streamed as the daemon sends them."""
+    """``edgemail queue list --json``: one object per message, streamed as the
+    daemon sends them (with the daemon down: read from disk, maildrop first)."""
+    out = sys.stdout
     try:
         _, batches = listing(cfg, "rows")
-        rows = (row for batch in batches for row in field(batch, "rows", list, "queue listing"))
-        out = sys.stdout
-        out.write("[")
-        for n, row in enumerate(rows):
-            out.write(("," if n else "") + "\n" + json.dumps(_row_object(row)))
-        out.write("\n]\n")
+        rows = (row_object(row) for batch in batches for row in field(batch, "rows", list, "queue listing"))
+        _write_json_list(out, rows)
+    except DaemonUnreachable as exc:
+        return _from_disk(cfg, exc, "edgemail", lambda q: _write_json_list(out, spoolview().disk_rows(q)))
     except ControlError as exc:
         return control_failed("edgemail", exc)
     return EX_OK
 
 
-def _row_object(row) -> dict:
+def _write_json_list(out, objects) -> None:
+    out.write("[")
+    for n, obj in enumerate(objects):
+        out.write(("," if n else "") + "\n" + json.dumps(obj))
+    out.write("\n]\n")
+
+
+def row_object(row) -> dict:
+    """A queue_list row as the object ``--json`` prints (daemon/listing.py);
+    a row of another form is OtherVersion."""
+    from edgemail.daemon.listing import row_object as read_row
     try:
-        qid, size, created, sender, held, rcpts = row
-        recipients = [{"address": r, "status": s, "last_reply": t} for r, s, t in rcpts]
+        return read_row(row)
     except (TypeError, ValueError):
         raise other_version("queue listing", f"a row {str(row)[:80]}") from None
-    return {"qid": qid, "size": size, "created": created, "from": sender, "held": bool(held),
-            "recipients": recipients}
 
 
 # ---------------------------------------------------------------- as edgemail's commands

@@ -48,6 +48,8 @@ def _table(name: str, v: Any) -> list[str]:
         val = getattr(v, f.name)
         if isinstance(val, dict):
             lines += [f'"{f.name}.{k}" = {_value(x)}' for k, x in val.items()]
+        elif f.name.endswith("_mode"):
+            lines.append(f'{f.name} = "{val:04o}"')          # a file mode reads in octal
         else:
             lines.append(f"{f.name} = {_value(val)}")
     return lines

@@ -68,11 +68,13 @@ from edgemail.config.values import (
     _str_tuple,
     _typed,
     host_port,
+    maildir_mode,
     parse_duration,
     parse_route,
     parse_size,
     read_hostname,
     smart_host,
+    system_name,
 )
 from edgemail.errors import ConfigError, ConfigErrors
 
@@ -291,7 +293,8 @@ def load(path: str | Path, overrides: dict | None = None, *, etc_hostname: str =
 #: the tables read by _simple_section: name -> (dataclass, converters that differ from the defaults' types)
 _SECTIONS: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
     "smtpd": (SmtpdConfig, {}),
-    "local": (LocalConfig, {}),
+    "local": (LocalConfig, {"maildir_mode": maildir_mode, "maildir_owner": system_name("user"),
+                            "maildir_group": system_name("group")}),
     "dns": (DnsConfig, {"timeout": parse_duration}),
     "retry": (RetryConfig, {}),
     "link": (LinkConfig, {"mode": _choice(LINK_MODES), "speed": _nonneg_int, "dial_retries": _nonneg_int}),

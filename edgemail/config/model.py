@@ -98,6 +98,14 @@ class LocalConfig:
     users: tuple[str, ...] = ()
     allow_program_targets: bool = False
     allow_file_targets: bool = False
+    #: Maildir delivery shared with Dovecot (README "Dovecot"): the owner and
+    #: group of every folder and file edgemail creates in a Maildir ("" = the
+    #: daemon's own; an owner needs root or CAP_CHOWN, a group needs the daemon's
+    #: user in it), and the files' mode (folders: the same with x where r, and
+    #: setgid with a group, so what Dovecot creates keeps the group)
+    maildir_owner: str = ""
+    maildir_group: str = ""
+    maildir_mode: int = 0o600
 
 
 @dataclass(frozen=True)

@@ -154,6 +154,36 @@ def _run_as_user(v):
     return v
 
 
+def maildir_mode(v) -> int:
+    """A Maildir file mode: 0o660 (TOML's octal) or "0660"; the owner must read and
+    write, others may never write (mail is not world-writable)."""
+    mode = v if isinstance(v, int) and not isinstance(v, bool) else None
+    if isinstance(v, str) and re.fullmatch(r"0?[0-7]{3}", v.strip()):
+        mode = int(v, 8)
+    if mode is None or not 0 <= mode <= 0o777:
+        raise ValueError(f"expected a file mode such as \"0660\" or 0o660, got {v!r}")
+    if mode & 0o600 != 0o600 or mode & 0o002:
+        raise ValueError(f"mode {mode:04o}: the owner must read and write (0600) and others may not write")
+    return mode
+
+
+def system_name(kind: str):
+    """A user (kind "user") or group ("group") that exists on this machine, or ""."""
+    def conv(v):
+        import grp
+        import pwd
+        if not isinstance(v, str) or v and not re.fullmatch(_ID, v):
+            raise ValueError(f"expected a {kind} name or number, got {v!r}")
+        if v:
+            try:
+                look = pwd.getpwnam if kind == "user" else grp.getgrnam
+                look(v) if not v.isdigit() else (pwd.getpwuid if kind == "user" else grp.getgrgid)(int(v))
+            except KeyError:
+                raise ValueError(f"no such {kind} {v!r} on this machine") from None
+        return v
+    return conv
+
+
 def _networks(v):
     nets = []
     for item in _str_tuple(v):

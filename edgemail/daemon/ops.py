@@ -1,9 +1,12 @@
 """daemon/ops.py - the control ops the daemon answers itself.
 
-Owns: submit (``sendmail`` through the socket: the envelope checked, the
-message committed, logged as ``proto=local`` with the uid the kernel
-vouches for), queue_list (rows or mailq text, streamed LIST_BATCH entries a
-line, from the in-memory index with per-entry text cached), queue_show,
+Owns: submit (``sendmail`` through the socket, or any other local client:
+the envelope checked, a ``Received: (from USER@localhost) by HOST
+(edgemail); DATE`` line prepended with the user the kernel vouches for
+(``received_local``, as sendmail and Postfix trace local submissions), the
+message committed, logged as ``proto=local`` with that uid), queue_list (rows or mailq text, streamed LIST_BATCH entries a
+line, from the in-memory index with per-entry text cached: daemon/listing.py
+formats them), queue_show,
 queue_run (``sendmail -q``: in the background, or waited for), status,
 reload, which ops every local user may call (``public``: sendmail's
 PrivacyOptions restrictmailq / restrictqrun), and the ops the runner and
@@ -24,7 +27,7 @@ import asyncio
 import base64
 import logging
 import os
-import time
+import re
 from collections.abc import Callable
 from importlib import metadata
 
@@ -32,15 +35,12 @@ from edgemail import maillog
 from edgemail.clock import Clock
 from edgemail.config.model import Config
 from edgemail.daemon.control import Stream
+from edgemail.daemon.listing import QueueListing, status_word
 from edgemail.daemon.mtaport import Link
 from edgemail.envelope import Envelope, Recipient
 from edgemail.errors import ControlError, SpoolError, SpoolFull
 
 log = logging.getLogger("edgemail.daemon")
-
-#: rows per streamed queue_list line (one JSON array each: cheap on both sides)
-LIST_BATCH = 2000
-
 
 def version() -> str:
     try:
@@ -85,9 +85,10 @@ class ControlOps:
             data = base64.b64decode(req.get("data_b64", ""), validate=True)
         except ValueError as exc:
             raise ValueError(f"bad data_b64: {exc}") from None
-        env = self._envelope(req, len(data))
         if len(data) > self.cfg.MaxMessageSize:
             raise ValueError(f"message too large ({len(data)} bytes, MaxMessageSize {self.cfg.MaxMessageSize})")
+        data = received_local(peer_user(req.get("_peer") or {}), self.cfg.hostname, self.clock.wall()) + data
+        env = self._envelope(req, len(data))
         try:
             qid = await self.store.commit(env, data)
         except SpoolFull as exc:
@@ -157,7 +158,7 @@ class ControlOps:
         out = {"qid": e.qid, "from": env.mail_from, "size": e.size, "created": e.created,
                "priority": e.priority, "attempts": e.attempts, "next_attempt": e.next_attempt,
                "held": e.held, "msgid": env.msgid, "proto": env.proto, "client": env.client,
-               "recipients": [{"address": r.address, "status": _status_word(e.rcpt_status.get(r.address)),
+               "recipients": [{"address": r.address, "status": status_word(e.rcpt_status.get(r.address)),
                                "last_reply": e.last_reply.get(r.address, "")} for r in env.recipients]}
         if req.get("data"):
             data = await asyncio.to_thread(self.store.read_data, qid)
@@ -269,74 +270,32 @@ def link_ops(manager) -> dict:
             "link_dial": link_dial, "link_hangup": link_hangup}
 
 
+_USER_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def peer_user(peer: dict) -> str:
+    """The login name of the peer's uid (SO_PEERCRED: the kernel's word, not
+    the client's), "uidN" for a uid without one, "unknown" in-process."""
+    if "uid" not in peer:
+        return "unknown"
+    import pwd
+    try:
+        return pwd.getpwuid(int(peer["uid"])).pw_name
+    except (KeyError, ValueError, OverflowError):
+        return f"uid{peer['uid']}"
+
+
+def received_local(user: str, hostname: str, when: float) -> bytes:
+    """The trace line of a local submission, as sendmail's and Postfix's
+    (``Received: (from USER@localhost) by HOST (edgemail); DATE``), folded
+    as the SMTP listener's is; no ``id``: the qid exists only once the
+    message is committed (the log line ties the two together)."""
+    import email.utils
+    who = _USER_SAFE.sub("_", user)[:64] or "unknown"
+    return (f"Received: (from {who}@localhost)\r\n\tby {hostname} (edgemail);\r\n\t"
+            f"{email.utils.formatdate(when, localtime=True)}\r\n").encode()
+
+
 def _local_client(peer: dict) -> str:
     """How a local submission is logged: the uid the kernel vouches for, not a claim."""
     return f"localhost (uid {peer['uid']})" if "uid" in peer else "localhost"
-
-
-def _status_word(s) -> str:
-    return getattr(s, "value", str(s or "queued"))
-
-
-class QueueListing:
-    """``queue_list`` answers from the store's in-memory index: rows (for
-    ``--json``) or sendmail-style mailq text, LIST_BATCH entries per streamed
-    line.  The text of each entry is cached against the entry object (entries
-    are frozen; a change makes a new object), so a warm listing of 100,000
-    entries is a join of cached strings; ``warm()`` fills the cache after
-    start-up without blocking the loop."""
-
-    def __init__(self, store) -> None:
-        self.store = store
-        self._text: dict[str, tuple[object, str]] = {}
-
-    def stream(self, fmt: str) -> Stream:
-        entries = self.store.entries()
-        if len(self._text) > 2 * len(entries) + 1000:      # forget removed entries
-            self._text = {e.qid: self._text[e.qid] for e in entries if e.qid in self._text}
-        make = self._text_batches if fmt == "mailq" else _row_batches
-        return Stream(make(entries), {"total": len(entries)})
-
-    def text(self, e) -> str:
-        hit = self._text.get(e.qid)
-        if hit is None or hit[0] is not e:
-            hit = self._text[e.qid] = (e, mailq_entry(e))
-        return hit[1]
-
-    def _text_batches(self, entries):
-        for i in range(0, len(entries), LIST_BATCH):
-            yield {"text": "".join(self.text(e) for e in entries[i:i + LIST_BATCH])}
-
-    async def warm(self) -> None:
-        entries = self.store.entries()
-        for i in range(0, len(entries), LIST_BATCH):
-            for e in entries[i:i + LIST_BATCH]:
-                self.text(e)
-            await asyncio.sleep(0)
-
-
-def mailq_entry(e) -> str:
-    """One entry as sendmail's mailq prints it ("!" after the qid: on hold)."""
-    stamp = time.strftime("%a %b %d %H:%M", time.localtime(e.created))
-    lines = [f"{e.qid}{'!' if e.held else ' '}{e.size:>8} {stamp} <{e.envelope.mail_from}>\n"]
-    said = set()
-    for r in e.envelope.recipients:            # like sendmail: only what still waits
-        status = e.rcpt_status.get(r.address)
-        if status is not None and getattr(status, "final", False):
-            continue
-        reply = e.last_reply.get(r.address, "")
-        if reply and reply not in said:
-            said.add(reply)
-            lines.append(f"                 ({_status_word(status).capitalize()}: {reply[:60]})\n")
-        lines.append(f"\t\t\t\t\t <{r.address}>\n")
-    return "".join(lines)
-
-
-def _row_batches(entries):
-    """Rows, LIST_BATCH per line: [qid, size, created, from, held, [[rcpt, status, reply]...]]."""
-    for i in range(0, len(entries), LIST_BATCH):
-        yield {"rows": [
-            [e.qid, e.size, e.created, e.envelope.mail_from, e.held,
-             [[r.address, _status_word(e.rcpt_status.get(r.address)), e.last_reply.get(r.address, "")]
-              for r in e.envelope.recipients]]
-            for e in entries[i:i + LIST_BATCH]]}

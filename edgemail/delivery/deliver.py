@@ -141,7 +141,7 @@ class Deliverer:
         try:
             return await maildir.deliver(job.decision.target, data, mail_from=env.mail_from,
                                          rcpt=job.decision.address, host=self.cfg.hostname,
-                                         now=ctx.now())
+                                         now=ctx.now(), perms=maildir.perms_for(self.cfg.local))
         except DeliveryFailure as exc:
             return failed_attempt(exc, "maildir", ctx.now())
 

@@ -10,7 +10,8 @@ DESCRIPTION
     corrupt/, maildrop/ under one directory), finds a message's file from
     its held flag (locate(): the flag is the truth, the directory follows
     it, so the other directory is tried too, for a crash between the two),
-    creates the tree at start-up (maildrop/ 1733: see maildrop.py) and
+    creates the tree at start-up (queue/ and hold/ 0750, for the daemon's
+    group's mailq; maildrop/ 1733: see maildrop.py) and
     moves damaged files to corrupt/ (quarantine()), never deleting them.
     spool_error() turns an OSError into SpoolFull (ENOSPC, EDQUOT) or
     SpoolError, prefixed with what was being done; every part of the
@@ -39,6 +40,8 @@ log = logging.getLogger("edgemail.spool")
 SUBDIRS = ("tmp", "queue", "hold", "corrupt", "maildrop")
 #: any local user's `sendmail` may drop files; nobody may list them
 MAILDROP_DIR_MODE = 0o1733
+#: the daemon's group may list (and read) the queue: mailq with the daemon down
+QUEUE_DIR_MODE = 0o750
 
 
 def spool_error(exc: OSError, what: str) -> SpoolError:
@@ -65,9 +68,12 @@ class Layout:
         return self.path(second, qid)
 
     def ensure(self) -> None:
-        """Create the subdirectories (0700; maildrop/ 1733)."""
+        """Create the subdirectories (0700; queue/ and hold/ 0750, so the
+        daemon's group may list the queue with the daemon down; maildrop/ 1733)."""
         for sub in SUBDIRS:
             os.makedirs(self.path(sub), mode=0o700, exist_ok=True)
+        for sub in ("queue", "hold"):
+            os.chmod(self.path(sub), QUEUE_DIR_MODE)
         os.chmod(self.path("maildrop"), MAILDROP_DIR_MODE)
 
     def quarantine(self, path: str, why: Exception) -> str:

@@ -38,8 +38,14 @@ def test_example_config_loads(example_config):
     ('local_domains = []\n', 1, "local_domains", "at least one"),
     (BASE + '[spool]\ncommit_helpers = 17\n', 3, "spool.commit_helpers", "from 0 to 16"),
     (BASE + 'RunAsUser = "mail:daemon:x"\n', 2, "RunAsUser", "a user name or number, optionally :group"),
+    (BASE + '[local]\nmaildir_mode = "0666"\n', 3, "local.maildir_mode", "others may not write"),
+    (BASE + '[local]\nmaildir_mode = 0o440\n', 3, "local.maildir_mode", "the owner must read and write"),
+    (BASE + '[local]\nmaildir_mode = "rw-rw----"\n', 3, "local.maildir_mode", "a file mode such as"),
+    (BASE + '[local]\n\nmaildir_group = "no-such-group-x"\n', 4, "local.maildir_group", "no such group"),
+    (BASE + '[local]\nmaildir_owner = "no-such-user-x"\n', 3, "local.maildir_owner", "no such user"),
 ], ids=["delivery-mode", "duration", "unknown-key", "size", "network", "route", "listen-name", "no-domains",
-        "helpers", "run-as-user"])
+        "helpers", "run-as-user", "maildir-mode-others", "maildir-mode-owner", "maildir-mode-word",
+        "maildir-group", "maildir-owner"])
 def test_errors_name_file_line_key(tmp_path, text, line, key, words):
     p = write(tmp_path, text)
     with pytest.raises(ConfigError) as ei:
@@ -99,3 +105,10 @@ def test_dump_shows_every_setting_in_sections(tmp_path):
         assert want in lines[at:], f"want {want!r} after line {at} of:\n{text}"
         at = lines.index(want, at) + 1
     assert text.endswith("\n") and 'control_socket = "/run/edgemail/control.sock"' in lines
+
+
+@pytest.mark.parametrize("value, mode", [('"0660"', 0o660), ("0o640", 0o640), ('"600"', 0o600)])
+def test_maildir_mode_in_octal_either_way(tmp_path, value, mode):
+    cfg = config.load(write(tmp_path, BASE + f'[local]\nmaildir_mode = {value}\nmaildir_group = "mail"\n'))
+    assert cfg.local.maildir_mode == mode and cfg.local.maildir_group == "mail"
+    assert f'maildir_mode = "{mode:04o}"' in config.dump(cfg)

@@ -180,3 +180,27 @@ def test_message_stays_parseable_by_email_package(tmp_path):
     name = maildir.deliver_sync(str(tmp_path / "M"), msg(5), mail_from="", rcpt="x@y", host="gw")
     m = email.message_from_bytes((tmp_path / "M" / "new" / name).read_bytes())
     assert m["Return-Path"] == "<>" and m["Subject"] == "hello 5"
+
+
+def test_shared_perms_give_every_new_folder_and_file_the_group_and_mode(tmp_path):
+    """[local] maildir_group/maildir_mode (Dovecot's shared identity): what is made gets them,
+    what exists is left alone."""
+    import grp
+    import stat as st
+
+    from edgemail.delivery import maildir as md
+    if os.geteuid() != 0:
+        pytest.skip("chgrp to a group we are not in needs root")
+    gid = grp.getgrnam("mail").gr_gid
+    perms = md.Perms(gid=gid, mode=0o660, names="mail")
+    (tmp_path / "old").mkdir(mode=0o700)
+    box = tmp_path / "old" / "kim" / "Maildir"
+    name = md.deliver_sync(str(box), b"Subject: s\r\n\r\nx\r\n", mail_from="a@x", rcpt="kim@x", host="h",
+                           perms=perms)
+    for folder in (box.parent, box, box / "tmp", box / "new", box / "cur"):
+        s = folder.stat()
+        assert (st.S_IMODE(s.st_mode), s.st_gid) == (0o2770, gid), folder
+    assert st.S_IMODE((tmp_path / "old").stat().st_mode) == 0o700        # it existed: unchanged
+    f = (box / "new" / name).stat()
+    assert (st.S_IMODE(f.st_mode), f.st_gid) == (0o660, gid)
+    assert md.Perms(mode=0o640).dir_mode == 0o750 and md.PRIVATE.dir_mode == 0o700

@@ -94,11 +94,13 @@ def test_helper_commits_a_batch_and_names_the_errno_of_a_failed_job(dirs):
     data += request(9, dirs / "tmp" / "T9", dirs / "missing" / "Q9", b"lost")
     p = helper()
     out, _ = p.communicate(data, timeout=30)
+    umask = os.umask(0o022)
+    os.umask(umask)
     assert p.returncode == 0
     assert sorted(replies(out)) == [(1, 0), (2, 0), (3, 0), (9, errno.ENOENT)]
     for i, b in enumerate(blobs):
         assert (dirs / "queue" / f"Q{i}").read_bytes() == b
-        assert (dirs / "queue" / f"Q{i}").stat().st_mode & 0o777 == 0o600
+        assert (dirs / "queue" / f"Q{i}").stat().st_mode & 0o777 == 0o640 & ~umask   # the group may read
     assert os.listdir(dirs / "tmp") == []        # the failed job's tmp file is removed too
 
 

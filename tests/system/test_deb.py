@@ -4,7 +4,8 @@
 the dependencies' wheels (.cache/wheels); this test builds the .deb from the tree without the
 network, installs it into a throw-away overlay of that root (chroot), and checks what Debian
 expects of an MTA: the programs and the unit where they belong, the user and its folders,
-`edgemail config check` and `sendmail -t` working, edited conffiles kept on reinstall, and
+`edgemail config check`, `sendmail -t` and `sendmail -bp` (the maildrop listed with no daemon)
+working, edited conffiles kept on reinstall, and
 after `dpkg --purge` nothing of the package left but its system user (Debian policy 9.2).
 """
 
@@ -122,6 +123,12 @@ def test_install_check_reinstall_purge(deb, chroot):
     sub = inside(chroot, "sendmail", "-t", "-i", input=msg, check=False)
     assert sub.returncode == 0, sub.stderr
     assert os.listdir(chroot / "var/spool/edgemail/maildrop"), "nothing in maildrop/"
+    # no daemon runs in the root: sendmail -bp lists the maildrop from disk, read-only
+    listing = inside(chroot, "sendmail", "-bp")
+    assert "the daemon is not running" in listing.stderr, listing.stderr
+    drops = listing.stdout.split("Queue status...")[0]
+    assert "/var/spool/edgemail/maildrop (1 request)" in drops and "<postmaster@" in drops, listing.stdout
+    assert "Subject" not in listing.stdout
 
     # an edited conffile survives a reinstall
     toml = chroot / "etc/edgemail/edgemail.toml"

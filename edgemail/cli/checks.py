@@ -1,0 +1,189 @@
+"""cli/checks.py - ``edgemail config check``: the configuration file and
+every file it names, read with the daemon's own parsers.
+
+Owns: ``check_files(cfg) -> Findings`` (what ``config check`` adds to the
+loader's own errors) and ``alias_errors`` (every bad entry of an aliases
+file, not only the first).  What is checked, and with what:
+
+    [local] aliases        delivery.aliases (and every :include: file): the
+                           daemon refuses to start on any error (exit 78)
+    [link] policy          daemon.reload.load_policy, then every bad line
+                           (policycmd.every_error): the daemon refuses it
+                           too; checked whenever a file is named
+    SmartHostAuthFile      smtpc.tls.load_credentials (mode, owner, the
+                           "user password" line): delivery to the smart
+                           host defers 4.7.0 on it; a file not made yet
+                           is a warning (the example names one to make)
+    SmartHostCAFile        smtpc.tls.TlsPolicy.context(): the smart host's
+                           certificate could never be verified
+    [local] maildir_group  the daemon's user must be in it (warning)
+    [link] pppd, device    modem mode: missing is a warning (the daemon
+                           starts, a dial fails)
+
+Errors are ``FILE:LINE: KEY: problem`` (the line where there is one);
+warnings are what the daemon starts with but that will fail later, said
+as ``FILE: KEY: warning: ...``.
+
+Never: writes, runs a program, opens the modem or talks to the daemon.  A
+file this user may not read (the auth file is root:edgemail 0640) is an
+error only for root: anyone else is told it was not checked, and why.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgemail.config.model import Config, LocalConfig
+from edgemail.errors import ConfigError
+
+
+@dataclass
+class Findings:
+    """What ``check_files`` found: errors (exit 78) and warnings (said, exit 0)."""
+
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def check_files(cfg: Config) -> Findings:
+    out = Findings()
+    if cfg.local.aliases:
+        out.errors += [str(e) for e in alias_errors(cfg.local.aliases, cfg.local)]
+    if cfg.link.policy or cfg.link.mode != "none":
+        out.errors += _policy_errors(cfg)
+    _smart_host_files(cfg, out)
+    _identity_and_programs(cfg, out)
+    return out
+
+
+# ---------------------------------------------------------------- aliases
+
+def alias_errors(path: str, local_cfg: LocalConfig) -> list[ConfigError]:
+    """Every bad entry of the aliases file at PATH (each entry is parsed
+    alone, at its own lines, then the whole file for what only the whole
+    shows: a duplicate name).  [] when the daemon would load it."""
+    from edgemail.delivery import aliases
+    try:
+        aliases.load(path, local_cfg)
+        return []
+    except ConfigError as exc:
+        whole = exc
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return [whole]                      # "cannot read": the loader said it
+    errors: list[ConfigError] = []
+    first: dict[str, tuple[int, list[str]]] = {}
+    for start, lines in _entries(text):
+        name = lines[0].partition(":")[0].strip().lower()
+        pieces = [(start, lines)] if name not in first else [first[name], (start, lines)]
+        first.setdefault(name, (start, lines))
+        try:
+            aliases.parse(_placed(pieces), path, local_cfg)
+        except ConfigError as exc:
+            errors.append(exc)
+    if str(whole) not in {str(e) for e in errors}:
+        errors.append(whole)
+    return sorted(errors, key=lambda e: e.line or 0)
+
+
+def _entries(text: str) -> list[tuple[int, list[str]]]:
+    """(first line, lines) of each entry: its line and its continuation lines
+    (comments between them dropped, as the parser drops them)."""
+    out: list[tuple[int, list[str]]] = []
+    for n, raw in enumerate(text.splitlines(), 1):
+        if not raw.strip() or raw.lstrip().startswith("#"):
+            continue
+        if raw[0] in " \t" and out:
+            out[-1][1].append(raw)
+        else:
+            out.append((n, [raw]))
+    return out
+
+
+def _placed(pieces: list[tuple[int, list[str]]]) -> str:
+    """Entries at their own line numbers (the parser counts lines), blank elsewhere."""
+    lines: list[str] = []
+    for start, block in pieces:
+        lines += [""] * (start - 1 - len(lines)) + block
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- dial policy
+
+def _policy_errors(cfg: Config) -> list[str]:
+    from edgemail.cli.policycmd import every_error
+    from edgemail.daemon.reload import load_policy
+    try:
+        load_policy(cfg)
+        return []
+    except ConfigError as exc:
+        first = exc
+    try:
+        text = Path(cfg.link.policy).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError, ValueError):
+        return [str(first)]
+    return [str(e) for e in every_error(text, cfg.link.policy)] or [str(first)]
+
+
+# ---------------------------------------------------------------- smart host
+
+def _smart_host_files(cfg: Config, out: Findings) -> None:
+    if cfg.SmartHostAuthFile:
+        _auth_file(cfg.SmartHostAuthFile, out)
+    if cfg.SmartHostCAFile:
+        from edgemail.smtpc.tls import TlsPolicy
+        try:
+            TlsPolicy("may", verify=True, cafile=cfg.SmartHostCAFile).context()
+        except OSError as exc:              # ssl.SSLError is an OSError too
+            why = exc.strerror or str(exc)
+            out.errors.append(str(ConfigError(f"not a usable CA file: {why}", file=cfg.SmartHostCAFile,
+                                              key="SmartHostCAFile")))
+
+
+def _auth_file(path: str, out: Findings) -> None:
+    from edgemail.smtpc.tls import load_credentials
+    if not os.path.lexists(path):
+        out.warnings.append(f"{path}: SmartHostAuthFile: warning: does not exist (yet): the smart host's "
+                            "AUTH fails and its mail defers 4.7.0 until it does (one line \"user password\")")
+        return
+    if os.geteuid() != 0 and not os.access(path, os.R_OK):
+        out.warnings.append(f"{path}: SmartHostAuthFile: warning: not checked: uid {os.geteuid()} may not "
+                            "read it (as it should be); run the check as root")
+        return
+    try:
+        load_credentials(path)
+    except ConfigError as exc:
+        out.errors.append(str(exc))
+
+
+# ---------------------------------------------------------------- the daemon's user, the link's programs
+
+def _identity_and_programs(cfg: Config, out: Findings) -> None:
+    if cfg.local.maildir_group:
+        _group_member(cfg, cfg.local.maildir_group, out)
+    if cfg.link.mode == "modem":
+        if not os.access(cfg.link.pppd, os.X_OK):
+            out.warnings.append(f"{cfg.path}: link.pppd: warning: {cfg.link.pppd} is not an executable "
+                                "file (apt-get install ppp): every dial will fail")
+        if not cfg.link.device.startswith(("socket://", "rfc2217://", "loop://")) \
+                and not os.path.exists(cfg.link.device):
+            out.warnings.append(f"{cfg.path}: link.device: warning: {cfg.link.device} does not exist "
+                                "(yet): every dial will fail until it does")
+
+
+def _group_member(cfg: Config, group: str, out: Findings) -> None:
+    """maildir_group: the daemon's user (RunAsUser, else edgemail) must be in it to give it away."""
+    import grp
+    import pwd
+    user = cfg.RunAsUser or "edgemail"
+    try:
+        g = grp.getgrnam(group)
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        return                               # the loader named an unknown group; no such user here
+    if pw.pw_gid != g.gr_gid and user not in g.gr_mem:
+        out.warnings.append(f"{cfg.path}: local.maildir_group: warning: user {user} is not in group "
+                            f"{group}: Maildir delivery will defer (usermod -aG {group} {user})")

@@ -1,0 +1,125 @@
+"""daemon/listing.py - the queue listing: sendmail's mailq text and the rows
+of ``queue list --json``, one entry at a time.
+
+Owns: ``mailq_entry(e)`` (one QueueEntry as sendmail's mailq prints it),
+``row(e)`` (one entry as a row of the ``queue_list`` stream) and
+``row_object(row)`` (a row as ``queue list --json`` prints it), ``batches``
+(LIST_BATCH rows a streamed line) and ``QueueListing`` (the daemon's
+``queue_list`` op: the store's in-memory index, the text of each entry
+cached).  The same functions list the spool read from disk when the daemon
+is down (cli/spoolview.py), so both listings read alike.
+
+Rows (one JSON array per entry, cheap on both sides for 100,000 entries)::
+
+    [qid, size, created, from, held, [[rcpt, status, last reply, dsn, relay, at]...],
+     priority, attempts, next_attempt]
+
+``created``, ``at`` and ``next_attempt`` are POSIX seconds (``at`` 0: never
+tried).  A daemon of an older version sends the first six fields and
+recipient triples; ``row_object`` reads both.
+
+Never: reads the disk or decides anything: it formats what it is given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from edgemail.daemon.control import Stream
+
+#: rows per streamed queue_list line (one JSON array each: cheap on both sides)
+LIST_BATCH = 2000
+#: sendmail's mailq prints at most this much of a status message
+REASON_WIDTH = 60
+
+
+def status_word(s) -> str:
+    return getattr(s, "value", str(s or "queued"))
+
+
+def mailq_entry(e) -> str:
+    """One entry as sendmail's mailq prints it ("!" after the qid: on hold):
+    the first line, then for each recipient still waiting the reason of its
+    last failure (once per distinct reason, as "(Deferred: ...)") and the
+    recipient."""
+    stamp = time.strftime("%a %b %d %H:%M", time.localtime(e.created))
+    lines = [f"{e.qid}{'!' if e.held else ' '}{e.size:>8} {stamp} <{e.envelope.mail_from}>\n"]
+    said = set()
+    for r in e.envelope.recipients:            # like sendmail: only what still waits
+        status = e.rcpt_status.get(r.address)
+        if status is not None and getattr(status, "final", False):
+            continue
+        reply = " ".join(e.last_reply.get(r.address, "").split())
+        if reply and reply not in said:
+            said.add(reply)
+            lines.append(f"                 ({status_word(status).capitalize()}: {reply[:REASON_WIDTH]})\n")
+        lines.append(f"\t\t\t\t\t <{r.address}>\n")
+    return "".join(lines)
+
+
+def row(e) -> list:
+    """One entry as a row of the queue_list stream (see the module docstring)."""
+    rcpts = []
+    for r in e.envelope.recipients:
+        last = e.last_attempt.get(r.address)
+        rcpts.append([r.address, status_word(e.rcpt_status.get(r.address)), e.last_reply.get(r.address, ""),
+                      getattr(last, "dsn", ""), getattr(last, "relay", ""), float(getattr(last, "at", 0.0))])
+    return [e.qid, e.size, e.created, e.envelope.mail_from, e.held, rcpts, e.priority, e.attempts,
+            e.next_attempt]
+
+
+def row_object(row) -> dict:
+    """A row as the object ``queue list --json`` prints; the six-field rows
+    of an older daemon read too (without the newer fields).  Raises
+    ValueError or TypeError for anything else."""
+    qid, size, created, sender, held, rcpts = row[:6]
+    more = dict(zip(("priority", "attempts", "next_attempt"), row[6:9]))
+    return {"qid": qid, "size": size, "created": created, "from": sender, "held": bool(held), **more,
+            "recipients": [_recipient(*r) for r in rcpts]}
+
+
+def _recipient(address, status, reply, *last) -> dict:
+    out = {"address": address, "status": status, "last_reply": reply}
+    if len(last) == 3:
+        out.update(dsn=last[0], relay=last[1], last_attempt=last[2] or None)
+    return out
+
+
+def batches(entries, fmt: str, text=mailq_entry):
+    """LIST_BATCH entries a streamed line: {"rows": [...]} or {"text": "..."} (fmt "mailq")."""
+    for i in range(0, len(entries), LIST_BATCH):
+        chunk = entries[i:i + LIST_BATCH]
+        yield {"text": "".join(text(e) for e in chunk)} if fmt == "mailq" else {"rows": [row(e) for e in chunk]}
+
+
+class QueueListing:
+    """``queue_list`` answers from the store's in-memory index: rows (for
+    ``--json``) or sendmail-style mailq text, LIST_BATCH entries per streamed
+    line.  The text of each entry is cached against the entry object (entries
+    are frozen; a change makes a new object), so a warm listing of 100,000
+    entries is a join of cached strings; ``warm()`` fills the cache after
+    start-up without blocking the loop."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+        self._text: dict[str, tuple[object, str]] = {}
+
+    def stream(self, fmt: str) -> Stream:
+        entries = self.store.entries()
+        if len(self._text) > 2 * len(entries) + 1000:      # forget removed entries
+            self._text = {e.qid: self._text[e.qid] for e in entries if e.qid in self._text}
+        return Stream(batches(entries, fmt, self.text), {"total": len(entries)})
+
+    def text(self, e) -> str:
+        hit = self._text.get(e.qid)
+        if hit is None or hit[0] is not e:
+            hit = self._text[e.qid] = (e, mailq_entry(e))
+        return hit[1]
+
+    async def warm(self) -> None:
+        entries = self.store.entries()
+        for i in range(0, len(entries), LIST_BATCH):
+            for e in entries[i:i + LIST_BATCH]:
+                self.text(e)
+            await asyncio.sleep(0)

@@ -1,0 +1,121 @@
+"""`edgemail config check` checks every file the config names with the daemon's own
+parsers (issue 17 §3): what it passes the daemon starts with, what the daemon refuses it
+names, every error as FILE:LINE.  The real console script and the real daemon."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from daemon_harness import BIN, ROOT, start, write_config
+
+pytestmark = pytest.mark.timeout(90)
+
+BAD_ALIASES = """\
+# the admin's aliases
+postmaster: root
+root: admin
+procmail: "|/usr/bin/procmail -d kim"
+log:
+  /var/log/mail-copy
+lists: :include:no-such.list
+root: someone-else
+ok: kim
+"""
+BAD_POLICY_LINES = "daily 25:00 dial\nset idle_hangup = soon\n"
+
+
+def check(cfg) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "EDGEMAIL_CONFIG"}
+    return subprocess.run([str(BIN / "edgemail"), "config", "check", str(cfg)], capture_output=True, text=True,
+                          timeout=30, env=env)
+
+
+def daemon_exit(cfg) -> tuple[int, str]:
+    """`edgemail run` on CFG, expected to refuse: its exit code and what it said."""
+    r = subprocess.run([sys.executable, "-m", "edgemail", "run", "-c", str(cfg)], capture_output=True,
+                       text=True, timeout=30, cwd=str(ROOT))
+    return r.returncode, r.stderr
+
+
+def _configs(tmp_path):
+    aliases, policy = tmp_path / "aliases", tmp_path / "dial.policy"
+    aliases.write_text(BAD_ALIASES)
+    good_policy = (ROOT / "etc" / "dial.policy").read_text()
+    policy.write_text(good_policy + BAD_POLICY_LINES)
+    cfg = write_config(tmp_path, {"local": {"aliases": str(aliases)},
+                                  "link": {"mode": "external", "policy": str(policy),
+                                           "up_command": ["/bin/true"], "down_command": ["/bin/true"]}})
+    return cfg, aliases, policy, good_policy
+
+
+def test_every_bad_line_of_every_named_file_is_named_and_the_daemon_agrees(tmp_path):
+    cfg, aliases, policy, good_policy = _configs(tmp_path)
+    r = check(cfg)
+    assert r.returncode == 78, (r.stdout, r.stderr)
+    assert r.stdout == ""                                  # no effective config for a config that fails
+    policy_lines = len(good_policy.splitlines())
+    for want in (f"{aliases}:4: '|/usr/bin/procmail -d kim': program targets are refused",
+                 f"{aliases}:5: '/var/log/mail-copy': file targets are refused",
+                 f"{aliases}:7: cannot read {tmp_path}/no-such.list",
+                 f"{aliases}:8: duplicate alias 'root' (first on line 3)",
+                 f"{policy}:{policy_lines + 1}: ", f"{policy}:{policy_lines + 2}: "):
+        assert want in r.stderr, (want, r.stderr)
+    assert f"{aliases}:9" not in r.stderr and f"{aliases}:2" not in r.stderr
+
+    code, said = daemon_exit(cfg)                          # the daemon refuses what the check refused
+    assert code == 78 and f"{policy}:{policy_lines + 1}" in said, said
+
+    policy.write_text(good_policy)                         # the policy mended: the aliases still stop both
+    assert check(cfg).returncode == 78
+    code, said = daemon_exit(cfg)
+    assert code == 78 and f"{aliases}:4:" in said, said
+
+    aliases.write_text("postmaster: root\nroot: kim\n")
+    r = check(cfg)
+    assert r.returncode == 0, r.stderr
+    assert 'DeliveryMode = "deferred"' in r.stdout
+
+
+def test_what_the_check_passes_the_daemon_starts_with(tmp_path):
+    aliases = tmp_path / "aliases"
+    aliases.write_text("postmaster: root\nroot: kim\nstaff: :include:staff.list\n")
+    (tmp_path / "staff.list").write_text("# the staff\nkim, lee\n")
+    cfg = write_config(tmp_path, {"local": {"aliases": str(aliases)}})
+    r = check(cfg)
+    assert r.returncode == 0, r.stderr
+    d = start(tmp_path, {"local": {"aliases": str(aliases)}})
+    try:
+        assert d.proc.poll() is None
+    finally:
+        d.kill()
+
+
+def test_smart_host_files_are_read_as_delivery_reads_them(tmp_path):
+    auth, ca = tmp_path / "smarthost.auth", tmp_path / "ca.pem"
+    auth.write_text("customer secret\n")
+    auth.chmod(0o644)                                      # others may read the password
+    ca.write_text("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")
+    cfg = write_config(tmp_path, {"SmartHostAuthFile": str(auth), "SmartHostCAFile": str(ca)})
+    r = check(cfg)
+    assert r.returncode == 78, r.stderr
+    assert f"{auth}: SmartHostAuthFile: mode 0644 lets other users read it" in r.stderr, r.stderr
+    assert f"{ca}: SmartHostCAFile: not a usable CA file" in r.stderr, r.stderr
+    assert "customer" not in r.stderr and "secret" not in r.stderr            # never the credentials
+
+    auth.chmod(0o600)
+    auth.write_text("only-a-user\n")
+    ca.unlink()
+    r = check(cfg)
+    assert r.returncode == 78
+    assert f"{auth}:1: SmartHostAuthFile: expected one line \"user password\"" in r.stderr, r.stderr
+    assert "only-a-user" not in r.stderr
+
+    auth.write_text("customer secret\n")
+    cfg = write_config(tmp_path, {"SmartHostAuthFile": str(tmp_path / "not-yet.auth")})
+    r = check(cfg)                                         # a file still to be made: a warning, exit 0
+    assert r.returncode == 0, r.stderr
+    assert f"{tmp_path}/not-yet.auth: SmartHostAuthFile: warning: does not exist (yet)" in r.stderr
