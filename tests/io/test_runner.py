@@ -288,16 +288,16 @@ async def test_count_link_up_time_only(example_config, clock):
     runner = make_runner(cfg, store, clock)
     q = await submit(store, ["far@x.test"], notify=("FAILURE",))
     clock.advance(cfg.Timeout.queuereturn["normal"] + 3600)     # link down all that time
-    await runner.sweep()
+    await runner.queue_run()                                   # an attempt, refused: not returned
     await runner.idle()
-    assert store.get(q).rcpt_status["far@x.test"] is not RcptStatus.EXPIRED
+    assert store.get(q).rcpt_status["far@x.test"] is RcptStatus.DEFERRED
     await runner.link_up(iface="ppp0")
     clock.advance(3600)
     assert runner.linkup.since(store.get(q).created, clock.wall()) == 3600
     again = make_runner(cfg, store, clock)                     # persisted in the spool
     assert again.linkup.up_since == runner.linkup.up_since
     clock.advance(cfg.Timeout.queuereturn["normal"])
-    await runner.sweep()
+    await runner.queue_run()
     await runner.idle()
     assert q not in {e.qid for e in store.entries()}
 

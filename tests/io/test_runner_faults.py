@@ -141,34 +141,51 @@ async def test_one_rcpt_refused_bounces_that_one_to_local_sender(example_config,
 
 
 async def test_delay_warning_only_for_notify_delay_and_once(example_config, clock):
+    # issue 17 §6: each message's warning has its own timer (no sweep): it
+    # goes out at Timeout.queuewarn, and says "4 hours", not the seconds waited
     cfg = make_cfg(example_config, SmartHost=f"[127.0.0.1]:{refused_port()}")
     store = make_store(cfg, clock)
     runner = make_runner(cfg, store, clock)
-    qd = await submit(store, ["d@x.test"], notify=("DELAY", "FAILURE"))
-    await submit(store, ["f@x.test"], notify=("FAILURE",))
-    await runner.sweep()
-    await runner.idle()
-    assert dsn_reports(cfg) == []
-    clock.advance(cfg.Timeout.queuewarn["normal"] + 1)
-    await runner.sweep()
-    await runner.idle()
-    await runner.sweep()
-    await runner.idle()
-    (warning,) = dsn_reports(cfg)
-    assert b"Action: delayed" in warning and b"d@x.test" in warning and b"f@x.test" not in warning
-    assert store.get(qd).warned
+    loop = asyncio.create_task(runner.run())
+    try:
+        qd = await submit(store, ["d@x.test"], notify=("DELAY", "FAILURE"))
+        runner.on_commit(qd)
+        runner.on_commit(await submit(store, ["f@x.test"], notify=("FAILURE",)))
+        warn = cfg.Timeout.queuewarn["normal"]
+        assert warn == 4 * 3600
+        (when,) = set(await clock.wait_for_sleepers(1))
+        assert when == pytest.approx(clock.monotonic() + warn), "the loop sleeps until the warn time"
+        clock.advance(warn - 1)
+        await runner.idle()
+        assert dsn_reports(cfg) == []
+        clock.advance(1)
+        await until(lambda: dsn_reports(cfg))
+        await runner.idle()
+        clock.advance(warn)
+        await runner.idle()
+        (warning,) = dsn_reports(cfg)
+        assert b"Action: delayed" in warning and b"d@x.test" in warning and b"f@x.test" not in warning
+        assert b"Subject: Warning: could not send message for past 4 hours\n" in warning
+        assert b"Will keep trying until message is 5 days old" in warning
+        assert store.get(qd).warned
+    finally:
+        loop.cancel()
 
 
-async def test_expiry_bounces_with_4_4_7(example_config, clock):
+async def test_expiry_bounces_with_4_4_7_after_a_failed_attempt(example_config, clock):
     cfg = make_cfg(example_config, SmartHost=f"[127.0.0.1]:{refused_port()}")
     store = make_store(cfg, clock)
     runner = make_runner(cfg, store, clock)
-    await submit(store, ["gone@x.test"], notify=("FAILURE",))
+    qid = await submit(store, ["gone@x.test"], notify=("FAILURE",))
     clock.advance(cfg.Timeout.queuereturn["normal"] + 1)
-    await runner.sweep()
+    runner.dsn_check(qid)                      # the timer: waiting for the link, not attempted
+    await runner.idle()
+    assert dsn_reports(cfg) == [] and store.get(qid).attempts == 0
+    await runner.queue_run()                   # the attempt fails: now it is returned
     await runner.idle()
     (dsn,) = dsn_reports(cfg)
     assert b"Status: 4.4.7" in dsn and b"Action: failed" in dsn
+    assert b"Cannot send message for 5 days (Timeout.queuereturn); last attempt: " in dsn
     assert store.entries() == []
 
 
