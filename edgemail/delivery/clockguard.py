@@ -6,7 +6,7 @@ NAME
 
 SYNOPSIS
     guard = ClockGuard(clock, store, os.path.join(spool, "clocksteps.json"),
-                       on_step=runner.clock_stepped)
+                       on_step=runner.clock_stepped, spawn=runner.tasks.spawn)
     guard.check() -> step | None     # before every decision: timers, turns, selections
     guard.view(entry) -> entry       # the entry with its wall stamps rebased
     guard.attempted_since(entry)     # attempted after the last step it saw?
@@ -16,7 +16,8 @@ DESCRIPTION
     looked (spool.schedule.detect_jump: more than DEFAULT_JUMP_LIMIT
     seconds apart is a step, not drift).  On a step it records the step
     for every queued message (ClockSteps.stepped), logs clock_stepped once,
-    saves clocksteps.json in the spool (write_atomically, off the loop) and
+    saves clocksteps.json in the spool (write_atomically, off the loop, in a
+    task given to ``spawn``: the Runner's TaskSet, so idle() waits for it) and
     calls ``on_step(step)`` (the Runner moves the link-up time, clears the
     host status and plans the DSN timers again).  The Runner's parts read
     entries through ``view``, so after a step of +1 year nothing looks a
@@ -39,7 +40,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Callable
+from typing import Any, Callable, Coroutine
 
 from edgemail import maillog
 from edgemail.delivery.clocksteps import ClockSteps, from_data, to_data
@@ -51,11 +52,12 @@ log = logging.getLogger("edgemail.runner")
 class ClockGuard:
     """Clock steps seen by this daemon, applied to the queue (see the module docstring)."""
 
-    def __init__(self, clock, store, path: str, *, on_step: Callable[[float], None]) -> None:
-        self.clock, self.store, self.path, self.on_step = clock, store, path, on_step
+    def __init__(self, clock, store, path: str, *, on_step: Callable[[float], None],
+                 spawn: Callable[[Coroutine[Any, Any, Any]], object]) -> None:
+        self.clock, self.store, self.path = clock, store, path
+        self.on_step, self.spawn = on_step, spawn
         self.steps = self._load()
         self.steps.prune(e.qid for e in store.entries())
-        self._saving: set[asyncio.Task] = set()
 
     def check(self) -> float | None:
         """Look at both clocks; on a step, rebase the queue.  The step or None."""
@@ -87,14 +89,7 @@ class ClockGuard:
             return ClockSteps()
 
     def _save_later(self) -> None:
-        text = json.dumps(to_data(self.steps))
-        try:
-            task = asyncio.get_running_loop().create_task(self._save(text))
-        except RuntimeError:             # no loop (tests of the core path): save now
-            self._write(text)
-            return
-        self._saving.add(task)
-        task.add_done_callback(self._saving.discard)
+        self.spawn(self._save(json.dumps(to_data(self.steps))))
 
     async def _save(self, text: str) -> None:
         await asyncio.to_thread(self._write, text)

@@ -102,7 +102,7 @@ class Runner:
         self.linkup = load_linkup(self.linkup_path)
         self.tasks = TaskSet()
         self.guard = ClockGuard(self.clock, store, os.path.join(cfg.spool_dir, CLOCKSTEPS_FILE),
-                                on_step=self.clock_stepped)
+                                on_step=self.clock_stepped, spawn=self.tasks.spawn)
         self.retries = RetryLoop(self.clock, on_due=self.on_commit, on_timer=self.dsn_check,
                                  on_wake=self.guard.check)
         self.deliverer = Deliverer(cfg, clock=self.clock, smtp=self.smtp, resolver=self.resolver,
