@@ -9,19 +9,22 @@ SYNOPSIS
                        reporter=reporter, smtp=smtp, linkup=linkup,
                        plan=runner.pending_jobs, on_retry=retries.due)
     await md.attempt(qid, ctx, want, stoppable=None) -> {key: Attempt}
-    await md.check(qid)                   # the sweep's: expire, or warn
+    await md.check(qid) -> bool           # the DSN timer's: return hold jobs, warn; retry cheap?
     md.link_up_s(entry, now)              # the age Timeout.* count, or None
 
 DESCRIPTION
     Every delivery of a message goes through its lock: the message's entry
     is read fresh from the store while the lock is held, so the store has
     one writer per qid.  ``attempt`` plans the pending recipients (``plan``:
-    one Job per recipient, or per expansion of an alias), expires the
-    message if outcome.expiry says so (the sweep's ``check`` too), reads its data off the loop, hands
-    the jobs ``want`` keeps (cheap ones, or those of a queue run) to the
-    Deliverer, then records: one delivery line per job, then what
-    outcome.decide returns - ``on_retry`` for the background loop, one
-    ``store.update``, the failure report (Reporter), the delay warning.
+    one Job per recipient, or per expansion of an alias), reads its data
+    off the loop, hands the jobs ``want`` keeps (cheap ones, or those of a
+    queue run) to the Deliverer, then records: what outcome.decide returns
+    (a deferral past Timeout.queuereturn is the return) - one delivery line
+    per job, ``on_retry`` for the background loop, one ``store.update``,
+    the failure report (Reporter), the delay warning.  ``check`` is the
+    DSN timer's turn (outcome.timer_plan).  Entries are read through the
+    clock guard (``guard.check()`` first, then ``guard.view``: stamps
+    rebased after a clock step).
 
     ``stoppable`` is the queue run's set of deliveries that stop_run
     cancels: the delivery (not the recording) is put in it while in
@@ -38,8 +41,12 @@ INVARIANTS
 FAILURES
     A queue file that cannot be read is logged (queue_file_unreadable) and
     skipped; it stays queued.  A message no longer queued is skipped
-    (``attempt`` returns {}).  Errors of the store and the reporter pass
-    to the caller (the Runner's task guard logs them).
+    (``attempt`` returns {}).  Anything else a turn raises (routing, the
+    client, a transport: our bug, or content nobody expected) is logged
+    once with its traceback (delivery_internal_error) and the message's
+    pending recipients are deferred 4.3.0 with the normal backoff
+    (outcome.internal_error); ``attempt`` and ``check`` never raise but
+    CancelledError, so a queue run goes on with the other messages.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """delivery/outcome.py - what one delivery attempt's results mean (CORE).
 
 NAME
-    outcome - decide(), expiry() and sweep_action(): the runner's decisions
-    about a message once its deliveries are back, as pure functions
+    outcome - decide(), internal_error(), dsn_timer(), timer_plan(): the
+    runner's decisions about a message, as pure functions
 
 SYNOPSIS
     out = decide(entry, jobs, expansions, attempts, now=now, cfg=cfg, link_up_s=lu)
@@ -10,8 +10,11 @@ SYNOPSIS
     out.retry_at        # -> the background loop's list (cheap jobs), or None
     out.failed          # -> Reporter.failed: (job, attempt) for the failure report
     out.warn            # -> Reporter.delayed + store.mark_warned
+    internal_error(entry, keys, reason, now=now, cfg=cfg) -> Outcome   # 4.3.0, backoff
+    dsn_timer(entry, now=now, cfg=cfg, link_up_s=lu, counting=True) -> wall time | None
+    timer_plan(entry, jobs, now=now, cfg=cfg, link_up_s=lu) -> TimerPlan(expire, warn, retry_cheap)
+    dsn_overdue(entry, now=now, cfg=cfg, link_up_s=lu) -> bool       # at start: check now
     expiry(entry, jobs, now=now, cfg=cfg, link_up_s=lu) -> {key: Attempt} | None
-    sweep_action(entry, now=now, cfg=cfg, link_up_s=lu) -> EXPIRE | WARN | None
 
 DESCRIPTION
     ``decide`` turns one attempt's results (one Attempt per Job, keyed like
@@ -19,7 +22,10 @@ DESCRIPTION
     into what the driver does next:
 
       record        every attempt that was not cut by the link or by
-                    stop_run (``port.is_cut``), plus the envelope recipient
+                    stop_run (``port.is_cut``); past Timeout.queuereturn a
+                    deferral is the return (EXPIRED 4.4.7, sendmail's
+                    markfailure: "Cannot send message for 5 days"), so
+                    every return follows a failed attempt; plus the envelope recipient
                     of an alias once all its expansions are final
                     (``combine``).  Empty: nothing is written, no attempt is
                     counted, no backoff grows.
@@ -38,16 +44,14 @@ DESCRIPTION
                     Timeout.queuewarn has passed (once: the entry's warned
                     flag; 0 disables it).
 
-    ``expiry`` is the give-up decision taken before an attempt and by the
-    sweep: past Timeout.queuereturn (by urgency; ``link_up_s`` with
-    retry.count_link_up_time_only) every pending job gets an EXPIRED
-    attempt, 4.4.7, which ``decide`` then records and reports like a
-    bounce.  ``sweep_action`` is the background sweep's question for one
-    entry: EXPIRE, WARN or nothing.
-
-    Later work belongs here, not in the drivers: a message whose delivery
-    raised is deferred 4.3.0 with this backoff; clock steps rebase due
-    times; DSN warn and return times computed per message.
+    ``internal_error``: a delivery that raised defers KEYS 4.3.0 with the
+    normal backoff (issue 16 §8).  ``dsn_timer`` is when the next
+    queuewarn/queuereturn decision is due (by urgency; ``link_up_s`` with
+    retry.count_link_up_time_only, where the age grows only while the link
+    is up: ``counting``); ``timer_plan`` is what the timer then does: hold
+    jobs returned by age (``expiry``: EXPIRED 4.4.7, which ``decide``
+    records and reports like a bounce), cheap jobs tried once more, the
+    warning once.
 
 NEVER
     Does I/O, reads a clock or logs: ``now`` (wall time of the record) and

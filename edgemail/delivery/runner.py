@@ -19,7 +19,8 @@ DESCRIPTION
                   warning, expiry, under the message's lock
       queue_runs  queuerun.QueueRunDriver: selection, the run, stop_run
       retries     retryloop.RetryLoop: the background loop (cheap retries,
-                  the sweep every SWEEP_S)
+                  each message's DSN timer; monotonic deadlines)
+      guard       clockguard.ClockGuard: wall-clock steps, the rebased view
       deliverer   deliver.Deliverer: one message's jobs to their next hops
       reporter    reports.Reporter: failure and delay reports queued
       tasks       state.TaskSet: background tasks until done (idle())
@@ -29,9 +30,13 @@ DESCRIPTION
 
     Hooks: ``on_commit`` (cheap recipients delivered at once, in a
     background task), ``check_rcpt``, ``etrn`` (RFC 1985: a filtered run,
-    -qR@domain).  ``run()`` is the background loop (RetryLoop); ``sweep()``
-    spawns a check of every message outcome.sweep_action says is due to
-    expire or be warned about.  ``link_up``/``link_down`` keep the host
+    -qR@domain).  ``run()`` is the background loop (RetryLoop);
+    ``plan_timer(qid)`` gives it a message's next DSN decision
+    (outcome.dsn_timer; on every commit, after every check, on link events
+    and clock steps) and ``dsn_check(qid)`` is what it calls then
+    (MessageDriver.check, then one more cheap attempt past queuereturn).
+    ``clock_stepped`` is the guard's hook: link-up time rebased, host
+    status cleared, timers planned again.  ``link_up``/``link_down`` keep the host
     status, the resolver's name servers and the link-up time (LINKUP_FILE
     in the spool) in step with the line; ``hoststat``/``purgestat`` answer
     the control socket.
