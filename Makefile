@@ -14,7 +14,7 @@ WHEELS  := $(CACHE)/wheels
 DEBROOT := $(CACHE)/debroot-bookworm
 STAMP   := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast bench debs deb testdata clean
+.PHONY: venv demo test test-fast typecheck bench debs deb testdata clean
 
 venv: $(STAMP)
 
@@ -64,8 +64,12 @@ deb: $(WHEELS)/.done
 demo: venv
 	$(PY) -m demo $(if $(KEEP),--keep,)
 
-test: venv debs testdata
+test: venv debs testdata typecheck
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# mypy over both packages (issue 12: 0 errors is the rule)
+typecheck: venv
+	$(PY) -m mypy --check-untyped-defs --ignore-missing-imports edgemail link
 
 test-fast: venv
 	$(PY) -m pytest -q -m 'not root and not slow' $(PYTEST_ARGS)

@@ -4,7 +4,7 @@ NAME
     linklog - one formatting function per log line; the lines, listed once
 
 DESCRIPTION
-    Like qmail-log(5) and edgemail/maillog.py (which link never imports),
+    Like qmail-log(5) and edgemail/maillog/ (which link never imports),
     this docstring lists every line the link package logs, each with the
     function below that formats it, so a line's shape lives in one place and
     tests can assert on it.  A line starts with ``link: ``, then

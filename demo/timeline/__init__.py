@@ -23,7 +23,7 @@ DESCRIPTION
     Tariff.per_minute for every connected minute, billed per second, until
     the hang-up (the demo's constants: a made-up but typical metered line).
 
-    Lines understood (maillog.py and link/manager.py list them): the
+    Lines understood (edgemail/maillog/ and link/linklog.py list them): the
     daemon's ready line; ``QID: from=..., size=N, ..., proto=P, relay=R``
     (mail queued: proto=local is ``sendmail``, a relay in `isp_peers` is
     the ISP pushing held mail, anything else an SMTP submission);

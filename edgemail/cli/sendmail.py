@@ -170,7 +170,7 @@ def _relay(conn) -> None:
         while chunk := os.read(fd, 65536):
             conn.sendall(chunk)
         # stdin ended: give the server time to answer what was pipelined (a
-        # half-close would make aiosmtpd drop the session), then hang up.
+        # half-close can make a server drop the session), then hang up.
         if not closed.wait(BS_DRAIN_S):
             conn.shutdown(socket.SHUT_RDWR)
 

@@ -148,7 +148,7 @@ MODULES
 
 LOG LINES
     Logger edgemail.runner.  The lines and their formats are in
-    edgemail/maillog.py (its docstring lists them): delivery() for every
+    edgemail/maillog/ (its docstring lists them): delivery() for every
     attempt, run_start()/run_end(), link_up(), dialdelay(), dsn_queued(),
     dsn_not_queued(), dsn_dropped(), queue_file_unreadable(),
     runner_warning(), runner_internal_error(), delivery_internal_error(),

@@ -2,7 +2,7 @@
 
 Owns: ``clean()`` (peer-supplied text made safe for one line: CR, LF, tabs,
 backslashes and other control characters escaped, so one event is always one
-line), ``duration()`` (sendmail's ``[D+]HH:MM:SS``), ``NOQUEUE`` (the queue id
+line; it is link/linklog.py's, one escaping for both catalogues), ``duration()`` (sendmail's ``[D+]HH:MM:SS``), ``NOQUEUE`` (the queue id
 of a line about no message), and the ``key=value, key=value`` joiner the line
 functions share.
 
@@ -14,17 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from link.linklog import clean
+
+__all__ = ["NOQUEUE", "addresses", "clean", "duration", "pairs"]
+
 NOQUEUE = "NOQUEUE"
-
-_ESCAPES = {"\r": "\\r", "\n": "\\n", "\t": "\\t", "\\": "\\\\"}
-
-
-def clean(text: object) -> str:
-    """Peer-supplied text made safe for one log line (no CR/LF/controls)."""
-    s = str(text)
-    if s.isprintable() and "\\" not in s:
-        return s
-    return "".join(_ESCAPES.get(c) or (c if c.isprintable() else f"\\x{ord(c):02x}") for c in s)
 
 
 def pairs(*items: tuple[str, object]) -> str:

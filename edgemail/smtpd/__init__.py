@@ -1,4 +1,4 @@
-"""smtpd - the SMTP listener (aiosmtpd on the running event loop).
+"""smtpd - the SMTP listener: a sans-IO dialogue driven on the running event loop.
 
 Accepts mail from LAN clients, local programs over loopback, and the ISP
 (which pushes held mail to us after ETRN), and makes it durable in the
@@ -7,13 +7,22 @@ spool.  Accepting never makes a DNS query and never touches the link
 only trusted clients relay (invariant 4); bad input gets a clear reply
 (invariant 5).
 
-Modules:
-  listener   SmtpListener: binding, session limits, trust and relay decisions
-  protocol   EdgeSMTP: one session's dialogue (aiosmtpd subclass)
-  reader     CommandReader: the session's input, commands in order (ours, not aiosmtpd's loop)
-  params     ESMTP/DSN parameters of MAIL and RCPT (sans-IO)
-  data       the DATA phase: end marker, dot-stuffing, bare CR/LF/NUL, size;
-             header facts and our Received: line (sans-IO)
+Modules (drivers first, then the sans-IO parts; none imports a driver):
+  listener     SmtpListener: binding, serving, closing; the Services its sessions share
+  session      SmtpSession: one connection's driver (reads, writes, timeout,
+               flow control, the commit and ETRN as tasks, session log lines)
+  policy       RelayPolicy (trust, relay decision), Admission (session counts)
+  core         Dialogue: the server dialogue, bytes in, replies and events out
+  events       what the dialogue tells its driver (NEED_DATA, Commit, Etrn, Close...)
+  reader       LineReader: the input buffer, command lines, DATA to the collector
+  transaction  Transaction: MAIL and RCPT, and the envelope they become
+  replies      enhanced status codes, greeting, EHLO's list, HELP
+  params       ESMTP/DSN parameters of MAIL and RCPT
+  data         the DATA phase: end marker, dot-stuffing, bare CR/LF/NUL, size;
+               header facts and our Received: line
+
+aiosmtpd is not used here (it stays a test peer: hardware-sim, tests/hwsim);
+tests/io/test_smtpd_aiosmtpd.py pins what those peers rely on.
 
 Replies (every one but the greeting and EHLO/HELO carries an enhanced code):
   250 2.0.0 QID Message accepted for delivery    after the spool's commit returned
@@ -39,7 +48,7 @@ queue id inside commit(), after the data is written; the log line
 ``QID: from=..., relay=[IP]:PORT`` ties the two.  ``for <rcpt>`` only
 with a single recipient (sendmail does the same, so Bcc stays private).
 
-Log lines (logger ``edgemail.smtpd``; formats in edgemail/maillog.py):
+Log lines (logger ``edgemail.smtpd``; formats in edgemail/maillog/):
 ``QID: from=<..>, size=.., class=.., nrcpts=.., msgid=<..>, proto=ESMTP,
 relay=[ip]:port`` per message; ``NOQUEUE: ruleset=check_rcpt, arg1=<ADDR>,
 relay=[ip]:port, reject=CODE X.Y.Z TEXT`` per refused command (sendmail's

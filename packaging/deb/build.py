@@ -9,8 +9,8 @@ SYNOPSIS
 
 DESCRIPTION
     Why plain dpkg-deb and not dh-python or dh-virtualenv: Debian 12's own
-    python3-aiosmtpd (1.4.3), python3-dnspython (2.3) and python3-pyroute2
-    (0.7) are older than edgemail needs, and pyserial-asyncio-fast and
+    python3-dnspython (2.3) and python3-pyroute2 (0.7) are older than
+    edgemail needs, and pyserial-asyncio-fast and
     sdnotify are not packaged, so the dependencies travel with the package.
     Every one of them is pure Python, so the package is Architecture: all
     and needs no virtualenv bound to one interpreter path (what dh-virtualenv

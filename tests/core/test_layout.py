@@ -20,10 +20,8 @@ PACKAGES = ("edgemail", "link")
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 40
 
-KNOWN_CYCLES: set[frozenset[str]] = {
-    frozenset({"edgemail.smtpd.listener", "edgemail.smtpd.protocol"}),
-}
-KNOWN_LONG_MODULES: set[str] = {"edgemail.smtpd.protocol"}
+KNOWN_CYCLES: set[frozenset[str]] = set()
+KNOWN_LONG_MODULES: set[str] = set()
 KNOWN_LONG_FUNCTIONS: set[str] = set()
 
 

@@ -114,11 +114,11 @@ async def test_relay_decisions(example_config, who):
 def test_trusted_maps_ipv4_mapped_ipv6(example_config):
     from edgemail.smtpd.listener import SmtpListener
     cfg = example_config()
-    lst = SmtpListener(cfg, cfg.listeners[0], store=None, trust_loopback=False)
-    assert lst.trusted("::ffff:192.168.7.7") and lst.trusted("192.168.7.7")
-    assert not lst.trusted("::ffff:10.0.0.1") and not lst.trusted("127.0.0.1")
-    assert not lst.trusted("::ffff:127.0.0.1")
-    assert SmtpListener(cfg, cfg.listeners[0], store=None).trusted("::ffff:127.0.0.1")
+    policy = SmtpListener(cfg, cfg.listeners[0], store=None, trust_loopback=False).policy
+    assert policy.trusted("::ffff:192.168.7.7") and policy.trusted("192.168.7.7")
+    assert not policy.trusted("::ffff:10.0.0.1") and not policy.trusted("127.0.0.1")
+    assert not policy.trusted("::ffff:127.0.0.1")
+    assert SmtpListener(cfg, cfg.listeners[0], store=None).policy.trusted("::ffff:127.0.0.1")
 
 
 async def test_relay_denied_is_logged(example_config, caplog):

@@ -171,3 +171,19 @@ async def test_session_limits(example_config, limits):
         assert fourth.banner.startswith("220 "), "a slot freed by QUIT is reused"
         for c in (first[1], fourth):
             await c.close()
+
+
+async def test_close_tells_open_sessions_421_and_closes_them(example_config, caplog):
+    caplog.set_level("INFO", logger="edgemail.smtpd")
+    cfg = example_config()
+    async with running(cfg, make_store(cfg.spool_dir)) as smtpd:
+        c = await Raw.connect(smtpd.port)
+        assert (await c.cmd("EHLO c")).startswith("250")
+        assert smtpd.active == 1
+        await smtpd.close()
+        told, end = await c.reply(), await c.reply()
+        await c.close()
+        await asyncio.sleep(0)
+        assert smtpd.active == 0
+    assert told == "421 4.3.2 gw.edge.example Service shutting down" and end == "<EOF>"
+    assert any("lost connection after EHLO from [127.0.0.1]" in r.getMessage() for r in caplog.records)

@@ -8,7 +8,8 @@ import socket
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from edgemail.smtpd.protocol import EdgeSMTP
+from edgemail.smtpd.reader import LineReader
+from edgemail.smtpd.session import SmtpSession
 from tests.io.smtpd_helpers import Raw, make_store, running
 from tests.io.test_smtpd_limits import HEAD, Faulty
 
@@ -19,14 +20,14 @@ async def test_command_lines_over_the_limits_are_refused_and_the_session_goes_on
         c = await Raw.connect(smtpd.port)
         assert (await c.cmd("EHLO c")).startswith("250")
         over_command = await c.cmd("MAIL FROM:<" + "a" * 1100 + "@edge.example>")
-        await c.send(b"NOOP " + b"x" * (3 * EdgeSMTP.line_length_limit))   # no end of line yet
+        await c.send(b"NOOP " + b"x" * (3 * LineReader.line_length_limit))   # no end of line yet
         await asyncio.sleep(0.2)
-        held = max(len(s._input) for s in smtpd._sessions)
+        held = max(s.held for s in smtpd.admission.sessions)
         await c.send(b"yyy\r\nMAIL FROM:<a@edge.example>\r\n")
         over_buffer, after = await c.reply(), await c.reply()
         await c.close()
     assert over_command == "500 5.5.2 Command line too long"
-    assert held <= EdgeSMTP.line_length_limit, held
+    assert held <= LineReader.line_length_limit, held
     assert over_buffer == "500 5.5.2 Command line too long"
     assert after == "250 2.1.0 Sender <a@edge.example> OK"
 
@@ -43,12 +44,12 @@ async def test_input_that_waits_for_a_commit_is_bounded_and_answered_in_order(ex
             await c.cmd(cmd)
         sending = asyncio.create_task(c.send(b"x\r\n.\r\n" + line * noops + b"QUIT\r\n"))
         await asyncio.sleep(0.5)                  # the commit waits; so does all that came after
-        held = max(len(s._input) for s in smtpd._sessions)
+        held = max(s.held for s in smtpd.admission.sessions)
         gate.set()
         replies = [await c.reply() for _ in range(noops + 2)]
         await sending
         await c.close()
-    assert held <= EdgeSMTP.held_input_limit + EdgeSMTP.line_length_limit, held
+    assert held <= SmtpSession.held_input_limit + LineReader.line_length_limit, held
     assert replies[0].startswith("250 2.0.0 ") and replies[0].split()[2] == store.committed[0]
     assert replies[1:-1] == ["250 2.0.0 OK"] * noops
     assert replies[-1].startswith("221")
@@ -128,7 +129,7 @@ def _replies(example_config, chunks: list[bytes]) -> bytes:
     async def run() -> bytes:
         cfg = example_config()
         lst = SmtpListener(cfg, cfg.listeners[0], _Spool())
-        session, t = EdgeSMTP(lst), _Transport()
+        session, t = SmtpSession(lst.services), _Transport()
         session.connection_made(t)
         for chunk in chunks:
             for _ in range(5):               # let waiting commands (tasks) answer

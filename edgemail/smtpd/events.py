@@ -1,0 +1,69 @@
+"""smtpd/events.py - what the server dialogue (core.py) tells its driver
+(session.py), as h11's _events.py does.
+
+``Dialogue.next_event()`` returns one of:
+  * ``NEED_DATA``: every whole command read is answered; read more.
+  * ``FLUSH``: replies fill the output limit; send them, then ask again
+    (the driver stops asking while the client does not read).
+
+  * ``Commit``: the end of DATA was read and the message passed the
+    checks; make it durable, then ``answer()`` with the reply.
+  * ``Etrn``: a permitted ETRN (RFC 1985); start the queue run, then
+    ``answer()`` with the hook's reply.
+  * ``Close``: the dialogue is over (QUIT answered, 421 said, the input
+    ended with everything answered): send what is left, then close.
+
+The driver sends ``data_to_send()`` after every ``next_event()``.  After
+``Commit`` or ``Etrn`` the dialogue takes no input until
+``answer()``: replies keep the commands' order (RFC 2920).
+
+Never does: I/O, deciding (core.py), logging.  Message bytes never appear in
+a repr (they would reach a log line through one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from edgemail.smtpd.data import HeaderFacts
+from edgemail.smtpd.transaction import Transaction
+
+
+class _Signal:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+NEED_DATA = _Signal("NEED_DATA")
+FLUSH = _Signal("FLUSH")
+
+
+@dataclass(frozen=True)
+class Commit:
+    """A message to queue: the transaction, the data (dot-stuffing removed,
+    CRLF line ends) and its header facts."""
+    txn: Transaction = field(repr=False)
+    message: bytes = field(repr=False)
+    facts: HeaderFacts
+    helo: str
+    proto: str
+
+
+@dataclass(frozen=True)
+class Etrn:
+    """ETRN for ``node`` (``@domain``, ``#queue`` or a domain), already
+    checked: offered, from a trusted client, well formed."""
+    node: str
+
+
+@dataclass(frozen=True)
+class Close:
+    """The dialogue is over."""
+
+
+CLOSE = Close()
+
+Event = _Signal | Commit | Etrn | Close

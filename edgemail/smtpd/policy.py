@@ -1,0 +1,108 @@
+"""smtpd/policy.py - the decisions a listener's sessions share: who may
+relay, where a recipient may go, how many sessions are let in.
+
+Owns:
+  * ``RelayPolicy``: trust and the relay decision for one recipient
+    (invariant 4; DESIGN.md "Input hygiene"):
+      - trusted = the client address (IPv4-mapped IPv6 mapped first) is in
+        ``lan_networks``, or is loopback while ``trust_loopback`` (default
+        true; tests turn it off to play an outside client from 127.0.0.1).
+      - A trusted client may send to any address.  Anyone else only to our
+        local domains, and not with ``%``/``!``/quoted ``@`` in the local
+        part (``554 5.7.1 <addr>... Relaying denied``).  Address literals
+        are never local.  ``<postmaster>`` means postmaster at the first
+        local domain.
+      - Then ``check_rcpt(address)`` (routing) may refuse, e.g. ``550 5.1.1``.
+  * ``Admission``: the session counts, ``smtpd.max_sessions`` overall and
+    ``smtpd.max_sessions_per_client`` per client address (``421 4.3.2``
+    beyond), and the set of sessions open (for shutdown).
+
+Never does: DNS, reading the peer's name, I/O of any kind.
+"""
+
+from __future__ import annotations
+
+import collections
+import ipaddress
+from dataclasses import replace
+from typing import Callable, Generic, TypeVar
+
+from edgemail.address import Address
+from edgemail.config.model import Config
+
+S = TypeVar("S")
+
+
+def client_ip(address: str) -> str:
+    """The client's address as we name it: the scope dropped, IPv4-mapped
+    IPv6 (a dual-stack listener's IPv4 clients) as IPv4."""
+    ip = ipaddress.ip_address(address.split("%")[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return str(ip)
+
+
+class RelayPolicy:
+    """Who may relay, and the decision for one recipient."""
+
+    def __init__(self, cfg: Config, *, check_rcpt: Callable[[str], str | None] | None = None,
+                 trust_loopback: bool = True) -> None:
+        self.cfg = cfg
+        self.check_rcpt = check_rcpt
+        self.trust_loopback = trust_loopback
+
+    def trusted(self, peer_ip: str) -> bool:
+        """May this client relay?  (LAN networks, or loopback if trusted.)"""
+        ip = ipaddress.ip_address(client_ip(peer_ip))
+        if self.trust_loopback and ip.is_loopback:
+            return True
+        return any(ip in net for net in self.cfg.lan_networks if net.version == ip.version)
+
+    def rcpt_decision(self, trusted: bool, address: Address) -> tuple[str, str | None]:
+        """(canonical address, refusal reply or None) for one RCPT from a
+        client that is TRUSTED (the session asks ``trusted()`` once)."""
+        if not address.domain:
+            address = replace(address, domain=self.cfg.local_domains[0])
+        text = str(address)
+        if not trusted:
+            local = address.literal is None and self.cfg.is_local_domain(address.domain)
+            if not local:
+                return text, f"554 5.7.1 <{text}>... Relaying denied"
+            if address.sender_routing:
+                return text, f"554 5.7.1 <{text}>... Relaying denied (sender-specified routing)"
+        refusal = self.check_rcpt(text) if self.check_rcpt else None
+        return text, refusal
+
+
+class Admission(Generic[S]):
+    """The sessions let in, counted overall and per client address."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        #: session -> its client address
+        self._open: dict[S, str] = {}
+        self._per_client: collections.Counter[str] = collections.Counter()
+
+    @property
+    def sessions(self) -> list[S]:
+        return list(self._open)
+
+    def admit(self, session: S, peer_ip: str) -> str | None:
+        """Let SESSION in (None), or the 421 that refuses it."""
+        host, limits = self.cfg.hostname, self.cfg.smtpd
+        if len(self._open) >= limits.max_sessions:
+            return f"421 4.3.2 {host} Too many sessions, try again later"
+        if self._per_client[peer_ip] >= limits.max_sessions_per_client:
+            return f"421 4.3.2 {host} Too many sessions from your address, try again later"
+        self._open[session] = peer_ip
+        self._per_client[peer_ip] += 1
+        return None
+
+    def release(self, session: S) -> None:
+        """SESSION has ended (a session never let in is ignored)."""
+        peer_ip = self._open.pop(session, None)
+        if peer_ip is None:
+            return
+        self._per_client[peer_ip] -= 1
+        if self._per_client[peer_ip] <= 0:
+            del self._per_client[peer_ip]

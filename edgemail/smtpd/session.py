@@ -1,0 +1,298 @@
+"""smtpd/session.py - one SMTP session's driver: the socket, the clock, the
+spool and the hooks around the sans-IO dialogue (core.py).
+
+Owns the I/O of one connection: reads (into the listener's shared buffer:
+``asyncio.BufferedProtocol``; a plain ``recv(256 KiB)`` per read cost an
+mmap, page faults and an munmap), writing the dialogue's replies, flow
+control both ways, the per-read timeout, the commit after DATA and the ETRN
+hook (each a task; the dialogue takes no input until it is answered), and
+the session's log lines (connect, lost connection, timeout, refused, the
+message's ``from=`` line).
+
+The loop: bytes in -> ``core.receive_data`` -> ``core.next_event()`` until
+NEED_DATA, sending ``core.data_to_send()`` after each; a Commit or Etrn
+runs as a task whose reply goes to ``core.answer()``, then the loop goes
+on; Close closes the transport.
+
+Invariants:
+  * 250 after DATA only after ``await store.commit()`` returned (the file
+    and its directory are fsynced: invariant 2).
+  * No name lookups: the host name is the configured one; the client is its
+    IP address (invariant 1).
+  * The timeout is per read (sendmail's Timeout.command): any bytes from
+    the client re-arm it, so a slow but moving DATA is never cut, and a
+    commit in progress never times out; a stalled client gets ``421 4.4.2``
+    and is closed.
+  * Held input is bounded: past ``held_input_limit`` reading pauses until
+    the waiting command has answered.  While the client does not read our
+    replies (writing paused), no command is taken.
+  * End of input: what the client sent is answered, then the connection is
+    closed.
+
+Failures: a spool error answers ``451 4.3.0`` (logged once with its
+traceback), SpoolFull ``452 4.3.1``, a failing ETRN hook ``458 4.3.0``,
+any other exception in a task ``451 4.3.0``; the session goes on.  Nothing
+here can stop the listener.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Awaitable, Callable, Protocol, cast
+
+from edgemail import maillog
+from edgemail.clock import Clock
+from edgemail.envelope import Envelope
+from edgemail.errors import SpoolError, SpoolFull
+from edgemail.smtpd.core import Dialogue, Settings
+from edgemail.smtpd.data import received_header
+from edgemail.smtpd.events import NEED_DATA, Close, Commit, Etrn, Event
+from edgemail.smtpd.policy import Admission, RelayPolicy, client_ip
+from edgemail.smtpd.transaction import envelope
+
+log = logging.getLogger("edgemail.smtpd")
+
+
+class Spool(Protocol):
+    """What a session needs of the spool (spool/store.py's Store)."""
+
+    def has_room(self, size: int = 0) -> bool: ...
+
+    async def commit(self, env: Envelope, data: bytes) -> str: ...
+
+
+@dataclass(frozen=True)
+class Services:
+    """What a listener hands each of its sessions."""
+    settings: Settings
+    #: the listener's name (for the connect line) and its command timeout
+    name: str
+    timeout: float
+    store: Spool
+    clock: Clock
+    policy: RelayPolicy
+    admission: "Admission[SmtpSession]"
+    #: every session's reads land here first (one loop: one read at a time)
+    read_buffer: memoryview
+    on_commit: Callable[[str], None] | None = None
+    on_etrn: Callable[[str], Awaitable[str]] | None = None
+
+
+class SmtpSession(asyncio.BufferedProtocol):
+    """One connection, per the module docstring."""
+
+    #: input held while a command waits (a commit, ETRN) before reading pauses
+    held_input_limit = 256 * 1024
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.core: Dialogue | None = None
+        self.relay = ""
+        #: the session's end is logged already (refused at connect, timed out)
+        self._end_logged = False
+        self._task: asyncio.Task | None = None
+        self._busy = False                      # a commit is in progress
+        self._last_read = self.loop.time()
+        self._timer: asyncio.TimerHandle | None = None
+        self._writing_paused = False
+        self._reading_paused = False
+
+    # ---------------------------------------------------------------- connection
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        s = self.services
+        peer = transport.get_extra_info("peername") or ("0.0.0.0", 0)
+        ip = client_ip(peer[0])
+        self.relay = f"[{ip}]:{peer[1]}"
+        trusted = s.policy.trusted(ip)
+        self.core = core = Dialogue(
+            s.settings, ip=ip, relay=self.relay, trusted=trusted, has_room=s.store.has_room,
+            decide_rcpt=lambda address: s.policy.rcpt_decision(trusted, address))
+        refusal = s.admission.admit(self, ip)
+        if refusal:
+            log.warning(maillog.refused(self.relay, refusal))
+            self._end_logged = True
+            core.close_with(refusal)
+        else:
+            log.debug(maillog.connect(self.relay, s.name))
+            core.greet()
+            self._timer = self.loop.call_later(s.timeout, self._check_timeout)
+        self._pump()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.services.admission.release(self)
+        core = self.core
+        if core is not None and not core.ended and not self._end_logged:
+            log.info(maillog.lost_connection(self.relay, core.verb))
+        for pending in (self._task, self._timer):
+            if pending is not None:
+                pending.cancel()
+        self.transport = None
+
+    def shutdown(self, reply: str) -> None:
+        """The listener closes: say REPLY (a 421) and close, whether or not
+        the client reads."""
+        if self.core is not None and self.transport is not None:
+            self.core.close_with(reply)
+            self.transport.write(self.core.data_to_send())
+            self.transport.close()
+
+    @property
+    def held(self) -> int:
+        """Bytes read that no reply covers yet."""
+        return self.core.held if self.core is not None else 0
+
+    # ---------------------------------------------------------------- reading
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.services.read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(self.services.read_buffer[:nbytes])
+
+    def data_received(self, data: bytes | memoryview) -> None:
+        """Take DATA; most commands are answered before this returns."""
+        self._last_read = self.loop.time()
+        core = self.core
+        assert core is not None
+        core.receive_data(data)
+        if self._task is None and not self._writing_paused:
+            self._pump()
+            return
+        # input piles up only while a command waits or the client does not read
+        if core.held > self.held_input_limit and not self._reading_paused:
+            transport = self.transport
+            if transport is not None and not transport.is_closing():
+                self._reading_paused = True
+                transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        """The client has sent all it will: answer what it sent, then close."""
+        assert self.core is not None
+        self.core.receive_data(b"")
+        if self._task is None:
+            self._pump()
+        return True
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        if self._task is None:
+            self._pump()
+
+    # ---------------------------------------------------------------- the loop
+
+    def _pump(self) -> None:
+        """Run the dialogue as far as it goes without waiting (for input, a
+        task, or a client that does not read)."""
+        core = self.core
+        assert core is not None
+        while not self._writing_paused:
+            transport = self.transport
+            if transport is None or transport.is_closing():
+                return
+            event = core.next_event()
+            data = core.data_to_send()
+            if data:
+                transport.write(data)
+            if event is NEED_DATA:
+                break
+            if isinstance(event, Close):
+                transport.close()
+                return
+            if isinstance(event, (Commit, Etrn)):
+                self._task = self.loop.create_task(self._perform(event))
+                return
+        if self._reading_paused and core.held <= self.held_input_limit \
+                and not self._writing_paused and self.transport is not None:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    async def _perform(self, event: Event) -> None:
+        """A Commit or an Etrn; its reply goes back to the dialogue."""
+        assert self.core is not None
+        try:
+            if isinstance(event, Commit):
+                reply = await self._commit(event)
+            else:
+                assert isinstance(event, Etrn)
+                reply = await self._etrn(event.node)
+        except Exception as exc:
+            reply = self.core.internal_error(exc)
+        self._task = None
+        self.core.answer(reply)
+        self._pump()
+
+    def _queue_file(self, event: Commit) -> tuple[Envelope, bytes]:
+        """The envelope and the data (our Received: line first) to commit."""
+        s, core, txn = self.services, self.core, event.txn
+        assert core is not None
+        arrived = s.clock.wall()
+        rcpt = txn.rcpts[0].address if len(txn.rcpts) == 1 else None
+        data = received_header(helo=event.helo, ip=core.ip, hostname=s.settings.hostname,
+                               proto=event.proto, rcpt=rcpt, when=arrived) + event.message
+        return envelope(txn, event.facts, arrived=arrived, size=len(data), helo=event.helo,
+                        proto=event.proto, client=self.relay), data
+
+    async def _commit(self, event: Commit) -> str:
+        """Queue a message; the reply to the final dot."""
+        s = self.services
+        env, data = self._queue_file(event)
+        if not s.store.has_room(len(data)):
+            return "452 4.3.1 Insufficient system storage"
+        self._busy = True
+        try:
+            qid = await s.store.commit(env, data)
+        except SpoolFull:
+            return "452 4.3.1 Insufficient system storage"
+        except SpoolError:
+            log.error(maillog.internal_error(self.relay, "DATA"), exc_info=True)
+            return "451 4.3.0 Error: queue file write error, try again later"
+        finally:
+            self._busy = False
+            self._last_read = self.loop.time()
+        log.info(maillog.received(qid, env))
+        self._committed(qid)
+        return f"250 2.0.0 {qid} Message accepted for delivery"
+
+    def _committed(self, qid: str) -> None:
+        on_commit = self.services.on_commit
+        if on_commit is None:
+            return
+        try:
+            on_commit(qid)
+        except Exception:   # the message is safe on disk: the client still gets its 250
+            log.exception(maillog.hook_failed(qid, "on_commit"))
+
+    async def _etrn(self, node: str) -> str:
+        on_etrn = self.services.on_etrn
+        assert on_etrn is not None          # the dialogue offers ETRN only with a hook
+        try:
+            return await on_etrn(node)
+        except Exception:
+            log.error(maillog.internal_error(self.relay, "ETRN"), exc_info=True)
+            return f"458 4.3.0 Unable to queue messages for node {node}"
+
+    # ---------------------------------------------------------------- timeout
+
+    def _check_timeout(self) -> None:
+        """Timeout.command since the last read (a commit in progress does not count)."""
+        duration = self.services.timeout
+        idle = self.loop.time() - self._last_read
+        if self._busy or idle < duration:
+            self._timer = self.loop.call_later(duration - (0 if self._busy else idle),
+                                               self._check_timeout)
+            return
+        self._timer = None
+        if self.core is None or self.transport is None:
+            return
+        log.info(maillog.timeout(self.relay, self.core.verb))
+        self._end_logged = True
+        self.shutdown(f"421 4.4.2 {self.services.settings.hostname} Error: timeout exceeded")

@@ -1,0 +1,121 @@
+"""smtpd/transaction.py - one mail transaction, sans I/O: MAIL, RCPT and what
+they decide.
+
+Owns: the transaction's state (the sender, MAIL's parameters, the accepted
+recipients), the replies to MAIL and RCPT: the argument's syntax
+(``FROM:``/``TO:``, the path, the ESMTP/DSN parameters of params.py), the
+order (no nested MAIL, RCPT only after MAIL), SIZE against the limit, the
+SMTPUTF8 rule of RFC 6531 3.4, the recipient limit, then the listener's
+decisions it is handed (room in the spool; relay and routing for each
+recipient); and ``envelope()``, the spool's envelope it becomes.  core.py checks HELO first and resets the transaction (RSET,
+HELO/EHLO, the end of DATA).
+
+Replies: 250 2.1.0 / 250 2.1.5 on success; 501 5.5.4 syntax; 501 5.1.7 /
+501 5.1.3 bad sender / recipient; 503 5.5.1 order; 552 5.3.4 size; 553
+5.6.7 non-ASCII address without SMTPUTF8; 452 4.3.1 no room; 452 4.5.3 too
+many recipients; 555 5.5.4 unknown parameter; the decision's refusal
+(554 5.7.1 Relaying denied, 550 5.1.1 ...).
+
+Never does I/O; an exception from a decision is the caller's to answer.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, TypeVar
+
+from edgemail.address import Address, AddressError, Path, parse_path
+from edgemail.envelope import Envelope, Recipient, precedence_class
+from edgemail.smtpd import params
+from edgemail.smtpd.data import HeaderFacts
+
+P = TypeVar("P")
+#: (canonical address, refusal reply or None) for one recipient
+RcptDecision = Callable[[Address], "tuple[str, str | None]"]
+
+
+def strip_keyword(keyword: str, arg: str) -> str | None:
+    """ARG without its leading KEYWORD (any case), or None if it lacks it."""
+    if arg[:len(keyword)].upper() == keyword:
+        return arg[len(keyword):].strip()
+    return None
+
+
+class Transaction:
+    """MAIL, then RCPTs: the envelope being built."""
+
+    def __init__(self) -> None:
+        self.mail_from: str | None = None
+        self.mail = params.MailParams()
+        self.rcpts: list[Recipient] = []
+
+    def mail_cmd(self, arg: str | None, *, extended: bool, max_size: int,
+                 has_room: Callable[[int], bool]) -> str:
+        """MAIL FROM: the reply; the sender is kept if it is 250."""
+        if self.mail_from is not None:
+            return "503 5.5.1 Error: nested MAIL command"
+        parsed = _parse(arg, "FROM:", params.mail_params, sender=True, extended=extended)
+        if isinstance(parsed, str):
+            return parsed
+        path, mail = parsed
+        if path.utf8 and not mail.smtputf8:     # RFC 6531 section 3.4
+            return _NEEDS_SMTPUTF8.format("sender")
+        if mail.size is not None and mail.size > max_size:
+            return f"552 5.3.4 Message size exceeds fixed maximum message size ({max_size})"
+        if not has_room(mail.size or 0):
+            return "452 4.3.1 Insufficient system storage"
+        self.mail_from, self.mail = path.text, mail
+        return f"250 2.1.0 Sender <{path.text}> OK"
+
+    def rcpt_cmd(self, arg: str | None, *, extended: bool, max_rcpts: int,
+                 decide: RcptDecision) -> str:
+        """RCPT TO: the reply; the recipient is kept if it is 250."""
+        if self.mail_from is None:
+            return "503 5.5.1 Error: need MAIL command"
+        parsed = _parse(arg, "TO:", params.rcpt_params, sender=False, extended=extended)
+        if isinstance(parsed, str):
+            return parsed
+        path, rcpt = parsed
+        if path.utf8 and not self.mail.smtputf8:
+            return _NEEDS_SMTPUTF8.format("recipient")
+        if len(self.rcpts) >= max_rcpts:
+            return "452 4.5.3 Too many recipients"
+        assert path.address is not None         # only MAIL allows the null path
+        address, refusal = decide(path.address)
+        if refusal:
+            return refusal
+        self.rcpts.append(Recipient(address, rcpt.orcpt, rcpt.notify))
+        return f"250 2.1.5 Recipient <{address}> OK"
+
+
+_NEEDS_SMTPUTF8 = "553 5.6.7 Non-ASCII {} address needs the SMTPUTF8 parameter on MAIL"
+
+
+def _parse(arg: str | None, keyword: str, parse: Callable[[str], P], *, sender: bool,
+           extended: bool) -> tuple[Path, P] | str:
+    """A MAIL/RCPT argument: its path and its parameters (PARSE), or the
+    refusal reply."""
+    rest = strip_keyword(keyword, arg) if arg else None
+    if rest is None:
+        return f"501 5.5.4 Syntax: {'MAIL FROM' if sender else 'RCPT TO'}:<address>"
+    try:
+        path = parse_path(rest, allow_null=sender)
+    except AddressError as exc:
+        what = "sender" if sender else "recipient"
+        return f"501 5.1.{7 if sender else 3} Bad {what} address syntax: {exc}"
+    if path.params and not extended:
+        return "501 5.5.4 Parameters need EHLO"
+    try:
+        return path, parse(path.params)
+    except params.ParamError as exc:
+        return exc.reply
+
+
+def envelope(txn: Transaction, facts: HeaderFacts, *, arrived: float, size: int, helo: str,
+             proto: str, client: str) -> Envelope:
+    """The spool's envelope for a transaction whose data was read."""
+    mail = txn.mail
+    return Envelope(
+        mail_from=txn.mail_from or "", recipients=tuple(txn.rcpts), ret=mail.ret,
+        envid=mail.envid, body=mail.body, smtputf8=mail.smtputf8,
+        precedence=precedence_class(facts.precedence), msgid=facts.msgid,
+        proto=proto, client=client, helo=helo, arrived=arrived, size=size)
