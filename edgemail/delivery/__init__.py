@@ -18,7 +18,7 @@ SYNOPSIS
     runner.stop_run() / await runner.link_down()
     runner.hoststat() -> str;  await runner.purgestat(everything=False) -> [hosts]
     runner.pending_jobs(entry) -> (jobs, expansions)   # what is left to deliver, routed
-    await runner.run()                    # background: retries of cheap routes, warn, expire
+    await runner.run()                    # background: cheap retries, each message's DSN timer
     await runner.idle()                   # tests: wait for background deliveries
     runner.runs, runner.in_flight, len(runner.tasks)   # runs started, deliveries stop_run would cut,
                                           # background tasks
@@ -57,8 +57,18 @@ DESCRIPTION
     link as available.  ``stop_run`` cancels the deliveries in flight: their
     recipients are logged ``Deferred: queue run stopped`` and nothing is
     recorded (no attempt counted, next_attempt not moved, so no backoff
-    grows); failures of scope LINK (network unreachable) are handled the same
-    way and end the run.  DialDelay: see deliver.py.
+    grows); failures of scope LINK (network unreachable, a DNS timeout) are
+    handled the same way and end the run - but only on a route that needs
+    the link while a link manager runs it.  Without one (``[link] mode =
+    "none"``), or on a cheap route, they are that destination's trouble:
+    recorded with the attempt, backed off, and the run goes on.  DialDelay:
+    see deliver.py.
+
+    One bad message never blocks the queue (issue 16 §8): whatever a
+    queued message contains, an exception while delivering it (the runner,
+    the client, a transport) is logged once with its traceback
+    (delivery_internal_error), its recipients are deferred 4.3.0 with the
+    normal backoff, and the run goes on with every other message.
 
     Host status: hosts that failed (scope SITE) on expensive routes are
     skipped for the rest of the run and until Timeout.hoststatus; the cache
@@ -68,12 +78,27 @@ DESCRIPTION
     outcome.decide: what is recorded, the backoff, the cheap retry, the
     failure report, the delay warning.  Results are stored with
     ``store.update`` (one U record per message attempt); permanent
-    failures and expiry (Timeout.queuereturn) produce
+    failures and returns (Timeout.queuereturn) produce
     RFC 3464 failure reports committed as new messages with the null sender
     (reports.py); Timeout.queuewarn produces one delay report per message
     (the entry's warned flag).  With retry.count_link_up_time_only the ages
     count only link-up time (LinkUpTime, persisted in linkup.json in the
     spool; with no link manager calling link_up, such ages do not grow).
+
+    DSN timers (issue 17 §6): each message's next warn or return decision
+    is computed (outcome.dsn_timer) and the background loop wakes for it;
+    there is no sweep.  A message is returned (4.4.7, "Cannot send message
+    for 5 days") only after a delivery attempt past Timeout.queuereturn
+    failed, as sendmail's markfailure does: at its return time its cheap
+    jobs get one more attempt, jobs for the link wait for the next queue
+    run, and only hold routes (delivered when the customer asks) are
+    returned by age alone.  Texts name the configured times in words.
+
+    Clock steps (issue 16 §11): every timer is a monotonic deadline, and
+    the clock guard (clockguard.py) looks at both clocks before every
+    decision; a step is recorded per queued message (clocksteps.json in the
+    spool) and the parts read entries with their wall stamps rebased, so a
+    step of +1 year returns nothing and -1 year stalls nothing.
 
     Aliases: an envelope recipient that expands to several addresses has one
     state per expansion (key "rcpt>address"); the envelope recipient becomes
@@ -89,10 +114,13 @@ MODULES
     queuerun.py  QueueRunDriver (runner.queue_runs): selection, queue_run,
                  stop_run
     retryloop.py RetryLoop (runner.retries): the background loop, cheap
-                 retries when due and the sweep every SWEEP_S
+                 retries and DSN timers, on monotonic deadlines
     outcome.py   CORE: what an attempt's results mean (record, backoff,
-                 cheap retry, failure report, delay warning), expiry at
-                 Timeout.queuereturn, the sweep's action
+                 cheap retry, failure report, delay warning, the return
+                 past Timeout.queuereturn), internal errors (4.3.0), the
+                 DSN timers and what they do
+    clocksteps.py CORE: wall-clock steps per queued message, the rebased view
+    clockguard.py ClockGuard (runner.guard): notices steps, persists them
     deliver.py   Deliverer (runner.deliverer): one message's jobs to their
                  next hops (DialDelay)
     reports.py   Reporter (runner.reporter): failure and delay reports
@@ -123,7 +151,8 @@ LOG LINES
     edgemail/maillog/ (its docstring lists them): delivery() for every
     attempt, run_start()/run_end(), link_up(), dialdelay(), dsn_queued(),
     dsn_not_queued(), dsn_dropped(), queue_file_unreadable(),
-    runner_warning(), runner_internal_error().
+    runner_warning(), runner_internal_error(), delivery_internal_error(),
+    clock_stepped().
 
 NEVER
     Makes a DNS query outside a queue run, blocks an SMTP session, or
@@ -131,6 +160,7 @@ NEVER
 
 FAILURES
     A bug while delivering one message is logged with its traceback and the
-    daemon goes on; the message stays queued.  ``queue_run`` raises
+    daemon goes on; the message stays queued, deferred 4.3.0 with its
+    backoff.  ``queue_run`` raises
     ValueError for a bad filter.
 """

@@ -110,14 +110,34 @@ class Deliverer:
     # ------------------------------------------------------------ entry point
 
     async def deliver(self, env: Envelope, data: bytes, jobs: list[Job],
-                      ctx: RunContext) -> dict[str, Attempt]:
+                      ctx: RunContext, *, qid: str = "") -> dict[str, Attempt]:
+        """One Attempt per job.  A group whose transport raised (a bug, or
+        content the client refuses to send) is logged once with its
+        traceback and deferred 4.3.0; the other groups keep their results."""
         groups: dict[str, list[Job]] = defaultdict(list)
         for job in jobs:
             groups[job.decision.nexthop].append(job)
         out: dict[str, Attempt] = {}
         for group in groups.values():
-            out.update(await self._group(env, data, group, ctx))
+            try:
+                out.update(await self._group(env, data, group, ctx))
+            except Exception as exc:      # issue 16 §8: never the whole message, never the run
+                out.update(self._internal_error(qid, group, exc, ctx.now()))
         return out
+
+    def _internal_error(self, qid: str, jobs: list[Job], exc: Exception, now: float) -> dict[str, Attempt]:
+        reason = f"{type(exc).__name__}: {exc}"
+        log.error(maillog.delivery_internal_error(qid or "NOQUEUE", reason), exc_info=exc)
+        return {j.key: Attempt(RcptStatus.DEFERRED, "4.3.0", f"internal error: {reason}",
+                               relay=j.decision.host or "none", at=now, extra={"scope": "message"})
+                for j in jobs}
+
+    def _link_lost(self, d) -> bool:
+        """Is a LINK-scope failure (DNS timeout, network unreachable) the
+        link's?  Only for a route that needs the link while a link manager
+        runs it; otherwise (``[link] mode = "none"``, a cheap route) it is
+        this destination's trouble: recorded, backed off, the run goes on."""
+        return self.link is not None and d.expensive
 
     async def _group(self, env, data, jobs: list[Job], ctx: RunContext) -> dict[str, Attempt]:
         d = jobs[0].decision
@@ -133,9 +153,10 @@ class Deliverer:
                 return {j.key: got[j.decision.address] for j in jobs}
             return await self._smtp(env, data, jobs, ctx)
         except DeliveryFailure as exc:
-            if exc.scope is Scope.LINK:
+            if exc.scope is Scope.LINK and self._link_lost(d):
                 return {j.key: cut_attempt(exc.reason, d.host or "none", ctx.now()) for j in jobs}
-            return {j.key: failed_attempt(exc, d.host or "none", ctx.now()) for j in jobs}
+            return {j.key: failed_attempt(exc, d.host or "none", ctx.now(), scope=_not_link(exc))
+                    for j in jobs}
 
     async def _maildir(self, env, data, job: Job, ctx) -> Attempt:
         try:
@@ -224,10 +245,10 @@ class Deliverer:
             if r is None:
                 out[j.key] = Attempt(RcptStatus.DEFERRED, "4.0.0", "no result from the client", relay=relay, at=now)
             elif r.failure is not None:
-                if r.failure.scope is Scope.LINK:
+                if r.failure.scope is Scope.LINK and self._link_lost(j.decision):
                     out[j.key] = cut_attempt(r.failure.reason, relay, now)
                 else:
-                    out[j.key] = failed_attempt(r.failure, relay, now)
+                    out[j.key] = failed_attempt(r.failure, relay, now, scope=_not_link(r.failure))
             else:
                 text = str(r.reply) if r.reply is not None else "250 2.0.0 ok"
                 dsn = r.reply.dsn() if r.reply is not None else "2.0.0"
@@ -254,6 +275,11 @@ class Deliverer:
         if not found:
             raise PermFail(f"{host}: no address", scope=Scope.SITE, dsn="5.4.4")
         return found[0]
+
+
+def _not_link(exc: DeliveryFailure) -> Scope:
+    """The scope recorded for a failure not blamed on the link (LINK -> SITE)."""
+    return Scope.SITE if exc.scope is Scope.LINK else exc.scope
 
 
 def _error_attempt(reply: str, now: float) -> Attempt:

@@ -50,6 +50,7 @@ from email.utils import format_datetime
 from edgemail import maillog
 from edgemail.clock import utc
 from edgemail.envelope import Envelope, Recipient
+from link.durations import describe
 
 DOUBLE_BOUNCE_ENVID = "edgemail-double-bounce"
 ACTIONS = ("failed", "delayed", "delivered", "relayed", "expanded")
@@ -123,9 +124,13 @@ def is_double_bounce(env: Envelope) -> bool:
 
 def build(env: Envelope, original: bytes, results: list[RcptResult], *, qid: str,
           reporting_mta: str, postmaster: str, now: float,
-          errors_to: str | None = None, nobodyreturn: bool = False) -> Report | Dropped | None:
+          errors_to: str | None = None, nobodyreturn: bool = False,
+          warn_after: float | None = None, return_after: float | None = None) -> Report | Dropped | None:
     """The report for `results` (all of one kind: failed, delayed, or
-    delivered/relayed/expanded)."""
+    delivered/relayed/expanded).  A delay report says "for past WARN_AFTER"
+    and "until message is RETURN_AFTER old" (Timeout.queuewarn/queuereturn
+    as configured, spelled out: "4 hours", "5 days"); without them, the
+    time waited and the retry limit, rounded."""
     if not results:
         return None
     kind = _kind(results)
@@ -142,8 +147,9 @@ def build(env: Envelope, original: bytes, results: list[RcptResult], *, qid: str
             return None
         to = (errors_to or env.mail_from) if kind == "failure" else env.mail_from
     full = kind in ("failure", "double-bounce") and env.ret != "HDRS" and not nobodyreturn
+    times = _times(env, chosen, now, warn_after, return_after)
     data, eight_bit = _render(env, original, chosen, kind=kind, to=to, qid=qid,
-                              reporting_mta=reporting_mta, now=now, full=full)
+                              reporting_mta=reporting_mta, now=now, full=full, times=times)
     envid = f"{DOUBLE_BOUNCE_ENVID}.{qid}" if kind == "double-bounce" else None
     return Report(kind, (to,), data, envid, eight_bit)
 
@@ -208,10 +214,19 @@ def _original_recipient(orcpt: str) -> str:
 
 
 def _duration(seconds: float) -> str:
-    hours = seconds / 3600
-    if hours >= 48:
-        return f"{hours / 24:g} days"
-    return f"{hours:g} hours" if hours != 1 else "1 hour"
+    """Seconds as sendmail's texts say them: "4 hours", "5 days" (rounded
+    to a whole minute from 2 minutes up, so timer jitter never shows)."""
+    n = round(seconds) if seconds < 120 else 60 * round(seconds / 60)
+    return describe(n)
+
+
+def _times(env: Envelope, results: list[RcptResult], now: float, warn_after: float | None,
+           return_after: float | None) -> tuple[str, str]:
+    """The "for past X" and "until message is Y old" words."""
+    waited = warn_after if warn_after is not None else max(0.0, now - env.arrived)
+    until = max((r.will_retry_until or 0) for r in results)
+    limit = return_after if return_after is not None else max(0.0, until - env.arrived)
+    return _duration(waited), _duration(limit)
 
 
 def _per_recipient(r: RcptResult) -> list[str]:
@@ -239,11 +254,9 @@ def _split_header(original: bytes) -> bytes:
     return original if original.endswith(b"\r\n") else original + b"\r\n"
 
 
-def _human(env: Envelope, results: list[RcptResult], kind: str, now: float) -> str:
-    waited = max(0.0, now - env.arrived)
-    until = max((r.will_retry_until or 0) for r in results)
+def _human(env: Envelope, results: list[RcptResult], kind: str, times: tuple[str, str]) -> str:
     intro = INTROS[kind].format(arrival=_date(env.arrived), client=_clean(env.client or "localhost"),
-                                hours=_duration(waited), days=_duration(max(0.0, until - env.arrived)))
+                                hours=times[0], days=times[1])
     body = [intro]
     for r in results:
         body.append(f"<{_clean(r.recipient.address)}>")
@@ -253,13 +266,13 @@ def _human(env: Envelope, results: list[RcptResult], kind: str, now: float) -> s
 
 
 def _render(env: Envelope, original: bytes, results: list[RcptResult], *, kind: str, to: str,
-            qid: str, reporting_mta: str, now: float, full: bool) -> tuple[bytes, bool]:
+            qid: str, reporting_mta: str, now: float, full: bool,
+            times: tuple[str, str]) -> tuple[bytes, bool]:
     returned = original if full else _split_header(original)
     returned = returned.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
     eight_bit = any(b > 127 for b in returned)
     boundary = _boundary(qid, now, returned)
-    waited = max(0.0, now - env.arrived)
-    subject = SUBJECTS[kind].format(hours=_duration(waited))
+    subject = SUBJECTS[kind].format(hours=times[0])
     per_message = [f"Reporting-MTA: dns; {reporting_mta}"]
     if env.envid:
         per_message.append(f"Original-Envelope-Id: {_clean(xtext_decode(env.envid))}")
@@ -281,7 +294,7 @@ def _render(env: Envelope, original: bytes, results: list[RcptResult], *, kind: 
     parts = [
         "\r\n".join(head).encode(), b"\r\n\r\nThis is a MIME-encapsulated message.\r\n\r\n",
         f"--{boundary}\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n".encode(),
-        _human(env, results, kind, now).replace("\n", "\r\n").encode("ascii", "replace"),
+        _human(env, results, kind, times).replace("\n", "\r\n").encode("ascii", "replace"),
         f"\r\n--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n".encode(),
         status.encode("ascii", "replace"),
         f"\r\n--{boundary}\r\nContent-Type: {returned_type}\r\nContent-Transfer-Encoding: {cte}\r\n\r\n".encode(),

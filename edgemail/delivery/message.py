@@ -9,19 +9,22 @@ SYNOPSIS
                        reporter=reporter, smtp=smtp, linkup=linkup,
                        plan=runner.pending_jobs, on_retry=retries.due)
     await md.attempt(qid, ctx, want, stoppable=None) -> {key: Attempt}
-    await md.check(qid)                   # the sweep's: expire, or warn
+    await md.check(qid) -> bool           # the DSN timer's: return hold jobs, warn; retry cheap?
     md.link_up_s(entry, now)              # the age Timeout.* count, or None
 
 DESCRIPTION
     Every delivery of a message goes through its lock: the message's entry
     is read fresh from the store while the lock is held, so the store has
     one writer per qid.  ``attempt`` plans the pending recipients (``plan``:
-    one Job per recipient, or per expansion of an alias), expires the
-    message if outcome.expiry says so (the sweep's ``check`` too), reads its data off the loop, hands
-    the jobs ``want`` keeps (cheap ones, or those of a queue run) to the
-    Deliverer, then records: one delivery line per job, then what
-    outcome.decide returns - ``on_retry`` for the background loop, one
-    ``store.update``, the failure report (Reporter), the delay warning.
+    one Job per recipient, or per expansion of an alias), reads its data
+    off the loop, hands the jobs ``want`` keeps (cheap ones, or those of a
+    queue run) to the Deliverer, then records: what outcome.decide returns
+    (a deferral past Timeout.queuereturn is the return) - one delivery line
+    per job, ``on_retry`` for the background loop, one ``store.update``,
+    the failure report (Reporter), the delay warning.  ``check`` is the
+    DSN timer's turn (outcome.timer_plan).  Entries are read through the
+    clock guard (``guard.check()`` first, then ``guard.view``: stamps
+    rebased after a clock step).
 
     ``stoppable`` is the queue run's set of deliveries that stop_run
     cancels: the delivery (not the recording) is put in it while in
@@ -38,8 +41,12 @@ INVARIANTS
 FAILURES
     A queue file that cannot be read is logged (queue_file_unreadable) and
     skipped; it stays queued.  A message no longer queued is skipped
-    (``attempt`` returns {}).  Errors of the store and the reporter pass
-    to the caller (the Runner's task guard logs them).
+    (``attempt`` returns {}).  Anything else a turn raises (routing, the
+    client, a transport: our bug, or content nobody expected) is logged
+    once with its traceback (delivery_internal_error) and the message's
+    pending recipients are deferred 4.3.0 with the normal backoff
+    (outcome.internal_error); ``attempt`` and ``check`` never raise but
+    CancelledError, so a queue run goes on with the other messages.
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ from edgemail import maillog
 from edgemail.clock import Clock
 from edgemail.config.model import Config
 from edgemail.delivery import outcome
+from edgemail.delivery.clockguard import ClockGuard
 from edgemail.delivery.deliver import Deliverer, RunContext
 from edgemail.delivery.port import Job, cut_attempt, stat_text
 from edgemail.delivery.reports import Reporter
@@ -76,24 +84,28 @@ class MessageDriver:
 
     def __init__(self, cfg: Config, store: Store, *, clock: Clock, deliverer: Deliverer,
                  reporter: Reporter, smtp: SmtpClient, linkup: LinkUpTime, plan: Plan,
-                 on_retry: Callable[[str, float], None]) -> None:
+                 on_retry: Callable[[str, float], None], guard: ClockGuard) -> None:
         self.cfg, self.store, self.clock = cfg, store, clock
         self.deliverer, self.reporter, self.smtp = deliverer, reporter, smtp
-        self.linkup, self.plan, self.on_retry = linkup, plan, on_retry
+        self.linkup, self.plan, self.on_retry, self.guard = linkup, plan, on_retry, guard
         self._locks: dict[str, asyncio.Lock] = {}
 
     # ------------------------------------------------------------ entry points
 
     async def attempt(self, qid: str, ctx: RunContext, want: Callable[[Job], bool], *,
                       stoppable: set[asyncio.Task] | None = None) -> dict[str, Attempt]:
-        """Deliver the jobs of QID that WANT keeps; the attempts ({} if none)."""
+        """Deliver the jobs of QID that WANT keeps; the attempts ({} if none).
+        Never raises but CancelledError: one message never stops a run."""
         async def turn(entry: QueueEntry) -> dict[str, Attempt]:
             return await self._attempt(entry, ctx, want, stoppable)
-        return await self._locked(qid, turn) or {}
+        return await self._guarded(qid, turn) or {}
 
-    async def check(self, qid: str) -> None:
-        """The sweep's turn: expire, or send the delay warning (outcome.sweep_action)."""
-        await self._locked(qid, self._check)
+    async def check(self, qid: str) -> bool:
+        """The DSN timer's turn (outcome.timer_plan): return what waits on a
+        hold route past Timeout.queuereturn, send the delay warning; whether
+        the cheap jobs should be tried once more now (they are returned if
+        that fails)."""
+        return bool(await self._guarded(qid, self._check))
 
     def link_up_s(self, entry: QueueEntry, now: float) -> float | None:
         if not self.cfg.retry.count_link_up_time_only:
@@ -102,13 +114,21 @@ class MessageDriver:
 
     # ------------------------------------------------------------ the lock
 
+    async def _guarded(self, qid: str, fn: Callable[[QueueEntry], Awaitable]):
+        try:
+            return await self._locked(qid, fn)
+        except Exception:              # a bug past the turn's own guard: the run goes on
+            log.exception(maillog.runner_internal_error())
+            return None
+
     async def _locked(self, qid: str, fn: Callable[[QueueEntry], Awaitable]):
         """Run fn(entry) owning the message (store: one writer per qid)."""
         lock = self._locks.setdefault(qid, asyncio.Lock())
         try:
             async with lock:
+                self.guard.check()
                 try:
-                    entry = self.store.get(qid)
+                    entry = self.guard.view(self.store.get(qid))
                 except KeyError:
                     return None
                 return await fn(entry)
@@ -118,39 +138,59 @@ class MessageDriver:
 
     # ------------------------------------------------------------ one turn
 
-    async def _check(self, entry: QueueEntry) -> None:
+    async def _check(self, entry: QueueEntry) -> bool:
         now = self.clock.wall()
         jobs, expansions = self.plan(entry)
-        lu = self.link_up_s(entry, now)
-        expired = outcome.expiry(entry, jobs, now=now, cfg=self.cfg, link_up_s=lu)
-        if expired is not None:
-            await self._expire(entry, jobs, expansions, expired, now)
-        elif jobs and outcome.sweep_action(entry, now=now, cfg=self.cfg, link_up_s=lu) == outcome.WARN:
-            data = await self._data(entry)
-            if data is not None:
-                await self._warn(entry, data, now)
+        todo = outcome.timer_plan(entry, jobs, now=now, cfg=self.cfg,
+                                  link_up_s=self.link_up_s(entry, now))
+        if todo.expire:
+            held = [j for j in jobs if j.key in todo.expire]
+            await self._expire(entry, held, expansions, todo.expire, now)
+        if todo.warn:
+            fresh = self._fresh(entry.qid)
+            data = await self._data(fresh) if fresh is not None and not fresh.warned else None
+            if fresh is not None and data is not None:
+                await self._warn(fresh, data, now)
+        return todo.retry_cheap
 
     async def _attempt(self, entry: QueueEntry, ctx: RunContext, want: Callable[[Job], bool],
                        stoppable: set[asyncio.Task] | None) -> dict[str, Attempt]:
         now = self.clock.wall()
-        all_jobs, expansions = self.plan(entry)
-        expired = outcome.expiry(entry, all_jobs, now=now, cfg=self.cfg, link_up_s=self.link_up_s(entry, now))
-        if expired is not None:
-            await self._expire(entry, all_jobs, expansions, expired, now)
-            return {}
-        jobs = [j for j in all_jobs if want(j)]
-        if not jobs:
-            return {}
-        data = await self._data(entry)
-        if data is None:
-            return {}
-        attempts = await self._deliver(entry, data, jobs, ctx, stoppable, now)
+        jobs: list[Job] = []
+        try:
+            all_jobs, expansions = self.plan(entry)
+            jobs = [j for j in all_jobs if want(j)]
+            if not jobs:
+                return {}
+            data = await self._data(entry)
+            if data is None:
+                return {}
+            attempts = await self._deliver(entry, data, jobs, ctx, stoppable, now)
+        except Exception as exc:       # issue 16 §8: one bad message never blocks the queue
+            return await self._internal_error(entry, jobs, exc, now)
         await self._record(entry, data, jobs, expansions, attempts, now)
         return attempts
 
+    async def _internal_error(self, entry: QueueEntry, jobs: list[Job], exc: Exception,
+                              now: float) -> dict[str, Attempt]:
+        """Log EXC once with its traceback; defer what was to be delivered 4.3.0."""
+        reason = f"{type(exc).__name__}: {exc}"
+        log.error(maillog.delivery_internal_error(entry.qid, reason), exc_info=exc)
+        keys = [j.key for j in jobs] or pending_keys(entry)
+        out = outcome.internal_error(entry, keys, reason, now=now, cfg=self.cfg)
+        for key, a in out.record.items():
+            log.info(maillog.delivery(entry.qid, key, delay=now - entry.created, xdelay=0.0,
+                                      mailer="none", pri=entry.priority, relay=a.relay,
+                                      dsn=a.dsn, stat=stat_text(a)))
+        if out.retry_at is not None:
+            self.on_retry(entry.qid, out.retry_at)
+        await self.store.update(entry.qid, out.record, next_attempt=out.next_attempt)
+        return out.record
+
     async def _deliver(self, entry: QueueEntry, data: bytes, jobs: list[Job], ctx: RunContext,
                        stoppable: set[asyncio.Task] | None, now: float) -> dict[str, Attempt]:
-        task = asyncio.ensure_future(self.deliverer.deliver(entry.envelope, data, jobs, ctx))
+        task = asyncio.ensure_future(self.deliverer.deliver(entry.envelope, data, jobs, ctx,
+                                                            qid=entry.qid))
         if stoppable is not None:
             stoppable.add(task)           # stop_run() cancels this delivery, not the run
         try:
@@ -174,18 +214,22 @@ class MessageDriver:
                       expansions: Mapping[str, list[str]], attempts: Mapping[str, Attempt],
                       t0: float) -> None:
         now = self.clock.wall()
-        for j in jobs:
-            self._log(entry, j, attempts[j.key], t0, now)
         out = outcome.decide(entry, jobs, expansions, attempts, now=now, cfg=self.cfg,
                              link_up_s=self.link_up_s(entry, now))
+        for j in jobs:
+            self._log(entry, j, out.record.get(j.key, attempts[j.key]), t0, now)
         if out.retry_at is not None:
             self.on_retry(entry.qid, out.retry_at)
         if not out.record:
             return
-        after = await self.store.update(entry.qid, out.record, next_attempt=out.next_attempt)
-        await self.reporter.failed(entry, data, out.failed, now)
-        if out.warn:
-            await self._warn(after, data, now)
+        after = self.guard.view(await self.store.update(entry.qid, out.record,
+                                                        next_attempt=out.next_attempt))
+        try:
+            await self.reporter.failed(entry, data, out.failed, now)
+            if out.warn:
+                await self._warn(after, data, now)
+        except Exception:              # recorded already; the report is what failed
+            log.exception(maillog.runner_internal_error())
 
     async def _warn(self, entry: QueueEntry, data: bytes, now: float) -> None:
         jobs, _ = self.plan(entry)
@@ -193,6 +237,12 @@ class MessageDriver:
         await self.store.mark_warned(entry.qid)
 
     # ------------------------------------------------------------ helpers
+
+    def _fresh(self, qid: str) -> QueueEntry | None:
+        try:
+            return self.guard.view(self.store.get(qid))
+        except KeyError:
+            return None
 
     async def _data(self, entry: QueueEntry) -> bytes | None:
         try:
@@ -205,3 +255,9 @@ class MessageDriver:
         log.info(maillog.delivery(entry.qid, job.decision.address, delay=now - entry.created,
                                   xdelay=now - t0, mailer=job.decision.kind, pri=entry.priority,
                                   relay=a.relay, dsn=a.dsn, stat=stat_text(a)))
+
+
+def pending_keys(entry: QueueEntry) -> list[str]:
+    """The envelope recipients not final yet (when routing itself failed)."""
+    return [r.address for r in entry.envelope.recipients
+            if not (entry.rcpt_status.get(r.address) and entry.rcpt_status[r.address].final)]

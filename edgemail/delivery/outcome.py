@@ -1,8 +1,8 @@
 """delivery/outcome.py - what one delivery attempt's results mean (CORE).
 
 NAME
-    outcome - decide(), expiry() and sweep_action(): the runner's decisions
-    about a message once its deliveries are back, as pure functions
+    outcome - decide(), internal_error(), dsn_timer(), timer_plan(): the
+    runner's decisions about a message, as pure functions
 
 SYNOPSIS
     out = decide(entry, jobs, expansions, attempts, now=now, cfg=cfg, link_up_s=lu)
@@ -10,8 +10,11 @@ SYNOPSIS
     out.retry_at        # -> the background loop's list (cheap jobs), or None
     out.failed          # -> Reporter.failed: (job, attempt) for the failure report
     out.warn            # -> Reporter.delayed + store.mark_warned
+    internal_error(entry, keys, reason, now=now, cfg=cfg) -> Outcome   # 4.3.0, backoff
+    dsn_timer(entry, now=now, cfg=cfg, link_up_s=lu, counting=True) -> wall time | None
+    timer_plan(entry, jobs, now=now, cfg=cfg, link_up_s=lu) -> TimerPlan(expire, warn, retry_cheap)
+    dsn_overdue(entry, now=now, cfg=cfg, link_up_s=lu) -> bool       # at start: check now
     expiry(entry, jobs, now=now, cfg=cfg, link_up_s=lu) -> {key: Attempt} | None
-    sweep_action(entry, now=now, cfg=cfg, link_up_s=lu) -> EXPIRE | WARN | None
 
 DESCRIPTION
     ``decide`` turns one attempt's results (one Attempt per Job, keyed like
@@ -19,7 +22,10 @@ DESCRIPTION
     into what the driver does next:
 
       record        every attempt that was not cut by the link or by
-                    stop_run (``port.is_cut``), plus the envelope recipient
+                    stop_run (``port.is_cut``); past Timeout.queuereturn a
+                    deferral is the return (EXPIRED 4.4.7, sendmail's
+                    markfailure: "Cannot send message for 5 days"), so
+                    every return follows a failed attempt; plus the envelope recipient
                     of an alias once all its expansions are final
                     (``combine``).  Empty: nothing is written, no attempt is
                     counted, no backoff grows.
@@ -38,16 +44,14 @@ DESCRIPTION
                     Timeout.queuewarn has passed (once: the entry's warned
                     flag; 0 disables it).
 
-    ``expiry`` is the give-up decision taken before an attempt and by the
-    sweep: past Timeout.queuereturn (by urgency; ``link_up_s`` with
-    retry.count_link_up_time_only) every pending job gets an EXPIRED
-    attempt, 4.4.7, which ``decide`` then records and reports like a
-    bounce.  ``sweep_action`` is the background sweep's question for one
-    entry: EXPIRE, WARN or nothing.
-
-    Later work belongs here, not in the drivers: a message whose delivery
-    raised is deferred 4.3.0 with this backoff; clock steps rebase due
-    times; DSN warn and return times computed per message.
+    ``internal_error``: a delivery that raised defers KEYS 4.3.0 with the
+    normal backoff (issue 16 §8).  ``dsn_timer`` is when the next
+    queuewarn/queuereturn decision is due (by urgency; ``link_up_s`` with
+    retry.count_link_up_time_only, where the age grows only while the link
+    is up: ``counting``); ``timer_plan`` is what the timer then does: hold
+    jobs returned by age (``expiry``: EXPIRED 4.4.7, which ``decide``
+    records and reports like a bounce), cheap jobs tried once more, the
+    warning once.
 
 NEVER
     Does I/O, reads a clock or logs: ``now`` (wall time of the record) and
@@ -65,10 +69,7 @@ from edgemail.delivery.port import Job, is_cheap, is_cut
 from edgemail.envelope import Attempt, RcptStatus
 from edgemail.spool import schedule
 from edgemail.spool.record import QueueEntry, StateUpdate, apply
-
-#: sweep_action's answers
-EXPIRE, WARN = "expire", "warn"
-
+from link.durations import describe
 
 @dataclass(frozen=True)
 class Outcome:
@@ -85,7 +86,8 @@ def decide(entry: QueueEntry, jobs: Sequence[Job], expansions: Mapping[str, list
            attempts: Mapping[str, Attempt], *, now: float, cfg: Config,
            link_up_s: float | None = None) -> Outcome:
     """The meaning of ATTEMPTS (one per job) for ENTRY as it was before them."""
-    record = {k: a for k, a in attempts.items() if not is_cut(a)}
+    record = expire_deferred(entry, {k: a for k, a in attempts.items() if not is_cut(a)},
+                             now=now, cfg=cfg, link_up_s=link_up_s)
     record.update(originals(entry, expansions, record, now))
     deferred = [j for j in jobs if _status(record, j) is RcptStatus.DEFERRED]
     next_at = schedule.next_attempt(now, entry.created, cfg.retry) if deferred else None
@@ -140,22 +142,94 @@ def combine(attempts: list[Attempt], now: float) -> Attempt:
     return Attempt(bad.status, bad.dsn, bad.text, relay=bad.relay, at=now)
 
 
+def expire_deferred(entry: QueueEntry, record: Mapping[str, Attempt], *, now: float, cfg: Config,
+                    link_up_s: float | None = None) -> dict[str, Attempt]:
+    """RECORD with every deferral turned into EXPIRED (4.4.7) once ENTRY is
+    past Timeout.queuereturn: sendmail returns a message only after a
+    delivery attempt failed (markfailure), never for time alone."""
+    if not schedule.expired(entry.envelope, entry.created, now, cfg, link_up_s=link_up_s):
+        return dict(record)
+    text = expiry_text(entry, cfg)
+    return {k: (Attempt(RcptStatus.EXPIRED, "4.4.7", f"{text}; last attempt: {a.text}",
+                        relay=a.relay, at=a.at, extra=a.extra)
+                if a.status is RcptStatus.DEFERRED else a) for k, a in record.items()}
+
+
+def expiry_text(entry: QueueEntry, cfg: Config) -> str:
+    """sendmail's "Cannot send message for 5 days" (pintvl: the configured time, spelled out)."""
+    return (f"Cannot send message for {describe(schedule.return_after(entry.envelope, cfg.Timeout))} "
+            "(Timeout.queuereturn)")
+
+
 def expiry(entry: QueueEntry, jobs: Sequence[Job], *, now: float, cfg: Config,
            link_up_s: float | None = None) -> dict[str, Attempt] | None:
-    """Past Timeout.queuereturn: an EXPIRED attempt (4.4.7) for every job; else None."""
+    """Past Timeout.queuereturn: an EXPIRED attempt (4.4.7) for every one of
+    JOBS (the timer's, for jobs no attempt is made for: hold routes); else None."""
     if not schedule.expired(entry.envelope, entry.created, now, cfg, link_up_s=link_up_s):
         return None
-    days = schedule.return_after(entry.envelope, cfg.Timeout) / 86400
-    text = f"Cannot send message for {days:g} days (Timeout.queuereturn)"
+    text = expiry_text(entry, cfg)
     return {j.key: Attempt(RcptStatus.EXPIRED, "4.4.7", text, relay="none", at=now) for j in jobs}
 
 
-def sweep_action(entry: QueueEntry, *, now: float, cfg: Config,
-                 link_up_s: float | None = None) -> str | None:
-    """The sweep's question: EXPIRE (Timeout.queuereturn), WARN (queuewarn, once) or None."""
-    if schedule.expired(entry.envelope, entry.created, now, cfg, link_up_s=link_up_s):
-        return EXPIRE
-    if schedule.warn_due(entry.envelope, entry.created, now, cfg, warned=entry.warned,
-                         link_up_s=link_up_s):
-        return WARN
-    return None
+def internal_error(entry: QueueEntry, keys: Sequence[str], reason: str, *, now: float,
+                   cfg: Config) -> Outcome:
+    """A delivery of ENTRY raised (our bug, or content nothing expected):
+    every key in KEYS deferred 4.3.0 with the normal backoff, retried by
+    the background loop at that time (whatever its routes)."""
+    a = Attempt(RcptStatus.DEFERRED, "4.3.0", f"internal error: {reason}", relay="none", at=now,
+                extra={"scope": "message"})
+    next_at = schedule.next_attempt(now, entry.created, cfg.retry)
+    return Outcome({k: a for k in keys}, next_at, next_at, (), False)
+
+
+def dsn_timer(entry: QueueEntry, *, now: float, cfg: Config, link_up_s: float | None = None,
+              counting: bool = True) -> float | None:
+    """When the next Timeout.queuewarn / queuereturn decision about ENTRY is
+    due (wall time, strictly after NOW), or None: both behind it, or the age
+    that counts does not grow now (``counting`` false: link-up time only,
+    with the link down)."""
+    if not counting:
+        return None
+    aged = schedule.counted_age(now, entry.created, cfg.retry, link_up_s)
+    limits = [schedule.return_after(entry.envelope, cfg.Timeout)]
+    if not entry.warned and schedule.warn_after(entry.envelope, cfg.Timeout) > 0:
+        limits.append(schedule.warn_after(entry.envelope, cfg.Timeout))
+    ahead = [limit - aged for limit in limits if limit > aged]
+    return now + min(ahead) if ahead else None
+
+
+def dsn_overdue(entry: QueueEntry, *, now: float, cfg: Config,
+                link_up_s: float | None = None) -> bool:
+    """A decision fell due while nobody looked (the daemon was down): the
+    warning is due, or Timeout.queuereturn has passed."""
+    return (schedule.expired(entry.envelope, entry.created, now, cfg, link_up_s=link_up_s)
+            or schedule.warn_due(entry.envelope, entry.created, now, cfg, warned=entry.warned,
+                                 link_up_s=link_up_s))
+
+
+@dataclass(frozen=True)
+class TimerPlan:
+    """What a DSN timer does for one message (timer_plan)."""
+
+    expire: dict[str, Attempt]      # hold jobs past Timeout.queuereturn: returned without an attempt
+    warn: bool                      # the delay warning is due and something stays queued
+    retry_cheap: bool               # past queuereturn: try the cheap jobs once more now
+
+
+def timer_plan(entry: QueueEntry, jobs: Sequence[Job], *, now: float, cfg: Config,
+               link_up_s: float | None = None) -> TimerPlan:
+    """The DSN timer's decisions for ENTRY (its pending JOBS).  Past
+    Timeout.queuereturn, jobs on hold routes (sendmail's ``%`` mailers:
+    delivered only when the customer asks, ETRN) are returned by age;
+    cheap jobs get one more attempt now, returned if it fails; jobs for the
+    link wait for the next queue run's attempt.  The warning is due past
+    queuewarn (once) unless every pending job is being returned."""
+    expire: dict[str, Attempt] = {}
+    past = schedule.expired(entry.envelope, entry.created, now, cfg, link_up_s=link_up_s)
+    if past:
+        expire = expiry(entry, [j for j in jobs if j.decision.kind == "hold"], now=now, cfg=cfg,
+                        link_up_s=link_up_s) or {}
+    left = [j for j in jobs if j.key not in expire]
+    warn = bool(left) and schedule.warn_due(entry.envelope, entry.created, now, cfg,
+                                            warned=entry.warned, link_up_s=link_up_s)
+    return TimerPlan(expire, warn, past and any(is_cheap(j) for j in left))

@@ -114,10 +114,12 @@ def is_cheap(job: Job) -> bool:
     return not job.decision.expensive and job.decision.kind not in ("mx", "hold")
 
 
-def failed_attempt(exc: DeliveryFailure, relay: str, now: float) -> Attempt:
+def failed_attempt(exc: DeliveryFailure, relay: str, now: float, scope: Scope | None = None) -> Attempt:
+    """EXC as a recorded Attempt; SCOPE overrides the error's own (a LINK
+    failure where no link is to blame is recorded as SITE: not a cut)."""
     status = RcptStatus.BOUNCED if exc.permanent else RcptStatus.DEFERRED
     return Attempt(status, exc.dsn, exc.reply or exc.reason, relay=relay, at=now,
-                   extra={"scope": exc.scope.value})
+                   extra={"scope": (scope or exc.scope).value})
 
 
 def cut_attempt(reason: str, relay: str, now: float) -> Attempt:

@@ -79,7 +79,9 @@ class Reporter:
                      errors_to: str | None = None) -> list[str]:
         report = dsn.build(entry.envelope, data, results, qid=entry.qid,
                            reporting_mta=self.cfg.hostname, postmaster=self.postmaster, now=now,
-                           errors_to=errors_to, nobodyreturn=self.nobodyreturn)
+                           errors_to=errors_to, nobodyreturn=self.nobodyreturn,
+                           warn_after=schedule.warn_after(entry.envelope, self.cfg.Timeout),
+                           return_after=schedule.return_after(entry.envelope, self.cfg.Timeout))
         if report is None:
             return []
         if isinstance(report, dsn.Dropped):

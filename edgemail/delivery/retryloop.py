@@ -1,12 +1,14 @@
-"""delivery/retryloop.py - the Runner's background loop: cheap retries when due, a sweep now and then (DRIVER).
+"""delivery/retryloop.py - the Runner's background loop: cheap retries and DSN timers, on the monotonic clock (DRIVER).
 
 NAME
-    retryloop - RetryLoop(clock, on_due=runner.on_commit, sweep=runner.sweep)
+    retryloop - RetryLoop(clock, on_due=runner.on_commit, on_timer=runner.dsn_check)
 
 SYNOPSIS
-    loop = RetryLoop(clock, on_due=runner.on_commit, sweep=runner.sweep)
+    loop = RetryLoop(clock, on_due=runner.on_commit, on_timer=runner.dsn_check,
+                     on_wake=guard.check)
     loop.due(qid, when)                  # try QID's cheap jobs again at WHEN (wall time)
-    await loop.run([(qid, next_attempt), ...])   # forever; the list: mail left at start
+    loop.timer(qid, when)                # QID's next queuewarn/queuereturn decision at WHEN, or None
+    await loop.run([(qid, next_attempt), ...])   # forever
 
 DESCRIPTION
     Deferred deliveries on cheap routes (local, LAN relay, LMTP) are not
@@ -18,62 +20,90 @@ DESCRIPTION
     every queued message at its next_attempt (cheap mail left over by the
     last run of the daemon).
 
-    Every SWEEP_S the loop awaits ``sweep()`` (the Runner looks for
-    messages to expire or warn about).  The loop sleeps on the injected
-    clock until the next of those times; ``due`` wakes it to re-plan.
+    DSN timers: each queued message's next Timeout.queuewarn or
+    Timeout.queuereturn decision (outcome.dsn_timer) is a timer of its own
+    (``timer``); when it is due the loop calls ``on_timer(qid)``, so a
+    warning goes out when it is due, not at the next sweep.  The Runner
+    plans them (at start one now for what fell due while it was down).
+
+    Clock steps: a time is given as wall time and kept as a monotonic
+    deadline (now_mono + when - now_wall, at the moment it is given), so a
+    step of the wall clock (NTP at the first call, a box that booted at the
+    epoch) neither fires every timer at once nor leaves one asleep for a
+    year.  ``on_wake`` runs first on every wake-up (the Runner's clock
+    guard: it notices a step and rebases the queue's wall stamps).
 
 NEVER
-    Delivers or decides anything itself.  Times are wall times; the sleep
-    is on the clock's monotonic time, for the difference.
+    Delivers or decides anything itself, or sleeps on wall time.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Awaitable, Callable, Iterable
-
-from edgemail.clock import Clock
-
-#: how often the background loop looks for due warnings and expired messages
-SWEEP_S = 300.0
+from typing import Callable, Iterable
 
 
 class RetryLoop:
-    """Due times of cheap retries, and the sweep's cadence (see the module docstring)."""
+    """Due times of cheap retries and of DSN decisions (see the module docstring)."""
 
-    def __init__(self, clock: Clock, *, on_due: Callable[[str], None],
-                 sweep: Callable[[], Awaitable[None]], sweep_s: float = SWEEP_S) -> None:
-        self.clock, self.on_due, self.sweep, self.sweep_s = clock, on_due, sweep, sweep_s
-        self._due: dict[str, float] = {}
+    def __init__(self, clock, *, on_due: Callable[[str], None], on_timer: Callable[[str], None],
+                 on_wake: Callable[[], object] = lambda: None) -> None:
+        self.clock, self.on_due, self.on_timer, self.on_wake = clock, on_due, on_timer, on_wake
+        self._due: dict[str, float] = {}        # qid -> monotonic deadline
+        self._timers: dict[str, float] = {}
         self._kick = asyncio.Event()
 
+    def _deadline(self, when: float) -> float:
+        return self.clock.monotonic() + (when - self.clock.wall())
+
     def due(self, qid: str, when: float) -> None:
-        """Try QID's cheap jobs again at WHEN (replaces an earlier time)."""
-        self._due[qid] = when
+        """Try QID's cheap jobs again at WHEN, wall time (replaces an earlier time)."""
+        self._due[qid] = self._deadline(when)
         self._kick.set()
 
+    def timer(self, qid: str, when: float | None) -> None:
+        """QID's next DSN decision at WHEN (wall time); None: no timer."""
+        if when is None:
+            self._timers.pop(qid, None)
+        else:
+            self._timers[qid] = self._deadline(when)
+        self._kick.set()
+
+    def timers(self) -> dict[str, float]:
+        """QID -> wall time of its DSN timer as things stand (status, tests)."""
+        offset = self.clock.wall() - self.clock.monotonic()
+        return {qid: mono + offset for qid, mono in self._timers.items()}
+
     async def run(self, left_over: Iterable[tuple[str, float]] = ()) -> None:
-        """Forever: hand due messages to on_due, sweep every sweep_s."""
-        self._due.update(left_over)
-        next_sweep = self.clock.wall()
+        """Forever: hand due messages to on_due, due DSN decisions to on_timer."""
+        for qid, when in left_over:
+            self.due(qid, when)
         while True:
             self._kick.clear()
-            now = self.clock.wall()
-            for qid in [q for q, t in self._due.items() if t <= now]:
-                del self._due[qid]
+            self.on_wake()
+            now = self.clock.monotonic()
+            for qid in self._fire(self._due, now):
                 self.on_due(qid)
-            if now >= next_sweep:
-                await self.sweep()
-                next_sweep = now + self.sweep_s
-            wake = min([next_sweep, *self._due.values()])
-            await self._wait(max(0.0, wake - now))
+            for qid in self._fire(self._timers, now):
+                self.on_timer(qid)
+            pending = [*self._due.values(), *self._timers.values()]
+            await self._wait(max(0.0, min(pending) - now) if pending else None)
 
-    async def _wait(self, seconds: float) -> None:
-        """Sleep SECONDS on the clock, or until due() kicks."""
+    @staticmethod
+    def _fire(deadlines: dict[str, float], now: float) -> list[str]:
+        fired = [qid for qid, t in deadlines.items() if t <= now]
+        for qid in fired:
+            del deadlines[qid]
+        return fired
+
+    async def _wait(self, seconds: float | None) -> None:
+        """Sleep SECONDS on the clock (None: until kicked), or until a new time kicks."""
         kick = asyncio.ensure_future(self._kick.wait())
-        sleep = asyncio.ensure_future(self.clock.sleep(seconds))
+        waits: set[asyncio.Future] = {kick}
+        if seconds is not None:
+            waits.add(asyncio.ensure_future(self.clock.sleep(seconds)))
         try:
-            await asyncio.wait({kick, sleep}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            kick.cancel()
-            sleep.cancel()
+            for fut in waits:
+                fut.cancel()

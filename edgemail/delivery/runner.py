@@ -19,7 +19,8 @@ DESCRIPTION
                   warning, expiry, under the message's lock
       queue_runs  queuerun.QueueRunDriver: selection, the run, stop_run
       retries     retryloop.RetryLoop: the background loop (cheap retries,
-                  the sweep every SWEEP_S)
+                  each message's DSN timer; monotonic deadlines)
+      guard       clockguard.ClockGuard: wall-clock steps, the rebased view
       deliverer   deliver.Deliverer: one message's jobs to their next hops
       reporter    reports.Reporter: failure and delay reports queued
       tasks       state.TaskSet: background tasks until done (idle())
@@ -29,9 +30,13 @@ DESCRIPTION
 
     Hooks: ``on_commit`` (cheap recipients delivered at once, in a
     background task), ``check_rcpt``, ``etrn`` (RFC 1985: a filtered run,
-    -qR@domain).  ``run()`` is the background loop (RetryLoop); ``sweep()``
-    spawns a check of every message outcome.sweep_action says is due to
-    expire or be warned about.  ``link_up``/``link_down`` keep the host
+    -qR@domain).  ``run()`` is the background loop (RetryLoop);
+    ``plan_timer(qid)`` gives it a message's next DSN decision
+    (outcome.dsn_timer; on every commit, after every check, on link events
+    and clock steps) and ``dsn_check(qid)`` is what it calls then
+    (MessageDriver.check, then one more cheap attempt past queuereturn).
+    ``clock_stepped`` is the guard's hook: link-up time rebased, host
+    status cleared, timers planned again.  ``link_up``/``link_down`` keep the host
     status, the resolver's name servers and the link-up time (LINKUP_FILE
     in the spool) in step with the line; ``hoststat``/``purgestat`` answer
     the control socket.
@@ -59,6 +64,7 @@ from edgemail.clock import Clock, SystemClock
 from edgemail.config.model import Config
 from edgemail.delivery import outcome
 from edgemail.delivery.aliases import load as load_aliases
+from edgemail.delivery.clockguard import ClockGuard
 from edgemail.delivery.deliver import Deliverer, RunContext
 from edgemail.delivery.hoststatus import HostStatusStore
 from edgemail.delivery.message import MessageDriver
@@ -77,6 +83,7 @@ from edgemail.spool.store import Store
 log = logging.getLogger("edgemail.runner")
 
 LINKUP_FILE = "linkup.json"
+CLOCKSTEPS_FILE = "clocksteps.json"
 
 
 class Runner:
@@ -99,17 +106,21 @@ class Runner:
         self.linkup_path = os.path.join(cfg.spool_dir, LINKUP_FILE)
         self.linkup = load_linkup(self.linkup_path)
         self.tasks = TaskSet()
-        self.retries = RetryLoop(self.clock, on_due=self.on_commit, sweep=self.sweep)
+        self.guard = ClockGuard(self.clock, store, os.path.join(cfg.spool_dir, CLOCKSTEPS_FILE),
+                                on_step=self.clock_stepped, spawn=self.tasks.spawn)
+        self.retries = RetryLoop(self.clock, on_due=self.on_commit, on_timer=self.dsn_check,
+                                 on_wake=self.guard.check)
         self.deliverer = Deliverer(cfg, clock=self.clock, smtp=self.smtp, resolver=self.resolver,
                                    link=link, smarthost_tls=smarthost_tls, hosts_file=hosts_file,
                                    mx_port=mx_port)
         self.reporter = Reporter(cfg, store, self.on_commit)
         self.messages = MessageDriver(cfg, store, clock=self.clock, deliverer=self.deliverer,
                                       reporter=self.reporter, smtp=self.smtp, linkup=self.linkup,
-                                      plan=self.pending_jobs, on_retry=self.retries.due)
+                                      plan=self.pending_jobs, on_retry=self.retries.due,
+                                      guard=self.guard)
         self.queue_runs = QueueRunDriver(cfg, store, clock=self.clock, link=link, hosts=self.hosts,
                                          messages=self.messages, plan=self.pending_jobs,
-                                         save_hosts=self._save_hosts)
+                                         save_hosts=self._save_hosts, guard=self.guard)
 
     # ================================================================ hooks
 
@@ -121,7 +132,12 @@ class Runner:
             entry = self.store.get(qid)
         except KeyError:                  # not queued (any more): nothing to deliver
             return
-        if any(is_cheap(job) for job in self.pending_jobs(entry)[0]):
+        self.plan_timer(qid)
+        try:
+            cheap = any(is_cheap(job) for job in self.pending_jobs(entry)[0])
+        except Exception:                 # the attempt logs it and defers the message (4.3.0)
+            cheap = True
+        if cheap:
             ctx = RunContext(f"cheap-{qid}", self.hosts, self.clock.wall)
             self.tasks.spawn(self.messages.attempt(qid, ctx, is_cheap))
 
@@ -171,18 +187,55 @@ class Runner:
     # ================================================================ background loop
 
     async def run(self) -> None:
-        """Retry deferred cheap deliveries on their schedule; warn and expire."""
+        """Retry deferred cheap deliveries on their schedule; warn and return
+        on each message's own DSN timer (RetryLoop)."""
         try:
-            await self.retries.run((e.qid, e.next_attempt) for e in self.store.entries())
+            entries = self.store.entries()
+            for e in entries:
+                self.plan_timer(e.qid, start=True)
+            await self.retries.run([(e.qid, self.guard.view(e).next_attempt) for e in entries])
         finally:
             self.close()
 
-    async def sweep(self) -> None:
-        """Expire messages past Timeout.queuereturn, warn past Timeout.queuewarn."""
+    def dsn_check(self, qid: str) -> None:
+        """QID's DSN timer is due: warn or return (MessageDriver.check), then plan the next."""
+        async def turn() -> None:
+            try:
+                if await self.messages.check(qid):
+                    self.on_commit(qid)   # past queuereturn: cheap jobs once more, returned if they fail
+            finally:
+                self.plan_timer(qid)
+        self.tasks.spawn(turn())
+
+    def plan_timer(self, qid: str, *, start: bool = False) -> None:
+        """Give QID's next queuewarn/queuereturn decision to the background
+        loop (or none); at START, one now if it fell due while we were down."""
+        try:
+            entry = self.guard.view(self.store.get(qid))
+        except KeyError:
+            self.retries.timer(qid, None)
+            return
         now = self.clock.wall()
+        lu = self.messages.link_up_s(entry, now)
+        if start and outcome.dsn_overdue(entry, now=now, cfg=self.cfg, link_up_s=lu):
+            self.retries.timer(qid, now)
+            return
+        counting = not self.cfg.retry.count_link_up_time_only or self.linkup.up_since is not None
+        self.retries.timer(qid, outcome.dsn_timer(entry, now=now, cfg=self.cfg, counting=counting,
+                                                  link_up_s=lu))
+
+    def plan_timers(self) -> None:
         for e in self.store.entries():
-            if outcome.sweep_action(e, now=now, cfg=self.cfg, link_up_s=self.messages.link_up_s(e, now)):
-                self.tasks.spawn(self.messages.check(e.qid))
+            self.plan_timer(e.qid)
+
+    def clock_stepped(self, step: float) -> None:
+        """The wall clock was stepped (ClockGuard): move the link-up time,
+        give every host a new chance, plan the DSN timers again."""
+        self.linkup.rebase(step)
+        self.hosts.clear()
+        self.tasks.spawn(self._save_linkup())
+        self.tasks.spawn(self._save_hosts())
+        self.plan_timers()
 
     def close(self) -> None:
         """Drop cached SMTP connections at once (shutdown)."""
@@ -195,8 +248,10 @@ class Runner:
         dropped = self.hosts.clear()
         await self._save_hosts()
         servers = self.resolver.reload_nameservers() if hasattr(self.resolver, "reload_nameservers") else ()
+        self.guard.check()
         self.linkup.up(self.clock.wall())
-        await asyncio.to_thread(save_linkup, self.linkup_path, self.linkup)
+        await self._save_linkup()
+        self.plan_timers()
         log.info(maillog.link_up(cleared=dropped, nameservers=servers, info=info))
         return await self.queue_run(reason="link-up", flush=True)
 
@@ -206,9 +261,17 @@ class Runner:
         # cached SMTP sessions died with the line (the next call may even
         # have a new address): never probe them on the next call
         drop_connections(self.smtp)
+        self.guard.check()
         self.linkup.down(self.clock.wall())
-        await asyncio.to_thread(save_linkup, self.linkup_path, self.linkup)
+        await self._save_linkup()
+        self.plan_timers()
         return busy
+
+    async def _save_linkup(self) -> None:
+        try:
+            await asyncio.to_thread(save_linkup, self.linkup_path, self.linkup)
+        except OSError as exc:
+            log.warning(maillog.runner_warning(f"cannot save {self.linkup_path}: {exc}"))
 
     # ================================================================ host status
 

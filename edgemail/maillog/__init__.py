@@ -98,6 +98,15 @@ Queue runs, SMTP client, DNS (runs.py; ``edgemail.runner``):
         link-up wait; the runner goes on without it.
   runner: internal error   [1]
         runner_internal_error(): our bug in one delivery; with traceback.
+  QID: internal error while delivering, dsn=4.3.0, deferred: ERROR   [1]
+        delivery_internal_error(): delivering QID raised (our bug, or
+        queued content nothing expected); with traceback, once per
+        attempt; the message is deferred 4.3.0 with its normal backoff and
+        the run goes on with the others.
+  runner: wall clock stepped, step=STEP, rebased=N   [1]
+        clock_stepped(): the wall clock moved STEP (``+Ns``/``-Ns``) more than
+        the monotonic clock; the queued messages' stamps were moved with it
+        (no expiry, no stall); the host status was cleared.
   smtpc: warning: SmartHostAuthFile PATH is owned by uid N, not root   [1]
         authfile_owner()
   smtpc: relay=R, auth=none (no AUTH offered; sending without authentication)   [1]
@@ -190,6 +199,8 @@ from edgemail.maillog.messages import (
 )
 from edgemail.maillog.runs import (
     authfile_owner,
+    clock_stepped,
+    delivery_internal_error,
     demand_unroutable,
     dialdelay,
     dns_cache_unreadable,
@@ -223,7 +234,7 @@ __all__ = [
     "reject", "connect", "lost_connection", "too_many_errors", "timeout", "refused", "internal_error",
     # runs.py
     "run_start", "run_end", "link_up", "dialdelay", "hoststatus_cleared", "demand_unroutable",
-    "runner_warning", "runner_internal_error", "authfile_owner", "no_auth", "dns_cache_unreadable", "etrn_result",
+    "runner_warning", "runner_internal_error", "delivery_internal_error", "clock_stepped", "authfile_owner", "no_auth", "dns_cache_unreadable", "etrn_result",
     # daemon.py
     "recovered", "stale_tmp", "corrupt_file", "queue_run_requested", "bad_request",
     "control_internal_error", "starting", "ready", "running_as", "stopping", "stopped", "warning",

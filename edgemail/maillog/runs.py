@@ -55,6 +55,16 @@ def runner_internal_error() -> str:
     return "runner: internal error"
 
 
+def delivery_internal_error(qid: str, error: object) -> str:
+    return f"{qid}: internal error while delivering, dsn=4.3.0, deferred: {clean(error)}"
+
+
+def clock_stepped(step_s: float, rebased: int) -> str:
+    sign = "+" if step_s >= 0 else "-"
+    return "runner: wall clock stepped, " + pairs(("step", f"{sign}{abs(step_s):.0f}s"),
+                                                   ("rebased", rebased))
+
+
 def authfile_owner(path: str, uid: int) -> str:
     return f"smtpc: warning: SmartHostAuthFile {clean(path)} is owned by uid {uid}, not root"
 

@@ -19,7 +19,10 @@ DESCRIPTION
     * Clock-jump guard: ages never go negative; a due time further away than
       max_backoff (the wall clock went back) is due now; ``wall_jump`` compares
       wall and monotonic deltas so a driver can detect NTP stepping the clock
-      and ``rebase`` stamps written before the step.
+      and ``rebase`` stamps written before the step; ``ClockSteps`` keeps
+      the steps each queued message saw (delivery/clocksteps.py: the view
+      of an entry with its stamps rebased), ``LinkUpTime.rebase`` the
+      link-up intervals.
     * Queue-run selection: sendmail's ``-q[!]I|R|S<substr>`` filters, MinQueueAge,
       QueueSortOrder (priority, time, host, filename, random), priority with
       RetryFactor per attempt, MaxQueueRunSize.
@@ -167,6 +170,12 @@ class LinkUpTime:
     def prune(self, before: float) -> None:
         self.intervals = [(s, e) for s, e in self.intervals if e > before]
 
+    def rebase(self, step: float) -> None:
+        """The wall clock was stepped by STEP: move what was recorded with it."""
+        self.intervals = [(rebase(s, step), rebase(e, step)) for s, e in self.intervals]
+        if self.up_since is not None:
+            self.up_since = rebase(self.up_since, step)
+
 
 # ---------------------------------------------------------------- clock jumps
 
@@ -189,6 +198,7 @@ def rebase(stamp: float, step: float) -> float:
     clock: a message queued at boot (clock at the epoch) must not look 56
     years old once NTP has run."""
     return stamp + step
+
 
 
 # ---------------------------------------------------------------- queue-run selection

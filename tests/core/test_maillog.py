@@ -61,6 +61,8 @@ SAMPLES = {
     "hoststatus_cleared": ((3,), {}),
     "demand_unroutable": (("kAM8oN00005713", "no route for x@y"), {}),
     "runner_internal_error": ((), {}),
+    "delivery_internal_error": (("kAM8oN00005713", "LocalProtocolError: sender address contains '\\r'"), {}),
+    "clock_stepped": ((-31536000.0, 12), {}),
     "authfile_owner": (("/etc/edgemail/smarthost.auth", 1000), {}),
     "no_auth": (("smart.example[192.0.2.1]:587",), {}),
     "dns_cache_unreadable": (("/var/spool/edgemail/dns.json", "Expecting value"), {}),

@@ -1,5 +1,6 @@
 """delivery.outcome: what an attempt's results mean - record, backoff, cheap
-retry, failure report, delay warning; expiry at Timeout.queuereturn; the sweep."""
+retry, failure report, delay warning; returns past Timeout.queuereturn only
+after an attempt (hold routes by age); the DSN timers; internal errors."""
 
 from __future__ import annotations
 
@@ -157,44 +158,72 @@ def test_combined_alias_attempt_names_the_alias_or_the_failure():
     assert (bad.status, bad.dsn, bad.text) == (RcptStatus.BOUNCED, "5.1.1", "bounced text"), bad
 
 
-# ------------------------------------------------------------------ expiry and the sweep
+# ------------------------------------------------------------------ expiry and the DSN timers
 
-# id, entry kw, config kw, link_up_s, want expired, want sweep action
+HOLD, LOCAL = ("hold", True), ("local", False)
+
+# id, entry kw, config kw, link_up_s, want expired by age (hold), want timer plan (warn, retry cheap)
 EXPIRY = [
-    ("young", {"age": 1 * H}, {}, None, False, None),
-    ("past-queuewarn", {"age": 5 * H}, {}, None, False, outcome.WARN),
-    ("warned-already", {"age": 5 * H, "warned": True}, {}, None, False, None),
-    ("just-before-queuereturn", {"age": 5 * D - 1, "warned": True}, {}, None, False, None),
-    ("at-queuereturn", {"age": 5 * D}, {}, None, True, outcome.EXPIRE),
-    ("past-queuereturn-even-if-warned", {"age": 6 * D, "warned": True}, {}, None, True, outcome.EXPIRE),
-    ("urgent-returns-sooner", {"age": 3 * D, "precedence": 100}, {}, None, True, outcome.EXPIRE),
-    ("queuereturn-0-returns-now", {}, {"Timeout": {"queuereturn": "0"}}, None, True, outcome.EXPIRE),
+    ("young", {"age": 1 * H}, {}, None, False, (False, False)),
+    ("past-queuewarn", {"age": 5 * H}, {}, None, False, (True, False)),
+    ("warned-already", {"age": 5 * H, "warned": True}, {}, None, False, (False, False)),
+    ("just-before-queuereturn", {"age": 5 * D - 1, "warned": True}, {}, None, False, (False, False)),
+    ("at-queuereturn", {"age": 5 * D}, {}, None, True, (True, True)),
+    ("past-queuereturn-even-if-warned", {"age": 6 * D, "warned": True}, {}, None, True, (False, True)),
+    ("urgent-returns-sooner", {"age": 3 * D, "precedence": 100}, {}, None, True, (True, True)),
+    ("queuereturn-0-returns-now", {}, {"Timeout": {"queuereturn": "0"}}, None, True, (False, True)),
     ("link-up-time-only-waited-offline", {"age": 9 * D, "warned": True},
-     {"retry": {"count_link_up_time_only": True}}, 1 * D, False, None),
-    ("link-up-time-only-enough-up", {"age": 9 * D},
-     {"retry": {"count_link_up_time_only": True}}, 5 * D, True, outcome.EXPIRE),
+     {"retry": {"count_link_up_time_only": True}}, 1 * D, False, (False, False)),
+    ("link-up-time-only-enough-up", {"age": 9 * D, "warned": True},
+     {"retry": {"count_link_up_time_only": True}}, 5 * D, True, (False, True)),
 ]
 
 
-@pytest.mark.parametrize("entry_kw,cfg_kw,link_up_s,want_expired,want_action",
+@pytest.mark.parametrize("entry_kw,cfg_kw,link_up_s,want_expired,want_plan",
                          [c[1:] for c in EXPIRY], ids=[c[0] for c in EXPIRY])
-def test_expiry_and_sweep_action(entry_kw, cfg_kw, link_up_s, want_expired, want_action):
-    e = entry(["a", "b"], **entry_kw)
-    c = cfg(**cfg_kw)
-    got = outcome.expiry(e, [job("a"), job("b")], now=NOW, cfg=c, link_up_s=link_up_s)
-    assert (got is not None) == want_expired, f"got {got}, want expired={want_expired}"
-    if got is not None:
-        assert set(got) == {"a", "b"} and {(a.status, a.dsn) for a in got.values()} == {
-            (RcptStatus.EXPIRED, "4.4.7")}, f"got {got}"
-    action = outcome.sweep_action(e, now=NOW, cfg=c, link_up_s=link_up_s)
-    assert action == want_action, f"got {action}, want {want_action}"
+def test_timer_plan_returns_hold_by_age_and_tries_cheap_once_more(entry_kw, cfg_kw, link_up_s,
+                                                                   want_expired, want_plan):
+    e = entry(["h", "c", "d"], **entry_kw)
+    js = [job("h", HOLD), job("c", LOCAL), job("d", DEAR)]
+    got = outcome.timer_plan(e, js, now=NOW, cfg=cfg(**cfg_kw), link_up_s=link_up_s)
+    want_expire = {"h"} if want_expired else set()
+    assert set(got.expire) == want_expire, f"got {got.expire}, want {want_expire}"
+    assert {(a.status, a.dsn) for a in got.expire.values()} <= {(RcptStatus.EXPIRED, "4.4.7")}
+    assert (got.warn, got.retry_cheap) == want_plan, f"got {got}, want {want_plan}"
 
 
-def test_expiry_text_names_the_days_and_the_option():
-    got = outcome.expiry(entry(["a"], age=6 * D), [job("a")], now=NOW, cfg=cfg())
+def test_no_warning_when_everything_pending_is_being_returned():
+    got = outcome.timer_plan(entry(["h"], age=6 * D), [job("h", HOLD)], now=NOW, cfg=cfg())
+    assert set(got.expire) == {"h"} and not got.warn and not got.retry_cheap, f"got {got}"
+
+
+@pytest.mark.parametrize("age,want", [(0, "deferred"), (5 * D - 1, "deferred"), (5 * D, "expired"),
+                                      (6 * D, "expired")])
+def test_a_return_follows_a_failed_attempt_past_queuereturn(age, want):
+    # sendmail's markfailure: the deferral of an attempt past queuereturn is the return
+    e = entry(["a", "b"], age=age)
+    js = [job("a"), job("b")]
+    got = outcome.decide(e, js, {}, {"a": attempt("deferred"), "b": attempt("sent")}, now=NOW, cfg=cfg())
+    assert (got.record["a"].status.value, got.record["b"].status.value) == (want, "sent"), got.record
+    assert [j.key for j, _ in got.failed] == (["a"] if want == "expired" else []), got.failed
+    if want == "expired":
+        assert got.record["a"].dsn == "4.4.7" and got.next_attempt is None, got
+        assert got.record["a"].text == ("Cannot send message for 5 days (Timeout.queuereturn); "
+                                        "last attempt: deferred text"), got.record["a"].text
+
+
+def test_a_cut_attempt_past_queuereturn_returns_nothing():
+    got = outcome.decide(entry(["a"], age=6 * D), [job("a")], {}, {"a": attempt("cut")}, now=NOW, cfg=cfg())
+    assert got.record == {} and got.failed == (), f"got {got}"
+
+
+@pytest.mark.parametrize("timeout,want", [("5d", "5 days"), ("2h", "2 hours"), ("90m", "90 minutes"),
+                                          ("1w", "1 week")])
+def test_expiry_text_names_the_configured_time(timeout, want):
+    got = outcome.expiry(entry(["a"], age=8 * D), [job("a")], now=NOW,
+                         cfg=cfg(Timeout={"queuereturn": timeout}))
     assert got is not None
-    text = got["a"].text
-    assert text == "Cannot send message for 5 days (Timeout.queuereturn)", f"got {text!r}"
+    assert got["a"].text == f"Cannot send message for {want} (Timeout.queuereturn)", got["a"].text
 
 
 def test_expired_attempts_are_recorded_and_reported_like_bounces():
@@ -205,3 +234,43 @@ def test_expired_attempts_are_recorded_and_reported_like_bounces():
     got = outcome.decide(e, js, {}, expired, now=NOW, cfg=cfg())
     assert set(got.record) == {"a"} and [j.key for j, _ in got.failed] == ["a"], f"got {got}"
     assert got.next_attempt is None and not got.warn, f"got {got}"
+
+
+# id, entry kw, config kw, counting, link_up_s, want timer - NOW (None: no timer)
+TIMERS = [
+    ("new-warns-at-queuewarn", {}, {}, True, None, 4 * H),
+    ("warned-returns-at-queuereturn", {"age": 5 * H, "warned": True}, {}, True, None, 5 * D - 5 * H),
+    ("past-both-no-timer", {"age": 6 * D, "warned": True}, {}, True, None, None),
+    ("queuewarn-0-only-the-return", {"age": 1 * H}, {"Timeout": {"queuewarn": "0"}}, True, None, 5 * D - H),
+    ("urgent", {}, {"Timeout": {"queuewarn.urgent": "1h"}}, True, None, 4 * H),
+    ("link-up-only-counts-up-time", {"age": 3 * D}, {"retry": {"count_link_up_time_only": True}},
+     True, 3 * H, 1 * H),
+    ("link-up-only-link-down-no-timer", {"age": 3 * D}, {"retry": {"count_link_up_time_only": True}},
+     False, 3 * H, None),
+]
+
+
+@pytest.mark.parametrize("entry_kw,cfg_kw,counting,link_up_s,want", [c[1:] for c in TIMERS],
+                         ids=[c[0] for c in TIMERS])
+def test_dsn_timer_is_the_next_warn_or_return_time(entry_kw, cfg_kw, counting, link_up_s, want):
+    got = outcome.dsn_timer(entry(["a"], **entry_kw), now=NOW, cfg=cfg(**cfg_kw), counting=counting,
+                            link_up_s=link_up_s)
+    assert (None if got is None else got - NOW) == want, f"got {got}, want NOW + {want}"
+
+
+def test_overdue_at_start_means_a_check_now():
+    assert outcome.dsn_overdue(entry(["a"], age=5 * H), now=NOW, cfg=cfg())
+    assert outcome.dsn_overdue(entry(["a"], age=6 * D, warned=True), now=NOW, cfg=cfg())
+    assert not outcome.dsn_overdue(entry(["a"], age=5 * H, warned=True), now=NOW, cfg=cfg())
+
+
+# ------------------------------------------------------------------ internal errors
+
+def test_internal_error_defers_4_3_0_with_the_normal_backoff():
+    e = entry(["a", "b"], age=2 * H)
+    got = outcome.internal_error(e, ["a", "b"], "LocalProtocolError: bad", now=NOW, cfg=cfg())
+    assert {(k, a.status, a.dsn) for k, a in got.record.items()} == {
+        ("a", RcptStatus.DEFERRED, "4.3.0"), ("b", RcptStatus.DEFERRED, "4.3.0")}, got.record
+    assert got.record["a"].text == "internal error: LocalProtocolError: bad"
+    assert (got.next_attempt, got.retry_at) == (NOW + 2 * H, NOW + 2 * H), got
+    assert got.failed == () and not got.warn

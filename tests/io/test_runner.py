@@ -288,16 +288,16 @@ async def test_count_link_up_time_only(example_config, clock):
     runner = make_runner(cfg, store, clock)
     q = await submit(store, ["far@x.test"], notify=("FAILURE",))
     clock.advance(cfg.Timeout.queuereturn["normal"] + 3600)     # link down all that time
-    await runner.sweep()
+    await runner.queue_run()                                   # an attempt, refused: not returned
     await runner.idle()
-    assert store.get(q).rcpt_status["far@x.test"] is not RcptStatus.EXPIRED
+    assert store.get(q).rcpt_status["far@x.test"] is RcptStatus.DEFERRED
     await runner.link_up(iface="ppp0")
     clock.advance(3600)
     assert runner.linkup.since(store.get(q).created, clock.wall()) == 3600
     again = make_runner(cfg, store, clock)                     # persisted in the spool
     assert again.linkup.up_since == runner.linkup.up_since
     clock.advance(cfg.Timeout.queuereturn["normal"])
-    await runner.sweep()
+    await runner.queue_run()
     await runner.idle()
     assert q not in {e.qid for e in store.entries()}
 
@@ -329,3 +329,54 @@ async def test_link_down_drops_cached_smtp_sessions(example_config, upstream_fac
     assert report.sent == 1 and len(runner.smtp._cache) == 1      # kept for reuse while up
     await runner.link_down()
     assert len(runner.smtp._cache) == 0
+
+
+@pytest.mark.parametrize("step", [365 * 86400.0, -365 * 86400.0], ids=["plus-a-year", "minus-a-year"])
+async def test_a_clock_step_neither_bounces_nor_stalls_a_retry(example_config, upstream_factory, clock,
+                                                                caplog, step):
+    # issue 16 §11: +1 year used to expire everything at once (4.4.7, never
+    # tried); -1 year left the retry asleep for a year
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = make_cfg(example_config, routes={"lan.test": f"relay:[127.0.0.1]:{port}"})
+    store = make_store(cfg, clock)
+    runner = make_runner(cfg, store, clock)
+    loop = asyncio.create_task(runner.run())
+    try:
+        q = await submit(store, ["x@lan.test"], notify=("FAILURE", "DELAY"))
+        runner.on_commit(q)
+        await runner.idle()
+        assert store.get(q).attempts == 1
+        await clock.wait_for_sleepers(1)
+        clock.jump_wall(step)                           # NTP steps the clock
+        lan = await upstream_factory(port=port)
+        clock.advance(cfg.retry.min_backoff)            # the retry's time, on the monotonic clock
+        await until(lambda: lan.messages)
+        await runner.idle()
+        assert store.entries() == [] and maildir(cfg, "alice") == [], "delivered, no DSN"
+    finally:
+        loop.cancel()
+    stepped = [r.getMessage() for r in caplog.records if "wall clock stepped" in r.getMessage()]
+    assert stepped == [f"runner: wall clock stepped, step={'+' if step > 0 else '-'}31536000s, rebased=1"]
+
+
+async def test_after_a_step_ages_and_timers_keep_their_meaning(example_config, clock):
+    cfg = make_cfg(example_config, SmartHost=f"[127.0.0.1]:{1}")
+    store = make_store(cfg, clock)
+    runner = make_runner(cfg, store, clock)
+    q = await submit(store, ["far@x.test"], notify=("FAILURE",))
+    runner.on_commit(q)
+    warn_at = runner.retries.timers()[q]
+    assert warn_at == clock.wall() + cfg.Timeout.queuewarn["normal"]
+    runner.guard.check()
+    clock.jump_wall(365 * 86400.0)
+    await runner.queue_run()                          # tried: refused, deferred, not returned
+    await runner.idle()
+    e = runner.guard.view(store.get(q))
+    assert e.rcpt_status["far@x.test"] is RcptStatus.DEFERRED and e.attempts == 1, e
+    assert clock.wall() - e.created < 60 and e.next_attempt - clock.wall() == cfg.retry.min_backoff
+    assert runner.retries.timers()[q] == pytest.approx(warn_at + 365 * 86400.0)
+    again = make_runner(cfg, store, clock)            # clocksteps.json in the spool
+    assert again.guard.view(store.get(q)).created == e.created

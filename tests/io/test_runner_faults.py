@@ -141,34 +141,51 @@ async def test_one_rcpt_refused_bounces_that_one_to_local_sender(example_config,
 
 
 async def test_delay_warning_only_for_notify_delay_and_once(example_config, clock):
+    # issue 17 §6: each message's warning has its own timer (no sweep): it
+    # goes out at Timeout.queuewarn, and says "4 hours", not the seconds waited
     cfg = make_cfg(example_config, SmartHost=f"[127.0.0.1]:{refused_port()}")
     store = make_store(cfg, clock)
     runner = make_runner(cfg, store, clock)
-    qd = await submit(store, ["d@x.test"], notify=("DELAY", "FAILURE"))
-    await submit(store, ["f@x.test"], notify=("FAILURE",))
-    await runner.sweep()
-    await runner.idle()
-    assert dsn_reports(cfg) == []
-    clock.advance(cfg.Timeout.queuewarn["normal"] + 1)
-    await runner.sweep()
-    await runner.idle()
-    await runner.sweep()
-    await runner.idle()
-    (warning,) = dsn_reports(cfg)
-    assert b"Action: delayed" in warning and b"d@x.test" in warning and b"f@x.test" not in warning
-    assert store.get(qd).warned
+    loop = asyncio.create_task(runner.run())
+    try:
+        qd = await submit(store, ["d@x.test"], notify=("DELAY", "FAILURE"))
+        runner.on_commit(qd)
+        runner.on_commit(await submit(store, ["f@x.test"], notify=("FAILURE",)))
+        warn = cfg.Timeout.queuewarn["normal"]
+        assert warn == 4 * 3600
+        (when,) = set(await clock.wait_for_sleepers(1))
+        assert when == pytest.approx(clock.monotonic() + warn), "the loop sleeps until the warn time"
+        clock.advance(warn - 1)
+        await runner.idle()
+        assert dsn_reports(cfg) == []
+        clock.advance(1)
+        await until(lambda: dsn_reports(cfg))
+        await runner.idle()
+        clock.advance(warn)
+        await runner.idle()
+        (warning,) = dsn_reports(cfg)
+        assert b"Action: delayed" in warning and b"d@x.test" in warning and b"f@x.test" not in warning
+        assert b"Subject: Warning: could not send message for past 4 hours\n" in warning
+        assert b"Will keep trying until message is 5 days old" in warning
+        assert store.get(qd).warned
+    finally:
+        loop.cancel()
 
 
-async def test_expiry_bounces_with_4_4_7(example_config, clock):
+async def test_expiry_bounces_with_4_4_7_after_a_failed_attempt(example_config, clock):
     cfg = make_cfg(example_config, SmartHost=f"[127.0.0.1]:{refused_port()}")
     store = make_store(cfg, clock)
     runner = make_runner(cfg, store, clock)
-    await submit(store, ["gone@x.test"], notify=("FAILURE",))
+    qid = await submit(store, ["gone@x.test"], notify=("FAILURE",))
     clock.advance(cfg.Timeout.queuereturn["normal"] + 1)
-    await runner.sweep()
+    runner.dsn_check(qid)                      # the timer: waiting for the link, not attempted
+    await runner.idle()
+    assert dsn_reports(cfg) == [] and store.get(qid).attempts == 0
+    await runner.queue_run()                   # the attempt fails: now it is returned
     await runner.idle()
     (dsn,) = dsn_reports(cfg)
     assert b"Status: 4.4.7" in dsn and b"Action: failed" in dsn
+    assert b"Cannot send message for 5 days (Timeout.queuereturn); last attempt: " in dsn
     assert store.entries() == []
 
 
@@ -314,3 +331,44 @@ async def test_unknown_local_user_refused_at_rcpt(example_config, clock):
         assert c1 == 550 and t1.startswith(b"5.1.1") and c2 == 250
     finally:
         await listener.close()
+
+
+# ------------------------------------------------------------------ DNS timeout without a link (issue 16 §12)
+
+@pytest.fixture
+def silent_dns():
+    """A nameserver on loopback that never answers: every query times out."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        yield s.getsockname()[1]
+
+
+@pytest.mark.parametrize("link,expensive,cut", [(None, True, False), ("up", False, False), ("up", True, True)],
+                         ids=["no-link-manager", "cheap-mx-route", "link-route-is-cut"])
+async def test_dns_timeout_is_a_link_failure_only_on_a_route_for_the_link(
+        example_config, clock, upstream_factory, silent_dns, tmp_path, link, expensive, cut):
+    from runner_helpers import FakeLink
+    up = await upstream_factory()
+    cfg = make_cfg(example_config, SmartHost=f"[127.0.0.1]:{up.port}", QueueSortOrder="time",
+                   routes={"slow.test": {"route": "mx", "expensive": expensive}})
+    store = make_store(cfg, clock)
+    resolver = MxResolver(DnsConfig(nameservers=("127.0.0.1",), port=silent_dns, timeout=0.5),
+                          cache_file=str(tmp_path / "dns.json"), clock=clock)
+    runner = make_runner(cfg, store, clock, resolver=resolver,
+                         link=FakeLink(link) if link else None)
+    slow = [await submit(store, [f"u{n}@slow.test"]) for n in range(2)]
+    clock.advance(1)
+    fine = [await submit(store, [f"v{n}@far.test"]) for n in range(2)]
+    report = await runner.queue_run()
+    if cut:      # the line's DNS is silent: the run stops, nothing counted, no backoff grows
+        assert report.stopped == "link" and report.cut == 2 and up.messages == [], report.message()
+        assert {store.get(q).attempts for q in slow + fine} == {0}
+        return
+    assert (report.stopped, report.deferred, report.sent, report.cut) == ("", 2, 2, 0), report.message()
+    assert sorted(m.rcpt_tos[0] for m in up.messages) == ["v0@far.test", "v1@far.test"]
+    assert {q for q in fine if q in {e.qid for e in store.entries()}} == set()
+    for q in slow:
+        e = store.get(q)
+        (rcpt,) = e.envelope.recipients
+        assert e.attempts == 1 and e.rcpt_status[rcpt.address] is RcptStatus.DEFERRED, e
+        assert "timed out" in e.last_reply[rcpt.address] and e.next_attempt > clock.wall(), e
