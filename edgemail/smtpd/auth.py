@@ -7,7 +7,8 @@ Owns:
     (send ``334 TEXT``), an ``Answer`` (the user and password to verify:
     the driver checks them against the credentials, off the loop), or the
     reply that ends the exchange (``501 5.0.0`` aborted by ``*``, ``501
-    5.5.2`` not base64 / not UTF-8 / not the mechanism's form, ``535
+    5.5.2`` not base64 / not UTF-8 / not the mechanism's form / a user
+name that is empty or holds control characters, ``535
     5.7.8`` an authorisation identity other than the user: we do not
     proxy).
   * ``may_send_as()``: the sender check for authenticated sessions
@@ -77,9 +78,11 @@ class Exchange:
         if self.mech == "PLAIN":
             return _plain(decoded)
         if self.user is None:
+            if not _good_user(decoded):
+                return UNDECODABLE
             self.user = decoded
             return Prompt(_PASSWORD)
-        return Answer(self.user, decoded) if self.user else UNDECODABLE
+        return Answer(self.user, decoded)
 
 
 def _decode(text: str) -> str | None:
@@ -98,9 +101,16 @@ def _plain(message: str) -> Step:
     if len(parts) != 3 or not parts[1]:
         return UNDECODABLE
     authzid, user, password = parts
+    if not _good_user(user):
+        return UNDECODABLE
     if authzid and authzid != user:
         return INVALID
     return Answer(user, password)
+
+
+def _good_user(user: str) -> bool:
+    """A user name: not empty, no control characters."""
+    return bool(user) and user.isprintable()
 
 
 def may_send_as(user: str, sender: str, logins: dict[str, tuple[str, ...]],

@@ -138,9 +138,11 @@ class Dialogue(SecureCommands):
     # ---------------------------------------------------------------- the driver's calls
 
     def greet(self) -> None:
-        """Say 220: commands are taken from now on."""
-        self._send(replies.greeting(self.settings.hostname))
-        self.state = State.COMMAND
+        """Say 220: commands are taken from now on (unless the dialogue has
+        ended already: a client that talked first)."""
+        if self.state is State.GREETING:
+            self._send(replies.greeting(self.settings.hostname))
+            self.state = State.COMMAND
 
     def close_with(self, reply: str) -> None:
         """Say REPLY (a 421: full house, timeout, shutdown) and end the dialogue."""

@@ -45,6 +45,7 @@ def split_command(line: bytes, *, strict: bool, extended: bool) -> tuple[str, st
         if len(body) <= (AUTH_LIMIT if verb == "AUTH" else limit):
             return verb, (str(arg_bytes.strip(), "utf-8", "surrogateescape") if arg_bytes else None)
         reply = "500 Command line too long"
-    first = verb_bytes[:20].decode("ascii", "backslashreplace").upper()
+    first = verb_bytes[:20].decode("ascii", "backslashreplace")
+    first = first.upper() if verb_bytes.isascii() else first
     arg = None if first == "AUTH" or not arg_bytes else arg_bytes[:100].decode("utf-8", "backslashreplace")
     return BadLine(reply, first or "(empty line)", arg)
