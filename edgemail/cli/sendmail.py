@@ -236,7 +236,7 @@ def submit(cfg, env: Envelope, data: bytes) -> int:
         reply = client.request("submit", **envelope_fields(env),
                                data_b64=base64.b64encode(data).decode("ascii"))
     except RequestFailed as exc:
-        if str(exc).startswith("temporary"):     # spool full or failing: keep it (sendmail's clientmqueue)
+        if "temporary: " in str(exc):     # spool full or failing: keep it (sendmail's clientmqueue)
             return _to_maildrop(cfg, env, data, f"the daemon cannot queue it now ({exc})")
         err("sendmail", f"the daemon refused the message: {exc}")
         return EX_DATAERR
