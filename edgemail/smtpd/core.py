@@ -256,8 +256,11 @@ class Dialogue(SecureCommands):
             self._reply(parsed.reply)
             return None
         verb, arg = parsed
-        self.verb, self.arg = verb, (None if verb == "AUTH" else arg)   # never log AUTH data
         handler = self._commands.get(verb)
+        if handler is None and self.verb == "AUTH":     # a response sent after a refused AUTH:
+            self.verb, self.arg = "(after AUTH)", None  # it may be a password: never logged
+        else:
+            self.verb, self.arg = verb, (None if verb == "AUTH" else arg)   # never log AUTH data
         if self.settings.strict and verb in SYNC_VERBS and self.reader.held:
             self._desync(verb)
             return None

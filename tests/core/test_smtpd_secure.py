@@ -276,3 +276,12 @@ def test_auth_failures_count_per_client_within_the_window():
     assert f.count("192.0.2.1", 120) == 1, "the first failure is past the window"
     f.clear("192.0.2.1")
     assert f.count("192.0.2.1", 120) == 0 and f.count("192.0.2.2", 120) == 1
+
+
+def test_a_password_sent_after_a_refused_auth_is_never_logged(caplog):
+    c = Client()
+    c.send(b"EHLO c\r\n")
+    with caplog.at_level(logging.WARNING, logger="edgemail.smtpd"):
+        lines = c.send(b"AUTH LOGIN\r\n" + b64("alice").encode() + b"\r\n")
+    assert lines[0].startswith("538 5.7.11") and lines[1].startswith("500"), lines
+    assert b64("alice") not in caplog.text and "arg1=(after AUTH)" in caplog.text
