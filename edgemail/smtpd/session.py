@@ -4,10 +4,20 @@ spool and the hooks around the sans-IO dialogue (core.py).
 Owns the I/O of one connection: reads (into the listener's shared buffer:
 ``asyncio.BufferedProtocol``; a plain ``recv(256 KiB)`` per read cost an
 mmap, page faults and an munmap), writing the dialogue's replies, flow
-control both ways, the per-read timeout, the commit after DATA and the ETRN
-hook (each a task; the dialogue takes no input until it is answered), and
-the session's log lines (connect, lost connection, timeout, refused, the
-message's ``from=`` line).
+control both ways, the per-read timeout, greet_pause (the 220 waits; what
+the client sends meanwhile ends the session, core.py), the commit after
+DATA, the ETRN hook, the STARTTLS handshake and the AUTH password check
+(each a task; the dialogue takes no input until it is answered), and the
+session's log lines (connect, lost connection, timeout, refused, STARTTLS,
+the message's ``from=`` line).
+
+STARTTLS: the dialogue has dropped the plaintext read after the command;
+reading stops at once (before the 220 is even sent), so no plaintext byte
+reaches the dialogue again: ``loop.start_tls`` takes the socket over, and
+what arrives after the handshake is read through TLS.  A failed handshake
+ends the session.  AUTH: scrypt takes tens of milliseconds, so the check
+runs in a thread; failures count per client address in the listener's
+AuthService.
 
 The loop: bytes in -> ``core.receive_data`` -> ``core.next_event()`` until
 NEED_DATA, sending ``core.data_to_send()`` after each; a Commit or Etrn
@@ -31,7 +41,8 @@ Invariants:
 
 Failures: a spool error answers ``451 4.3.0`` (logged once with its
 traceback), SpoolFull ``452 4.3.1``, a failing ETRN hook ``458 4.3.0``,
-any other exception in a task ``451 4.3.0``; the session goes on.  Nothing
+any other exception in a task ``451 4.3.0``; the session goes on.  A TLS
+handshake that fails or times out is logged (tls_failed) and closes.  Nothing
 here can stop the listener.
 """
 
@@ -46,10 +57,13 @@ from edgemail import maillog
 from edgemail.clock import Clock
 from edgemail.envelope import Envelope
 from edgemail.errors import SpoolError, SpoolFull
-from edgemail.smtpd.core import Dialogue, Settings
+from edgemail.smtpd.auth import may_send_as
+from edgemail.smtpd.core import Dialogue, Settings, State
+from edgemail.smtpd.credentials import AuthService
 from edgemail.smtpd.data import received_header
-from edgemail.smtpd.events import NEED_DATA, Close, Commit, Etrn, Event
+from edgemail.smtpd.events import NEED_DATA, Authenticate, Close, Commit, Etrn, Event, StartTls
 from edgemail.smtpd.policy import Admission, RelayPolicy, client_ip
+from edgemail.smtpd.tls import ServerTls, describe
 from edgemail.smtpd.transaction import envelope
 
 log = logging.getLogger("edgemail.smtpd")
@@ -58,7 +72,7 @@ log = logging.getLogger("edgemail.smtpd")
 class Spool(Protocol):
     """What a session needs of the spool (spool/store.py's Store)."""
 
-    def has_room(self, size: int = 0) -> bool: ...
+    def has_room(self, size: int = 0, *, fresh: bool = False) -> bool: ...
 
     async def commit(self, env: Envelope, data: bytes) -> str: ...
 
@@ -78,6 +92,11 @@ class Services:
     read_buffer: memoryview
     on_commit: Callable[[str], None] | None = None
     on_etrn: Callable[[str], Awaitable[str]] | None = None
+    #: seconds before the 220 (sendmail's greet_pause)
+    greet_pause: float = 0.0
+    #: STARTTLS's context (None: not offered); AUTH's credentials and failure counts
+    tls: ServerTls | None = None
+    auth: AuthService | None = None
 
 
 class SmtpSession(asyncio.BufferedProtocol):
@@ -98,6 +117,7 @@ class SmtpSession(asyncio.BufferedProtocol):
         self._busy = False                      # a commit is in progress
         self._last_read = self.loop.time()
         self._timer: asyncio.TimerHandle | None = None
+        self._greeter: asyncio.TimerHandle | None = None
         self._writing_paused = False
         self._reading_paused = False
 
@@ -109,10 +129,7 @@ class SmtpSession(asyncio.BufferedProtocol):
         peer = transport.get_extra_info("peername") or ("0.0.0.0", 0)
         ip = client_ip(peer[0])
         self.relay = f"[{ip}]:{peer[1]}"
-        trusted = s.policy.trusted(ip)
-        self.core = core = Dialogue(
-            s.settings, ip=ip, relay=self.relay, trusted=trusted, has_room=s.store.has_room,
-            decide_rcpt=lambda address: s.policy.rcpt_decision(trusted, address))
+        self.core = core = self._dialogue(ip)
         refusal = s.admission.admit(self, ip)
         if refusal:
             log.warning(maillog.refused(self.relay, refusal))
@@ -120,16 +137,48 @@ class SmtpSession(asyncio.BufferedProtocol):
             core.close_with(refusal)
         else:
             log.debug(maillog.connect(self.relay, s.name))
-            core.greet()
+            if s.greet_pause > 0:
+                self._greeter = self.loop.call_later(s.greet_pause, self._greet)
+            else:
+                core.greet()
             self._timer = self.loop.call_later(s.timeout, self._check_timeout)
         self._pump()
+
+    def _dialogue(self, ip: str) -> Dialogue:
+        """The dialogue for a client at IP, with this listener's decisions."""
+        s, auth = self.services, self.services.auth
+        cfg = s.policy.cfg
+
+        def sender_ok(user: str, sender: str) -> bool:
+            return may_send_as(user, sender, cfg.smtpd.sender_login, cfg.local_domains)
+
+        core = Dialogue(
+            s.settings, ip=ip, relay=self.relay, trusted=s.policy.trusted(ip),
+            has_room=lambda size: s.store.has_room(size, fresh=True),
+            decide_rcpt=lambda address: s.policy.rcpt_decision(core.may_relay, address),
+            auth_failures=(lambda: auth.failures.count(ip, s.clock.monotonic())) if auth else (lambda: 0),
+            sender_ok=sender_ok)
+        return core
+
+    def _greet(self) -> None:
+        """greet_pause is over: the 220 (unless the client talked first)."""
+        self._greeter = None
+        if self.core is not None and self.core.state is State.GREETING:
+            self.core.greet()
+            if self._task is None:
+                self._pump()
+
+    @property
+    def auth_user(self) -> str | None:
+        """The user the client authenticated as (None: it did not)."""
+        return self.core.auth_user if self.core is not None else None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.services.admission.release(self)
         core = self.core
         if core is not None and not core.ended and not self._end_logged:
             log.info(maillog.lost_connection(self.relay, core.verb))
-        for pending in (self._task, self._timer):
+        for pending in (self._task, self._timer, self._greeter):
             if pending is not None:
                 pending.cancel()
         self.transport = None
@@ -207,7 +256,12 @@ class SmtpSession(asyncio.BufferedProtocol):
             if isinstance(event, Close):
                 transport.close()
                 return
-            if isinstance(event, (Commit, Etrn)):
+            if isinstance(event, StartTls):
+                transport.pause_reading()       # not one more plaintext byte for the dialogue
+                self._reading_paused = False    # start_tls resumes reading, through TLS
+                if event.dropped:
+                    log.warning(maillog.tls_pipelined(self.relay, event.dropped))
+            if isinstance(event, (Commit, Etrn, StartTls, Authenticate)):
                 self._task = self.loop.create_task(self._perform(event))
                 return
         if self._reading_paused and core.held <= self.held_input_limit \
@@ -216,19 +270,58 @@ class SmtpSession(asyncio.BufferedProtocol):
             self.transport.resume_reading()
 
     async def _perform(self, event: Event) -> None:
-        """A Commit or an Etrn; its reply goes back to the dialogue."""
-        assert self.core is not None
+        """A Commit, Etrn, StartTls or Authenticate; its outcome goes back to the dialogue."""
+        core = self.core
+        assert core is not None
         try:
-            if isinstance(event, Commit):
-                reply = await self._commit(event)
+            if isinstance(event, StartTls):
+                if not await self._start_tls():
+                    return
+            elif isinstance(event, Authenticate):
+                await self._authenticate(event)
+            elif isinstance(event, Commit):
+                core.answer(await self._commit(event))
             else:
                 assert isinstance(event, Etrn)
-                reply = await self._etrn(event.node)
+                core.answer(await self._etrn(event.node))
         except Exception as exc:
-            reply = self.core.internal_error(exc)
+            core.answer(core.internal_error(exc))
         self._task = None
-        self.core.answer(reply)
         self._pump()
+
+    async def _start_tls(self) -> bool:
+        """The handshake (the 220 is on its way); False: it failed, the session is closed."""
+        s, core, transport = self.services, self.core, self.transport
+        assert core is not None and transport is not None and s.tls is not None
+        self._busy, error = True, None
+        try:
+            tls = await self.loop.start_tls(transport, self, s.tls.context, server_side=True,
+                                            ssl_handshake_timeout=s.timeout)
+        except OSError as exc:      # ssl.SSLError, ConnectionError, TimeoutError
+            tls, error = None, exc
+        finally:
+            self._busy = False
+            self._last_read = self.loop.time()
+        if tls is None:
+            log.info(maillog.tls_failed(self.relay, error or "connection closed"))
+            self._end_logged = True
+            transport.abort()
+            return False
+        self.transport = tls
+        log.info(maillog.tls_started(self.relay, *describe(tls.get_extra_info("ssl_object"))))
+        core.tls_started()
+        return True
+
+    async def _authenticate(self, event: Authenticate) -> None:
+        """Check AUTH's password off the loop; count a failure for this client."""
+        auth, core = self.services.auth, self.core
+        assert auth is not None and core is not None
+        ok = await asyncio.to_thread(auth.credentials.verify, event.user, event.password)
+        if ok:
+            auth.failures.clear(core.ip)
+            core.auth_done(event, event.user, 0)
+        else:
+            core.auth_done(event, None, auth.failures.record(core.ip, self.services.clock.monotonic()))
 
     def _queue_file(self, event: Commit) -> tuple[Envelope, bytes]:
         """The envelope and the data (our Received: line first) to commit."""
