@@ -246,11 +246,12 @@ def runner_ops(runner) -> dict:
     return {"hoststat": hoststat, "purgestat": purgestat, "link_up": link_up, "link_down": link_down}
 
 def link_ops(manager) -> dict:
-    """Control ops answered by the link manager: the ppp hooks (link_up /
-    link_down, idempotent with netlink), link_explain, link_dial, link_hangup."""
+    """Control ops answered by the link manager: the ppp hooks (link_up,
+    checked against netlink, and link_down; idempotent with netlink),
+    link_explain, link_dial, link_hangup."""
     async def link_up(req: dict) -> dict:
         iface = str(req.get("iface") or manager.cfg.interface)
-        return manager.link_up(iface, str(req.get("local") or ""), str(req.get("remote") or ""))
+        return await manager.link_up(iface, str(req.get("local") or ""), str(req.get("remote") or ""))
 
     async def link_down(req: dict) -> dict:
         env = req.get("env") if isinstance(req.get("env"), dict) else {}

@@ -148,6 +148,10 @@ so these are formatted in link/, not here; the test holds their keys to
 this list):
 
   link: state=STATE, reason=R                      (manager) the state machine moved
+  link: dialing=stopped, cause=C, until=reload (fix: FIX)   (manager) a setup error stops dialling
+  link: dialing=resumed, reason=R                  (manager) a reload or an operator's dial
+  link: dial=held, reason=R, stopped=C             (manager) the policy's dial, held by the stop
+  link: hook=ip-up, iface=IF, local=ADDR, result=refused (WHY)   (calls) netlink contradicts the hook
   link: state=DIALING, number=N, attempt=N, result=R   (modem) a dial attempt failed
   link: state=CONNECTED, number=N, speed=S, attempt=N  (modem)
   link: modem=DEV, info=LINE                       (modem) an unsolicited line
@@ -167,9 +171,10 @@ this list):
   link: dial=failed, error=E                       (manager) the dialer raised
   link: pppd=failed, error=E                       (manager) pppd could not start
   link: up_command=failed, error=E                 (manager) external-link mode
-  link: queue_summary=failed, error=E              (manager) the MTA port raised
-  link: queue_run=failed, error=E                  (manager) the MTA port raised
-  link: CALL=failed, error=E                       (manager) port call clear_host_status, stop_run
+  link: queue_summary=failed, error=E              (port) the MTA port met I/O trouble
+  link: queue_run=failed, error=E                  (port) the MTA port met I/O trouble
+  link: CALL=failed, error=E                       (port) clear_host_status, stop_run, inbound_active...
+  link: CALL=error, error=E                        (port) a bug in the MTA's port, with traceback
   link: etrn=failed, error=E                       (manager)
   link: accounting=failed, error=E                 (manager) the call was not recorded
   link: netwatch=failed, error=E, retry=1s         (manager)
