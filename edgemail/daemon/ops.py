@@ -63,7 +63,7 @@ class ControlOps:
 
     def __init__(self, cfg: Config, store, clock: Clock, *, runner=None, link=None, listeners=(),
                  on_commit: Callable[[str], None] | None = None,
-                 reloader: Callable[[str], dict] | None = None) -> None:
+                 reloader: Callable[..., dict] | None = None) -> None:
         self.cfg, self.store, self.clock = cfg, store, clock
         self.runner, self.link, self.listeners = runner, link, list(listeners)
         self.on_commit = on_commit or getattr(runner, "on_commit", None)
@@ -133,10 +133,11 @@ class ControlOps:
         return ops
 
     async def reload(self, req: dict) -> dict:
-        """``newaliases`` / ``sendmail -bi`` / ``edgemail reload``: as SIGHUP."""
+        """``edgemail reload``: as SIGHUP; ``newaliases`` / ``sendmail -bi``
+        (``only="aliases"``): the aliases alone."""
         if self.reloader is None:
             raise ControlError("temporary: this daemon cannot reload")
-        reply = self.reloader(str(req.get("reason") or "control"))
+        reply = self.reloader(str(req.get("reason") or "control"), str(req.get("only") or ""))
         if not reply["reloaded"]:
             raise ValueError(f"reload failed, nothing changed: {reply['error']}")
         return reply
@@ -170,8 +171,13 @@ class ControlOps:
             raise ValueError("filters must be a list of sendmail -q forms such as \"R@example.org\"")
         log.info(maillog.queue_run_requested(filters))
         if self.runner is not None and hasattr(self.runner, "queue_run"):
-            done = self.link.changed if isinstance(self.link, Link) else None
-            return await start_queue_run(self.runner, filters, wait=bool(req.get("wait")), done=done)
+            link = self.link if isinstance(self.link, Link) else None
+            reply = await start_queue_run(self.runner, filters, wait=bool(req.get("wait")),
+                                          done=link.changed if link else None)
+            waiting, why = link.waiting() if link else (0, "")
+            if waiting:
+                reply.update(message=f"{reply['message']}; {why}", link_waiting=waiting)
+            return reply
         return {"message": "queue run requested (no delivery runner in this build: request logged)"}
 
     async def status(self, req: dict) -> dict:

@@ -116,13 +116,19 @@ class Runner(MessageDriver, QueueRunDriver):
         return self.router.check_rcpt(address)
 
     async def etrn(self, arg: str) -> str:
-        """SMTP ETRN (RFC 1985): a filtered run (-qR@domain) for the node."""
+        """SMTP ETRN (RFC 1985): a filtered run (-qR@domain) for the node;
+        458 when its messages wait for our line and the line is down (the
+        run would attempt nothing: RFC 1985's "cannot be sent now")."""
         if arg.startswith("#"):
             return f"458 4.3.0 Unable to queue messages for node {arg}: named queues are not supported"
         filt = f"R{arg[1:]}" if arg.startswith("@") else f"R@{arg}"
-        n = len(self._select([filt], flush=True))
+        selected = self._select([filt], flush=True)
+        n = len(selected)
         if not n:
             return f"251 2.0.0 OK, no messages waiting for node {arg}"
+        if not self._link_usable() and not any(is_cheap(j) for e in selected for j in self._jobs(e)[0]):
+            return (f"458 4.4.2 Unable to queue messages for node {arg} now: {n} message(s) held, "
+                    "but our line is down; ETRN again while it is up")
         self._spawn(self.queue_run([filt], reason=f"etrn {arg}"))
         return f"253 2.0.0 OK, {n} pending messages for node {arg} started"
 

@@ -58,7 +58,6 @@ SAMPLES = {
     "link_up": ((), dict(cleared=2, nameservers=["10.64.0.1"], info={"iface": "ppp0", "local": ""})),
     "dialdelay": (("mx.far.example",), dict(wait_s=60, after="connect refused", link_coming=True)),
     "runner_warning": (("hoststat.json unreadable: bad json",), {}),
-    "hoststatus_cleared": ((3,), {}),
     "demand_unroutable": (("kAM8oN00005713", "no route for x@y"), {}),
     "runner_internal_error": ((), {}),
     "authfile_owner": (("/etc/edgemail/smarthost.auth", 1000), {}),
@@ -79,6 +78,7 @@ SAMPLES = {
     "warning": (("running as root",), {}),
     "reloaded": (("SIGHUP",), dict(aliases=3, policy="/etc/edgemail/dial.policy",
                                    restart_needed=["MaxMessageSize", "smtpd"])),
+    "aliases_reloaded": (("newaliases",), dict(aliases=3)),
     "reload_failed": (("newaliases", "/etc/aliases:3: no targets"), {}),
 }
 
