@@ -8,8 +8,9 @@ Drivers: modem (pyserial), ppp (pppd), netwatch (pyroute2), accounting
 state: manager (the loop, the FSM) owns a call driver (calls: the line in
 line.py, netwatch, the ledger, the MTA's runs and ETRN) and a policy driver
 (policydriver: asking the policy, its schedule jobs); port is the MTA as
-link sees it (MtaPort, guarded calls) and the clock.  Every log line is
-made in linklog.  The daemon wires the manager to the MTA through the
+link sees it (MtaPort, guarded calls) and the clock; report is what the
+manager says of itself (status, explain).  Every log line is made in
+linklog.  The daemon wires the manager to the MTA through the
 runner's LinkPort (docs/interfaces.md).
 
 This package's top level imports only the errors and the state enum, so that

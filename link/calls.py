@@ -10,6 +10,7 @@ SYNOPSIS
     calls.start()                       # the netlink watcher (IfaceUp / IfaceDown events)
     calls.perform(Dial(numbers, "urgent"))   # Dial, StartPppd, ClearHostStatus, RunQueue,
                                         # SendEtrn, StopRun, Hangup
+    why = await calls.refute_up("ppp0", "10.64.0.2")   # the ip-up hook's claim against netlink
     calls.up(now)  /  calls.down("idle")     # NotifyUp / NotifyDown: the call's record
     calls.usage(now); calls.status()    # for the policy's demand and for status
     await calls.close()
@@ -20,6 +21,11 @@ DESCRIPTION
     queue run and ETRN (through link.port.Port), watching the interface
     over netlink (restarted a second after an OSError) and, while up,
     sampling ppp0's byte counters and the ISP's inbound sessions.
+
+    A hook's claim that the interface is up is checked against netlink
+    before anything acts on it (refute_up: a fresh read, link.netwatch
+    probe() and refusal()); a claim netlink contradicts, or that cannot be
+    checked, is refused and logged (link: hook=ip-up, ..., result=refused).
 
     Every result comes back as an FSM event through post(event) (the
     manager feeds it to the FSM); wake() tells the manager a task ended
@@ -38,8 +44,9 @@ NEVER
 
 FAILURES
     The line's expected failures are events already (link.line); the MTA's
-    are Port's (logged, counted as done); anything else ends the task and
-    is logged (link: task=NAME, error=E).
+    are Port's (logged, counted as done; inbound sessions the MTA cannot
+    count keep the last count); anything else ends the task and is logged
+    with its traceback (link: task=NAME, error=E).
 """
 
 from __future__ import annotations
@@ -63,7 +70,10 @@ from link.transitions import (Action, ClearHostStatus, Dial, EtrnDone, Hangup, I
                               RunQueue, SendEtrn, StartPppd, StopRun)
 
 if TYPE_CHECKING:
-    from link.netwatch import NetWatch
+    from link.netwatch import NetWatch, View
+
+#: reads the interface afresh for a hook's claim: () -> link.netwatch.View
+Probe = Callable[[], Coroutine[Any, Any, "View"]]
 
 log = logging.getLogger("link")
 #: after an OSError the netlink watcher is opened again this much later
@@ -101,8 +111,11 @@ class CallDriver:
 
     def __init__(self, cfg, *, clock: Clock, port: Port, post: Callable[[LinkEvent], None],
                  wake: Callable[[], None], line: Line | None = None, ledger: Ledger | None = None,
-                 netwatch_factory: Callable[[], Watcher] | None = None, sample_s: float = 1.0) -> None:
+                 netwatch_factory: Callable[[], Watcher] | None = None, sample_s: float = 1.0,
+                 probe: Probe | None = None) -> None:
         self.clock, self.port, self.ledger = clock, port, ledger
+        self.cfg = cfg
+        self._probe: Probe = probe or partial(_probe, cfg)
         self._post, self._wake = post, wake
         self.line = line if line is not None else Line(cfg)
         self._netwatch_factory: Callable[[], Watcher] = netwatch_factory or partial(_make_netwatch, cfg)
@@ -176,6 +189,19 @@ class CallDriver:
         log.info(linklog.call_ended(connect_s, sent, rcvd, cause))
         self._book(call, connect_s, sent, rcvd, cause)
 
+    async def refute_up(self, iface: str, local: str) -> str:
+        """Why netlink contradicts "IFACE is up with LOCAL" ("" when it does not); logged when it does."""
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        from link.netwatch import refusal
+        try:
+            why = refusal(await self._probe(), iface, local, frozenset(self.cfg.demand_placeholders))
+        except (OSError, NetlinkError) as e:
+            why = f"cannot read {iface} from netlink: {e}"
+        if why:
+            log.warning(linklog.hook_refused("ip-up", iface, local, why))
+        return why
+
     def new_mail(self) -> bool:
         """More mail waits for the link than the last run of this call left behind."""
         return self.port.summary().queued > self._left_after_run
@@ -227,8 +253,7 @@ class CallDriver:
         dial = self._tasks.get("dial")
         if dial is not None and not dial.done():
             dial.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await dial
+            await asyncio.wait({dial})          # its own end is _done()'s to log
         await self.line.hangup(cause)
 
     async def _run(self, link_up: bool) -> None:
@@ -271,6 +296,7 @@ class CallDriver:
                 self._call.last = counters
                 self._post(Idle(sum(counters)))
             n = self.port.inbound()
+            n = self._inbound if n is None else n       # the MTA cannot say: keep what we knew
             if (n > 0) != (self._inbound > 0):
                 self._post(InboundActive() if n > 0 else InboundDone())
             self._inbound = n
@@ -292,8 +318,9 @@ class CallDriver:
     def _done(self, name: str, task: asyncio.Task) -> None:
         if self._tasks.get(name) is task:
             del self._tasks[name]
-        if not task.cancelled() and task.exception() is not None:
-            log.error(linklog.task_failed(name, task.exception()))
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            log.error(linklog.task_failed(name, error), exc_info=error)
         self._wake()
 
     def _cancel(self, name: str) -> None:
@@ -313,6 +340,11 @@ class CallDriver:
 
 def _etrn_ok(code: int) -> bool:
     return 250 <= code <= 253
+
+
+async def _probe(cfg) -> View:
+    from link.netwatch import probe
+    return await probe(cfg.interface, cfg.netns or None)
 
 
 def _make_netwatch(cfg) -> NetWatch:

@@ -9,6 +9,8 @@ backoff grows).
     +-- DialFailed(result)          BUSY, NO CARRIER, NO DIALTONE, NO ANSWER, TIMEOUT, ERROR
     +-- LinkLost(ConnectionError)   carrier lost, pppd died, the tty went away
     +-- RemoteProtocolError         the modem sent something no state can explain
+    +-- SetupError                  a program of ours cannot be run (pppd, the up command):
+                                    our setup is wrong, retrying will not help
 """
 
 from __future__ import annotations
@@ -45,3 +47,9 @@ class LinkLost(LinkError, ConnectionError):
 
 class RemoteProtocolError(LinkError):
     """The modem answered in a way no dialogue state allows (treated as temporary)."""
+
+
+class SetupError(LinkError):
+    """A program the link runs cannot be started (ENOENT, EACCES, ENOEXEC,
+    EPERM): the setup is wrong and retrying will not help (link.fsm stops
+    dialling)."""

@@ -20,12 +20,19 @@ DESCRIPTION
     Mail that becomes due while lingering (MailWaiting) goes out on this
     call: RUN again, then LINGER (one ETRN per call).
 
+    Setup errors (SetupBroken: pppd's bad options, no kernel support, a tty
+    it cannot open, an up command that cannot run) are not retried like
+    BUSY: the line is hung up, the FSM goes IDLE and `stopped` keeps the
+    event; a DialRequested is then ignored unless forced (the operator's
+    `edgemail link dial`: a try after a fix), until Resume (a reload).
+
 INVARIANTS
     At most one Dial outstanding.  A failed dial is always followed by Hangup
     (the modem is put on-hook).  IfaceUp is idempotent (netlink and the ip-up
     hook both report it).  Events that make no sense in a state are ignored
     and counted in `ignored`, never raised: the world is noisy.  After
     `max_failed_dials` failed dials in a row the backoff is `limit_backoff_s`.
+    While `stopped`, no unforced dial is made.
 
 NEVER
     Does I/O, logs, or reads a clock.
@@ -38,7 +45,8 @@ from dataclasses import dataclass, field
 from link.transitions import (TABLE, Action, CarrierLost, ClearHostStatus, Dial, DialRequested, DialResult,
                               EtrnDone, Hangup, Hold, Idle, IfaceDown, IfaceUp, InboundActive, LinkEvent,
                               LinkState, MailWaiting, NotifyDown, NotifyUp, Phase, PppdExited, QueueRunDone,
-                              Release, RunQueue, ScheduleTimer, SendEtrn, StartPppd, StopRun, Timer)
+                              Release, Resume, RunQueue, ScheduleTimer, SendEtrn, SetupBroken, StartPppd,
+                              StopRun, Timer)
 
 S = LinkState
 
@@ -72,6 +80,8 @@ class LinkFSM:
     etrn_sent: bool = False
     ignored: int = 0
     up_since: float | None = None
+    #: a setup error stopped dialling (until Resume or a forced dial)
+    stopped: SetupBroken | None = None
     _deadline: float | None = None
     _last_activity: float = 0.0
     _last_bytes: int | None = None
@@ -84,6 +94,9 @@ class LinkFSM:
         before = self._deadline
         if isinstance(event, (Hold, Release)):
             actions = self._hold(event, now)           # counted in every state
+        elif isinstance(event, Resume):
+            self.stopped = None                        # in every state: the next dial may go
+            actions = []
         else:
             name = TABLE.get((self.state, type(event)))
             if name is None:
@@ -97,6 +110,11 @@ class LinkFSM:
     # --- handlers: each returns the actions, sets state and deadline ---------
 
     def _dial(self, event: DialRequested, now: float) -> list[Action]:
+        if self.stopped is not None:
+            if not event.force:
+                self.ignored += 1
+                return []
+            self.stopped = None                        # the operator tries after a fix
         self._enter(S.DIALING, now + self.config.dial_timeout_s)
         return [Dial(self.config.numbers, event.reason)]
 
@@ -118,6 +136,11 @@ class LinkFSM:
             wait = min(c.backoff_base_s * 2 ** (self.failed_dials - 1), c.backoff_max_s)
         self._enter(S.BACKOFF, now + wait)
         return [Hangup(_cause(event)), NotifyDown(_cause(event))]
+
+    def _setup_broken(self, event: SetupBroken, now: float) -> list[Action]:
+        self.stopped = event
+        self._enter(S.IDLE, None)
+        return [Hangup(event.cause), NotifyDown(event.cause)]
 
     def _backoff_over(self, event: Timer, now: float) -> list[Action]:
         self._enter(S.IDLE, None)
@@ -233,7 +256,7 @@ class LinkFSM:
 
 
 def _cause(event) -> str:
-    if isinstance(event, CarrierLost):
+    if isinstance(event, (CarrierLost, SetupBroken)):
         return event.cause
     if isinstance(event, PppdExited):
         return f"pppd-exit({event.code})"

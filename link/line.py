@@ -34,7 +34,10 @@ FAILURES
     Expected failures are results, not exceptions: DialFailed ->
     DialResult(False, result); LinkError/OSError while dialing ->
     DialResult(False, "LINK-LOST"); pppd not starting -> PppdExited(-1); a
-    modem that does not answer after the hang-up is logged.
+    modem that does not answer after the hang-up is logged.  Our setup's
+    errors are SetupBroken (the FSM stops dialling): pppd exiting with one
+    of link.ppp.CONFIG_ERRORS, pppd or the up command that cannot be run
+    at all (SetupError).
 """
 
 from __future__ import annotations
@@ -45,9 +48,9 @@ import logging
 from typing import TYPE_CHECKING
 
 from link import linklog
-from link.errors import DialFailed, LinkError
-from link.ppp import CARRIER_LOSS, ExternalLink, Pppd, exit_cause, hold_open, release
-from link.transitions import DialResult, PppdExited
+from link.errors import DialFailed, LinkError, SetupError
+from link.ppp import CARRIER_LOSS, CONFIG_ERRORS, SETUP_FIXES, ExternalLink, Pppd, exit_cause, hold_open, release
+from link.transitions import DialResult, PppdExited, SetupBroken
 
 if TYPE_CHECKING:
     from link.modem import Modem
@@ -69,25 +72,29 @@ class Line:
         self.number = ""                        #: the number that answered the last dial
         self.last_pppd_exit: dict | None = None
 
-    async def dial(self, numbers: tuple[str, ...]) -> DialResult | None:
+    async def dial(self, numbers: tuple[str, ...]) -> DialResult | SetupBroken | None:
         """Dial (the modem, or the up command); None: no up command, wait for the interface."""
         async with self._lock:
             if self.mode == "external":
                 return await self._external_up()
             return await self._modem_dial(numbers)
 
-    async def ppp(self) -> PppdExited:
+    async def ppp(self) -> PppdExited | SetupBroken:
         """pppd on the tty the dial handed over, until it exits."""
         try:
             await self.pppd.start(self.device)
         except LinkError as e:
             log.error(linklog.pppd_failed(e))
+            if isinstance(e, SetupError):
+                return SetupBroken("pppd-not-runnable", str(e), "[link] pppd: the program, and the right to run it")
             return PppdExited(-1)
         code = await self.pppd.wait()
         self.release_tty()
         cause = exit_cause(code)
         self.last_pppd_exit = {"status": code, "cause": cause, "carrier_loss": code in CARRIER_LOSS}
         log.info(linklog.pppd_exited(code, cause))
+        if code in CONFIG_ERRORS:
+            return SetupBroken(f"pppd-exit({code},{cause})", f"pppd exited {code} ({cause})", SETUP_FIXES[code])
         return PppdExited(code)
 
     async def hangup(self, cause: str) -> None:
@@ -117,11 +124,13 @@ class Line:
                 if self.modem.is_open:
                     await self.modem.close()
 
-    async def _external_up(self) -> DialResult | None:
+    async def _external_up(self) -> DialResult | SetupBroken | None:
         try:
             code = await self.external.up()
         except LinkError as e:
             log.warning(linklog.up_command_failed(e))
+            if isinstance(e, SetupError):
+                return SetupBroken("up-command-not-runnable", str(e), "[link] up_command: the program, and the right to run it")
             code = -1
         if code is None:
             return None

@@ -24,6 +24,14 @@ THE LINES
         state(): the FSM moved to STATE (IDLE, DIALING, CONNECTING, UP,
         HANGING_UP, BACKOFF) because of R (a dial reason, a dial result,
         ppp0-up(ADDR), ppp0-down, pppd-exit(N,CAUSE), timer, idle, ...).
+  link: dialing=stopped, cause=C, until=reload (fix: FIX)   [error]
+        dialing_stopped(): our setup is wrong (pppd exited with one of
+        link.ppp.CONFIG_ERRORS, pppd or the up command cannot be run):
+        no dial is made until a reload, a restart or an operator's dial.
+  link: dialing=resumed, reason=R   [info]
+        dialing_resumed(): a reload or an operator's dial lifted the stop.
+  link: dial=held, reason=R, stopped=C   [warning]
+        dial_held(): the policy would dial (R) but dialling is stopped (C).
 
   The call (link.calls):
 
@@ -40,7 +48,12 @@ THE LINES
   link: accounting=failed, error=E   [error]
         accounting_failed(): the call could not be written to the ledger.
   link: task=NAME, error=E   [error]
-        task_failed(): a task of the call ended by an exception (our bug).
+        task_failed(): a task of the call ended by an exception (our bug;
+        with its traceback).
+  link: hook=ip-up, iface=IF, local=ADDR, result=refused (WHY)   [warning]
+        hook_refused(): the ip-up hook says the line is up and netlink
+        contradicts it (no such interface, not up, not that address):
+        nothing acts on it (no state change, no run, no call booked).
 
   The line (link.line):
 
@@ -60,8 +73,13 @@ THE LINES
   The MTA's port (link.port):
 
   link: CALL=failed, error=E   [warning]
-        port_failed(): a port call raised (queue_summary, queue_run, etrn,
-        clear_host_status, stop_run, link_down); it counts as done.
+        port_failed(): a port call met the trouble it may meet (OSError:
+        the spool, a socket) in queue_summary, queue_run, etrn,
+        clear_host_status, stop_run, inbound_active or link_down; it
+        counts as done, on the safe side (no dial, no hang-up).
+  link: CALL=error, error=E   [error]
+        port_error(): a port call raised anything else (a bug in the MTA's
+        port), with its traceback; counted as done on the same safe side.
 
   The modem (link.modem):
 
@@ -115,6 +133,18 @@ def state(state: str, reason: str) -> str:
     return f"link: state={state}, reason={clean(reason)}"
 
 
+def dialing_stopped(cause: str, fix: str) -> str:
+    return f"link: dialing=stopped, cause={clean(cause)}, until=reload (fix: {clean(fix)})"
+
+
+def dialing_resumed(reason: str) -> str:
+    return f"link: dialing=resumed, reason={clean(reason)}"
+
+
+def dial_held(reason: str, stopped: str) -> str:
+    return f"link: dial=held, reason={clean(reason)}, stopped={clean(stopped)}"
+
+
 # --- the call ------------------------------------------------------------------
 
 def stop_run(cause: str) -> str:
@@ -139,6 +169,10 @@ def accounting_failed(error: object) -> str:
 
 def task_failed(name: str, error: BaseException | None) -> str:
     return f"link: task={name}, error={error!r}"
+
+
+def hook_refused(event: str, iface: str, local: str, why: str) -> str:
+    return f"link: hook={event}, iface={clean(iface)}, local={clean(local)}, result=refused ({clean(why)})"
 
 
 # --- the line ------------------------------------------------------------------
@@ -171,6 +205,10 @@ def hangup_failed(cause: str, error: object) -> str:
 
 def port_failed(call: str, error: object) -> str:
     return f"link: {call}=failed, error={clean(error)}"
+
+
+def port_error(call: str, error: BaseException) -> str:
+    return f"link: {call}=error, error={clean(repr(error))}"
 
 
 # --- the modem ---------------------------------------------------------------------

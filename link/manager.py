@@ -11,7 +11,8 @@ SYNOPSIS
     task = asyncio.create_task(mgr.run())
     mgr.demand_changed()                  # the MTA queued or delivered something
     async with mgr.hold("queue-run"): ... # keep the line up while inside
-    mgr.link_up("ppp0", "10.64.0.2", "10.64.0.1")   # the ip-up hook (idempotent)
+    await mgr.link_up("ppp0", "10.64.0.2", "10.64.0.1")   # the ip-up hook (checked, idempotent)
+    mgr.resume("reload")                  # a reload: dialling may start again after a setup error
 
 DESCRIPTION
     The loop that feeds the FSM (link.fsm) and hands its actions to the
@@ -38,7 +39,8 @@ DESCRIPTION
     DialRequested(reason).
 
     Link-up (netlink IfaceUp with a non-placeholder address, or the ip-up
-    hook, whichever is first): the FSM asks for ClearHostStatus, RunQueue,
+    hook once netlink confirms its claim: calls.refute_up, whichever is
+    first): the FSM asks for ClearHostStatus, RunQueue,
     then SendEtrn for our domains; then the line lingers while the MTA
     holds it (hold()), while the ISP's inbound sessions are active
     (sampled by calls) and until ppp0's byte counters have been still for
@@ -48,6 +50,11 @@ DESCRIPTION
     StopRun defers the transaction in flight without growing its backoff,
     the FSM returns to IDLE and the policy decides the next dial.  Failed
     dials back off (doubling, then a limit after max_failed_dials).
+    Setup errors (link.fsm: SetupBroken) stop dialling instead: the policy
+    is still asked, and a dial it wants is logged as held (link:
+    dial=held), until resume() (the daemon's reload) or the operator's
+    dial_now(), which is a try after a fix.  status(), explain() and the
+    daemon's STATUS= say so.
 
 THE PORT
     What the MTA provides is link.port.MtaPort (queue_summary,
@@ -73,7 +80,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from link import linklog
+from link import linklog, report
 from link.accounting import Ledger
 from link.calls import CallDriver, Watcher
 from link.fsm import FsmConfig, LinkFSM
@@ -84,11 +91,12 @@ from link.port import Clock, MtaPort, Port, Summary, wall_now
 from link.ppp import Pppd, exit_cause
 from link.transitions import (Action, CarrierLost, DialRequested, DialResult, Hangup, Hold, IfaceDown, IfaceUp,
                               LinkEvent, LinkState, MailWaiting, NotifyDown, NotifyUp, Phase, PppdExited,
-                              Release, ScheduleTimer, Timer)
+                              Release, Resume, ScheduleTimer, SetupBroken, Timer)
 
 if TYPE_CHECKING:
     import schedule
 
+    from link.calls import Probe
     from link.modem import Modem
 
 __all__ = ["LinkManager", "fsm_config"]
@@ -117,7 +125,7 @@ class LinkManager:
                  etrn_domains: tuple[str, ...] = (), ledger: Ledger | None = None, modem: Modem | None = None,
                  pppd: Pppd | None = None, netwatch_factory: Callable[[], Watcher] | None = None,
                  sample_s: float = 1.0, fsm_overrides: dict | None = None,
-                 scheduler: schedule.Scheduler | None = None) -> None:
+                 scheduler: schedule.Scheduler | None = None, probe: Probe | None = None) -> None:
         self.cfg = cfg
         self.clock = clock
         self.mode = cfg.mode
@@ -127,10 +135,11 @@ class LinkManager:
         self._wake = asyncio.Event()
         self._up = asyncio.Event()
         self._more = False                  # mail queued while the line is up: run again (MailWaiting)
+        self._held = ""                     # the last policy reason a stop held back (logged once)
         self.recent: list[str] = []         #: the last state lines, for error messages
         self.calls = CallDriver(cfg, clock=clock, port=self._port, post=self._post, wake=self._wake.set,
                                 line=Line(cfg, modem=modem, pppd=pppd), ledger=ledger,
-                                netwatch_factory=netwatch_factory, sample_s=sample_s)
+                                netwatch_factory=netwatch_factory, sample_s=sample_s, probe=probe)
         self.policy_driver = PolicyDriver(policy, clock=clock, scheduler=scheduler, on_rule=self.demand_changed)
 
     @property
@@ -179,10 +188,14 @@ class LinkManager:
         self._more = True
         self._wake.set()
 
-    def link_up(self, iface: str, local: str = "", remote: str = "", **_ignored) -> dict:
-        """The ip-up hook (idempotent: netlink usually told us first)."""
+    async def link_up(self, iface: str, local: str = "", remote: str = "", **_ignored) -> dict:
+        """The ip-up hook (idempotent: netlink usually told us first), acted
+        on only once netlink confirms the interface and its address."""
         if iface != self.cfg.interface:
             return {"ignored": f"interface {iface} is not {self.cfg.interface}"}
+        why = await self.calls.refute_up(iface, local)
+        if why:
+            return {"ignored": f"{why}: netlink does not confirm the hook", "state": self.state}
         before = self.state
         self._post(IfaceUp(iface, local, remote))
         return {"state": self.state, "changed": before != self.state}
@@ -200,9 +213,20 @@ class LinkManager:
         """Operator dial (`edgemail link dial`): dials from IDLE, whatever the policy."""
         if self.fsm.state is not LinkState.IDLE:
             return {"dialing": False, "state": self.state, "why": f"link is {self.state}"}
+        if self.fsm.stopped is not None:
+            log.info(linklog.dialing_resumed(reason))
         self.policy_driver.requested(wall_now(self.clock))
-        self._post(DialRequested(reason))
+        self._post(DialRequested(reason, force=True))
         return {"dialing": True, "state": self.state}
+
+    def resume(self, reason: str) -> bool:
+        """The setup may be fixed (a reload): dialling stopped by a setup error may start again."""
+        if self.fsm.stopped is None:
+            return False
+        log.info(linklog.dialing_resumed(reason))
+        self._post(Resume(reason))
+        self.demand_changed()
+        return True
 
     def hangup_now(self) -> dict:
         """Operator hang-up: stop pppd; its exit ends the call as usual."""
@@ -258,7 +282,11 @@ class LinkManager:
         if self.policy_driver.due() and self.fsm.state is LinkState.IDLE and not self.calls.hanging_up:
             now = wall_now(self.clock)
             decision = self.policy_driver.ask(now, self.demand(now))
-            if decision.dial:
+            if decision.dial and self.fsm.stopped is not None:
+                if decision.reason != self._held:           # once per reason, not per ask
+                    log.warning(linklog.dial_held(decision.reason, self.fsm.stopped.cause))
+                self._held = decision.reason
+            elif decision.dial:
                 self._post(DialRequested(decision.reason))
         if self._more and self.fsm.state is LinkState.UP and self.fsm.phase is Phase.LINGER:
             self._more = False               # kept while a run is under way: asked again after it
@@ -284,6 +312,9 @@ class LinkManager:
             self._log_state(event, actions)
             if self.fsm.state is LinkState.IDLE:
                 self.policy_driver.changed()
+        if isinstance(event, SetupBroken) and self.fsm.stopped is event:
+            log.error(linklog.dialing_stopped(event.cause, event.fix))
+            self._held = ""                             # this stop's first held dial is said
         for action in actions:
             self._perform(action)
 
@@ -308,6 +339,10 @@ class LinkManager:
 
     # --- what the policy is told, status --------------------------------------------------
 
+    def queue(self) -> Summary:
+        """What waits for the link, as the MTA's port says (empty when it cannot say)."""
+        return self._port.summary()
+
     def demand(self, now: datetime, queue: Summary | None = None) -> Demand:
         """What the policy decides on: the queue, today's calls and minutes, the last dial."""
         q = queue if queue is not None else self._port.summary()
@@ -316,29 +351,10 @@ class LinkManager:
                       calls_today=u.calls, minutes_today=u.minutes, last_dial=self.policy_driver.last_dial)
 
     def status(self) -> dict:
-        now = wall_now(self.clock)
-        q = self._port.summary()
-        s = self.policy.settings
-        return {
-            "link": {"state": self.state, "phase": self.fsm.phase.value, "mode": self.mode,
-                     "failed_dials": self.fsm.failed_dials, "holders": dict(self.fsm.holders),
-                     "inbound": self.fsm.inbound, "pppd": self.calls.last_pppd_exit},
-            "queue": {"queued": q.queued, "oldest_age_s": q.oldest_age_s, "urgent": q.urgent},
-            "next": self.policy_driver.next(now, self.demand(now, q)),
-            "policy": self.policy_driver.last_ask,
-            "budget_left": self.calls.budget_left(now, s.calls_per_day, s.minutes_per_day),
-            "last_etrn": self.calls.last_etrn,
-            "last_call": self.calls.last_call(),
-        }
+        return report.status(self)
 
     def explain(self) -> str:
-        now = wall_now(self.clock)
-        lines = [f"link is {self.state} (mode {self.mode})", self.policy.explain(now, self.demand(now))]
-        deadline = self.fsm.deadline()
-        if self.fsm.state is LinkState.BACKOFF and deadline is not None:
-            wait = deadline - self.clock.monotonic()
-            lines.append(f"backing off after {self.fsm.failed_dials} failed dial(s): {max(wait, 0):.0f}s left")
-        return "\n".join(lines)
+        return report.explain(self)
 
 
 def _reason(event: LinkEvent) -> str:
@@ -346,7 +362,7 @@ def _reason(event: LinkEvent) -> str:
         return event.reason
     if isinstance(event, DialResult):
         return event.result
-    if isinstance(event, CarrierLost):
+    if isinstance(event, (CarrierLost, SetupBroken)):
         return event.cause
     if isinstance(event, PppdExited):
         return f"pppd-exit({event.code},{exit_cause(event.code)})"

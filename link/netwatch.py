@@ -2,7 +2,8 @@
 
 NAME
     netwatch - NetWatch(ifname, netns=...): async iterator of interface events;
-    counters() -> (rx_bytes, tx_bytes)
+    counters() -> (rx_bytes, tx_bytes); probe(ifname, netns) -> View;
+    refusal(view, ifname, local, placeholders) -> why a claim is false
 
 SYNOPSIS
     async with NetWatch("ppp0", netns="edge-1234") as watch:
@@ -26,6 +27,20 @@ DESCRIPTION
     change on connect and this watcher cannot tell: the ip-up hook (which the
     link FSM also accepts as IfaceUp, idempotently) is then the authority.
 
+    Claims (the ip-up hook's "ppp0 is up with LOCAL"): probe() reads the
+    interface afresh (one dump, no subscription) and refusal() says what
+    netlink contradicts ("" when nothing): the interface must exist, be UP
+    and LOWER_UP and carry the claimed local address (none claimed: any
+    address outside `placeholders`), and a placeholder is no claim at all.
+    Nothing is to act on a hook's word alone.
+
+    Namespaces: pyroute2 opens a socket in another namespace (`netns`)
+    from a forked helper, which it ends with SIGTERM.  A fork inherits
+    asyncio's signal wakeup fd, so that SIGTERM reached the daemon's loop
+    as the daemon's own (it stopped, reason=SIGTERM, at the first sample of
+    a call with [link] netns set); a forked child here forgets the wakeup
+    fd (os.register_at_fork).
+
     Netlink overflow: when the socket's receive buffer overflows the kernel
     drops messages and reports ENOBUFS.  The watcher then closes the socket,
     opens a new one, re-subscribes, dumps links and addresses (a full
@@ -35,16 +50,21 @@ NEVER
     Changes an interface, or decides anything: the FSM does.
 
 FAILURES (Raises:)
-    OSError other than ENOBUFS from the socket (e.g. the namespace vanished).
+    OSError other than ENOBUFS from the socket (e.g. the namespace vanished);
+    probe(): OSError, NetlinkError.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
+import os
+import signal
 from dataclasses import dataclass, field
 
 from pyroute2 import AsyncIPRoute
+from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_LINK
 
 from link import linklog
@@ -55,6 +75,15 @@ IFF_UP = 0x1
 IFF_LOWER_UP = 0x10000
 #: pppd's demand-mode placeholder addresses for unit 0
 DEMAND_PLACEHOLDERS = frozenset({"10.64.64.64", "10.112.112.112"})
+
+
+def _forget_the_loops_signals() -> None:
+    """In a forked child (pyroute2's namespace helper): its signals are not the parent loop's."""
+    with contextlib.suppress(ValueError):
+        signal.set_wakeup_fd(-1)
+
+
+os.register_at_fork(after_in_child=_forget_the_loops_signals)
 
 
 @dataclass(frozen=True)
@@ -117,6 +146,39 @@ def changes(ifname: str, old: View, new: View, placeholders: frozenset[str]) -> 
     if now and was != now:
         out.append(IfaceUp(ifname, *now))
     return out
+
+
+def refusal(view: View, ifname: str, local: str, placeholders: frozenset[str]) -> str:
+    """What netlink's view contradicts in the claim "IFNAME is up with LOCAL" ("" when nothing)."""
+    if view.index is None:
+        return f"{ifname} does not exist"
+    if view.flags & (IFF_UP | IFF_LOWER_UP) != IFF_UP | IFF_LOWER_UP:
+        return f"{ifname} is not up"
+    if local and local in placeholders:
+        return f"{local} is pppd's demand-mode placeholder, not a connection"
+    if local and local not in view.addrs:
+        have = ", ".join(sorted(view.addrs)) or "none"
+        return f"{ifname} has no address {local} (it has {have})"
+    if not local and view.connected(placeholders) is None:
+        return f"{ifname} has no address but placeholders"
+    return ""
+
+
+async def probe(ifname: str, netns: str | None = None) -> View:
+    """The interface as netlink has it now (one dump).  Raises OSError, NetlinkError."""
+    async with AsyncIPRoute(netns=netns or None) as ipr:
+        return await _read(ipr, ifname)
+
+
+async def _read(ipr: AsyncIPRoute, ifname: str) -> View:
+    """A full re-read: the links, then the interface's IPv4 addresses."""
+    view = View()
+    async for msg in await ipr.link("dump"):
+        view = apply(view, msg, ifname)
+    if view.index is not None:
+        async for msg in await ipr.addr("dump", family=2):
+            view = apply(view, msg, ifname)
+    return view
 
 
 def apply(view: View, msg, ifname: str) -> View:
@@ -182,13 +244,7 @@ class NetWatch:
         return self._ipr
 
     async def _reread(self) -> None:
-        new = View()
-        async for msg in await self._socket().link("dump"):
-            new = apply(new, msg, self.ifname)
-        if new.index is not None:
-            async for msg in await self._socket().addr("dump", family=2):
-                new = apply(new, msg, self.ifname)
-        self._set(new)
+        self._set(await _read(self._socket(), self.ifname))
 
     def _set(self, new: View) -> None:
         self._pending += changes(self.ifname, self.view, new, self.placeholders)
@@ -223,8 +279,8 @@ class NetWatch:
         async with AsyncIPRoute(netns=self.netns) as ipr:
             try:
                 (msg,) = await ipr.link("get", index=self.view.index)
-            except Exception as e:          # NetlinkError ENODEV: gone meanwhile
-                if getattr(e, "code", None) == errno.ENODEV:
+            except NetlinkError as e:       # ENODEV: gone meanwhile
+                if e.code == errno.ENODEV:
                     return None
                 raise
         stats = msg.get("IFLA_STATS64") or msg.get("IFLA_STATS")

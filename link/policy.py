@@ -197,7 +197,7 @@ class Policy:
         if eager and gap_end is not None:
             candidates.append((gap_end, f"{eager} after the redial gap of {_dur(s.redial_gap_s)}"))
         if not candidates:
-            return Decision(False, "nothing due", None)
+            return Decision(False, _held(s, demand) if demand.queued else "nothing due", None)
         at, why = min(candidates)
         window = self.forbidding(at)
         if window is not None:
@@ -225,6 +225,14 @@ class Policy:
 
 def _has_work(rule: Rule, demand: Demand) -> bool:
     return bool(rule.actions & {"etrn", "poll"}) or demand.queued > 0
+
+
+def _held(s: Settings, demand: Demand) -> str:
+    """Why mail that waits makes no call: the threshold that holds it, or that none would."""
+    if s.dial_when_queued:
+        return (f"{demand.queued} message(s) wait, held by dial_when_queued = {s.dial_when_queued} "
+                f"({demand.queued} of {s.dial_when_queued} queued)")
+    return f"{demand.queued} message(s) wait, but no rule, dial_when_queued or dial_when_oldest dials for them"
 
 
 def _dur(seconds: float) -> str:

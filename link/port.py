@@ -14,16 +14,22 @@ SYNOPSIS
 DESCRIPTION
     link never imports edgemail: the MTA hands the manager an object with
     the methods of MtaPort below, and this module is the one place link
-    calls it.  Every call is guarded: an exception from the MTA is logged
-    (link: CALL=failed, error=E) and the call counts as done (an empty
-    queue summary, no inbound sessions, ETRN answered with code 0), so the
-    MTA's trouble never stops the line.  link_down is optional (an MTA that
-    does not book link-up time leaves it out).  With no target (None) the
-    calls do nothing and the queue is empty.
+    calls it.  Every call is guarded, by type: what a port call may meet
+    (EXPECTED: OSError, the spool or a socket) is a warning (link:
+    CALL=failed, error=E); anything else is a bug in the MTA's port and is
+    logged with its traceback (link: CALL=error, error=E).  Either way the
+    call counts as done, on the side that costs nothing: an empty queue
+    summary (no dial), inbound sessions unknown (None: the sampler keeps
+    what it knew, so a push in progress is not hung up on), ETRN answered
+    with code 0, the run over.  A failing inbound_active is logged once
+    per run of failures (it is sampled every second).  link_down is
+    optional (an MTA that does not book link-up time leaves it out), and
+    so is clear_host_status (an MTA whose link-up run clears it).  With no
+    target (None) the calls do nothing and the queue is empty.
 
     MtaPort (what the MTA provides):
         queue_summary() -> obj with queued, oldest_age_s, urgent   (expensive routes, due now)
-        clear_host_status() -> None        link-up: forget failed hosts
+        clear_host_status() -> None        optional; link-up: forget failed hosts
         async run_queue() -> None          the call's queue run of expensive routes
         async run_due() -> None            another run on the same call: what is due now
         stop_run() -> None                 link going down: stop cleanly, no backoff grows
@@ -38,7 +44,7 @@ DESCRIPTION
     wall() as an aware UTC datetime.
 
 NEVER
-    Raises what the MTA raised, retries, or decides anything.
+    Raises what the MTA raised (but CancelledError), retries, or decides anything.
 """
 
 from __future__ import annotations
@@ -53,6 +59,8 @@ from link import linklog
 
 log = logging.getLogger("link")
 R = TypeVar("R")
+#: what a port call may meet without a bug: I/O trouble (the spool, a socket)
+EXPECTED = (OSError,)
 
 
 class Clock(Protocol):
@@ -92,7 +100,6 @@ class EtrnReply(Protocol):
 
 class MtaPort(Protocol):
     def queue_summary(self) -> Summary: ...
-    def clear_host_status(self) -> None: ...
     async def run_queue(self) -> Any: ...
     async def run_due(self) -> Any: ...
     def stop_run(self) -> None: ...
@@ -105,29 +112,37 @@ class Port:
 
     def __init__(self, target: MtaPort | None) -> None:
         self.target = target
+        self._inbound_failing = False
 
     def summary(self) -> Summary:
         empty: Summary = QueueSummary()
         return self._guard("queue_summary", lambda t: t.queue_summary(), empty)
 
     def clear_host_status(self) -> None:
-        self._guard("clear_host_status", lambda t: t.clear_host_status(), None)
+        """Link-up: forget failed hosts (only when the MTA has clear_host_status)."""
+        self._optional("clear_host_status")
 
     def stop_run(self) -> None:
         self._guard("stop_run", lambda t: t.stop_run(), None)
 
     def link_down(self) -> None:
         """A call that came up has ended (only when the MTA has link_down)."""
-        link_down = getattr(self.target, "link_down", None)
-        if link_down is not None:
-            self._guard("link_down", lambda t: link_down(), None)
+        self._optional("link_down")
 
-    def inbound(self) -> int:
-        """ISP sessions open on our listener; 0 when the MTA cannot say (not logged: sampled)."""
-        try:
-            return int(self.target.inbound_active()) if self.target is not None else 0
-        except Exception:
+    def inbound(self) -> int | None:
+        """ISP sessions open on our listener; None when the MTA cannot say
+        (the caller keeps what it knew).  Logged once per run of failures."""
+        if self.target is None:
             return 0
+        try:
+            n = int(self.target.inbound_active())
+        except Exception as e:
+            if not self._inbound_failing:
+                _report("inbound_active", e)
+            self._inbound_failing = True
+            return None
+        self._inbound_failing = False
+        return n
 
     async def run(self, link_up: bool = True) -> None:
         """The call's first run (link_up) or another one on the same call."""
@@ -136,17 +151,22 @@ class Port:
         try:
             await (self.target.run_queue() if link_up else self.target.run_due())
         except Exception as e:
-            log.warning(linklog.port_failed("queue_run", e))
+            _report("queue_run", e)
 
     async def etrn(self, domains: tuple[str, ...]) -> list[tuple[str, int, str]]:
         """(domain, code, text) per domain; code 0 where the MTA could not ask."""
+        if self.target is None:
+            return [(d, 0, "no MTA port") for d in domains]
         try:
-            if self.target is None:
-                raise LookupError("no MTA port")
             return [(r.domain, r.code, r.text) for r in await self.target.etrn(domains)]
         except Exception as e:
-            log.warning(linklog.port_failed("etrn", e))
+            _report("etrn", e)
             return [(d, 0, f"error: {e}") for d in domains]
+
+    def _optional(self, name: str) -> None:
+        method = getattr(self.target, name, None)
+        if method is not None:
+            self._guard(name, lambda t: method(), None)
 
     def _guard(self, name: str, call: Callable[[MtaPort], R], default: R) -> R:
         if self.target is None:
@@ -154,5 +174,13 @@ class Port:
         try:
             return call(self.target)
         except Exception as e:                # the MTA's problem must not stop the line
-            log.warning(linklog.port_failed(name, e))
+            _report(name, e)
             return default
+
+
+def _report(name: str, e: Exception) -> None:
+    """The expected trouble as a warning; a bug with its traceback."""
+    if isinstance(e, EXPECTED):
+        log.warning(linklog.port_failed(name, e))
+    else:
+        log.error(linklog.port_error(name, e), exc_info=e)

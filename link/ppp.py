@@ -29,7 +29,10 @@ DESCRIPTION
 
     EXIT_CAUSES maps pppd(8)'s EXIT STATUS to causes; CARRIER_LOSS lists
     the statuses that mean the call itself ended (modem hung up, peer not
-    answering echo requests), as opposed to a refused or broken start.
+    answering echo requests), as opposed to a refused or broken start;
+    CONFIG_ERRORS those that say our setup is wrong (bad options, not
+    setuid root, no kernel PPP, the tty's lock or open, the pty command),
+    each with what to fix in SETUP_FIXES: dialling again will not help.
 
     External-link mode: pppd (or another program) is run by someone else.
     ExternalLink runs the configured up/down commands, when given, and
@@ -40,19 +43,22 @@ NEVER
     Dials, reads the interface, or decides to hang up; runs a shell.
 
 FAILURES (Raises:)
-    LinkError   pppd (or an up/down command) could not be started
+    SetupError  pppd (or an up/down command) cannot be run: no such file,
+                permission denied, not an executable (our setup)
+    LinkError   pppd (or an up/down command) could not be started otherwise
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import signal
 from collections.abc import Mapping, Sequence
 
 from link import linklog
-from link.errors import LinkError
+from link.errors import LinkError, SetupError
 
 log = logging.getLogger("link")
 
@@ -83,6 +89,17 @@ EXIT_CAUSES: dict[int, str] = {
 CARRIER_LOSS = frozenset({15, 16})
 #: exit statuses that say our setup is wrong: retrying will not help
 CONFIG_ERRORS = frozenset({2, 3, 4, 6, 7, 9})
+#: for each of CONFIG_ERRORS: what the admin has to fix
+SETUP_FIXES: dict[int, str] = {
+    2: "pppd's options: [link] pppd_args, /etc/ppp/peers/NAME, /etc/ppp/options",
+    3: "pppd must be setuid root (Debian's is; see dpkg-statoverride --list /usr/sbin/pppd)",
+    4: "the kernel's PPP support: modprobe ppp_generic ppp_async",
+    6: "the tty's lock: another program holds /var/lock/LCK..TTY",
+    7: "the tty: [link] device, and the right to open it (group dialout)",
+    9: "pppd's pty command",
+}
+#: errno values of a program that cannot be run at all (SetupError, not a retry)
+CANNOT_RUN = frozenset({errno.ENOENT, errno.EACCES, errno.ENOEXEC, errno.EPERM, errno.ENOTDIR})
 
 
 def exit_cause(code: int | None) -> str:
@@ -133,7 +150,7 @@ class Pppd:
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out,
                 env=self.env, start_new_session=True)
         except OSError as e:
-            raise LinkError(f"cannot start {self.program}: {e.strerror or e}") from e
+            raise _start_error(f"cannot start {self.program}: {e.strerror or e}", e) from e
         finally:
             if log_file is not None:
                 log_file.close()
@@ -162,6 +179,11 @@ class Pppd:
                 _signal(proc, signal.SIGKILL)
                 await proc.wait()
         return proc.returncode
+
+
+def _start_error(text: str, e: OSError) -> LinkError:
+    """SetupError when the program cannot be run at all, else LinkError."""
+    return SetupError(text) if e.errno in CANNOT_RUN else LinkError(text)
 
 
 def hold_open(device: str) -> int:
@@ -213,7 +235,7 @@ class ExternalLink:
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
         except OSError as e:
-            raise LinkError(f"cannot run {which}_command {argv[0]}: {e.strerror or e}") from e
+            raise _start_error(f"cannot run {which}_command {argv[0]}: {e.strerror or e}", e) from e
         try:
             code = await asyncio.wait_for(proc.wait(), self.timeout_s)
         except asyncio.TimeoutError:

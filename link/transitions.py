@@ -9,14 +9,15 @@ DESCRIPTION
     link.calls) share, and the transitions as data, in one place (h11's
     _state.py).  The handlers named in TABLE are link.fsm.LinkFSM's methods
     (with a leading underscore); a (state, event) pair not in TABLE is
-    ignored and counted.  Hold and Release are counted in every state
-    (LinkFSM.handle), so they are not in TABLE.
+    ignored and counted.  Hold and Release are counted, and Resume clears
+    a stop, in every state (LinkFSM.handle), so they are not in TABLE.
 
     IDLE --DialRequested--> DIALING --DialResult(ok)--> CONNECTING --IfaceUp--> UP
     UP --idle/max connect--> HANGING_UP --IfaceDown|PppdExited|Timer--> IDLE
     DIALING/CONNECTING --failure--> BACKOFF --Timer--> IDLE
     UP --CarrierLost|IfaceDown|PppdExited--> IDLE (StopRun: the run is deferred, nothing lost)
     IDLE/DIALING/BACKOFF --IfaceUp--> UP (someone else, or the ip-up hook, was first)
+    DIALING/CONNECTING --SetupBroken--> IDLE, stopped: no dial until Resume or a forced DialRequested
 
 NEVER
     Holds state or code beyond frozen dataclasses: no I/O, no clock.
@@ -48,6 +49,8 @@ class Phase(enum.Enum):
 @dataclass(frozen=True)
 class DialRequested:
     reason: str
+    #: the operator's dial: made even while dialling is stopped (a try after a fix)
+    force: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,24 @@ class CarrierLost:
 @dataclass(frozen=True)
 class PppdExited:
     code: int
+
+
+@dataclass(frozen=True)
+class SetupBroken:
+    """pppd (or the up command) cannot work with our setup: bad options, no
+    kernel support, a tty it cannot open (link.ppp CONFIG_ERRORS).  Retrying
+    like BUSY will not help: dialling stops until Resume."""
+
+    cause: str                   #: e.g. "pppd-exit(2,bad-options)"
+    text: str                    #: e.g. "pppd exited 2 (bad-options)"
+    fix: str                     #: what the admin has to fix, in words
+
+
+@dataclass(frozen=True)
+class Resume:
+    """The setup may be fixed (a reload, an operator's dial): dialling may start again."""
+
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -126,7 +147,7 @@ class Timer:
     pass
 
 
-LinkEvent = (DialRequested | DialResult | IfaceUp | IfaceDown | CarrierLost | PppdExited
+LinkEvent = (DialRequested | DialResult | IfaceUp | IfaceDown | CarrierLost | PppdExited | SetupBroken | Resume
              | QueueRunDone | EtrnDone | MailWaiting | InboundActive | InboundDone | Hold | Release
              | Idle | Timer)
 
@@ -194,7 +215,8 @@ Action = (Dial | StartPppd | ClearHostStatus | RunQueue | SendEtrn | StopRun | H
 # --- the transition table ---------------------------------------------------------
 
 S = LinkState
-#: (state, event type) -> handler name.  Pairs not listed are ignored.
+#: (state, event type) -> handler name.  Pairs not listed are ignored
+#: (Hold, Release and Resume are handled in every state: LinkFSM.handle).
 TABLE: dict[tuple[LinkState, type], str] = {
     (S.IDLE, DialRequested): "dial",
     (S.IDLE, IfaceUp): "link_up",            # someone else (pppd demand, an operator) brought it up
@@ -207,6 +229,8 @@ TABLE: dict[tuple[LinkState, type], str] = {
     (S.CONNECTING, CarrierLost): "dial_failed",
     (S.CONNECTING, IfaceDown): "dial_failed",
     (S.CONNECTING, Timer): "dial_timeout",
+    (S.DIALING, SetupBroken): "setup_broken",
+    (S.CONNECTING, SetupBroken): "setup_broken",
     (S.UP, QueueRunDone): "run_done",
     (S.UP, EtrnDone): "etrn_done",
     (S.UP, MailWaiting): "mail_waiting",
@@ -217,8 +241,10 @@ TABLE: dict[tuple[LinkState, type], str] = {
     (S.UP, CarrierLost): "lost",
     (S.UP, IfaceDown): "lost",
     (S.UP, PppdExited): "lost",
+    (S.UP, SetupBroken): "lost",
     (S.HANGING_UP, IfaceDown): "down",
     (S.HANGING_UP, PppdExited): "down",
+    (S.HANGING_UP, SetupBroken): "down",
     (S.HANGING_UP, CarrierLost): "down",
     (S.HANGING_UP, Timer): "down",
     (S.BACKOFF, Timer): "backoff_over",

@@ -115,7 +115,7 @@ def _run_mode(cfg, a: SendmailArgs, prog: str) -> int:
     if a.mode == "p":
         return print_mailq(cfg)
     if a.mode == "i":
-        return reload_daemon(cfg, "newaliases" if prog == "newaliases" else "sendmail", "newaliases")
+        return reload_daemon(cfg, "newaliases" if prog == "newaliases" else "sendmail", "newaliases", only="aliases")
     if a.mode in ("h", "H"):
         return print_hoststat(cfg, "sendmail") if a.mode == "h" else purge_hoststat(cfg, "sendmail")
     if a.mode == "q":

@@ -103,10 +103,11 @@ def _from_disk(cfg, why: DaemonUnreachable, prog: str, show) -> int:
     return EX_OK
 
 
-def reload_daemon(cfg, prog: str, reason: str, *, as_json: bool = False) -> int:
+def reload_daemon(cfg, prog: str, reason: str, *, as_json: bool = False, only: str = "") -> int:
     """``newaliases``, ``sendmail -bi``, ``edgemail reload``: check the aliases
     here (errors name FILE:LINE, exit 65), then have the daemon read them and
-    the dial policy again (as SIGHUP does)."""
+    the dial policy again (as SIGHUP does); ``only="aliases"`` (newaliases):
+    the aliases alone, whatever state the other files are in."""
     from edgemail.delivery.aliases import load as load_aliases
     name = cfg.local.aliases or "(no aliases file)"
     try:
@@ -115,7 +116,8 @@ def reload_daemon(cfg, prog: str, reason: str, *, as_json: bool = False) -> int:
         err(prog, str(exc))
         return EX_DATAERR
     try:
-        reply = ControlClient(cfg.control_socket, timeout=cfg.Timeout.control).request("reload", reason=reason)
+        fields = {"only": only} if only else {}
+        reply = ControlClient(cfg.control_socket, timeout=cfg.Timeout.control).request("reload", reason=reason, **fields)
     except DaemonUnreachable:
         if as_json:
             _print_json({"aliases": count, "reloaded": False, "daemon": "not running"})

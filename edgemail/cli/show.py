@@ -8,10 +8,10 @@ now)``, ``queue_show_text(reply, now)``, ``dial_text``, ``hangup_text``,
 ahead), ``print_json``.
 
 Phases: the link's phase (queue run, ETRN, lingering) exists only while
-the link is up.  The link manager's status reply carries its state
-machine's phase in every state, and outside UP that is the field's resting
-value, LINGER: it means nothing then, so it is shown only while the link is
-up (the JSON keeps the reply as it came).
+the link is up; the link manager's status reply has none (null) in the
+other states, and older daemons' resting value there (linger) is not shown
+either.  A stop after a setup error (``stopped``: pppd's bad options, no
+kernel PPP) is shown with what to fix.
 
 Never: asks the daemon anything or prints: every function returns text
 (pure; the caller passes ``now``).  A field a reply lacks reads as "-",
@@ -85,6 +85,9 @@ def _link_line(link: dict) -> str:
             line += f"; held up by {holders}"
         if link.get("inbound"):
             line += f"; {link['inbound']} ISP session(s) open"
+    stop = link.get("stopped")
+    if isinstance(stop, dict):
+        line += f"; dialing stopped: {stop.get('text', '-')} (fix {stop.get('fix', '-')}, then reload)"
     return line
 
 

@@ -8,8 +8,7 @@ SYNOPSIS
     port = MtaPort(cfg, store, runner, listeners=listeners)
     mgr = LinkManager(cfg.link, policy, clock=clock, port=port, ...)
     port.queue_summary() -> QueueDemand       # what waits for the link, due now
-    port.clear_host_status()                  # link-up: forget failed hosts
-    await port.run_queue() -> RunReport       # link-up: queue run of expensive routes
+    await port.run_queue() -> RunReport       # link-up: host status cleared, queue run of expensive routes
     await port.run_due() -> RunReport         # mail due during the call: another run
     port.stop_run()                           # link going down: cut, no backoff grows
     port.link_down()                          # the call ended: stop counting link-up time
@@ -39,14 +38,22 @@ DESCRIPTION
     ``edgemail status``.  Routing per entry is cached against the entry
     object (entries are frozen: a change makes a new object).
 
+    Host status.  The link-up run (runner.link_up) clears it, once, and
+    says how many hosts it forgot (``runner: link up, hoststatus_cleared=N``);
+    this port has no clear_host_status of its own (link.port: optional), so
+    no second clearing logs a contradicting count.
+
     Inbound sessions.  The listeners facing the ISP are the ``strict`` ones
     (config.Listener: Internet/ISP-facing); their open sessions keep the
     line up after ETRN while the ISP pushes mail back.
 
 NEVER
     Decides when to dial (the policy does), makes DNS queries outside a
-    queue run, or raises from queue_summary/inbound_active for one bad
-    entry (an entry that cannot be routed counts as expensive).
+    queue run, or raises from queue_summary for one bad entry: routing
+    answers bad addresses with error decisions, so an exception from it is
+    a bug, logged with its traceback (demand_unroutable), and the entry
+    does not count (no call is made for a bug; the next run meets it and
+    the runner defers it).
 
 FAILURES
     ``etrn`` with no ``link.etrn_host`` configured returns code 0 results
@@ -77,6 +84,8 @@ WATCH_MAX_S = 60.0
 ROUTE_WAIT_S, ROUTE_POLL_S = 5.0, 0.05
 #: how often the sd_notify STATUS text is recomputed (sent only when it changed)
 STATUS_POLL_S = 1.0
+#: the line's states, as a queue run's answer words them
+LINE_WORDS = {"down": "down", "backoff": "down (backing off after a failed dial)", "hanging-up": "hanging up"}
 
 
 @dataclass(frozen=True)
@@ -107,8 +116,8 @@ class MtaPort:
     Given everything it uses: the config (routes, dns, link.etrn_host), the
     store (``entries()``), the listeners (their ``active`` ISP sessions),
     the clock, the ETRN client, and the runner, of which it asks
-    ``link_up``, ``queue_run``, ``stop_run``, ``link_down``, ``hosts``
-    (``clear()``), ``resolver`` (``reload_nameservers()``, the first hops)
+    ``link_up`` (which clears the host status), ``queue_run``,
+    ``stop_run``, ``link_down``, ``resolver`` (``reload_nameservers()``, the first hops)
     and which jobs an entry still has (``_jobs``: XXX, wants a public
     Runner method)."""
 
@@ -132,9 +141,9 @@ class MtaPort:
         try:
             jobs, _ = self.runner.pending_jobs(entry)
             answer = any(_expensive(j.decision) for j in jobs)
-        except Exception as exc:                 # unroutable: let the run find out and say why
-            log.warning(maillog.demand_unroutable(entry.qid, str(exc)))
-            answer = True
+        except Exception as exc:                 # a bug in routing: said once, and no call for it
+            log.error(maillog.demand_unroutable(entry.qid, repr(exc)), exc_info=exc)
+            answer = False
         self._needs_link[entry.qid] = (entry, answer)
         return answer
 
@@ -175,10 +184,6 @@ class MtaPort:
         self._kick.set()
 
     # ------------------------------------------------------------ link-up sequence
-
-    def clear_host_status(self) -> None:
-        dropped = self.runner.hosts.clear()
-        log.info(maillog.hoststatus_cleared(dropped))
 
     async def run_queue(self):
         """The link-up queue run (runner.link_up: host status, peer DNS, link-up time, run),
@@ -289,8 +294,11 @@ def _expensive(decision) -> bool:
 
 
 def _log_failure(task: asyncio.Task) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.warning(maillog.runner_warning(f"link_down failed: {task.exception()}"))
+    error = None if task.cancelled() else task.exception()
+    if isinstance(error, OSError):                  # the link-up time file: said, not a bug
+        log.warning(maillog.runner_warning(f"link_down failed: {error}"))
+    elif error is not None:
+        log.error(maillog.runner_internal_error(), exc_info=error)
 
 
 class Link:
@@ -324,9 +332,26 @@ class Link:
         """The manager's status() (``link``: the state, and its other facts) and ``queue``: the demand."""
         return {**self.manager.status(), "queue": self.port.queue_summary().as_dict()}
 
+    def waiting(self) -> tuple[int, str]:
+        """With the line down: how many messages wait for the link, and for what, in words (0, "" else)."""
+        state = self.manager.state
+        if state in ("up", "dialing", "connecting"):
+            return 0, ""
+        state = LINE_WORDS.get(state, state)
+        n = self.port.queue_summary().expensive
+        stop = self.manager.fsm.stopped
+        if not n:
+            return 0, ""
+        if stop is not None:
+            return n, (f"the line is {state}: {n} message(s) for the link wait, and dialing is stopped "
+                       f"({stop.text}): see `edgemail link explain`")
+        return n, f"the line is {state}: {n} message(s) for the link wait for the dial policy or `edgemail link dial`"
+
     def status_text(self) -> str:
         q = self.port.queue_summary()
-        return f"link {self.manager.state}, {q.total} queued ({q.queued} for the link)"
+        stop = self.manager.fsm.stopped
+        state = f"{self.manager.state} (dialing stopped: {stop.text})" if stop is not None else self.manager.state
+        return f"link {state}, {q.total} queued ({q.queued} for the link)"
 
     async def notify_loop(self, notifier: Notifier, clock: Clock) -> None:
         """STATUS= to systemd whenever the link state or the queue count changes."""

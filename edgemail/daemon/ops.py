@@ -64,7 +64,7 @@ class ControlOps:
 
     def __init__(self, cfg: Config, store, clock: Clock, *, runner=None, link=None, listeners=(),
                  on_commit: Callable[[str], None] | None = None,
-                 reloader: Callable[[str], dict] | None = None) -> None:
+                 reloader: Callable[..., dict] | None = None) -> None:
         self.cfg, self.store, self.clock = cfg, store, clock
         self.runner, self.link, self.listeners = runner, link, list(listeners)
         self.on_commit = on_commit or getattr(runner, "on_commit", None)
@@ -135,10 +135,11 @@ class ControlOps:
         return ops
 
     async def reload(self, req: dict) -> dict:
-        """``newaliases`` / ``sendmail -bi`` / ``edgemail reload``: as SIGHUP."""
+        """``edgemail reload``: as SIGHUP; ``newaliases`` / ``sendmail -bi``
+        (``only="aliases"``): the aliases alone."""
         if self.reloader is None:
             raise ControlError("temporary: this daemon cannot reload")
-        reply = self.reloader(str(req.get("reason") or "control"))
+        reply = self.reloader(str(req.get("reason") or "control"), str(req.get("only") or ""))
         if not reply["reloaded"]:
             raise ValueError(f"reload failed, nothing changed: {reply['error']}")
         return reply
@@ -172,8 +173,13 @@ class ControlOps:
             raise ValueError("filters must be a list of sendmail -q forms such as \"R@example.org\"")
         log.info(maillog.queue_run_requested(filters))
         if self.runner is not None and hasattr(self.runner, "queue_run"):
-            done = self.link.changed if isinstance(self.link, Link) else None
-            return await start_queue_run(self.runner, filters, wait=bool(req.get("wait")), done=done)
+            link = self.link if isinstance(self.link, Link) else None
+            reply = await start_queue_run(self.runner, filters, wait=bool(req.get("wait")),
+                                          done=link.changed if link else None)
+            waiting, why = link.waiting() if link else (0, "")
+            if waiting:
+                reply.update(message=f"{reply['message']}; {why}", link_waiting=waiting)
+            return reply
         return {"message": "queue run requested (no delivery runner in this build: request logged)"}
 
     async def status(self, req: dict) -> dict:
@@ -248,11 +254,12 @@ def runner_ops(runner) -> dict:
     return {"hoststat": hoststat, "purgestat": purgestat, "link_up": link_up, "link_down": link_down}
 
 def link_ops(manager) -> dict:
-    """Control ops answered by the link manager: the ppp hooks (link_up /
-    link_down, idempotent with netlink), link_explain, link_dial, link_hangup."""
+    """Control ops answered by the link manager: the ppp hooks (link_up,
+    checked against netlink, and link_down; idempotent with netlink),
+    link_explain, link_dial, link_hangup."""
     async def link_up(req: dict) -> dict:
         iface = str(req.get("iface") or manager.cfg.interface)
-        return manager.link_up(iface, str(req.get("local") or ""), str(req.get("remote") or ""))
+        return await manager.link_up(iface, str(req.get("local") or ""), str(req.get("remote") or ""))
 
     async def link_down(req: dict) -> dict:
         env = req.get("env") if isinstance(req.get("env"), dict) else {}

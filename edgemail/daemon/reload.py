@@ -10,6 +10,13 @@ the config file is read to check it and to name the settings that
 changed, which take effect at restart), and reading the dial policy file
 (``load_policy``, at start-up too).
 
+Two kinds: a whole reload (SIGHUP, ``edgemail reload``) reads all three
+and, as the admin's word that the setup was fixed, lets a link manager
+that stopped dialling after a setup error (pppd's bad options, no kernel
+PPP: link.fsm) dial again; ``newaliases`` (``only="aliases"``) reads and
+checks the aliases alone, so a broken dial.policy or edgemail.toml never
+stands in its way (sendmail's newaliases reads no other file either).
+
 Invariant: all or nothing - any error leaves everything as it was and is
 logged (``reload_failed``) with FILE:LINE where there is one.
 
@@ -58,43 +65,60 @@ class HangUp:
 
 class Reloader:
     """What a running daemon reads again on SIGHUP or ``newaliases``: the
-    aliases (a new Router for the runner) and the dial policy (the link
-    manager's rules and settings).  The config file is read to check it and
-    to name the settings that changed: those take effect at restart.  All or
-    nothing: any error leaves everything as it was."""
+    aliases (a new Router for the runner), the dial policy (the link
+    manager's rules and settings), the listeners' TLS certificates and AUTH
+    credentials.  The config file is read to check it and to name the
+    settings that changed: those take effect at restart.  All or nothing:
+    any error leaves everything as it was.  ``only="aliases"``
+    (``newaliases``): the aliases alone, whatever state the other files are in."""
 
     def __init__(self, cfg: Config, runner=None, link=None, listeners=()) -> None:
         self.cfg, self.runner, self.link = cfg, runner, link
         #: the SMTP listeners: their TLS certificates and AUTH credentials are read again
         self.listeners = list(listeners)
 
-    def __call__(self, reason: str) -> dict:
-        from dataclasses import fields
-
-        from edgemail.config.loader import load as load_config
+    def __call__(self, reason: str, only: str = "") -> dict:
+        """Read the files again (``only="aliases"``: the aliases alone); all or nothing."""
         from edgemail.delivery.aliases import load as load_aliases
-        from edgemail.delivery.routing import Router
         from edgemail.smtpd.listener import reload_secrets
+        if only not in ("", "aliases"):
+            raise ValueError(f"reload: only={only!r}: expected \"aliases\" or nothing")
         try:
-            new = load_config(self.cfg.path)
+            new = None if only else self._config()
             aliases = load_aliases(self.cfg.local.aliases, self.cfg.local)
-            policy = load_policy(self.cfg) if isinstance(self.link, Link) else None
-            swap_secrets = reload_secrets(self.listeners)
+            policy = load_policy(self.cfg) if not only and isinstance(self.link, Link) else None
+            swap_secrets = None if only else reload_secrets(self.listeners)
         except (ConfigError, OSError) as exc:
             log.error(maillog.reload_failed(reason, exc))
             return {"reloaded": False, "error": str(exc)}
-        if self.runner is not None and hasattr(self.runner, "router"):
-            self.runner.router = Router(self.cfg, aliases)
-        if policy is not None:
-            self.link.manager.replace_policy(policy)
+        self._install(aliases, policy)
+        if new is None or swap_secrets is None:
+            log.info(maillog.aliases_reloaded(reason, aliases=len(aliases.entries)))
+            return {"reloaded": True, "aliases": len(aliases.entries), "restart_needed": []}
         tls, auth_users = swap_secrets()
-        changed = [f.name for f in fields(Config)
-                   if f.name != "path" and getattr(new, f.name) != getattr(self.cfg, f.name)]
+        changed = self._changed(new)
         log.info(maillog.reloaded(reason, aliases=len(aliases.entries),
                                   policy=self.cfg.link.policy if policy is not None else "",
                                   tls=tls or None, auth_users=auth_users, restart_needed=changed))
         return {"reloaded": True, "aliases": len(aliases.entries), "tls": tls,
                 "auth_users": auth_users, "restart_needed": changed}
+
+    def _config(self) -> Config:
+        from edgemail.config.loader import load as load_config
+        return load_config(self.cfg.path)
+
+    def _install(self, aliases, policy) -> None:
+        """The new aliases for the runner; the new policy (and a lifted setup stop) for the link."""
+        from edgemail.delivery.routing import Router
+        if self.runner is not None and hasattr(self.runner, "router"):
+            self.runner.router = Router(self.cfg, aliases)
+        if policy is not None:
+            self.link.manager.replace_policy(policy)
+            self.link.manager.resume("reload")
+
+    def _changed(self, new: Config) -> list[str]:
+        from dataclasses import fields
+        return [f.name for f in fields(Config) if f.name != "path" and getattr(new, f.name) != getattr(self.cfg, f.name)]
 
 
 def load_policy(cfg: Config):

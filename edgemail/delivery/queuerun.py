@@ -175,7 +175,7 @@ class QueueRunDriver:
         def not_hold(j: Job) -> bool:
             return j.decision.kind != "hold"
         base: Want = (lambda j: True) if filters else not_hold
-        if self._link_usable():
+        if self.link_usable():
             return base
         # invariant 3: expensive routes only while the link is up or is
         # being brought up on purpose; the policy decides when to dial
@@ -222,7 +222,7 @@ class QueueRunDriver:
                 report.stopped = report.stopped or "link"
         return pending
 
-    def _link_usable(self) -> bool:
+    def link_usable(self) -> bool:
         """May this run use expensive routes?  Without a link manager, yes (an
         explicit queue run treats the link as available); with one, only
         while the link is up or coming up."""

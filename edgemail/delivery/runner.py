@@ -149,13 +149,20 @@ class Runner:
         return pending_jobs(entry, self.router.route)
 
     async def etrn(self, arg: str) -> str:
-        """SMTP ETRN (RFC 1985): a filtered run (-qR@domain) for the node."""
+        """SMTP ETRN (RFC 1985): a filtered run (-qR@domain) for the node;
+        458 when its messages wait for our line and the line is down (the
+        run would attempt nothing: RFC 1985's "cannot be sent now")."""
         if arg.startswith("#"):
             return f"458 4.3.0 Unable to queue messages for node {arg}: named queues are not supported"
         filt = f"R{arg[1:]}" if arg.startswith("@") else f"R@{arg}"
-        n = len(self.queue_runs.select([filt], flush=True))
+        selected = self.queue_runs.select([filt], flush=True)
+        n = len(selected)
         if not n:
             return f"251 2.0.0 OK, no messages waiting for node {arg}"
+        if not self.queue_runs.link_usable() and not any(is_cheap(j) for e in selected
+                                                          for j in self.pending_jobs(e)[0]):
+            return (f"458 4.4.2 Unable to queue messages for node {arg} now: {n} message(s) held, "
+                    "but our line is down; ETRN again while it is up")
         self.tasks.spawn(self.queue_run([filt], reason=f"etrn {arg}"))
         return f"253 2.0.0 OK, {n} pending messages for node {arg} started"
 

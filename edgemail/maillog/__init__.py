@@ -99,14 +99,15 @@ Queue runs, SMTP client, DNS (runs.py; ``edgemail.runner``):
         run_end(): cut counts deliveries cut by the link (not recorded);
         stopped is stop, budget or link.
   runner: link up, hoststatus_cleared=N, nameservers=LIST[, KEY=VALUE...]   [5]
-        link_up(): the link-up hook's facts (iface, local, remote...).
+        link_up(): the link-up run's facts: the hosts whose status it
+        cleared (the one clearing per call), the name servers, the hook's
+        facts (iface, local, remote...).
   runner: dialdelay, host=H, wait=WAIT, after=REASON   [5]
         dialdelay(): sendmail's DialDelay; WAIT is ``Ns`` or
         ``link-up, max=Ns`` when a dial is on its way.
-  runner: hoststatus cleared, hosts=N   [5]
-        hoststatus_cleared(): the link came up: every host gets a new chance.
   QID: cannot route for the link demand: REASON   [1]
-        demand_unroutable(): counted as waiting for the link.
+        demand_unroutable(): routing raised (a bug; with traceback): the
+        message does not count as waiting for the link (no call for it).
   runner: warning: TEXT   [1]
         runner_warning(): host status or link-up time unreadable or not
         saved; no route to a first hop or no fresh peer DNS file after the
@@ -161,11 +162,14 @@ Spool, control socket, daemon (daemon.py; ``edgemail.spool``, ``.control``, ``.d
   daemon: warning: TEXT   [1]
         warning(): start-up problems, NOTIFY_SOCKET, maildrop pickup.
   daemon: reloaded, reason=R, aliases=N, policy=PATH[, tls=N][, auth_users=N], restart_needed=KEYS   [1]
-        reloaded(): SIGHUP (systemctl reload) or ``newaliases``: the
+        reloaded(): SIGHUP (systemctl reload) or ``edgemail reload``: the
         aliases, the dial policy, the listeners' TLS certificates (tls:
         how many) and the AUTH credentials (auth_users: how many users)
         are read again; KEYS (or ``none``) are config settings that
         changed and take effect at restart.
+  daemon: reloaded, reason=R, aliases=N, only=aliases   [1]
+        aliases_reloaded(): ``newaliases``: the aliases alone were read
+        again (the config and the dial policy are not its business).
   daemon: reload failed, reason=R: ERROR   [1]
         reload_failed(): nothing changed; the daemon runs on as before.
 
@@ -192,6 +196,7 @@ from edgemail.maillog.daemon import (
     queue_run_requested,
     ready,
     recovered,
+    aliases_reloaded,
     reload_failed,
     reloaded,
     running_as,
@@ -222,7 +227,6 @@ from edgemail.maillog.runs import (
     dialdelay,
     dns_cache_unreadable,
     etrn_result,
-    hoststatus_cleared,
     link_up,
     no_auth,
     run_end,
@@ -257,10 +261,11 @@ __all__ = [
     "reject", "connect", "lost_connection", "too_many_errors", "timeout", "refused", "internal_error",
     "pregreet", "tls_started", "tls_failed", "tls_pipelined", "auth_ok", "auth_failed",
     # runs.py
-    "run_start", "run_end", "link_up", "dialdelay", "hoststatus_cleared", "demand_unroutable",
-    "runner_warning", "runner_internal_error", "delivery_internal_error", "clock_stepped", "authfile_owner", "no_auth", "dns_cache_unreadable", "etrn_result",
+    "run_start", "run_end", "link_up", "dialdelay", "demand_unroutable",
+    "runner_warning", "runner_internal_error", "delivery_internal_error", "clock_stepped", "authfile_owner",
+    "no_auth", "dns_cache_unreadable", "etrn_result",
     # daemon.py
     "recovered", "stale_tmp", "corrupt_file", "queue_run_requested", "bad_request",
     "control_internal_error", "starting", "ready", "running_as", "stopping", "stopped", "warning",
-    "reloaded", "reload_failed",
+    "reloaded", "aliases_reloaded", "reload_failed",
 ]

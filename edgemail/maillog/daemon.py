@@ -73,5 +73,9 @@ def reloaded(reason: str, *, aliases: int, policy: str, restart_needed: list[str
                                         ("restart_needed", ",".join(restart_needed) or "none"))
 
 
+def aliases_reloaded(reason: str, *, aliases: int) -> str:
+    return "daemon: reloaded, " + pairs(("reason", reason), ("aliases", aliases), ("only", "aliases"))
+
+
 def reload_failed(reason: str, error: object) -> str:
     return f"daemon: reload failed, reason={clean(reason)}: {clean(error)}"

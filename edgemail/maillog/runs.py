@@ -39,10 +39,6 @@ def dialdelay(host: str, *, wait_s: float, after: str, link_coming: bool) -> str
     return f"runner: dialdelay, host={clean(host)}, wait={wait}, after={clean(after)}"
 
 
-def hoststatus_cleared(hosts: int) -> str:
-    return f"runner: hoststatus cleared, hosts={hosts}"
-
-
 def demand_unroutable(qid: str, reason: str) -> str:
     return f"{qid}: cannot route for the link demand: {clean(reason)}"
 

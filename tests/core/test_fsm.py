@@ -8,7 +8,8 @@ from link.fsm import FsmConfig, LinkFSM
 from link.transitions import (TABLE, CarrierLost, ClearHostStatus, Dial, DialRequested, DialResult,
                               EtrnDone, Hangup, Hold, Idle, IfaceDown, IfaceUp, InboundActive, InboundDone,
                               LinkState, MailWaiting, NotifyDown, NotifyUp, Phase, PppdExited, QueueRunDone,
-                              Release, RunQueue, ScheduleTimer, SendEtrn, StartPppd, StopRun, Timer)
+                              Release, Resume, RunQueue, ScheduleTimer, SendEtrn, SetupBroken, StartPppd,
+                              StopRun, Timer)
 
 S = LinkState
 CFG = FsmConfig(numbers=("5551234", "5559876"), etrn_domains=("example.org",), idle_hangup_s=120,
@@ -43,6 +44,8 @@ def strip_timer(actions):
     return [a for a in actions if not isinstance(a, ScheduleTimer)]
 
 
+BAD_OPTIONS = SetupBroken("pppd-exit(2,bad-options)", "pppd exited 2 (bad-options)", "pppd's options")
+
 CASES = [
     # state, event, now, want state, want actions (ScheduleTimer stripped)
     (S.IDLE, DialRequested("queue(2)"), 1, S.DIALING, [Dial(("5551234", "5559876"), "queue(2)")]),
@@ -57,6 +60,10 @@ CASES = [
     (S.CONNECTING, CarrierLost("eio"), 1, S.BACKOFF, [Hangup("eio"), NotifyDown("eio")]),
     (S.CONNECTING, IfaceDown("ppp0"), 1, S.BACKOFF, [Hangup("ppp0-down"), NotifyDown("ppp0-down")]),
     (S.CONNECTING, Timer(), 61, S.BACKOFF, [Hangup("TIMEOUT"), NotifyDown("TIMEOUT")]),
+    (S.DIALING, BAD_OPTIONS, 1, S.IDLE, [Hangup(BAD_OPTIONS.cause), NotifyDown(BAD_OPTIONS.cause)]),
+    (S.CONNECTING, BAD_OPTIONS, 1, S.IDLE, [Hangup(BAD_OPTIONS.cause), NotifyDown(BAD_OPTIONS.cause)]),
+    (S.UP, BAD_OPTIONS, 1, S.IDLE, [Hangup(BAD_OPTIONS.cause), NotifyDown(BAD_OPTIONS.cause)]),
+    (S.HANGING_UP, BAD_OPTIONS, 501, S.IDLE, [NotifyDown("hangup")]),
     (S.UP, QueueRunDone(), 1, S.UP, []),
     (S.UP, EtrnDone("459"), 1, S.UP, []),
     (S.UP, InboundActive(), 1, S.UP, []),
@@ -91,7 +98,7 @@ def test_every_table_entry_has_a_case():
 
 
 ALL_EVENTS = [DialRequested("x"), DialResult(True), IfaceUp(), IfaceDown(), CarrierLost(), PppdExited(0),
-              QueueRunDone(), EtrnDone("250"), MailWaiting(), InboundActive(), InboundDone(), Idle(1), Timer()]
+              BAD_OPTIONS, QueueRunDone(), EtrnDone("250"), MailWaiting(), InboundActive(), InboundDone(), Idle(1), Timer()]
 IGNORED = [(s, e) for s in S for e in ALL_EVENTS if (s, type(e)) not in TABLE]
 
 
@@ -101,6 +108,22 @@ def test_pairs_not_in_table_are_ignored(state, event):
     before = (f.state, f.deadline(), f.ignored)
     assert f.handle(event, 1.0) == []
     assert (f.state, f.deadline()) == before[:2] and f.ignored == before[2] + 1
+
+
+@pytest.mark.parametrize("state", [S.DIALING, S.CONNECTING])
+def test_a_setup_error_stops_dialling_until_resumed_or_forced(state):
+    f = fsm_in(state)
+    f.handle(BAD_OPTIONS, 1.0)
+    assert f.state is S.IDLE and f.stopped is BAD_OPTIONS and f.deadline() is None      # no backoff timer
+    assert f.failed_dials == 0
+    ignored = f.ignored
+    assert f.handle(DialRequested("queued(3>=1)"), 2.0) == [] and f.ignored == ignored + 1
+    assert f.handle(Resume("reload"), 3.0) == [] and f.stopped is None
+    assert strip_timer(f.handle(DialRequested("queued(3>=1)"), 4.0)) == [Dial(CFG.numbers, "queued(3>=1)")]
+    f = fsm_in(state)
+    f.handle(BAD_OPTIONS, 1.0)
+    assert strip_timer(f.handle(DialRequested("operator", force=True), 2.0)) == [Dial(CFG.numbers, "operator")]
+    assert f.stopped is None and f.state is S.DIALING            # a try after a fix; a new stop if it was not
 
 
 def test_iface_up_is_idempotent():

@@ -24,6 +24,11 @@ NOT_LINES = {"clean"}
 
 SAMPLES = {
     "state": ("HANGING_UP", "idle"),
+    "dialing_stopped": ("pppd-exit(2,bad-options)", "pppd's options: [link] pppd_args, /etc/ppp/options"),
+    "dialing_resumed": ("reload",),
+    "dial_held": ("queued(1>=1)", "pppd-exit(4,no-kernel-ppp)"),
+    "hook_refused": ("ip-up", "ppp0", "10.64.0.2", "ppp0 does not exist"),
+    "port_error": ("inbound_active", AttributeError("'NoneType' object has no attribute 'active'")),
     "stop_run": ("max-connect",),
     "task_failed": ("dial", RuntimeError("boom")),
     "up_command_failed": (OSError(2, "No such file or directory"),),

@@ -64,7 +64,6 @@ SAMPLES = {
     "link_up": ((), dict(cleared=2, nameservers=["10.64.0.1"], info={"iface": "ppp0", "local": ""})),
     "dialdelay": (("mx.far.example",), dict(wait_s=60, after="connect refused", link_coming=True)),
     "runner_warning": (("hoststat.json unreadable: bad json",), {}),
-    "hoststatus_cleared": ((3,), {}),
     "demand_unroutable": (("kAM8oN00005713", "no route for x@y"), {}),
     "runner_internal_error": ((), {}),
     "delivery_internal_error": (("kAM8oN00005713", "LocalProtocolError: sender address contains '\\r'"), {}),
@@ -87,6 +86,7 @@ SAMPLES = {
     "warning": (("running as root",), {}),
     "reloaded": (("SIGHUP",), dict(aliases=3, policy="/etc/edgemail/dial.policy",
                                    restart_needed=["MaxMessageSize", "smtpd"])),
+    "aliases_reloaded": (("newaliases",), dict(aliases=3)),
     "reload_failed": (("newaliases", "/etc/aliases:3: no targets"), {}),
 }
 

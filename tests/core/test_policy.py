@@ -302,3 +302,13 @@ def test_redial_gap_does_not_hold_back_a_rule():
     demand = Demand(queued=1, last_dial=dialed)
     d = REDIAL.should_dial(dialed + timedelta(seconds=70), demand)
     assert d.dial and d.reason.startswith("rule line 2")
+
+
+@pytest.mark.parametrize("text, want", [
+    ("set dial_when_queued = 3\n", "2 message(s) wait, held by dial_when_queued = 3 (2 of 3 queued)"),
+    ("set idle_hangup = 1h\n", "2 message(s) wait, but no rule, dial_when_queued or dial_when_oldest dials for them"),
+], ids=["below-threshold", "nothing-dials"])
+def test_waiting_mail_that_makes_no_call_says_what_holds_it(text, want):
+    d = parse(text).should_dial(at(2026, 6, 2, 9, 17), Demand(queued=2, oldest_age_s=60))
+    assert (d.dial, d.reason, d.next_at) == (False, want, None)
+    assert parse(text).should_dial(at(2026, 6, 2, 9, 17), Demand()).reason == "nothing due"

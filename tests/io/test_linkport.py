@@ -75,12 +75,29 @@ async def test_link_up_run_delivers_to_the_smart_host(example_config, clock, ups
     cfg = make_cfg(example_config, SmartHost=f"[127.0.0.1]:{up.port}")
     store, runner, port = rig(cfg, clock)
     await submit(store, ["far@x.test"])
-    runner.hosts.entries["dead.example"] = object()           # a host that failed in an earlier call
-    port.clear_host_status()
-    assert not runner.hosts.entries
-    report = await port.run_queue()
+    runner.hosts.record("dead.example", clock.wall(), False, dsn="4.4.1", text="refused")   # an earlier call
+    report = await port.run_queue()                           # the link-up run clears it (once)
+    assert "dead.example" not in runner.hosts.entries and not hasattr(port, "clear_host_status")
     assert report.sent == 1 and [m.rcpt_tos for m in up.messages] == [["far@x.test"]]
     assert store.entries() == [] and port.queue_summary().queued == 0
+
+
+async def test_a_routing_bug_is_said_with_its_traceback_and_makes_no_call(example_config, clock, caplog):
+    cfg = make_cfg(example_config)
+    store, runner, port = rig(cfg, clock)
+    await submit(store, ["far@x.test"])
+    await submit(store, ["near@y.test"])
+    route = runner.router.route
+
+    def broken(address):                                      # a bug in routing, for one address
+        if address == "far@x.test":
+            raise RuntimeError("routing bug")
+        return route(address)
+    runner.router.route = broken
+    s = port.queue_summary()
+    assert (s.queued, s.expensive) == (1, 1), s               # the bug's message makes no call
+    said = [r for r in caplog.records if "cannot route for the link demand" in r.getMessage()]
+    assert said and said[0].levelname == "ERROR" and said[0].exc_info is not None
 
 
 async def test_a_second_run_on_the_call_sends_what_is_due_and_keeps_host_status(

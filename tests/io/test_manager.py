@@ -4,9 +4,11 @@ Real parts: the manager, its FSM, call driver and policy driver, the policy
 core, the ledger on disk, external-link mode's up/down commands as real
 processes (/bin/true, /bin/false) and the ppp hooks' reports (link_up /
 link_down, as the control socket passes them).  At the edge: the MTA's
-port (records what it is asked) and the netlink watcher (reports nothing:
-the hooks are the authority here, as in external mode with fixed
-addresses).  Time is a FakeClock: the loop and the sampling sleep on it.
+port (records what it is asked), the netlink watcher (reports nothing:
+the hooks bring the line up here, as in external mode with fixed
+addresses) and the netlink probe that checks a hook's claim (ppp0 up with
+10.64.0.2 and 10.64.0.3).  Time is a FakeClock: the loop and the sampling
+sleep on it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from edgemail.clock import FakeClock
 from edgemail.config.model import LinkConfig
 from link.accounting import Ledger
 from link.manager import LinkManager
+from link.netwatch import IFF_LOWER_UP, IFF_UP, View
 from link.policy import parse
 from link.port import QueueSummary
 
@@ -43,14 +46,15 @@ class Mta:
     def __init__(self) -> None:
         self.calls: list[str] = []
         self.queue = QueueSummary()
-        self.fail: set[str] = set()
+        self.fail: dict[str, type[Exception]] = {}      #: call -> what it raises
+        self.inbound = 0
         self.release_run = asyncio.Event()
         self.release_run.set()
 
     def _note(self, name: str) -> None:
         self.calls.append(name)
         if name in self.fail:
-            raise RuntimeError(f"{name} broke")
+            raise self.fail[name](f"{name} broke")
 
     def queue_summary(self):
         self._note("queue_summary")
@@ -76,7 +80,9 @@ class Mta:
         return [Reply(d, 250, f"Queuing for node {d} started") for d in domains]
 
     def inbound_active(self) -> int:
-        return 0
+        if "inbound_active" in self.fail:
+            raise self.fail["inbound_active"]("inbound_active broke")
+        return self.inbound
 
     def link_down(self) -> None:
         self._note("link_down")
@@ -107,6 +113,11 @@ class QuietNetWatch:
         pass
 
 
+async def ppp0_up() -> View:
+    """netlink's answer to the hook's claim: ppp0 up with its addresses."""
+    return View(7, IFF_UP | IFF_LOWER_UP, {"10.64.0.2": ("10.64.0.1", 32), "10.64.0.3": ("10.64.0.1", 32)})
+
+
 async def until(pred, what: str):
     """Let the loop run until pred() holds (a positive event, not a sleep)."""
     for _ in range(2000):
@@ -127,7 +138,8 @@ async def rig(tmp_path, caplog):
         mta.queue = QueueSummary(queued, 60.0, 0)
         ledger = Ledger(str(tmp_path / "link.json"))
         mgr = LinkManager(cfg, parse(policy), clock=clock, port=mta, ledger=ledger,
-                          netwatch_factory=QuietNetWatch, fsm_overrides=dict(backoff_base_s=30.0))
+                          netwatch_factory=QuietNetWatch, fsm_overrides=dict(backoff_base_s=30.0),
+                          probe=ppp0_up)
         task = asyncio.create_task(mgr.run())
         made.append(task)
         return mgr, mta, clock, ledger
@@ -145,7 +157,7 @@ def lines(caplog, needle: str) -> list[str]:
 
 async def bring_up(mgr, mta):
     await until(lambda: mgr.state == "connecting", "the up command's dial")
-    assert mgr.link_up("ppp0", "10.64.0.2", "10.64.0.1") == {"state": "up", "changed": True}
+    assert await mgr.link_up("ppp0", "10.64.0.2", "10.64.0.1") == {"state": "up", "changed": True}
     await until(lambda: mgr.fsm.phase.value == "linger", "run and ETRN done")
 
 
@@ -193,7 +205,7 @@ async def test_carrier_loss_during_the_run_stops_it_and_grows_no_backoff(rig, ca
     mgr, mta, clock, ledger = rig(queued=1)
     mta.release_run.clear()                        # the run is still going when the line goes
     await until(lambda: mgr.state == "connecting", "the dial")
-    mgr.link_up("ppp0", "10.64.0.2")
+    await mgr.link_up("ppp0", "10.64.0.2")
     await until(lambda: mta.asked("run_queue"), "the run started")
     mgr.link_down("ppp0")
     await until(lambda: mta.asked("stop_run"), "stop_run")
@@ -213,22 +225,78 @@ async def test_a_failing_up_command_backs_off_then_dials_again(rig, caplog):
     assert len(lines(caplog, "link: state=DIALING")) == 2 and mgr.state == "backoff"
 
 
-async def test_a_failing_port_is_logged_and_the_call_goes_on(rig, caplog):
+async def test_a_failing_port_is_logged_by_type_and_the_call_goes_on(rig, caplog):
     mgr, mta, clock, ledger = rig(queued=1)
-    mta.fail = {"run_queue", "clear_host_status"}
+    mta.fail = {"run_queue": OSError, "clear_host_status": RuntimeError}
     await bring_up(mgr, mta)
-    assert lines(caplog, "link: queue_run=failed, error=run_queue broke")
-    assert lines(caplog, "link: clear_host_status=failed, error=clear_host_status broke")
+    expected = lines(caplog, "link: queue_run=failed, error=run_queue broke")      # I/O trouble: a warning
+    bug = [r for r in caplog.records if r.getMessage().startswith("link: clear_host_status=error")]
+    assert expected and bug and bug[0].getMessage() == "link: clear_host_status=error, error=RuntimeError('clear_host_status broke')"
+    assert bug[0].exc_info is not None and bug[0].levelname == "ERROR"           # a bug: with its traceback
     assert mta.asked("etrn") == ["etrn"] and mgr.state == "up"
 
 
-async def test_a_queue_summary_that_raises_counts_as_an_empty_queue(rig, caplog):
+@pytest.mark.parametrize("error, line", [(OSError, "queue_summary=failed"), (KeyError, "queue_summary=error")])
+async def test_a_queue_summary_that_raises_makes_no_call(rig, caplog, error, line):
     mgr, mta, clock, ledger = rig(queued=1)
-    mta.fail = {"queue_summary"}
+    mta.fail = {"queue_summary": error}
     mgr.demand_changed()
-    await until(lambda: lines(caplog, "link: queue_summary=failed, error=queue_summary broke"), "the warning")
+    await until(lambda: lines(caplog, f"link: {line}"), "the line")
     await until(lambda: mgr.policy_driver.last_ask and mgr.policy_driver.last_ask["queued"] == 0, "an ask")
     assert mgr.state == "down" and mgr.status()["queue"]["queued"] == 0
+
+
+async def test_an_inbound_count_that_breaks_during_a_push_does_not_hang_up(rig, caplog):
+    mgr, mta, clock, ledger = rig(queued=1)
+    await bring_up(mgr, mta)
+
+    async def sample(dt: float = 1.0) -> None:         # the loop's timer and the sampler asleep: move on
+        await clock.wait_for_sleepers(2)
+        clock.advance(dt)
+    mta.inbound = 1                                    # the ISP pushes our mail back
+    await sample()
+    await until(lambda: mgr.fsm.inbound == 1, "the push seen")
+    mta.fail = {"inbound_active": AttributeError}      # then the MTA's count breaks (a bug)
+    await sample()
+    await until(lambda: lines(caplog, "link: inbound_active=error"), "the bug said")
+    await sample(mgr.fsm.config.idle_hangup_s + 5)     # longer than the idle hang-up
+    await clock.wait_for_sleepers(2)
+    assert mgr.state == "up" and mgr.fsm.inbound == 1
+    assert len(lines(caplog, "link: inbound_active=error")) == 1              # once, not every sample
+    del mta.fail["inbound_active"]
+    mta.inbound = 0                                    # the push is over, and the count works again
+    await sample()
+    await until(lambda: mgr.fsm.inbound == 0, "the push's end seen")
+
+
+async def test_a_hook_netlink_contradicts_is_refused_and_changes_nothing(rig, caplog):
+    mgr, mta, clock, ledger = rig(queued=0)
+    await until(lambda: mgr.policy_driver.asked, "the first ask")
+    reply = await mgr.link_up("ppp0", "10.99.0.9", "10.64.0.1")
+    assert reply == {"state": "down", "ignored": "ppp0 has no address 10.99.0.9 (it has 10.64.0.2, 10.64.0.3): "
+                                                "netlink does not confirm the hook"}
+    assert lines(caplog, "link: hook=ip-up, iface=ppp0, local=10.99.0.9, result=refused (ppp0 has no address")
+    assert mgr.state == "down" and mta.asked("run_queue") == [] and ledger.last_call is None
+
+
+async def test_an_up_command_that_cannot_run_stops_dialling_until_resumed(rig, caplog):
+    mgr, mta, clock, ledger = rig(cfg=replace(CFG, up_command=("/nonexistent/ifup",)), queued=1)
+    await until(lambda: mgr.fsm.stopped is not None, "the stop")
+    assert mgr.state == "down" and lines(caplog, "link: dialing=stopped, cause=up-command-not-runnable")
+    await until(lambda: lines(caplog, "link: dial=held, reason=queued(1>=1), stopped=up-command-not-runnable"),
+                "the policy's dial held")
+    assert mgr.status()["link"]["stopped"]["until"] == "reload" and "dialing stopped: cannot run" in mgr.explain()
+    asked = mgr.policy_driver.asked
+    clock.advance(3600)                                 # no backoff timer brings a retry
+    mgr.demand_changed()
+    await until(lambda: mgr.policy_driver.asked > asked, "asked again")
+    assert len(lines(caplog, "link: state=DIALING")) == 1
+    assert len(lines(caplog, "link: dial=held")) == 1   # held again, said once for the same reason
+    assert mgr.resume("reload") is True and mgr.resume("reload") is False
+    await until(lambda: len(lines(caplog, "link: state=DIALING")) == 2, "a dial after the resume")
+    await until(lambda: len(lines(caplog, "link: dialing=stopped")) == 2, "stopped again: nothing was fixed")
+    assert mgr.dial_now()["dialing"] is True                # the operator may try, stop or not
+    assert lines(caplog, "link: dialing=resumed, reason=operator")
 
 
 async def test_operator_dial_and_hangup(rig, caplog):
@@ -239,7 +307,7 @@ async def test_operator_dial_and_hangup(rig, caplog):
     assert mgr.dial_now()["dialing"] is False
     await bring_up(mgr, mta)
     assert mgr.hangup_now() == {"hangup": True, "state": "up"}
-    assert mgr.link_up("ppp9") == {"ignored": "interface ppp9 is not ppp0"}
+    assert await mgr.link_up("ppp9") == {"ignored": "interface ppp9 is not ppp0"}
     mgr.link_down("ppp0")
     await until(lambda: mgr.state == "down", "down")
     assert mgr.policy_driver.last_dial is not None and ledger.usage(mgr.policy_driver.last_dial).calls == 1

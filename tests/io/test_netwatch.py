@@ -1,12 +1,15 @@
 """netwatch against a real network namespace (root): a veth interface named ppp0
 is created, brought up, addressed, used, brought down and deleted; the events,
-counters, demand placeholders and a forced netlink overflow are asserted.
-The pure view/diff functions are tested without root."""
+counters, demand placeholders and a forced netlink overflow are asserted,
+and probe() checks a hook's claim without its namespace helper's SIGTERM
+reaching our loop.  The pure view/diff/refusal functions are tested
+without root."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -14,7 +17,7 @@ import uuid
 import pytest
 
 from link.netwatch import (IFF_LOWER_UP, IFF_UP, AddrAdded, AddrRemoved, IfaceDown, IfaceUp, NetWatch,
-                           View, changes)
+                           View, changes, probe, refusal)
 
 pytestmark = pytest.mark.timeout(60)
 PH = frozenset({"10.64.64.64", "10.112.112.112"})
@@ -32,6 +35,25 @@ def test_changes_connected_needs_up_lower_up_and_real_address():
     assert changes("ppp0", b, View(), PH) == [IfaceDown("ppp0"), AddrRemoved("ppp0", "10.64.0.2")]
     demand = View(3, up, {"10.64.64.64": ("10.112.112.112", 32)})
     assert changes("ppp0", a, demand, PH) == [AddrAdded("ppp0", "10.64.64.64", "10.112.112.112", 32)]
+
+
+UP = View(3, IFF_UP | IFF_LOWER_UP, {"10.64.0.2": ("10.64.0.1", 32)})
+
+
+@pytest.mark.parametrize("view, local, why", [
+    (UP, "10.64.0.2", ""),
+    (UP, "", ""),
+    (View(), "10.64.0.2", "ppp0 does not exist"),
+    (View(3, IFF_UP, UP.addrs), "10.64.0.2", "ppp0 is not up"),
+    (UP, "10.64.0.9", "ppp0 has no address 10.64.0.9 (it has 10.64.0.2)"),
+    (View(3, IFF_UP | IFF_LOWER_UP, {}), "10.64.0.2", "ppp0 has no address 10.64.0.2 (it has none)"),
+    (View(3, IFF_UP | IFF_LOWER_UP, {"10.64.64.64": ("10.112.112.112", 32)}), "", "ppp0 has no address but placeholders"),
+    (View(3, IFF_UP | IFF_LOWER_UP, {"10.64.64.64": ("10.112.112.112", 32)}), "10.64.64.64",
+     "10.64.64.64 is pppd's demand-mode placeholder, not a connection"),
+], ids=["confirmed", "confirmed-no-address-claimed", "absent", "no-carrier", "other-address", "no-address",
+        "placeholders-only", "placeholder-claimed"])
+def test_refusal_says_what_netlink_contradicts(view, local, why):
+    assert refusal(view, "ppp0", local, PH) == why
 
 
 # --- real namespace -----------------------------------------------------------------
@@ -135,3 +157,30 @@ async def test_overflow_reopens_and_rereads(netns, tmp_path):
         assert watch.resyncs >= 1
         await aip(netns, "link", "set", "ppp0", "down")
         assert await next_events(events, 1) == [IfaceDown("ppp0")]
+
+
+@pytest.mark.root
+async def test_probe_reads_the_claim_and_its_helper_never_signals_our_loop(netns):
+    """pyroute2 opens the namespace's socket in a forked helper and ends it
+    with SIGTERM; the helper inherited asyncio's signal wakeup fd, so that
+    SIGTERM reached our loop as our own (the daemon stopped).  A SIGUSR1 we
+    send ourselves afterwards is the positive event: the wakeup fd is read
+    in order, so any SIGTERM byte from a helper would have come first."""
+    loop = asyncio.get_running_loop()
+    terms: list[str] = []
+    ours = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, terms.append, "SIGTERM")
+    loop.add_signal_handler(signal.SIGUSR1, ours.set)
+    try:
+        assert refusal(await probe("ppp0", netns), "ppp0", "10.64.0.2", PH) == "ppp0 does not exist"
+        await make_ppp0(netns)
+        await aip(netns, "addr", "add", "10.64.0.2", "peer", "10.64.0.1/32", "dev", "ppp0")
+        await aip(netns, "link", "set", "ppp0", "up")
+        for _ in range(5):                      # a helper outlives its work only at times
+            assert refusal(await probe("ppp0", netns), "ppp0", "10.64.0.2", PH) == ""
+        os.kill(os.getpid(), signal.SIGUSR1)
+        await asyncio.wait_for(ours.wait(), 10)
+        assert terms == []
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+        loop.remove_signal_handler(signal.SIGUSR1)

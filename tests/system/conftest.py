@@ -1,6 +1,8 @@
 """Fixtures for system tests: a hardware-sim world (root) and the real daemon wired to it.
 
 `world(**opts)` is simworld.World.up (fast line, no ISP unless with_isp=True).
+`netns_iface(name)` is a network namespace of the test's own with a veth NAME
+in it (down, no address; root), for a link whose interface netlink can see.
 `edge_daemon(world, policy=..., overrides=None)` is the real daemon configured for the world as the example configuration
 is: its link manager dials the simulated modem (fakepppd as pppd, the ppp
 hooks as ip-up/ip-down), `"*" = smarthost` to the ISP relay (STARTTLS
@@ -14,7 +16,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,44 @@ def world():
     for w in made:
         w.down()
 
+
+
+class NetnsIface:
+    """A namespace NS with the veth IFACE (its peer up, itself down and without an address)."""
+
+    def __init__(self, iface: str) -> None:
+        import secrets
+        self.ns, self.iface = f"emt-{os.getpid()}-{secrets.token_hex(3)}", iface
+        subprocess.run(["ip", "netns", "add", self.ns], check=True)
+        self.ip("link", "add", iface, "type", "veth", "peer", "name", f"{iface}p")
+        self.ip("link", "set", f"{iface}p", "up")
+
+    def ip(self, *args: str) -> None:
+        subprocess.run(["ip", "-n", self.ns, *args], check=True, capture_output=True, timeout=10)
+
+    def up(self, local: str = "10.64.0.2", peer: str = "10.64.0.1") -> None:
+        """As pppd does at IPCP up: the address with its peer, then the link up."""
+        self.ip("addr", "add", local, "peer", f"{peer}/32", "dev", self.iface)
+        self.ip("link", "set", self.iface, "up")
+
+    def remove(self) -> None:
+        subprocess.run(["ip", "netns", "del", self.ns], capture_output=True, timeout=10)
+
+
+@pytest.fixture
+def netns_iface():
+    """netns_iface(iface) -> NetnsIface; every namespace made is removed at teardown."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (network namespaces); CI runs as root")
+    made: list[NetnsIface] = []
+
+    def make(iface: str) -> NetnsIface:
+        made.append(NetnsIface(iface))
+        return made[-1]
+
+    yield make
+    for n in made:
+        n.remove()
 
 
 def _merge(base: dict, extra: dict) -> dict:
@@ -97,7 +136,7 @@ def _config(world, tmp_path: Path, policy: str, overrides: dict | None):
 @pytest.fixture
 def edge_daemon(tmp_path):
     """edge_daemon(world, policy=..., overrides=None) -> EdgeDaemon (not started; stopped at teardown)."""
-    from daemon_harness import BIN, Daemon
+    from daemon_harness import BIN, Daemon, wait_for
 
     class EdgeDaemon(Daemon):
         """The real daemon in the world's edge namespace, and the CLI against it."""
@@ -124,14 +163,7 @@ def edge_daemon(tmp_path):
             return sorted(self.dir.glob(f"mail/{user}/Maildir/new/*"))
 
         def until(self, pred, timeout: float, what: str):
-            end = time.monotonic() + timeout
-            while True:
-                got = pred()
-                if got:
-                    return got
-                if time.monotonic() > end:
-                    raise AssertionError(f"timed out waiting for {what}\n{self.log.read_text()[-4000:]}")
-                time.sleep(0.1)
+            return wait_for(pred, what, self.log, timeout)
 
     made = []
 

@@ -1,11 +1,13 @@
 """Helpers for the whole-daemon tests: the daemon as a subprocess (the same
-`Daemon` class `make demo` uses), the console scripts, free ports."""
+`Daemon` class `make demo` uses), the console scripts, free ports, waiting
+for what the daemon does (`wait_for`)."""
 
 from __future__ import annotations
 
 import os
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 from edgemail.daemon.control import ControlClient
@@ -15,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".venv" / "bin"
 NODNS = Path(__file__).resolve().parent / "nodns"
 
-__all__ = ["Daemon", "write_config", "start", "cli", "control", "free_port", "BIN", "NODNS"]
+__all__ = ["Daemon", "write_config", "start", "cli", "control", "free_port", "wait_for", "BIN", "NODNS"]
 
 
 def free_port() -> int:
@@ -40,3 +42,16 @@ def cli(daemon: Daemon, program: str, *args: str, input: bytes | None = None,
 
 def control(daemon: Daemon) -> ControlClient:
     return ControlClient(daemon.socket, timeout=10)
+
+
+def wait_for(pred, what: str, log: Path, timeout: float = 20.0):
+    """pred()'s first true value, polled until `timeout` (a positive event,
+    never an assertion on time); the daemon's log tail when it never comes."""
+    end = time.monotonic() + timeout
+    while True:
+        got = pred()
+        if got:
+            return got
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}\n{log.read_text()[-4000:]}")
+        time.sleep(0.05)

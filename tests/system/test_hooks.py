@@ -5,9 +5,12 @@ BYTES_RCVD), EDGEMAIL pointing at the venv's console script.
 
 With the daemon up (link mode "external": pppd is someone else's, the hooks
 are how the daemon hears of it) the manager sees link_up / link_down, and a
-second run changes nothing; with the daemon down the hooks exit 0 and
-return (bounded by the subprocess timeout, no timing assertion).  No root
-needed: the interface named is not watched for real (a name no machine has).
+second run changes nothing; an ip-up whose claim netlink contradicts (the
+interface carries only pppd's demand-mode placeholder) is refused; with the
+daemon down the hooks exit 0 and return (bounded by the subprocess timeout,
+no timing assertion).  The interface is a veth in a namespace of the
+test's own (root), brought up as pppd does (address and peer, then up), so
+netlink confirms what the hook says; the daemon-down cases need no root.
 """
 from __future__ import annotations
 
@@ -57,9 +60,14 @@ def status(config: Path) -> dict:
 
 
 @pytest.fixture
-def daemon(tmp_path):
+def line(netns_iface):
+    return netns_iface(IFACE)
+
+
+@pytest.fixture
+def daemon(tmp_path, line):
     (tmp_path / "dial.policy").write_text("set idle_hangup = 1h\n")
-    cfg = write_config(tmp_path, {"link": {"mode": "external", "interface": IFACE,
+    cfg = write_config(tmp_path, {"link": {"mode": "external", "interface": IFACE, "netns": line.ns,
                                            "policy": str(tmp_path / "dial.policy"), "etrn_host": ""}})
     d = Daemon(cfg)
     d.start()
@@ -67,8 +75,9 @@ def daemon(tmp_path):
     d.stop()
 
 
-def test_hooks_report_up_and_down_to_the_daemon_idempotently(daemon, hookdirs, tmp_path):
+def test_hooks_report_up_and_down_to_the_daemon_idempotently(daemon, line, hookdirs, tmp_path):
     assert status(daemon.config)["link"]["state"] == "down"
+    line.up(ARGS[3], ARGS[4])
     for _ in range(2):                              # pppd may run a hook twice
         r = run_parts(hookdirs["ip-up"], daemon.config)
         assert r.returncode == 0, r.stderr
@@ -87,6 +96,21 @@ def test_hooks_report_up_and_down_to_the_daemon_idempotently(daemon, hookdirs, t
     assert daemon.log.read_text().count("link: call=ended") == 1
 
 
+def test_an_ip_up_netlink_contradicts_is_refused(daemon, line):
+    """pppd in demand mode: the interface is up with the placeholder address, no call is made."""
+    line.up("10.64.64.64", "10.112.112.112")
+    r = subprocess.run([str(BIN / "edgemail"), "-c", str(daemon.config), "link", "hook", "ip-up", "--", *ARGS],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0 and r.stdout == (f"ip-up: ignored: {IFACE} has no address 10.64.0.2 (it has 10.64.64.64): "
+                                              "netlink does not confirm the hook\n"), r.stdout
+    r = subprocess.run([str(BIN / "edgemail"), "-c", str(daemon.config), "link", "hook", "ip-up", "--",
+                        *ARGS[:3], "10.64.64.64", *ARGS[4:]], capture_output=True, text=True, timeout=10)
+    assert "10.64.64.64 is pppd's demand-mode placeholder, not a connection" in r.stdout, r.stdout
+    st = status(daemon.config)
+    assert st["link"]["state"] == "down" and st["last_call"] is None
+    assert "link: state=UP" not in daemon.log.read_text()
+
+
 def test_hooks_exit_0_when_the_daemon_is_down(hookdirs, tmp_path):
     cfg = write_config(tmp_path, {"link": {"mode": "external", "interface": IFACE, "policy": ""}})
     for which in ("ip-up", "ip-down"):
@@ -102,7 +126,7 @@ def test_hook_command_says_why_when_the_daemon_is_down(tmp_path):
     assert r.returncode == 0 and "daemon not reachable" in r.stderr
 
 
-def test_status_and_link_commands_against_the_manager(daemon):
+def test_status_and_link_commands_against_the_manager(daemon, line):
     """In words, the phase only while up (the manager's reply carries LINGER
     outside UP, its resting value), global options after the command."""
     def edgemail(*args, code=0):
@@ -117,6 +141,7 @@ def test_status_and_link_commands_against_the_manager(daemon):
     assert edgemail("link", "hangup") == "nothing to hang up: link is down\n"
     assert edgemail("link", "dial").startswith("dialing now, whatever the policy says (link dialing)")
     assert edgemail("link", "dial") == "not dialing: link is dialing\n"          # already on its way: exit 0
+    line.up(ARGS[3], ARGS[4])                      # someone else's pppd brings it up
     assert edgemail("link", "hook", "ip-up", "--", *ARGS).startswith("ip-up: link up")
     up = next(line for line in edgemail("status").splitlines() if line.startswith("link:"))
     assert up.startswith("link:        up (mode external") and any(
