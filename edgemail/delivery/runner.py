@@ -159,8 +159,8 @@ class Runner:
         n = len(selected)
         if not n:
             return f"251 2.0.0 OK, no messages waiting for node {arg}"
-        if not self.queue_runs.link_usable() and not any(is_cheap(j) for e in selected
-                                                          for j in self.pending_jobs(e)[0]):
+        if not self.queue_runs.link_usable() and not any(is_cheap(j) for i in selected
+                                                          for j in self.pending_jobs(self.store.get(i.qid))[0]):
             return (f"458 4.4.2 Unable to queue messages for node {arg} now: {n} message(s) held, "
                     "but our line is down; ETRN again while it is up")
         self.tasks.spawn(self.queue_run([filt], reason=f"etrn {arg}"))
