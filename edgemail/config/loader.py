@@ -38,6 +38,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from edgemail.config import isp
 from edgemail.config.dump import dump
 from edgemail.config.model import (
     LINK_MODES,
@@ -46,10 +47,12 @@ from edgemail.config.model import (
     ROUTE_KINDS,
     URGENCIES,
     Config,
+    Customer,
     DnsConfig,
     LinkConfig,
     Listener,
     LocalConfig,
+    OdmrClient,
     RetryConfig,
     Route,
     SmtpdConfig,
@@ -78,7 +81,8 @@ from edgemail.errors import ConfigError, ConfigErrors
 
 #: what ``from edgemail.config import ...`` offers (the types and value parsers live in
 #: config/model.py and config/values.py)
-__all__ = ["Config", "DnsConfig", "LinkConfig", "Listener", "LocalConfig", "RetryConfig", "Route",
+__all__ = ["Config", "Customer", "DnsConfig", "LinkConfig", "Listener", "LocalConfig", "OdmrClient",
+           "RetryConfig", "Route",
            "SmtpdConfig", "Timeouts", "LINK_MODES", "PRIVACY_WORDS", "QUEUE_SORT_ORDERS", "ROUTE_KINDS",
            "URGENCIES", "ConfigError", "ConfigErrors", "dump", "from_dict", "host_port", "load",
            "parse_duration", "parse_route", "parse_size", "read_hostname", "smart_host"]
@@ -216,9 +220,10 @@ def _listeners(reader: _Reader, data: dict) -> tuple[Listener, ...]:
         if not 0 <= port < 65536:
             reader.error(section, "port", f"expected a port 0-65535, got {port}")
         strict = reader.take(item, section, "strict", _typed(bool, "true or false"), False)
+        odmr = reader.take(item, section, "odmr", _typed(bool, "true or false"), False)
         item.pop("name", None)
-        reader.leftover(item, section, ["name", "address", "port", "strict"])
-        out.append(Listener(str(name), address, port, strict))
+        reader.leftover(item, section, ["name", "address", "port", "strict", "odmr"])
+        out.append(Listener(str(name), address, port, strict, odmr))
     return tuple(out)
 
 
@@ -294,10 +299,11 @@ _SECTIONS: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
     "local": (LocalConfig, {}),
     "dns": (DnsConfig, {"timeout": parse_duration}),
     "retry": (RetryConfig, {}),
-    "link": (LinkConfig, {"mode": _choice(LINK_MODES), "speed": _nonneg_int, "dial_retries": _nonneg_int}),
+    "link": (LinkConfig, {"mode": _choice(LINK_MODES), "speed": _nonneg_int, "dial_retries": _nonneg_int,
+                          "odmr": isp.odmr_client}),
 }
 _TOP_LEVEL = [*_TOP, "local_domains", "lan_networks", "spool", "control", "listen", "routes", "Timeout",
-              *_SECTIONS]
+              "customer", *_SECTIONS]
 
 
 def from_dict(data: dict, *, path: str = "<config>", text: str = "", etc_hostname: str = "/etc/hostname") -> Config:
@@ -313,10 +319,13 @@ def from_dict(data: dict, *, path: str = "<config>", text: str = "", etc_hostnam
     lan = reader.take(data, "", "lan_networks", _networks, ())
     places = _places(reader, data)
     listeners, routes, timeouts = _listeners(reader, data), _routes(reader, data), _timeouts(reader, data)
+    customers = isp.customers(reader, data)
     sections = {name: _simple_section(reader, data, name, cls, convs)
                 for name, (cls, convs) in _SECTIONS.items()}
     reader.leftover(data, "", _TOP_LEVEL)
     _check_smart_host(reader, top.get("SmartHost", ""), routes)
+    isp.check(reader, local_domains=local_domains, routes=routes, customers=customers,
+              listeners=listeners, link=sections["link"])
     if reader.errors:
         raise reader.errors[0] if len(reader.errors) == 1 else ConfigErrors(reader.errors)
     rel = _relative_to(path)
@@ -324,9 +333,11 @@ def from_dict(data: dict, *, path: str = "<config>", text: str = "", etc_hostnam
     return Config(path=path, hostname=hostname, local_domains=local_domains, lan_networks=lan,
                   listeners=listeners, spool_dir=rel(places["spool_dir"]),
                   commit_helpers=places["commit_helpers"], control_socket=rel(places["control_socket"]),
-                  routes=routes, Timeout=timeouts,
+                  routes=routes, Timeout=timeouts, customers=customers,
                   local=replace(local, aliases=rel(local.aliases), maildir=rel(local.maildir)),
-                  link=replace(link, policy=rel(link.policy), state_file=rel(link.state_file)),
+                  link=replace(link, policy=rel(link.policy), state_file=rel(link.state_file),
+                               odmr=link.odmr and replace(link.odmr, secret_file=rel(link.odmr.secret_file),
+                                                          cafile=rel(link.odmr.cafile))),
                   **sections, **top)
 
 
