@@ -4,7 +4,8 @@ Owns what the server says and when: the session's state (``State``), the
 command table (``Dialogue._commands``: verb -> handler, with the HELO
 precondition in ``NEEDS_HELO``), EHLO/HELO, MAIL/RCPT (transaction.py),
 DATA (data.py's collector), RSET, NOOP, QUIT, VRFY (252), EXPN/AUTH
-(refused), STARTTLS (454: not offered), HELP, ETRN, the count of 5xx
+(refused), STARTTLS (454: not offered), HELP, ETRN and ATRN (turn.py;
+an ODMR listener takes no mail), the count of 5xx
 replies, and every reply's wording (replies.py).  Logs each refusal in
 sendmail's form (maillog.reject) and internal errors with their traceback.
 
@@ -13,9 +14,10 @@ Use (session.py is the one driver)::
     core = Dialogue(settings, ip=..., relay=..., trusted=..., decide_rcpt=..., has_room=...)
     core.greet()                  # or core.close_with(refusal) at a full house
     core.receive_data(data)       # b"" = the client's end of input
-    event = core.next_event()     # NEED_DATA, FLUSH, Commit, Etrn or Close
+    event = core.next_event()     # NEED_DATA, FLUSH, Commit, Etrn, Atrn or Close
     core.data_to_send()           # the replies' bytes, in order
-    core.answer(reply)            # the outcome of a Commit or Etrn
+    core.answer(reply)            # the outcome of a Commit, Etrn or Atrn
+    core.close_with(reply)        # ATRN's 250: our side ends, the push takes the connection
 
 States: GREETING (no 220 yet) -> COMMAND <-> DATA (after 354) ;
 COMMAND/DATA -> WAITING (a Commit or Etrn is out) -> COMMAND ; any -> CLOSED.
@@ -39,8 +41,8 @@ Coming features fit the table (issues 11 and 16):
     runs the handshake, then carries on).
   * AUTH PLAIN/LOGIN: a state that takes the next line(s) as the 334
     continuation instead of a command (never logged: ``arg`` is None).
-  * ATRN (RFC 2645): a handler whose event turns the connection round (the
-    driver hands the socket to smtpc's core).
+  * ATRN (RFC 2645): turn.atrn's event; after the hook's 250 the driver
+    hands the socket to the push (delivery/flush.py, on smtpc).
   * Synchronisation on strict listeners: the dialogue knows what it has
     answered and what it has read, so "the client sent more after DATA,
     EHLO or HELO before our reply" is ``reader.held > 0`` when that command
@@ -54,15 +56,15 @@ from __future__ import annotations
 
 import enum
 import logging
-import re
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 from edgemail import maillog
 from edgemail.config.model import Config, Listener
-from edgemail.smtpd import replies
+from edgemail.smtpd import replies, turn
 from edgemail.smtpd.data import DataCollector, summarise
-from edgemail.smtpd.events import CLOSE, FLUSH, NEED_DATA, Commit, Etrn, Event
+from edgemail.smtpd.events import CLOSE, FLUSH, NEED_DATA, Atrn, Commit, Etrn, Event
 from edgemail.smtpd.reader import TOO_LONG, LineReader
 from edgemail.smtpd.transaction import RcptDecision, Transaction
 
@@ -77,7 +79,6 @@ COMMAND_LIMIT = 512
 #: pipelines without reading cannot make us buffer without bound)
 OUTPUT_REPLIES = 256
 NEEDS_HELO = frozenset({"MAIL", "RCPT", "DATA"})
-_ETRN_ARG = re.compile(r"[@#]?[A-Za-z0-9][A-Za-z0-9._-]*")
 
 Handler = Callable[[str | None], "str | Event | None"]
 
@@ -99,14 +100,18 @@ class Settings:
     max_bad_commands: int
     #: an ISP/Internet-facing listener: bare CR/LF and NUL refused in DATA
     strict: bool
-    #: ETRN offered (the daemon gave a hook)
+    #: ETRN offered (the daemon gave a hook; PrivacyOptions without noetrn)
     etrn: bool
+    #: an ODMR listener (RFC 2645): ATRN offered, no mail taken (turn.py)
+    odmr: bool = False
 
     @classmethod
-    def of(cls, cfg: Config, listener: Listener, *, etrn: bool) -> "Settings":
+    def of(cls, cfg: Config, listener: Listener, *, etrn: bool, atrn: bool = False) -> "Settings":
+        odmr = listener.odmr and atrn
         return cls(hostname=cfg.hostname, max_size=cfg.MaxMessageSize,
                    max_rcpts=cfg.smtpd.MaxRecipientsPerMessage,
-                   max_bad_commands=cfg.smtpd.max_bad_commands, strict=listener.strict, etrn=etrn)
+                   max_bad_commands=cfg.smtpd.max_bad_commands, strict=listener.strict,
+                   etrn=etrn and not odmr and "noetrn" not in cfg.PrivacyOptions, odmr=odmr)
 
 
 class Dialogue:
@@ -125,6 +130,8 @@ class Dialogue:
         #: the last command taken, and its argument (for log lines; AUTH's never kept)
         self.verb = "CONNECT"
         self.arg: str | None = None
+        #: the user AUTH authenticated (None: not authenticated; ETRN and ATRN ask)
+        self.auth_user: str | None = None
         #: the client's EHLO/HELO name, and whether it was EHLO
         self.helo: str | None = None
         self.extended = False
@@ -139,8 +146,11 @@ class Dialogue:
             "EHLO": self._ehlo, "HELO": self._helo, "MAIL": self._mail, "RCPT": self._rcpt,
             "DATA": self._data, "RSET": self._rset, "NOOP": self._noop, "QUIT": self._quit,
             "VRFY": self._vrfy, "EXPN": self._expn, "AUTH": self._auth, "HELP": self._help,
-            "STARTTLS": self._starttls, "ETRN": self._etrn,
+            "STARTTLS": self._starttls, "ETRN": partial(turn.etrn, self),
+            "ATRN": partial(turn.atrn, self),
         }
+        if settings.odmr:
+            self._commands.update(dict.fromkeys(turn.ODMR_REFUSED, turn.odmr_only))
 
     # ---------------------------------------------------------------- the driver's calls
 
@@ -253,6 +263,8 @@ class Dialogue:
         if isinstance(result, str):
             self._reply(result)
             return None
+        if isinstance(result, (Etrn, Atrn)):
+            self.state = State.WAITING          # the hook's reply comes through answer()
         return result
 
     def _split(self, line: bytes) -> tuple[str, str | None] | str:
@@ -276,7 +288,7 @@ class Dialogue:
         self._hello(arg, extended=True)
         s = self.settings
         self._send(replies.ehlo_reply(replies.hello(s.hostname, arg, self.ip),
-                                      max_size=s.max_size, etrn=s.etrn))
+                                      max_size=s.max_size, etrn=s.etrn, atrn=s.odmr))
         return None
 
     def _helo(self, arg: str | None) -> str | None:
@@ -358,13 +370,3 @@ class Dialogue:
     def _help(self, arg: str | None) -> str:
         return replies.help_reply(arg, extended=self.extended)
 
-    def _etrn(self, arg: str | None) -> str | Event:
-        """ETRN (RFC 1985): offered, from the LAN, well formed -> an Etrn event."""
-        if not self.settings.etrn:
-            return "502 5.5.1 ETRN not available"
-        if not self.trusted:
-            return f"459 4.7.1 Node {(arg or '')[:64]} not allowed: ETRN from LAN only"
-        if not arg or not _ETRN_ARG.fullmatch(arg):
-            return "501 5.5.4 Syntax: ETRN <domain>"
-        self.state = State.WAITING
-        return Etrn(arg)

@@ -8,13 +8,15 @@
 
   * ``Commit``: the end of DATA was read and the message passed the
     checks; make it durable, then ``answer()`` with the reply.
-  * ``Etrn``: a permitted ETRN (RFC 1985); start the queue run, then
-    ``answer()`` with the hook's reply.
+  * ``Etrn``: an ETRN (RFC 1985) with who asks; the hook decides and
+    starts the flush, then ``answer()`` with its reply.
+  * ``Atrn``: an ATRN (RFC 2645) after AUTH; ``answer()`` with the hook's
+    refusal, or ``close_with()`` its 250 and hand the connection over.
   * ``Close``: the dialogue is over (QUIT answered, 421 said, the input
     ended with everything answered): send what is left, then close.
 
 The driver sends ``data_to_send()`` after every ``next_event()``.  After
-``Commit`` or ``Etrn`` the dialogue takes no input until
+``Commit``, ``Etrn`` or ``Atrn`` the dialogue takes no input until
 ``answer()``: replies keep the commands' order (RFC 2920).
 
 Never does: I/O, deciding (core.py), logging.  Message bytes never appear in
@@ -54,9 +56,23 @@ class Commit:
 
 @dataclass(frozen=True)
 class Etrn:
-    """ETRN for ``node`` (``@domain``, ``#queue`` or a domain), already
-    checked: offered, from a trusted client, well formed."""
+    """ETRN for ``node`` (``@domain``, ``#queue`` or a domain), offered and
+    well formed, and who asks (the hook decides whether they may)."""
     node: str
+    ip: str = ""
+    trusted: bool = False
+    #: the AUTH user, None before AUTH
+    user: str | None = None
+
+
+@dataclass(frozen=True)
+class Atrn:
+    """ATRN (RFC 2645) from an authenticated ``user`` for ``domains`` (none:
+    all of theirs).  The hook answers; after its 250 the connection is the
+    push's (the driver hands it over)."""
+    domains: tuple[str, ...]
+    user: str
+    relay: str
 
 
 @dataclass(frozen=True)
@@ -66,4 +82,4 @@ class Close:
 
 CLOSE = Close()
 
-Event = _Signal | Commit | Etrn | Close
+Event = _Signal | Commit | Etrn | Atrn | Close

@@ -4,10 +4,10 @@ Owns: binding (``loop.create_server`` on the running loop with a numeric
 address: no getaddrinfo, no threaded Controller; ``::`` is bound
 dual-stack so IPv4 clients arrive IPv4-mapped; a strict (ISP-facing)
 listener binds with IP_FREEBIND, so ppp0's address may appear later),
-serving and closing, and the pieces every session of this listener gets
-(session.Services): the dialogue's settings, the relay policy and the
-admission counts (policy.py), the spool, the clock, the hooks, and the
-read buffer.
+serving (and ``adopt``: a connection turned round by ATRN) and closing,
+and the pieces every session of this listener gets (session.Services):
+the dialogue's settings, the relay policy and the admission counts
+(policy.py), the spool, the clock, the hooks, and the read buffer.
 
 Never does: DNS, reading the peer's name, or anything blocking on the loop.
 """
@@ -21,9 +21,11 @@ from typing import Awaitable, Callable
 
 from edgemail.clock import Clock, SystemClock
 from edgemail.config.model import Config, Listener
+from edgemail.smtpc.channel import take_over
 from edgemail.smtpd.core import Settings
 from edgemail.smtpd.policy import Admission, RelayPolicy
-from edgemail.smtpd.session import Services, SmtpSession, Spool
+from edgemail.smtpd.events import Etrn
+from edgemail.smtpd.session import Push, Services, SmtpSession, Spool
 
 #: linux/in.h, linux/in6.h (the socket module does not export them)
 IP_FREEBIND, IPV6_FREEBIND = 15, 78
@@ -68,7 +70,8 @@ class SmtpListener:
     def __init__(self, cfg: Config, listener: Listener, store: Spool, *,
                  on_commit: Callable[[str], None] | None = None,
                  check_rcpt: Callable[[str], str | None] | None = None,
-                 on_etrn: Callable[[str], Awaitable[str]] | None = None,
+                 on_etrn: Callable[[str, Etrn], Awaitable[str]] | None = None,
+                 on_atrn: Callable[..., tuple[str, Push | None]] | None = None,
                  trust_loopback: bool = True, clock: Clock | None = None,
                  sock: socket.socket | None = None) -> None:
         self.cfg = cfg
@@ -76,10 +79,10 @@ class SmtpListener:
         self.policy = RelayPolicy(cfg, check_rcpt=check_rcpt, trust_loopback=trust_loopback)
         self.admission: Admission[SmtpSession] = Admission(cfg)
         self.services = Services(
-            settings=Settings.of(cfg, listener, etrn=on_etrn is not None), name=listener.name,
-            timeout=cfg.Timeout.command, store=store, clock=clock or SystemClock(),
-            policy=self.policy, admission=self.admission,
-            read_buffer=memoryview(bytearray(64 * 1024)), on_commit=on_commit, on_etrn=on_etrn)
+            settings=Settings.of(cfg, listener, etrn=on_etrn is not None, atrn=on_atrn is not None),
+            name=listener.name, timeout=cfg.Timeout.command, store=store, clock=clock or SystemClock(),
+            policy=self.policy, admission=self.admission, read_buffer=memoryview(bytearray(64 * 1024)),
+            on_commit=on_commit, on_etrn=on_etrn, on_atrn=on_atrn)
         #: bound before the daemon gave up root (RunAsUser); None: start() binds
         self._sock = sock
         self.port = listener.port
@@ -102,6 +105,16 @@ class SmtpListener:
             session.shutdown(f"421 4.3.2 {self.cfg.hostname} Service shutting down")
         await self._server.wait_closed()
         self._server = None
+
+    def adopt(self, transport: asyncio.Transport, early: bytes = b"") -> SmtpSession:
+        """Serve a connection we did not accept: ODMR's, after the ISP's 250
+        to our ATRN we are the server on our own connection.  The session
+        greets, takes what is pushed through the normal accept path (this
+        listener's rules, the spool's commit, Received:) and counts as one
+        of this listener's sessions; ``await session.done`` for its end."""
+        session = SmtpSession(self.services)
+        take_over(transport, session, early)
+        return session
 
     @property
     def active(self) -> int:

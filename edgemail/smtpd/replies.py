@@ -59,12 +59,14 @@ def hello(hostname: str, helo: str, ip: str) -> str:
     return f"{hostname} Hello {_UNPRINTABLE.sub('?', helo)[:64]} [{ip}]"
 
 
-def ehlo_reply(first: str, *, max_size: int, etrn: bool) -> str:
+def ehlo_reply(first: str, *, max_size: int, etrn: bool, atrn: bool = False) -> str:
     """EHLO's multi-line 250: FIRST, then the extensions we offer."""
     lines = [first, f"SIZE {max_size}", "8BITMIME", "PIPELINING", "ENHANCEDSTATUSCODES",
              "DSN", "SMTPUTF8"]
     if etrn:
         lines.append("ETRN")
+    if atrn:
+        lines.append("ATRN")
     lines.append("HELP")
     last = len(lines) - 1
     return "\r\n".join(f"250{'-' if i < last else ' '}{line}" for i, line in enumerate(lines))

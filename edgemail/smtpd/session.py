@@ -7,7 +7,9 @@ mmap, page faults and an munmap), writing the dialogue's replies, flow
 control both ways, the per-read timeout, the commit after DATA and the ETRN
 hook (each a task; the dialogue takes no input until it is answered), and
 the session's log lines (connect, lost connection, timeout, refused, the
-message's ``from=`` line).
+message's ``from=`` line), and ATRN's turn-around: after the hook's 250
+is written, the transport (and the bytes read after ATRN) go to the push
+(delivery/flush.py), and the session lets go of it.
 
 The loop: bytes in -> ``core.receive_data`` -> ``core.next_event()`` until
 NEED_DATA, sending ``core.data_to_send()`` after each; a Commit or Etrn
@@ -40,7 +42,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Protocol, cast
+from typing import Any, Awaitable, Callable, Coroutine, Protocol, cast
 
 from edgemail import maillog
 from edgemail.clock import Clock
@@ -48,11 +50,14 @@ from edgemail.envelope import Envelope
 from edgemail.errors import SpoolError, SpoolFull
 from edgemail.smtpd.core import Dialogue, Settings
 from edgemail.smtpd.data import received_header
-from edgemail.smtpd.events import NEED_DATA, Close, Commit, Etrn, Event
+from edgemail.smtpd.events import NEED_DATA, Atrn, Close, Commit, Etrn, Event
 from edgemail.smtpd.policy import Admission, RelayPolicy, client_ip
 from edgemail.smtpd.transaction import envelope
 
 log = logging.getLogger("edgemail.smtpd")
+
+#: ATRN's push: (the transport, the bytes read after ATRN) -> whatever it reports
+Push = Callable[[asyncio.Transport, bytes], Coroutine[Any, Any, object]]
 
 
 class Spool(Protocol):
@@ -77,7 +82,10 @@ class Services:
     #: every session's reads land here first (one loop: one read at a time)
     read_buffer: memoryview
     on_commit: Callable[[str], None] | None = None
-    on_etrn: Callable[[str], Awaitable[str]] | None = None
+    #: ETRN's hook: (node, the Etrn event: who asks) -> the reply
+    on_etrn: Callable[[str, Etrn], Awaitable[str]] | None = None
+    #: ATRN's hook: (user, domains, relay) -> (reply, the push after a 250 or None)
+    on_atrn: Callable[[str | None, tuple[str, ...], str], tuple[str, Push | None]] | None = None
 
 
 class SmtpSession(asyncio.BufferedProtocol):
@@ -95,6 +103,11 @@ class SmtpSession(asyncio.BufferedProtocol):
         #: the session's end is logged already (refused at connect, timed out)
         self._end_logged = False
         self._task: asyncio.Task | None = None
+        #: after ATRN's 250: the push that has the connection now
+        self._push: asyncio.Task | None = None
+        #: messages this session committed; done once the connection is gone (ODMR waits for it)
+        self.commits = 0
+        self.done: asyncio.Future[None] = self.loop.create_future()
         self._busy = False                      # a commit is in progress
         self._last_read = self.loop.time()
         self._timer: asyncio.TimerHandle | None = None
@@ -126,6 +139,8 @@ class SmtpSession(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.services.admission.release(self)
+        if not self.done.done():
+            self.done.set_result(None)
         core = self.core
         if core is not None and not core.ended and not self._end_logged:
             log.info(maillog.lost_connection(self.relay, core.verb))
@@ -210,6 +225,9 @@ class SmtpSession(asyncio.BufferedProtocol):
             if isinstance(event, (Commit, Etrn)):
                 self._task = self.loop.create_task(self._perform(event))
                 return
+            if isinstance(event, Atrn):
+                self._atrn(event)
+                continue
         if self._reading_paused and core.held <= self.held_input_limit \
                 and not self._writing_paused and self.transport is not None:
             self._reading_paused = False
@@ -223,7 +241,7 @@ class SmtpSession(asyncio.BufferedProtocol):
                 reply = await self._commit(event)
             else:
                 assert isinstance(event, Etrn)
-                reply = await self._etrn(event.node)
+                reply = await self._etrn(event)
         except Exception as exc:
             reply = self.core.internal_error(exc)
         self._task = None
@@ -259,6 +277,7 @@ class SmtpSession(asyncio.BufferedProtocol):
             self._busy = False
             self._last_read = self.loop.time()
         log.info(maillog.received(qid, env))
+        self.commits += 1
         self._committed(qid)
         return f"250 2.0.0 {qid} Message accepted for delivery"
 
@@ -271,14 +290,45 @@ class SmtpSession(asyncio.BufferedProtocol):
         except Exception:   # the message is safe on disk: the client still gets its 250
             log.exception(maillog.hook_failed(qid, "on_commit"))
 
-    async def _etrn(self, node: str) -> str:
+    async def _etrn(self, event: Etrn) -> str:
         on_etrn = self.services.on_etrn
         assert on_etrn is not None          # the dialogue offers ETRN only with a hook
         try:
-            return await on_etrn(node)
+            return await on_etrn(event.node, event)
         except Exception:
             log.error(maillog.internal_error(self.relay, "ETRN"), exc_info=True)
-            return f"458 4.3.0 Unable to queue messages for node {node}"
+            return f"458 4.3.0 Unable to queue messages for node {event.node}"
+
+    def _atrn(self, event: Atrn) -> None:
+        """ATRN: the hook's refusal goes back to the dialogue; after its 250
+        the connection is the push's (turn_around)."""
+        core, on_atrn = self.core, self.services.on_atrn
+        assert core is not None and on_atrn is not None   # offered only with a hook
+        try:
+            reply, push = on_atrn(event.user, event.domains, self.relay)
+        except Exception as exc:
+            reply, push = core.internal_error(exc), None
+        if push is None:
+            core.answer(reply)
+            return
+        core.close_with(reply)
+        self._turn_around(push)
+
+    def _turn_around(self, push: Push) -> None:
+        """Our 250 to ATRN is written: give the connection (and what the
+        client sent after ATRN) to the push, where we are the client."""
+        core, transport = self.core, self.transport
+        assert core is not None and transport is not None
+        transport.write(core.data_to_send())
+        early = core.reader.take()
+        for pending in (self._timer, self._task):
+            if pending is not None:
+                pending.cancel()
+        self._timer = self._task = None
+        self.services.admission.release(self)
+        self.transport = None               # no longer ours: the push reads and writes it
+        self._end_logged = True
+        self._push = self.loop.create_task(push(transport, early))
 
     # ---------------------------------------------------------------- timeout
 
