@@ -1,14 +1,14 @@
 # edgemail — the two commands a new user needs are `make demo` and `make test`.
 # Both create the virtualenv on first use; `make test` also installs, when run
 # as root, the Debian packages the tests drive as real peers (chat from ppp,
-# swaks, iproute2, debootstrap) and prepares what the package test installs into
+# swaks, iproute2, debootstrap, fetchmail) and prepares what the package test installs into
 # (a Debian 12 root made by debootstrap, the dependencies' wheels): the tests
 # themselves never leave the machine.
 
 PYTHON  ?= python3
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
-DEB_TEST_PKGS := ppp swaks libnet-ssleay-perl iproute2 procps openssl debootstrap
+DEB_TEST_PKGS := ppp swaks libnet-ssleay-perl iproute2 procps openssl debootstrap fetchmail
 CACHE   := .cache
 WHEELS  := $(CACHE)/wheels
 DEBROOT := $(CACHE)/debroot-bookworm

@@ -161,9 +161,11 @@ def queue_json(cfg) -> int:
 
 def _row_object(row) -> dict:
     try:
-        qid, size, created, sender, held, rcpts = row
-        recipients = [{"address": r, "status": s, "last_reply": t} for r, s, t in rcpts]
-    except (TypeError, ValueError):
+        qid, size, created, sender, held, rcpts = row[:6]
+        customers = row[6] if len(row) > 6 else {}       # ISP mode: held for whom
+        recipients = [{"address": r, "status": s, "last_reply": t,
+                       **({"customer": customers[r]} if r in customers else {})} for r, s, t in rcpts]
+    except (TypeError, ValueError, KeyError):
         raise other_version("queue listing", f"a row {str(row)[:80]}") from None
     return {"qid": qid, "size": size, "created": created, "from": sender, "held": bool(held),
             "recipients": recipients}

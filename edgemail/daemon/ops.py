@@ -69,7 +69,7 @@ class ControlOps:
         self.on_commit = on_commit or getattr(runner, "on_commit", None)
         self.reloader = reloader
         self.started = clock.wall()
-        self.listing = QueueListing(store)
+        self.listing = QueueListing(store, held_for=getattr(runner, "held_for", None))
 
     def handlers(self) -> dict:
         ops = {"submit": self.submit, "queue_list": self.queue_list, "queue_show": self.queue_show,
@@ -286,21 +286,24 @@ class QueueListing:
     entries is a join of cached strings; ``warm()`` fills the cache after
     start-up without blocking the loop."""
 
-    def __init__(self, store) -> None:
+    def __init__(self, store, held_for: Callable[[object], dict[str, str]] | None = None) -> None:
         self.store = store
+        #: ISP mode: entry -> {recipient: the customer its mail is held for}
+        self.held_for = held_for or (lambda e: {})
         self._text: dict[str, tuple[object, str]] = {}
 
     def stream(self, fmt: str) -> Stream:
         entries = self.store.entries()
         if len(self._text) > 2 * len(entries) + 1000:      # forget removed entries
             self._text = {e.qid: self._text[e.qid] for e in entries if e.qid in self._text}
-        make = self._text_batches if fmt == "mailq" else _row_batches
-        return Stream(make(entries), {"total": len(entries)})
+        if fmt == "mailq":
+            return Stream(self._text_batches(entries), {"total": len(entries)})
+        return Stream(_row_batches(entries, self.held_for), {"total": len(entries)})
 
     def text(self, e) -> str:
         hit = self._text.get(e.qid)
         if hit is None or hit[0] is not e:
-            hit = self._text[e.qid] = (e, mailq_entry(e))
+            hit = self._text[e.qid] = (e, mailq_entry(e, self.held_for(e)))
         return hit[1]
 
     def _text_batches(self, entries):
@@ -315,8 +318,9 @@ class QueueListing:
             await asyncio.sleep(0)
 
 
-def mailq_entry(e) -> str:
-    """One entry as sendmail's mailq prints it ("!" after the qid: on hold)."""
+def mailq_entry(e, held: dict[str, str] | None = None) -> str:
+    """One entry as sendmail's mailq prints it ("!" after the qid: on hold);
+    HELD names the customer a recipient's mail is held for (ISP mode)."""
     stamp = time.strftime("%a %b %d %H:%M", time.localtime(e.created))
     lines = [f"{e.qid}{'!' if e.held else ' '}{e.size:>8} {stamp} <{e.envelope.mail_from}>\n"]
     said = set()
@@ -325,18 +329,23 @@ def mailq_entry(e) -> str:
         if status is not None and getattr(status, "final", False):
             continue
         reply = e.last_reply.get(r.address, "")
+        if held and r.address in held:
+            reply = (f"Held for customer {held[r.address]}: waiting for its ETRN or ATRN" if held[r.address]
+                     else "Held for the LAN's ETRN")
         if reply and reply not in said:
             said.add(reply)
-            lines.append(f"                 ({_status_word(status).capitalize()}: {reply[:60]})\n")
+            word = "" if held and r.address in held else f"{_status_word(status).capitalize()}: "
+            lines.append(f"                 ({word}{reply[:60]})\n")
         lines.append(f"\t\t\t\t\t <{r.address}>\n")
     return "".join(lines)
 
 
-def _row_batches(entries):
-    """Rows, LIST_BATCH per line: [qid, size, created, from, held, [[rcpt, status, reply]...]]."""
+def _row_batches(entries, held_for):
+    """Rows, LIST_BATCH per line: [qid, size, created, from, held, [[rcpt, status, reply]...],
+    {rcpt: customer}] (the last: ISP mode, the recipients held for a customer)."""
     for i in range(0, len(entries), LIST_BATCH):
         yield {"rows": [
             [e.qid, e.size, e.created, e.envelope.mail_from, e.held,
              [[r.address, _status_word(e.rcpt_status.get(r.address)), e.last_reply.get(r.address, "")]
-              for r in e.envelope.recipients]]
+              for r in e.envelope.recipients], held_for(e)]
             for e in entries[i:i + LIST_BATCH]]}

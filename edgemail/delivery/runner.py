@@ -140,6 +140,12 @@ class Runner:
         """ENTRY's deliveries still to do (port.pending_jobs with the current router)."""
         return pending_jobs(entry, self.router.route)
 
+    def held_for(self, entry: QueueEntry) -> dict[str, str]:
+        """ENTRY's recipients whose mail is held (ISP mode) -> the customer it is
+        held for ("" : a hold route of [routes], for the LAN's ETRN)."""
+        return {j.rcpt.address: j.decision.target for j in self.pending_jobs(entry)[0]
+                if j.decision.kind == "hold"}
+
     async def etrn(self, arg: str, client: Client | None = None) -> str:
         """SMTP ETRN (RFC 1985) from CLIENT (None: a trusted one): held mail
         is flushed for whom may ask (flush.py); any other node, from the LAN,
