@@ -21,8 +21,11 @@ requests ``mailq``, ``-bi``, ``-q`` and ``-bh``/``-bH`` share with
 Where the message goes: with the daemon running, through the control socket
 (``submit``); the daemon commits it and returns the queue id.  With the
 daemon down, into the spool's maildrop/ directory (fsynced), which the
-daemon imports at start-up; a note on stderr says so.  Nothing is lost in
-either case.  If the connection breaks after the request was sent the
+daemon imports at start-up and every few seconds while it runs; a note on
+stderr says so.  The same when the daemon answers that it cannot queue the
+message now (its spool is full or failing: "temporary: ..."), as sendmail's
+submission program keeps such a message in its clientmqueue: exit 0, the
+message waits in maildrop/ until there is room.  Nothing is lost in any case.  If the connection breaks after the request was sent the
 message goes to maildrop as well, so a duplicate is possible, never a loss.
 
 ``-bs`` (SMTP on stdin/stdout, as PHP mailers use it) is relayed to the
@@ -37,8 +40,8 @@ carries only what was asked for (the listing, the SMTP dialogue).
 
 Fails (sysexits.h): 64 bad flags or no recipients, 65 bad address, message
 larger than MaxMessageSize, or refused by the daemon, 66 stdin unreadable,
-75 the daemon refused for a temporary reason or broke off, or is down and
-the maildrop not writable, 78 bad config file.
+75 the daemon broke off, or is down (or refused for a temporary reason)
+and the maildrop is not writable, 78 bad config file.
 """
 
 from __future__ import annotations
@@ -233,8 +236,10 @@ def submit(cfg, env: Envelope, data: bytes) -> int:
         reply = client.request("submit", **envelope_fields(env),
                                data_b64=base64.b64encode(data).decode("ascii"))
     except RequestFailed as exc:
+        if "temporary: " in str(exc):     # spool full or failing: keep it (sendmail's clientmqueue)
+            return _to_maildrop(cfg, env, data, f"the daemon cannot queue it now ({exc})")
         err("sendmail", f"the daemon refused the message: {exc}")
-        return EX_TEMPFAIL if "temporary" in str(exc) else EX_DATAERR
+        return EX_DATAERR
     except DaemonUnreachable as exc:
         return _to_maildrop(cfg, env, data, str(exc))
     except ControlError as exc:

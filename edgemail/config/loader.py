@@ -30,13 +30,12 @@ vocabularies, config/values.py the value syntax, config/dump.py ``dump``
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from edgemail.config import isp
 from edgemail.config.dump import dump
@@ -58,6 +57,8 @@ from edgemail.config.model import (
     SmtpdConfig,
     Timeouts,
 )
+from edgemail.config.listeners import listeners as _listeners, smtpd_section
+from edgemail.config.reader import Reader, simple_section
 from edgemail.config.values import (
     _bounded_int,
     _choice,
@@ -87,86 +88,8 @@ __all__ = ["Config", "Customer", "DnsConfig", "LinkConfig", "Listener", "LocalCo
            "URGENCIES", "ConfigError", "ConfigErrors", "dump", "from_dict", "host_port", "load",
            "parse_duration", "parse_route", "parse_size", "read_hostname", "smart_host"]
 
-T = TypeVar("T")
-D = TypeVar("D")
 
-# ---------------------------------------------------------------- the reader
-
-class _Reader:
-    """Pulls typed keys out of the parsed TOML, collecting errors with lines."""
-
-    def __init__(self, path: str, text: str) -> None:
-        self.path = path
-        self.lines = text.splitlines()
-        self.errors: list[ConfigError] = []
-
-    def line_of(self, section: str, key: str) -> int | None:
-        """Best-effort line of `key` inside `[section]` (or top level)."""
-        current = ""
-        leaf = key.split(".")[-1]
-        pat = re.compile(r'\s*(["\']' + re.escape(key) + r'["\']|["\']?' + re.escape(leaf) + r'["\']?)\s*=')
-        dotted = re.compile(r'\s*' + re.escape(key) + r'\s*=') if "." in key else None
-        for i, raw in enumerate(self.lines, 1):
-            s = raw.strip()
-            m = re.match(r"\[\[?\s*([^\]]+?)\s*\]\]?", s)
-            if m:
-                current = m.group(1)
-                continue
-            if current == section and (pat.match(raw) or (dotted and dotted.match(raw))):
-                return i
-            if section and current == "" and re.match(r"\s*" + re.escape(section) + r"\." + re.escape(leaf) + r"\s*=", raw):
-                return i
-        return None
-
-    def error(self, section: str, key: str, problem: str) -> None:
-        name = f"{section}.{key}" if section else key
-        self.errors.append(ConfigError(problem, file=self.path, key=name,
-                                       line=self.line_of(section, key)))
-
-    def take(self, table: dict, section: str, key: str, conv: Callable[[Any], T], default: D) -> T | D:
-        """table.pop(key) converted by conv; the default if absent, or (an error noted) if bad."""
-        if key not in table:
-            return default
-        try:
-            return conv(table.pop(key))
-        except (ValueError, TypeError) as exc:
-            self.error(section, key, str(exc))
-            return default
-
-    def leftover(self, table: dict, section: str, known: list[str]) -> None:
-        for key in table:
-            self.error(section, key, f"unknown key, expected one of: {', '.join(sorted(known))}")
-
-
-def _simple_section(reader: _Reader, data: dict, section: str, cls, convs: dict):
-    table = data.pop(section, {})
-    if not isinstance(table, dict):
-        reader.error("", section, "expected a table")
-        return cls()
-    values = {}
-    for f in fields(cls):
-        conv = convs.get(f.name)
-        if conv is None:
-            default = f.default
-            if isinstance(default, bool):
-                conv = _typed(bool, "true or false")
-            elif isinstance(default, int):
-                conv = _nonneg_int
-            elif isinstance(default, float):
-                conv = parse_duration
-            elif isinstance(default, tuple):
-                conv = _str_tuple
-            else:
-                conv = _typed(str, "a string")
-        if f.name in table:
-            values[f.name] = reader.take(table, section, f.name, conv, None)
-            if values[f.name] is None:
-                del values[f.name]
-    reader.leftover(table, section, [f.name for f in fields(cls)])
-    return cls(**values)
-
-
-def _timeouts(reader: _Reader, data: dict) -> Timeouts:
+def _timeouts(reader: Reader, data: dict) -> Timeouts:
     table = data.pop("Timeout", {})
     if not isinstance(table, dict):
         reader.error("", "Timeout", "expected a table of sendmail Timeout.* options")
@@ -189,7 +112,7 @@ def _timeouts(reader: _Reader, data: dict) -> Timeouts:
     return Timeouts(queuewarn=warn, queuereturn=ret, **{k: v for k, v in values.items() if v is not None})
 
 
-def _by_urgency(reader: _Reader, flat: dict, kind: str, defaults: dict[str, float]) -> dict[str, float]:
+def _by_urgency(reader: Reader, flat: dict, kind: str, defaults: dict[str, float]) -> dict[str, float]:
     """sendmail's Timeout.queuewarn (every class) refined by Timeout.queuewarn.urgent etc."""
     out = dict(defaults)
     every = reader.take(flat, "Timeout", kind, parse_duration, None)
@@ -202,32 +125,7 @@ def _by_urgency(reader: _Reader, flat: dict, kind: str, defaults: dict[str, floa
     return out
 
 
-def _listeners(reader: _Reader, data: dict) -> tuple[Listener, ...]:
-    items = data.pop("listen", [{"name": "lan", "address": "127.0.0.1", "port": 25}])
-    if not isinstance(items, list):
-        reader.error("", "listen", "expected [[listen]] tables")
-        return ()
-    out = []
-    for i, item in enumerate(items):
-        section = "listen"
-        name = item.get("name", f"listen{i}")
-        address = reader.take(item, section, "address", _typed(str, "an IP address"), "127.0.0.1")
-        try:
-            ipaddress.ip_address(address)
-        except ValueError:
-            reader.error(section, "address", f"expected a numeric IP address (no names: no DNS at start-up), got {address!r}")
-        port = reader.take(item, section, "port", _nonneg_int, 25)
-        if not 0 <= port < 65536:
-            reader.error(section, "port", f"expected a port 0-65535, got {port}")
-        strict = reader.take(item, section, "strict", _typed(bool, "true or false"), False)
-        odmr = reader.take(item, section, "odmr", _typed(bool, "true or false"), False)
-        item.pop("name", None)
-        reader.leftover(item, section, ["name", "address", "port", "strict", "odmr"])
-        out.append(Listener(str(name), address, port, strict, odmr))
-    return tuple(out)
-
-
-def _routes(reader: _Reader, data: dict) -> tuple[Route, ...]:
+def _routes(reader: Reader, data: dict) -> tuple[Route, ...]:
     table = data.pop("routes", {})
     routes = []
     for pattern, value in table.items():
@@ -293,9 +191,9 @@ def load(path: str | Path, overrides: dict | None = None, *, etc_hostname: str =
     return from_dict(data, path=path, text=text, etc_hostname=etc_hostname)
 
 
-#: the tables read by _simple_section: name -> (dataclass, converters that differ from the defaults' types)
+#: the tables read by simple_section: name -> (dataclass, converters that differ from the
+#: defaults' types); [smtpd] and [[listen]] are config/listeners.py's
 _SECTIONS: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
-    "smtpd": (SmtpdConfig, {}),
     "local": (LocalConfig, {}),
     "dns": (DnsConfig, {"timeout": parse_duration}),
     "retry": (RetryConfig, {}),
@@ -303,14 +201,14 @@ _SECTIONS: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
                           "odmr": isp.odmr_client}),
 }
 _TOP_LEVEL = [*_TOP, "local_domains", "lan_networks", "spool", "control", "listen", "routes", "Timeout",
-              "customer", *_SECTIONS]
+              "smtpd", "customer", *_SECTIONS]
 
 
 def from_dict(data: dict, *, path: str = "<config>", text: str = "", etc_hostname: str = "/etc/hostname") -> Config:
     """The parsed TOML (`text` is the file's, for the lines in errors) -> Config.
     Raises ConfigError, or ConfigErrors with every error at once."""
     data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
-    reader = _Reader(path, text)
+    reader = Reader(path, text)
     top = _top_level(reader, data)
     hostname = top.pop("hostname", None) or read_hostname(etc_hostname)
     local_domains = reader.take(data, "", "local_domains", _domains, ())
@@ -318,9 +216,12 @@ def from_dict(data: dict, *, path: str = "<config>", text: str = "", etc_hostnam
         reader.error("", "local_domains", "expected at least one local domain (mail for it is ours)")
     lan = reader.take(data, "", "lan_networks", _networks, ())
     places = _places(reader, data)
-    listeners, routes, timeouts = _listeners(reader, data), _routes(reader, data), _timeouts(reader, data)
+    rel = _relative_to(path)
+    smtpd = smtpd_section(reader, data, rel)
+    listeners = _listeners(reader, data, smtpd, rel)
+    routes, timeouts = _routes(reader, data), _timeouts(reader, data)
     customers = isp.customers(reader, data)
-    sections = {name: _simple_section(reader, data, name, cls, convs)
+    sections = {name: simple_section(reader, data, name, cls, convs)
                 for name, (cls, convs) in _SECTIONS.items()}
     reader.leftover(data, "", _TOP_LEVEL)
     _check_smart_host(reader, top.get("SmartHost", ""), routes)
@@ -328,12 +229,11 @@ def from_dict(data: dict, *, path: str = "<config>", text: str = "", etc_hostnam
               listeners=listeners, link=sections["link"])
     if reader.errors:
         raise reader.errors[0] if len(reader.errors) == 1 else ConfigErrors(reader.errors)
-    rel = _relative_to(path)
     local, link = sections.pop("local"), sections.pop("link")
     return Config(path=path, hostname=hostname, local_domains=local_domains, lan_networks=lan,
                   listeners=listeners, spool_dir=rel(places["spool_dir"]),
                   commit_helpers=places["commit_helpers"], control_socket=rel(places["control_socket"]),
-                  routes=routes, Timeout=timeouts, customers=customers,
+                  routes=routes, Timeout=timeouts, smtpd=smtpd, customers=customers,
                   local=replace(local, aliases=rel(local.aliases), maildir=rel(local.maildir)),
                   link=replace(link, policy=rel(link.policy), state_file=rel(link.state_file),
                                odmr=link.odmr and replace(link.odmr, secret_file=rel(link.odmr.secret_file),
@@ -341,7 +241,7 @@ def from_dict(data: dict, *, path: str = "<config>", text: str = "", etc_hostnam
                   **sections, **top)
 
 
-def _top_level(reader: _Reader, data: dict) -> dict[str, Any]:
+def _top_level(reader: Reader, data: dict) -> dict[str, Any]:
     """The sendmail options and other top-level keys of _TOP that are given (converted)."""
     top = {}
     for key, conv in _TOP.items():
@@ -351,7 +251,7 @@ def _top_level(reader: _Reader, data: dict) -> dict[str, Any]:
     return top
 
 
-def _places(reader: _Reader, data: dict) -> dict[str, Any]:
+def _places(reader: Reader, data: dict) -> dict[str, Any]:
     """[spool] directory and commit_helpers, [control] socket."""
     spool, control = data.pop("spool", {}), data.pop("control", {})
     out = {"spool_dir": reader.take(spool, "spool", "directory", _typed(str, "a directory path"),
@@ -364,7 +264,7 @@ def _places(reader: _Reader, data: dict) -> dict[str, Any]:
     return out
 
 
-def _check_smart_host(reader: _Reader, smart_host: str, routes: tuple[Route, ...]) -> None:
+def _check_smart_host(reader: Reader, smart_host: str, routes: tuple[Route, ...]) -> None:
     if smart_host:
         try:
             _smart_host(smart_host)

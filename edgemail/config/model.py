@@ -33,11 +33,31 @@ class Listener:
     name: str
     address: str
     port: int
-    #: Internet/ISP-facing: reject bare CR, bare LF and NUL (550 5.6.0).
-    #: LAN listeners (strict = false) normalise them instead.
+    #: Internet/ISP-facing: reject bare CR, bare LF and NUL (550 5.6.0), bare
+    #: LF ending a command (500 5.5.2), and pipelining where RFC 2920 forbids
+    #: it (554 5.5.0).  LAN listeners (strict = false) normalise line ends.
     strict: bool = False
+    #: sendmail's greet_pause: seconds before the 220; a client that talks
+    #: first gets 554 5.5.0 (default 0.5 on strict listeners, 0 elsewhere)
+    greet_pause: float = 0.0
+    #: STARTTLS (RFC 3207): PEM certificate chain and its key ("" = no TLS)
+    tls_cert: str = ""
+    tls_key: str = ""
+    #: nothing but EHLO/HELO, STARTTLS, NOOP, RSET, QUIT before TLS (530 5.7.0)
+    require_tls: bool = False
+    #: AUTH offered (default: where [smtpd] auth_file is set)
+    auth: bool = False
+    #: AUTH offered before TLS too (the password then crosses in clear)
+    auth_plaintext: bool = False
+    #: RFC 6409 submission (port 587): AUTH before MAIL, the sender checked
+    submission: bool = False
     #: an ODMR listener (RFC 2645, port 366): customers AUTH and ATRN here
     odmr: bool = False
+
+    @property
+    def tls(self) -> bool:
+        """STARTTLS is offered."""
+        return bool(self.tls_cert)
 
 
 @dataclass(frozen=True)
@@ -105,6 +125,16 @@ class SmtpdConfig:
     max_bad_commands: int = 10
     #: recipients per message (452 4.5.3 beyond)
     MaxRecipientsPerMessage: int = 100
+    #: SMTP AUTH's credentials: ``user:hash`` lines (smtpd/credentials.py)
+    auth_file: str = ""
+    #: failed AUTH attempts per client address within auth_failure_window
+    #: before 421 4.7.0
+    max_auth_failures: int = 3
+    auth_failure_window: float = 900.0
+    #: who may send as whom once authenticated (Postfix smtpd_sender_login_maps):
+    #: user -> addresses ("a@example.org") and domains ("@example.org"); a user
+    #: not listed may send as USER@ each local domain
+    sender_login: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

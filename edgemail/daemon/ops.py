@@ -15,7 +15,8 @@ SO_PEERCRED, added by daemon/control.py as ``_peer``).
 
 Failures: a bad request raises ValueError/KeyError (an error reply naming
 what was wrong); a full or failing spool raises ControlError "temporary:
-..." (sendmail then keeps the message in the maildrop).
+..." (``sendmail`` then keeps the message in the maildrop, exit 0, and the
+pickup loop queues it once there is room: cli/sendmail.py).
 """
 
 from __future__ import annotations

@@ -3,9 +3,11 @@
 Owns: SIGHUP (``systemctl reload``; HangUp: a reload once the daemon is up,
 a line saying "still starting" before, never the signal's default action,
 which would end the daemon), the reload itself (Reloader: the aliases, a
-new Router for the runner, and the dial policy for the link manager; the
-config file is read to check it and to name the settings that changed,
-which take effect at restart), and reading the dial policy file
+new Router for the runner, the dial policy for the link manager, the SMTP
+listeners' TLS certificates and keys and the AUTH credentials file (new
+handshakes and AUTH checks use them; sessions in progress keep theirs);
+the config file is read to check it and to name the settings that
+changed, which take effect at restart), and reading the dial policy file
 (``load_policy``, at start-up too).
 
 Invariant: all or nothing - any error leaves everything as it was and is
@@ -61,8 +63,10 @@ class Reloader:
     to name the settings that changed: those take effect at restart.  All or
     nothing: any error leaves everything as it was."""
 
-    def __init__(self, cfg: Config, runner=None, link=None) -> None:
+    def __init__(self, cfg: Config, runner=None, link=None, listeners=()) -> None:
         self.cfg, self.runner, self.link = cfg, runner, link
+        #: the SMTP listeners: their TLS certificates and AUTH credentials are read again
+        self.listeners = list(listeners)
 
     def __call__(self, reason: str) -> dict:
         from dataclasses import fields
@@ -70,10 +74,12 @@ class Reloader:
         from edgemail.config.loader import load as load_config
         from edgemail.delivery.aliases import load as load_aliases
         from edgemail.delivery.routing import Router
+        from edgemail.smtpd.listener import reload_secrets
         try:
             new = load_config(self.cfg.path)
             aliases = load_aliases(self.cfg.local.aliases, self.cfg.local)
             policy = load_policy(self.cfg) if isinstance(self.link, Link) else None
+            swap_secrets = reload_secrets(self.listeners)
         except (ConfigError, OSError) as exc:
             log.error(maillog.reload_failed(reason, exc))
             return {"reloaded": False, "error": str(exc)}
@@ -81,12 +87,14 @@ class Reloader:
             self.runner.router = Router(self.cfg, aliases)
         if policy is not None:
             self.link.manager.replace_policy(policy)
+        tls, auth_users = swap_secrets()
         changed = [f.name for f in fields(Config)
                    if f.name != "path" and getattr(new, f.name) != getattr(self.cfg, f.name)]
         log.info(maillog.reloaded(reason, aliases=len(aliases.entries),
                                   policy=self.cfg.link.policy if policy is not None else "",
-                                  restart_needed=changed))
-        return {"reloaded": True, "aliases": len(aliases.entries), "restart_needed": changed}
+                                  tls=tls or None, auth_users=auth_users, restart_needed=changed))
+        return {"reloaded": True, "aliases": len(aliases.entries), "tls": tls,
+                "auth_users": auth_users, "restart_needed": changed}
 
 
 def load_policy(cfg: Config):

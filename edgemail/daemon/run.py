@@ -121,12 +121,19 @@ def make_runner(cfg: Config, store, clock: Clock, link=None):
 
 
 def make_listeners(cfg: Config, store, runner, on_commit=None, socks: dict | None = None) -> list:
+    """The SMTP listeners; those with AUTH share one AuthService (one
+    client's failures count together; one reload).  Raises ConfigError
+    (a certificate or the credentials file that does not load)."""
+    from edgemail.smtpd.credentials import AuthService
     from edgemail.smtpd.listener import SmtpListener
     socks = socks or {}
+    smtpd = cfg.smtpd
+    auth = AuthService(smtpd.auth_file, smtpd.auth_failure_window) \
+        if any(lst.auth for lst in cfg.listeners) else None
     return [SmtpListener(cfg, lst, store, on_commit=on_commit or getattr(runner, "on_commit", None),
                          check_rcpt=getattr(runner, "check_rcpt", None),
                          on_etrn=getattr(runner, "etrn", None), on_atrn=getattr(runner, "atrn", None),
-                         sock=socks.get(lst.name))
+                         sock=socks.get(lst.name), auth=auth)
             for lst in cfg.listeners]
 
 
@@ -240,7 +247,7 @@ async def _build(cfg: Config, clock: Clock, socks: dict, *, store=None, runner=N
         link = Link(manager, MtaPort(cfg, store, runner, listeners=listeners, clock=clock))
         commits.add(link.committed)
     ops = ControlOps(cfg, store, clock, runner=runner, link=link, listeners=listeners, on_commit=commits,
-                     reloader=Reloader(cfg, runner, link))
+                     reloader=Reloader(cfg, runner, link, listeners))
     control = ControlServer(cfg.control_socket, ops.handlers(), timeout=cfg.Timeout.control,
                             public=ops.public())
     return Parts(store, runner, link, listeners, commits, ops, control)

@@ -75,6 +75,21 @@ SMTP sessions (sessions.py; ``edgemail.smtpd``):
   NOQUEUE: internal error after CMD from [ip]:port   [1]
         internal_error(): our bug: answered 451 4.3.0, traceback logged
         once, session goes on.
+  NOQUEUE: rejecting commands from [ip]:port due to pre-greeting traffic   [4]
+        pregreet(): the client talked during greet_pause (554 5.5.0, closed);
+        pipelining where RFC 2920 forbids it is a reject() line (554 5.5.0).
+  NOQUEUE: STARTTLS=server, relay=[ip]:port, version=V, cipher=C, bits=N   [5]
+        tls_started(): a STARTTLS handshake finished (sendmail's form).
+  NOQUEUE: STARTTLS=server, relay=[ip]:port, error=ERROR   [4]
+        tls_failed(): the handshake failed or timed out; the session ends.
+  NOQUEUE: STARTTLS=server, relay=[ip]:port, discarded=N (bytes pipelined after STARTTLS)   [4]
+        tls_pipelined(): plaintext sent after STARTTLS before the
+        handshake; dropped unread (never commands after it).
+  NOQUEUE: AUTH=server, relay=[ip]:port, authid=USER, mech=MECH   [5]
+        auth_ok(): SMTP AUTH succeeded (sendmail's form).
+  NOQUEUE: AUTH failure (MECH): authentication failed, authid=USER, relay=[ip]:port, failures=N   [4]
+        auth_failed(): 535 5.7.8; N is the client's failures within
+        auth_failure_window (421 at max_auth_failures).  Never the password.
 
 Queue runs, SMTP client, DNS (runs.py; ``edgemail.runner``):
 
@@ -153,10 +168,12 @@ Spool, control socket, daemon (daemon.py; ``edgemail.spool``, ``.control``, ``.d
         stopped()
   daemon: warning: TEXT   [1]
         warning(): start-up problems, NOTIFY_SOCKET, maildrop pickup.
-  daemon: reloaded, reason=R, aliases=N, policy=PATH, restart_needed=KEYS   [1]
+  daemon: reloaded, reason=R, aliases=N, policy=PATH[, tls=N][, auth_users=N], restart_needed=KEYS   [1]
         reloaded(): SIGHUP (systemctl reload) or ``newaliases``: the
-        aliases and the dial policy are read again; KEYS (or ``none``)
-        are config settings that changed and take effect at restart.
+        aliases, the dial policy, the listeners' TLS certificates (tls:
+        how many) and the AUTH credentials (auth_users: how many users)
+        are read again; KEYS (or ``none``) are config settings that
+        changed and take effect at restart.
   daemon: reload failed, reason=R: ERROR   [1]
         reload_failed(): nothing changed; the daemon runs on as before.
 
@@ -222,12 +239,18 @@ from edgemail.maillog.runs import (
 )
 from edgemail.maillog.sessions import (
     RULESETS,
+    auth_failed,
+    auth_ok,
     connect,
     internal_error,
     lost_connection,
+    pregreet,
     refused,
     reject,
     timeout,
+    tls_failed,
+    tls_pipelined,
+    tls_started,
     too_many_errors,
 )
 from edgemail.maillog.text import NOQUEUE, clean, duration
@@ -239,6 +262,7 @@ __all__ = [
     "maildrop_import", "hook_failed", "spool_writer_error", "commit_helpers_unavailable",
     # sessions.py
     "reject", "connect", "lost_connection", "too_many_errors", "timeout", "refused", "internal_error",
+    "pregreet", "tls_started", "tls_failed", "tls_pipelined", "auth_ok", "auth_failed",
     # runs.py
     "run_start", "run_end", "link_up", "dialdelay", "hoststatus_cleared", "demand_unroutable",
     "runner_warning", "runner_internal_error", "authfile_owner", "no_auth", "dns_cache_unreadable", "etrn_result",

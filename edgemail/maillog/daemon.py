@@ -65,9 +65,11 @@ def warning(text: str) -> str:
     return f"daemon: warning: {clean(text)}"
 
 
-def reloaded(reason: str, *, aliases: int, policy: str, restart_needed: list[str]) -> str:
+def reloaded(reason: str, *, aliases: int, policy: str, restart_needed: list[str],
+             tls: int | None = None, auth_users: int | None = None) -> str:
     return "daemon: reloaded, " + pairs(("reason", reason), ("aliases", aliases),
-                                        ("policy", policy or "none"),
+                                        ("policy", policy or "none"), ("tls", tls),
+                                        ("auth_users", auth_users),
                                         ("restart_needed", ",".join(restart_needed) or "none"))
 
 

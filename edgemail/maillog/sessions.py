@@ -59,3 +59,29 @@ def refused(peer: str, reply: str) -> str:
 
 def internal_error(peer: str, after: str) -> str:
     return f"{NOQUEUE}: internal error after {clean(after)} from {clean(peer)}"
+
+
+def pregreet(peer: str) -> str:
+    return f"{NOQUEUE}: rejecting commands from {clean(peer)} due to pre-greeting traffic"
+
+
+def tls_started(peer: str, version: str, cipher: str, bits: int) -> str:
+    return f"{NOQUEUE}: STARTTLS=server, " + pairs(("relay", peer), ("version", version),
+                                                   ("cipher", cipher), ("bits", bits))
+
+
+def tls_failed(peer: str, error: object) -> str:
+    return f"{NOQUEUE}: STARTTLS=server, " + pairs(("relay", peer), ("error", error))
+
+
+def tls_pipelined(peer: str, dropped: int) -> str:
+    return f"{NOQUEUE}: STARTTLS=server, relay={clean(peer)}, discarded={dropped} (bytes pipelined after STARTTLS)"
+
+
+def auth_ok(peer: str, user: str, mech: str) -> str:
+    return f"{NOQUEUE}: AUTH=server, " + pairs(("relay", peer), ("authid", user[:64]), ("mech", mech))
+
+
+def auth_failed(peer: str, user: str, mech: str, failures: int) -> str:
+    return (f"{NOQUEUE}: AUTH failure ({clean(mech)}): authentication failed, "
+            + pairs(("authid", user[:64]), ("relay", peer), ("failures", failures)))

@@ -3,125 +3,112 @@
 Owns what the server says and when: the session's state (``State``), the
 command table (``Dialogue._commands``: verb -> handler, with the HELO
 precondition in ``NEEDS_HELO``), EHLO/HELO, MAIL/RCPT (transaction.py),
-DATA (data.py's collector), RSET, NOOP, QUIT, VRFY (252), EXPN/AUTH
-(refused), STARTTLS (454: not offered), HELP, ETRN and ATRN (turn.py;
-an ODMR listener takes no mail), the count of 5xx
-replies, and every reply's wording (replies.py).  Logs each refusal in
-sendmail's form (maillog.reject) and internal errors with their traceback.
+DATA (data.py's collector), RSET, NOOP, QUIT, VRFY (252), EXPN (refused),
+STARTTLS and AUTH (secure.py), HELP, ETRN and ATRN (turn.py; an ODMR
+listener takes no mail), SMTP synchronisation, the
+count of 5xx replies, and every reply's wording (replies.py).  Logs each
+refusal in sendmail's form (maillog.reject) and internal errors with their
+traceback.
 
 Use (session.py is the one driver)::
 
     core = Dialogue(settings, ip=..., relay=..., trusted=..., decide_rcpt=..., has_room=...)
     core.greet()                  # or core.close_with(refusal) at a full house
     core.receive_data(data)       # b"" = the client's end of input
-    event = core.next_event()     # NEED_DATA, FLUSH, Commit, Etrn, Atrn or Close
+    event = core.next_event()     # NEED_DATA, FLUSH, Commit, Etrn, Atrn, StartTls, Authenticate or Close
     core.data_to_send()           # the replies' bytes, in order
     core.answer(reply)            # the outcome of a Commit, Etrn or Atrn
     core.close_with(reply)        # ATRN's 250: our side ends, the push takes the connection
+    core.tls_started() / core.auth_done(event, user, failures)
 
-States: GREETING (no 220 yet) -> COMMAND <-> DATA (after 354) ;
-COMMAND/DATA -> WAITING (a Commit or Etrn is out) -> COMMAND ; any -> CLOSED.
+States: GREETING (no 220 yet) -> COMMAND <-> DATA (after 354), COMMAND <->
+AUTH (334 said: the next line is the client's response, never a command) ;
+COMMAND/DATA -> WAITING (a Commit, Etrn, Atrn, StartTls or Authenticate is out)
+-> COMMAND ; any -> CLOSED.
 
 Invariants:
-  * One command at a time, in order: input is taken only in COMMAND/DATA,
+  * One command at a time, in order: input is taken only in COMMAND/DATA/AUTH,
     so replies keep the commands' order (RFC 2920 PIPELINING).
   * The dialogue knows what it has read and what it has answered: the
     reader holds exactly the bytes no reply covers yet.
-  * The transaction is reset by RSET, EHLO/HELO and the end of DATA.
+  * The transaction is reset by RSET, EHLO/HELO, STARTTLS and the end of DATA.
   * ``max_bad_commands`` 5xx replies end the dialogue with ``421 4.7.0``.
   * An exception from a decision (routing's check_rcpt, ...) answers
     ``451 4.3.0``, is logged once with its traceback, and the dialogue
     goes on.
-  * Nothing here blocks: the decisions it is handed answer at once.
+  * Nothing here blocks: the decisions it is handed answer at once (the
+    password check is the driver's, as an event).
 
-Coming features fit the table (issues 11 and 16):
-  * STARTTLS: a handler that answers 220, ``reader.discard()``s the
-    plaintext read after the command, resets the EHLO state (``helo``,
-    ``extended``, the transaction) and returns a StartTls event (the driver
-    runs the handshake, then carries on).
-  * AUTH PLAIN/LOGIN: a state that takes the next line(s) as the 334
-    continuation instead of a command (never logged: ``arg`` is None).
-  * ATRN (RFC 2645): turn.atrn's event; after the hook's 250 the driver
-    hands the socket to the push (delivery/flush.py, on smtpc).
-  * Synchronisation on strict listeners: the dialogue knows what it has
-    answered and what it has read, so "the client sent more after DATA,
-    EHLO or HELO before our reply" is ``reader.held > 0`` when that command
-    is taken, and "before the greeting" is bytes received in GREETING: 554
-    5.5.0 and Close; PIPELINING (RFC 2920) is untouched for the rest.
-  * A bare LF ending a command line: ``next_line()`` returns the line with
-    its ending, so ``_split`` can refuse it (500 5.5.2).
+SMTP synchronisation (issue 16; sendmail 8.18's transaction-stuffing check,
+Postfix's smtpd_forbid_unauth_pipelining).  ``554 5.5.0`` and the end of the
+session, everything held after the command dropped unread, when:
+  * strict listeners: the client sent anything before the greeting (during
+    ``greet_pause``), or after EHLO, HELO or DATA before their reply (bytes
+    held when the command is taken: RFC 2920 lets these only end a group);
+  * every listener: the client sent anything after a DATA that is refused
+    (503, 530, ...): a message body is never read as commands; and bytes
+    before the greeting while a ``greet_pause`` runs.
+  LAN listeners tolerate the rest: EHLO/HELO followed by pipelined
+  commands, and data pipelined after a DATA that is accepted (it is read
+  as the message, which is what the client meant).
+  Pipelining as RFC 2920 allows it is untouched: MAIL, RCPT..., DATA as one
+  group; the final dot followed by the next MAIL or QUIT.
+  Strict listeners also refuse a command line ending in a bare LF or holding
+  a bare CR (``500 5.5.2``; never executed); LAN listeners take a bare LF
+  as a line end.
+
+ETRN and ATRN (turn.py): who may flush what is the daemon's hook's
+business (delivery/customers.py); the events carry who asks (address,
+trust, ``auth_user``).  ATRN's 250 is said with ``close_with``: the driver
+hands the socket to the push (delivery/flush.py, on smtpc).
 """
 
 from __future__ import annotations
 
-import enum
 import logging
-from dataclasses import dataclass
 from functools import partial
 from typing import Callable
 
 from edgemail import maillog
-from edgemail.config.model import Config, Listener
 from edgemail.smtpd import replies, turn
+from edgemail.smtpd.auth import Exchange
 from edgemail.smtpd.data import DataCollector, summarise
 from edgemail.smtpd.events import CLOSE, FLUSH, NEED_DATA, Atrn, Commit, Etrn, Event
 from edgemail.smtpd.reader import TOO_LONG, LineReader
+from edgemail.smtpd.secure import SecureCommands
+from edgemail.smtpd.state import Settings, State
+from edgemail.smtpd.syntax import BadLine, split_command
 from edgemail.smtpd.transaction import RcptDecision, Transaction
+
+__all__ = ["Dialogue", "Settings", "State"]
 
 log = logging.getLogger("edgemail.smtpd")
 
 #: sendmail's MaxHopCount default
 MAX_HOPS = 25
-#: command line limits (without CR LF): MAIL/RCPT after EHLO, everything else
-COMMAND_LIMITS = {"MAIL": 1024, "RCPT": 1024}
-COMMAND_LIMIT = 512
 #: replies held before next_event() returns FLUSH (so that a client that
 #: pipelines without reading cannot make us buffer without bound)
 OUTPUT_REPLIES = 256
 NEEDS_HELO = frozenset({"MAIL", "RCPT", "DATA"})
+#: commands RFC 2920 lets only end a pipelined group (checked on strict listeners)
+SYNC_VERBS = frozenset({"EHLO", "HELO", "DATA"})
 
 Handler = Callable[[str | None], "str | Event | None"]
+#: (user, sender) -> may the authenticated user send as that sender
+SenderCheck = Callable[[str, str], bool]
 
 
-class State(enum.Enum):
-    GREETING = "greeting"   #: connected, no 220 sent yet
-    COMMAND = "command"     #: waiting for a command line
-    DATA = "data"           #: after 354: the message, until CRLF "." CRLF
-    WAITING = "waiting"     #: a Commit or Etrn is out: input waits for answer()
-    CLOSED = "closed"       #: QUIT answered, 421 said, or the input ended
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What one listener's dialogues share (from the configuration)."""
-    hostname: str
-    max_size: int
-    max_rcpts: int
-    max_bad_commands: int
-    #: an ISP/Internet-facing listener: bare CR/LF and NUL refused in DATA
-    strict: bool
-    #: ETRN offered (the daemon gave a hook; PrivacyOptions without noetrn)
-    etrn: bool
-    #: an ODMR listener (RFC 2645): ATRN offered, no mail taken (turn.py)
-    odmr: bool = False
-
-    @classmethod
-    def of(cls, cfg: Config, listener: Listener, *, etrn: bool, atrn: bool = False) -> "Settings":
-        odmr = listener.odmr and atrn
-        return cls(hostname=cfg.hostname, max_size=cfg.MaxMessageSize,
-                   max_rcpts=cfg.smtpd.MaxRecipientsPerMessage,
-                   max_bad_commands=cfg.smtpd.max_bad_commands, strict=listener.strict,
-                   etrn=etrn and not odmr and "noetrn" not in cfg.PrivacyOptions, odmr=odmr)
-
-
-class Dialogue:
+class Dialogue(SecureCommands):
     """One session's dialogue; see the module docstring."""
 
     def __init__(self, settings: Settings, *, ip: str, relay: str, trusted: bool,
-                 decide_rcpt: RcptDecision, has_room: Callable[[int], bool]) -> None:
+                 decide_rcpt: RcptDecision, has_room: Callable[[int], bool],
+                 auth_failures: Callable[[], int] = lambda: 0,
+                 sender_ok: SenderCheck = lambda user, sender: True) -> None:
         self.settings = settings
         self.ip, self.relay, self.trusted = ip, relay, trusted
         self._decide_rcpt, self._has_room = decide_rcpt, has_room
+        self._auth_failures, self._sender_ok = auth_failures, sender_ok
         self.state = State.GREETING
         self.reader = LineReader()
         #: bytes read from the client (``b""``: it has sent all it will); the
@@ -130,15 +117,16 @@ class Dialogue:
         #: the last command taken, and its argument (for log lines; AUTH's never kept)
         self.verb = "CONNECT"
         self.arg: str | None = None
-        #: the user AUTH authenticated (None: not authenticated; ETRN and ATRN ask)
-        self.auth_user: str | None = None
         #: the client's EHLO/HELO name, and whether it was EHLO
         self.helo: str | None = None
         self.extended = False
+        self.tls = False
+        self.auth_user: str | None = None
+        self._exchange: Exchange | None = None
         self.txn = Transaction()
         #: 5xx replies so far
         self.errors = 0
-        #: the dialogue ended by our word (221 to QUIT, 421 too many errors)
+        #: the dialogue ended by our word (221 to QUIT, 421 too many errors, 554)
         self.ended = False
         self._collector: DataCollector | None = None
         self._out: list[str] = []
@@ -155,9 +143,11 @@ class Dialogue:
     # ---------------------------------------------------------------- the driver's calls
 
     def greet(self) -> None:
-        """Say 220: commands are taken from now on."""
-        self._send(replies.greeting(self.settings.hostname))
-        self.state = State.COMMAND
+        """Say 220: commands are taken from now on (unless the dialogue has
+        ended already: a client that talked first)."""
+        if self.state is State.GREETING:
+            self._send(replies.greeting(self.settings.hostname))
+            self.state = State.COMMAND
 
     def close_with(self, reply: str) -> None:
         """Say REPLY (a 421: full house, timeout, shutdown) and end the dialogue."""
@@ -179,6 +169,7 @@ class Dialogue:
                 if line is None:
                     break
                 if line is TOO_LONG:
+                    self.verb, self.arg = "(line too long)", None
                     self._reply("500 Command line too long")
                     event = None
                 else:
@@ -188,7 +179,15 @@ class Dialogue:
                 if not reader.feed(self._collector):
                     break
                 event = self._data_end()
+            elif state is State.AUTH:
+                line = reader.next_line()
+                if line is None:
+                    break
+                event = self._auth_line(line)
             else:
+                if state is State.GREETING and reader.held:
+                    self._desync("CONNECT")     # it talked before our 220 (greet_pause)
+                    continue
                 break
             if event is not None:
                 return event
@@ -202,7 +201,7 @@ class Dialogue:
         return NEED_DATA
 
     def answer(self, reply: str) -> None:
-        """The reply to the Commit or Etrn that next_event returned."""
+        """The reply to the Commit, Etrn or Atrn that next_event returned."""
         if self.state is State.WAITING:
             self.state = State.COMMAND
             self._reply(reply)
@@ -226,12 +225,13 @@ class Dialogue:
     def _send(self, text: str) -> None:
         self._out.append(text)
 
-    def _reply(self, status: str) -> None:
-        """One reply: the enhanced code added, a refusal logged, the session
-        ended after max_bad_commands 5xx replies."""
+    def _reply(self, status: str, *, logged: bool = True) -> None:
+        """One reply: the enhanced code added, a refusal logged (unless not
+        LOGGED: it has a line of its own), the session ended after
+        max_bad_commands 5xx replies."""
         status = replies.with_enhanced(status)
         self._out.append(status)
-        if status[0] in "45" and status[:3] != "421" and self.verb != "CONNECT":
+        if logged and status[0] in "45" and status[:3] != "421" and self.verb != "CONNECT":
             log.warning(maillog.reject(status, cmd=self.verb, arg=self.arg, relay=self.relay))
         if status[0] == "5":
             self.errors += 1
@@ -240,19 +240,39 @@ class Dialogue:
                 self._send(f"421 4.7.0 {self.settings.hostname} Error: too many errors")
                 self.state, self.ended = State.CLOSED, True
 
+    def _desync(self, after: str) -> None:
+        """The client did not wait for our reply where it must: 554, nothing
+        it sent after that point is read, the session ends."""
+        self.reader.discard()
+        self.state, self.ended = State.CLOSED, True
+        if after == "CONNECT":
+            log.warning(maillog.pregreet(self.relay))
+            self._send("554 5.5.0 Error: SMTP protocol synchronization: talked before the greeting")
+            return
+        self._reply(f"554 5.5.0 Error: SMTP protocol synchronization: command pipelining after {after}")
+
     # ---------------------------------------------------------------- commands
 
     def _command(self, line: bytes) -> Event | None:
         """One command line: answered here, or an event for the driver."""
-        parsed = self._split(line)
-        if isinstance(parsed, str):
-            self._reply(parsed)
+        parsed = split_command(line, strict=self.settings.strict, extended=self.extended)
+        if isinstance(parsed, BadLine):
+            self.verb, self.arg = parsed.verb, parsed.arg     # the bad line, in the log
+            self._reply(parsed.reply)
             return None
         verb, arg = parsed
-        self.verb, self.arg = verb, (None if verb == "AUTH" else arg)   # never log AUTH data
         handler = self._commands.get(verb)
+        if handler is None and self.verb == "AUTH":     # a response sent after a refused AUTH:
+            self.verb, self.arg = "(after AUTH)", None  # it may be a password: never logged
+        else:
+            self.verb, self.arg = verb, (None if verb == "AUTH" else arg)   # never log AUTH data
+        if self.settings.strict and verb in SYNC_VERBS and self.reader.held:
+            self._desync(verb)
+            return None
         if handler is None:
             result: str | Event | None = f"500 Error: command {verb[:20]!r} not recognised"
+        elif refusal := self.tls_refusal(verb):
+            result = refusal
         elif verb in NEEDS_HELO and self.helo is None:
             result = "503 Error: send HELO first"
         else:
@@ -261,26 +281,14 @@ class Dialogue:
             except Exception as exc:
                 result = self.internal_error(exc)
         if isinstance(result, str):
+            if verb == "DATA" and self.reader.held:     # a refused DATA: its body is no command
+                self._desync(verb)
+                return None
             self._reply(result)
             return None
         if isinstance(result, (Etrn, Atrn)):
             self.state = State.WAITING          # the hook's reply comes through answer()
         return result
-
-    def _split(self, line: bytes) -> tuple[str, str | None] | str:
-        """(VERB, argument) of a command line, or the 500 that refuses it."""
-        line = line.rstrip(b"\r\n")
-        verb_bytes, _, arg_bytes = line.partition(b" ")
-        try:
-            verb = verb_bytes.upper().decode("ascii")
-        except UnicodeDecodeError:
-            line = b""
-        if not line:
-            return "500 Error: bad syntax"
-        limit = COMMAND_LIMITS.get(verb, COMMAND_LIMIT) if self.extended else COMMAND_LIMIT
-        if len(line) > limit:
-            return "500 Command line too long"
-        return verb, (str(arg_bytes.strip(), "utf-8", "surrogateescape") if arg_bytes else None)
 
     def _ehlo(self, arg: str | None) -> str | None:
         if not arg:
@@ -288,7 +296,9 @@ class Dialogue:
         self._hello(arg, extended=True)
         s = self.settings
         self._send(replies.ehlo_reply(replies.hello(s.hostname, arg, self.ip),
-                                      max_size=s.max_size, etrn=s.etrn, atrn=s.odmr))
+                                      max_size=s.max_size, etrn=s.etrn,
+                                      starttls=s.tls and not self.tls, auth=self.auth_offered(),
+                                      atrn=s.odmr))
         return None
 
     def _helo(self, arg: str | None) -> str | None:
@@ -303,8 +313,19 @@ class Dialogue:
         self.helo, self.extended = name, extended
 
     def _mail(self, arg: str | None) -> str:
+        if self.settings.submission and self.auth_user is None:
+            return "530 5.7.0 Authentication required"
         return self.txn.mail_cmd(arg, extended=self.extended, max_size=self.settings.max_size,
-                                 has_room=self._has_room)
+                                 has_room=self._has_room, auth=bool(self.settings.auth),
+                                 authenticated=self.auth_user is not None,
+                                 check_sender=self._check_sender)
+
+    def _check_sender(self, sender: str) -> str | None:
+        """An authenticated user's sender: the 553 that refuses it, or None."""
+        user = self.auth_user
+        if user is None or self._sender_ok(user, sender):
+            return None
+        return f"553 5.7.1 <{sender}>... Sender address rejected: not owned by user {user[:64]}"
 
     def _rcpt(self, arg: str | None) -> str:
         return self.txn.rcpt_cmd(arg, extended=self.extended, max_rcpts=self.settings.max_rcpts,
@@ -336,8 +357,14 @@ class Dialogue:
             self._reply(f"554 5.4.6 Too many hops ({facts.hops}): mail loop?")
             return None
         self.state = State.WAITING
-        return Commit(txn=txn, message=message, facts=facts, helo=self.helo or "",
-                      proto="ESMTP" if self.extended else "SMTP")
+        return Commit(txn=txn, message=message, facts=facts, helo=self.helo or "", proto=self.proto)
+
+    @property
+    def proto(self) -> str:
+        """What Received: and the log say (RFC 3848: ESMTPS, ESMTPA, ESMTPSA)."""
+        if not self.extended:
+            return "SMTP"
+        return "ESMTP" + ("S" if self.tls else "") + ("A" if self.auth_user else "")
 
     def _rset(self, arg: str | None) -> str:
         if arg:
@@ -361,12 +388,5 @@ class Dialogue:
     def _expn(self, arg: str | None) -> str:
         return "502 5.5.1 EXPN not available"
 
-    def _auth(self, arg: str | None) -> str:
-        return "502 5.5.1 AUTH not available"
-
-    def _starttls(self, arg: str | None) -> str:
-        return "501 Syntax: STARTTLS" if arg else "454 TLS not available"
-
     def _help(self, arg: str | None) -> str:
         return replies.help_reply(arg, extended=self.extended)
-

@@ -12,15 +12,21 @@
     starts the flush, then ``answer()`` with its reply.
   * ``Atrn``: an ATRN (RFC 2645) after AUTH; ``answer()`` with the hook's
     refusal, or ``close_with()`` its 250 and hand the connection over.
+  * ``StartTls``: ``220`` to STARTTLS is queued and the plaintext read
+    after the command is dropped: send the 220, stop reading plaintext at
+    once, run the handshake, then ``tls_started()`` (or close).
+  * ``Authenticate``: AUTH's credentials to verify (off the loop: scrypt
+    is slow), then ``auth_done()`` with the user or None.
   * ``Close``: the dialogue is over (QUIT answered, 421 said, the input
     ended with everything answered): send what is left, then close.
 
 The driver sends ``data_to_send()`` after every ``next_event()``.  After
-``Commit``, ``Etrn`` or ``Atrn`` the dialogue takes no input until
-``answer()``: replies keep the commands' order (RFC 2920).
+``Commit``, ``Etrn``, ``Atrn``, ``StartTls`` or ``Authenticate`` the
+dialogue takes no input until it is answered: replies keep the commands'
+order (RFC 2920).
 
-Never does: I/O, deciding (core.py), logging.  Message bytes never appear in
-a repr (they would reach a log line through one).
+Never does: I/O, deciding (core.py), logging.  Message bytes and passwords
+never appear in a repr (they would reach a log line through one).
 """
 
 from __future__ import annotations
@@ -76,10 +82,25 @@ class Atrn:
 
 
 @dataclass(frozen=True)
+class StartTls:
+    """STARTTLS answered 220; ``dropped`` plaintext bytes that followed it
+    were discarded (CVE-2024-34083 class: never commands after the handshake)."""
+    dropped: int
+
+
+@dataclass(frozen=True)
+class Authenticate:
+    """AUTH MECH gave these credentials; verify them."""
+    mech: str
+    user: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
 class Close:
     """The dialogue is over."""
 
 
 CLOSE = Close()
 
-Event = _Signal | Commit | Etrn | Atrn | Close
+Event = _Signal | Commit | Etrn | Atrn | StartTls | Authenticate | Close

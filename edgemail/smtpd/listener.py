@@ -5,9 +5,17 @@ address: no getaddrinfo, no threaded Controller; ``::`` is bound
 dual-stack so IPv4 clients arrive IPv4-mapped; a strict (ISP-facing)
 listener binds with IP_FREEBIND, so ppp0's address may appear later),
 serving (and ``adopt``: a connection turned round by ATRN) and closing,
-and the pieces every session of this listener gets (session.Services):
-the dialogue's settings, the relay policy and the admission counts
-(policy.py), the spool, the clock, the hooks, and the read buffer.
+and the pieces every session of this listener gets
+(session.Services): the dialogue's settings, the relay policy and the
+admission counts (policy.py), the spool, the clock, the hooks, the read
+buffer, the TLS context (tls.py: loaded at construction) and AUTH's
+credentials (credentials.py's AuthService: given, so that every listener
+counts one client's failures together, or loaded from ``[smtpd]
+auth_file``); ``reload_secrets()`` reads both again on SIGHUP
+(daemon/reload.py), all or nothing.
+
+Failures: a certificate or credentials file that does not load raises
+ConfigError at construction (the daemon does not start).
 
 Never does: DNS, reading the peer's name, or anything blocking on the loop.
 """
@@ -23,9 +31,11 @@ from edgemail.clock import Clock, SystemClock
 from edgemail.config.model import Config, Listener
 from edgemail.smtpc.channel import take_over
 from edgemail.smtpd.core import Settings
+from edgemail.smtpd.credentials import AuthService, Credentials
 from edgemail.smtpd.policy import Admission, RelayPolicy
 from edgemail.smtpd.events import Etrn
 from edgemail.smtpd.session import Push, Services, SmtpSession, Spool
+from edgemail.smtpd.tls import ServerTls, make_context
 
 #: linux/in.h, linux/in6.h (the socket module does not export them)
 IP_FREEBIND, IPV6_FREEBIND = 15, 78
@@ -73,16 +83,23 @@ class SmtpListener:
                  on_etrn: Callable[[str, Etrn], Awaitable[str]] | None = None,
                  on_atrn: Callable[..., tuple[str, Push | None]] | None = None,
                  trust_loopback: bool = True, clock: Clock | None = None,
-                 sock: socket.socket | None = None) -> None:
+                 sock: socket.socket | None = None, auth: AuthService | None = None) -> None:
         self.cfg = cfg
         self.listener = listener
         self.policy = RelayPolicy(cfg, check_rcpt=check_rcpt, trust_loopback=trust_loopback)
         self.admission: Admission[SmtpSession] = Admission(cfg)
+        #: STARTTLS's certificate (reload_tls() on SIGHUP); AUTH's credentials
+        self.tls = ServerTls(listener.tls_cert, listener.tls_key) if listener.tls else None
+        if listener.auth and auth is None:
+            auth = AuthService(cfg.smtpd.auth_file, cfg.smtpd.auth_failure_window)
+        self.auth = auth if listener.auth else None
         self.services = Services(
-            settings=Settings.of(cfg, listener, etrn=on_etrn is not None, atrn=on_atrn is not None),
-            name=listener.name, timeout=cfg.Timeout.command, store=store, clock=clock or SystemClock(),
-            policy=self.policy, admission=self.admission, read_buffer=memoryview(bytearray(64 * 1024)),
-            on_commit=on_commit, on_etrn=on_etrn, on_atrn=on_atrn)
+            settings=Settings.of(cfg, listener, etrn=on_etrn is not None, auth=self.auth is not None,
+                                 atrn=on_atrn is not None),
+            name=listener.name, timeout=cfg.Timeout.command, store=store,
+            clock=clock or SystemClock(), policy=self.policy, admission=self.admission,
+            read_buffer=memoryview(bytearray(64 * 1024)), on_commit=on_commit, on_etrn=on_etrn,
+            on_atrn=on_atrn, greet_pause=listener.greet_pause, tls=self.tls, auth=self.auth)
         #: bound before the daemon gave up root (RunAsUser); None: start() binds
         self._sock = sock
         self.port = listener.port
@@ -120,3 +137,22 @@ class SmtpListener:
     def active(self) -> int:
         """Sessions open now (the link manager keeps the line up while the ISP's are)."""
         return len(self.admission.sessions)
+
+
+def reload_secrets(listeners: list[SmtpListener]) -> Callable[[], tuple[int, int | None]]:
+    """Read every listener's TLS certificate and key and the AUTH credentials
+    again (SIGHUP), all of them before anything changes.  Returns the swap:
+    call it to put them in use (new handshakes, new AUTH checks; nothing in
+    progress changes); it returns (certificates reloaded, AUTH users or
+    None).  Raises ConfigError: then nothing changed."""
+    contexts = [(lst.tls, make_context(lst.tls.cert, lst.tls.key)) for lst in listeners if lst.tls]
+    services = {id(lst.auth): lst.auth for lst in listeners if lst.auth is not None}
+    creds = [(auth, Credentials.load(auth.path)) for auth in services.values()]
+
+    def swap() -> tuple[int, int | None]:
+        for tls, context in contexts:
+            tls.context = context
+        for auth, credentials in creds:
+            auth.credentials = credentials
+        return len(contexts), (sum(len(c.users) for _, c in creds) if creds else None)
+    return swap

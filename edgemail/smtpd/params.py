@@ -2,7 +2,11 @@
 
 Owns the syntax of the parameters we advertise: SIZE (RFC 1870), BODY
 (RFC 6152), SMTPUTF8 (RFC 6531) on MAIL; the DSN parameters of RFC 3461:
-RET and ENVID on MAIL, NOTIFY and ORCPT on RCPT.  Values are kept as given
+RET and ENVID on MAIL, NOTIFY and ORCPT on RCPT; AUTH= on MAIL (RFC 4954
+section 5) only where AUTH is offered: an xtext mailbox or ``<>``, kept in
+``MailParams.auth`` (the caller keeps it only for an authenticated session,
+as the RFC says: anyone else's counts as ``AUTH=<>``; it is not queued, and
+we relay without AUTH=).  Values are kept as given
 (ENVID and ORCPT stay xtext-encoded and case-preserved; aiosmtpd upper-cases
 the whole parameter string, which is why we parse it ourselves).
 
@@ -16,7 +20,7 @@ Never does I/O.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 _XTEXT = re.compile(r"(?:[\x21-\x2a\x2c-\x3c\x3e-\x7e]|\+[0-9A-F]{2})*")
 _KEYWORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
@@ -37,6 +41,8 @@ class MailParams:
     smtputf8: bool = False
     ret: str | None = None
     envid: str | None = None
+    #: AUTH=: the mailbox (xtext) or "<>"
+    auth: str | None = None
 
 
 @dataclass(frozen=True)
@@ -63,8 +69,20 @@ def is_xtext(value: str) -> bool:
     return bool(_XTEXT.fullmatch(value))
 
 
-def mail_params(text: str) -> MailParams:
+def mail_params_with_auth(text: str) -> MailParams:
+    """MAIL's parameters where AUTH is offered: AUTH= too."""
     p = split(text)
+    auth = _value(p, "AUTH")
+    if auth is not None and auth != "<>" and (len(auth) > 500 or not is_xtext(auth)):
+        raise ParamError("501 5.5.4 AUTH must be an xtext mailbox or <>")
+    return replace(_mail_params(p), auth=auth)
+
+
+def mail_params(text: str) -> MailParams:
+    return _mail_params(split(text))
+
+
+def _mail_params(p: dict[str, str | None]) -> MailParams:
     size = _size(p.pop("SIZE")) if "SIZE" in p else None
     body = _value(p, "BODY")
     if body is not None and body.upper() not in ("7BIT", "8BITMIME"):

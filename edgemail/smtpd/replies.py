@@ -6,8 +6,8 @@ Owns:
     answer carries an RFC 2034 code; one written without it gets the
     usual one for its basic code (500 -> 5.5.2, 501 -> 5.5.4, 502/503 ->
     5.5.1, ...; else x.0.0).
-  * ``hello()``, ``ehlo_lines()``: the EHLO/HELO answer and the extensions
-    we offer.
+  * ``hello()``, ``ehlo_reply()``: the EHLO/HELO answer and the extensions
+    we offer (STARTTLS and AUTH as the session's state allows).
   * ``help_reply()``: HELP and ``HELP verb``, worded as aiosmtpd 1.4.6 did
     (the listener's replies did not change when it stopped using aiosmtpd).
 
@@ -59,12 +59,19 @@ def hello(hostname: str, helo: str, ip: str) -> str:
     return f"{hostname} Hello {_UNPRINTABLE.sub('?', helo)[:64]} [{ip}]"
 
 
-def ehlo_reply(first: str, *, max_size: int, etrn: bool, atrn: bool = False) -> str:
-    """EHLO's multi-line 250: FIRST, then the extensions we offer."""
+def ehlo_reply(first: str, *, max_size: int, etrn: bool, starttls: bool = False,
+               auth: tuple[str, ...] = (), atrn: bool = False) -> str:
+    """EHLO's multi-line 250: FIRST, then the extensions we offer now
+    (STARTTLS before TLS only, AUTH with its mechanisms only where it may
+    be used, ATRN on an ODMR listener)."""
     lines = [first, f"SIZE {max_size}", "8BITMIME", "PIPELINING", "ENHANCEDSTATUSCODES",
              "DSN", "SMTPUTF8"]
     if etrn:
         lines.append("ETRN")
+    if starttls:
+        lines.append("STARTTLS")
+    if auth:
+        lines.append("AUTH " + " ".join(auth))
     if atrn:
         lines.append("ATRN")
     lines.append("HELP")

@@ -4,12 +4,22 @@ spool and the hooks around the sans-IO dialogue (core.py).
 Owns the I/O of one connection: reads (into the listener's shared buffer:
 ``asyncio.BufferedProtocol``; a plain ``recv(256 KiB)`` per read cost an
 mmap, page faults and an munmap), writing the dialogue's replies, flow
-control both ways, the per-read timeout, the commit after DATA and the ETRN
-hook (each a task; the dialogue takes no input until it is answered), and
-the session's log lines (connect, lost connection, timeout, refused, the
-message's ``from=`` line), and ATRN's turn-around: after the hook's 250
+control both ways, the per-read timeout, greet_pause (the 220 waits; what
+the client sends meanwhile ends the session, core.py), the commit after
+DATA, the ETRN hook, the STARTTLS handshake and the AUTH password check
+(each a task; the dialogue takes no input until it is answered), and the
+session's log lines (connect, lost connection, timeout, refused, STARTTLS,
+the message's ``from=`` line), and ATRN's turn-around: after the hook's 250
 is written, the transport (and the bytes read after ATRN) go to the push
 (delivery/flush.py), and the session lets go of it.
+
+STARTTLS: the dialogue has dropped the plaintext read after the command;
+reading stops at once (before the 220 is even sent), so no plaintext byte
+reaches the dialogue again: ``loop.start_tls`` takes the socket over, and
+what arrives after the handshake is read through TLS.  A failed handshake
+ends the session.  AUTH: scrypt takes tens of milliseconds, so the check
+runs in a thread; failures count per client address in the listener's
+AuthService.
 
 The loop: bytes in -> ``core.receive_data`` -> ``core.next_event()`` until
 NEED_DATA, sending ``core.data_to_send()`` after each; a Commit or Etrn
@@ -33,7 +43,8 @@ Invariants:
 
 Failures: a spool error answers ``451 4.3.0`` (logged once with its
 traceback), SpoolFull ``452 4.3.1``, a failing ETRN hook ``458 4.3.0``,
-any other exception in a task ``451 4.3.0``; the session goes on.  Nothing
+any other exception in a task ``451 4.3.0``; the session goes on.  A TLS
+handshake that fails or times out is logged (tls_failed) and closes.  Nothing
 here can stop the listener.
 """
 
@@ -48,22 +59,24 @@ from edgemail import maillog
 from edgemail.clock import Clock
 from edgemail.envelope import Envelope
 from edgemail.errors import SpoolError, SpoolFull
-from edgemail.smtpd.core import Dialogue, Settings
+from edgemail.smtpd.auth import may_send_as
+from edgemail.smtpd.core import Dialogue, Settings, State
+from edgemail.smtpd.credentials import AuthService
 from edgemail.smtpd.data import received_header
-from edgemail.smtpd.events import NEED_DATA, Atrn, Close, Commit, Etrn, Event
+from edgemail.smtpd.events import NEED_DATA, Atrn, Authenticate, Close, Commit, Etrn, Event, StartTls
 from edgemail.smtpd.policy import Admission, RelayPolicy, client_ip
+from edgemail.smtpd.tls import ServerTls, describe
 from edgemail.smtpd.transaction import envelope
+from edgemail.smtpd.turnaround import Push, TurnVerbs
 
 log = logging.getLogger("edgemail.smtpd")
 
-#: ATRN's push: (the transport, the bytes read after ATRN) -> whatever it reports
-Push = Callable[[asyncio.Transport, bytes], Coroutine[Any, Any, object]]
 
 
 class Spool(Protocol):
     """What a session needs of the spool (spool/store.py's Store)."""
 
-    def has_room(self, size: int = 0) -> bool: ...
+    def has_room(self, size: int = 0, *, fresh: bool = False) -> bool: ...
 
     async def commit(self, env: Envelope, data: bytes) -> str: ...
 
@@ -86,9 +99,14 @@ class Services:
     on_etrn: Callable[[str, Etrn], Awaitable[str]] | None = None
     #: ATRN's hook: (user, domains, relay) -> (reply, the push after a 250 or None)
     on_atrn: Callable[[str | None, tuple[str, ...], str], tuple[str, Push | None]] | None = None
+    #: seconds before the 220 (sendmail's greet_pause)
+    greet_pause: float = 0.0
+    #: STARTTLS's context (None: not offered); AUTH's credentials and failure counts
+    tls: ServerTls | None = None
+    auth: AuthService | None = None
 
 
-class SmtpSession(asyncio.BufferedProtocol):
+class SmtpSession(TurnVerbs, asyncio.BufferedProtocol):
     """One connection, per the module docstring."""
 
     #: input held while a command waits (a commit, ETRN) before reading pauses
@@ -111,6 +129,7 @@ class SmtpSession(asyncio.BufferedProtocol):
         self._busy = False                      # a commit is in progress
         self._last_read = self.loop.time()
         self._timer: asyncio.TimerHandle | None = None
+        self._greeter: asyncio.TimerHandle | None = None
         self._writing_paused = False
         self._reading_paused = False
 
@@ -122,10 +141,7 @@ class SmtpSession(asyncio.BufferedProtocol):
         peer = transport.get_extra_info("peername") or ("0.0.0.0", 0)
         ip = client_ip(peer[0])
         self.relay = f"[{ip}]:{peer[1]}"
-        trusted = s.policy.trusted(ip)
-        self.core = core = Dialogue(
-            s.settings, ip=ip, relay=self.relay, trusted=trusted, has_room=s.store.has_room,
-            decide_rcpt=lambda address: s.policy.rcpt_decision(trusted, address))
+        self.core = core = self._dialogue(ip)
         refusal = s.admission.admit(self, ip)
         if refusal:
             log.warning(maillog.refused(self.relay, refusal))
@@ -133,9 +149,41 @@ class SmtpSession(asyncio.BufferedProtocol):
             core.close_with(refusal)
         else:
             log.debug(maillog.connect(self.relay, s.name))
-            core.greet()
+            if s.greet_pause > 0:
+                self._greeter = self.loop.call_later(s.greet_pause, self._greet)
+            else:
+                core.greet()
             self._timer = self.loop.call_later(s.timeout, self._check_timeout)
         self._pump()
+
+    def _dialogue(self, ip: str) -> Dialogue:
+        """The dialogue for a client at IP, with this listener's decisions."""
+        s, auth = self.services, self.services.auth
+        cfg = s.policy.cfg
+
+        def sender_ok(user: str, sender: str) -> bool:
+            return may_send_as(user, sender, cfg.smtpd.sender_login, cfg.local_domains)
+
+        core = Dialogue(
+            s.settings, ip=ip, relay=self.relay, trusted=s.policy.trusted(ip),
+            has_room=lambda size: s.store.has_room(size, fresh=True),
+            decide_rcpt=lambda address: s.policy.rcpt_decision(core.may_relay, address),
+            auth_failures=(lambda: auth.failures.count(ip, s.clock.monotonic())) if auth else (lambda: 0),
+            sender_ok=sender_ok)
+        return core
+
+    def _greet(self) -> None:
+        """greet_pause is over: the 220 (unless the client talked first)."""
+        self._greeter = None
+        if self.core is not None and self.core.state is State.GREETING:
+            self.core.greet()
+            if self._task is None:
+                self._pump()
+
+    @property
+    def auth_user(self) -> str | None:
+        """The user the client authenticated as (None: it did not)."""
+        return self.core.auth_user if self.core is not None else None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.services.admission.release(self)
@@ -144,7 +192,7 @@ class SmtpSession(asyncio.BufferedProtocol):
         core = self.core
         if core is not None and not core.ended and not self._end_logged:
             log.info(maillog.lost_connection(self.relay, core.verb))
-        for pending in (self._task, self._timer):
+        for pending in (self._task, self._timer, self._greeter):
             if pending is not None:
                 pending.cancel()
         self.transport = None
@@ -222,7 +270,12 @@ class SmtpSession(asyncio.BufferedProtocol):
             if isinstance(event, Close):
                 transport.close()
                 return
-            if isinstance(event, (Commit, Etrn)):
+            if isinstance(event, StartTls):
+                transport.pause_reading()       # not one more plaintext byte for the dialogue
+                self._reading_paused = False    # start_tls resumes reading, through TLS
+                if event.dropped:
+                    log.warning(maillog.tls_pipelined(self.relay, event.dropped))
+            if isinstance(event, (Commit, Etrn, StartTls, Authenticate)):
                 self._task = self.loop.create_task(self._perform(event))
                 return
             if isinstance(event, Atrn):
@@ -234,19 +287,58 @@ class SmtpSession(asyncio.BufferedProtocol):
             self.transport.resume_reading()
 
     async def _perform(self, event: Event) -> None:
-        """A Commit or an Etrn; its reply goes back to the dialogue."""
-        assert self.core is not None
+        """A Commit, Etrn, StartTls or Authenticate; its outcome goes back to the dialogue."""
+        core = self.core
+        assert core is not None
         try:
-            if isinstance(event, Commit):
-                reply = await self._commit(event)
+            if isinstance(event, StartTls):
+                if not await self._start_tls():
+                    return
+            elif isinstance(event, Authenticate):
+                await self._authenticate(event)
+            elif isinstance(event, Commit):
+                core.answer(await self._commit(event))
             else:
                 assert isinstance(event, Etrn)
-                reply = await self._etrn(event)
+                core.answer(await self._etrn(event))
         except Exception as exc:
-            reply = self.core.internal_error(exc)
+            core.answer(core.internal_error(exc))
         self._task = None
-        self.core.answer(reply)
         self._pump()
+
+    async def _start_tls(self) -> bool:
+        """The handshake (the 220 is on its way); False: it failed, the session is closed."""
+        s, core, transport = self.services, self.core, self.transport
+        assert core is not None and transport is not None and s.tls is not None
+        self._busy, error = True, None
+        try:
+            tls = await self.loop.start_tls(transport, self, s.tls.context, server_side=True,
+                                            ssl_handshake_timeout=s.timeout)
+        except OSError as exc:      # ssl.SSLError, ConnectionError, TimeoutError
+            tls, error = None, exc
+        finally:
+            self._busy = False
+            self._last_read = self.loop.time()
+        if tls is None:
+            log.info(maillog.tls_failed(self.relay, error or "connection closed"))
+            self._end_logged = True
+            transport.abort()
+            return False
+        self.transport = tls
+        log.info(maillog.tls_started(self.relay, *describe(tls.get_extra_info("ssl_object"))))
+        core.tls_started()
+        return True
+
+    async def _authenticate(self, event: Authenticate) -> None:
+        """Check AUTH's password off the loop; count a failure for this client."""
+        auth, core = self.services.auth, self.core
+        assert auth is not None and core is not None
+        ok = await asyncio.to_thread(auth.credentials.verify, event.user, event.password)
+        if ok:
+            auth.failures.clear(core.ip)
+            core.auth_done(event, event.user, 0)
+        else:
+            core.auth_done(event, None, auth.failures.record(core.ip, self.services.clock.monotonic()))
 
     def _queue_file(self, event: Commit) -> tuple[Envelope, bytes]:
         """The envelope and the data (our Received: line first) to commit."""
@@ -289,46 +381,6 @@ class SmtpSession(asyncio.BufferedProtocol):
             on_commit(qid)
         except Exception:   # the message is safe on disk: the client still gets its 250
             log.exception(maillog.hook_failed(qid, "on_commit"))
-
-    async def _etrn(self, event: Etrn) -> str:
-        on_etrn = self.services.on_etrn
-        assert on_etrn is not None          # the dialogue offers ETRN only with a hook
-        try:
-            return await on_etrn(event.node, event)
-        except Exception:
-            log.error(maillog.internal_error(self.relay, "ETRN"), exc_info=True)
-            return f"458 4.3.0 Unable to queue messages for node {event.node}"
-
-    def _atrn(self, event: Atrn) -> None:
-        """ATRN: the hook's refusal goes back to the dialogue; after its 250
-        the connection is the push's (turn_around)."""
-        core, on_atrn = self.core, self.services.on_atrn
-        assert core is not None and on_atrn is not None   # offered only with a hook
-        try:
-            reply, push = on_atrn(event.user, event.domains, self.relay)
-        except Exception as exc:
-            reply, push = core.internal_error(exc), None
-        if push is None:
-            core.answer(reply)
-            return
-        core.close_with(reply)
-        self._turn_around(push)
-
-    def _turn_around(self, push: Push) -> None:
-        """Our 250 to ATRN is written: give the connection (and what the
-        client sent after ATRN) to the push, where we are the client."""
-        core, transport = self.core, self.transport
-        assert core is not None and transport is not None
-        transport.write(core.data_to_send())
-        early = core.reader.take()
-        for pending in (self._timer, self._task):
-            if pending is not None:
-                pending.cancel()
-        self._timer = self._task = None
-        self.services.admission.release(self)
-        self.transport = None               # no longer ours: the push reads and writes it
-        self._end_logged = True
-        self._push = self.loop.create_task(push(transport, early))
 
     # ---------------------------------------------------------------- timeout
 

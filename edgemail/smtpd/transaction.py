@@ -6,13 +6,14 @@ recipients), the replies to MAIL and RCPT: the argument's syntax
 (``FROM:``/``TO:``, the path, the ESMTP/DSN parameters of params.py), the
 order (no nested MAIL, RCPT only after MAIL), SIZE against the limit, the
 SMTPUTF8 rule of RFC 6531 3.4, the recipient limit, then the listener's
-decisions it is handed (room in the spool; relay and routing for each
-recipient); and ``envelope()``, the spool's envelope it becomes.  core.py checks HELO first and resets the transaction (RSET,
+decisions it is handed (an authenticated user's sender; room in the spool,
+read afresh at MAIL; relay and routing for each recipient); and ``envelope()``, the spool's envelope it becomes.  core.py checks HELO first and resets the transaction (RSET,
 HELO/EHLO, the end of DATA).
 
 Replies: 250 2.1.0 / 250 2.1.5 on success; 501 5.5.4 syntax; 501 5.1.7 /
 501 5.1.3 bad sender / recipient; 503 5.5.1 order; 552 5.3.4 size; 553
-5.6.7 non-ASCII address without SMTPUTF8; 452 4.3.1 no room; 452 4.5.3 too
+5.6.7 non-ASCII address without SMTPUTF8; 553 5.7.1 a sender the
+authenticated user does not own; 452 4.3.1 no room; 452 4.5.3 too
 many recipients; 555 5.5.4 unknown parameter; the decision's refusal
 (554 5.7.1 Relaying denied, 550 5.1.1 ...).
 
@@ -21,6 +22,7 @@ Never does I/O; an exception from a decision is the caller's to answer.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable, TypeVar
 
 from edgemail.address import Address, AddressError, Path, parse_path
@@ -49,11 +51,17 @@ class Transaction:
         self.rcpts: list[Recipient] = []
 
     def mail_cmd(self, arg: str | None, *, extended: bool, max_size: int,
-                 has_room: Callable[[int], bool]) -> str:
-        """MAIL FROM: the reply; the sender is kept if it is 250."""
+                 has_room: Callable[[int], bool], auth: bool = False,
+                 authenticated: bool = False,
+                 check_sender: Callable[[str], str | None] | None = None) -> str:
+        """MAIL FROM: the reply; the sender is kept if it is 250.  AUTH: the
+        AUTH extension is offered (AUTH= allowed; from a client not
+        AUTHENTICATED it counts as AUTH=<>, RFC 4954 section 5); CHECK_SENDER:
+        the authenticated user's sender check (a refusal or None)."""
         if self.mail_from is not None:
             return "503 5.5.1 Error: nested MAIL command"
-        parsed = _parse(arg, "FROM:", params.mail_params, sender=True, extended=extended)
+        parse = params.mail_params_with_auth if auth else params.mail_params
+        parsed = _parse(arg, "FROM:", parse, sender=True, extended=extended)
         if isinstance(parsed, str):
             return parsed
         path, mail = parsed
@@ -61,8 +69,12 @@ class Transaction:
             return _NEEDS_SMTPUTF8.format("sender")
         if mail.size is not None and mail.size > max_size:
             return f"552 5.3.4 Message size exceeds fixed maximum message size ({max_size})"
+        if check_sender is not None and (refusal := check_sender(path.text)):
+            return refusal
         if not has_room(mail.size or 0):
             return "452 4.3.1 Insufficient system storage"
+        if mail.auth is not None and not authenticated:
+            mail = replace(mail, auth="<>")
         self.mail_from, self.mail = path.text, mail
         return f"250 2.1.0 Sender <{path.text}> OK"
 

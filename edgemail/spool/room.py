@@ -6,9 +6,9 @@ NAME
     written, release them when it is settled
 
 DESCRIPTION
-    has_room(size) answers from a statvfs at most ROOM_CACHE_S old
-    (sessions ask at MAIL and at the final dot: a statvfs is ~35 us on
-    gVisor).  reserve() checks afresh, for every commit on every path
+    has_room(size) answers from a statvfs at most ROOM_CACHE_S old (the
+    final dot asks so: a statvfs is ~35 us on gVisor); has_room(size,
+    fresh=True) reads one now (MAIL asks so: issue 16 section 13).  reserve() checks afresh, for every commit on every path
     (commit helpers, threads, the maildrop import), before any byte of it
     is written: the bytes of the commits already handed over and not yet
     settled count against the room too, since statvfs does not see them
@@ -46,10 +46,12 @@ class Room:
         self._lock = threading.Lock()
         self.reserved = 0                # bytes of commits handed over, not yet settled
 
-    def has_room(self, size: int = 0) -> bool:
-        """MinFreeBlocks would still be free after SIZE more bytes (cached)."""
+    def has_room(self, size: int = 0, *, fresh: bool = False) -> bool:
+        """MinFreeBlocks would still be free after SIZE more bytes (cached;
+        FRESH: from a statvfs now, as MAIL asks, so that a MAIL answered 250
+        is not followed by a 452 at the dot from a reading older than it)."""
         now = self._monotonic()
-        if self._cached is None or now - self._cached[0] > ROOM_CACHE_S:
+        if fresh or self._cached is None or now - self._cached[0] > ROOM_CACHE_S:
             self._cached = (now, self._free())
         return self._cached[1] - size >= self.min_free_blocks * 1024
 

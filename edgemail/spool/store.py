@@ -175,10 +175,11 @@ class Store:
             raise
         return qf.data
 
-    def has_room(self, size: int = 0) -> bool:
+    def has_room(self, size: int = 0, *, fresh: bool = False) -> bool:
         """MinFreeBlocks (1 KiB blocks) would still be free after SIZE more
-        bytes (room.py: from a recent statvfs; the commit checks afresh)."""
-        return self.room.has_room(size)
+        bytes (room.py: from a recent statvfs, or FRESH from one now; the
+        commit checks afresh)."""
+        return self.room.has_room(size, fresh=fresh)
 
     # --- writing -------------------------------------------------------------------
 

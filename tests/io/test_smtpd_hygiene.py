@@ -34,7 +34,8 @@ async def submit(port: int, body: bytes) -> list[str]:
 @pytest.mark.parametrize("strict", [True, False], ids=["strict", "lan"])
 @pytest.mark.parametrize("name,body", CASES, ids=[c[0] for c in CASES])
 async def test_line_ending_hygiene(example_config, strict, name, body):
-    cfg = example_config(listen=[{"name": "t", "address": "127.0.0.1", "port": 0, "strict": strict}])
+    cfg = example_config(listen=[{"name": "t", "address": "127.0.0.1", "port": 0, "strict": strict,
+                                  "greet_pause": 0}])
     store = make_store(cfg.spool_dir)
     committed = []
     async with running(cfg, store, on_commit=committed.append) as smtpd:

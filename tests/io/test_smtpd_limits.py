@@ -22,7 +22,7 @@ class Faulty:
         self.store, self.room, self.commit_error, self.gate = store, room, commit_error, gate
         self.committed = []
 
-    def has_room(self, size=0):
+    def has_room(self, size=0, *, fresh=False):
         return self.room and self.store.has_room(size)
 
     async def commit(self, env, data):

@@ -106,7 +106,7 @@ class _Spool:
     def __init__(self) -> None:
         self.n = 0
 
-    def has_room(self, size=0) -> bool:
+    def has_room(self, size=0, *, fresh=False) -> bool:
         return True
 
     async def commit(self, env, data) -> str:

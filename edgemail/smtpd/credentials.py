@@ -1,0 +1,201 @@
+"""smtpd/credentials.py - SMTP AUTH's credentials file, password hashes, and
+the count of failed attempts per client.
+
+NAME
+    credentials - ``user:hash`` lines; scrypt hashes; AuthFailures
+
+SYNOPSIS
+    python3 -m edgemail.smtpd.credentials USER >> /etc/edgemail/smtpd.passwd
+        asks for the password twice (no echo) and prints ``USER:HASH``;
+        ``systemctl reload edgemail`` (SIGHUP) makes the daemon read the file again.
+
+DESCRIPTION
+    The file ([smtpd] auth_file) has one ``user:hash`` line per user;
+    blank lines and lines starting with ``#`` are ignored.  A hash is
+    ``$scrypt$ln=LOG2N,r=R,p=P$SALT$KEY`` (base64 without padding; the
+    form passlib uses), made with the stdlib's ``hashlib.scrypt``: no
+    dependency, and scrypt is memory-hard (16 MiB per check at the default
+    ln=14), so a stolen file is slow to attack.  ``Credentials.verify``
+    compares in constant time and checks an unknown user against a dummy
+    hash, so the time taken does not tell which users exist.  A check
+    takes tens of milliseconds: the session runs it in a thread.
+
+    ``AuthFailures`` counts failed AUTH attempts per client address over
+    ``auth_failure_window`` (across sessions and listeners); a success
+    clears the client's count.  ``AuthService`` is both, as the listeners
+    share them (daemon/run.py makes one).
+
+FILES
+    Keep the file ``root:edgemail`` mode 0640: it is read by the daemon
+    (after RunAsUser) at start and on SIGHUP.
+
+DIAGNOSTICS
+    A bad line raises ConfigError naming the file and the line (the daemon
+    then does not start, or a reload changes nothing).  Nothing here logs,
+    and no password or hash is ever part of an error.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import re
+import sys
+from collections.abc import Iterable
+
+from edgemail.errors import ConfigError
+
+#: the cost of new hashes: N = 2**LOG2N, R, P
+LOG2N, R, P = 14, 8, 1
+_HASH = re.compile(r"\$scrypt\$ln=(\d{1,2}),r=(\d{1,2}),p=(\d)\$([A-Za-z0-9+/.]+)\$([A-Za-z0-9+/.]+)")
+_USER = re.compile(r"[^\s:#][^\s:]*")
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii").rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text.replace(".", "+") + "=" * (-len(text) % 4))
+
+
+def _scrypt(password: str, salt: bytes, log2n: int, r: int, p: int, length: int) -> bytes:
+    n = 1 << log2n
+    return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p,
+                          maxmem=129 * r * n * p + (1 << 20), dklen=length)
+
+
+def hash_password(password: str, *, log2n: int = LOG2N) -> str:
+    """A new hash of PASSWORD (random salt)."""
+    salt = os.urandom(16)
+    key = _scrypt(password, salt, log2n, R, P, 32)
+    return f"$scrypt$ln={log2n},r={R},p={P}${_b64(salt)}${_b64(key)}"
+
+
+def check_hash(text: str) -> tuple[int, int, int, bytes, bytes]:
+    """(log2n, r, p, salt, key) of a hash.  Raises ValueError."""
+    m = _HASH.fullmatch(text)
+    if not m:
+        raise ValueError("expected a hash $scrypt$ln=N,r=R,p=P$SALT$KEY "
+                         "(python3 -m edgemail.smtpd.credentials USER makes one)")
+    log2n, r, p = int(m.group(1)), int(m.group(2)), int(m.group(3))
+    if not (1 <= log2n <= 20 and 1 <= r <= 16 and 1 <= p <= 4):
+        raise ValueError("scrypt parameters out of range (ln 1-20, r 1-16, p 1-4)")
+    return log2n, r, p, _unb64(m.group(4)), _unb64(m.group(5))
+
+
+def verify_hash(password: str, text: str) -> bool:
+    log2n, r, p, salt, key = check_hash(text)
+    return hmac.compare_digest(_scrypt(password, salt, log2n, r, p, len(key)), key)
+
+
+class Credentials:
+    """The users of one credentials file (loaded at once; ``load`` again to re-read)."""
+
+    def __init__(self, users: dict[str, str], path: str = "") -> None:
+        self.users, self.path = users, path
+        self._dummy = hash_password("", log2n=LOG2N)
+
+    @classmethod
+    def load(cls, path: str) -> "Credentials":
+        """Read PATH.  Raises ConfigError (FILE:LINE: problem)."""
+        try:
+            with open(path, encoding="utf-8") as f:
+                return cls(parse(f, path), path)
+        except OSError as exc:
+            raise ConfigError(f"cannot read the AUTH credentials: {exc.strerror}", file=path) from None
+        except UnicodeDecodeError:
+            raise ConfigError("the AUTH credentials file is not UTF-8", file=path) from None
+
+    def verify(self, user: str, password: str) -> bool:
+        """Is PASSWORD USER's?  (As slow for an unknown user.)"""
+        stored = self.users.get(user)
+        ok = verify_hash(password, stored or self._dummy)
+        return ok and stored is not None
+
+
+def parse(lines: Iterable[str], path: str) -> dict[str, str]:
+    """``user:hash`` lines -> {user: hash}.  Raises ConfigError with the line."""
+    users: dict[str, str] = {}
+    for number, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        user, sep, hashed = line.partition(":")
+        problem = None
+        if not sep or not _USER.fullmatch(user):
+            problem = "expected user:hash (a user name without spaces or colons)"
+        elif user in users:
+            problem = f"user {user!r} is given twice"
+        else:
+            try:
+                check_hash(hashed)
+            except ValueError as exc:
+                problem = f"user {user!r}: {exc}"
+        if problem:
+            raise ConfigError(problem, file=path, line=number)
+        users[user] = hashed
+    return users
+
+
+class AuthFailures:
+    """Failed AUTH attempts per client address within WINDOW seconds."""
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self._times: dict[str, list[float]] = {}
+
+    def count(self, ip: str, now: float) -> int:
+        times = self._times.get(ip)
+        if not times:
+            return 0
+        times[:] = [t for t in times if now - t < self.window]
+        return len(times)
+
+    def record(self, ip: str, now: float) -> int:
+        """One more failure for IP; the count now."""
+        if len(self._times) > 1000:         # forget clients whose failures are all old
+            self._times = {k: v for k, v in self._times.items() if v and now - v[-1] < self.window}
+        self._times.setdefault(ip, []).append(now)
+        return self.count(ip, now)
+
+    def clear(self, ip: str) -> None:
+        self._times.pop(ip, None)
+
+
+class AuthService:
+    """What AUTH needs, shared by a daemon's listeners: the credentials
+    (replaced whole on SIGHUP: listener.py's reload_secrets) and the
+    failure counts."""
+
+    def __init__(self, path: str, window: float) -> None:
+        self.path = path
+        self.credentials = Credentials.load(path)
+        self.failures = AuthFailures(window)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python3 -m edgemail.smtpd.credentials USER``: print USER:HASH."""
+    import getpass
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or not _USER.fullmatch(args[0]):
+        print("usage: python3 -m edgemail.smtpd.credentials USER  (prints USER:HASH)", file=sys.stderr)
+        return 64
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            print("credentials: the passwords differ", file=sys.stderr)
+            return 65
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        print("credentials: empty password refused", file=sys.stderr)
+        return 65
+    print(f"{args[0]}:{hash_password(password)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
