@@ -15,7 +15,8 @@ and the checks that need more than one section (``check``):
     us left out) or "[HOST]:PORT" / "HOST:PORT";
   * a [routes] entry for a customer's domain pattern is an error (the
     customer's hold route and the table would disagree);
-  * ``[[listen]] odmr = true`` needs a customer with a ``user``;
+  * ``[[listen]] odmr = true`` needs a customer with a ``user``, AUTH
+    (``[smtpd] auth_file``) and TLS for it (or ``auth_plaintext``);
   * ``[link] odmr`` needs host, user and secret_file; with ``etrn_host``
     as well it is an error (the call asks one way: ETRN or ODMR).
 
@@ -174,12 +175,25 @@ def check(reader: Any, *, local_domains: tuple[str, ...], routes: tuple[Route, .
           customers: tuple[Customer, ...], listeners: tuple[Listener, ...], link: Any) -> None:
     """The checks that need several sections (the module docstring's list)."""
     _check_customers(reader, local_domains, routes, customers)
-    if any(lst.odmr for lst in listeners) and not any(c.user for c in customers):
-        reader.error("listen", "odmr", "an ODMR listener needs a [[customer]] with a user "
-                                       "(ATRN is for authenticated customers only)")
+    for nth, lst in enumerate(listeners):
+        if lst.odmr:
+            _check_odmr_listener(reader, lst, nth, customers)
     if link.odmr is not None and link.etrn_host:
         reader.error("link", "odmr", "etrn_host is set too: the call asks the ISP one way, "
                                      "ETRN (etrn_host) or ODMR (odmr); remove one")
+
+
+def _check_odmr_listener(reader: Any, lst: Listener, nth: int, customers) -> None:
+    """ATRN is for authenticated customers: AUTH (and TLS for it) and someone to authenticate."""
+    if not any(c.user for c in customers):
+        why = "an ODMR listener needs a [[customer]] with a user (ATRN is for authenticated customers only)"
+    elif not lst.auth:
+        why = "an ODMR listener needs AUTH: set [smtpd] auth_file (the customers' passwords)"
+    elif not lst.tls and not lst.auth_plaintext:
+        why = "AUTH is offered only after STARTTLS: give tls_cert and tls_key (or auth_plaintext = true)"
+    else:
+        return
+    reader.error("listen", "odmr", f"listener {lst.name!r}: {why}", nth)
 
 
 def _check_customers(reader: Any, local_domains, routes, customers) -> None:

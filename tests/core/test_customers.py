@@ -177,13 +177,15 @@ BASE = 'local_domains = ["isp.example"]\n'
     (BASE + '[[customer]]\nname = "a"\nuser = "a"\ndomains = ["a.example"]\n[routes]\n"a.example" = "mx"\n', 5,
      "customer.domains", "[routes] has an entry"),
     (BASE + '[[listen]]\naddress = "127.0.0.1"\nodmr = true\n', 4, "listen.odmr", "[[customer]] with a user"),
+    (BASE + '[[customer]]\nname = "a"\nuser = "a"\ndomains = ["a.example"]\n[[listen]]\naddress = "127.0.0.1"\n'
+     'odmr = true\n', 8, "listen.odmr", "needs AUTH: set [smtpd] auth_file"),
     (BASE + '[link]\nodmr = { host = "192.0.2.25", user = "e" }\n', 3, "link.odmr", "secret_file"),
     (BASE + '[link]\nodmr = { host = "192.0.2.25", user = "e", secret_file = "s", prot = 366 }\n', 3,
      "link.odmr", "unknown key"),
     (BASE + '[link]\netrn_host = "192.0.2.25"\nodmr = { host = "192.0.2.25", user = "e", secret_file = "s" }\n',
      4, "link.odmr", "one way"),
 ], ids=["nobody", "bad-name", "no-domains", "local-domain", "two-owners", "same-name", "network",
-        "deliver", "unknown", "route-clash", "odmr-listener", "odmr-secret", "odmr-unknown", "odmr-and-etrn"])
+        "deliver", "unknown", "route-clash", "odmr-listener", "odmr-no-auth", "odmr-secret", "odmr-unknown", "odmr-and-etrn"])
 def test_isp_config_errors_name_file_line_key(tmp_path, text, line, key, words):
     check_config_error(tmp_path, text, line, key, words)
 
