@@ -1,7 +1,8 @@
 """edgemail in ISP mode, the whole daemon: two customers (each an edgemail daemon of
 its own, on loopback), mail held for both, fetchmail's ``protocol ETRN`` for an
-authorised and an unauthorised node, each customer's ETRN flushing only its own
-domains into its own Maildirs, ``mailq`` and ``queue list --json`` per customer."""
+authorised and an unauthorised node (by network, and by AUTH user: esmtpname),
+each customer's ETRN flushing only its own domains into its own Maildirs,
+``mailq`` and ``queue list --json`` per customer."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 
 from daemon_harness import Daemon, cli, free_port, write_config
 from demo.run import to_toml
+from edgemail.smtpd.credentials import hash_password
 
 pytestmark = pytest.mark.timeout(120)
 FETCHMAIL = shutil.which("fetchmail")
@@ -25,6 +27,7 @@ def customer_daemon(base: Path, domain: str) -> Daemon:
     """A customer's own edgemail: DOMAIN delivered into its Maildirs."""
     base.mkdir()
     d = Daemon(write_config(base, {"hostname": f"gw.{domain}", "local_domains": [domain],
+                                   "routes": {domain: "local"},
                                    "listen": [{"name": "wan", "address": "127.0.0.1", "port": free_port(),
                                                "strict": True}]}))
     d.start()
@@ -32,14 +35,19 @@ def customer_daemon(base: Path, domain: str) -> Daemon:
 
 
 def isp_daemon(base: Path, customers: list[dict]) -> Daemon:
+    """The ISP: customers' mail held; AUTH in clear on loopback (fetchmail's ETRN session has no
+    STARTTLS; the passwords are test ones), shopkeeper's password "shop-secret"."""
     base.mkdir()
     path = base / "edgemail.toml"
+    (base / "passwd").write_text(f"shopkeeper:{hash_password('shop-secret', log2n=4)}\n")
     path.write_text(to_toml({
         "hostname": "mx.isp.example", "local_domains": ["isp.example"], "lan_networks": ["192.168.0.0/16"],
         "spool": {"directory": str(base / "spool")}, "control": {"socket": str(base / "control.sock")},
         "local": {"maildir": str(base / "mail" / "%u")}, "dns": {"peer_dns_file": ""},
         "routes": {"*": {"route": "mx", "expensive": True}}, "link": {"mode": "none"},
-        "listen": [{"name": "isp", "address": "127.0.0.1", "port": free_port(), "strict": True}],
+        "smtpd": {"auth_file": str(base / "passwd")},
+        "listen": [{"name": "isp", "address": "127.0.0.1", "port": free_port(), "strict": True,
+                    "greet_pause": 0, "auth_plaintext": True}],
         "customer": customers}))
     d = Daemon(path)
     d.start()
@@ -53,9 +61,14 @@ def held(isp: Daemon, *rcpts: str) -> None:
             s.sendmail("someone@far.test", [rcpt], f"Subject: for {rcpt}\r\n\r\nheld for {rcpt}\r\n".encode())
 
 
-def fetchmail_etrn(isp: Daemon, domain: str, home: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([FETCHMAIL, "--nosyslog", "--nodetach", "-v", "-f", "/dev/null", "-p", "ETRN",
-                           "--fetchdomains", domain, "-P", str(isp.port), "127.0.0.1"],
+def fetchmail_etrn(isp: Daemon, domain: str, home: Path, auth: tuple[str, str] | None = None):
+    """fetchmail's protocol ETRN for DOMAIN; with AUTH (esmtpname/esmtppassword) it authenticates first."""
+    rc = home / "fetchmailrc"
+    rc.write_text(f"poll 127.0.0.1 protocol etrn port {isp.port}"
+                  + (f' esmtpname "{auth[0]}" esmtppassword "{auth[1]}"' if auth else "")
+                  + f" fetchdomains {domain}\n")
+    rc.chmod(0o600)
+    return subprocess.run([FETCHMAIL, "--nosyslog", "--nodetach", "-v", "-f", str(rc)],
                           capture_output=True, text=True, timeout=60,
                           env={"HOME": str(home), "PATH": "/usr/bin:/bin", "FETCHMAILUSER": "edge"})
 
@@ -82,7 +95,7 @@ def test_fetchmail_etrn_flushes_each_customers_own_domains_only(tmp_path):
     isp = isp_daemon(tmp_path / "isp", [
         {"name": "edge", "domains": ["edge.example"], "networks": ["127.0.0.1/32"],
          "deliver": f"[127.0.0.1]:{edge.port}"},
-        {"name": "shop", "domains": ["shop.example"], "networks": ["192.0.2.0/24"],
+        {"name": "shop", "domains": ["shop.example"], "networks": ["192.0.2.0/24"], "user": "shopkeeper",
          "deliver": f"[127.0.0.1]:{shop.port}"}])
     try:
         held(isp, "alice@edge.example", "bob@shop.example", "carol@edge.example")
@@ -107,11 +120,20 @@ def test_fetchmail_etrn_flushes_each_customers_own_domains_only(tmp_path):
         assert [r["address"] for m in left for r in m["recipients"]] == ["bob@shop.example"]
         again = fetchmail_etrn(isp, "edge.example", tmp_path)
         assert again.returncode == 0 and "No messages waiting for edge.example" in again.stdout, again
+        wrong = fetchmail_etrn(isp, "shop.example", tmp_path, auth=("shopkeeper", "guess"))
+        assert wrong.returncode == 3 and maildirs(shop) == {}, wrong     # a wrong password is no one
+        as_user = fetchmail_etrn(isp, "shop.example", tmp_path, auth=("shopkeeper", "shop-secret"))
+        assert as_user.returncode == 0 and "Pending messages for shop.example started" in as_user.stdout, as_user
+        assert "235 2.7.0" in as_user.stdout
+        got = until(lambda: maildirs(shop), 30, "shop's mail, asked for by its AUTH user")
+        assert list(got) == ["bob"] and len(maildirs(edge)) == 2
         log = isp.log.read_text()
         assert "NOQUEUE: etrn=edge.example, relay=[127.0.0.1], customers=edge, reply=253" in log
         assert "ruleset=check_etrn, arg1=shop.example" in log and "reject=459 4.7.1" in log
+        assert "shop-secret" not in log and "guess" not in log
         print("\nfetchmail (unauthorised):\n" + (refused.stdout + refused.stderr).strip()
-              + "\nfetchmail (authorised):\n" + ok.stdout.strip())
+              + "\nfetchmail (authorised by network):\n" + ok.stdout.strip()
+              + "\nfetchmail (authorised by AUTH user):\n" + as_user.stdout.strip())
     finally:
         for d in (isp, edge, shop):
             d.stop()
