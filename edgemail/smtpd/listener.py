@@ -131,6 +131,8 @@ class SmtpListener:
         of this listener's sessions; ``await session.done`` for its end."""
         session = SmtpSession(self.services)
         take_over(transport, session, early)
+        if session.core is not None and transport.get_extra_info("ssl_object") is not None:
+            session.core.tls = True         # the connection is TLS already: no STARTTLS inside it
         return session
 
     @property

@@ -56,12 +56,13 @@ class Isp:
                                      trust_loopback=False)
 
 
-async def customer(example_config, tmp_path, isp: Isp, cert, password="edge-secret"):
+async def customer(example_config, tmp_path, isp_port: int, cert, password="edge-secret"):
+    """The customer: its spool and listener, and the MTA port whose odmr() asks the ISP at ISP_PORT."""
     secret = tmp_path / "odmr.secret"
     secret.write_text(password + "\n")
     secret.chmod(0o600)
     cfg = example_config(spool={"directory": str(tmp_path / "customer-spool")},
-                         link={"etrn_host": "", "odmr": {"host": "127.0.0.1", "port": isp.listener.port,
+                         link={"etrn_host": "", "odmr": {"host": "127.0.0.1", "port": isp_port,
                                                          "user": "edge", "secret_file": str(secret),
                                                          "domains": ["edge.example"], "cafile": cert[0]}})
     store = make_store(cfg, FakeClock())
@@ -76,13 +77,14 @@ async def test_odmr_pushes_the_customers_own_mail_over_its_connection(example_co
     theirs = await submit(isp.store, ["carol@shop.example"])
     await isp.listener.start()
     try:
-        store, port = await customer(example_config, tmp_path, isp, cert)
+        store, port = await customer(example_config, tmp_path, isp.listener.port, cert)
         (result,) = await port.odmr(("edge.example",))
         assert (result.domain, result.code) == ("edge.example", 250), result
         (got,) = store.entries()                            # in our spool, by our listener
         assert [r.address for r in got.envelope.recipients] == ["alice@edge.example"]
         data = store.read_data(got.qid)
         assert data.startswith(b"Received: from odmr.isp.example ([127.0.0.1])") and data.endswith(b"held\r\n")
+        assert b"with ESMTPS" in data.split(b"\r\n\r\n")[0] and got.envelope.proto == "ESMTPS"   # inside our TLS
         left = {e.qid: e for e in isp.store.entries()}
         assert set(left) == {mine, theirs} and left[mine].rcpt_status["alice@edge.example"] is RcptStatus.SENT
         assert left[mine].rcpt_status["bob@shop.example"] is not RcptStatus.SENT
@@ -104,7 +106,7 @@ async def test_odmr_refusals_leave_everything_held(example_config, tmp_path, cer
     await submit(isp.store, ["alice@edge.example"])
     await isp.listener.start()
     try:
-        store, port = await customer(example_config, tmp_path, isp, cert, password="guess")
+        store, port = await customer(example_config, tmp_path, isp.listener.port, cert, password="guess")
         (wrong,) = await port.odmr(("edge.example",))
         assert wrong.code == 0 and "authentication as edge" in wrong.text and "535" in wrong.text
     finally:
@@ -114,9 +116,41 @@ async def test_odmr_refusals_leave_everything_held(example_config, tmp_path, cer
     await submit(plain.store, ["alice@edge.example"])
     await plain.listener.start()
     try:
-        store, port = await customer(example_config, tmp_path, plain, cert)
+        store, port = await customer(example_config, tmp_path, plain.listener.port, cert)
         (clear,) = await port.odmr(("edge.example",))
         assert clear.code == 0 and "does not offer STARTTLS" in clear.text   # no password in clear
     finally:
         await plain.listener.close()
     assert store.entries() == [] and len(isp.store.entries()) == 1 and len(plain.store.entries()) == 1
+
+
+async def test_odmr_client_against_the_simulated_isps_odmr_server(example_config, tmp_path):
+    """The customer's side against hardware-sim's ODMR server (written from RFC 2645
+    without edgemail's code): the held mail lands in our spool, the server's log says
+    AUTH went over TLS, a forced 451 is reported as such and keeps the mail."""
+    from ispodmr import OdmrServer
+    from isprelay import MailStore, RelayFaults, make_cert, server_context
+    crt, key = make_cert(str(tmp_path), "relay.isp.example", "127.0.0.1")
+    events: list[tuple[str, dict]] = []
+    held = MailStore(str(tmp_path / "isp"))
+    faults = RelayFaults()
+    server = OdmrServer(held, ["edge.example"], {"edge": "edge-secret"}, tls=server_context(crt, key),
+                        log=lambda event, **kw: events.append((event, kw)), faults=faults)
+    held.hold("edge.example", "someone@far.test", ["alice@edge.example"],
+              "Subject: waited\r\n\r\n.leading dot\r\nheld at the ISP\r\n")
+    srv = await server.serve("127.0.0.1", 0)
+    try:
+        store, port = await customer(example_config, tmp_path, srv.sockets[0].getsockname()[1], (crt, key))
+        faults.atrn_reply = 451
+        (later,) = await port.odmr(("edge.example",))
+        assert later.code == 451 and store.entries() == [] and len(held.held()) == 1
+        faults.atrn_reply = None
+        (result,) = await port.odmr(("edge.example",))
+        assert result.code == 250, result
+        (got,) = store.entries()
+        assert store.read_data(got.qid).endswith(b"\r\n.leading dot\r\nheld at the ISP\r\n")   # dot-stuffing undone
+        assert held.held() == []
+    finally:
+        srv.close()
+    assert [kw for e, kw in events if e == "odmr-auth"] == [{"user": "edge", "ok": True, "tls": True}] * 2
+    assert [kw["delivered"] for e, kw in events if e == "odmr-delivery"] == [1]
