@@ -16,7 +16,8 @@ DESCRIPTION
     ``deliver`` host or the domain's MX hosts past us (deliver.py); never
     DialDelay, never host status (a customer that was offline must not be
     skipped when it asks).  A flush does not wait for a queue run: it runs
-    beside them.  An ETRN for a node whose flush is under way joins it: the
+    beside them, and stop_run (our link going down) does not cut it (a
+    delivery the link cuts is a cut attempt, recorded as none).  An ETRN for a node whose flush is under way joins it: the
     flush runs once more when it ends (so mail queued meanwhile goes too).
     With a link manager whose line is down: ``458 4.4.0 Unable to queue
     messages for node X: ...``, nothing started.  Refusals (459) come from

@@ -46,6 +46,11 @@ def test_customer_domains_are_routed_hold_for_their_customer(address, kind, targ
     assert (d.kind, d.target, d.host, d.port, d.dialdelay) == (kind, target, host, port, False)
 
 
+def test_a_hold_route_never_pays_dialdelay():
+    c = cfg(routes={"held.example": {"route": "hold", "dialdelay": True}})
+    assert [d.dialdelay for d in Router(c).route("a@held.example")] == [False]
+
+
 @pytest.mark.parametrize("rcpt,trusted,refused", [
     ("a@edge.example", False, False),                  # held: anyone may send to it
     ("a@pc1.edge.example", False, False),
