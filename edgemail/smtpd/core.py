@@ -40,22 +40,20 @@ Invariants:
     password check is the driver's, as an event).
 
 SMTP synchronisation (issue 16; sendmail 8.18's transaction-stuffing check,
-Postfix's smtpd_forbid_unauth_pipelining).  ``554 5.5.0`` and the end of the
-session, everything held after the command dropped unread, when:
-  * strict listeners: the client sent anything before the greeting (during
-    ``greet_pause``), or after EHLO, HELO or DATA before their reply (bytes
-    held when the command is taken: RFC 2920 lets these only end a group);
-  * every listener: the client sent anything after a DATA that is refused
-    (503, 530, ...): a message body is never read as commands; and bytes
-    before the greeting while a ``greet_pause`` runs.
-  LAN listeners tolerate the rest: EHLO/HELO followed by pipelined
-  commands, and data pipelined after a DATA that is accepted (it is read
-  as the message, which is what the client meant).
-  Pipelining as RFC 2920 allows it is untouched: MAIL, RCPT..., DATA as one
-  group; the final dot followed by the next MAIL or QUIT.
-  Strict listeners also refuse a command line ending in a bare LF or holding
-  a bare CR (``500 5.5.2``; never executed); LAN listeners take a bare LF
-  as a line end.
+Postfix's smtpd_forbid_unauth_pipelining): ``554 5.5.0``, the session ends
+and what was held is dropped unread, when the client sent anything
+  * before the greeting (while a ``greet_pause`` runs: strict listeners
+    have one by default), on any listener;
+  * after EHLO, HELO or DATA before their reply (RFC 2920 lets these only
+    end a group), on strict listeners;
+  * after a DATA that is refused (503, 530...), on any listener: a message
+    body is never read as commands.
+  LAN listeners tolerate the rest: commands pipelined after EHLO/HELO, and
+  data after an accepted DATA (read as the message the client meant).
+  RFC 2920 pipelining is untouched: MAIL, RCPT..., DATA as one group; the
+  final dot followed by the next MAIL or QUIT.  Strict listeners refuse a
+  command line ending in a bare LF or holding a bare CR (``500 5.5.2``,
+  never executed: syntax.py); LAN listeners take a bare LF as a line end.
 
 ETRN and ATRN (turn.py): who may flush what is the daemon's hook's
 business (delivery/customers.py); the events carry who asks (address,
@@ -269,17 +267,7 @@ class Dialogue(SecureCommands):
         if self.settings.strict and verb in SYNC_VERBS and self.reader.held:
             self._desync(verb)
             return None
-        if handler is None:
-            result: str | Event | None = f"500 Error: command {verb[:20]!r} not recognised"
-        elif refusal := self.tls_refusal(verb):
-            result = refusal
-        elif verb in NEEDS_HELO and self.helo is None:
-            result = "503 Error: send HELO first"
-        else:
-            try:
-                result = handler(arg)
-            except Exception as exc:
-                result = self.internal_error(exc)
+        result = self._refusal(verb, handler) or self._run(handler, arg)
         if isinstance(result, str):
             if verb == "DATA" and self.reader.held:     # a refused DATA: its body is no command
                 self._desync(verb)
@@ -289,6 +277,24 @@ class Dialogue(SecureCommands):
         if isinstance(result, (Etrn, Atrn)):
             self.state = State.WAITING          # the hook's reply comes through answer()
         return result
+
+    def _refusal(self, verb: str, handler: Handler | None) -> str | None:
+        """Why VERB is not run now (unknown, TLS first, HELO first), or None."""
+        if handler is None:
+            return f"500 Error: command {verb[:20]!r} not recognised"
+        if refusal := self.tls_refusal(verb):
+            return refusal
+        if verb in NEEDS_HELO and self.helo is None:
+            return "503 Error: send HELO first"
+        return None
+
+    def _run(self, handler: Handler | None, arg: str | None) -> str | Event | None:
+        """The command's handler; an exception from it is a 451 (logged once)."""
+        assert handler is not None
+        try:
+            return handler(arg)
+        except Exception as exc:
+            return self.internal_error(exc)
 
     def _ehlo(self, arg: str | None) -> str | None:
         if not arg:

@@ -285,3 +285,11 @@ def test_a_password_sent_after_a_refused_auth_is_never_logged(caplog):
         lines = c.send(b"AUTH LOGIN\r\n" + b64("alice").encode() + b"\r\n")
     assert lines[0].startswith("538 5.7.11") and lines[1].startswith("500"), lines
     assert b64("alice") not in caplog.text and "arg1=(after AUTH)" in caplog.text
+
+
+def test_auth_plaintext_offers_and_takes_auth_before_tls():
+    c = Client(Settings(**{**TLS.__dict__, "auth_plaintext": True}))
+    assert "250-AUTH PLAIN LOGIN" in c.send(b"EHLO c\r\n")
+    assert c.auth(b"AUTH PLAIN " + PLAIN.encode() + b"\r\n", ok=True)[-1].startswith("235")
+    c.send(b"EHLO c\r\n")
+    assert c.core.proto == "ESMTPA"
