@@ -2,7 +2,7 @@
 # Both create the virtualenv on first use; `make test` also installs, when run
 # as root, the Debian packages the tests drive as real peers (chat from ppp,
 # swaks, iproute2, debootstrap, Dovecot's IMAP and LMTP servers, faketime for clock
-# steps) and prepares what the package test installs into
+# steps, fetchmail) and prepares what the package test installs into
 # (a Debian 12 root made by debootstrap, the dependencies' wheels): the tests
 # themselves never leave the machine.
 
@@ -12,6 +12,7 @@ PY      := $(VENV)/bin/python
 DEB_TEST_PKGS := ppp swaks libnet-ssleay-perl iproute2 procps openssl debootstrap
 DEB_TEST_PKGS += dovecot-imapd dovecot-lmtpd
 DEB_TEST_PKGS += faketime
+DEB_TEST_PKGS += fetchmail
 CACHE   := .cache
 WHEELS  := $(CACHE)/wheels
 DEBROOT := $(CACHE)/debroot-bookworm

@@ -6,13 +6,15 @@ SYNOPSIS
            [--domain edge.example] [--edge-host 10.64.0.2] [--edge-port 25]
            [--user edge:secret] [--etrn-reply 458|459|250|252] [--no-etrn] [--refuse-auth]
            [--dns-addr 192.0.2.53] [--relay-addr 192.0.2.25] [--relay-port 25 --relay-port 587]
+           [--odmr-port 366]
            [--sink 198.51.100.10 --sink 198.51.100.11] [--tls-cert PEM --tls-key PEM]
 
 DESCRIPTION
     One asyncio process, moved into the ISP namespace at start (before any
     thread exists), serving ispdns.DnsServer on --dns-addr:53 (UDP and
-    TCP), isprelay.Relay on --relay-addr (25 and 587) and a sink on each
-    --sink address, port 25.  The addresses must exist in the namespace
+    TCP), isprelay.Relay on --relay-addr (25 and 587), ispodmr.OdmrServer
+    on --relay-addr:366 (--odmr-port; RFC 2645: the customer's ATRN, the
+    push over its connection) and a sink on each --sink address, port 25.  The addresses must exist in the namespace
     (simworld puts them on its lo).  Files live in --run-dir: held/,
     sinks/<addr>/, dns.log (one JSON line per query), and the relay's
     self-signed certificate relay-cert.pem (a client's CA file) with its
@@ -33,7 +35,8 @@ CONTROL SOCKET
       {"cmd": "held"}                         -> {"messages": [...]}  mail held for customers
       {"cmd": "inject", "rcpt": "u@edge.example", "mail_from": "...", "data": "..."}
                                               hold a message as if the Internet had sent it
-      {"cmd": "relay_faults", "etrn_reply": 458|459|250|252|null, "no_etrn": bool, "refuse_auth": bool}
+      {"cmd": "relay_faults", "etrn_reply": 458|459|250|252|null, "no_etrn": bool, "refuse_auth": bool,
+       "atrn_reply": 450|451|453|null}
       {"cmd": "relay_log"}                    -> {"log": [...]}  held / etrn / etrn-delivery / relay events
       {"cmd": "sink_messages", "sink": "198.51.100.10"|null} -> {"messages": [...]}
 """
@@ -53,6 +56,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ctlsock  # noqa: E402
 import netns  # noqa: E402
 from ispdns import DnsServer, Zone, serve_dns  # noqa: E402
+from ispodmr import OdmrServer  # noqa: E402
 from isprelay import MailStore, Relay, RelayFaults, make_cert, serve_sink, server_context  # noqa: E402
 
 
@@ -70,7 +74,9 @@ class Isp:
         cert, key = args.tls_cert, args.tls_key
         if not (cert and key):
             cert, key = make_cert(args.run_dir, "relay.isp.example", args.relay_addr)
-        self.relay = Relay(self.store, self.zone, customers, users, faults, tls=server_context(cert, key))
+        tls = server_context(cert, key)
+        self.relay = Relay(self.store, self.zone, customers, users, faults, tls=tls)
+        self.odmr = OdmrServer(self.store, list(customers), users, tls=tls, log=self.relay._log, faults=faults)
         self.cert = cert
         self.dns_log = open(os.path.join(args.run_dir, "dns.log"), "a")
         self._logged = 0
@@ -79,6 +85,7 @@ class Isp:
         a = self.args
         await serve_dns(self.dns, a.dns_addr, 53)
         await self.relay.serve(a.relay_addr, a.relay_port)
+        await self.odmr.serve(a.relay_addr, a.odmr_port)
         for ip in a.sink:
             await serve_sink(self.store, ip)
         await ctlsock.serve(a.control, self.command)
@@ -144,6 +151,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dns-addr", default="192.0.2.53")
     p.add_argument("--relay-addr", default="192.0.2.25")
     p.add_argument("--relay-port", type=int, action="append")
+    p.add_argument("--odmr-port", type=int, default=366, help="the ODMR server's port (RFC 2645)")
     p.add_argument("--sink", action="append")
     p.add_argument("--tls-cert", help="the relay's certificate (PEM); default: made in --run-dir")
     p.add_argument("--tls-key", help="its private key (PEM)")

@@ -67,6 +67,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 from ispdns import Zone
 
 ETRN_CODES = (250, 252, 458, 459)
+ATRN_CODES = (450, 451, 453)
 
 
 @dataclass
@@ -74,14 +75,17 @@ class RelayFaults:
     etrn_reply: int | None = None
     no_etrn: bool = False
     refuse_auth: bool = False
+    #: the ODMR server (ispodmr.py) answers every ATRN so
+    atrn_reply: int | None = None
 
     def update(self, changes: dict) -> None:
+        codes = {"etrn_reply": ETRN_CODES, "atrn_reply": ATRN_CODES}
         for key, value in changes.items():
             if key not in self.__dataclass_fields__:
                 raise ValueError(f"unknown relay fault {key!r}")
-            if key == "etrn_reply" and value is not None and int(value) not in ETRN_CODES:
-                raise ValueError(f"etrn_reply must be one of {ETRN_CODES} or null")
-            setattr(self, key, int(value) if key == "etrn_reply" and value is not None else value)
+            if key in codes and value is not None and int(value) not in codes[key]:
+                raise ValueError(f"{key} must be one of {codes[key]} or null")
+            setattr(self, key, int(value) if key in codes and value is not None else value)
 
 
 def make_cert(directory: str, hostname: str, ip: str, days: int = 7) -> tuple[str, str]:

@@ -141,7 +141,7 @@ class CallDriver:
         elif isinstance(action, RunQueue):
             self._spawn("run", self._run(action.link_up))
         elif isinstance(action, SendEtrn):
-            self._spawn("etrn", self._etrn(action.domains))
+            self._spawn("etrn", self._etrn(action.domains, action.method))
         elif isinstance(action, StopRun):
             log.info(linklog.stop_run(action.cause))
             self.port.stop_run()
@@ -261,11 +261,17 @@ class CallDriver:
         self._left_after_run = self.port.summary().queued    # what this run could not send
         self._post(QueueRunDone())
 
-    async def _etrn(self, domains: tuple[str, ...]) -> None:
-        replies = await self.port.etrn(domains)
+    async def _etrn(self, domains: tuple[str, ...], method: str = "etrn") -> None:
+        """ETRN, or ODMR (the port returns once the ISP's push is over)."""
+        odmr = method == "odmr"
+        replies = await (self.port.odmr(domains) if odmr else self.port.etrn(domains))
         for domain, code, text in replies:
-            log.info(linklog.etrn_reply(domain, code, text))
-        self.last_etrn = {"at": wall_now(self.clock).isoformat(), "ok": all(_etrn_ok(c) for _, c, _ in replies),
+            if odmr:
+                log.info(linklog.odmr_reply(domain, code, text))
+            else:
+                log.info(linklog.etrn_reply(domain, code, text))
+        self.last_etrn = {"at": wall_now(self.clock).isoformat(), "method": method,
+                          "ok": all(_etrn_ok(c) or (odmr and c == 453) for _, c, _ in replies),
                           "replies": [{"domain": d, "code": c, "text": t} for d, c, t in replies]}
         self._post(EtrnDone("; ".join(f"{c} {d}" for d, c, _ in replies)))
 

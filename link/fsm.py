@@ -13,7 +13,8 @@ DESCRIPTION
     handlers that TABLE names.
 
     Link-up sequence (phase inside UP): RUN (ClearHostStatus + RunQueue) ->
-    ETRN (SendEtrn for the domains) -> LINGER: the line stays up while holders
+    ETRN (SendEtrn for the domains; with pull "odmr" it lasts until the
+    ISP's push over our connection is over) -> LINGER: the line stays up while holders
     (hold/release counts), inbound ISP sessions (InboundActive/InboundDone)
     or traffic (Idle(bytes) samples moving) say it is used, and is hung up
     after idle_hangup_s of quiet, or at max_connect_s whatever happens.
@@ -55,6 +56,8 @@ S = LinkState
 class FsmConfig:
     numbers: tuple[str, ...] = ()
     etrn_domains: tuple[str, ...] = ()
+    #: how the call asks for our mail: "etrn" or "odmr" (the ISP pushes over our connection)
+    pull: str = "etrn"
     idle_hangup_s: float = 120.0
     max_connect_s: float = 1800.0
     dial_timeout_s: float = 90.0        #: safety net over the modem driver's own timeouts
@@ -164,7 +167,7 @@ class LinkFSM:
         if self.config.etrn_domains and not self.etrn_sent:
             self.phase = Phase.ETRN
             self.etrn_sent = True
-            return [SendEtrn(self.config.etrn_domains)]
+            return [SendEtrn(self.config.etrn_domains, self.config.pull)]
         return self._linger(now)
 
     def _mail_waiting(self, event: MailWaiting, now: float) -> list[Action]:

@@ -40,6 +40,9 @@ THE LINES
         way: the MTA is asked to stop it (nothing grows a backoff).
   link: etrn=DOMAIN, reply=CODE TEXT   [info]
         etrn_reply(): the ISP's answer to ETRN for one domain (code 0: none).
+  link: odmr=DOMAIN, reply=CODE TEXT   [info]
+        odmr_reply(): the ISP's answer to ATRN for one domain (RFC 2645:
+        250 and the push is over, 453 no mail, 450/451/530; code 0: none).
   link: netwatch=failed, error=E, retry=Ns   [warning]
         netwatch_failed(): the netlink watcher failed; it is restarted.
   link: call=ended, connect=Ns, sent=N, rcvd=N, cause=C   [info]
@@ -153,6 +156,10 @@ def stop_run(cause: str) -> str:
 
 def etrn_reply(domain: str, code: int, text: str) -> str:
     return f"link: etrn={clean(domain)}, reply={code} {clean(text)}"
+
+
+def odmr_reply(domain: str, code: int, text: str) -> str:
+    return f"link: odmr={clean(domain)}, reply={code} {clean(text)}"
 
 
 def netwatch_failed(error: object, retry_s: float) -> str:

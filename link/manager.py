@@ -113,7 +113,8 @@ def fsm_config(cfg, policy: Policy, etrn_domains: tuple[str, ...], **overrides) 
     per_try = cfg.dial_timeout + 2 * cfg.command_timeout + cfg.dtr_drop
     backoffs = sum(cfg.dial_backoff * 2 ** k for k in range(max(cfg.dial_retries - 1, 0)))
     dial_timeout = numbers * max(cfg.dial_retries, 1) * per_try + backoffs + 10.0
-    base = FsmConfig(etrn_domains=tuple(etrn_domains), idle_hangup_s=s.idle_hangup_s,
+    odmr = getattr(cfg, "odmr", None)
+    base = FsmConfig(etrn_domains=tuple(etrn_domains), pull="odmr" if odmr else "etrn", idle_hangup_s=s.idle_hangup_s,
                      max_connect_s=s.max_connect_s, dial_timeout_s=dial_timeout)
     return replace(base, **overrides)
 
@@ -129,8 +130,10 @@ class LinkManager:
         self.cfg = cfg
         self.clock = clock
         self.mode = cfg.mode
-        domains = tuple(cfg.etrn_domains) or tuple(etrn_domains)
-        self.fsm = LinkFSM(fsm_config(cfg, policy, domains if cfg.etrn_host else (), **(fsm_overrides or {})))
+        odmr = getattr(cfg, "odmr", None)
+        domains = (odmr and tuple(odmr.domains)) or tuple(cfg.etrn_domains) or tuple(etrn_domains)
+        asks = bool(cfg.etrn_host or odmr)
+        self.fsm = LinkFSM(fsm_config(cfg, policy, domains if asks else (), **(fsm_overrides or {})))
         self._port = Port(port)
         self._wake = asyncio.Event()
         self._up = asyncio.Event()

@@ -27,7 +27,7 @@ DECISIONS (should_dial), first match wins
     3. urgent mail and `urgent = immediate`         -> dial  } not within redial_gap
     4. dial_when_queued / dial_when_oldest reached  -> dial  } of the last dial
     5. a rule fired in (max(last_dial, now-catchup), now] and has work
-       (queue-run with mail waiting, or etrn/poll)  -> dial
+       (queue-run with mail waiting, or etrn/odmr/poll) -> dial
     otherwise no, with the next time something could change the answer for
     the same demand (the caller asks again whenever the demand changes).
     Urgent mail does not override the budget nor a forbidden window: those
@@ -224,7 +224,7 @@ class Policy:
 
 
 def _has_work(rule: Rule, demand: Demand) -> bool:
-    return bool(rule.actions & {"etrn", "poll"}) or demand.queued > 0
+    return bool(rule.actions & {"etrn", "odmr", "poll"}) or demand.queued > 0
 
 
 def _held(s: Settings, demand: Demand) -> str:

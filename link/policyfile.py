@@ -16,7 +16,9 @@ FILE FORMAT (etc/dial.policy)
     `A-B`, with an optional `/step`.  As in Vixie cron, when both day of month
     and day of week are restricted a day matching either one matches.
     Actions: queue-run (dial if mail waits for the link), etrn (dial and ask
-    the ISP for the mail it holds), poll (dial even with nothing to send).
+    the ISP for the mail it holds), odmr (the same, where the ISP pushes
+    over our own connection: [link] odmr, RFC 2645), poll (dial even with
+    nothing to send).
     Forbidden windows: `forbid DAYS HH:MM-HH:MM`; DAYS is a day-of-week field
     naming the day the window starts; END may be 24:00 and a window may cross
     midnight (22:00-06:00).
@@ -68,7 +70,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from link import durations
 
-ACTIONS = ("queue-run", "etrn", "poll")
+ACTIONS = ("queue-run", "etrn", "odmr", "poll")
 _DOW = {n: i for i, n in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))}
 _MON = {n: i + 1 for i, n in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul",
                                          "aug", "sep", "oct", "nov", "dec"))}

@@ -34,6 +34,7 @@ DESCRIPTION
         async run_due() -> None            another run on the same call: what is due now
         stop_run() -> None                 link going down: stop cleanly, no backoff grows
         async etrn(domains) -> [obj with domain, code, text]
+        async odmr(domains) -> the same    optional: ATRN, returns after the ISP's push
         inbound_active() -> int            ISP sessions open on our SMTP listener
         link_down() -> None                optional: a call that came up has ended
 
@@ -155,12 +156,22 @@ class Port:
 
     async def etrn(self, domains: tuple[str, ...]) -> list[tuple[str, int, str]]:
         """(domain, code, text) per domain; code 0 where the MTA could not ask."""
-        if self.target is None:
-            return [(d, 0, "no MTA port") for d in domains]
+        return await self._ask("etrn", domains)
+
+    async def odmr(self, domains: tuple[str, ...]) -> list[tuple[str, int, str]]:
+        """ATRN for the domains (RFC 2645); returns once the ISP's push over
+        our connection is over.  (domain, code, text) per domain; code 0
+        where the MTA could not ask (or has no odmr)."""
+        return await self._ask("odmr", domains)
+
+    async def _ask(self, name: str, domains: tuple[str, ...]) -> list[tuple[str, int, str]]:
+        call = getattr(self.target, name, None) if self.target is not None else None
+        if call is None:
+            return [(d, 0, f"no MTA port with {name}") for d in domains]
         try:
-            return [(r.domain, r.code, r.text) for r in await self.target.etrn(domains)]
+            return [(r.domain, r.code, r.text) for r in await call(domains)]
         except Exception as e:
-            _report("etrn", e)
+            _report(name, e)
             return [(d, 0, f"error: {e}") for d in domains]
 
     def _optional(self, name: str) -> None:

@@ -40,7 +40,7 @@ class LinkState(enum.Enum):
 
 class Phase(enum.Enum):
     RUN = "run"                  #: queue run in progress
-    ETRN = "etrn"                #: waiting for ETRN answers
+    ETRN = "etrn"                #: waiting for ETRN answers (ODMR: for the push to end)
     LINGER = "linger"            #: waiting for quiet
 
 
@@ -180,7 +180,10 @@ class RunQueue:
 
 @dataclass(frozen=True)
 class SendEtrn:
+    """Ask the ISP for our mail: ETRN (RFC 1985), or ATRN over our own
+    connection (method "odmr", RFC 2645: done when the ISP's push is)."""
     domains: tuple[str, ...]
+    method: str = "etrn"
 
 
 @dataclass(frozen=True)

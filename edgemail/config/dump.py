@@ -2,8 +2,8 @@
 
 Owns: ``dump(cfg)``, the effective configuration (every setting, defaults
 included) in TOML-ish form: top-level settings first, then ``[[listen]]``
-per listener, ``[routes]`` with each route's flags, and one table per
-section; dict settings (``Timeout.queuewarn``) as ``"queuewarn.urgent" =``
+per listener, ``[routes]`` with each route's flags, ``[[customer]]`` per
+customer (ISP mode), and one table per section (``[link] odmr`` inline); dict settings (``Timeout.queuewarn``) as ``"queuewarn.urgent" =``
 lines, sets sorted so the output is stable.
 
 Never: reads a file or validates (config/loader.py does; a Config is
@@ -16,10 +16,10 @@ from __future__ import annotations
 from dataclasses import fields, is_dataclass
 from typing import Any
 
-from edgemail.config.model import Config, Listener, Route
+from edgemail.config.model import Config, Customer, Listener, Route
 
 #: Config fields written as their own tables (the rest of the dataclasses are sections too)
-_TABLES = ("listeners", "routes")
+_TABLES = ("listeners", "routes", "customers")
 
 
 def dump(cfg: Config) -> str:
@@ -43,6 +43,8 @@ def _table(name: str, v: Any) -> list[str]:
         return _listeners(v)
     if name == "routes":
         return ["[routes]", *(_route(r) for r in v)]
+    if name == "customers":
+        return _customers(v)
     lines = [f"[{name}]"]
     for f in fields(v):
         val = getattr(v, f.name)
@@ -50,8 +52,21 @@ def _table(name: str, v: Any) -> list[str]:
             lines += [f'"{f.name}.{k}" = {_value(x)}' for k, x in val.items()]
         elif f.name.endswith("_mode"):
             lines.append(f'{f.name} = "{val:04o}"')          # a file mode reads in octal
+        elif is_dataclass(val):         # [link] odmr: an inline table
+            inner = ", ".join(f"{g.name} = {_value(getattr(val, g.name))}" for g in fields(val))
+            lines.append(f"{f.name} = {{ {inner} }}")
         else:
             lines.append(f"{f.name} = {_value(val)}")
+    return lines
+
+
+def _customers(customers: tuple[Customer, ...]) -> list[str]:
+    lines: list[str] = []
+    for i, c in enumerate(customers):
+        deliver = f"[{c.deliver[0]}]:{c.deliver[1]}" if c.deliver else "mx"
+        lines += ([""] if i else []) + ["[[customer]]", f"name = {_value(c.name)}",
+                                         f"domains = {_value(c.domains)}", f"networks = {_value(c.networks)}",
+                                         f"user = {_value(c.user)}", f"deliver = {_value(deliver)}"]
     return lines
 
 

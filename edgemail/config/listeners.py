@@ -4,7 +4,7 @@ each ``[[listen]]``.
 Owns: reading ``[smtpd]`` (limits, ``auth_file``, the AUTH failure limit,
 the ``[smtpd.sender_login]`` table) and the ``[[listen]]`` tables
 (address, port, strict, greet_pause, tls_cert/tls_key, require_tls, auth,
-auth_plaintext, submission), and the rules between them:
+auth_plaintext, submission, odmr), and the rules between them:
 
   * tls_cert and tls_key come together, and must load (PEM, the key
     matching the certificate): ``edgemail config check`` says so before
@@ -38,7 +38,7 @@ from edgemail.config.values import _nonneg_int, _str_tuple, _typed, parse_durati
 _BOOL = _typed(bool, "true or false")
 _PATH = _typed(str, "a file path")
 _LISTEN_KEYS = ["name", "address", "port", "strict", "greet_pause", "tls_cert", "tls_key",
-                "require_tls", "auth", "auth_plaintext", "submission"]
+                "require_tls", "auth", "auth_plaintext", "submission", "odmr"]
 _SENDER = re.compile(r"(?:[^@\s<>]+)?@[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
 STRICT_GREET_PAUSE = 0.5
 
@@ -99,13 +99,14 @@ def _listener(reader: Reader, item: dict, nth: int, smtpd: SmtpdConfig,
     pause = reader.take(item, s, "greet_pause", parse_duration,
                         STRICT_GREET_PAUSE if strict else 0.0, nth)
     flags = {key: reader.take(item, s, key, _BOOL, None, nth)
-             for key in ("require_tls", "auth", "auth_plaintext", "submission")}
+             for key in ("require_tls", "auth", "auth_plaintext", "submission", "odmr")}
     cert, key = (rel(reader.take(item, s, k, _PATH, "", nth)) for k in ("tls_cert", "tls_key"))
     reader.leftover(item, s, _LISTEN_KEYS, nth)
     lst = Listener(name, address, port, strict, greet_pause=pause, tls_cert=cert, tls_key=key,
                    require_tls=bool(flags["require_tls"]),
                    auth=bool(smtpd.auth_file) if flags["auth"] is None else flags["auth"],
-                   auth_plaintext=bool(flags["auth_plaintext"]), submission=bool(flags["submission"]))
+                   auth_plaintext=bool(flags["auth_plaintext"]), submission=bool(flags["submission"]),
+                   odmr=bool(flags["odmr"]))
     _check_listener(reader, lst, nth, smtpd, explicit_auth=flags["auth"])
     return lst
 

@@ -37,6 +37,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
+from edgemail.config import isp
 from edgemail.config.dump import dump
 from edgemail.config.model import (
     LINK_MODES,
@@ -45,10 +46,12 @@ from edgemail.config.model import (
     ROUTE_KINDS,
     URGENCIES,
     Config,
+    Customer,
     DnsConfig,
     LinkConfig,
     Listener,
     LocalConfig,
+    OdmrClient,
     RetryConfig,
     Route,
     SmtpdConfig,
@@ -81,7 +84,8 @@ from edgemail.errors import ConfigError, ConfigErrors
 
 #: what ``from edgemail.config import ...`` offers (the types and value parsers live in
 #: config/model.py and config/values.py)
-__all__ = ["Config", "DnsConfig", "LinkConfig", "Listener", "LocalConfig", "RetryConfig", "Route",
+__all__ = ["Config", "Customer", "DnsConfig", "LinkConfig", "Listener", "LocalConfig", "OdmrClient",
+           "RetryConfig", "Route",
            "SmtpdConfig", "Timeouts", "LINK_MODES", "PRIVACY_WORDS", "QUEUE_SORT_ORDERS", "ROUTE_KINDS",
            "URGENCIES", "ConfigError", "ConfigErrors", "dump", "from_dict", "host_port", "load",
            "parse_duration", "parse_route", "parse_size", "read_hostname", "smart_host"]
@@ -196,10 +200,11 @@ _SECTIONS: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
                             "maildir_group": system_name("group")}),
     "dns": (DnsConfig, {"timeout": parse_duration}),
     "retry": (RetryConfig, {}),
-    "link": (LinkConfig, {"mode": _choice(LINK_MODES), "speed": _nonneg_int, "dial_retries": _nonneg_int}),
+    "link": (LinkConfig, {"mode": _choice(LINK_MODES), "speed": _nonneg_int, "dial_retries": _nonneg_int,
+                          "odmr": isp.odmr_client}),
 }
 _TOP_LEVEL = [*_TOP, "local_domains", "lan_networks", "spool", "control", "listen", "routes", "Timeout",
-              "smtpd", *_SECTIONS]
+              "smtpd", "customer", *_SECTIONS]
 
 
 def from_dict(data: dict, *, path: str = "<config>", text: str = "", etc_hostname: str = "/etc/hostname") -> Config:
@@ -218,19 +223,24 @@ def from_dict(data: dict, *, path: str = "<config>", text: str = "", etc_hostnam
     smtpd = smtpd_section(reader, data, rel)
     listeners = _listeners(reader, data, smtpd, rel)
     routes, timeouts = _routes(reader, data), _timeouts(reader, data)
+    customers = isp.customers(reader, data)
     sections = {name: simple_section(reader, data, name, cls, convs)
                 for name, (cls, convs) in _SECTIONS.items()}
     reader.leftover(data, "", _TOP_LEVEL)
     _check_smart_host(reader, top.get("SmartHost", ""), routes)
+    isp.check(reader, local_domains=local_domains, routes=routes, customers=customers,
+              listeners=listeners, link=sections["link"])
     if reader.errors:
         raise reader.errors[0] if len(reader.errors) == 1 else ConfigErrors(reader.errors)
     local, link = sections.pop("local"), sections.pop("link")
     return Config(path=path, hostname=hostname, local_domains=local_domains, lan_networks=lan,
                   listeners=listeners, spool_dir=rel(places["spool_dir"]),
                   commit_helpers=places["commit_helpers"], control_socket=rel(places["control_socket"]),
-                  routes=routes, Timeout=timeouts, smtpd=smtpd,
+                  routes=routes, Timeout=timeouts, smtpd=smtpd, customers=customers,
                   local=replace(local, aliases=rel(local.aliases), maildir=rel(local.maildir)),
-                  link=replace(link, policy=rel(link.policy), state_file=rel(link.state_file)),
+                  link=replace(link, policy=rel(link.policy), state_file=rel(link.state_file),
+                               odmr=link.odmr and replace(link.odmr, secret_file=rel(link.odmr.secret_file),
+                                                          cafile=rel(link.odmr.cafile))),
                   **sections, **top)
 
 

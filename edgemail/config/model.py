@@ -2,7 +2,8 @@
 words they allow.
 
 Owns: Config and its sections (Listener, Timeouts, Route, SmtpdConfig,
-LocalConfig, DnsConfig, RetryConfig, LinkConfig) with their defaults, and
+LocalConfig, DnsConfig, RetryConfig, LinkConfig with OdmrClient, Customer)
+with their defaults, and
 the closed vocabularies (route kinds, queue sort orders, PrivacyOptions
 words, link modes, urgencies).  config/loader.py builds these from the TOML file
 and re-exports every name, so ``from edgemail.config import Config`` is the
@@ -50,6 +51,8 @@ class Listener:
     auth_plaintext: bool = False
     #: RFC 6409 submission (port 587): AUTH before MAIL, the sender checked
     submission: bool = False
+    #: an ODMR listener (RFC 2645, port 366): customers AUTH and ATRN here
+    odmr: bool = False
 
     @property
     def tls(self) -> bool:
@@ -96,6 +99,23 @@ class Route:
     expensive: bool = False
     #: DialDelay applies on a failed first connect (sendmail F=Z)
     dialdelay: bool = False
+
+
+def match_route(routes: tuple[Route, ...], domain: str) -> Route | None:
+    """Longest match: exact domain, then the longest ".suffix", then "*"."""
+    best: tuple[int, Route] | None = None
+    for r in routes:
+        if r.pattern == domain:
+            rank = 10_000
+        elif r.pattern.startswith(".") and domain.endswith(r.pattern):
+            rank = len(r.pattern)
+        elif r.pattern == "*":
+            rank = 0
+        else:
+            continue
+        if best is None or rank > best[0]:
+            best = (rank, r)
+    return best[1] if best else None
 
 
 @dataclass(frozen=True)
@@ -157,6 +177,44 @@ class RetryConfig:
 
 
 @dataclass(frozen=True)
+class OdmrClient:
+    """[link] odmr: where the call asks for our mail with ATRN (RFC 2645)."""
+
+    #: the ISP's ODMR server: an IP address (or a name, looked up during the call)
+    host: str
+    port: int = 366
+    user: str = ""
+    #: the password, alone on one line; readable by root and edgemail only
+    secret_file: str = ""
+    #: the domains ATRN asks for; empty = link.etrn_domains, else local_domains
+    domains: tuple[str, ...] = ()
+    #: CA file the server's certificate is checked against ("" = the system CAs)
+    cafile: str = ""
+    #: check the certificate (false only for an ISP with a self-signed one)
+    tls_verify: bool = True
+
+
+@dataclass(frozen=True)
+class Customer:
+    """[[customer]] (ISP mode): domains whose mail we hold until the customer asks."""
+
+    #: its named queue: ``ETRN #name``
+    name: str
+    #: "example.org" (that domain) or ".example.org" (its subdomains)
+    domains: tuple[str, ...]
+    #: clients in these networks may ETRN its domains
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    #: the AUTH user that may ETRN and ATRN its domains ("" = none)
+    user: str = ""
+    #: where a flush after ETRN delivers: (host, port), or None: the domain's MX hosts
+    deliver: tuple[str, int] | None = None
+
+    def holds(self, domain: str) -> bool:
+        """Is DOMAIN (lower case, no trailing dot) one of ours to hold?"""
+        return any(domain == d or (d[0] == "." and domain.endswith(d)) for d in self.domains)
+
+
+@dataclass(frozen=True)
 class LinkConfig:
     """The link manager's settings (link package).  Policy lives in its own file."""
 
@@ -169,6 +227,8 @@ class LinkConfig:
     etrn_host: str = ""
     #: domains to ETRN for; empty = local_domains
     etrn_domains: tuple[str, ...] = ()
+    #: ask with ODMR (ATRN) instead of ETRN: the ISP pushes over our own connection
+    odmr: OdmrClient | None = None
     # modem mode
     device: str = "/dev/ttyS0"
     speed: int = 115200
@@ -239,6 +299,22 @@ class Config:
     dns: DnsConfig = field(default_factory=DnsConfig)
     retry: RetryConfig = field(default_factory=RetryConfig)
     link: LinkConfig = field(default_factory=LinkConfig)
+    #: ISP mode: the customers whose domains we hold ([[customer]])
+    customers: tuple[Customer, ...] = ()
 
     def is_local_domain(self, domain: str) -> bool:
         return domain.lower().rstrip(".") in self.local_domains
+
+    def customer_of(self, domain: str) -> Customer | None:
+        """The customer that holds DOMAIN, or None."""
+        domain = domain.lower().rstrip(".")
+        return next((c for c in self.customers if c.holds(domain)), None)
+
+    def holds_mail_for(self, domain: str) -> bool:
+        """Is DOMAIN held here for someone's ETRN or ATRN (a customer's, or a
+        ``hold`` route)?  Anyone may send to it (DESIGN invariant 4)."""
+        domain = domain.lower().rstrip(".")
+        if self.customer_of(domain) is not None:
+            return True
+        route = match_route(self.routes, domain)
+        return route is not None and route.kind == "hold"

@@ -12,8 +12,10 @@ is down (cli/spoolview.py), so both listings read alike.
 Rows (one JSON array per entry, cheap on both sides for 100,000 entries)::
 
     [qid, size, created, from, held, [[rcpt, status, last reply, dsn, relay, at]...],
-     priority, attempts, next_attempt]
+     priority, attempts, next_attempt, {rcpt: customer}]
 
+The last field (ISP mode) names the customer each held recipient's mail is
+held for ("" for a [routes] hold domain the LAN flushes).
 ``created``, ``at`` and ``next_attempt`` are POSIX seconds (``at`` 0: never
 tried).  A daemon of an older version sends the first six fields and
 recipient triples; ``row_object`` reads both.
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from edgemail.daemon.control import Stream
 
@@ -38,11 +41,12 @@ def status_word(s) -> str:
     return getattr(s, "value", str(s or "queued"))
 
 
-def mailq_entry(e) -> str:
+def mailq_entry(e, held: dict[str, str] | None = None) -> str:
     """One entry as sendmail's mailq prints it ("!" after the qid: on hold):
     the first line, then for each recipient still waiting the reason of its
     last failure (once per distinct reason, as "(Deferred: ...)") and the
-    recipient."""
+    recipient.  HELD (ISP mode) names the customer a recipient's mail is
+    held for: that is its reason."""
     stamp = time.strftime("%a %b %d %H:%M", time.localtime(e.created))
     lines = [f"{e.qid}{'!' if e.held else ' '}{e.size:>8} {stamp} <{e.envelope.mail_from}>\n"]
     said = set()
@@ -51,14 +55,18 @@ def mailq_entry(e) -> str:
         if status is not None and getattr(status, "final", False):
             continue
         reply = " ".join(e.last_reply.get(r.address, "").split())
+        word = f"{status_word(status).capitalize()}: "
+        if held and r.address in held:
+            word, reply = "", (f"Held for customer {held[r.address]}: waiting for its ETRN or ATRN"
+                               if held[r.address] else "Held for the LAN's ETRN")
         if reply and reply not in said:
             said.add(reply)
-            lines.append(f"                 ({status_word(status).capitalize()}: {reply[:REASON_WIDTH]})\n")
+            lines.append(f"                 ({word}{reply[:REASON_WIDTH]})\n")
         lines.append(f"\t\t\t\t\t <{r.address}>\n")
     return "".join(lines)
 
 
-def row(e) -> list:
+def row(e, held: dict[str, str] | None = None) -> list:
     """One entry as a row of the queue_list stream (see the module docstring)."""
     rcpts = []
     for r in e.envelope.recipients:
@@ -66,7 +74,7 @@ def row(e) -> list:
         rcpts.append([r.address, status_word(e.rcpt_status.get(r.address)), e.last_reply.get(r.address, ""),
                       getattr(last, "dsn", ""), getattr(last, "relay", ""), float(getattr(last, "at", 0.0))])
     return [e.qid, e.size, e.created, e.envelope.mail_from, e.held, rcpts, e.priority, e.attempts,
-            e.next_attempt]
+            e.next_attempt, held or {}]
 
 
 def row_object(row) -> dict:
@@ -75,22 +83,26 @@ def row_object(row) -> dict:
     ValueError or TypeError for anything else."""
     qid, size, created, sender, held, rcpts = row[:6]
     more = dict(zip(("priority", "attempts", "next_attempt"), row[6:9]))
+    customers = row[9] if len(row) > 9 else {}
     return {"qid": qid, "size": size, "created": created, "from": sender, "held": bool(held), **more,
-            "recipients": [_recipient(*r) for r in rcpts]}
+            "recipients": [_recipient(customers, *r) for r in rcpts]}
 
 
-def _recipient(address, status, reply, *last) -> dict:
+def _recipient(customers: dict, address, status, reply, *last) -> dict:
     out = {"address": address, "status": status, "last_reply": reply}
     if len(last) == 3:
         out.update(dsn=last[0], relay=last[1], last_attempt=last[2] or None)
+    if address in customers:
+        out["customer"] = customers[address]
     return out
 
 
-def batches(entries, fmt: str, text=mailq_entry):
+def batches(entries, fmt: str, text=mailq_entry, held_for=lambda e: {}):
     """LIST_BATCH entries a streamed line: {"rows": [...]} or {"text": "..."} (fmt "mailq")."""
     for i in range(0, len(entries), LIST_BATCH):
         chunk = entries[i:i + LIST_BATCH]
-        yield {"text": "".join(text(e) for e in chunk)} if fmt == "mailq" else {"rows": [row(e) for e in chunk]}
+        yield ({"text": "".join(text(e) for e in chunk)} if fmt == "mailq"
+               else {"rows": [row(e, held_for(e)) for e in chunk]})
 
 
 class QueueListing:
@@ -101,20 +113,22 @@ class QueueListing:
     entries is a join of cached strings; ``warm()`` fills the cache after
     start-up without blocking the loop."""
 
-    def __init__(self, store) -> None:
+    def __init__(self, store, held_for: Callable[[object], dict[str, str]] | None = None) -> None:
         self.store = store
+        #: ISP mode: entry -> {recipient: the customer its mail is held for}
+        self.held_for: Callable[[object], dict[str, str]] = held_for or (lambda e: {})
         self._text: dict[str, tuple[object, str]] = {}
 
     def stream(self, fmt: str) -> Stream:
         entries = self.store.entries()
         if len(self._text) > 2 * len(entries) + 1000:      # forget removed entries
             self._text = {e.qid: self._text[e.qid] for e in entries if e.qid in self._text}
-        return Stream(batches(entries, fmt, self.text), {"total": len(entries)})
+        return Stream(batches(entries, fmt, self.text, self.held_for), {"total": len(entries)})
 
     def text(self, e) -> str:
         hit = self._text.get(e.qid)
         if hit is None or hit[0] is not e:
-            hit = self._text[e.qid] = (e, mailq_entry(e))
+            hit = self._text[e.qid] = (e, mailq_entry(e, self.held_for(e)))
         return hit[1]
 
     async def warm(self) -> None:

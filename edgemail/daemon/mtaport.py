@@ -13,6 +13,7 @@ SYNOPSIS
     port.stop_run()                           # link going down: cut, no backoff grows
     port.link_down()                          # the call ended: stop counting link-up time
     await port.etrn(domains) -> [EtrnResult]  # ask the ISP to flush what it holds for us
+    await port.odmr(domains) -> [EtrnResult]  # ATRN: the ISP pushes over our connection (RFC 2645)
     port.inbound_active() -> int              # ISP sessions open on our ISP-facing listeners
     await port.watch(on_due)                  # call on_due() when deferred mail becomes due
 
@@ -45,7 +46,11 @@ DESCRIPTION
 
     Inbound sessions.  The listeners facing the ISP are the ``strict`` ones
     (config.Listener: Internet/ISP-facing); their open sessions keep the
-    line up after ETRN while the ISP pushes mail back.
+    line up after ETRN while the ISP pushes mail back.  With ODMR the push
+    comes over the connection we opened: after the ISP's 250 to ATRN the
+    connection is served by the first of them (``accept_push``:
+    listener.adopt), as one of its sessions, and ``odmr`` returns when the
+    ISP has closed it.
 
 NEVER
     Decides when to dial (the policy does), makes DNS queries outside a
@@ -63,6 +68,7 @@ FAILURES
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
@@ -73,7 +79,8 @@ from edgemail import maillog
 from edgemail.clock import Clock, SystemClock
 from edgemail.config import loader as configmod
 from edgemail.daemon.notify import Notifier
-from edgemail.delivery.etrn import EtrnResult, etrn
+from edgemail.delivery.etrn import EtrnResult, etrn, session_timeouts
+from edgemail.delivery.odmr import odmr
 from edgemail.delivery.port import is_ip
 
 log = logging.getLogger("edgemail.runner")
@@ -122,11 +129,11 @@ class MtaPort:
     Runner method)."""
 
     def __init__(self, cfg, store, runner, *, listeners=(), clock: Clock | None = None,
-                 etrn_fn=etrn) -> None:
+                 etrn_fn=etrn, odmr_fn=odmr) -> None:
         self.cfg, self.store, self.runner = cfg, store, runner
         self.listeners = list(listeners)
         self.clock = clock or SystemClock()
-        self._etrn = etrn_fn
+        self._etrn, self._odmr = etrn_fn, odmr_fn
         self._needs_link: dict[str, tuple[object, bool]] = {}
         self._kick = asyncio.Event()
         self.last_run = None
@@ -230,6 +237,18 @@ class MtaPort:
         return await self._etrn(host, port, domains, helo_name=self.cfg.hostname,
                                 timeout=self.cfg.Timeout.misc)
 
+    async def odmr(self, domains) -> list[EtrnResult]:
+        """ATRN at the ISP ([link] odmr, RFC 2645); returns once its push over
+        our connection is over (served by the ISP-facing listener, else the first)."""
+        client = self.cfg.link.odmr
+        listeners = isp_facing(self.listeners) or self.listeners
+        if client is None or not listeners:
+            why = "no [link] odmr configured" if client is None else "no SMTP listener to take the push"
+            return [EtrnResult(d, 0, why) for d in domains]
+        return await self._odmr(client, domains, helo_name=self.cfg.hostname,
+                                timeouts=session_timeouts(self.cfg.Timeout.misc),
+                                accept=functools.partial(accept_push, listeners[0]))
+
     def inbound_active(self) -> int:
         return sum(lst.active for lst in isp_facing(self.listeners))
 
@@ -284,6 +303,14 @@ async def wait_fresh_file(path: str, limit_s: float, fresh_s: float = 30.0) -> b
             return False
         await asyncio.sleep(ROUTE_POLL_S)
         waited += ROUTE_POLL_S
+
+
+async def accept_push(listener, transport, early: bytes, relay: str) -> int:
+    """ODMR: serve the turned connection on LISTENER until the ISP closes it;
+    the messages committed."""
+    session = listener.adopt(transport, early)
+    await session.done
+    return session.commits
 
 
 def _expensive(decision) -> bool:

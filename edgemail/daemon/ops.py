@@ -70,7 +70,7 @@ class ControlOps:
         self.on_commit = on_commit or getattr(runner, "on_commit", None)
         self.reloader = reloader
         self.started = clock.wall()
-        self.listing = QueueListing(store)
+        self.listing = QueueListing(store, held_for=getattr(runner, "held_for", None))
 
     def handlers(self) -> dict:
         ops = {"submit": self.submit, "queue_list": self.queue_list, "queue_show": self.queue_show,

@@ -133,6 +133,11 @@ def load_policy(cfg: Config):
     except OSError as exc:
         raise ConfigError(f"cannot read the dial policy: {exc.strerror}", file=path) from None
     try:
-        return parse(text, file=path)
+        policy = parse(text, file=path)
     except PolicyError as exc:
         raise ConfigError(exc.problem, file=exc.file, key=exc.field, line=exc.line) from None
+    asks = next((r for r in policy.rules if "odmr" in r.actions), None)
+    if asks is not None and cfg.link.odmr is None:
+        raise ConfigError("action odmr needs [link] odmr in the configuration (the ISP's ODMR "
+                          f"server, user and secret file; {cfg.path})", file=path, key="action", line=asks.line)
+    return policy

@@ -132,7 +132,8 @@ def make_listeners(cfg: Config, store, runner, on_commit=None, socks: dict | Non
         if any(lst.auth for lst in cfg.listeners) else None
     return [SmtpListener(cfg, lst, store, on_commit=on_commit or getattr(runner, "on_commit", None),
                          check_rcpt=getattr(runner, "check_rcpt", None),
-                         on_etrn=getattr(runner, "etrn", None), sock=socks.get(lst.name), auth=auth)
+                         on_etrn=getattr(runner, "etrn", None), on_atrn=getattr(runner, "atrn", None),
+                         sock=socks.get(lst.name), auth=auth)
             for lst in cfg.listeners]
 
 

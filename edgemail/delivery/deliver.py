@@ -15,7 +15,11 @@ DESCRIPTION
       smarthost       SMTP to SmartHost; TLS verified (``smarthost_tls``),
                       AUTH with the SmartHostAuthFile credentials
       mx, hold        DNS (MxResolver.targets: the only place a DNS query is
-                      made) then SMTP to each MX in order until one answers
+                      made) then SMTP to each MX in order until one answers;
+                      a hold route leaves out the MX hosts at our preference
+                      or worse (customers.beyond_us: we are the backup MX),
+                      or goes to the customer's ``deliver`` host; in an ODMR
+                      push (``ctx.via``) over the customer's own connection
       error           the route's reply, as a bounce (5xx) or deferral (4xx)
 
     Host names: a route's host that is an IP literal is used as is.  A name
@@ -51,10 +55,11 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 from edgemail import maillog
 from edgemail.delivery import lmtp, maildir
+from edgemail.delivery.customers import beyond_us
 from edgemail.delivery.hoststatus import HostStatusCache
 from edgemail.delivery.port import (
     COMING_UP,
@@ -65,6 +70,7 @@ from edgemail.delivery.port import (
     is_ip,
     parse_hosts,
 )
+from edgemail.delivery.routing import split
 from edgemail.envelope import Attempt, Envelope, RcptStatus
 from edgemail.errors import ConfigError, DeliveryFailure, PermFail, Scope, TempFail
 from edgemail.smtpc.core import MessageParams
@@ -74,6 +80,14 @@ from edgemail.smtpc.tls import MX_TLS, SMARTHOST_TLS, TlsPolicy, load_credential
 log = logging.getLogger("edgemail.runner")
 
 SMTP_KINDS = ("relay", "smarthost", "mx", "hold")
+
+
+class Via(Protocol):
+    """The connection an ODMR push delivers over (flush.py's, after ATRN)."""
+
+    relay: str
+
+    async def send(self, env: Envelope, data: bytes, jobs: list[Job]) -> DeliveryResult: ...
 
 
 @dataclass
@@ -86,6 +100,8 @@ class RunContext:
     skipped: list[str] = field(default_factory=list)
     #: host -> set once the run's first delivery attempt to it is over
     contact: dict[str, asyncio.Event] = field(default_factory=dict)
+    #: an ODMR push: hold jobs go over this connection (flush.Via), not to their host
+    via: Via | None = None
 
     async def first_contact(self, host: str) -> asyncio.Event | None:
         """The event to set when done if this is the run's first try of HOST;
@@ -146,6 +162,8 @@ class Deliverer:
                 return {j.key: await self._maildir(env, data, j, ctx) for j in jobs}
             if d.kind == "error":
                 return {j.key: _error_attempt(j.decision.reply, ctx.now()) for j in jobs}
+            if d.kind == "hold" and ctx.via is not None:
+                return self._results(jobs, await ctx.via.send(env, data, jobs), ctx.via.relay, ctx.now())
             if d.kind == "lmtp":
                 host = await self._address(d.host, expensive=d.expensive)
                 got = await lmtp.deliver(self.smtp, host, d.port, env, [j.wire for j in jobs],
@@ -170,11 +188,7 @@ class Deliverer:
 
     async def _smtp(self, env, data, jobs: list[Job], ctx: RunContext) -> dict[str, Attempt]:
         d = jobs[0].decision
-        if d.kind in ("mx", "hold"):
-            targets = [(t.host, a, self.mx_port) for t in await self.resolver.targets(d.host)
-                       for a in t.addresses[:1]]
-        else:
-            targets = [(d.host, await self._address(d.host, expensive=d.expensive), d.port)]
+        targets = await self._targets(d)
         tls, creds = self._tls(d.kind)
         last: DeliveryFailure | None = None
         for name, addr, port in targets:
@@ -201,6 +215,25 @@ class Deliverer:
                     first.set()
             return self._results(jobs, result, f"{name}[{addr}]:{port}", ctx.now())
         raise last or TempFail(f"{d.host}: no host to try", scope=Scope.SITE)
+
+    async def _targets(self, d) -> list[tuple[str, str, int]]:
+        """(name, address, port) to try in order.  A hold route by MX (its host
+        is the domain) leaves out us (our host name, or an address we listen
+        on at the MX port) and every MX less preferred than us: we are the
+        domain's backup MX while we hold its mail."""
+        by_mx = d.kind == "mx" or (d.kind == "hold" and d.host == split(d.address)[1])
+        if not by_mx:
+            expensive = d.expensive or d.kind == "hold"       # a flush may look the host up
+            return [(d.host, await self._address(d.host, expensive=expensive), d.port)]
+        found = await self.resolver.targets(d.host)
+        if d.kind == "hold":
+            ours = [lst.address for lst in self.cfg.listeners if lst.port == self.mx_port]
+            found = beyond_us(found, [self.cfg.hostname], ours)
+            if not found:
+                raise TempFail(f"{d.host}: no MX host is more preferred than us (we hold its mail "
+                               "as a backup MX); deliver it with [[customer]] deliver", scope=Scope.SITE,
+                               dsn="4.4.4")
+        return [(t.host, a, self.mx_port) for t in found for a in t.addresses[:1]]
 
     def _tls(self, kind: str):
         if kind != "smarthost":

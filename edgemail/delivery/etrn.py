@@ -53,7 +53,7 @@ from edgemail.smtpc.results import Stats
 from edgemail.smtpc.tls import MX_TLS, TlsPolicy
 from edgemail.smtpc.wire import is_etrn_argument
 
-__all__ = ["EtrnResult", "etrn", "check_argument", "SUCCESS", "DEFERRED", "UNSUPPORTED"]
+__all__ = ["EtrnResult", "etrn", "check_argument", "session_timeouts", "SUCCESS", "DEFERRED", "UNSUPPORTED"]
 
 log = logging.getLogger("edgemail.etrn")
 
@@ -88,7 +88,7 @@ async def etrn(host: str, port: int, domains: Iterable[str], *, helo_name: str,
     args = [check_argument(d) for d in domains]
     relay = f"{host}:{port}"
     results: list[EtrnResult] = []
-    opening = Opening(helo_name, _timeouts(timeout), Stats(), tls=tls)
+    opening = Opening(helo_name, session_timeouts(timeout), Stats(), tls=tls)
     dialogue: Dialogue | None = None
     try:
         dialogue = await opening.open(host, port)
@@ -106,8 +106,9 @@ async def etrn(host: str, port: int, domains: Iterable[str], *, helo_name: str,
     return results
 
 
-def _timeouts(timeout: float) -> Timeouts:
-    """Every wait of the ETRN session (connect, greeting, EHLO, TLS, ETRN, QUIT) bounded alike."""
+def session_timeouts(timeout: float) -> Timeouts:
+    """Every wait of a session that asks for our mail (connect, greeting, EHLO,
+    TLS, AUTH, ETRN or ATRN, QUIT) bounded alike (ETRN here, ODMR: odmr.py)."""
     return dataclasses.replace(Timeouts(), connect=timeout, iconnect=timeout, initial=timeout,
                                helo=timeout, misc=timeout, quit=timeout)
 

@@ -15,7 +15,9 @@ DESCRIPTION
 
     Route table (cfg.routes): an exact domain, ".domain" (any subdomain of
     it, not the domain itself), or "*".  The longest matching pattern wins;
-    an exact match beats any ".domain".  A local domain (cfg.local_domains)
+    an exact match beats any ".domain".  A customer's domain (ISP mode,
+    cfg.customers) is routed ``hold`` with the customer's name as target and
+    its ``deliver`` host (or the domain's MX) as host; never DialDelay.  A local domain (cfg.local_domains)
     with no entry routes "local"; any other domain with no entry routes
     "mx", expensive (sendmail's default).  An address without a domain is
     local.
@@ -48,7 +50,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from edgemail.config.model import Config, Route
+from edgemail.config.model import Config, Route, match_route
 from edgemail.config.values import host_port, smart_host
 from edgemail.delivery.aliases import Aliases, AliasLoop
 
@@ -98,23 +100,6 @@ def split(address: str) -> tuple[str, str]:
     if not at:
         return domain, ""
     return local, domain.lower().rstrip(".")
-
-
-def match_route(routes: tuple[Route, ...], domain: str) -> Route | None:
-    """Longest match: exact domain, then the longest ".suffix", then "*"."""
-    best: tuple[int, Route] | None = None
-    for r in routes:
-        if r.pattern == domain:
-            rank = 10_000
-        elif r.pattern.startswith(".") and domain.endswith(r.pattern):
-            rank = len(r.pattern)
-        elif r.pattern == "*":
-            rank = 0
-        else:
-            continue
-        if best is None or rank > best[0]:
-            best = (rank, r)
-    return best[1] if best else None
 
 
 class Router:
@@ -195,6 +180,10 @@ class Router:
         return self._decide(full, original, route, domain)
 
     def _remote(self, address: str, original: str, domain: str) -> Decision:
+        customer = self.cfg.customer_of(domain)
+        if customer is not None:          # ISP mode: held until the customer asks
+            host, port = customer.deliver or (domain, 25)
+            return Decision(address, original, "hold", customer.name, host=host, port=port)
         route = match_route(self.cfg.routes, domain) or Route("", "mx", expensive=True)
         if route.kind in ("local", "maildir"):
             # a domain that is not ours but routed to mailboxes (virtual): no user list
@@ -222,7 +211,7 @@ class Router:
         elif route.kind == "error":
             return self._error(address, original, _error_reply(route.target))
         return Decision(address, original, route.kind, host=host, port=port,
-                        expensive=route.expensive, dialdelay=route.dialdelay)
+                        expensive=route.expensive, dialdelay=route.dialdelay and route.kind != "hold")
 
     def _error(self, address: str, original: str, reply: str) -> Decision:
         return Decision(address, original, "error", reply=reply.replace("{a}", address))

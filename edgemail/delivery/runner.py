@@ -23,20 +23,24 @@ DESCRIPTION
       guard       clockguard.ClockGuard: wall-clock steps, the rebased view
       deliverer   deliver.Deliverer: one message's jobs to their next hops
       reporter    reports.Reporter: failure and delay reports queued
+      flushes     flush.Flusher: ISP mode, held mail flushed after ETRN
+                  or pushed over ATRN's turned connection
       tasks       state.TaskSet: background tasks until done (idle())
     and the shared things they are given: router (reload replaces it;
     the parts see the new one through ``pending_jobs``), resolver, smtp,
     hosts (HostStatusCache), linkup (LinkUpTime).
 
     Hooks: ``on_commit`` (cheap recipients delivered at once, in a
-    background task), ``check_rcpt``, ``etrn`` (RFC 1985: a filtered run,
-    -qR@domain).  ``run()`` is the background loop (RetryLoop);
-    ``plan_timer(qid)`` gives it a message's next DSN decision
-    (outcome.dsn_timer; on every commit, after every check, on link events
-    and clock steps) and ``dsn_check(qid)`` is what it calls then
-    (MessageDriver.check, then one more cheap attempt past queuereturn).
-    ``clock_stepped`` is the guard's hook: link-up time rebased, host
-    status cleared, timers planned again.  ``link_up``/``link_down`` keep the host
+    background task), ``check_rcpt``, ``etrn`` (RFC 1985: held mail
+    flushed for the customer or LAN that may ask, flush.py; any other node
+    from the LAN: a filtered run, -qR@domain), ``atrn`` (RFC 2645: the
+    reply, and after a 250 the push over the turned connection).  ``run()``
+    is the background loop (RetryLoop); ``plan_timer(qid)`` gives it a
+    message's next DSN decision (outcome.dsn_timer; on every commit, after
+    every check, on link events and clock steps) and ``dsn_check(qid)`` is
+    what it calls then (MessageDriver.check, then one more cheap attempt past
+    queuereturn).  ``clock_stepped`` is the guard's hook: link-up time
+    rebased, host status cleared, timers planned again.  ``link_up``/``link_down`` keep the host
     status, the resolver's name servers and the link-up time (LINKUP_FILE
     in the spool) in step with the line; ``hoststat``/``purgestat`` answer
     the control socket.
@@ -65,7 +69,9 @@ from edgemail.config.model import Config
 from edgemail.delivery import outcome
 from edgemail.delivery.aliases import load as load_aliases
 from edgemail.delivery.clockguard import ClockGuard
+from edgemail.delivery.customers import Client
 from edgemail.delivery.deliver import Deliverer, RunContext
+from edgemail.delivery.flush import Flusher
 from edgemail.delivery.hoststatus import HostStatusStore
 from edgemail.delivery.message import MessageDriver
 from edgemail.delivery.mx import MxResolver
@@ -121,6 +127,8 @@ class Runner:
         self.queue_runs = QueueRunDriver(cfg, store, clock=self.clock, link=link, hosts=self.hosts,
                                          messages=self.messages, plan=self.pending_jobs,
                                          save_hosts=self._save_hosts, guard=self.guard)
+        self.flushes = Flusher(cfg, store, clock=self.clock, messages=self.messages, plan=self.pending_jobs,
+                               link=link, hosts=self.hosts, tasks=self.tasks)
 
     # ================================================================ hooks
 
@@ -148,12 +156,27 @@ class Runner:
         """ENTRY's deliveries still to do (port.pending_jobs with the current router)."""
         return pending_jobs(entry, self.router.route)
 
-    async def etrn(self, arg: str) -> str:
-        """SMTP ETRN (RFC 1985): a filtered run (-qR@domain) for the node;
-        458 when its messages wait for our line and the line is down (the
-        run would attempt nothing: RFC 1985's "cannot be sent now")."""
+    def held_for(self, entry: QueueEntry) -> dict[str, str]:
+        """ENTRY's recipients whose mail is held (ISP mode) -> the customer it is
+        held for ("" : a hold route of [routes], for the LAN's ETRN)."""
+        return {j.rcpt.address: j.decision.target for j in self.pending_jobs(entry)[0]
+                if j.decision.kind == "hold"}
+
+    async def etrn(self, arg: str, client: Client | None = None) -> str:
+        """SMTP ETRN (RFC 1985) from CLIENT (None: a trusted one): held mail
+        is flushed for whom may ask (flush.py); any other node, from the LAN,
+        is a filtered run (-qR@domain)."""
+        return await self.flushes.etrn(arg, client or Client("127.0.0.1", trusted=True), self._lan_etrn)
+
+    def atrn(self, user: str | None, domains: tuple[str, ...], relay: str):
+        """SMTP ATRN (RFC 2645): (reply, the push to run after a 250, or None)."""
+        return self.flushes.atrn(user, domains, relay)
+
+    async def _lan_etrn(self, arg: str, client: Client) -> str:
+        if not client.trusted:
+            return f"459 4.7.1 Node {arg[:64]} not allowed: ETRN from LAN only"
         if arg.startswith("#"):
-            return f"458 4.3.0 Unable to queue messages for node {arg}: named queues are not supported"
+            return f"459 4.7.1 Node {arg[:64]} not allowed: no such queue"
         filt = f"R{arg[1:]}" if arg.startswith("@") else f"R@{arg}"
         selected = self.queue_runs.select([filt], flush=True)
         n = len(selected)

@@ -134,6 +134,23 @@ Queue runs, SMTP client, DNS (runs.py; ``edgemail.runner``):
         ok, deferred, unsupported or error (code 0: no answer); logged at
         warning level unless ok (logger ``edgemail.etrn``).
 
+ISP mode and ODMR (isp.py; ``edgemail.runner``, ``edgemail.odmr``):
+
+  NOQUEUE: etrn=NODE, relay=[ip][, auth=USER], customers=LIST, reply=CODE TEXT   [5]
+        etrn_flush(): an ETRN for held mail was taken (its flush started,
+        nothing waiting, or our line down); LIST names the customers
+        (``lan``: a hold route of [routes]); refusals are reject() lines.
+  NOQUEUE: atrn=NODE, relay=[ip]:port, auth=USER, customers=LIST, reply=250 reversing   [5]
+        atrn_turned(): ATRN taken (RFC 2645): the connection turns around
+        and the held mail goes over it (its run_start/run_end follow).
+  odmr: relay=HOST:PORT, domains=LIST, reply=CODE TEXT, result=RESULT   [5]
+        odmr_result(): the ISP's answer to our ATRN; RESULT is ok,
+        nomail, refused or error (code 0: no answer); warning unless
+        ok or nomail.
+  odmr: relay=HOST:PORT, push=ended, messages=N, reason=R   [5]
+        odmr_push_ended(): the ISP's push over our connection is over
+        (N messages committed; R: closed, timeout, error...).
+
 Spool, control socket, daemon (daemon.py; ``edgemail.spool``, ``.control``, ``.daemon``):
 
   spool: removed N stale file(s) from tmp/   [5]
@@ -207,6 +224,7 @@ from edgemail.maillog.daemon import (
     warning,
 )
 from edgemail.maillog.handlers import python_level, setup
+from edgemail.maillog.isp import atrn_turned, etrn_flush, odmr_push_ended, odmr_result
 from edgemail.maillog.messages import (
     commit_helpers_unavailable,
     delivery,
@@ -264,6 +282,8 @@ __all__ = [
     "run_start", "run_end", "link_up", "dialdelay", "demand_unroutable",
     "runner_warning", "runner_internal_error", "delivery_internal_error", "clock_stepped", "authfile_owner",
     "no_auth", "dns_cache_unreadable", "etrn_result",
+    # isp.py
+    "etrn_flush", "atrn_turned", "odmr_result", "odmr_push_ended",
     # daemon.py
     "recovered", "stale_tmp", "corrupt_file", "queue_run_requested", "bad_request",
     "control_internal_error", "starting", "ready", "running_as", "stopping", "stopped", "warning",

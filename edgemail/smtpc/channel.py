@@ -1,6 +1,7 @@
 """smtpc/channel.py - the socket under one client connection: bytes in, bytes out, TLS.
 
-Owns: one TCP connection, as an asyncio Protocol: ``Channel.connect``,
+Owns: one TCP connection, as an asyncio Protocol: ``Channel.connect``
+(or ``adopt``: a connection opened by someone else, ODMR's turn-around),
 ``read`` (all that arrived since the last read), ``take`` (the same
 without waiting), ``write`` (with the transport's flow control),
 ``start_tls`` (the upgrade after a 220 to STARTTLS), ``detach`` (the
@@ -30,8 +31,20 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from typing import Any
 
-__all__ = ["Channel"]
+__all__ = ["Channel", "take_over"]
+
+
+def take_over(transport: asyncio.Transport, protocol: Any, early: bytes = b"") -> None:
+    """PROTOCOL serves TRANSPORT from now on (ODMR's turned connection, either
+    side): EARLY, what was read before, reaches it first; reading resumes."""
+    transport.set_protocol(protocol)
+    protocol.connection_made(transport)
+    if early:
+        protocol.data_received(early)
+    if not transport.is_reading():
+        transport.resume_reading()
 
 
 class Channel(asyncio.Protocol):
@@ -50,6 +63,16 @@ class Channel(asyncio.Protocol):
     @classmethod
     async def connect(cls, host: str, port: int) -> "Channel":
         _, channel = await asyncio.get_running_loop().create_connection(cls, host, port)
+        return channel
+
+    @classmethod
+    def adopt(cls, transport: asyncio.Transport, early: bytes = b"") -> "Channel":
+        """A channel on a connection someone else opened (ODMR, the ISP's
+        side: after our 250 to ATRN we are the client on the customer's
+        connection): this protocol reads it from now on, EARLY (what was
+        read before) first."""
+        channel = cls()
+        take_over(transport, channel, early)
         return channel
 
     # -------------------------------------------------- asyncio.Protocol

@@ -7,9 +7,11 @@ attempt of a message) or Timeout.connect, waits for the banner, says EHLO
 (HELO when EHLO gets a 5xx; LHLO in LMTP mode), upgrades with STARTTLS
 when the server offers it and the policy allows it, says EHLO (LHLO)
 again, authenticates with AUTH PLAIN or LOGIN, and returns the greeted
-``Dialogue`` (dialogue.py).  Message delivery (transaction.py), ETRN
-(delivery/etrn.py) and the coming ODMR client open their connections
-with it.
+``Dialogue`` (dialogue.py); ``greet(channel, host, port)`` does the same
+on a connection already open (ODMR: the ISP greets the customer after
+the turn-around).  Message delivery (transaction.py), ETRN
+(delivery/etrn.py) and the ODMR client (delivery/odmr.py) open their
+connections with it.
 
 Never does: DNS (``host`` is an address or a name the caller resolved),
 decide whether a reply is good (core.failure does, through
@@ -73,6 +75,12 @@ class Opening:
         """A connected, greeted (and, as the policy says, encrypted and authenticated) dialogue."""
         channel = await self._connect(host, port)
         self.stats.connections += 1
+        return await self.greet(channel, host, port)
+
+    async def greet(self, channel: Channel, host: str, port: int) -> Dialogue:
+        """The greeted dialogue on an open CHANNEL (``open``'s, or one adopted
+        after ATRN: ODMR's reversed connection, where the banner comes from
+        the customer); the channel is closed if the greeting fails."""
         dialogue = Dialogue(channel, host=host, port=port, timeouts=self.timeouts,
                             stats=self.stats, lmtp=self.lmtp)
         try:

@@ -2,7 +2,8 @@
 
 Owns: ``TlsPolicy`` (when to STARTTLS and whether to verify the
 certificate), the two policies the runner uses, and the smart host's
-credentials file (``load_credentials``).  session.py applies them.
+credentials file (``load_credentials``; ``load_secret`` for a password
+alone, as [link] odmr's secret_file holds it).  session.py applies them.
 
 Decisions:
   * ``MX_TLS`` is opportunistic and unverified (an MX with a self-signed
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 from edgemail import maillog
 from edgemail.errors import ConfigError
 
-__all__ = ["TlsPolicy", "MX_TLS", "SMARTHOST_TLS", "Credentials", "load_credentials"]
+__all__ = ["TlsPolicy", "MX_TLS", "SMARTHOST_TLS", "Credentials", "load_credentials", "load_secret"]
 
 log = logging.getLogger("edgemail.runner")
 
@@ -69,20 +70,7 @@ def load_credentials(path: str) -> Credentials:
     group other than root's or edgemail's may read; warns when it is owned by
     someone other than root or us.  The password is never logged.
     """
-    try:
-        st = os.stat(path)
-        text = open(path, encoding="utf-8").read()
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", file=path, key="SmartHostAuthFile") from None
-    mode = stat.S_IMODE(st.st_mode)
-    if mode & 0o007:
-        raise ConfigError(f"mode {mode:04o} lets other users read it; chmod 0600 (or 0640 "
-                          "group edgemail)", file=path, key="SmartHostAuthFile")
-    if mode & 0o070 and st.st_gid not in _trusted_gids():
-        raise ConfigError(f"mode {mode:04o} lets group {st.st_gid} read it; only root and "
-                          "edgemail may", file=path, key="SmartHostAuthFile")
-    if st.st_uid not in (0, os.geteuid()):
-        log.warning(maillog.authfile_owner(path, st.st_uid))
+    text = _read_private(path, "SmartHostAuthFile")
     for n, line in enumerate(text.splitlines(), 1):
         if line.strip() and not line.lstrip().startswith("#"):
             parts = line.strip().split(None, 1)
@@ -91,6 +79,34 @@ def load_credentials(path: str) -> Credentials:
                                   key="SmartHostAuthFile")
             return Credentials(parts[0], parts[1])
     raise ConfigError("empty; expected one line \"user password\"", file=path, key="SmartHostAuthFile")
+
+
+def load_secret(path: str, key: str) -> str:
+    """The secret alone on the first line of PATH (the config's KEY: [link]
+    odmr's secret_file), checked as load_credentials checks its file."""
+    for line in _read_private(path, key).splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            return line.strip()
+    raise ConfigError("empty; expected the password on one line", file=path, key=key)
+
+
+def _read_private(path: str, key: str) -> str:
+    """PATH's text, if only root and edgemail may read it (ConfigError otherwise)."""
+    try:
+        st = os.stat(path)
+        text = open(path, encoding="utf-8").read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", file=path, key=key) from None
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o007:
+        raise ConfigError(f"mode {mode:04o} lets other users read it; chmod 0600 (or 0640 "
+                          "group edgemail)", file=path, key=key)
+    if mode & 0o070 and st.st_gid not in _trusted_gids():
+        raise ConfigError(f"mode {mode:04o} lets group {st.st_gid} read it; only root and "
+                          "edgemail may", file=path, key=key)
+    if st.st_uid not in (0, os.geteuid()):
+        log.warning(maillog.authfile_owner(path, st.st_uid))
+    return text
 
 
 def _trusted_gids() -> set[int]:

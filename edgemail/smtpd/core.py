@@ -4,7 +4,8 @@ Owns what the server says and when: the session's state (``State``), the
 command table (``Dialogue._commands``: verb -> handler, with the HELO
 precondition in ``NEEDS_HELO``), EHLO/HELO, MAIL/RCPT (transaction.py),
 DATA (data.py's collector), RSET, NOOP, QUIT, VRFY (252), EXPN (refused),
-STARTTLS and AUTH (secure.py), HELP, ETRN, SMTP synchronisation, the
+STARTTLS and AUTH (secure.py), HELP, ETRN and ATRN (turn.py; an ODMR
+listener takes no mail), SMTP synchronisation, the
 count of 5xx replies, and every reply's wording (replies.py).  Logs each
 refusal in sendmail's form (maillog.reject) and internal errors with their
 traceback.
@@ -14,14 +15,15 @@ Use (session.py is the one driver)::
     core = Dialogue(settings, ip=..., relay=..., trusted=..., decide_rcpt=..., has_room=...)
     core.greet()                  # or core.close_with(refusal) at a full house
     core.receive_data(data)       # b"" = the client's end of input
-    event = core.next_event()     # NEED_DATA, FLUSH, Commit, Etrn, StartTls, Authenticate or Close
+    event = core.next_event()     # NEED_DATA, FLUSH, Commit, Etrn, Atrn, StartTls, Authenticate or Close
     core.data_to_send()           # the replies' bytes, in order
-    core.answer(reply)            # the outcome of a Commit or Etrn
+    core.answer(reply)            # the outcome of a Commit, Etrn or Atrn
+    core.close_with(reply)        # ATRN's 250: our side ends, the push takes the connection
     core.tls_started() / core.auth_done(event, user, failures)
 
 States: GREETING (no 220 yet) -> COMMAND <-> DATA (after 354), COMMAND <->
 AUTH (334 said: the next line is the client's response, never a command) ;
-COMMAND/DATA -> WAITING (a Commit, Etrn, StartTls or Authenticate is out)
+COMMAND/DATA -> WAITING (a Commit, Etrn, Atrn, StartTls or Authenticate is out)
 -> COMMAND ; any -> CLOSED.
 
 Invariants:
@@ -53,21 +55,23 @@ and what was held is dropped unread, when the client sent anything
   command line ending in a bare LF or holding a bare CR (``500 5.5.2``,
   never executed: syntax.py); LAN listeners take a bare LF as a line end.
 
-ATRN (RFC 2645) fits the table: a handler whose event turns the connection
-round; who may ETRN/ATRN can use ``auth_user``, the authenticated user.
+ETRN and ATRN (turn.py): who may flush what is the daemon's hook's
+business (delivery/customers.py); the events carry who asks (address,
+trust, ``auth_user``).  ATRN's 250 is said with ``close_with``: the driver
+hands the socket to the push (delivery/flush.py, on smtpc).
 """
 
 from __future__ import annotations
 
 import logging
-import re
+from functools import partial
 from typing import Callable
 
 from edgemail import maillog
-from edgemail.smtpd import replies
+from edgemail.smtpd import replies, turn
 from edgemail.smtpd.auth import Exchange
 from edgemail.smtpd.data import DataCollector, summarise
-from edgemail.smtpd.events import CLOSE, FLUSH, NEED_DATA, Commit, Etrn, Event
+from edgemail.smtpd.events import CLOSE, FLUSH, NEED_DATA, Atrn, Commit, Etrn, Event
 from edgemail.smtpd.reader import TOO_LONG, LineReader
 from edgemail.smtpd.secure import SecureCommands
 from edgemail.smtpd.state import Settings, State
@@ -86,7 +90,6 @@ OUTPUT_REPLIES = 256
 NEEDS_HELO = frozenset({"MAIL", "RCPT", "DATA"})
 #: commands RFC 2920 lets only end a pipelined group (checked on strict listeners)
 SYNC_VERBS = frozenset({"EHLO", "HELO", "DATA"})
-_ETRN_ARG = re.compile(r"[@#]?[A-Za-z0-9][A-Za-z0-9._-]*")
 
 Handler = Callable[[str | None], "str | Event | None"]
 #: (user, sender) -> may the authenticated user send as that sender
@@ -129,8 +132,11 @@ class Dialogue(SecureCommands):
             "EHLO": self._ehlo, "HELO": self._helo, "MAIL": self._mail, "RCPT": self._rcpt,
             "DATA": self._data, "RSET": self._rset, "NOOP": self._noop, "QUIT": self._quit,
             "VRFY": self._vrfy, "EXPN": self._expn, "AUTH": self._auth, "HELP": self._help,
-            "STARTTLS": self._starttls, "ETRN": self._etrn,
+            "STARTTLS": self._starttls, "ETRN": partial(turn.etrn, self),
+            "ATRN": partial(turn.atrn, self),
         }
+        if settings.odmr:
+            self._commands.update(dict.fromkeys(turn.ODMR_REFUSED, turn.odmr_only))
 
     # ---------------------------------------------------------------- the driver's calls
 
@@ -193,7 +199,7 @@ class Dialogue(SecureCommands):
         return NEED_DATA
 
     def answer(self, reply: str) -> None:
-        """The reply to the Commit or Etrn that next_event returned."""
+        """The reply to the Commit, Etrn or Atrn that next_event returned."""
         if self.state is State.WAITING:
             self.state = State.COMMAND
             self._reply(reply)
@@ -268,6 +274,8 @@ class Dialogue(SecureCommands):
                 return None
             self._reply(result)
             return None
+        if isinstance(result, (Etrn, Atrn)):
+            self.state = State.WAITING          # the hook's reply comes through answer()
         return result
 
     def _refusal(self, verb: str, handler: Handler | None) -> str | None:
@@ -295,7 +303,8 @@ class Dialogue(SecureCommands):
         s = self.settings
         self._send(replies.ehlo_reply(replies.hello(s.hostname, arg, self.ip),
                                       max_size=s.max_size, etrn=s.etrn,
-                                      starttls=s.tls and not self.tls, auth=self.auth_offered()))
+                                      starttls=s.tls and not self.tls, auth=self.auth_offered(),
+                                      atrn=s.odmr))
         return None
 
     def _helo(self, arg: str | None) -> str | None:
@@ -387,14 +396,3 @@ class Dialogue(SecureCommands):
 
     def _help(self, arg: str | None) -> str:
         return replies.help_reply(arg, extended=self.extended)
-
-    def _etrn(self, arg: str | None) -> str | Event:
-        """ETRN (RFC 1985): offered, from the LAN, well formed -> an Etrn event."""
-        if not self.settings.etrn:
-            return "502 5.5.1 ETRN not available"
-        if not self.trusted:
-            return f"459 4.7.1 Node {(arg or '')[:64]} not allowed: ETRN from LAN only"
-        if not arg or not _ETRN_ARG.fullmatch(arg):
-            return "501 5.5.4 Syntax: ETRN <domain>"
-        self.state = State.WAITING
-        return Etrn(arg)

@@ -8,8 +8,10 @@
 
   * ``Commit``: the end of DATA was read and the message passed the
     checks; make it durable, then ``answer()`` with the reply.
-  * ``Etrn``: a permitted ETRN (RFC 1985); start the queue run, then
-    ``answer()`` with the hook's reply.
+  * ``Etrn``: an ETRN (RFC 1985) with who asks; the hook decides and
+    starts the flush, then ``answer()`` with its reply.
+  * ``Atrn``: an ATRN (RFC 2645) after AUTH; ``answer()`` with the hook's
+    refusal, or ``close_with()`` its 250 and hand the connection over.
   * ``StartTls``: ``220`` to STARTTLS is queued and the plaintext read
     after the command is dropped: send the 220, stop reading plaintext at
     once, run the handshake, then ``tls_started()`` (or close).
@@ -19,8 +21,9 @@
     ended with everything answered): send what is left, then close.
 
 The driver sends ``data_to_send()`` after every ``next_event()``.  After
-``Commit``, ``Etrn``, ``StartTls`` or ``Authenticate`` the dialogue takes
-no input until it is answered: replies keep the commands' order (RFC 2920).
+``Commit``, ``Etrn``, ``Atrn``, ``StartTls`` or ``Authenticate`` the
+dialogue takes no input until it is answered: replies keep the commands'
+order (RFC 2920).
 
 Never does: I/O, deciding (core.py), logging.  Message bytes and passwords
 never appear in a repr (they would reach a log line through one).
@@ -59,9 +62,23 @@ class Commit:
 
 @dataclass(frozen=True)
 class Etrn:
-    """ETRN for ``node`` (``@domain``, ``#queue`` or a domain), already
-    checked: offered, from a trusted client, well formed."""
+    """ETRN for ``node`` (``@domain``, ``#queue`` or a domain), offered and
+    well formed, and who asks (the hook decides whether they may)."""
     node: str
+    ip: str = ""
+    trusted: bool = False
+    #: the AUTH user, None before AUTH
+    user: str | None = None
+
+
+@dataclass(frozen=True)
+class Atrn:
+    """ATRN (RFC 2645) from an authenticated ``user`` for ``domains`` (none:
+    all of theirs).  The hook answers; after its 250 the connection is the
+    push's (the driver hands it over)."""
+    domains: tuple[str, ...]
+    user: str
+    relay: str
 
 
 @dataclass(frozen=True)
@@ -86,4 +103,4 @@ class Close:
 
 CLOSE = Close()
 
-Event = _Signal | Commit | Etrn | StartTls | Authenticate | Close
+Event = _Signal | Commit | Etrn | Atrn | StartTls | Authenticate | Close

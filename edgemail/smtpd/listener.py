@@ -4,7 +4,8 @@ Owns: binding (``loop.create_server`` on the running loop with a numeric
 address: no getaddrinfo, no threaded Controller; ``::`` is bound
 dual-stack so IPv4 clients arrive IPv4-mapped; a strict (ISP-facing)
 listener binds with IP_FREEBIND, so ppp0's address may appear later),
-serving and closing, and the pieces every session of this listener gets
+serving (and ``adopt``: a connection turned round by ATRN) and closing,
+and the pieces every session of this listener gets
 (session.Services): the dialogue's settings, the relay policy and the
 admission counts (policy.py), the spool, the clock, the hooks, the read
 buffer, the TLS context (tls.py: loaded at construction) and AUTH's
@@ -28,10 +29,12 @@ from typing import Awaitable, Callable
 
 from edgemail.clock import Clock, SystemClock
 from edgemail.config.model import Config, Listener
+from edgemail.smtpc.channel import take_over
 from edgemail.smtpd.core import Settings
 from edgemail.smtpd.credentials import AuthService, Credentials
 from edgemail.smtpd.policy import Admission, RelayPolicy
-from edgemail.smtpd.session import Services, SmtpSession, Spool
+from edgemail.smtpd.events import Etrn
+from edgemail.smtpd.session import Push, Services, SmtpSession, Spool
 from edgemail.smtpd.tls import ServerTls, make_context
 
 #: linux/in.h, linux/in6.h (the socket module does not export them)
@@ -77,7 +80,8 @@ class SmtpListener:
     def __init__(self, cfg: Config, listener: Listener, store: Spool, *,
                  on_commit: Callable[[str], None] | None = None,
                  check_rcpt: Callable[[str], str | None] | None = None,
-                 on_etrn: Callable[[str], Awaitable[str]] | None = None,
+                 on_etrn: Callable[[str, Etrn], Awaitable[str]] | None = None,
+                 on_atrn: Callable[..., tuple[str, Push | None]] | None = None,
                  trust_loopback: bool = True, clock: Clock | None = None,
                  sock: socket.socket | None = None, auth: AuthService | None = None) -> None:
         self.cfg = cfg
@@ -90,11 +94,12 @@ class SmtpListener:
             auth = AuthService(cfg.smtpd.auth_file, cfg.smtpd.auth_failure_window)
         self.auth = auth if listener.auth else None
         self.services = Services(
-            settings=Settings.of(cfg, listener, etrn=on_etrn is not None, auth=self.auth is not None),
+            settings=Settings.of(cfg, listener, etrn=on_etrn is not None, auth=self.auth is not None,
+                                 atrn=on_atrn is not None),
             name=listener.name, timeout=cfg.Timeout.command, store=store,
             clock=clock or SystemClock(), policy=self.policy, admission=self.admission,
             read_buffer=memoryview(bytearray(64 * 1024)), on_commit=on_commit, on_etrn=on_etrn,
-            greet_pause=listener.greet_pause, tls=self.tls, auth=self.auth)
+            on_atrn=on_atrn, greet_pause=listener.greet_pause, tls=self.tls, auth=self.auth)
         #: bound before the daemon gave up root (RunAsUser); None: start() binds
         self._sock = sock
         self.port = listener.port
@@ -117,6 +122,18 @@ class SmtpListener:
             session.shutdown(f"421 4.3.2 {self.cfg.hostname} Service shutting down")
         await self._server.wait_closed()
         self._server = None
+
+    def adopt(self, transport: asyncio.Transport, early: bytes = b"") -> SmtpSession:
+        """Serve a connection we did not accept: ODMR's, after the ISP's 250
+        to our ATRN we are the server on our own connection.  The session
+        greets, takes what is pushed through the normal accept path (this
+        listener's rules, the spool's commit, Received:) and counts as one
+        of this listener's sessions; ``await session.done`` for its end."""
+        session = SmtpSession(self.services)
+        take_over(transport, session, early)
+        if session.core is not None and transport.get_extra_info("ssl_object") is not None:
+            session.core.tls = True         # the connection is TLS already: no STARTTLS inside it
+        return session
 
     @property
     def active(self) -> int:

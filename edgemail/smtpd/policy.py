@@ -12,6 +12,10 @@ Owns:
         part (``554 5.7.1 <addr>... Relaying denied``).  Address literals
         are never local.  ``<postmaster>`` means postmaster at the first
         local domain.
+      - Held domains (ISP mode: a customer's, or a ``hold`` route's) are
+        ours to hold: anyone may send to them, but never a routed address
+        (``%``, ``!``, quoted ``@``), from any client: it would be passed
+        on verbatim at the flush.
       - Then ``check_rcpt(address)`` (routing) may refuse, e.g. ``550 5.1.1``.
   * ``Admission``: the session counts, ``smtpd.max_sessions`` overall and
     ``smtpd.max_sessions_per_client`` per client address (``421 4.3.2``
@@ -64,9 +68,10 @@ class RelayPolicy:
         if not address.domain:
             address = replace(address, domain=self.cfg.local_domains[0])
         text = str(address)
-        if not trusted:
+        held = address.literal is None and self.cfg.holds_mail_for(address.domain)
+        if not trusted or held:
             local = address.literal is None and self.cfg.is_local_domain(address.domain)
-            if not local:
+            if not local and not held:
                 return text, f"554 5.7.1 <{text}>... Relaying denied"
             if address.sender_routing:
                 return text, f"554 5.7.1 <{text}>... Relaying denied (sender-specified routing)"

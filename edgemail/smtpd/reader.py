@@ -65,6 +65,13 @@ class LineReader:
         """Bytes received and not yet taken."""
         return len(self._buf)
 
+    def take(self) -> bytes:
+        """Every byte held, handed out and dropped (ATRN: they belong to the
+        reversed connection)."""
+        out = bytes(self._buf)
+        self.discard()
+        return out
+
     def discard(self) -> None:
         """Drop every byte held (and any over-long line in progress)."""
         self._buf.clear()

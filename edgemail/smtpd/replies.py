@@ -60,9 +60,10 @@ def hello(hostname: str, helo: str, ip: str) -> str:
 
 
 def ehlo_reply(first: str, *, max_size: int, etrn: bool, starttls: bool = False,
-               auth: tuple[str, ...] = ()) -> str:
+               auth: tuple[str, ...] = (), atrn: bool = False) -> str:
     """EHLO's multi-line 250: FIRST, then the extensions we offer now
-    (STARTTLS before TLS only, AUTH with its mechanisms only where it may be used)."""
+    (STARTTLS before TLS only, AUTH with its mechanisms only where it may
+    be used, ATRN on an ODMR listener)."""
     lines = [first, f"SIZE {max_size}", "8BITMIME", "PIPELINING", "ENHANCEDSTATUSCODES",
              "DSN", "SMTPUTF8"]
     if etrn:
@@ -71,6 +72,8 @@ def ehlo_reply(first: str, *, max_size: int, etrn: bool, starttls: bool = False,
         lines.append("STARTTLS")
     if auth:
         lines.append("AUTH " + " ".join(auth))
+    if atrn:
+        lines.append("ATRN")
     lines.append("HELP")
     last = len(lines) - 1
     return "\r\n".join(f"250{'-' if i < last else ' '}{line}" for i, line in enumerate(lines))

@@ -9,7 +9,9 @@ the client sends meanwhile ends the session, core.py), the commit after
 DATA, the ETRN hook, the STARTTLS handshake and the AUTH password check
 (each a task; the dialogue takes no input until it is answered), and the
 session's log lines (connect, lost connection, timeout, refused, STARTTLS,
-the message's ``from=`` line).
+the message's ``from=`` line), and ATRN's turn-around: after the hook's 250
+is written, the transport (and the bytes read after ATRN) go to the push
+(delivery/flush.py), and the session lets go of it.
 
 STARTTLS: the dialogue has dropped the plaintext read after the command;
 reading stops at once (before the 220 is even sent), so no plaintext byte
@@ -51,7 +53,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Protocol, cast
+from typing import Any, Awaitable, Callable, Coroutine, Protocol, cast
 
 from edgemail import maillog
 from edgemail.clock import Clock
@@ -61,12 +63,14 @@ from edgemail.smtpd.auth import may_send_as
 from edgemail.smtpd.core import Dialogue, Settings, State
 from edgemail.smtpd.credentials import AuthService
 from edgemail.smtpd.data import received_header
-from edgemail.smtpd.events import NEED_DATA, Authenticate, Close, Commit, Etrn, Event, StartTls
+from edgemail.smtpd.events import NEED_DATA, Atrn, Authenticate, Close, Commit, Etrn, Event, StartTls
 from edgemail.smtpd.policy import Admission, RelayPolicy, client_ip
 from edgemail.smtpd.tls import ServerTls, describe
 from edgemail.smtpd.transaction import envelope
+from edgemail.smtpd.turnaround import Push, TurnVerbs
 
 log = logging.getLogger("edgemail.smtpd")
+
 
 
 class Spool(Protocol):
@@ -91,7 +95,10 @@ class Services:
     #: every session's reads land here first (one loop: one read at a time)
     read_buffer: memoryview
     on_commit: Callable[[str], None] | None = None
-    on_etrn: Callable[[str], Awaitable[str]] | None = None
+    #: ETRN's hook: (node, the Etrn event: who asks) -> the reply
+    on_etrn: Callable[[str, Etrn], Awaitable[str]] | None = None
+    #: ATRN's hook: (user, domains, relay) -> (reply, the push after a 250 or None)
+    on_atrn: Callable[[str | None, tuple[str, ...], str], tuple[str, Push | None]] | None = None
     #: seconds before the 220 (sendmail's greet_pause)
     greet_pause: float = 0.0
     #: STARTTLS's context (None: not offered); AUTH's credentials and failure counts
@@ -99,7 +106,7 @@ class Services:
     auth: AuthService | None = None
 
 
-class SmtpSession(asyncio.BufferedProtocol):
+class SmtpSession(TurnVerbs, asyncio.BufferedProtocol):
     """One connection, per the module docstring."""
 
     #: input held while a command waits (a commit, ETRN) before reading pauses
@@ -114,6 +121,11 @@ class SmtpSession(asyncio.BufferedProtocol):
         #: the session's end is logged already (refused at connect, timed out)
         self._end_logged = False
         self._task: asyncio.Task | None = None
+        #: after ATRN's 250: the push that has the connection now
+        self._push: asyncio.Task | None = None
+        #: messages this session committed; done once the connection is gone (ODMR waits for it)
+        self.commits = 0
+        self.done: asyncio.Future[None] = self.loop.create_future()
         self._busy = False                      # a commit is in progress
         self._last_read = self.loop.time()
         self._timer: asyncio.TimerHandle | None = None
@@ -175,6 +187,8 @@ class SmtpSession(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.services.admission.release(self)
+        if not self.done.done():
+            self.done.set_result(None)
         core = self.core
         if core is not None and not core.ended and not self._end_logged:
             log.info(maillog.lost_connection(self.relay, core.verb))
@@ -264,6 +278,9 @@ class SmtpSession(asyncio.BufferedProtocol):
             if isinstance(event, (Commit, Etrn, StartTls, Authenticate)):
                 self._task = self.loop.create_task(self._perform(event))
                 return
+            if isinstance(event, Atrn):
+                self._atrn(event)
+                continue
         if self._reading_paused and core.held <= self.held_input_limit \
                 and not self._writing_paused and self.transport is not None:
             self._reading_paused = False
@@ -283,7 +300,7 @@ class SmtpSession(asyncio.BufferedProtocol):
                 core.answer(await self._commit(event))
             else:
                 assert isinstance(event, Etrn)
-                core.answer(await self._etrn(event.node))
+                core.answer(await self._etrn(event))
         except Exception as exc:
             core.answer(core.internal_error(exc))
         self._task = None
@@ -352,6 +369,7 @@ class SmtpSession(asyncio.BufferedProtocol):
             self._busy = False
             self._last_read = self.loop.time()
         log.info(maillog.received(qid, env))
+        self.commits += 1
         self._committed(qid)
         return f"250 2.0.0 {qid} Message accepted for delivery"
 
@@ -363,15 +381,6 @@ class SmtpSession(asyncio.BufferedProtocol):
             on_commit(qid)
         except Exception:   # the message is safe on disk: the client still gets its 250
             log.exception(maillog.hook_failed(qid, "on_commit"))
-
-    async def _etrn(self, node: str) -> str:
-        on_etrn = self.services.on_etrn
-        assert on_etrn is not None          # the dialogue offers ETRN only with a hook
-        try:
-            return await on_etrn(node)
-        except Exception:
-            log.error(maillog.internal_error(self.relay, "ETRN"), exc_info=True)
-            return f"458 4.3.0 Unable to queue messages for node {node}"
 
     # ---------------------------------------------------------------- timeout
 

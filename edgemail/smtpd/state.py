@@ -22,7 +22,7 @@ class State(enum.Enum):
     COMMAND = "command"     #: waiting for a command line
     DATA = "data"           #: after 354: the message, until CRLF "." CRLF
     AUTH = "auth"           #: after 334: the next line is an AUTH response
-    WAITING = "waiting"     #: a Commit, Etrn, StartTls or Authenticate is out
+    WAITING = "waiting"     #: a Commit, Etrn, Atrn, StartTls or Authenticate is out
     CLOSED = "closed"       #: QUIT answered, 421 or 554 said, or the input ended
 
 
@@ -36,7 +36,7 @@ class Settings:
     #: an ISP/Internet-facing listener: bare CR/LF and NUL refused, SMTP
     #: synchronisation enforced (core.py)
     strict: bool
-    #: ETRN offered (the daemon gave a hook)
+    #: ETRN offered (the daemon gave a hook; PrivacyOptions without noetrn)
     etrn: bool
     #: STARTTLS offered (the listener has a certificate)
     tls: bool = False
@@ -48,13 +48,19 @@ class Settings:
     #: RFC 6409 submission: AUTH before MAIL
     submission: bool = False
     max_auth_failures: int = 3
+    #: an ODMR listener (RFC 2645): ATRN offered, no mail taken (turn.py)
+    odmr: bool = False
 
     @classmethod
-    def of(cls, cfg: Config, listener: Listener, *, etrn: bool, auth: bool = False) -> "Settings":
-        """A listener's settings; AUTH only when AUTH (credentials are loaded)."""
+    def of(cls, cfg: Config, listener: Listener, *, etrn: bool, auth: bool = False,
+           atrn: bool = False) -> "Settings":
+        """A listener's settings; AUTH only when AUTH (credentials are loaded);
+        ETRN unless PrivacyOptions noetrn (sendmail) or an ODMR listener."""
+        odmr = listener.odmr and atrn
         return cls(hostname=cfg.hostname, max_size=cfg.MaxMessageSize,
-                   max_rcpts=cfg.smtpd.MaxRecipientsPerMessage,
-                   max_bad_commands=cfg.smtpd.max_bad_commands, strict=listener.strict, etrn=etrn,
+                   max_rcpts=cfg.smtpd.MaxRecipientsPerMessage, max_bad_commands=cfg.smtpd.max_bad_commands,
+                   strict=listener.strict, etrn=etrn and not odmr and "noetrn" not in cfg.PrivacyOptions,
+                   odmr=odmr,
                    tls=listener.tls, require_tls=listener.require_tls,
                    auth=MECHANISMS if auth else (), auth_plaintext=listener.auth_plaintext,
                    submission=listener.submission, max_auth_failures=cfg.smtpd.max_auth_failures)

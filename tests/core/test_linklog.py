@@ -38,6 +38,7 @@ SAMPLES = {
     "hangup": ("dtr", "idle"),
     "hangup_failed": ("idle", "TIMEOUT"),
     "etrn_reply": ("example.org", 250, "Queuing for node example.org started"),
+    "odmr_reply": ("example.org", 453, "You have no mail"),
     "netwatch_failed": (OSError(22, "Invalid argument"), 1.0),
     "call_ended": (311.42, 2048, 4096, "idle"),
     "accounting_failed": (OSError(28, "No space left on device"),),

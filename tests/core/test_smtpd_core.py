@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 from edgemail.address import Address
 from edgemail.smtpd.core import OUTPUT_REPLIES, Dialogue, Settings, State
 from edgemail.smtpd.data import DataCollector
-from edgemail.smtpd.events import CLOSE, FLUSH, NEED_DATA, Commit, Etrn
+from edgemail.smtpd.events import CLOSE, FLUSH, NEED_DATA, Atrn, Commit, Etrn
 from edgemail.smtpd.reader import TOO_LONG, LineReader
 
 SETTINGS = Settings(hostname="gw.test", max_size=1000, max_rcpts=2, max_bad_commands=5,
@@ -114,15 +114,51 @@ def test_while_a_commit_is_out_nothing_is_taken():
 @pytest.mark.parametrize("trusted,etrn,arg,want", [
     (True, True, "edge.test", None), (True, True, "@edge.test", None), (True, True, "#q", None),
     (True, True, "", "501 5.5.4"), (True, True, "bad;x", "501 5.5.4"),
-    (False, True, "edge.test", "459 4.7.1"), (True, False, "edge.test", "502 5.5.1"),
+    (False, True, "edge.test", None), (True, False, "edge.test", "502 5.5.1"),
 ])
 def test_etrn(trusted, etrn, arg, want):
+    """Who may flush is the hook's to decide (a customer may be outside the LAN): the
+    event says who asks; the dialogue refuses only what is not offered or not well formed."""
     core = dialogue(Settings(**{**SETTINGS.__dict__, "etrn": etrn}), trusted=trusted)
     lines, events = run(core, f"EHLO c\r\nETRN {arg}\r\n".encode(), answers=["250 2.0.0 Queuing started"])
     if want is None:
-        assert events[0] == Etrn(arg) and lines[-1] == "250 2.0.0 Queuing started"
+        assert events[0] == Etrn(arg, ip="192.0.2.7", trusted=trusted) and lines[-1] == "250 2.0.0 Queuing started"
     else:
         assert lines[-1].startswith(want) and not any(isinstance(e, Etrn) for e in events), lines
+
+
+ODMR = Settings(**{**SETTINGS.__dict__, "etrn": False, "odmr": True})
+
+
+@pytest.mark.parametrize("settings,user,commands,want", [
+    (ODMR, "edge", "ATRN", Atrn((), user="edge", relay="[192.0.2.7]:4000")),
+    (ODMR, "edge", "ATRN Edge.Test,pc1.edge.test", Atrn(("edge.test", "pc1.edge.test"), "edge", "[192.0.2.7]:4000")),
+    (ODMR, None, "ATRN edge.test", "530 5.7.0 Authentication required"),
+    (ODMR, "edge", "ATRN edge.test,", "501 5.5.4"),
+    (ODMR, "edge", "ATRN a b", "501 5.5.4"),
+    (SETTINGS, "edge", "ATRN edge.test", "502 5.5.1 ATRN not available here"),
+], ids=["all", "list", "no-auth", "trailing-comma", "space", "not-odmr"])
+def test_atrn(settings, user, commands, want):
+    core = dialogue(settings)
+    core.auth_user = user                     # what AUTH leaves on the dialogue (issue 11 §2)
+    lines, events = run(core, f"EHLO c\r\n{commands}\r\n".encode(), answers=["450 4.7.1 refused"])
+    if isinstance(want, Atrn):
+        assert events[0] == want and lines[-1] == "450 4.7.1 refused"
+        assert "250-ATRN" in lines
+    else:
+        assert lines[-1].startswith(want) and not any(isinstance(e, Atrn) for e in events), lines
+
+
+def test_odmr_listener_takes_no_mail_and_atrn_250_ends_the_dialogue():
+    core = dialogue(ODMR)
+    core.auth_user = "edge"
+    lines, _ = run(core, b"EHLO c\r\nMAIL FROM:<>\r\nETRN edge.test\r\nVRFY x\r\n")
+    assert codes(lines)[-3:] == ["502", "502", "502"] and "ETRN" not in "".join(lines[:-3])
+    core.receive_data(b"ATRN\r\n220 customer ready\r\n")
+    assert isinstance(core.next_event(), Atrn) and core.state is State.WAITING
+    core.close_with("250 2.0.0 OK, now reversing the connection")
+    assert core.data_to_send().endswith(b"250 2.0.0 OK, now reversing the connection\r\n")
+    assert core.state is State.CLOSED and core.reader.take() == b"220 customer ready\r\n"
 
 
 def test_strict_refusal_and_hop_limit_need_no_commit():

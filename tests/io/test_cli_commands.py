@@ -133,7 +133,7 @@ def test_policy_check_names_every_bad_line_exit_78(tmp_path, config_down):
     assert r.stderr.splitlines() == [f"{bad}:2: hour: 25 out of range 0-23",
                                      f"{bad}:3: idle_hangup: 'soon': expected a duration such as 90s, 15m, 1h30m, "
                                      "5d or seconds",
-                                     f"{bad}:4: action: unknown action 'dial', expected queue-run, etrn, poll"]
+                                     f"{bad}:4: action: unknown action 'dial', expected queue-run, etrn, odmr, poll"]
     assert run("edgemail", "policy", "check", "-c", str(config_down)).returncode == 0   # [link] policy
     assert run("edgemail", "policy", "check", str(tmp_path / "none")).returncode == 78
 

@@ -51,7 +51,7 @@ async def test_smtplib_submission_is_queued_with_envelope(cfg, store, caplog):
 
 
 async def test_ehlo_advertises_extensions_and_every_reply_has_an_enhanced_code(cfg, store):
-    async with running(cfg, store, on_etrn=lambda arg: None) as smtpd:
+    async with running(cfg, store, on_etrn=lambda arg, who: None) as smtpd:
         c = await Raw.connect(smtpd.port)
         assert c.banner.startswith("220 gw.edge.example ")
         ehlo = await c.cmd("EHLO client.lan")
@@ -157,22 +157,33 @@ async def test_on_commit_gets_the_qid(cfg, store):
 
 
 async def test_etrn(example_config):
+    """ETRN well formed goes to the hook with who asks (it decides: a customer
+    outside the LAN may ETRN its own domains); bad syntax never does."""
     asked = []
 
-    async def on_etrn(arg):
-        asked.append(arg)
-        return f"250 2.0.0 Queuing for node {arg} started"
+    async def on_etrn(arg, who):
+        asked.append((arg, who.ip, who.trusted, who.user))
+        return f"250 2.0.0 Queuing for node {arg} started" if who.trusted else f"459 4.7.1 Node {arg} not allowed"
 
     for trusted in (True, False):
         cfg = example_config()
         async with running(cfg, make_store(cfg.spool_dir), on_etrn=on_etrn, trust_loopback=trusted) as smtpd:
             out = await raw_session(smtpd.port, "EHLO c", "ETRN edge.example", "ETRN", "ETRN bad;arg")
-        if trusted:
-            assert out[1] == "250 2.0.0 Queuing for node edge.example started"
-            assert out[2].startswith("501 5.5.4") and out[3].startswith("501 5.5.4")
-        else:
-            assert out[1].startswith("459 4.7.1")
-    assert asked == ["edge.example"]
+        assert out[1] == ("250 2.0.0 Queuing for node edge.example started" if trusted
+                          else "459 4.7.1 Node edge.example not allowed")
+        assert out[2].startswith("501 5.5.4") and out[3].startswith("501 5.5.4")
+    assert asked == [("edge.example", "127.0.0.1", True, None), ("edge.example", "127.0.0.1", False, None)]
+
+
+async def test_noetrn_and_atrn_off_the_odmr_listener(example_config):
+    """PrivacyOptions noetrn: ETRN is not offered (sendmail); ATRN only on an ODMR listener."""
+    cfg = example_config(PrivacyOptions="noetrn")
+    async with running(cfg, make_store(cfg.spool_dir), on_etrn=lambda arg, who: None,
+                       on_atrn=lambda *a: ("250 never", None)) as smtpd:
+        out = await raw_session(smtpd.port, "EHLO c", "ETRN edge.example", "ATRN edge.example")
+    assert "ETRN" not in out[0] and "ATRN" not in out[0]
+    assert out[1].startswith("502 5.5.1 ETRN not available")
+    assert out[2].startswith("502 5.5.1 ATRN not available here")
 
 
 @pytest.mark.skipif(not __import__("shutil").which("swaks"), reason="swaks not installed (make debs)")

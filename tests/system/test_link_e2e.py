@@ -89,3 +89,41 @@ def test_queue_down_dial_run_etrn_push_idle_hangup(world, edge_daemon, tmp_path)
     assert w.ppp_address() is None
     left = subprocess.run(["ip", "netns", "pids", w.edge_ns], capture_output=True, text=True).stdout.split()
     assert left == [], f"processes left in the edge namespace: {left}"
+
+
+ODMR_POLICY = POLICY + "0 3 * * * queue-run odmr\n"
+
+
+def test_a_call_with_odmr_instead_of_etrn(world, edge_daemon, tmp_path):
+    """[link] odmr: the call asks with ATRN (STARTTLS verified, AUTH) and the ISP
+    pushes the held mail over our own connection into the Maildir; the line is
+    held while the push runs and hangs up after it."""
+    w = world(with_isp=True)
+    w.inject_held_mail("alice@edge.example", data="Subject: held for ODMR\r\n\r\nover our own connection\r\n")
+    secret = tmp_path / "odmr.secret"
+    secret.write_text(w.relay_credentials[1] + "\n")
+    secret.chmod(0o600)
+    daemon = edge_daemon(w, policy=ODMR_POLICY, overrides={"link": {"etrn_host": "", "odmr": {
+        "host": w.relay_ip, "port": 366, "user": w.relay_credentials[0], "secret_file": str(secret),
+        "domains": ["edge.example"], "cafile": w.relay_cert}}})
+    daemon.start()
+    try:
+        daemon.cli("edgemail", "link", "dial")
+        pushed = daemon.until(lambda: daemon.maildir(), 40, "the ISP's push over our ODMR connection")
+        assert b"over our own connection" in pushed[0].read_bytes()
+        assert w.held_messages() == []
+        daemon.until(lambda: daemon.status()["link"]["state"] == "down", 30, "the hang-up after the push")
+        assert w.ppp_address() is None
+        st = daemon.status()
+        assert st["last_etrn"]["method"] == "odmr" and st["last_etrn"]["replies"][0]["code"] == 250
+        assert [(e["user"], e["ok"], e["tls"]) for e in w.relay_log("odmr-auth")] == [("edge", True, True)]
+        assert [(e["domains"], e["reply"]) for e in w.relay_log("odmr")] == [(["edge.example"], 250)]
+        assert [e["delivered"] for e in w.relay_log("odmr-delivery")] == [1]
+        assert w.relay_log("etrn") == []                     # ODMR in place of ETRN
+        log = daemon.log.read_text()
+        assert "link: odmr=edge.example, reply=250" in log
+        ended = log.index(f"odmr: relay={w.relay_ip}:366, push=ended, messages=1, reason=closed")
+        assert ended < log.index("link: call=ended")       # the line was held while the push ran
+        assert w.relay_credentials[1] not in log
+    finally:
+        daemon.stop()
