@@ -19,8 +19,9 @@ DESCRIPTION
     beside them, and stop_run (our link going down) does not cut it (a
     delivery the link cuts is a cut attempt, recorded as none).  An ETRN for a node whose flush is under way joins it: the
     flush runs once more when it ends (so mail queued meanwhile goes too).
-    With a link manager whose line is down: ``458 4.4.0 Unable to queue
-    messages for node X: ...``, nothing started.  Refusals (459) come from
+    With a link manager whose line is down: ``458 4.4.2 Unable to queue
+    messages for node X now: N message(s) held, but our line is down; ...``
+    (line_down_reply, the same words as the LAN's ETRN), nothing started.  Refusals (459) come from
     the core; a node no one holds goes to the runner's ``-qR`` run
     (``legacy``).
 
@@ -85,6 +86,12 @@ Legacy = Callable[[str, Client], Awaitable[str]]
 Push = Callable[[Any, bytes], Coroutine[Any, Any, "RunReport | None"]]
 
 
+
+def line_down_reply(node: str, n: int) -> str:
+    """ETRN's 458 while our line is down: N messages for NODE wait (RFC 1985 §5)."""
+    return (f"458 4.4.2 Unable to queue messages for node {node} now: {n} message(s) held, "
+            "but our line is down; ETRN again while it is up")
+
 class DialogueVia:
     """An ODMR push's connection as deliver.py's Via: one Transaction per message."""
 
@@ -134,8 +141,7 @@ class Flusher:
         if not n:
             reply = f"251 2.0.0 OK, no messages waiting for node {node}"
         elif self.link is not None and getattr(self.link, "state", "up") not in ("up", *COMING_UP):
-            reply = (f"458 4.4.0 Unable to queue messages for node {node}: our line is down "
-                     "(the mail waits; ask again later)")
+            reply = line_down_reply(node, n)
         else:
             reply = f"253 2.0.0 OK, {n} pending messages for node {node} started"
             self._start(decision)

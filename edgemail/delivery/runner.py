@@ -71,7 +71,7 @@ from edgemail.delivery.aliases import load as load_aliases
 from edgemail.delivery.clockguard import ClockGuard
 from edgemail.delivery.customers import Client
 from edgemail.delivery.deliver import Deliverer, RunContext
-from edgemail.delivery.flush import Flusher
+from edgemail.delivery.flush import Flusher, line_down_reply
 from edgemail.delivery.hoststatus import HostStatusStore
 from edgemail.delivery.message import MessageDriver
 from edgemail.delivery.mx import MxResolver
@@ -184,8 +184,7 @@ class Runner:
             return f"251 2.0.0 OK, no messages waiting for node {arg}"
         if not self.queue_runs.link_usable() and not any(is_cheap(j) for i in selected
                                                           for j in self.pending_jobs(self.store.get(i.qid))[0]):
-            return (f"458 4.4.2 Unable to queue messages for node {arg} now: {n} message(s) held, "
-                    "but our line is down; ETRN again while it is up")
+            return line_down_reply(arg, n)
         self.tasks.spawn(self.queue_run([filt], reason=f"etrn {arg}"))
         return f"253 2.0.0 OK, {n} pending messages for node {arg} started"
 

@@ -125,7 +125,7 @@ def test_etrn_logged_by_the_mta_and_the_link_is_one_event():
 
 def test_a_refused_etrn_is_not_the_etrn_step():
     text = RECORDED.replace("reply=253 OK, 1 pending messages for node edge.example started",
-                            "reply=458 4.4.0 Unable to queue messages for node edge.example")
+                            "reply=458 4.4.2 Unable to queue messages for node edge.example")
     assert "etrn" in story(text).missing()
 
 

@@ -136,7 +136,7 @@ async def test_etrn_with_our_line_down_says_458_and_starts_nothing(tmp_path, clo
     cfg, store, runner = isp(tmp_path, clock, f"[127.0.0.1]:{up.port}", link=FakeLink(state="down"))
     q = await submit(store, ["a@edge.example"])
     reply = await runner.etrn("edge.example", _client("127.0.0.1"))
-    assert reply.startswith("458 4.4.0 Unable to queue messages for node edge.example: our line is down")
+    assert reply.startswith("458 4.4.2 Unable to queue messages for node edge.example now: 1 message(s) held, but our line is down")
     await runner.idle()
     assert up.messages == [] and store.get(q).attempts == 0
 
