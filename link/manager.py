@@ -242,6 +242,8 @@ class LinkManager:
         """A reload: from now on the new policy's rules and settings (idle
         hang-up, longest call); a call in progress keeps its line."""
         self.policy_driver.replace(policy)
+        if self.calls.ledger is not None:
+            self.calls.ledger.tariff = policy.tariff
         s = policy.settings
         self.fsm.config = replace(self.fsm.config, idle_hangup_s=s.idle_hangup_s, max_connect_s=s.max_connect_s)
         self.demand_changed()

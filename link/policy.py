@@ -49,6 +49,7 @@ from zoneinfo import ZoneInfo
 
 from link import policyfile
 from link.policyfile import ACTIONS, FIELDS, PolicyError, Rule, Settings, Window
+from link.tariff import Tariff
 
 __all__ = ["ACTIONS", "FIELDS", "Decision", "Demand", "Policy", "PolicyError", "Rule", "Settings",
            "Window", "instants", "parse"]
@@ -83,6 +84,7 @@ class Policy:
     windows: tuple[Window, ...] = ()
     settings: Settings = field(default_factory=Settings)
     zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    tariff: Tariff = field(default_factory=Tariff)
 
     # --- time of day ---------------------------------------------------------
 
@@ -287,5 +289,5 @@ def _rule_next(rule: Rule, now: datetime, zone: ZoneInfo) -> datetime | None:
 
 def parse(text: str, *, file: str = "<policy>") -> Policy:
     """A Policy from the file's text.  Raises PolicyError naming file, line and field."""
-    rules, windows, settings, zone = policyfile.read(text, file=file)
-    return Policy(rules, windows, settings, zone)
+    rules, windows, settings, zone, prices = policyfile.read(text, file=file)
+    return Policy(rules, windows, settings, zone, prices)

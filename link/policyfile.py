@@ -10,6 +10,8 @@ FILE FORMAT (etc/dial.policy)
     */15 8-17 * * mon-fri   queue-run etrn         rule: crontab's five fields + actions
     set idle_hangup = 120s                         setting: key = value
     forbid mon-fri 12:00-13:00                     no dialing in this window (local time)
+    tariff unit 0.06 90s mon-fri 08:00-18:00       what calls cost (link/tariff.py: call,
+                                                   minute and unit prices, zones)
 
     Fields: minute 0-59, hour 0-23, day of month 1-31, month 1-12 or jan..dec,
     day of week 0-7 (0 and 7 = sunday) or sun..sat; each a list of `*`, `N`,
@@ -38,11 +40,11 @@ FILE FORMAT (etc/dial.policy)
 
 DESCRIPTION
     Owns the grammar: cutting the text into lines (a `#` starts a comment),
-    telling the four kinds of line apart and turning each into its value: a
+    telling the five kinds of line apart and turning each into its value: a
     Rule (the five fields as sets of numbers, with its text and line number
     for the decisions' reasons), a forbidden Window (minutes of the local
     day), a setting (into Settings, whose defaults are the table above) or
-    the zone.  Rule.matches() and Window.forbids() say what one line means
+    the zone, or a tariff line (a link.tariff Price).  Rule.matches() and Window.forbids() say what one line means
     for one local wall-clock minute; link.policy puts the lines together
     (which instant, which decision) and its parse() is the entry point.
 
@@ -68,7 +70,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from link import durations
+from link import durations, tariff
 
 ACTIONS = ("queue-run", "etrn", "odmr", "poll")
 _DOW = {n: i for i, n in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))}
@@ -156,10 +158,11 @@ _SETTINGS = {
 
 
 def read(text: str, *, file: str = "<policy>"
-         ) -> tuple[tuple[Rule, ...], tuple[Window, ...], Settings, ZoneInfo]:
-    """The file's (rules, windows, settings, zone).  Raises PolicyError naming file, line and field."""
+         ) -> tuple[tuple[Rule, ...], tuple[Window, ...], Settings, ZoneInfo, tariff.Tariff]:
+    """The file's (rules, windows, settings, zone, tariff).  Raises PolicyError naming file, line and field."""
     rules: list[Rule] = []
     windows: list[Window] = []
+    prices: list[tariff.Price] = []
     values: dict[str, Any] = {}          # checked by _parse_setting: Settings' types
     zone = ZoneInfo("UTC")
     for n, raw in enumerate(text.splitlines(), 1):
@@ -178,9 +181,11 @@ def read(text: str, *, file: str = "<policy>"
             values[key] = value
         elif words[0] == "forbid":
             windows.append(_parse_window(words, line, fail))
+        elif words[0] == "tariff":
+            prices.append(tariff.parse_line(words, fail, lambda d, w: _span(d, w, f"{d} {w}", fail, "tariff zone")))
         else:
             rules.append(_parse_rule(words, line, n, fail))
-    return tuple(rules), tuple(windows), Settings(**values), zone
+    return tuple(rules), tuple(windows), Settings(**values), zone, tariff.Tariff(tuple(prices))
 
 
 def _parse_zone(words: list[str], fail) -> ZoneInfo:
@@ -217,17 +222,22 @@ def _parse_setting(line: str, fail) -> tuple[str, object]:
 def _parse_window(words: list[str], line: str, fail) -> Window:
     if len(words) != 3:
         raise fail("forbid", "expected `forbid DAYS HH:MM-HH:MM`")
-    dows = _parse_field(words[1], FIELDS[4], fail)
-    m = re.fullmatch(r"(\d\d?):(\d\d)-(\d\d?):(\d\d)", words[2])
+    return _span(words[1], words[2], line.split(None, 1)[1], fail)
+
+
+def _span(days: str, window: str, text: str, fail, what: str = "forbid window") -> Window:
+    """DAYS HH:MM-HH:MM: a forbidden window, or a tariff's zone."""
+    dows = _parse_field(days, FIELDS[4], fail)
+    m = re.fullmatch(r"(\d\d?):(\d\d)-(\d\d?):(\d\d)", window)
     if not m:
-        raise fail("forbid window", f"{words[2]!r}: expected HH:MM-HH:MM")
+        raise fail(what, f"{window!r}: expected HH:MM-HH:MM")
     h1, m1, h2, m2 = map(int, m.groups())
     if h1 > 23 or m1 > 59 or m2 > 59 or h2 > 24 or (h2 == 24 and m2):
-        raise fail("forbid window", f"{words[2]!r}: time out of range (00:00-24:00)")
+        raise fail(what, f"{window!r}: time out of range (00:00-24:00)")
     start, end = h1 * 60 + m1, h2 * 60 + m2
     if start == end:
-        raise fail("forbid window", f"{words[2]!r}: empty window (start equals end)")
-    return Window(frozenset(d % 7 for d in dows), start, end, line.split(None, 1)[1])
+        raise fail(what, f"{window!r}: empty window (start equals end)")
+    return Window(frozenset(d % 7 for d in dows), start, end, text)
 
 
 def _parse_rule(words: list[str], line: str, n: int, fail) -> Rule:

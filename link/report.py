@@ -54,6 +54,7 @@ def status(mgr) -> dict:
         "budget_left": mgr.calls.budget_left(now, s.calls_per_day, s.minutes_per_day),
         "last_etrn": mgr.calls.last_etrn,
         "last_call": mgr.calls.last_call(),
+        "cost": mgr.calls.cost(now),
     }
 
 

@@ -190,7 +190,7 @@ def make_manager(cfg: Config, policy, clock: Clock):
     """The LinkManager from [link] (its port is set by make_link once the MTA parts exist)."""
     from link.accounting import Ledger
     from link.manager import LinkManager
-    ledger = Ledger(cfg.link.state_file, policy.zone) if cfg.link.state_file else None
+    ledger = Ledger(cfg.link.state_file, policy.zone, tariff=policy.tariff) if cfg.link.state_file else None
     try:
         import schedule
         scheduler = schedule.Scheduler()
