@@ -18,7 +18,7 @@ WHEELS  := $(CACHE)/wheels
 DEBROOT := $(CACHE)/debroot-bookworm
 STAMP   := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast typecheck bench debs deb testdata clean
+.PHONY: venv demo test test-fast typecheck bench bench-economy debs deb testdata clean
 
 venv: $(STAMP)
 
@@ -77,6 +77,11 @@ typecheck: venv
 
 test-fast: venv
 	$(PY) -m pytest -q -m 'not root and not slow' $(PYTEST_ARGS)
+
+# issue 14's link economy alone: four workloads x three systems x two tariffs,
+# bench-out/economy.txt, economy.json and economy.svg (cost against p95); seconds
+bench-economy: venv
+	$(PY) tests/bench/economy.py $(ECONOMY_ARGS)
 
 bench: venv debs
 	$(PY) tests/bench/economy.py

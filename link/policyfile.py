@@ -37,6 +37,17 @@ FILE FORMAT (etc/dial.policy)
         redial_gap               urgent mail and thresholds dial no sooner than
                                  this after the last dial (2m): mail that a call
                                  could not deliver must not redial in a loop
+        schedule                 fixed | relative: rules fire at their cron
+                                 times, or one spacing of the rules after the
+                                 last call (an urgent call counts as a poll) (fixed)
+        chargehup                on | off: with a unit tariff, a quiet line is
+                                 hung up just before its next charging unit
+                                 instead of idle_hangup after the traffic (off)
+        chargehup_margin         how long before the unit edge (5s)
+        chargehup_quiet          the least quiet before such a hang-up (8s)
+        unit_poll                with chargehup: one more ETRN in the paid unit
+                                 when the next poll is due within this of the
+                                 hang-up; it counts as that poll, 0 = off (0)
 
 DESCRIPTION
     Owns the grammar: cutting the text into lines (a `#` starts a comment),
@@ -144,6 +155,11 @@ class Settings:
     urgent_immediate: bool = True
     catchup_s: float = 300.0
     redial_gap_s: float = 120.0
+    relative: bool = False
+    chargehup: bool = False
+    chargehup_margin_s: float = 5.0
+    chargehup_quiet_s: float = 8.0
+    unit_poll_s: float = 0.0
 
 
 # --- parsing ---------------------------------------------------------------
@@ -153,7 +169,10 @@ _SETTINGS = {
     "budget.calls_per_day": ("calls_per_day", "int"), "budget.minutes_per_day": ("minutes_per_day", "int"),
     "dial_when_queued": ("dial_when_queued", "int"), "dial_when_oldest": ("dial_when_oldest_s", "duration"),
     "urgent": ("urgent_immediate", "urgent"), "catchup": ("catchup_s", "duration"),
-    "redial_gap": ("redial_gap_s", "duration"),
+    "redial_gap": ("redial_gap_s", "duration"), "schedule": ("relative", "fixed|relative"),
+    "chargehup": ("chargehup", "off|on"), "chargehup_margin": ("chargehup_margin_s", "duration"),
+    "chargehup_quiet": ("chargehup_quiet_s", "duration"),
+    "unit_poll": ("unit_poll_s", "duration"),
 }
 
 
@@ -206,9 +225,12 @@ def _parse_setting(line: str, fail) -> tuple[str, object]:
         raise fail(key, f"unknown setting, expected one of {', '.join(sorted(_SETTINGS))}")
     attr, kind = _SETTINGS[key]
     if kind == "urgent":
-        if value not in ("immediate", "schedule"):
-            raise fail(key, f"{value!r}: expected immediate or schedule")
-        return attr, value == "immediate"
+        kind = "immediate|schedule"
+    if "|" in kind:                      # two words: urgent's first, the others' second means True
+        words = kind.split("|")
+        if value not in words:
+            raise fail(key, f"{value!r}: expected {words[0]} or {words[1]}")
+        return attr, value == words[0 if key == "urgent" else 1]
     if kind == "int":
         if not value.isdigit():
             raise fail(key, f"{value!r}: expected a whole number >= 0")

@@ -117,6 +117,31 @@ def test_edgemail_hanging_up_before_the_isp_pushes_leaves_mail_at_the_isp():
     assert em.figures(r)["undelivered_in"] == 1
 
 
+UNIT_TARIFF = ("tariff unit 0.06 240s", "tariff unit 0.06 90s mon-fri 08:00-18:00", "set chargehup = on",
+               "set chargehup_margin = 5s", "set unit_poll = 5m", "set idle_hangup = 15s")
+
+
+def test_edgemail_chargehup_keeps_the_paid_unit_and_polls_once_more_in_it():
+    text = policy("4 10 * * * queue-run etrn", *UNIT_TARIFF)
+    r = em.run_edgemail(P, load(out=[(H10, True)], inc=[H10 + 30]), text)
+    call = r.sessions[0]
+    # up at 10:00:20; the first unit (90 s) ends 10:01:50: hang up 5 s before it, after
+    # one more ETRN 20 s before the hang-up (the 10:04 poll is due within 5 min), which
+    # fetches the mail that reached the ISP at 10:00:30 and stands in for the 10:04 poll
+    assert call.end - call.up == pytest.approx(85)
+    assert r.notes["unit_polls"] == 1 and len(r.sessions) == 1
+    tariffs = {"B": em.policy_core.parse("\n".join(UNIT_TARIFF)).tariff}
+    assert em.call_cost(r.__class__("x", [call], [], [], 1), tariffs["B"]) == pytest.approx(0.06)
+
+
+def test_edgemail_relative_schedule_counts_the_urgent_call_as_the_poll():
+    text = policy("0 * * * * queue-run etrn", "set schedule = relative", "set idle_hangup = 15s")
+    r = em.run_edgemail(P, load(out=[(H10 + 1200, True)]), text)   # urgent at 10:20
+    starts = [s.dial for s in r.sessions if H10 <= s.dial < H10 + 7200]
+    # fixed: 10:00, 10:20, 11:00; relative: 10:00, 10:20, then 11:20 (one hour after)
+    assert starts == [H10, H10 + 1200, H10 + 4800]
+
+
 def test_edgemail_budget_from_the_policy_holds_mail_until_midnight():
     text = policy("set urgent = immediate", "set budget.calls_per_day = 1", "set idle_hangup = 15s")
     r = em.run_edgemail(P, load(out=[(H10, True), (H10 + 3600, True)]), text)
