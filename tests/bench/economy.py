@@ -194,9 +194,14 @@ def main(argv: list[str] | None = None) -> int:
     for key, checks in goals.items():
         lines.append(f"  {key:<11}" + "; ".join(f"{'ok' if c['holds'] else 'NO'} {k} ({c['figures']})"
                                                 for k, c in checks.items()))
-    print("\n".join(lines))
     args.out.mkdir(parents=True, exist_ok=True)
     points = [] if args.no_sweep else sweep(m.Params(), args.seed)
+    if points:
+        lines += ["", "sweep (office week; the picture): variant, tariff, calls/d, min/d, cost/d, out95, in95, urg95"]
+        lines += [f"  {p['label']:<44}{p['tariff']:>3}{p['calls_per_day']:7.1f}{p['connected_min_per_day']:7.1f}"
+                  f"{p['cost']:7.2f}{p['out_p95_min']:7.1f}{p['in_p95_min']:7.1f}{p['urgent_p95_min']:7.2f}"
+                  for p in points]
+    print("\n".join(lines))
     doc = {"seed": args.seed, "params": params_used, "tariffs": TARIFFS, "policy_file": str(args.policy),
            "policy_text": policy_text, "rows": rows, "goal": goals, "sweep": points}
     (args.out / "economy.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")

@@ -105,3 +105,23 @@ def test_bad_economy_settings_name_the_line(line, error):
     with pytest.raises(PolicyError) as e:
         parse(line + "\n", file="p")
     assert str(e.value).startswith(error), str(e.value)
+
+
+class _Clock:
+    """wall = monotonic + 1_780_000_000 (2026-05-28), fixed."""
+
+    def wall(self) -> float:
+        return 1_780_000_000.0 + 500.0
+
+    def monotonic(self) -> float:
+        return 500.0
+
+
+def test_the_manager_gives_the_fsm_the_policys_chargehup_on_its_monotonic_clock():
+    from link.manager import hangup_plan
+    assert hangup_plan(FIXED, _Clock()) is None                              # no tariff, no plan
+    p = parse(RULES + UNITS)
+    plan = hangup_plan(p, _Clock())
+    assert plan is not None
+    up = t(10).timestamp() - 1_780_000_000.0                                  # monotonic of 10:00:00
+    assert plan(up, up + 30) == pytest.approx(up + 85)                       # 5 s before the 90 s edge
