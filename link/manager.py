@@ -358,6 +358,10 @@ class LinkManager:
 
     # --- what the policy is told, status --------------------------------------------------
 
+    def big_mail_wait(self, size: int, urgent: bool) -> str:
+        """The runner asks: why a message this big may not go now ("" : it may; link.bigmail)."""
+        return self.policy_driver.big_mail_wait(size, urgent, wall_now(self.clock))
+
     def queue(self) -> Summary:
         """What waits for the link, as the MTA's port says (empty when it cannot say)."""
         return self._port.summary()

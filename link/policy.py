@@ -109,6 +109,7 @@ class Policy:
     settings: Settings = field(default_factory=Settings)
     zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
     tariff: Tariff = field(default_factory=Tariff)
+    cheap: tuple[Window, ...] = ()       #: windows where big mail may go (link.bigmail)
 
     # --- time of day ---------------------------------------------------------
 
@@ -392,5 +393,5 @@ def _rule_next(rule: Rule, now: datetime, zone: ZoneInfo) -> datetime | None:
 
 def parse(text: str, *, file: str = "<policy>") -> Policy:
     """A Policy from the file's text.  Raises PolicyError naming file, line and field."""
-    rules, windows, settings, zone, prices = policyfile.read(text, file=file)
-    return Policy(rules, windows, settings, zone, prices)
+    rules, windows, settings, zone, prices, cheap = policyfile.read(text, file=file)
+    return Policy(rules, windows, settings, zone, prices, cheap)

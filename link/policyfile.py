@@ -1,7 +1,8 @@
 """policyfile.py - the dial policy file: its grammar, lines -> rules (CORE).
 
 NAME
-    policyfile - read(text, file=) -> (rules, windows, settings, zone);
+    policyfile - read(text, file=) -> (rules, windows, settings, zone, tariff,
+    cheap);
     Rule, Window, Settings, PolicyError; ACTIONS, FIELDS
 
 FILE FORMAT (etc/dial.policy)
@@ -12,6 +13,8 @@ FILE FORMAT (etc/dial.policy)
     forbid mon-fri 12:00-13:00                     no dialing in this window (local time)
     tariff unit 0.06 90s mon-fri 08:00-18:00       what calls cost (link/tariff.py: call,
                                                    minute and unit prices, zones)
+    cheap mon-fri 18:00-08:00                      big mail waits for such a window
+                                                   (link/bigmail.py; set big_mail = SIZE)
 
     Fields: minute 0-59, hour 0-23, day of month 1-31, month 1-12 or jan..dec,
     day of week 0-7 (0 and 7 = sunday) or sun..sat; each a list of `*`, `N`,
@@ -48,10 +51,13 @@ FILE FORMAT (etc/dial.policy)
         unit_poll                with chargehup: one more ETRN in the paid unit
                                  when the next poll is due within this of the
                                  hang-up; it counts as that poll, 0 = off (0)
+        big_mail                 a message this big (bytes; 500k, 2M: k = 1000)
+                                 that is not urgent waits for a `cheap` window,
+                                 0 = off (0)
 
 DESCRIPTION
     Owns the grammar: cutting the text into lines (a `#` starts a comment),
-    telling the five kinds of line apart and turning each into its value: a
+    telling the six kinds of line apart and turning each into its value: a
     Rule (the five fields as sets of numbers, with its text and line number
     for the decisions' reasons), a forbidden Window (minutes of the local
     day), a setting (into Settings, whose defaults are the table above) or
@@ -160,6 +166,7 @@ class Settings:
     chargehup_margin_s: float = 5.0
     chargehup_quiet_s: float = 8.0
     unit_poll_s: float = 0.0
+    big_mail: int = 0
 
 
 # --- parsing ---------------------------------------------------------------
@@ -172,16 +179,17 @@ _SETTINGS = {
     "redial_gap": ("redial_gap_s", "duration"), "schedule": ("relative", "fixed|relative"),
     "chargehup": ("chargehup", "off|on"), "chargehup_margin": ("chargehup_margin_s", "duration"),
     "chargehup_quiet": ("chargehup_quiet_s", "duration"),
-    "unit_poll": ("unit_poll_s", "duration"),
+    "unit_poll": ("unit_poll_s", "duration"), "big_mail": ("big_mail", "size"),
 }
 
 
 def read(text: str, *, file: str = "<policy>"
-         ) -> tuple[tuple[Rule, ...], tuple[Window, ...], Settings, ZoneInfo, tariff.Tariff]:
-    """The file's (rules, windows, settings, zone, tariff).  Raises PolicyError naming file, line and field."""
+         ) -> tuple[tuple[Rule, ...], tuple[Window, ...], Settings, ZoneInfo, tariff.Tariff, tuple[Window, ...]]:
+    """The file's (rules, windows, settings, zone, tariff, cheap windows).  Raises PolicyError naming file, line and field."""
     rules: list[Rule] = []
     windows: list[Window] = []
     prices: list[tariff.Price] = []
+    cheap: list[Window] = []
     values: dict[str, Any] = {}          # checked by _parse_setting: Settings' types
     zone = ZoneInfo("UTC")
     for n, raw in enumerate(text.splitlines(), 1):
@@ -200,11 +208,18 @@ def read(text: str, *, file: str = "<policy>"
             values[key] = value
         elif words[0] == "forbid":
             windows.append(_parse_window(words, line, fail))
+        elif words[0] == "cheap":
+            if len(words) != 3:
+                raise fail("cheap", "expected `cheap DAYS HH:MM-HH:MM`")
+            cheap.append(_span(words[1], words[2], line.split(None, 1)[1], fail, "cheap window"))
         elif words[0] == "tariff":
             prices.append(tariff.parse_line(words, fail, lambda d, w: _span(d, w, f"{d} {w}", fail, "tariff zone")))
         else:
             rules.append(_parse_rule(words, line, n, fail))
-    return tuple(rules), tuple(windows), Settings(**values), zone, tariff.Tariff(tuple(prices))
+    if values.get("big_mail") and not cheap:
+        raise PolicyError("set, but no `cheap DAYS HH:MM-HH:MM` line says when big mail may go",
+                          file=file, line=len(text.splitlines()), field="big_mail")
+    return tuple(rules), tuple(windows), Settings(**values), zone, tariff.Tariff(tuple(prices)), tuple(cheap)
 
 
 def _parse_zone(words: list[str], fail) -> ZoneInfo:
@@ -231,6 +246,11 @@ def _parse_setting(line: str, fail) -> tuple[str, object]:
         if value not in words:
             raise fail(key, f"{value!r}: expected {words[0]} or {words[1]}")
         return attr, value == words[0 if key == "urgent" else 1]
+    if kind == "size":
+        m = re.fullmatch(r"(\d+)([kKmM]?)", value)
+        if not m:
+            raise fail(key, f"{value!r}: expected a size in bytes (500000, 500k, 2M)")
+        return attr, int(m.group(1)) * {"": 1, "k": 1000, "m": 1000_000}[m.group(2).lower()]
     if kind == "int":
         if not value.isdigit():
             raise fail(key, f"{value!r}: expected a whole number >= 0")

@@ -41,15 +41,18 @@ def status_word(s) -> str:
     return getattr(s, "value", str(s or "queued"))
 
 
-def mailq_entry(e, held: dict[str, str] | None = None) -> str:
+def mailq_entry(e, held: dict[str, str] | None = None, wait: str = "") -> str:
     """One entry as sendmail's mailq prints it ("!" after the qid: on hold):
     the first line, then for each recipient still waiting the reason of its
     last failure (once per distinct reason, as "(Deferred: ...)") and the
     recipient.  HELD (ISP mode) names the customer a recipient's mail is
-    held for: that is its reason."""
+    held for: that is its reason.  WAIT (the dial policy's big_mail) says
+    why the whole message waits for a cheap window, first."""
     stamp = time.strftime("%a %b %d %H:%M", time.localtime(e.created))
     lines = [f"{e.qid}{'!' if e.held else ' '}{e.size:>8} {stamp} <{e.envelope.mail_from}>\n"]
     said = set()
+    if wait:
+        lines.append(f"                 (Waiting: {wait})\n")
     for r in e.envelope.recipients:            # like sendmail: only what still waits
         status = e.rcpt_status.get(r.address)
         if status is not None and getattr(status, "final", False):
@@ -113,11 +116,14 @@ class QueueListing:
     entries is a join of cached strings; ``warm()`` fills the cache after
     start-up without blocking the loop."""
 
-    def __init__(self, store, held_for: Callable[[object], dict[str, str]] | None = None) -> None:
+    def __init__(self, store, held_for: Callable[[object], dict[str, str]] | None = None,
+                 waits: Callable[[object], str] | None = None) -> None:
         self.store = store
+        #: big mail: entry -> why it waits for a cheap window ("" : it does not)
+        self.waits: Callable[[object], str] = waits or (lambda e: "")
         #: ISP mode: entry -> {recipient: the customer its mail is held for}
         self.held_for: Callable[[object], dict[str, str]] = held_for or (lambda e: {})
-        self._text: dict[str, tuple[object, str]] = {}
+        self._text: dict[str, tuple[object, str, str]] = {}
 
     def stream(self, fmt: str) -> Stream:
         entries = self.store.entries()
@@ -126,10 +132,11 @@ class QueueListing:
         return Stream(batches(entries, fmt, self.text, self.held_for), {"total": len(entries)})
 
     def text(self, e) -> str:
+        wait = self.waits(e)
         hit = self._text.get(e.qid)
-        if hit is None or hit[0] is not e:
-            hit = self._text[e.qid] = (e, mailq_entry(e, self.held_for(e)))
-        return hit[1]
+        if hit is None or hit[0] is not e or hit[1] != wait:
+            hit = self._text[e.qid] = (e, wait, mailq_entry(e, self.held_for(e), wait))
+        return hit[2]
 
     async def warm(self) -> None:
         entries = self.store.entries()

@@ -70,7 +70,8 @@ class ControlOps:
         self.on_commit = on_commit or getattr(runner, "on_commit", None)
         self.reloader = reloader
         self.started = clock.wall()
-        self.listing = QueueListing(store, held_for=getattr(runner, "held_for", None))
+        self.listing = QueueListing(store, held_for=getattr(runner, "held_for", None),
+                                    waits=getattr(runner, "big_wait", None))
 
     def handlers(self) -> dict:
         ops = {"submit": self.submit, "queue_list": self.queue_list, "queue_show": self.queue_show,

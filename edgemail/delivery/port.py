@@ -52,6 +52,9 @@ class LinkPort(Protocol):
     async def wait_up(self, timeout: float) -> bool:
         """Wait at most `timeout` seconds for the link to be up; True if it is."""
 
+    def big_mail_wait(self, size: int, urgent: bool) -> str:
+        """Why a message this big waits for a cheap window ("" : it may go now)."""
+
 
 @dataclass(frozen=True)
 class Job:

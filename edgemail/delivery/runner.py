@@ -156,6 +156,10 @@ class Runner:
         """ENTRY's deliveries still to do (port.pending_jobs with the current router)."""
         return pending_jobs(entry, self.router.route)
 
+    def big_wait(self, entry: QueueEntry) -> str:
+        """Why ENTRY waits for a cheap window ("" : it does not; queuerun.big_wait)."""
+        return self.queue_runs.big_wait(entry)
+
     def held_for(self, entry: QueueEntry) -> dict[str, str]:
         """ENTRY's recipients whose mail is held (ISP mode) -> the customer it is
         held for ("" : a hold route of [routes], for the LAN's ETRN)."""

@@ -125,3 +125,33 @@ def test_the_manager_gives_the_fsm_the_policys_chargehup_on_its_monotonic_clock(
     assert plan is not None
     up = t(10).timestamp() - 1_780_000_000.0                                  # monotonic of 10:00:00
     assert plan(up, up + 30) == pytest.approx(up + 85)                       # 5 s before the 90 s edge
+
+
+# --- big mail waits for a cheap window (link.bigmail) ---------------------------------
+
+BIGP = parse("timezone Europe/Berlin\nset big_mail = 1M\ncheap mon-fri 18:00-08:00\ncheap sat,sun 00:00-24:00\n")
+
+
+def test_big_mail_waits_outside_the_cheap_windows_unless_urgent():
+    from link import bigmail
+    w = bigmail.waits(BIGP, 2_000_000, False, t(10))
+    assert w is not None and w.until == t(18)
+    assert w.reason == ("big mail (2000000 bytes >= big_mail 1000000) waits for a cheap window "
+                        "(mon-fri 18:00-08:00, sat,sun 00:00-24:00): Tue 18:00")
+    assert bigmail.waits(BIGP, 2_000_000, True, t(10)) is None          # urgent goes
+    assert bigmail.waits(BIGP, 999_999, False, t(10)) is None           # small goes
+    assert bigmail.waits(BIGP, 2_000_000, False, t(19)) is None         # in the window
+    assert bigmail.waits(BIGP, 2_000_000, False, t(7, day=3)) is None   # Wed 07:00: Tuesday's window
+    assert bigmail.waits(parse("set big_mail = 0\n"), 10**9, False, t(10)) is None
+
+
+@pytest.mark.parametrize("text, error", [
+    ("set big_mail = 1M\n", "p:1: big_mail: set, but no `cheap DAYS HH:MM-HH:MM` line"),
+    ("set big_mail = lots\n", "p:1: big_mail: 'lots': expected a size in bytes"),
+    ("cheap mon-fri\n", "p:1: cheap: expected `cheap DAYS HH:MM-HH:MM`"),
+    ("cheap mon 18-08\n", "p:1: cheap window: '18-08': expected HH:MM-HH:MM"),
+])
+def test_bad_big_mail_lines_name_the_line(text, error):
+    with pytest.raises(PolicyError) as e:
+        parse(text, file="p")
+    assert str(e.value).startswith(error), str(e.value)
