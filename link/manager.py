@@ -360,7 +360,7 @@ class LinkManager:
 
     def big_mail_wait(self, size: int, urgent: bool) -> str:
         """The runner asks: why a message this big may not go now ("" : it may; link.bigmail)."""
-        return self.policy_driver.big_mail_wait(size, urgent, wall_now(self.clock))
+        return self.policy_driver.big_mail_wait(size, urgent)
 
     def queue(self) -> Summary:
         """What waits for the link, as the MTA's port says (empty when it cannot say)."""

@@ -155,3 +155,12 @@ def test_bad_big_mail_lines_name_the_line(text, error):
     with pytest.raises(PolicyError) as e:
         parse(text, file="p")
     assert str(e.value).startswith(error), str(e.value)
+
+
+def test_the_link_answers_the_runner_from_its_policy_and_clock():
+    from link.policydriver import PolicyDriver
+    pd = PolicyDriver(BIGP, clock=_Clock(), scheduler=None, on_rule=lambda rule: None)
+    # _Clock's wall: Thu 2026-05-28 22:35 CEST: inside the evening window
+    assert pd.big_mail_wait(2_000_000, False) == ""
+    assert pd.big_mail_wait(2_000_000, False, t(10)).endswith(": Tue 18:00")
+    assert pd.big_mail_wait(10, False, t(10)) == ""
