@@ -173,3 +173,24 @@ def test_percentile_is_nearest_rank():
     assert em.percentile(values, 95) == 19.0
     assert em.percentile(values, 50) == 10.0
     assert em.percentile([7.0], 95) == 7.0
+
+
+def test_the_bench_writes_the_table_goal_and_picture(tmp_path, capsys):
+    import xml.etree.ElementTree as ET
+    sys.path.insert(0, str(_PATH.parent))
+    try:
+        import economy
+    finally:
+        sys.path.remove(str(_PATH.parent))
+    economy.SWEEP = economy.SWEEP[:2]                   # two variants keep it quick
+    assert economy.main(["--out-per-day", "10", "--in-per-day", "20", "--seed", "3", "--out", str(tmp_path)]) == 0
+    doc = __import__("json").loads((tmp_path / "economy.json").read_text())
+    systems = {(r["system"], r["tariff"]) for r in doc["rows"]}
+    assert systems == {(s, t) for s in ("edgemail", "recipe", "background") for t in "AB"}
+    assert set(doc["goal"]) == {"custom/A", "custom/B"} and "cost <= 50% of recipe" in doc["goal"]["custom/A"]
+    assert doc["params"]["custom"]["out_per_day"] == 10 and doc["seed"] == 3
+    svg = ET.fromstring((tmp_path / "economy.svg").read_text())
+    circles = [e for e in svg.iter() if e.tag.endswith("circle")]
+    assert len(circles) == 2 * 2 * 2                    # 2 variants x 2 tariffs x (p95 out, p95 in)
+    out = capsys.readouterr().out
+    assert "custom   edgemail   A" in out and "goal (issue 14)" in out
