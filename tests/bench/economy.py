@@ -91,7 +91,7 @@ def variant(label: str, *, office: str = "*/30", nights: str = "0 0-7,18-23", we
 SWEEP = (
     variant("recipe's times, fixed, no chargehup", office="*/15", oldest="0", chargehup="off", relative="fixed"),
     variant("recipe's times, relative", office="*/15", oldest="0"),
-    variant("office */30, oldest 14m (default)"),
+    variant("office */30, oldest 14m (dial.policy's rules)"),
     variant("office */30, oldest 12m", oldest="12m"),
     variant("office */30, oldest 16m", oldest="16m"),
     variant("office hourly, oldest 14m", office="0"),
@@ -152,12 +152,12 @@ def table(rows: list[dict]) -> list[str]:
     return out
 
 
-def sweep(params: m.Params, seed: int) -> list[dict]:
+def sweep(params: m.Params, seed: int, policy: tuple[str, str] | None = None) -> list[dict]:
     load = m.workload(params, seed=seed)
     tariffs = {k: policy_core.parse(t).tariff for k, t in TARIFFS.items()}
     recipe = m.figures(m.run_recipe(params, load), tariffs)
     points = []
-    for label, text in SWEEP:
+    for label, text in ((policy,) if policy else ()) + SWEEP:
         for tname, tline in TARIFFS.items():
             f = m.figures(m.run_edgemail(params, load, with_tariff(text, tline), file=label), tariffs)
             points.append({"label": label, "tariff": tname, "policy": text, "cost": f[f"cost_{tname}_per_day"], **f})
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"  {key:<11}" + "; ".join(f"{'ok' if c['holds'] else 'NO'} {k} ({c['figures']})"
                                                 for k, c in checks.items()))
     args.out.mkdir(parents=True, exist_ok=True)
-    points = [] if args.no_sweep else sweep(m.Params(), args.seed)
+    points = [] if args.no_sweep else sweep(m.Params(), args.seed, (args.policy.name, policy_text))
     if points:
         lines += ["", "sweep (office week; the picture): variant, tariff, calls/d, min/d, cost/d, out95, in95, urg95"]
         lines += [f"  {p['label']:<44}{p['tariff']:>3}{p['calls_per_day']:7.1f}{p['connected_min_per_day']:7.1f}"

@@ -191,6 +191,6 @@ def test_the_bench_writes_the_table_goal_and_picture(tmp_path, capsys):
     assert doc["params"]["custom"]["out_per_day"] == 10 and doc["seed"] == 3
     svg = ET.fromstring((tmp_path / "economy.svg").read_text())
     circles = [e for e in svg.iter() if e.tag.endswith("circle")]
-    assert len(circles) == 2 * 2 * 2                    # 2 variants x 2 tariffs x (p95 out, p95 in)
+    assert len(circles) == 3 * 2 * 2                    # dial.policy + 2 variants, 2 tariffs, p95 out and in
     out = capsys.readouterr().out
     assert "custom   edgemail   A" in out and "goal (issue 14)" in out
