@@ -391,7 +391,7 @@ def _rule_next(rule: Rule, now: datetime, zone: ZoneInfo) -> datetime | None:
 
 # --- the file -> a Policy ----------------------------------------------------
 
-def parse(text: str, *, file: str = "<policy>") -> Policy:
+def parse(text: str, *, file: str = "<policy>", whole: bool = True) -> Policy:
     """A Policy from the file's text.  Raises PolicyError naming file, line and field."""
-    rules, windows, settings, zone, prices, cheap = policyfile.read(text, file=file)
+    rules, windows, settings, zone, prices, cheap = policyfile.read(text, file=file, whole=whole)
     return Policy(rules, windows, settings, zone, prices, cheap)

@@ -183,9 +183,10 @@ _SETTINGS = {
 }
 
 
-def read(text: str, *, file: str = "<policy>"
+def read(text: str, *, file: str = "<policy>", whole: bool = True
          ) -> tuple[tuple[Rule, ...], tuple[Window, ...], Settings, ZoneInfo, tariff.Tariff, tuple[Window, ...]]:
-    """The file's (rules, windows, settings, zone, tariff, cheap windows).  Raises PolicyError naming file, line and field."""
+    """The file's (rules, windows, settings, zone, tariff, cheap windows).
+    `whole` = False reads a line on its own (no check across lines).  Raises PolicyError naming file, line and field."""
     rules: list[Rule] = []
     windows: list[Window] = []
     prices: list[tariff.Price] = []
@@ -216,9 +217,10 @@ def read(text: str, *, file: str = "<policy>"
             prices.append(tariff.parse_line(words, fail, lambda d, w: _span(d, w, f"{d} {w}", fail, "tariff zone")))
         else:
             rules.append(_parse_rule(words, line, n, fail))
-    if values.get("big_mail") and not cheap:
+    big = [n for n, raw in enumerate(text.splitlines(), 1) if re.match(r"\s*set\s+big_mail\s*=", raw)]
+    if whole and values.get("big_mail") and not cheap:
         raise PolicyError("set, but no `cheap DAYS HH:MM-HH:MM` line says when big mail may go",
-                          file=file, line=len(text.splitlines()), field="big_mail")
+                          file=file, line=big[-1] if big else 0, field="big_mail")
     return tuple(rules), tuple(windows), Settings(**values), zone, tariff.Tariff(tuple(prices)), tuple(cheap)
 
 
