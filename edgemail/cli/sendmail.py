@@ -172,12 +172,13 @@ def _envelope(a: SendmailArgs, sender: str, msg: Prepared) -> Envelope:
 
 
 def envelope_fields(env: Envelope) -> dict:
-    """An Envelope as the control ``submit`` op carries it."""
+    """An Envelope as the control ``submit`` op carries it (what a client may
+    say: the daemon derives precedence and msgid from the headers itself and
+    refuses them in a request, daemon/submission.py)."""
     return {"mail_from": env.mail_from,
             "recipients": [{"address": r.address, "notify": sorted(r.notify), "orcpt": r.orcpt}
                            for r in env.recipients],
-            "ret": env.ret, "envid": env.envid, "body": env.body, "precedence": env.precedence,
-            "msgid": env.msgid}
+            "ret": env.ret, "envid": env.envid, "body": env.body}
 
 
 def submit(cfg, env: Envelope, data: bytes) -> int:

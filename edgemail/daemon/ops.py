@@ -1,7 +1,8 @@
 """daemon/ops.py - the control ops the daemon answers itself.
 
 Owns: submit (``sendmail`` through the socket, or any other local client:
-the envelope checked, a ``Received: (from USER@localhost) by HOST
+the envelope checked field by field as the SMTP listener checks it, and
+what only the daemon sets refused (daemon/submission.py), a ``Received: (from USER@localhost) by HOST
 (edgemail); DATE`` line prepended with the user the kernel vouches for
 (``received_local``, as sendmail and Postfix trace local submissions), the
 message committed, logged as ``proto=local`` with that uid), queue_list (rows or mailq text, streamed LIST_BATCH entries a
@@ -38,7 +39,7 @@ from edgemail.config.model import Config
 from edgemail.daemon.control import Stream
 from edgemail.daemon.listing import QueueListing, status_word
 from edgemail.daemon.mtaport import Link
-from edgemail.envelope import Envelope, Recipient
+from edgemail.daemon.submission import check_data, checked_envelope
 from edgemail.errors import ControlError, SpoolError, SpoolFull
 
 log = logging.getLogger("edgemail.daemon")
@@ -88,8 +89,10 @@ class ControlOps:
             raise ValueError(f"bad data_b64: {exc}") from None
         if len(data) > self.cfg.MaxMessageSize:
             raise ValueError(f"message too large ({len(data)} bytes, MaxMessageSize {self.cfg.MaxMessageSize})")
-        data = received_local(peer_user(req.get("_peer") or {}), self.cfg.hostname, self.clock.wall()) + data
-        env = self._envelope(req, len(data))
+        check_data(data)
+        peer = req.get("_peer") or {}
+        data = received_local(peer_user(peer), self.cfg.hostname, self.clock.wall()) + data
+        env = checked_envelope(req, data, self.cfg, client=_local_client(peer), arrived=self.clock.wall())
         try:
             qid = await self.store.commit(env, data)
         except SpoolFull as exc:
@@ -101,24 +104,6 @@ class ControlOps:
         if self.on_commit is not None:
             self.on_commit(qid)
         return {"qid": qid}
-
-    def _envelope(self, req: dict, size: int) -> Envelope:
-        from edgemail.address import AddressError, parse_address
-        rcpts = req.get("recipients")
-        if not isinstance(rcpts, list) or not rcpts:
-            raise ValueError("bad envelope: recipients must be a non-empty list")
-        try:
-            sender = req.get("mail_from", "")
-            if sender:
-                sender = str(parse_address(sender))
-            recipients = tuple(Recipient(str(parse_address(r["address"])), orcpt=r.get("orcpt"),
-                                         notify=frozenset(r.get("notify") or ())) for r in rcpts)
-        except (AddressError, KeyError, TypeError) as exc:
-            raise ValueError(f"bad envelope: {exc}") from None
-        return Envelope(mail_from=sender, recipients=recipients, ret=req.get("ret"), envid=req.get("envid"),
-                        body=req.get("body"), size=size, precedence=int(req.get("precedence") or 0),
-                        msgid=str(req.get("msgid") or ""), proto="local",
-                        client=_local_client(req.get("_peer") or {}), arrived=self.clock.wall())
 
     def public(self) -> set[str]:
         """Ops for every local user, as sendmail allows them: submit (local

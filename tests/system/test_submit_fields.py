@@ -1,0 +1,96 @@
+"""Issue 16 §8 (first half): the control socket's submit op, open to every
+local user, checks every field it stores as the SMTP listener does and
+refuses what only the daemon may set, with an error naming the field; a
+refused request queues nothing.  The real daemon over its real unix socket;
+the "*" route is expensive (no link), so what is accepted stays queued for
+queue show to read."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from daemon_harness import cli, control, start
+from edgemail.daemon.control import RequestFailed
+
+pytestmark = pytest.mark.timeout(60)
+
+DATA = base64.b64encode(b"Subject: s\r\n\r\nx\r\n").decode()
+GOOD = {"mail_from": "app@edge.example", "recipients": [{"address": "ops@far.example"}], "data_b64": DATA}
+
+#: (what the request changes, the words the error must hold)
+REFUSED = [
+    ({"ret": "BOGUS"}, "bad envelope: RET must be FULL or HDRS"),
+    ({"ret": "FULL\r\nRSET"}, "RET must be FULL or HDRS"),
+    ({"envid": "x\r\nRSET"}, "ENVID must be xtext of at most 100 characters"),
+    ({"envid": "x" * 101}, "ENVID must be xtext of at most 100 characters"),
+    ({"body": "BINARYMIME"}, "BODY must be 7BIT or 8BITMIME"),
+    ({"recipients": [{"address": "ops@far.example", "notify": ["SUCCESS", "NEVER"]}]},
+     "recipient 1: NOTIFY must be NEVER or a list of SUCCESS,FAILURE,DELAY"),
+    ({"recipients": [{"address": "ops@far.example", "orcpt": "rfc822;a\r\nRSET"}]},
+     "recipient 1: ORCPT must be addr-type;xtext"),
+    ({"recipients": [{"address": "ops@far.example"}, {"address": "b\x00ad@far.example"}]},
+     "recipient 2 'b\\x00ad@far.example': bad local part"),
+    ({"recipients": [{"address": "x@far.example> NOTIFY=SUCCESS"}]}, "text after the address"),
+    ({"recipients": [{"address": "a" * 130 + "@far.example"}]}, "local part longer than 128 octets"),
+    ({"mail_from": "p@edge.example\r\nRCPT TO:<evil@far.test>"}, "bad envelope: mail_from"),
+    ({"mail_from": 7}, "mail_from must be a string"),
+    ({"recipients": [{"address": "ops@far.example", "trusted": True}]}, "recipient 1 must be an object"),
+    ({"recipients": [{"address": f"r{n}@far.example"} for n in range(101)]},
+     "101 recipients, at most 100 (smtpd.MaxRecipientsPerMessage)"),
+    ({"precedence": 100}, "precedence is set by the daemon (from the message's Precedence: header)"),
+    ({"msgid": "x@y"}, "msgid is set by the daemon"),
+    ({"client": "[192.0.2.1]:25"}, "client is set by the daemon (from SO_PEERCRED)"),
+    ({"proto": "ESMTPA"}, "proto is set by the daemon"),
+    ({"auth": "admin"}, "auth is set by the daemon"),
+    ({"helo": "mx.example"}, "helo is set by the daemon"),
+    ({"arrived": 0}, "arrived is set by the daemon"),
+    ({"priority": -10**9}, "priority is set by the daemon"),
+    ({"trusted": True}, "trusted is set by the daemon"),
+    ({"flavour": 1}, "unknown field 'flavour'"),
+    ({"data_b64": base64.b64encode(b"Subject: s\n\nRCPT TO:<x>\r\n").decode()},
+     "bad message data: bare LF in line 1"),
+    ({"data_b64": base64.b64encode(b"Subject: s\r\n\r\nx\ry\r\n").decode()}, "bare CR in line 3"),
+    ({"data_b64": base64.b64encode(b"Subject: s\r\n\r\nx\0\r\n").decode()}, "NUL in line 3"),
+]
+
+
+def queued(d) -> list[dict]:
+    return json.loads(cli(d, "edgemail", "queue", "list", "--json").stdout)
+
+
+def test_submit_refuses_each_bad_field_and_queues_nothing(tmp_path):
+    d = start(tmp_path)
+    try:
+        for change, words in REFUSED:
+            with pytest.raises(RequestFailed) as refused:
+                control(d).request("submit", **{**GOOD, **change})
+            assert words in str(refused.value), (change, str(refused.value))
+        assert queued(d) == []
+    finally:
+        assert d.stop() == 0
+
+
+def test_submit_takes_precedence_and_msgid_from_the_headers(tmp_path):
+    d = start(tmp_path)
+    try:
+        data = b"Precedence: bulk\r\nMessage-ID: <m1@edge.example>\r\nSubject: s\r\n\r\nx\r\n"
+        reply = control(d).request("submit", **{**GOOD, "ret": "hdrs", "envid": "E+2B1",
+                                                "recipients": [{"address": "ops@far.example",
+                                                                "notify": ["failure", "delay"],
+                                                                "orcpt": "rfc822;ops@far.example"}],
+                                                "data_b64": base64.b64encode(data).decode()})
+        shown = control(d).request("queue_show", qid=reply["qid"])
+        assert (shown["msgid"], shown["proto"]) == ("m1@edge.example", "local"), shown
+        assert shown["client"].startswith("localhost (uid "), shown
+        (row,) = [e for e in queued(d) if e["qid"] == reply["qid"]]
+        # class -60 (bulk): priority = size + 60 * ClassFactor + RecipientFactor, above a first-class one
+        plain = control(d).request("submit", **GOOD)
+        (first,) = [e for e in queued(d) if e["qid"] == plain["qid"]]
+        assert row["priority"] > first["priority"], (row, first)
+    finally:
+        assert d.stop() == 0
+    log = d.log.read_text()
+    assert f"{reply['qid']}: from=<app@edge.example>" in log and "class=-60" in log, log
