@@ -24,8 +24,15 @@ caller passes the bytes, the domain, the host name and ``now`` (only a new
 Message-ID draws on the pid and os.urandom).  Header lines are kept as they
 came (folded lines stay folded); the body is not looked into.
 
-Fails: ``DataError`` for an address that does not parse (EX_DATAERR),
-``UsageError`` when no recipient is left (EX_USAGE).
+Under ``-t`` a recipient field (To:, Cc:, Bcc:, Resent-*) holding a bare CR,
+or a bare LF in a header with CRLF line ends elsewhere, is refused
+(``bare_line_end``; DataError, EX_DATAERR 65: the data is malformed, not
+the command line), rather than letting hygiene turn the rest of that
+header's text into recipients or new fields.
+
+Fails: ``DataError`` for an address that does not parse or a recipient
+field with a bare CR/LF (EX_DATAERR), ``UsageError`` when no recipient is
+left (EX_USAGE).
 """
 
 from __future__ import annotations
@@ -121,9 +128,44 @@ def header_recipients(fields: list[bytes]) -> list[str]:
     return [addr for _, addr in email.utils.getaddresses(values) if addr]
 
 
+#: the fields ``-t`` takes recipients from
+RECIPIENT_FIELDS = frozenset({"to", "cc", "bcc", "resent-to", "resent-cc", "resent-bcc"})
+
+
+def bare_line_end(raw: bytes) -> tuple[str, str] | None:
+    """(field name, "bare CR" or "bare LF") for the first recipient field of
+    the header that held a bare CR, or a bare LF when other lines of the
+    header end in CRLF (there a bare LF is no line end: hygiene would make it one
+    and turn the rest of the field into a new line, or a new field after
+    it); None if there is none.  The field a bare-LF line ends and the field
+    its next line starts are both tainted."""
+    pieces = raw.replace(b"\0", b"").split(b"\n")
+    end = next((n for n, p in enumerate(pieces) if p in (b"", b"\r")), len(pieces))
+    crlf = any(p.endswith(b"\r") for p in pieces[:min(end, len(pieces) - 1)])
+    name, carried = "", ""
+    for n, piece in enumerate(pieces):
+        ended = n < len(pieces) - 1                 # this piece ended in LF
+        line = piece[:-1] if ended and piece.endswith(b"\r") else piece
+        if line == b"":
+            return None
+        if line[:1] not in (b" ", b"\t"):
+            if not _HEADER.match(line):
+                return None
+            name = _name(line)
+        taint = carried or ("bare CR" if b"\r" in line else "")
+        carried = "bare LF" if crlf and ended and not piece.endswith(b"\r") else ""
+        taint = taint or carried
+        if taint and name in RECIPIENT_FIELDS:
+            return name, taint
+    return None
+
+
 def prepare(raw: bytes, a: SendmailArgs, *, sender: str, domain: str, hostname: str,
             now: float) -> Prepared:
     """Build the message to queue and its recipients.  Raises DataError/UsageError."""
+    if a.extract and (bad := bare_line_end(raw)):
+        raise DataError(f"{bad[0].title()}: header holds a {bad[1]}: not taking recipients from it "
+                        "(-t); fix the line ends (CRLF or LF throughout)")
     fields, body = split_header(read_lines(raw, ignore_dots=a.ignore_dots))
     rcpts, fields = _recipients(fields, a, domain)
     added, msgid = _missing_headers(fields, a, sender=sender, hostname=hostname, now=now)

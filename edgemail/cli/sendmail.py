@@ -42,7 +42,8 @@ is a maildrop file, through spool.store, and only when the daemon cannot
 be reached.  Its messages go to stderr, prefixed ``sendmail:``; stdout
 carries only what was asked for (the listing, the SMTP dialogue).
 
-Fails (sysexits.h): 64 bad flags or no recipients, 65 bad address, message
+Fails (sysexits.h): 64 bad flags or no recipients, 65 bad address, a
+recipient header with a bare CR/LF under -t (cli/message.py), message
 larger than MaxMessageSize, or refused by the daemon, 66 stdin unreadable,
 75 the daemon broke off, or is down (or refused for a temporary reason)
 and the maildrop is not writable, 78 bad config file.

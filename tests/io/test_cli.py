@@ -149,6 +149,28 @@ def test_prepare_refuses(raw, argv, exc):
         _prep(raw, argv)
 
 
+@pytest.mark.parametrize("raw, field, what", [
+    (b"To: a@x.example\rBcc: evil@evil.example\nSubject: x\n\nb\n", "To", "bare CR"),
+    (b"Cc: a@x.example,\r evil@evil.example\r\n\r\nb\r\n", "Cc", "bare CR"),
+    (b"To: a@x.example,\n evil@evil.example\r\nSubject: x\r\n\r\nb\r\n", "To", "bare LF"),
+    (b"Subject: x\nBcc: evil@evil.example\r\nTo: a@x.example\r\n\r\nb\r\n", "Bcc", "bare LF"),
+    (b"To: a@x.example\r\nResent-To: r@x.example\n\r\nb\r\n", "Resent-To", "bare LF"),
+], ids=["cr-in-to", "cr-in-cc-fold", "lf-in-crlf-to", "lf-starts-bcc", "lf-ends-resent-to"])
+def test_minus_t_refuses_recipient_fields_with_bare_cr_or_lf(raw, field, what):
+    """Issue 16 §8: the header's text never becomes extra recipients; DataError is EX_DATAERR."""
+    with pytest.raises(DataError, match=f"^{field}: header holds a {what}: not taking recipients"):
+        _prep(raw, ["-t"])
+
+
+@pytest.mark.parametrize("raw, argv, want", [
+    (b"To: a@x.example\nSubject: x\n\nbody\r\n", ["-t"], ("a@x.example",)),      # LF header, CR LF body
+    (b"To: a@x.example\r\nSubject: x\ry\r\n\r\nb\rc\nd\n", ["-t"], ("a@x.example",)),  # not a recipient field
+    (b"To: a@x.example\rBcc: evil@evil.example\n\nb\n", ["b@x.example"], ("b@x.example",)),  # no -t
+], ids=["lf-header", "cr-in-subject-and-body", "without-t"])
+def test_minus_t_bare_line_ends_elsewhere_are_only_hygiene(raw, argv, want):
+    assert _prep(raw, argv).recipients == want
+
+
 # ---------------------------------------------------------------- console scripts
 
 def _run(args, **kw):

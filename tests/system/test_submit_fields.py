@@ -94,3 +94,22 @@ def test_submit_takes_precedence_and_msgid_from_the_headers(tmp_path):
         assert d.stop() == 0
     log = d.log.read_text()
     assert f"{reply['qid']}: from=<app@edge.example>" in log and "class=-60" in log, log
+
+
+def test_sendmail_t_refuses_a_bare_cr_in_to_exit_65_nothing_queued(tmp_path):
+    d = start(tmp_path)
+    try:
+        r = cli(d, "sendmail", "-t", input=b"To: ops@far.example\rBcc: evil@evil.example\nSubject: x\n\nb\n")
+        assert r.returncode == 65, r
+        assert r.stderr == (b"sendmail: To: header holds a bare CR: not taking recipients from it (-t); "
+                            b"fix the line ends (CRLF or LF throughout)\n"), r.stderr
+        r = cli(d, "sendmail", "-t", input=b"To: ops@far.example,\n evil@evil.example\r\nSubject: x\r\n\r\nb\r\n")
+        assert r.returncode == 65 and b"To: header holds a bare LF" in r.stderr, r
+        assert queued(d) == []
+        r = cli(d, "sendmail", "-t", input=b"To: ops@far.example\nSubject: x\n\nb\n")
+        assert r.returncode == 0, r
+        (entry,) = queued(d)
+        assert [x["address"] for x in control(d).request("queue_show", qid=entry["qid"])["recipients"]] \
+            == ["ops@far.example"]
+    finally:
+        assert d.stop() == 0
