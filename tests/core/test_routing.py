@@ -163,3 +163,30 @@ def test_route_is_remembered_and_callers_cannot_spoil_it():
     assert [d.address for d in first[:-1]] == ["alice@edge.example", "bob@edge.example"]
     fresh = Router(cfg(), aliases.parse("office: alice, bob\n"))
     assert r.route("x@partner.example") == fresh.route("x@partner.example")
+
+
+# ---------------------------------------------------------------- QA-7: one delivery per mailbox
+
+def test_one_per_mailbox_after_alias_expansion_case_and_idn():
+    from edgemail.address import parse_address
+    from edgemail.delivery.port import one_per_mailbox, pending_jobs
+    from edgemail.envelope import Envelope, Recipient
+    from edgemail.spool.record import new_entry
+    r = Router(cfg(), ALIASES)
+    given = ["Bob@EDGE.example", "bob+x@edge.example", "team@edge.example", "carol@partner.example",
+             "Carol@partner.example", "bob@edge.example", "u@bücher.example", "u@xn--bcher-kva.example",
+             "x@gone.example", "y@gone.example"]
+    rcpts = tuple(Recipient(str(parse_address(a))) for a in given)
+    entry = new_entry("q1", Envelope("s@edge.example", rcpts), created=0, size=1, priority=0)
+    jobs, _ = pending_jobs(entry, r.route)
+    # the repeated bob@edge.example and the IDN spelled twice are one envelope key each
+    assert [j.key for j in jobs].count("bob@edge.example") == 1
+    assert [j.key for j in jobs].count("u@xn--bcher-kva.example") == 1
+    deliver, riders = one_per_mailbox(jobs)
+    assert [j.decision.address for j in deliver] == [
+        "Bob@edge.example", "ann@edge.example", "carol@partner.example", "nosuchuser@edge.example",
+        "Carol@partner.example", "u@xn--bcher-kva.example", "x@gone.example", "y@gone.example"]
+    # a local mailbox by its maildir (case, +detail, the alias); a remote local part keeps its case
+    assert riders == {"bob+x@edge.example": "Bob@edge.example", "team@edge.example>bob@edge.example":
+                      "Bob@edge.example", "carol@partner.example": "team@edge.example>carol@partner.example",
+                      "bob@edge.example": "Bob@edge.example"}
