@@ -105,10 +105,13 @@ class _Shutdown(Exception):
 
 
 def make_store(cfg: Config, clock: Clock):
+    from edgemail.daemon.submission import drop_envelope
     from edgemail.spool.store import Store
-    return Store(cfg.spool_dir, min_free_blocks=cfg.MinFreeBlocks, clock=clock,
-                 class_factor=cfg.ClassFactor, recipient_factor=cfg.RecipientFactor,
-                 retry_factor=cfg.RetryFactor, commit_helpers=cfg.commit_helpers)
+    store = Store(cfg.spool_dir, min_free_blocks=cfg.MinFreeBlocks, clock=clock,
+                  class_factor=cfg.ClassFactor, recipient_factor=cfg.RecipientFactor,
+                  retry_factor=cfg.RetryFactor, commit_helpers=cfg.commit_helpers)
+    store.maildrop.check = drop_envelope(cfg)   # a drop is a local user's submission
+    return store
 
 
 def make_runner(cfg: Config, store, clock: Clock, link=None):

@@ -1,6 +1,7 @@
 """daemon/submission.py - what the control socket's ``submit`` op may store (pure).
 
-Owns: ``check_data(data)`` and ``checked_envelope(req, data, cfg, client=, arrived=)``, the envelope
+Owns: ``check_data(data)``, ``checked_envelope(req, data, cfg, client=, arrived=)``
+(and ``drop_envelope(cfg)``, the same checks for a maildrop file), the envelope
 of a local submission built from a request any local user may send
 (issue 16 section 8), field by field:
 
@@ -51,6 +52,19 @@ DAEMON_ONLY = {
     "auth": "the daemon", "arrived": "the daemon's clock", "size": "the data", "priority": "the daemon",
     "attempts": "the daemon", "held": "the daemon", "trusted": "the daemon",
 }
+
+
+def drop_envelope(cfg: Config):
+    """The maildrop's check (spool/maildrop.py ``Maildrop.check``): a drop,
+    written by any local user's ``sendmail`` while the daemon was down,
+    checked as a submit request from its owner's uid."""
+    def check(env: Envelope, data: bytes, uid: int, created: float) -> Envelope:
+        check_data(data)
+        req = {"mail_from": env.mail_from, "ret": env.ret, "envid": env.envid, "body": env.body,
+               "recipients": [{"address": r.address, "notify": sorted(r.notify), "orcpt": r.orcpt}
+                              for r in env.recipients]}
+        return checked_envelope(req, data, cfg, client=f"localhost (uid {uid})", arrived=created)
+    return check
 
 
 def checked_envelope(req: dict, data: bytes, cfg: Config, *, client: str, arrived: float) -> Envelope:

@@ -113,3 +113,38 @@ def test_sendmail_t_refuses_a_bare_cr_in_to_exit_65_nothing_queued(tmp_path):
             == ["ops@far.example"]
     finally:
         assert d.stop() == 0
+
+
+def test_maildrop_files_get_the_submit_checks_forged_fields_replaced_bad_ones_quarantined(tmp_path):
+    """A maildrop file is written by any local user while the daemon is down:
+    its envelope is rebuilt as a submit request's (daemon-only fields from
+    the daemon), one that fails the checks goes to corrupt/."""
+    import os
+    import time
+
+    from edgemail.envelope import Envelope, Recipient
+    from edgemail.spool.maildrop import write_maildrop
+    d = start(tmp_path)
+    assert d.stop() == 0
+    drop = tmp_path / "spool" / "maildrop"
+    forged = Envelope("app@edge.example", (Recipient("ops@far.example"),), proto="ESMTPA", auth="admin",
+                      client="[192.0.2.1]:25", helo="mx.far.example", precedence=100, msgid="forged@x",
+                      size=30, arrived=0.0)
+    data = b"Message-ID: <real@edge.example>\r\nSubject: s\r\n\r\nx\r\n"
+    write_maildrop(str(drop), forged, data, now=time.time() + 10 * 86400)      # "created" in 10 days
+    bad = Envelope("app@edge.example", (Recipient("ops@far.example"),), ret="FULL\r\nRSET", size=30)
+    bad_name = os.path.basename(write_maildrop(str(drop), bad, data))
+    d.start()
+    try:
+        (entry,) = queued(d)
+        shown = control(d).request("queue_show", qid=entry["qid"])
+        assert (shown["proto"], shown["msgid"]) == ("local", "real@edge.example"), shown
+        assert shown["client"] == f"localhost (uid {os.getuid()})", shown
+        assert shown["created"] <= time.time(), shown
+        assert shown["priority"] > 0, shown         # class 0 from the headers: precedence=100 would be -180000+
+        assert (tmp_path / "spool" / "corrupt" / bad_name).exists()
+        assert os.listdir(drop) == []
+    finally:
+        assert d.stop() == 0
+    log = d.log.read_text()
+    assert "RET must be FULL or HDRS" in log and "192.0.2.1" not in log, log
