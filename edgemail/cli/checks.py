@@ -7,6 +7,8 @@ file, not only the first).  What is checked, and with what:
 
     [local] aliases        delivery.aliases (and every :include: file): the
                            daemon refuses to start on any error (exit 78)
+    [local] users_file     delivery.users (one user name a line): the
+                           daemon refuses to start on an error (exit 78)
     [link] policy          daemon.reload.load_policy, then every bad line
                            (policycmd.every_error): the daemon refuses it
                            too; checked whenever a file is named
@@ -51,6 +53,8 @@ def check_files(cfg: Config) -> Findings:
     out = Findings()
     if cfg.local.aliases:
         out.errors += [str(e) for e in alias_errors(cfg.local.aliases, cfg.local)]
+    if cfg.local.users_file:
+        out.errors += _users_errors(cfg.local.users_file)
     if cfg.link.policy or cfg.link.mode != "none":
         out.errors += _policy_errors(cfg)
     _smart_host_files(cfg, out)
@@ -109,6 +113,15 @@ def _placed(pieces: list[tuple[int, list[str]]]) -> str:
     for start, block in pieces:
         lines += [""] * (start - 1 - len(lines)) + block
     return "\n".join(lines)
+
+
+def _users_errors(path: str) -> list[str]:
+    from edgemail.delivery.users import load_users_file
+    try:
+        load_users_file(path)
+        return []
+    except ConfigError as exc:
+        return [str(exc)]
 
 
 # ---------------------------------------------------------------- dial policy

@@ -1,7 +1,9 @@
 """daemon/ops.py - the control ops the daemon answers itself.
 
 Owns: submit (``sendmail`` through the socket, or any other local client:
-the envelope checked, a ``Received: (from USER@localhost) by HOST
+the envelope checked, recipients routing refuses permanently (unknown
+local users) left out and answered as ``refused`` (none left: nothing is
+queued, ``qid`` null), a ``Received: (from USER@localhost) by HOST
 (edgemail); DATE`` line prepended with the user the kernel vouches for
 (``received_local``, as sendmail and Postfix trace local submissions), the
 message committed, logged as ``proto=local`` with that uid), queue_list (rows or mailq text, streamed LIST_BATCH entries a
@@ -30,6 +32,7 @@ import logging
 import os
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from importlib import metadata
 
 from edgemail import maillog
@@ -89,7 +92,9 @@ class ControlOps:
         if len(data) > self.cfg.MaxMessageSize:
             raise ValueError(f"message too large ({len(data)} bytes, MaxMessageSize {self.cfg.MaxMessageSize})")
         data = received_local(peer_user(req.get("_peer") or {}), self.cfg.hostname, self.clock.wall()) + data
-        env = self._envelope(req, len(data))
+        env, refused = self._refuse_unknown(self._envelope(req, len(data)))
+        if not env.recipients:
+            return {"qid": None, "refused": refused}
         try:
             qid = await self.store.commit(env, data)
         except SpoolFull as exc:
@@ -100,7 +105,25 @@ class ControlOps:
         log_spool.info(maillog.received(qid, env))
         if self.on_commit is not None:
             self.on_commit(qid)
-        return {"qid": qid}
+        return {"qid": qid, "refused": refused}
+
+    def _refuse_unknown(self, env: Envelope) -> tuple[Envelope, list[dict]]:
+        """ENV without the recipients routing refuses permanently (an unknown
+        local user: "550 5.1.1 <a>... User unknown"), and those refusals, as
+        sendmail reports them and queues nothing for them."""
+        check = getattr(self.runner, "check_rcpt", None)
+        if check is None:
+            return env, []
+        keep, refused = [], []
+        for r in env.recipients:
+            reply = check(r.address)
+            if reply and reply.startswith("5"):
+                refused.append({"address": r.address, "reply": reply})
+                log.info(maillog.reject(reply, cmd="RCPT", arg=f"TO:<{r.address}>",
+                                        relay=env.client or "localhost"))
+            else:
+                keep.append(r)
+        return (env if not refused else replace(env, recipients=tuple(keep))), refused
 
     def _envelope(self, req: dict, size: int) -> Envelope:
         from edgemail.address import AddressError, parse_address
