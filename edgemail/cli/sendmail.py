@@ -61,6 +61,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from edgemail.cli.base import (
@@ -191,6 +192,14 @@ def envelope_fields(env: Envelope) -> dict:
 
 def submit(cfg, env: Envelope, data: bytes) -> int:
     import base64
+
+    from edgemail.smtpd.longlines import Unsendable, make_sendable
+    try:
+        data = make_sendable(data)          # lines over 998 octets: daemon up or down, the same bytes
+    except Unsendable as exc:
+        err("sendmail", f"message not sendable: {exc}")
+        return EX_DATAERR
+    env = replace(env, size=len(data))
     client = ControlClient(cfg.control_socket, timeout=cfg.Timeout.control)
     try:
         reply = client.request("submit", **envelope_fields(env),
@@ -233,8 +242,6 @@ def _check_locally(cfg, env: Envelope) -> tuple[Envelope, list[dict]]:
     """The daemon is down: the same recipient check with our own Router (the
     aliases, local users and passwd as this user reads them); a file we may
     not read leaves the check to the daemon, which bounces what it refuses."""
-    from dataclasses import replace
-
     from edgemail.delivery.aliases import load as load_aliases
     from edgemail.delivery.routing import Router
     from edgemail.delivery.users import known_users
@@ -252,8 +259,6 @@ def _check_locally(cfg, env: Envelope) -> tuple[Envelope, list[dict]]:
 def _to_maildrop(cfg, env: Envelope, data: bytes, why: str) -> int:
     """The daemon is down: the message, with the trace line the daemon would
     have added (daemon/ops.py), into maildrop/ for the daemon's next start."""
-    from dataclasses import replace
-
     from edgemail.daemon.ops import received_local
     from edgemail.spool import store
     directory = os.path.join(cfg.spool_dir, "maildrop")

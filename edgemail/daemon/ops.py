@@ -43,6 +43,7 @@ from edgemail.daemon.listing import QueueListing, status_word
 from edgemail.daemon.mtaport import Link
 from edgemail.envelope import Envelope, Recipient
 from edgemail.errors import ControlError, SpoolError, SpoolFull
+from edgemail.smtpd.longlines import Unsendable, make_sendable
 
 log = logging.getLogger("edgemail.daemon")
 
@@ -91,6 +92,10 @@ class ControlOps:
             raise ValueError(f"bad data_b64: {exc}") from None
         if len(data) > self.cfg.MaxMessageSize:
             raise ValueError(f"message too large ({len(data)} bytes, MaxMessageSize {self.cfg.MaxMessageSize})")
+        try:
+            data = make_sendable(data)          # lines over 998 octets re-encoded (smtpd/longlines.py)
+        except Unsendable as exc:
+            raise ValueError(f"message not sendable: {exc}") from None
         data = received_local(peer_user(req.get("_peer") or {}), self.cfg.hostname, self.clock.wall()) + data
         env, refused = self._refuse_unknown(self._envelope(req, len(data)))
         if not env.recipients:
