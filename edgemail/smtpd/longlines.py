@@ -131,7 +131,7 @@ def fold_header(head: bytes) -> bytes:
 def fold_line(line: bytes) -> bytes:
     """One long header line as folded lines (each at most 78 where a space
     allows, never over 998).  Raises Unsendable."""
-    pieces = []
+    pieces, whole = [], len(line)
     while len(line) > FOLD_AT:
         cut = _fold_point(line)
         if cut is None:
@@ -141,7 +141,7 @@ def fold_line(line: bytes) -> bytes:
     pieces.append(line)
     if any(len(p) > MAX_LINE for p in pieces):
         name = pieces[0].partition(b":")[0][:40].decode("ascii", "replace")
-        raise Unsendable(f"header {name}: a line of {max(map(len, pieces))} octets with no space "
+        raise Unsendable(f"header {name}: a line of {whole} octets with no space "
                          f"or tab to fold it at (RFC 5322 allows {MAX_LINE})")
     return _CRLF.join(pieces)
 
