@@ -4,24 +4,19 @@ queued for them) with the default config; the real daemon and console scripts.""
 
 from __future__ import annotations
 
-import json
 import smtplib
 from pathlib import Path
 
 import pytest
 
-from daemon_harness import cli, start
+from daemon_harness import cli, control, start, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
 
 def _ports(daemon) -> dict[str, int]:
-    status = cli(daemon, "edgemail", "status", "--json")
-    if status.returncode == 0:
-        listeners = json.loads(status.stdout)["listeners"]
-    else:                                               # older status output: ask the socket
-        from daemon_harness import control
-        listeners = control(daemon).request("status")["listeners"]
+    """Listener name -> bound port, from the daemon's status ("lan=[127.0.0.1]:PORT")."""
+    listeners = control(daemon).request("status")["listeners"]
     return {item.split("=")[0]: int(item.rsplit(":", 1)[1]) for item in listeners}
 
 
@@ -69,7 +64,6 @@ def test_sendmail_t_delivers_to_the_good_reports_the_bad(daemon, tmp_path):
             input=b"To: alice@edge.example, NoSuchUser@edge.example\nCc: bob\nSubject: x\n\nbody\n")
     assert r.returncode == 67, r.stderr
     assert r.stderr.decode() == "sendmail: NoSuchUser@edge.example... User unknown\n"
-    from daemon_harness import wait_for
     for user in ("alice", "bob"):
         wait_for(lambda: list((_mailbox(tmp_path, user) / "new").glob("*")), f"{user}'s mail", daemon.log)
     assert not _mailbox(tmp_path, "nosuchuser").exists()
@@ -81,3 +75,22 @@ def test_sendmail_unknown_user_with_the_daemon_down(daemon, tmp_path):
     assert r.returncode == 67, r.stderr
     assert r.stderr.decode() == "sendmail: nosuchuser@edge.example... User unknown\n"
     assert not list((tmp_path / "spool" / "maildrop").glob("*"))
+
+
+def test_users_file_read_again_by_newaliases(tmp_path):
+    users = tmp_path / "users"
+    users.write_text("# the office\nalice\n")
+    d = start(tmp_path, {"local": {"create_mailboxes": False, "users": [], "users_file": str(users)}})
+    try:
+        def rcpt(address: str) -> int:
+            with smtplib.SMTP("127.0.0.1", d.port, timeout=10) as s:
+                s.ehlo("till-3.lan")
+                s.mail("alice@edge.example")
+                return s.rcpt(address)[0]
+        assert (rcpt("alice@edge.example"), rcpt("kim@edge.example")) == (250, 550)
+        users.write_text("alice\nkim\n")
+        r = cli(d, "newaliases")
+        assert r.returncode == 0, r.stderr
+        assert rcpt("kim@edge.example") == 250
+    finally:
+        d.kill()
