@@ -137,3 +137,16 @@ def test_users_keys_checked_and_the_daemon_agrees(tmp_path):
     bad = write_config(tmp_path, {"local": {"create_mailboxes": "yes"}})
     r = check(bad)
     assert r.returncode == 78 and "local.create_mailboxes: expected true or false, got 'yes'" in r.stderr, r.stderr
+
+
+def test_alias_ending_at_an_unknown_user_is_a_warning(tmp_path):
+    aliases = tmp_path / "aliases"
+    aliases.write_text("postmaster: root\nroot: admin\noffice: alice, bob\n")
+    cfg = write_config(tmp_path, {"local": {"aliases": str(aliases), "create_mailboxes": False,
+                                            "users": ["alice", "bob"], "system_users": False}})
+    r = check(cfg)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines() == [
+        f"{aliases}: local.aliases: warning: {name} -> admin@edge.example: not a local user "
+        f"([local] users, users_file, passwd): RCPT TO:<{name}> is refused 550 5.1.1"
+        for name in ("postmaster", "root")]
