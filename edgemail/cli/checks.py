@@ -7,6 +7,10 @@ file, not only the first).  What is checked, and with what:
 
     [local] aliases        delivery.aliases (and every :include: file): the
                            daemon refuses to start on any error (exit 78)
+    [local] users_file     delivery.users (one user name a line): the
+                           daemon refuses to start on an error (exit 78)
+    [local] aliases, users an alias whose targets all end at an unknown
+                           local user (warning: RCPT to it is refused)
     [link] policy          daemon.reload.load_policy, then every bad line
                            (policycmd.every_error): the daemon refuses it
                            too; checked whenever a file is named
@@ -51,6 +55,10 @@ def check_files(cfg: Config) -> Findings:
     out = Findings()
     if cfg.local.aliases:
         out.errors += [str(e) for e in alias_errors(cfg.local.aliases, cfg.local)]
+    if cfg.local.users_file:
+        out.errors += _users_errors(cfg.local.users_file)
+    if not out.errors:
+        out.warnings += _unknown_alias_targets(cfg)
     if cfg.link.policy or cfg.link.mode != "none":
         out.errors += _policy_errors(cfg)
     _smart_host_files(cfg, out)
@@ -109,6 +117,38 @@ def _placed(pieces: list[tuple[int, list[str]]]) -> str:
     for start, block in pieces:
         lines += [""] * (start - 1 - len(lines)) + block
     return "\n".join(lines)
+
+
+def _users_errors(path: str) -> list[str]:
+    from edgemail.delivery.users import load_users_file
+    try:
+        load_users_file(path)
+        return []
+    except ConfigError as exc:
+        return [str(exc)]
+
+
+def _unknown_alias_targets(cfg: Config) -> list[str]:
+    """Aliases whose every target ends at an unknown local user: RCPT to
+    them is refused 550 5.1.1 (for postmaster, against RFC 5321 4.5.1)."""
+    from edgemail.delivery.aliases import load
+    from edgemail.delivery.routing import Router
+    from edgemail.delivery.users import known_users
+    if not cfg.local.aliases or cfg.local.create_mailboxes:
+        return []
+    try:
+        aliases = load(cfg.local.aliases, cfg.local)
+        router = Router(cfg, aliases, known_users(cfg.local))
+    except (ConfigError, OSError):
+        return []                       # said as an error already
+    out = []
+    for name in sorted(aliases.entries):
+        reply = router.check_rcpt(f"{name}@{cfg.local_domains[0]}")
+        if reply and " 5.1.1 " in reply:
+            target = reply.partition("<")[2].partition(">")[0]
+            out.append(f"{cfg.local.aliases}: local.aliases: warning: {name} -> {target}: not a local "
+                       f"user ([local] users, users_file, passwd): RCPT TO:<{name}> is refused 550 5.1.1")
+    return out
 
 
 # ---------------------------------------------------------------- dial policy

@@ -42,9 +42,17 @@ is a maildrop file, through spool.store, and only when the daemon cannot
 be reached.  Its messages go to stderr, prefixed ``sendmail:``; stdout
 carries only what was asked for (the listing, the SMTP dialogue).
 
+Unknown local users (delivery/users.py): the daemon leaves out every
+recipient routing refuses permanently and says so; each is reported on
+stderr in sendmail's words (``sendmail: NoSuchUser@edge.example... User
+unknown``), the message is queued for the others (none: nothing is queued)
+and the exit is 67 (EX_NOUSER), as sendmail's.  With the daemon down the
+same check runs here, with the same Router.
+
 Fails (sysexits.h): 64 bad flags or no recipients, 65 bad address, a
 recipient header with a bare CR/LF under -t (cli/message.py), message
-larger than MaxMessageSize, or refused by the daemon, 66 stdin unreadable,
+larger than MaxMessageSize, or refused by the daemon, 66 stdin unreadable, 67
+a recipient is an unknown local user,
 75 the daemon broke off, or is down (or refused for a temporary reason)
 and the maildrop is not writable, 78 bad config file.
 """
@@ -54,11 +62,13 @@ from __future__ import annotations
 import os
 import sys
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from edgemail.cli.base import (
     EX_DATAERR,
     EX_NOINPUT,
+    EX_NOUSER,
     EX_OK,
     EX_TEMPFAIL,
     EX_USAGE,
@@ -184,6 +194,14 @@ def envelope_fields(env: Envelope) -> dict:
 
 def submit(cfg, env: Envelope, data: bytes) -> int:
     import base64
+
+    from edgemail.smtpd.longlines import Unsendable, make_sendable
+    try:
+        data = make_sendable(data)          # lines over 998 octets: daemon up or down, the same bytes
+    except Unsendable as exc:
+        err("sendmail", f"message not sendable: {exc}")
+        return EX_DATAERR
+    env = replace(env, size=len(data))
     client = ControlClient(cfg.control_socket, timeout=cfg.Timeout.control)
     try:
         reply = client.request("submit", **envelope_fields(env),
@@ -194,20 +212,55 @@ def submit(cfg, env: Envelope, data: bytes) -> int:
         err("sendmail", f"the daemon refused the message: {exc}")
         return EX_DATAERR
     except DaemonUnreachable as exc:
-        return _to_maildrop(cfg, env, data, str(exc))
+        env, refused = _check_locally(cfg, env)
+        return _report_refused(refused, _to_maildrop(cfg, env, data, str(exc)) if env.recipients else EX_OK)
     except ControlError as exc:
         err("sendmail", str(exc))
         return EX_TEMPFAIL
-    if os.environ.get("EDGEMAIL_VERBOSE"):
+    if os.environ.get("EDGEMAIL_VERBOSE") and reply.get("qid"):
         err("sendmail", f"queued as {reply.get('qid')}")
-    return EX_OK
+    return _report_refused(reply.get("refused") or [], EX_OK)
+
+
+def _report_refused(refused: list[dict], rc: int) -> int:
+    """Say each refused recipient as sendmail does ("ADDR... User unknown");
+    exit 67 (EX_NOUSER) for an unknown user, as sendmail does even when the
+    message was queued for the others, 65 for any other permanent refusal."""
+    for r in refused:
+        err("sendmail", _refusal_text(r["address"], r["reply"]))
+    if any(" 5.1.1 " in r["reply"] for r in refused):
+        return EX_NOUSER
+    return EX_DATAERR if refused else rc
+
+
+def _refusal_text(address: str, reply: str) -> str:
+    """"550 5.1.1 <a@b>... User unknown" -> "a@b... User unknown" (sendmail's
+    words); a reply of another shape is quoted whole."""
+    _, dots, text = reply.partition("... ")
+    return f"{address}... {text}" if dots else f"{address}... {reply}"
+
+
+def _check_locally(cfg, env: Envelope) -> tuple[Envelope, list[dict]]:
+    """The daemon is down: the same recipient check with our own Router (the
+    aliases, local users and passwd as this user reads them); a file we may
+    not read leaves the check to the daemon, which bounces what it refuses."""
+    from edgemail.delivery.aliases import load as load_aliases
+    from edgemail.delivery.routing import Router
+    from edgemail.delivery.users import known_users
+    from edgemail.errors import ConfigError
+    try:
+        router = Router(cfg, load_aliases(cfg.local.aliases, cfg.local), known_users(cfg.local))
+    except (ConfigError, OSError):
+        return env, []
+    replies = [(r, router.check_rcpt(r.address)) for r in env.recipients]
+    refused = [{"address": r.address, "reply": reply} for r, reply in replies if reply and reply[0] == "5"]
+    keep = tuple(r for r, reply in replies if not (reply and reply[0] == "5"))
+    return replace(env, recipients=keep), refused
 
 
 def _to_maildrop(cfg, env: Envelope, data: bytes, why: str) -> int:
     """The daemon is down: the message, with the trace line the daemon would
     have added (daemon/ops.py), into maildrop/ for the daemon's next start."""
-    from dataclasses import replace
-
     from edgemail.daemon.ops import received_local
     from edgemail.spool import store
     directory = os.path.join(cfg.spool_dir, "maildrop")

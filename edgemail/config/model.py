@@ -144,8 +144,16 @@ class LocalConfig:
     aliases: str = ""
     #: Maildir for local users; %u is replaced by the user name
     maildir: str = "/var/mail/%u/Maildir"
-    #: users that exist locally (beyond aliases); empty = any name maps to a maildir
+    #: who exists locally, so that RCPT refuses anyone else with 550 5.1.1
+    #: (delivery/users.py): the alias names, "postmaster", these names, the
+    #: names in users_file (one a line, '#' comments) and, with system_users,
+    #: every account in the system's passwd (read at start and on SIGHUP)
     users: tuple[str, ...] = ()
+    users_file: str = ""
+    system_users: bool = True
+    #: accept any safe local part and make its Maildir on first delivery
+    #: (the old behaviour; off: unknown users are refused at RCPT)
+    create_mailboxes: bool = False
     allow_program_targets: bool = False
     allow_file_targets: bool = False
     #: Maildir delivery shared with Dovecot (README "Dovecot"): the owner and

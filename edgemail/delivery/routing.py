@@ -28,9 +28,14 @@ DESCRIPTION
         the delivered-to address keeps the detail, the mailbox (%u) is the
         base user, lower-cased.  The delimiter is fixed to "+" (Postfix's
         usual recipient_delimiter);
-      * after aliases, a local user must be in cfg.local.users when that list
-        is non-empty (else any safe name is a mailbox); "postmaster" always
+      * after aliases, a local user must be one of USERS (delivery/users.py:
+        local.users, local.users_file, the system's passwd; the Router is
+        given the set, default cfg.local.users) or "postmaster", which always
         exists (RFC 5321 4.5.1).  Unknown: "550 5.1.1 <addr>... User unknown".
+        "abuse" (RFC 2142) is not implied: the shipped aliases file maps it
+        to postmaster, and an unaliased abuse Maildir is one nobody reads.
+        ``local.create_mailboxes`` turns the check off (any safe name is a
+        mailbox, made on first delivery).
       * a mailbox name must be [a-z0-9._=-] and not start with "." (it
         becomes a path); anything else is "550 5.1.3".
     The user check applies to local and maildir routes; an LMTP server
@@ -51,14 +56,15 @@ import re
 from dataclasses import dataclass, replace
 
 from edgemail.config.model import Config, Route, match_route
-from edgemail.config.values import host_port, smart_host
+from edgemail.config.values import MAILBOX, host_port, smart_host
 from edgemail.delivery.aliases import Aliases, AliasLoop
 
 DETAIL_DELIMITER = "+"
 #: addresses whose decisions a Router remembers (RCPT, the commit hook and
 #: every queue run ask about the same few addresses again and again)
 ROUTE_CACHE = 4096
-_MAILBOX = re.compile(r"[a-z0-9_=-][a-z0-9._=-]*")
+#: local parts that exist whatever the user list says (RFC 5321 4.5.1)
+ALWAYS = frozenset({"postmaster"})
 
 
 @dataclass(frozen=True)
@@ -105,11 +111,14 @@ def split(address: str) -> tuple[str, str]:
 class Router:
     """Routes addresses with one config and one alias table."""
 
-    def __init__(self, cfg: Config, aliases: Aliases | None = None) -> None:
+    def __init__(self, cfg: Config, aliases: Aliases | None = None,
+                 users: frozenset[str] | None = None) -> None:
         self.cfg = cfg
         self.aliases = aliases or Aliases()
         self.default_domain = cfg.local_domains[0]
-        self.users = frozenset(u.lower() for u in cfg.local.users)
+        names = frozenset(u.lower() for u in cfg.local.users) if users is None else users
+        #: None: any safe name is a mailbox (local.create_mailboxes)
+        self.users: frozenset[str] | None = None if cfg.local.create_mailboxes else names | ALWAYS
         self._cache: dict[str, tuple[Decision, ...]] = {}
 
     # -- public
@@ -192,9 +201,9 @@ class Router:
 
     def _mailbox(self, address: str, original: str, route: Route, *, check_users: bool) -> Decision:
         user = split(address)[0].lower().split(DETAIL_DELIMITER, 1)[0]
-        if not _MAILBOX.fullmatch(user):
+        if not MAILBOX.fullmatch(user):
             return self._error(address, original, "550 5.1.3 <{a}>... Bad mailbox name")
-        if check_users and self.users and user not in self.users and user != "postmaster":
+        if check_users and self.users is not None and user not in self.users:
             return self._error(address, original, "550 5.1.1 <{a}>... User unknown")
         path = self.cfg.local.maildir if route.kind == "local" else route.target
         return Decision(address, original, route.kind, path.replace("%u", user),

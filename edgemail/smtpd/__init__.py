@@ -60,6 +60,8 @@ Replies (every one but the greeting and EHLO/HELO carries an enhanced code):
             required (a submission listener, MAIL before AUTH)
   535 5.7.8 Authentication credentials invalid (counted per client)
   538 5.7.11 AUTH before STARTTLS (unless auth_plaintext)
+  550 5.1.1 an unknown local user (routing: delivery/users.py; not with
+            local.create_mailboxes)
   550 5.6.0 bare CR, bare LF or NUL in DATA on a strict listener
   552 5.3.4 SIZE= or the data itself beyond MaxMessageSize
   553 5.6.7 a non-ASCII address without SMTPUTF8 on MAIL (RFC 6531 3.4)
@@ -68,6 +70,8 @@ Replies (every one but the greeting and EHLO/HELO carries an enhanced code):
   554 5.5.0 SMTP synchronisation: talked before the greeting, or pipelined
             where RFC 2920 forbids it (core.py); the session ends
   554 5.5.1 STARTTLS with TLS already on
+  554 5.6.0 a header line over 998 octets with no blank to fold at (other
+            long lines are re-encoded: longlines.py)
   554 5.7.1 Relaying denied
   555 5.5.4 unknown MAIL/RCPT parameter
 

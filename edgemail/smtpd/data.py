@@ -22,6 +22,10 @@ Rules (DESIGN.md "Input hygiene"; table tests in tests/core/test_smtpd_data.py):
     ``\\n.\\n`` becomes a line holding one "." *inside* the message: harmless
     in the queue, and the SMTP client dot-stuffs it on the way out.
   * Either way the queued message has CRLF line endings only and no NUL.
+  * A line over 998 octets is made sendable at the end of DATA
+    (smtpd/longlines.py: the part re-encoded quoted-printable, a header
+    folded); a message within the limits is queued byte for byte.  A header
+    line that cannot be folded: ``554 5.6.0``.
   * Size counts the bytes after dot-removal; past ``limit`` the data is
     dropped as it arrives and the reply is ``552 5.3.4`` once the end of
     DATA is seen (RFC 5321 4.2.5: the reply waits for the end).
@@ -33,6 +37,8 @@ import functools
 import re
 from dataclasses import dataclass
 from email.utils import formatdate
+
+from edgemail.smtpd.longlines import Unsendable, make_sendable
 
 _BAD = re.compile(rb"[\r\n\x00]")
 _HEADER_NAME = re.compile(rb"([!-9;-~]+)[ \t]*:")
@@ -76,6 +82,7 @@ class DataCollector:
                 self._block(bytes(buf[:end]))
                 self.leftover = bytes(buf[end + 3:])
                 buf.clear()
+                self._finish()
                 return True
             if (last := buf.rfind(b"\r\n")) >= 0:
                 self._block(bytes(buf[:last + 2]))
@@ -118,6 +125,16 @@ class DataCollector:
                 return
             line = normalise(line)
         self._parts.append(line if partial else line + b"\r\n")
+
+    def _finish(self) -> None:
+        """The whole message: lines over 998 octets re-encoded (smtpd/longlines.py),
+        or refused now when that cannot be done (never accepted to bounce later)."""
+        if self.refusal:
+            return
+        try:
+            self._parts = [make_sendable(b"".join(self._parts))]
+        except Unsendable as exc:
+            self._refuse(f"554 5.6.0 Message not sendable: {exc}")
 
     def _refuse(self, reply: str) -> None:
         self.refusal = reply

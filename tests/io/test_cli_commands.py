@@ -36,7 +36,7 @@ def config_down(tmp_path) -> Path:
     (tmp_path / "spool" / "maildrop").mkdir(parents=True)
     cfg.write_text(f'local_domains = ["x.example"]\nhostname = "gw.x.example"\n[spool]\n'
                    f'directory = "{tmp_path}/spool"\n[control]\nsocket = "{tmp_path}/none.sock"\n'
-                   f'[link]\npolicy = "{POLICY}"\n')
+                   f'[link]\npolicy = "{POLICY}"\n[local]\nusers = ["a"]\n')
     return cfg
 
 

@@ -43,7 +43,7 @@ def isp_daemon(base: Path, customers: list[dict]) -> Daemon:
     path.write_text(to_toml({
         "hostname": "mx.isp.example", "local_domains": ["isp.example"], "lan_networks": ["192.168.0.0/16"],
         "spool": {"directory": str(base / "spool")}, "control": {"socket": str(base / "control.sock")},
-        "local": {"maildir": str(base / "mail" / "%u")}, "dns": {"peer_dns_file": ""},
+        "local": {"maildir": str(base / "mail" / "%u"), "create_mailboxes": True}, "dns": {"peer_dns_file": ""},
         "routes": {"*": {"route": "mx", "expensive": True}}, "link": {"mode": "none"},
         "smtpd": {"auth_file": str(base / "passwd")},
         "listen": [{"name": "isp", "address": "127.0.0.1", "port": free_port(), "strict": True,
