@@ -107,18 +107,29 @@ class ControlOps:
         rcpts = req.get("recipients")
         if not isinstance(rcpts, list) or not rcpts:
             raise ValueError("bad envelope: recipients must be a non-empty list")
+        domain = self.cfg.local_domains[0]       # local submission is trusted: unqualified is fine
         try:
             sender = req.get("mail_from", "")
             if sender:
-                sender = str(parse_address(sender))
-            recipients = tuple(Recipient(str(parse_address(r["address"])), orcpt=r.get("orcpt"),
+                sender = str(parse_address(sender, domain=domain))
+            recipients = tuple(Recipient(str(parse_address(r["address"], domain=domain)), orcpt=r.get("orcpt"),
                                          notify=frozenset(r.get("notify") or ())) for r in rcpts)
         except (AddressError, KeyError, TypeError) as exc:
             raise ValueError(f"bad envelope: {exc}") from None
+        self._refuse_routed(recipients)
         return Envelope(mail_from=sender, recipients=recipients, ret=req.get("ret"), envid=req.get("envid"),
                         body=req.get("body"), size=size, precedence=int(req.get("precedence") or 0),
                         msgid=str(req.get("msgid") or ""), proto="local",
                         client=_local_client(req.get("_peer") or {}), arrived=self.clock.wall())
+
+    def _refuse_routed(self, recipients: tuple[Recipient, ...]) -> None:
+        """A route in disguise is refused here as at RCPT (16 §4): the reply
+        routing gives (address.ROUTED_REFUSAL), never queued to go on."""
+        from edgemail.address import parse_address
+        check = getattr(self.runner, "check_rcpt", None)
+        for r in recipients:
+            if check is not None and parse_address(r.address).sender_routing and (reply := check(r.address)):
+                raise ValueError(f"recipient refused: {reply}")
 
     def public(self) -> set[str]:
         """Ops for every local user, as sendmail allows them: submit (local

@@ -50,6 +50,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
+from edgemail.address import ROUTED_REFUSAL, AddressError, parse_address
 from edgemail.config.model import Config, Route, match_route
 from edgemail.config.values import host_port, smart_host
 from edgemail.delivery.aliases import Aliases, AliasLoop
@@ -130,6 +131,10 @@ class Router:
             return [self._error(address, address, "553 5.1.3 <{a}>... Empty local part")]
         if domain and not self.cfg.is_local_domain(domain):
             return [self._remote(address, address, domain)]
+        if _routed(address) and _unquoted(local).lower() not in self.aliases:
+            # a route in disguise ("a%b", "b!a", "a@b" quoted): never to a mailbox
+            # of another name, never on; only an alias of exactly this name
+            return [self._error(address, address, ROUTED_REFUSAL)]
         try:
             exp = self.aliases.expand(address.strip().strip("<>"), self._local_part)
         except AliasLoop as exc:
@@ -174,13 +179,15 @@ class Router:
             return self._remote(address, original, domain)
         domain = domain or self.default_domain
         full = f"{local}@{domain}"
-        route = match_route(self.cfg.routes, domain) or Route(domain, "local")
+        route = match_route(self.cfg.routes, domain, wildcard=False) or Route(domain, "local")
         if route.kind in ("local", "maildir"):
             return self._mailbox(full, original, route, check_users=True)
         return self._decide(full, original, route, domain)
 
     def _remote(self, address: str, original: str, domain: str) -> Decision:
         customer = self.cfg.customer_of(domain)
+        if _routed(address) and self.cfg.holds_mail_for(domain):
+            return self._error(address, original, ROUTED_REFUSAL)   # it would go on verbatim
         if customer is not None:          # ISP mode: held until the customer asks
             host, port = customer.deliver or (domain, 25)
             return Decision(address, original, "hold", customer.name, host=host, port=port)
@@ -215,6 +222,21 @@ class Router:
 
     def _error(self, address: str, original: str, reply: str) -> Decision:
         return Decision(address, original, "error", reply=reply.replace("{a}", address))
+
+
+def _routed(address: str) -> bool:
+    """The local part holds ``%``, ``!`` or ``@`` (address.py's one parse)."""
+    try:
+        return parse_address(address.strip().strip("<>")).sender_routing
+    except AddressError:
+        return any(c in address.rpartition("@")[0] for c in "%!@")
+
+
+def _unquoted(local: str) -> str:
+    try:
+        return parse_address(f"{local}@x.invalid").local
+    except AddressError:
+        return local
 
 
 def _error_reply(target: str) -> str:
