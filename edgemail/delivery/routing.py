@@ -17,10 +17,18 @@ DESCRIPTION
     it, not the domain itself), or "*".  The longest matching pattern wins;
     an exact match beats any ".domain".  A customer's domain (ISP mode,
     cfg.customers) is routed ``hold`` with the customer's name as target and
-    its ``deliver`` host (or the domain's MX) as host; never DialDelay.  A local domain (cfg.local_domains)
-    with no entry routes "local"; any other domain with no entry routes
+    its ``deliver`` host (or the domain's MX) as host; never DialDelay.  A local
+    domain (``cfg.is_local_domain``: local_domains, our hostname, localhost,
+    literals of our addresses) with no entry of its own (exact or ".suffix";
+    never "*") routes "local"; any other domain with no entry routes
     "mx", expensive (sendmail's default).  An address without a domain is
     local.
+
+    A route in disguise (``%``, ``!`` or a quoted ``@`` in the local part)
+    to a local domain, a name or literal of ours, or a held domain is an
+    error decision with ``address.ROUTED_REFUSAL`` (550 5.7.1): alias and
+    mailbox names never hold those characters, so such a local part is
+    never a local address, and a held one would go on verbatim.
 
     Local parts, for local domains only:
       * aliases are looked up case-insensitively (sendmail downcases keys);
@@ -131,9 +139,10 @@ class Router:
             return [self._error(address, address, "553 5.1.3 <{a}>... Empty local part")]
         if domain and not self.cfg.is_local_domain(domain):
             return [self._remote(address, address, domain)]
-        if _routed(address) and _unquoted(local).lower() not in self.aliases:
-            # a route in disguise ("a%b", "b!a", "a@b" quoted): never to a mailbox
-            # of another name, never on; only an alias of exactly this name
+        if _routed(address):
+            # a route in disguise ("a%b", "b!a", "a@b" quoted): no alias or
+            # mailbox name holds those characters, so it is none of ours (and
+            # "a+x%b" is not "a"); never passed on
             return [self._error(address, address, ROUTED_REFUSAL)]
         try:
             exp = self.aliases.expand(address.strip().strip("<>"), self._local_part)
@@ -230,13 +239,6 @@ def _routed(address: str) -> bool:
         return parse_address(address.strip().strip("<>")).sender_routing
     except AddressError:
         return any(c in address.rpartition("@")[0] for c in "%!@")
-
-
-def _unquoted(local: str) -> str:
-    try:
-        return parse_address(f"{local}@x.invalid").local
-    except AddressError:
-        return local
 
 
 def _error_reply(target: str) -> str:
