@@ -313,6 +313,9 @@ class Config:
     link: LinkConfig = field(default_factory=LinkConfig)
     #: ISP mode: the customers whose domains we hold ([[customer]])
     customers: tuple[Customer, ...] = ()
+    #: this host's interface addresses, when a listener is bound to a wildcard:
+    #: filled by the daemon at start (daemon/hostaddrs.py), never from the file
+    host_addresses: frozenset[ipaddress.IPv4Address | ipaddress.IPv6Address] = frozenset()
 
     def is_local_domain(self, domain: str) -> bool:
         """Is DOMAIN this host (sendmail's class w, Postfix's mydestination
@@ -324,13 +327,13 @@ class Config:
         return domain in self.local_domains or domain in (self.hostname.lower(), "localhost")
 
     def is_own_address(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> bool:
-        """IP is this host's: loopback, or an address a listener is bound to
-        (RFC 5321 4.1.3).  A wildcard listener names no address of its own."""
+        """IP is this host's: loopback, an address a listener is bound to
+        (RFC 5321 4.1.3), or for a wildcard listener one of host_addresses."""
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
             ip = ip.ipv4_mapped
         if ip is None:
             return False
-        return ip.is_loopback or ip in self.listener_addresses
+        return ip.is_loopback or ip in self.listener_addresses or ip in self.host_addresses
 
     @property
     def listener_addresses(self) -> frozenset[ipaddress.IPv4Address | ipaddress.IPv6Address]:

@@ -145,3 +145,13 @@ def test_sendmail_bs_qualifies_the_header_and_keeps_the_rest():
         b"\r\nTo: root\r\n.\r\n")
     assert core.mode == "command"
     assert core.from_client(b"QUIT\r\n") == b"QUIT\r\n"
+
+
+def test_a_wildcard_listeners_literals_are_the_host_addresses_the_daemon_read():
+    from dataclasses import replace
+    import ipaddress
+    c = cfg()
+    assert not c.is_local_domain("[192.0.2.2]")
+    c = replace(c, host_addresses=frozenset({ipaddress.ip_address("192.0.2.2"), ipaddress.ip_address("fd00::2")}))
+    assert c.is_local_domain("[192.0.2.2]") and c.is_local_domain("[IPv6:fd00::2]")
+    assert Router(c).route("postmaster@[192.0.2.2]")[0].kind == "local"
