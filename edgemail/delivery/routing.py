@@ -188,10 +188,19 @@ class Router:
             return self._remote(address, original, domain)
         domain = domain or self.default_domain
         full = f"{local}@{domain}"
-        route = match_route(self.cfg.routes, domain, wildcard=False) or Route(domain, "local")
+        route = self._local_route(domain)
         if route.kind in ("local", "maildir"):
             return self._mailbox(full, original, route, check_users=True)
         return self._decide(full, original, route, domain)
+
+    def _local_route(self, domain: str) -> Route:
+        """A local domain's own entry (exact or ".suffix", never "*"); for our
+        hostname, localhost or a literal only an exact one; else "local"."""
+        if domain in self.cfg.local_domains:
+            route = match_route(self.cfg.routes, domain, wildcard=False)
+        else:
+            route = next((r for r in self.cfg.routes if r.pattern == domain), None)
+        return route or Route(domain, "local")
 
     def _remote(self, address: str, original: str, domain: str) -> Decision:
         customer = self.cfg.customer_of(domain)

@@ -63,6 +63,7 @@ def test_a_local_domain_without_its_own_route_entry_is_local_not_the_star_route(
     sub = cfg(routes={**ROUTES, ".edge.example": "relay:[192.168.1.10]:25"},
               local_domains=("edge.example", "pc.edge.example"))
     assert Router(sub).route("bob@pc.edge.example")[0].kind == "relay"     # its own (suffix) entry wins
+    assert Router(sub).route("bob@gw.edge.example")[0].kind == "local"     # our hostname: only an exact entry
 
 
 @pytest.mark.parametrize("address", [
