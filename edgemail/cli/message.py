@@ -11,7 +11,8 @@ becomes a space, NUL bytes are dropped.  Without ``-i`` a line holding only
 ``.`` ends the input and a leading ``..`` becomes ``.`` (sendmail's
 collect()).  Missing Date:, Message-ID: and From: headers are added (From:
 from ``-F``/``-f`` or the login name); unqualified addresses get the first
-local domain.  The trace line (``Received: (from USER@localhost) by
+local domain, in the envelope and in the address header fields alike
+(address.py ``parse_address(domain=)`` and ``qualify_header``: one rule).  The trace line (``Received: (from USER@localhost) by
 HOSTNAME (edgemail); DATE``) is not made here: the daemon's submit op
 prepends it with the user the kernel names (daemon/ops.py
 ``received_local``), and sendmail.py does the same for a message it
@@ -75,7 +76,7 @@ def read_lines(raw: bytes, *, ignore_dots: bool) -> list[bytes]:
     return out
 
 
-_HEADER = re.compile(rb"[!-9;-~]+:")
+HEADER_NAME = re.compile(rb"[!-9;-~]+:")
 
 
 def split_header(lines: list[bytes]) -> tuple[list[bytes], list[bytes]]:
@@ -86,7 +87,7 @@ def split_header(lines: list[bytes]) -> tuple[list[bytes], list[bytes]]:
             return fields, lines[n + 1:]
         if line[:1] in (b" ", b"\t") and fields:
             fields[-1] += b"\r\n" + line
-        elif _HEADER.match(line):
+        elif HEADER_NAME.match(line):
             fields.append(line)
         else:
             return fields, lines[n:]
@@ -110,10 +111,8 @@ def qualify(addr: str, domain: str) -> str:
     addr = addr.strip()
     if addr.startswith("<") and addr.endswith(">"):
         addr = addr[1:-1]
-    if addr and "@" not in addr:
-        addr = f"{addr}@{domain}"
     try:
-        return str(parse_address(addr))
+        return str(parse_address(addr, domain=domain))
     except AddressError as exc:
         raise DataError(f"bad address {addr!r}: {exc}") from None
 
@@ -149,7 +148,7 @@ def bare_line_end(raw: bytes) -> tuple[str, str] | None:
         if line == b"":
             return None
         if line[:1] not in (b" ", b"\t"):
-            if not _HEADER.match(line):
+            if not HEADER_NAME.match(line):
                 return None
             name = _name(line)
         taint = carried or ("bare CR" if b"\r" in line else "")
@@ -163,10 +162,12 @@ def bare_line_end(raw: bytes) -> tuple[str, str] | None:
 def prepare(raw: bytes, a: SendmailArgs, *, sender: str, domain: str, hostname: str,
             now: float) -> Prepared:
     """Build the message to queue and its recipients.  Raises DataError/UsageError."""
+    from edgemail.address import qualify_header   # lazily: mailq does not need it
     if a.extract and (bad := bare_line_end(raw)):
         raise DataError(f"{bad[0].title()}: header holds a {bad[1]}: not taking recipients from it "
                         "(-t); fix the line ends (CRLF or LF throughout)")
     fields, body = split_header(read_lines(raw, ignore_dots=a.ignore_dots))
+    fields = [qualify_header(f, domain) for f in fields]
     rcpts, fields = _recipients(fields, a, domain)
     added, msgid = _missing_headers(fields, a, sender=sender, hostname=hostname, now=now)
     precedence = precedence_class(next((_value(f) for f in fields if _name(f) == "precedence"), None))

@@ -101,21 +101,33 @@ class Route:
     dialdelay: bool = False
 
 
-def match_route(routes: tuple[Route, ...], domain: str) -> Route | None:
-    """Longest match: exact domain, then the longest ".suffix", then "*"."""
+def match_route(routes: tuple[Route, ...], domain: str, *, wildcard: bool = True) -> Route | None:
+    """Longest match: exact domain, then the longest ".suffix", then "*"
+    (unless not WILDCARD: a local domain's own entry, never the default)."""
     best: tuple[int, Route] | None = None
     for r in routes:
         if r.pattern == domain:
             rank = 10_000
         elif r.pattern.startswith(".") and domain.endswith(r.pattern):
             rank = len(r.pattern)
-        elif r.pattern == "*":
+        elif r.pattern == "*" and wildcard:
             rank = 0
         else:
             continue
         if best is None or rank > best[0]:
             best = (rank, r)
     return best[1] if best else None
+
+
+def literal_ip(literal: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """"[192.0.2.1]" / "[IPv6:2001:db8::1]" -> the address; None if it is none."""
+    inner = literal.strip("[]")
+    if inner[:5].lower() == "ipv6:":
+        inner = inner[5:]
+    try:
+        return ipaddress.ip_address(inner)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -309,9 +321,40 @@ class Config:
     link: LinkConfig = field(default_factory=LinkConfig)
     #: ISP mode: the customers whose domains we hold ([[customer]])
     customers: tuple[Customer, ...] = ()
+    #: this host's interface addresses, when a listener is bound to a wildcard:
+    #: filled by the daemon at start (daemon/hostaddrs.py), never from the file
+    host_addresses: frozenset[ipaddress.IPv4Address | ipaddress.IPv6Address] = frozenset()
 
     def is_local_domain(self, domain: str) -> bool:
-        return domain.lower().rstrip(".") in self.local_domains
+        """Is DOMAIN this host (sendmail's class w, Postfix's mydestination
+        plus $inet_interfaces)?  local_domains, our own ``hostname``,
+        ``localhost``, and an address literal of ours (``is_own_address``)."""
+        domain = domain.lower().rstrip(".")
+        if domain.startswith("["):
+            return self.is_own_address(literal_ip(domain))
+        return domain in self.local_domains or domain in (self.hostname.lower(), "localhost")
+
+    def is_own_address(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> bool:
+        """IP is this host's: loopback, an address a listener is bound to
+        (RFC 5321 4.1.3), or for a wildcard listener one of host_addresses."""
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        if ip is None:
+            return False
+        return ip.is_loopback or ip in self.listener_addresses or ip in self.host_addresses
+
+    @property
+    def listener_addresses(self) -> frozenset[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+        """The addresses the listeners are bound to (wildcards left out)."""
+        out = set()
+        for lst in self.listeners:
+            try:
+                ip = ipaddress.ip_address(lst.address.split("%")[0])
+            except ValueError:
+                continue
+            if not ip.is_unspecified:
+                out.add(ip)
+        return frozenset(out)
 
     def customer_of(self, domain: str) -> Customer | None:
         """The customer that holds DOMAIN, or None."""

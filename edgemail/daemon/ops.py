@@ -43,7 +43,7 @@ from edgemail.daemon.control import Stream
 from edgemail.daemon.listing import QueueListing, status_word
 from edgemail.daemon.mtaport import Link
 from edgemail.daemon.submission import check_data, checked_envelope
-from edgemail.envelope import Envelope
+from edgemail.envelope import Envelope, Recipient
 from edgemail.errors import ControlError, SpoolError, SpoolFull
 from edgemail.smtpd.longlines import Unsendable, make_sendable
 
@@ -102,6 +102,7 @@ class ControlOps:
         peer = req.get("_peer") or {}
         data = received_local(peer_user(peer), self.cfg.hostname, self.clock.wall()) + data
         env = checked_envelope(req, data, self.cfg, client=_local_client(peer), arrived=self.clock.wall())
+        self._refuse_routed(env.recipients)
         env, refused = self._refuse_unknown(env)
         if not env.recipients:
             return {"qid": None, "refused": refused}
@@ -134,6 +135,15 @@ class ControlOps:
             else:
                 keep.append(r)
         return (env if not refused else replace(env, recipients=tuple(keep))), refused
+
+    def _refuse_routed(self, recipients: tuple[Recipient, ...]) -> None:
+        """A route in disguise is refused here as at RCPT (16 §4): the reply
+        routing gives (address.ROUTED_REFUSAL), never queued to go on."""
+        from edgemail.address import parse_address
+        check = getattr(self.runner, "check_rcpt", None)
+        for r in recipients:
+            if check is not None and parse_address(r.address).sender_routing and (reply := check(r.address)):
+                raise ValueError(f"recipient refused: {reply}")
 
     def public(self) -> set[str]:
         """Ops for every local user, as sendmail allows them: submit (local

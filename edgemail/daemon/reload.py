@@ -122,7 +122,8 @@ class Reloader:
 
     def _changed(self, new: Config) -> list[str]:
         from dataclasses import fields
-        return [f.name for f in fields(Config) if f.name != "path" and getattr(new, f.name) != getattr(self.cfg, f.name)]
+        return [f.name for f in fields(Config) if f.name not in ("path", "host_addresses")
+                and getattr(new, f.name) != getattr(self.cfg, f.name)]
 
 
 def load_policy(cfg: Config):

@@ -86,6 +86,7 @@ from edgemail.daemon.control import ControlServer
 from edgemail.daemon.mtaport import Link, MtaPort
 from edgemail.daemon.notify import Notifier
 from edgemail.daemon.ops import ControlOps, version
+from edgemail.daemon.hostaddrs import with_host_addresses
 from edgemail.daemon.reload import HangUp, Reloader, load_policy
 from edgemail.errors import ConfigError, ControlError, SpoolError
 
@@ -174,6 +175,7 @@ async def serve(cfg: Config, *, clock: Clock | None = None, store=None, runner=N
                 listeners: list | None = None) -> None:
     """Run the daemon until `shutdown` returns (default: SIGTERM/SIGINT)."""
     clock = clock or SystemClock()
+    cfg = with_host_addresses(cfg)        # a wildcard listener's literals are ours (16 §5)
     notifier = notifier or Notifier()
     shutdown = shutdown or SignalTrigger()     # installed now: a SIGTERM during recovery still stops cleanly
     log.info(maillog.starting(version(), cfg.path))

@@ -72,8 +72,9 @@ def checked_envelope(req: dict, data: bytes, cfg: Config, *, client: str, arrive
     docstring).  DATA is the message as it will be queued (trace line
     included), already through ``check_data``."""
     _check_fields(req)
-    paths = [_path("mail_from", req.get("mail_from", ""), sender=True)]
-    recipients = _recipients(req.get("recipients"), cfg.smtpd.MaxRecipientsPerMessage, paths)
+    domain = cfg.local_domains[0]       # local submission is trusted: unqualified is completed
+    paths = [_path("mail_from", req.get("mail_from", ""), sender=True, domain=domain)]
+    recipients = _recipients(req.get("recipients"), cfg.smtpd.MaxRecipientsPerMessage, paths, domain)
     try:
         ret = params.check_ret(_optional_str(req, "ret"))
         envid = params.check_envid(_optional_str(req, "envid"))
@@ -104,7 +105,7 @@ def check_data(data: bytes) -> None:
                              "(lines must end in CRLF; sendmail converts its input)")
 
 
-def _recipients(value, limit: int, paths: list[Path]) -> tuple[Recipient, ...]:
+def _recipients(value, limit: int, paths: list[Path], domain: str) -> tuple[Recipient, ...]:
     if not isinstance(value, list) or not value:
         raise ValueError("bad envelope: recipients must be a non-empty list")
     if len(value) > limit:
@@ -115,19 +116,19 @@ def _recipients(value, limit: int, paths: list[Path]) -> tuple[Recipient, ...]:
         if not isinstance(r, dict) or "address" not in r or not set(r) <= RCPT_FIELDS:
             raise ValueError(f"bad envelope: recipient {n} must be an object with address "
                              "and optional notify, orcpt")
-        path = _path(f"recipient {n}", r["address"], sender=False)
+        path = _path(f"recipient {n}", r["address"], sender=False, domain=domain)
         paths.append(path)
         out.append(Recipient(path.text, orcpt=_orcpt(n, r.get("orcpt")), notify=_notify(n, r.get("notify"))))
     return tuple(out)
 
 
-def _path(what: str, value, *, sender: bool) -> Path:
+def _path(what: str, value, *, sender: bool, domain: str) -> Path:
     if not isinstance(value, str):
         raise ValueError(f"bad envelope: {what} must be a string")
     if not value and sender:
         return Path(None)
     try:
-        path = parse_path(f"<{value}>", allow_null=False)
+        path = parse_path(f"<{value}>", allow_null=False, domain=domain)
         if path.params:
             raise AddressError("text after the address (give parameters as their own fields)")
     except AddressError as exc:

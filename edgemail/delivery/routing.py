@@ -17,10 +17,18 @@ DESCRIPTION
     it, not the domain itself), or "*".  The longest matching pattern wins;
     an exact match beats any ".domain".  A customer's domain (ISP mode,
     cfg.customers) is routed ``hold`` with the customer's name as target and
-    its ``deliver`` host (or the domain's MX) as host; never DialDelay.  A local domain (cfg.local_domains)
-    with no entry routes "local"; any other domain with no entry routes
+    its ``deliver`` host (or the domain's MX) as host; never DialDelay.  A local
+    domain (``cfg.is_local_domain``: local_domains, our hostname, localhost,
+    literals of our addresses) with no entry of its own (exact or ".suffix";
+    never "*") routes "local"; any other domain with no entry routes
     "mx", expensive (sendmail's default).  An address without a domain is
     local.
+
+    A route in disguise (``%``, ``!`` or a quoted ``@`` in the local part)
+    to a local domain, a name or literal of ours, or a held domain is an
+    error decision with ``address.ROUTED_REFUSAL`` (550 5.7.1): alias and
+    mailbox names never hold those characters, so such a local part is
+    never a local address, and a held one would go on verbatim.
 
     Local parts, for local domains only:
       * aliases are looked up case-insensitively (sendmail downcases keys);
@@ -55,6 +63,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
+from edgemail.address import ROUTED_REFUSAL, AddressError, parse_address
 from edgemail.config.model import Config, Route, match_route
 from edgemail.config.values import MAILBOX, host_port, smart_host
 from edgemail.delivery.aliases import Aliases, AliasLoop
@@ -139,6 +148,11 @@ class Router:
             return [self._error(address, address, "553 5.1.3 <{a}>... Empty local part")]
         if domain and not self.cfg.is_local_domain(domain):
             return [self._remote(address, address, domain)]
+        if _routed(address):
+            # a route in disguise ("a%b", "b!a", "a@b" quoted): no alias or
+            # mailbox name holds those characters, so it is none of ours (and
+            # "a+x%b" is not "a"); never passed on
+            return [self._error(address, address, ROUTED_REFUSAL)]
         try:
             exp = self.aliases.expand(address.strip().strip("<>"), self._local_part)
         except AliasLoop as exc:
@@ -183,13 +197,24 @@ class Router:
             return self._remote(address, original, domain)
         domain = domain or self.default_domain
         full = f"{local}@{domain}"
-        route = match_route(self.cfg.routes, domain) or Route(domain, "local")
+        route = self._local_route(domain)
         if route.kind in ("local", "maildir"):
             return self._mailbox(full, original, route, check_users=True)
         return self._decide(full, original, route, domain)
 
+    def _local_route(self, domain: str) -> Route:
+        """A local domain's own entry (exact or ".suffix", never "*"); for our
+        hostname, localhost or a literal only an exact one; else "local"."""
+        if domain in self.cfg.local_domains:
+            route = match_route(self.cfg.routes, domain, wildcard=False)
+        else:
+            route = next((r for r in self.cfg.routes if r.pattern == domain), None)
+        return route or Route(domain, "local")
+
     def _remote(self, address: str, original: str, domain: str) -> Decision:
         customer = self.cfg.customer_of(domain)
+        if _routed(address) and self.cfg.holds_mail_for(domain):
+            return self._error(address, original, ROUTED_REFUSAL)   # it would go on verbatim
         if customer is not None:          # ISP mode: held until the customer asks
             host, port = customer.deliver or (domain, 25)
             return Decision(address, original, "hold", customer.name, host=host, port=port)
@@ -224,6 +249,14 @@ class Router:
 
     def _error(self, address: str, original: str, reply: str) -> Decision:
         return Decision(address, original, "error", reply=reply.replace("{a}", address))
+
+
+def _routed(address: str) -> bool:
+    """The local part holds ``%``, ``!`` or ``@`` (address.py's one parse)."""
+    try:
+        return parse_address(address.strip().strip("<>")).sender_routing
+    except AddressError:
+        return any(c in address.rpartition("@")[0] for c in "%!@")
 
 
 def _error_reply(target: str) -> str:

@@ -74,6 +74,12 @@ class SecureCommands:
         """A trusted client (LAN, loopback) or an authenticated user."""
         return self.trusted or self.auth_user is not None
 
+    @property
+    def qualify_with(self) -> str | None:
+        """The domain an unqualified address gets: a trusted or authenticated
+        client's (RFC 6409 4.2), None for anyone else (553 5.1.3)."""
+        return self.settings.local_domain if self.may_relay else None
+
     def tls_refusal(self, verb: str) -> str | None:
         """require_tls: the 530 for VERB before TLS, or None."""
         if self.settings.require_tls and not self.tls and verb not in BEFORE_TLS:

@@ -50,6 +50,9 @@ class Settings:
     max_auth_failures: int = 3
     #: an ODMR listener (RFC 2645): ATRN offered, no mail taken (turn.py)
     odmr: bool = False
+    #: completes unqualified senders and recipients from trusted clients
+    #: (the first local domain: RFC 6409 4.2); others get 553 5.1.3
+    local_domain: str = "localhost"
 
     @classmethod
     def of(cls, cfg: Config, listener: Listener, *, etrn: bool, auth: bool = False,
@@ -63,4 +66,5 @@ class Settings:
                    odmr=odmr,
                    tls=listener.tls, require_tls=listener.require_tls,
                    auth=MECHANISMS if auth else (), auth_plaintext=listener.auth_plaintext,
-                   submission=listener.submission, max_auth_failures=cfg.smtpd.max_auth_failures)
+                   submission=listener.submission, max_auth_failures=cfg.smtpd.max_auth_failures,
+                   local_domain=cfg.local_domains[0])
