@@ -93,3 +93,12 @@ def test_submission_needs_a_way_to_authenticate(tmp_path):
     _, cfg = load(tmp_path, BASE + '[smtpd]\nauth_file = "passwd"\n' + LAN +
                   'submission = true\nauth_plaintext = true\n')
     assert cfg.listeners[0].submission and cfg.listeners[0].auth_plaintext
+
+
+def test_cram_secrets_and_cram_plaintext(tmp_path):
+    """[smtpd] cram_secrets alone turns AUTH on (CRAM-MD5); cram_plaintext needs it."""
+    got = errors(tmp_path, BASE + LAN + 'cram_plaintext = true\n')
+    assert "F:6: listen.cram_plaintext: listener 'lan': cram_plaintext needs [smtpd] cram_secrets" in got
+    _, cfg = load(tmp_path, BASE + '[smtpd]\ncram_secrets = "cram"\n' + LAN + 'cram_plaintext = true\n')
+    assert cfg.smtpd.cram_secrets == str(tmp_path / "cram") and cfg.smtpd.auth_file == ""
+    assert cfg.listeners[0].auth and cfg.listeners[0].cram_plaintext
