@@ -42,7 +42,7 @@ class SessionTimers:
         self.started = self.last_read = loop.time()
         #: when we became ready for the command line now awaited (None: not awaiting one)
         self.line_since: float | None = None
-        self._timer: asyncio.TimerHandle | None = loop.call_later(per_read, self._check)
+        self._timer: asyncio.TimerHandle | None = loop.call_later(min(per_read, per_session), self._check)
 
     def read(self) -> None:
         """Bytes arrived."""
@@ -68,7 +68,7 @@ class SessionTimers:
     def expired(self, now: float) -> tuple[str | None, float]:
         """(the limit passed, or None; seconds to the next check)."""
         if self._busy():
-            return None, self.per_read
+            return None, min(self.per_read, max(self.started + self.per_session - now, 1.0))
         session_left = self.started + self.per_session - now
         if session_left <= 0:
             return "session", 0
