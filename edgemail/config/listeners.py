@@ -50,6 +50,8 @@ def smtpd_section(reader: Reader, data: dict, rel: Callable[[str], str]) -> Smtp
     if isinstance(table, dict) and "sender_login" in table:
         logins = _sender_login(reader, table.pop("sender_login"))
     smtpd = simple_section(reader, data, "smtpd", SmtpdConfig, {})
+    if smtpd.max_session_time <= 0:
+        reader.error("smtpd", "max_session_time", "expected a duration above 0 (every session would end at once)")
     return replace(smtpd, auth_file=rel(smtpd.auth_file), cram_secrets=rel(smtpd.cram_secrets),
                    sender_login=logins)
 

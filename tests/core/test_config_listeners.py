@@ -71,8 +71,9 @@ def test_a_submission_listener_with_tls_and_auth(tmp_path, cert):
     (LAN + LAN.replace("lan", "two") + 'tls = true\n', "F:10: listen.tls: unknown key"),
     ('[smtpd.sender_login]\nbob = ["bob"]\n', "F:3: smtpd.sender_login.bob: expected addresses or @domains"),
     ('[smtpd]\nauth_file = 3\n', "F:3: smtpd.auth_file: expected a string"),
+    ('[smtpd]\nmax_session_time = "0s"\n', "F:3: smtpd.max_session_time: expected a duration above 0"),
 ], ids=["cert-without-key-2nd-listener", "require-tls", "submission-no-auth", "auth-no-file",
-        "greet-pause", "unknown-key-2nd-listener", "sender-login", "auth-file-type"])
+        "greet-pause", "unknown-key-2nd-listener", "sender-login", "auth-file-type", "session-time-zero"])
 def test_errors_name_the_line_of_their_listener(tmp_path, text, want):
     assert want in errors(tmp_path, BASE + text)
 
