@@ -4,16 +4,16 @@ each ``[[listen]]``.
 Owns: reading ``[smtpd]`` (limits, ``auth_file``, the AUTH failure limit,
 the ``[smtpd.sender_login]`` table) and the ``[[listen]]`` tables
 (address, port, strict, greet_pause, tls_cert/tls_key, require_tls, auth,
-auth_plaintext, submission, odmr), and the rules between them:
+auth_plaintext, cram_plaintext, submission, odmr), and the rules between them:
 
   * tls_cert and tls_key come together, and must load (PEM, the key
     matching the certificate): ``edgemail config check`` says so before
     the daemon would;
   * require_tls needs TLS; a submission listener needs ``auth_file`` and a
     way to authenticate (TLS, or auth_plaintext); ``auth = true`` needs
-    ``auth_file``;
+    ``auth_file`` or ``cram_secrets``; ``cram_plaintext`` needs ``cram_secrets``;
   * greet_pause defaults to 0.5 s on strict listeners, 0 elsewhere; auth
-    defaults to whether ``auth_file`` is set.
+    defaults to whether ``auth_file`` or ``cram_secrets`` is set.
 
 Errors name the key and the line of the listener it is in (the second
 ``[[listen]]``'s line for the second listener).  Paths are taken relative
@@ -38,7 +38,7 @@ from edgemail.config.values import _nonneg_int, _str_tuple, _typed, parse_durati
 _BOOL = _typed(bool, "true or false")
 _PATH = _typed(str, "a file path")
 _LISTEN_KEYS = ["name", "address", "port", "strict", "greet_pause", "tls_cert", "tls_key",
-                "require_tls", "auth", "auth_plaintext", "submission", "odmr"]
+                "require_tls", "auth", "auth_plaintext", "cram_plaintext", "submission", "odmr"]
 _SENDER = re.compile(r"(?:[^@\s<>]+)?@[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
 STRICT_GREET_PAUSE = 0.5
 
@@ -50,7 +50,10 @@ def smtpd_section(reader: Reader, data: dict, rel: Callable[[str], str]) -> Smtp
     if isinstance(table, dict) and "sender_login" in table:
         logins = _sender_login(reader, table.pop("sender_login"))
     smtpd = simple_section(reader, data, "smtpd", SmtpdConfig, {})
-    return replace(smtpd, auth_file=rel(smtpd.auth_file), sender_login=logins)
+    if smtpd.max_session_time <= 0:
+        reader.error("smtpd", "max_session_time", "expected a duration above 0 (every session would end at once)")
+    return replace(smtpd, auth_file=rel(smtpd.auth_file), cram_secrets=rel(smtpd.cram_secrets),
+                   sender_login=logins)
 
 
 def _sender_login(reader: Reader, table: object) -> dict[str, tuple[str, ...]]:
@@ -99,13 +102,14 @@ def _listener(reader: Reader, item: dict, nth: int, smtpd: SmtpdConfig,
     pause = reader.take(item, s, "greet_pause", parse_duration,
                         STRICT_GREET_PAUSE if strict else 0.0, nth)
     flags = {key: reader.take(item, s, key, _BOOL, None, nth)
-             for key in ("require_tls", "auth", "auth_plaintext", "submission", "odmr")}
+             for key in ("require_tls", "auth", "auth_plaintext", "cram_plaintext", "submission", "odmr")}
     cert, key = (rel(reader.take(item, s, k, _PATH, "", nth)) for k in ("tls_cert", "tls_key"))
     reader.leftover(item, s, _LISTEN_KEYS, nth)
     lst = Listener(name, address, port, strict, greet_pause=pause, tls_cert=cert, tls_key=key,
                    require_tls=bool(flags["require_tls"]),
-                   auth=bool(smtpd.auth_file) if flags["auth"] is None else flags["auth"],
-                   auth_plaintext=bool(flags["auth_plaintext"]), submission=bool(flags["submission"]),
+                   auth=bool(smtpd.auth_file or smtpd.cram_secrets) if flags["auth"] is None else flags["auth"],
+                   auth_plaintext=bool(flags["auth_plaintext"]), cram_plaintext=bool(flags["cram_plaintext"]),
+                   submission=bool(flags["submission"]),
                    odmr=bool(flags["odmr"]))
     _check_listener(reader, lst, nth, smtpd, explicit_auth=flags["auth"])
     return lst
@@ -123,8 +127,10 @@ def _check_listener(reader: Reader, lst: Listener, nth: int, smtpd: SmtpdConfig,
         error("tls_cert", problem)
     if lst.require_tls and not lst.tls_cert:
         error("require_tls", "require_tls needs tls_cert and tls_key")
-    if explicit_auth and not smtpd.auth_file:
-        error("auth", "auth = true needs [smtpd] auth_file (the credentials)")
+    if explicit_auth and not smtpd.auth_file and not smtpd.cram_secrets:
+        error("auth", "auth = true needs [smtpd] auth_file (the credentials) or cram_secrets")
+    if lst.cram_plaintext and not smtpd.cram_secrets:
+        error("cram_plaintext", "cram_plaintext needs [smtpd] cram_secrets (the CRAM-MD5 secrets)")
     if lst.submission:
         if not smtpd.auth_file or explicit_auth is False:
             error("submission", "a submission listener needs AUTH: set [smtpd] auth_file")

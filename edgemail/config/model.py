@@ -49,6 +49,9 @@ class Listener:
     auth: bool = False
     #: AUTH offered before TLS too (the password then crosses in clear)
     auth_plaintext: bool = False
+    #: CRAM-MD5 (only) offered before TLS too: the secret never crosses, but
+    #: the session is in clear (fetchmail's ODMR has no STARTTLS)
+    cram_plaintext: bool = False
     #: RFC 6409 submission (port 587): AUTH before MAIL, the sender checked
     submission: bool = False
     #: an ODMR listener (RFC 2645, port 366): customers AUTH and ATRN here
@@ -135,10 +138,14 @@ class SmtpdConfig:
     max_sessions: int = 100
     max_sessions_per_client: int = 20
     max_bad_commands: int = 10
+    #: a whole session's time limit (421 4.4.2 beyond; Timeout.command bounds each read and line)
+    max_session_time: float = 3600.0
     #: recipients per message (452 4.5.3 beyond)
     MaxRecipientsPerMessage: int = 100
     #: SMTP AUTH's credentials: ``user:hash`` lines (smtpd/credentials.py)
     auth_file: str = ""
+    #: CRAM-MD5's secrets: ``user:secret`` lines, mode 0600/0640 (smtpd/cram.py)
+    cram_secrets: str = ""
     #: failed AUTH attempts per client address within auth_failure_window
     #: before 421 4.7.0
     max_auth_failures: int = 3

@@ -69,6 +69,10 @@ SMTP sessions (sessions.py; ``edgemail.smtpd``):
         too_many_errors()
   NOQUEUE: timeout waiting for input from [ip]:port after CMD   [2]
         timeout()
+  NOQUEUE: LIMIT time limit exceeded for [ip]:port after CMD   [2]
+        time_limit(): LIMIT is "command line" (a line not complete within
+        Timeout.command of the previous reply: slowloris) or "session"
+        ([smtpd] max_session_time); 421 4.4.2, closed.
   NOQUEUE: connection refused, relay=[ip]:port, reply=REPLY   [4]
         refused(): session limits (max_sessions, per client) refused a
         connection.
@@ -262,6 +266,7 @@ from edgemail.maillog.sessions import (
     pregreet,
     refused,
     reject,
+    time_limit,
     timeout,
     tls_failed,
     tls_pipelined,
@@ -276,7 +281,7 @@ __all__ = [
     "received", "delivery", "dsn_queued", "dsn_not_queued", "dsn_dropped", "queue_file_unreadable",
     "maildrop_import", "hook_failed", "spool_writer_error", "commit_helpers_unavailable",
     # sessions.py
-    "reject", "connect", "lost_connection", "too_many_errors", "timeout", "refused", "internal_error",
+    "reject", "connect", "lost_connection", "too_many_errors", "timeout", "time_limit", "refused", "internal_error",
     "pregreet", "tls_started", "tls_failed", "tls_pipelined", "auth_ok", "auth_failed",
     # runs.py
     "run_start", "run_end", "link_up", "dialdelay", "demand_unroutable",

@@ -9,18 +9,22 @@ Owns:
     headers of a message; ``received_header()``: the line we prepend.
 
 Rules (DESIGN.md "Input hygiene"; table tests in tests/core/test_smtpd_data.py):
-  * DATA ends only at CRLF "." CRLF.  ``\\n.\\n``, ``\\r.\\r``, ``\\n.\\r\\n`` and
-    ``\\r\\n.\\n`` do not end it (no SMTP smuggling through us).
-  * Dot-stuffing is removed from the start of every CRLF-delimited line.
-  * A *strict* collector (Internet/ISP-facing listener) refuses a message
-    holding a bare CR, a bare LF or a NUL anywhere: ``550 5.6.0`` (Postfix
-    ``smtpd_forbid_bare_newline = reject``), naming the first offence.
-  * A lenient collector (LAN listener) normalises as ``sendmail -t`` input
-    is: a bare LF ends a line (becomes CRLF), a bare CR becomes a space, a
-    NUL is removed.  A line made by splitting at a bare LF is taken as it
-    stands (no dot-stuffing was applied to it by the client), so a
-    ``\\n.\\n`` becomes a line holding one "." *inside* the message: harmless
-    in the queue, and the SMTP client dot-stuffs it on the way out.
+  * A *strict* collector (Internet/ISP-facing listener): DATA ends only at
+    CRLF "." CRLF; ``\\n.\\n``, ``\\r.\\r``, ``\\n.\\r\\n`` and ``\\r\\n.\\n`` do
+    not end it (no SMTP smuggling through us), and a message holding a
+    bare CR, a bare LF or a NUL anywhere is refused: ``550 5.6.0``
+    (Postfix ``smtpd_forbid_bare_newline = reject``), naming the first
+    offence.  Dot-stuffing is removed at the start of every CRLF line.
+  * A lenient collector (LAN listener, where a bare LF already ends a
+    command line) takes a bare LF as a line end everywhere, as sendmail
+    does outside its strict mode: every bare LF is read as CRLF before
+    anything else, so ``\\n.\\n``, ``\\r\\n.\\n`` and ``\\n.\\r\\n`` end DATA (a
+    client that writes LF line ends is answered instead of hanging, QA-4),
+    and dot-stuffing is removed at the start of every line.  The cost: an
+    unnormalising relay on the LAN could pass a ``\\n.\\n`` smuggled by its
+    own sender; what follows it is read as that trusted client's commands.
+    A bare CR becomes a space and a NUL is removed (as ``sendmail -t``
+    input is normalised).
   * Either way the queued message has CRLF line endings only and no NUL.
   * A line over 998 octets is made sendable at the end of DATA
     (smtpd/longlines.py: the part re-encoded quoted-printable, a header
@@ -41,6 +45,7 @@ from email.utils import formatdate
 from edgemail.smtpd.longlines import Unsendable, make_sendable
 
 _BAD = re.compile(rb"[\r\n\x00]")
+_BARE_LF = re.compile(rb"(?<!\r)\n")
 _HEADER_NAME = re.compile(rb"([!-9;-~]+)[ \t]*:")
 
 
@@ -63,11 +68,15 @@ class DataCollector:
         self._buf = bytearray()
         #: the buffered bytes continue a line begun earlier (too long to hold)
         self._continued = False
+        #: lenient: the last byte fed was a CR (a LF starting the next chunk is no bare LF)
+        self._cr_last = False
 
     def feed(self, chunk: bytes) -> bool:
         """Take bytes read from the client; True once the end of DATA was seen.
         Bytes after the end (pipelined commands) are kept in ``leftover``."""
         buf = self._buf
+        if not self.strict:
+            chunk = self._bare_lf_as_crlf(chunk)
         buf += chunk
         if self._continued and (first := buf.find(b"\r\n")) >= 0:
             self._line(bytes(buf[:first]), True)
@@ -93,6 +102,14 @@ class DataCollector:
             del buf[:len(buf) - keep]
             self._continued = True
         return False
+
+    def _bare_lf_as_crlf(self, chunk: bytes) -> bytes:
+        """Lenient: every bare LF read as CRLF (a CR ending the previous chunk counts)."""
+        if chunk.count(b"\n") != chunk.count(b"\r\n"):
+            head = b"\n" if chunk[:1] == b"\n" and self._cr_last else b""
+            chunk = head + _BARE_LF.sub(b"\r\n", chunk[len(head):])
+        self._cr_last = chunk[-1:] == b"\r"
+        return chunk
 
     def _block(self, block: bytes) -> None:
         """Complete lines, CRLF-terminated, the first starting a line."""

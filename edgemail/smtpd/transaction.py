@@ -29,7 +29,7 @@ from typing import Callable, TypeVar
 from edgemail.address import Address, AddressError, Path, Unqualified, parse_path
 from edgemail.envelope import Envelope, Recipient, precedence_class
 from edgemail.smtpd import params
-from edgemail.smtpd.data import HeaderFacts
+from edgemail.smtpd.data import HeaderFacts, received_header
 
 P = TypeVar("P")
 #: (canonical address, refusal reply or None) for one recipient
@@ -136,3 +136,13 @@ def envelope(txn: Transaction, facts: HeaderFacts, *, arrived: float, size: int,
         envid=mail.envid, body=mail.body, smtputf8=mail.smtputf8,
         precedence=precedence_class(facts.precedence), msgid=facts.msgid,
         proto=proto, client=client, helo=helo, arrived=arrived, size=size)
+
+
+def queue_file(txn: Transaction, facts: HeaderFacts, message: bytes, *, helo: str, proto: str,
+               ip: str, hostname: str, relay: str, arrived: float) -> tuple[Envelope, bytes]:
+    """The envelope and the data (our Received: line first) a Commit queues."""
+    rcpt = txn.rcpts[0].address if len(txn.rcpts) == 1 else None
+    data = received_header(helo=helo, ip=ip, hostname=hostname, proto=proto, rcpt=rcpt,
+                           when=arrived) + message
+    return envelope(txn, facts, arrived=arrived, size=len(data), helo=helo, proto=proto,
+                    client=relay), data

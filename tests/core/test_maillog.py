@@ -51,6 +51,7 @@ SAMPLES = {
     "lost_connection": ((PEER, "DATA"), {}),
     "too_many_errors": ((PEER, "RCPT"), {}),
     "timeout": ((PEER, "MAIL"), {}),
+    "time_limit": ((PEER, "EHLO", "command line"), {}),
     "refused": ((PEER, "421 4.3.2 too many sessions"), {}),
     "internal_error": ((PEER, "ETRN"), {}),
     "pregreet": ((PEER,), {}),
