@@ -87,6 +87,23 @@ def test_crontab_jobs(line, kind, args):
     assert (job.kind, job.args, job.line) == (kind, args, 2)
 
 
+def test_a_cron_line_of_two_commands_is_a_queue_run_and_an_etrn():
+    line = ("*/15 * * * * /usr/sbin/sendmail -q; /usr/share/sendmail/etrn.pl mail.isp.example edge.example"
+            " > /dev/null 2>&1")
+    jobs = mcread.read_crontab(line + "\n")
+    assert [(j.kind, j.args, j.line) for j in jobs] == [("queue-run", (), 1),
+                                                        ("etrn", ("mail.isp.example", "edge.example"), 1)]
+    inputs = migrate.Inputs(source="x.mc", crontab="cron", zone="UTC", hostname="vm", domains=("edge.example",))
+    plan = migrate.migrate(mcread.read_mc("define(`SMART_HOST',`mail.isp.example')\n"), inputs)
+    migrateroutes.finish(plan, jobs, inputs)
+    assert [(f, a) for f, a, _ in plan.rules] == [("*/15 * * * *", ["queue-run", "etrn"])]
+    assert plan.link["etrn_host"][0] == "mail.isp.example" and plan.link["etrn_domains"][0] == ["edge.example"]
+    assert not [d for d in plan.dropped if "cron:1" in d], plan.dropped
+    cfg = _config(plan)
+    assert cfg.link.etrn_host and cfg.link.etrn_domains == ("edge.example",)
+    assert "*/15 * * * *             queue-run etrn" in policy_text(plan, ["test"])
+
+
 # ---------------------------------------------------------------- what they become
 
 def test_the_dialup_mc_carries_every_option_the_task_names():
