@@ -159,6 +159,8 @@ socket = "/run/edgemail/control.sock"
 name = "lo"
 address = "127.0.0.1"
 port = 2525
+tls_cert = "/etc/edgemail/tls/cert.pem"
+tls_key = "/etc/edgemail/tls/key.pem"
 [routes]
 "edge.example" = "local"
 [local]
@@ -211,6 +213,12 @@ def test_an_ordinary_user_submits_and_lists_and_root_gets_local_mail(deb, chroot
             "chgrp edgemail /etc/edgemail/smtpd.passwd; chmod 0640 /etc/edgemail/smtpd.passwd") in check.stderr
 
     (chroot / "etc/edgemail/test.toml").write_text(TEST_CONFIG)
+    tls = chroot / "etc/edgemail/tls"
+    tls.mkdir()
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=gw.edge.example",
+        "-keyout", str(tls / "key.pem"), "-out", str(tls / "cert.pem"))
+    os.chown(tls / "key.pem", 0, os.stat(secret).st_gid)
+    (tls / "key.pem").chmod(0o640)             # the daemon's group reads it; nobody's sendmail loads the config
     log = tmp_path / "daemon.log"
     with open(log, "w") as out:
         daemon = subprocess.Popen(["unshare", "--net", "sh", "-c", "ip link set lo up 2>/dev/null || true; exec "
