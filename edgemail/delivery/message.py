@@ -226,6 +226,7 @@ class MessageDriver:
                                                         next_attempt=out.next_attempt))
         try:
             await self.reporter.failed(entry, data, out.failed, now)
+            await self.reporter.delivered(entry, data, out.delivered, now)
             if out.warn:
                 await self._warn(after, data, now)
         except Exception:              # recorded already; the report is what failed
