@@ -190,3 +190,19 @@ def test_values_the_loader_refuses_are_named_not_written():
     cfg = _config(plan)
     assert cfg.DialDelay == 10.0 and cfg.QueueSortOrder == "priority" and cfg.PrivacyOptions == {"goaway"}
     assert [d.split(":")[1] for d in plan.dropped[:3]] == ["1", "2", "3"], plan.dropped
+
+
+def test_privacy_options_each_word_carried_or_named():
+    inputs = migrate.Inputs(source="p.mc", zone="UTC", hostname="vm", domains=("edge.example",))
+    plan = migrate.migrate(mcread.read_mc("define(`confPRIVACY_FLAGS', `authwarnings,goaway,noetrn,restrictqrun,"
+                                          "noreceipts,restrictexpand')\n"), inputs)
+    carried = "\n".join(plan.carried)
+    for word, effect in [("noetrn", "ETRN is not offered (502 5.5.1)"), ("novrfy", "VRFY is 252 2.5.2"),
+                         ("noexpn", "EXPN is 502 5.5.1"), ("needmailhelo", "MAIL before HELO/EHLO is 503"),
+                         ("restrictqrun", "sendmail -q: root, the edgemail user and group only"),
+                         ("noreceipts", "no success reports")]:
+        assert f"PrivacyOptions {word} -> {effect}" in carried, carried       # goaway gave novrfy, noexpn...
+    dropped = "\n".join(plan.dropped)
+    for word in ("authwarnings", "restrictexpand", "noactualrecipient"):
+        assert f"PrivacyOptions {word}: " in dropped, dropped
+    assert plan.top["PrivacyOptions"][0] == "authwarnings,goaway,noetrn,restrictqrun,noreceipts,restrictexpand"
