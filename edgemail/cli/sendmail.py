@@ -140,12 +140,13 @@ def login_name() -> str:
 # ====================================================================== submission
 
 def _submit_stdin(cfg, a: SendmailArgs) -> int:
-    from edgemail.cli.message import prepare, qualify      # here: mailq and -q never need them
+    from edgemail.cli.message import prepare, qualify, strip_unix_from   # here: mailq and -q never need them
     domain = cfg.local_domains[0]
     try:
-        sender = qualify(a.sender, domain) if a.sender not in (None, "", "<>") else (
-            "" if a.sender in ("", "<>") else qualify(login_name(), domain))
-        raw = sys.stdin.buffer.read()
+        raw, unix_from = strip_unix_from(sys.stdin.buffer.read())
+        given = a.sender if a.sender is not None or os.getuid() != 0 else unix_from   # root: as sendmail -f
+        sender = qualify(given, domain) if given not in (None, "", "<>") else (
+            "" if given in ("", "<>") else qualify(login_name(), domain))
         msg = prepare(raw, a, sender=sender or f"MAILER-DAEMON@{domain}", domain=domain,
                       hostname=cfg.hostname, now=time.time())
     except UsageError as exc:

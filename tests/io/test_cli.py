@@ -4,6 +4,7 @@ whole-daemon flows)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -291,3 +292,21 @@ async def test_mailq_against_a_daemon_of_another_version(example_config, tmp_pat
             assert b"Traceback" not in err and b"another version of edgemail" in err, err
     finally:
         await srv.close()
+
+
+def test_sendmail_strips_the_mbox_from_line_and_root_takes_its_sender(tmp_path):
+    """A message saved from an mbox starts with "From addr date": sendmail's collect() removes it;
+    root without -f sends as that address (as with -f)."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'local_domains = ["x.example"]\n[control]\nsocket = "{tmp_path}/none.sock"\n'
+                   f'[spool]\ndirectory = "{tmp_path}/spool"\n')
+    (tmp_path / "spool" / "maildrop").mkdir(parents=True)
+    msg = b"From carol@x.example Thu Dec  3 12:00:00 2026\nSubject: saved\n\nbody\n"
+    r = _run([str(BIN / "sendmail"), "-C", str(cfg), "-i", "bob@x.example"], input=msg)
+    assert r.returncode == 0, r.stderr
+    (drop,) = (tmp_path / "spool" / "maildrop").iterdir()
+    data = drop.read_bytes()
+    assert b"From carol@x.example Thu" not in data and b"Subject: saved\r\n" in data, data
+    assert (b"From: carol@x.example\r\n" in data) == (os.geteuid() == 0), data   # the header From: made from it
+    env = _run([sys.executable, "-m", "edgemail", "-c", str(cfg), "queue", "list", "--json"])
+    assert (b"carol@x.example" in env.stdout) == (os.geteuid() == 0), env.stdout
