@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import smtplib
 import socket
@@ -131,7 +132,11 @@ def test_mailq_empty_then_maildrop_pickup_after_restart(tmp_path):
     try:
         text = cli(d, "mailq").stdout.decode()
         assert "Total requests: 1" in text and "<cron@edge.example>" in text and "<ops@far.example>" in text
-        assert "spool: recovered entries=1, tmp_removed=0, corrupt=0, maildrop=1" in d.log.read_text()
+        log = d.log.read_text()
+        assert "spool: recovered entries=1, tmp_removed=0, corrupt=0, maildrop=1" in log
+        qid = text.split("\n")[2].split()[0].rstrip("*!")
+        assert f"{qid}: from=<cron@edge.example>, size=" in log and f"{qid}: imported from maildrop/" in log, log
+        assert re.search(rf"{qid}: from=<cron@edge\.example>, .*relay=localhost \(uid {os.getuid()}\)", log), log
         assert os.listdir(os.path.join(tmp_path, "spool", "maildrop")) == []
     finally:
         d.kill()

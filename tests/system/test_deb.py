@@ -227,6 +227,7 @@ def test_an_ordinary_user_submits_and_lists_and_root_gets_local_mail(deb, chroot
     try:
         mailbox = chroot / "var/mail/root/Maildir/new"
         got = _wait(lambda: mailbox.is_dir() and os.listdir(mailbox), "the message in /var/mail/root", log)
+        assert "from=<nobody@edge.example>" in log.read_text() and "imported from maildrop/" in log.read_text()
         text = (mailbox / got[0]).read_text()
         assert "hello root" in text and "Received: (from nobody@localhost)" in text, text
         owner = inside(chroot, "stat", "-c", "%U:%G", "/var/mail/root").stdout.strip()
