@@ -32,7 +32,7 @@ case.  If the connection breaks after the request was sent the
 message goes to maildrop as well, so a duplicate is possible, never a loss.
 
 ``-bs`` (SMTP on stdin/stdout, as PHP mailers use it) is relayed to the
-daemon's first listener on loopback (bsrelay.py): the dialogue is the
+daemon's loopback listener (bsrelay.py chooses it): the dialogue is the
 daemon's own, each message gets the same ``Received: (from USER@localhost)``
 line as a submission, and with the daemon down it fails with EX_TEMPFAIL
 (there is no maildrop for an SMTP dialogue).
