@@ -108,13 +108,18 @@ def reload_daemon(cfg, prog: str, reason: str, *, as_json: bool = False, only: s
     here (errors name FILE:LINE, exit 65), then have the daemon read them and
     the dial policy again (as SIGHUP does); ``only="aliases"`` (newaliases):
     the aliases alone, whatever state the other files are in."""
+    from edgemail.cli.checks import alias_errors
     from edgemail.delivery.aliases import load as load_aliases
     name = cfg.local.aliases or "(no aliases file)"
     try:
-        count = len(load_aliases(cfg.local.aliases, cfg.local).entries)
-    except ConfigError as exc:
-        err(prog, str(exc))
+        table = load_aliases(cfg.local.aliases, cfg.local)
+    except ConfigError:
+        for error in alias_errors(cfg.local.aliases, cfg.local):      # every bad entry, FILE:LINE each
+            err(prog, str(error))
         return EX_DATAERR
+    count = len(table.entries)
+    if table.missing:
+        err(prog, f"warning: {name} does not exist: no aliases")
     try:
         fields = {"only": only} if only else {}
         reply = ControlClient(cfg.control_socket, timeout=cfg.Timeout.control).request("reload", reason=reason, **fields)
