@@ -65,7 +65,7 @@ from edgemail.delivery.port import Job, cut_attempt, stat_text
 from edgemail.delivery.reports import Reporter
 from edgemail.delivery.state import drop_connections
 from edgemail.envelope import Attempt
-from edgemail.errors import CorruptQueueFile
+from edgemail.errors import CorruptQueueFile, QueueFileGone
 from edgemail.smtpc.session import SmtpClient
 from edgemail.spool.record import QueueEntry
 from edgemail.spool.schedule import LinkUpTime
@@ -251,6 +251,8 @@ class MessageDriver:
         except CorruptQueueFile as exc:
             log.error(maillog.queue_file_unreadable(entry.qid, exc))
             return None
+        except QueueFileGone:
+            return None                  # said by the store (queue_file_gone)
 
     def _log(self, entry: QueueEntry, job: Job, a: Attempt, t0: float, now: float) -> None:
         log.info(maillog.delivery(entry.qid, job.decision.address, delay=now - entry.created,
