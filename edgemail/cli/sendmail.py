@@ -10,6 +10,7 @@ Synopsis::
     sendmail -q[R|S|I|!R|!S|!I]SUBSTR    ask the daemon for a queue run (filters as sendmail)
     sendmail -bh | -bH                   host status: print (hoststat), purge (purgestat)
     sendmail -bs                         SMTP on stdin/stdout
+    sendmail -bv ADDR... | -bt           the route of each address (addrtest.py), nothing sent
 
 Owns: the console scripts ``sendmail_main`` (also ``newaliases``: the
 program's name picks the mode) and ``mailq_main``, the choice of what a
@@ -126,6 +127,9 @@ def _run_mode(cfg, a: SendmailArgs, prog: str) -> int:
     if a.mode == "s":
         from edgemail.cli.bsrelay import smtp_on_stdio
         return smtp_on_stdio(cfg, login_name())
+    if a.mode in ("v", "t"):
+        from edgemail.cli import addrtest
+        return addrtest.verify(cfg, a.recipients) if a.mode == "v" else addrtest.address_test(cfg, sys.stdin)
     return _submit_stdin(cfg, a)
 
 

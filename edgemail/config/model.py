@@ -42,11 +42,11 @@ PRIVACY_EFFECT = {
     "noetrn": "ETRN is not offered (502 5.5.1)",
     "noreceipts": "no success reports for NOTIFY=SUCCESS",
     "nobodyreturn": "failure reports carry the original's header only",
+    "restrictexpand": "sendmail -bv / -bt show an alias's expansion to root and the edgemail user only",
 }
 #: why a word does nothing here
 PRIVACY_NOT_CARRIED = {
     "authwarnings": "edgemail adds no X-Authentication-Warning: header (its Received: names the local user)",
-    "restrictexpand": "sendmail -bv says the route only, never an alias's expansion, to anyone",
     "noactualrecipient": "reports name the Final-Recipient as routed (X-Actual-Recipient is not written)",
 }
 LINK_MODES = ("none", "modem", "external")

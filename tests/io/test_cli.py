@@ -310,3 +310,40 @@ def test_sendmail_strips_the_mbox_from_line_and_root_takes_its_sender(tmp_path):
     assert (b"From: carol@x.example\r\n" in data) == (os.geteuid() == 0), data   # the header From: made from it
     env = _run([sys.executable, "-m", "edgemail", "-c", str(cfg), "queue", "list", "--json"])
     assert (b"carol@x.example" in env.stdout) == (os.geteuid() == 0), env.stdout
+
+
+def _routes_config(tmp_path, privacy: str = "authwarnings") -> Path:
+    aliases = tmp_path / "aliases"
+    aliases.write_text("root: admin\nlist: bob, carol\n")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'local_domains = ["x.example"]\nSmartHost = "[192.0.2.25]:25"\nPrivacyOptions = "{privacy}"\n'
+                   f'[control]\nsocket = "{tmp_path}/none.sock"\n[spool]\ndirectory = "{tmp_path}/spool"\n'
+                   f'[local]\naliases = "{aliases}"\nusers = ["admin", "bob", "carol"]\nmaildir = "/m/%u"\n'
+                   '[routes]\n"x.example" = "local"\n"lan.example" = "relay:[192.168.1.10]:25"\n'
+                   '"*" = { route = "smarthost", expensive = true }\n')
+    return cfg
+
+
+def test_sendmail_bv_says_each_route_and_sends_nothing(tmp_path):
+    cfg = _routes_config(tmp_path)
+    r = _run([str(BIN / "sendmail"), "-C", str(cfg), "-bv", "root", "list", "pc@lan.example", "far@remote.test"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode().splitlines() == [
+        "admin@x.example... deliverable: mailer local, maildir /m/admin, user admin@x.example, via root",
+        "bob@x.example... deliverable: mailer local, maildir /m/bob, user bob@x.example, via list",
+        "carol@x.example... deliverable: mailer local, maildir /m/carol, user carol@x.example, via list",
+        "pc@lan.example... deliverable: mailer relay, host [192.168.1.10]:25, user pc@lan.example",
+        "far@remote.test... deliverable: mailer smarthost, host [192.0.2.25]:25 (waits for the link), "
+        "user far@remote.test"]
+    bad = _run([str(BIN / "sendmail"), "-C", str(cfg), "-bv", "nobody@x.example"])
+    assert bad.returncode == 67 and bad.stdout == b"nobody@x.example... 550 5.1.1 <nobody@x.example>... User unknown\n"
+    assert not (tmp_path / "spool").exists()                                # nothing queued, nothing made
+
+
+def test_sendmail_bt_reads_addresses_from_stdin(tmp_path):
+    r = _run([str(BIN / "sendmail"), "-C", str(_routes_config(tmp_path)), "-bt"], input=b"3,0 root\n/tryflags HS\n")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode().splitlines()[2:] == [
+        "(ruleset 3,0 skipped: edgemail has no rulesets)", "> root",
+        "admin@x.example... deliverable: mailer local, maildir /m/admin, user admin@x.example, via root",
+        "> /tryflags HS", "/tryflags: not supported (edgemail has no rulesets or macros)"]
