@@ -43,6 +43,10 @@ is a maildrop file, through spool.store, and only when the daemon cannot
 be reached.  Its messages go to stderr, prefixed ``sendmail:``; stdout
 carries only what was asked for (the listing, the SMTP dialogue).
 
+A config that cannot be loaded (exit 78) leaves the message, read from
+stdin, appended to ~/dead.letter (mbox form), as sendmail does with mail
+it cannot send: the reply says where.
+
 Fails (sysexits.h): 64 bad flags or no recipients, 65 bad address, message
 larger than MaxMessageSize, or refused by the daemon, 66 stdin unreadable,
 75 the daemon broke off, or is down (or refused for a temporary reason)
@@ -107,8 +111,36 @@ def _main(prog: str, argv: list[str]) -> int:
     try:
         cfg = load_config(a.config, prog)
     except Exit as exc:
+        if a.mode == "m":
+            _dead_letter(prog)
         return exc.code
     return _run_mode(cfg, a, prog)
+
+
+def _dead_letter(prog: str) -> None:
+    """No usable config: the message read from stdin is appended to
+    ~/dead.letter (as sendmail saves what it cannot send), never lost."""
+    import pwd
+    try:
+        data = sys.stdin.buffer.read()
+        home = os.environ.get("HOME") or pwd.getpwuid(os.getuid()).pw_dir      # mailx's $HOME/dead.letter
+    except (OSError, KeyError):
+        return
+    if not data.strip():
+        return
+    path = os.path.join(home, "dead.letter")
+    stamp = time.strftime("%a %b %d %H:%M:%S %Y")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(f"From {login_name()} {stamp}\n".encode() + data.replace(b"\r\n", b"\n").rstrip(b"\n")
+                    + b"\n\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        err(prog, f"the message is not queued and could not be saved in {path}: {exc.strerror}")
+        return
+    err(prog, f"the message is not queued: saved in {path}")
 
 
 def _run_mode(cfg, a: SendmailArgs, prog: str) -> int:

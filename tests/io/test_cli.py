@@ -168,12 +168,18 @@ def test_sendmail_usage_error_exit_64():
     assert b"unknown option" in r.stderr
 
 
-def test_sendmail_bad_config_exit_78(tmp_path):
+def test_sendmail_bad_config_exit_78_the_message_kept_in_dead_letter(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('local_domains = ["x.example"]\nDeliveryMode = "background"\n')
-    r = _run([str(BIN / "sendmail"), "-C", str(bad), "a@x.example"], input=b"x\n")
+    env = {**os.environ, "HOME": str(tmp_path)}
+    r = _run([str(BIN / "sendmail"), "-C", str(bad), "a@x.example"], input=b"Subject: keep\n\nx\n", env=env)
     assert r.returncode == 78
     assert f"{bad}:2: DeliveryMode".encode() in r.stderr
+    dead = tmp_path / "dead.letter"
+    assert f"the message is not queued: saved in {dead}".encode() in r.stderr, r.stderr
+    text = dead.read_text()
+    assert text.startswith("From ") and text.endswith("Subject: keep\n\nx\n\n"), text
+    assert oct(dead.stat().st_mode & 0o777) == "0o600"
 
 
 def test_config_check_good_prints_effective_config():
