@@ -28,6 +28,10 @@ Never: changes another byte the client sent, or reorders them; besides
 the header's addresses it only inserts one header line at the start of a
 message's data.
 
+Which listener: ``choose_listener``: one on loopback, else one bound to
+every address (reached on 127.0.0.1), else the first, leaving out ODMR
+and submission listeners while another takes mail.
+
 Fails: no daemon (75, as ``base.ask``), a listener it cannot reach (75);
 the server hanging up ends the relay (exit 0: the dialogue said what
 happened).
@@ -35,15 +39,20 @@ happened).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from edgemail.cli.base import EX_OK, EX_TEMPFAIL, ask, err
 from edgemail.cli.message import HEADER_NAME, split_header
+
+if TYPE_CHECKING:
+    from edgemail.config.model import Listener
 
 #: how long to wait for the server's last replies after stdin ends
 BS_DRAIN_S = 5.0
@@ -163,10 +172,32 @@ def smtp_on_stdio(cfg, user: str) -> int:
 
 
 def _connect_listener(cfg, status: dict) -> socket.socket:
-    """A connected socket to the daemon's first listener (its port from STATUS)."""
-    _, _, port = status["listeners"][0].rpartition(":")
-    address = cfg.listeners[0].address
-    return socket.create_connection((address, int(port)), timeout=cfg.Timeout.command)
+    """A connected socket to the listener ``choose_listener`` picks (its bound port from STATUS)."""
+    ports = [int(text.rpartition(":")[2]) for text in status["listeners"]]
+    lst, port = choose_listener(cfg.listeners, ports)
+    address = _WILDCARD.get(lst.address, lst.address)
+    return socket.create_connection((address, port), timeout=cfg.Timeout.command)
+
+
+_WILDCARD = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+
+
+def choose_listener(listeners: Sequence[Listener], ports: Sequence[int]) -> tuple[Listener, int]:
+    """Where ``-bs`` talks SMTP: a listener on loopback, else one on every
+    address (reached on loopback), else the first; of those that take mail
+    as a local client sends it (not ODMR, not submission's AUTH first)."""
+    pairs = list(zip(listeners, ports))
+    takes = [(lst, port) for lst, port in pairs if not lst.odmr and not lst.submission] or pairs
+
+    def rank(pair: tuple[Listener, int]) -> int:
+        address = pair[0].address
+        if address in _WILDCARD:
+            return 1
+        try:
+            return 0 if ipaddress.ip_address(address).is_loopback else 2
+        except ValueError:
+            return 2
+    return min(takes, key=rank)
 
 
 def _relay(conn: socket.socket, core: TraceInserter) -> None:

@@ -4,7 +4,10 @@ into a queueable message and its recipients.
 Owns: ``prepare(raw, args, sender=, domain=, hostname=, now=) ->
 Prepared`` (data with CRLF line ends, recipients, Message-ID, precedence
 class) and its parts: ``read_lines`` (input hygiene), ``split_header``,
-``qualify`` (one address), ``header_recipients`` (``-t``).
+``qualify`` (one address), ``header_recipients`` (``-t``), and
+``strip_unix_from`` (a first line ``From addr date``, an mbox separator:
+removed as sendmail removes it; root's message without -f takes its
+sender from it, sendmail.py decides).
 
 Input hygiene (DESIGN.md): LF and CRLF line ends become CRLF, a bare CR
 becomes a space, NUL bytes are dropped.  Without ``-i`` a line holding only
@@ -77,6 +80,17 @@ def read_lines(raw: bytes, *, ignore_dots: bool) -> list[bytes]:
 
 
 HEADER_NAME = re.compile(rb"[!-9;-~]+:")
+
+
+def strip_unix_from(raw: bytes) -> tuple[bytes, str | None]:
+    """An mbox separator as the first line (``From addr date``), as a
+    message saved from a mailbox has: removed (sendmail's collect() does);
+    its address, or None when there is no such line."""
+    if not raw.startswith(b"From "):
+        return raw, None
+    first, nl, rest = raw.partition(b"\n")
+    words = first[5:].decode("utf-8", "replace").split()
+    return rest if nl else b"", (words[0] if words else None)
 
 
 def split_header(lines: list[bytes]) -> tuple[list[bytes], list[bytes]]:

@@ -10,6 +10,7 @@ Synopsis::
     sendmail -q[R|S|I|!R|!S|!I]SUBSTR    ask the daemon for a queue run (filters as sendmail)
     sendmail -bh | -bH                   host status: print (hoststat), purge (purgestat)
     sendmail -bs                         SMTP on stdin/stdout
+    sendmail -bv ADDR... | -bt           the route of each address (addrtest.py), nothing sent
 
 Owns: the console scripts ``sendmail_main`` (also ``newaliases``: the
 program's name picks the mode) and ``mailq_main``, the choice of what a
@@ -32,7 +33,7 @@ case.  If the connection breaks after the request was sent the
 message goes to maildrop as well, so a duplicate is possible, never a loss.
 
 ``-bs`` (SMTP on stdin/stdout, as PHP mailers use it) is relayed to the
-daemon's first listener on loopback (bsrelay.py): the dialogue is the
+daemon's loopback listener (bsrelay.py chooses it): the dialogue is the
 daemon's own, each message gets the same ``Received: (from USER@localhost)``
 line as a submission, and with the daemon down it fails with EX_TEMPFAIL
 (there is no maildrop for an SMTP dialogue).
@@ -48,6 +49,10 @@ stderr in sendmail's words (``sendmail: NoSuchUser@edge.example... User
 unknown``), the message is queued for the others (none: nothing is queued)
 and the exit is 67 (EX_NOUSER), as sendmail's.  With the daemon down the
 same check runs here, with the same Router.
+
+A config that cannot be loaded (exit 78) leaves the message, read from
+stdin, appended to ~/dead.letter (mbox form), as sendmail does with mail
+it cannot send: the reply says where.
 
 Fails (sysexits.h): 64 bad flags or no recipients, 65 bad address, a
 recipient header with a bare CR/LF under -t (cli/message.py), message
@@ -117,8 +122,36 @@ def _main(prog: str, argv: list[str]) -> int:
     try:
         cfg = load_config(a.config, prog)
     except Exit as exc:
+        if a.mode == "m":
+            _dead_letter(prog)
         return exc.code
     return _run_mode(cfg, a, prog)
+
+
+def _dead_letter(prog: str) -> None:
+    """No usable config: the message read from stdin is appended to
+    ~/dead.letter (as sendmail saves what it cannot send), never lost."""
+    import pwd
+    try:
+        data = sys.stdin.buffer.read()
+        home = os.environ.get("HOME") or pwd.getpwuid(os.getuid()).pw_dir      # mailx's $HOME/dead.letter
+    except (OSError, KeyError):
+        return
+    if not data.strip():
+        return
+    path = os.path.join(home, "dead.letter")
+    stamp = time.strftime("%a %b %d %H:%M:%S %Y")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(f"From {login_name()} {stamp}\n".encode() + data.replace(b"\r\n", b"\n").rstrip(b"\n")
+                    + b"\n\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        err(prog, f"the message is not queued and could not be saved in {path}: {exc.strerror}")
+        return
+    err(prog, f"the message is not queued: saved in {path}")
 
 
 def _run_mode(cfg, a: SendmailArgs, prog: str) -> int:
@@ -137,6 +170,9 @@ def _run_mode(cfg, a: SendmailArgs, prog: str) -> int:
     if a.mode == "s":
         from edgemail.cli.bsrelay import smtp_on_stdio
         return smtp_on_stdio(cfg, login_name())
+    if a.mode in ("v", "t"):
+        from edgemail.cli import addrtest
+        return addrtest.verify(cfg, a.recipients) if a.mode == "v" else addrtest.address_test(cfg, sys.stdin)
     return _submit_stdin(cfg, a)
 
 
@@ -151,12 +187,13 @@ def login_name() -> str:
 # ====================================================================== submission
 
 def _submit_stdin(cfg, a: SendmailArgs) -> int:
-    from edgemail.cli.message import prepare, qualify      # here: mailq and -q never need them
+    from edgemail.cli.message import prepare, qualify, strip_unix_from   # here: mailq and -q never need them
     domain = cfg.local_domains[0]
     try:
-        sender = qualify(a.sender, domain) if a.sender not in (None, "", "<>") else (
-            "" if a.sender in ("", "<>") else qualify(login_name(), domain))
-        raw = sys.stdin.buffer.read()
+        raw, unix_from = strip_unix_from(sys.stdin.buffer.read())
+        given = a.sender if a.sender is not None or os.getuid() != 0 else unix_from   # root: as sendmail -f
+        sender = qualify(given, domain) if given not in (None, "", "<>") else (
+            "" if given in ("", "<>") else qualify(login_name(), domain))
         msg = prepare(raw, a, sender=sender or f"MAILER-DAEMON@{domain}", domain=domain,
                       hostname=cfg.hostname, now=time.time())
     except UsageError as exc:

@@ -8,7 +8,9 @@ auth_plaintext, cram_plaintext, submission, odmr), and the rules between them:
 
   * tls_cert and tls_key come together, and must load (PEM, the key
     matching the certificate): ``edgemail config check`` says so before
-    the daemon would;
+    the daemon would; a key this user may not read is not checked unless
+    we are root (every local user's sendmail loads this file; the key is
+    root:edgemail 0640);
   * require_tls needs TLS; a submission listener needs ``auth_file`` and a
     way to authenticate (TLS, or auth_plaintext); ``auth = true`` needs
     ``auth_file`` or ``cram_secrets``; ``cram_plaintext`` needs ``cram_secrets``;
@@ -26,6 +28,7 @@ and on SIGHUP) or keeps the TLS context it tried (the listener makes its own).
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import ssl
 from collections.abc import Callable
@@ -146,6 +149,10 @@ def tls_problem(cert: str, key: str) -> str | None:
         ctx.load_cert_chain(cert, key)
     except ssl.SSLError as exc:          # (an OSError too: first)
         return f"cannot load the certificate {cert} with the key {key}: {exc.reason or exc}"
+    except PermissionError:
+        if os.geteuid() == 0:
+            return f"cannot read {key}: permission denied"
+        return None     # a user's sendmail may not read the key (0640 root:edgemail): the daemon checks it
     except OSError as exc:
         return f"cannot read {exc.filename or cert}: {exc.strerror}"
     return None

@@ -17,12 +17,12 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from edgemail.config.privacy import (  # noqa: F401  (re-exported: the words belong to the model)
+    PRIVACY_EFFECT, PRIVACY_GOAWAY, PRIVACY_NOT_CARRIED, PRIVACY_WORDS)
+
 URGENCIES = ("urgent", "normal", "non-urgent")
 ROUTE_KINDS = ("local", "maildir", "lmtp", "relay", "smarthost", "mx", "hold", "error")
 QUEUE_SORT_ORDERS = ("priority", "time", "host", "filename", "random")
-PRIVACY_WORDS = frozenset("""public needmailhelo needexpnhelo noexpn novrfy needvrfyhelo
-    restrictmailq restrictqrun restrictexpand noreceipts nobodyreturn goaway authwarnings
-    noetrn noverb noactualrecipient""".split())
 LINK_MODES = ("none", "modem", "external")
 
 

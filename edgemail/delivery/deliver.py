@@ -286,7 +286,8 @@ class Deliverer:
             else:
                 text = str(r.reply) if r.reply is not None else "250 2.0.0 ok"
                 dsn = r.reply.dsn() if r.reply is not None else "2.0.0"
-                out[j.key] = Attempt(RcptStatus.SENT, dsn, text, relay=relay, at=now)
+                out[j.key] = Attempt(RcptStatus.SENT, dsn, text, relay=relay, at=now,
+                                     extra={"next_hop_dsn": result.dsn})
         return out
 
     # ------------------------------------------------------------ names

@@ -68,7 +68,7 @@ from edgemail.delivery.port import Job, cut_attempt, one_per_mailbox, stat_text
 from edgemail.delivery.reports import Reporter
 from edgemail.delivery.state import drop_connections
 from edgemail.envelope import Attempt
-from edgemail.errors import CorruptQueueFile
+from edgemail.errors import CorruptQueueFile, QueueFileGone
 from edgemail.smtpc.session import SmtpClient
 from edgemail.spool.record import QueueEntry
 from edgemail.spool.schedule import LinkUpTime
@@ -231,6 +231,7 @@ class MessageDriver:
                                                         next_attempt=out.next_attempt))
         try:
             await self.reporter.failed(entry, data, out.failed, now)
+            await self.reporter.delivered(entry, data, out.delivered, now)
             if out.warn:
                 await self._warn(after, data, now)
         except Exception:              # recorded already; the report is what failed
@@ -255,6 +256,8 @@ class MessageDriver:
         except CorruptQueueFile as exc:
             log.error(maillog.queue_file_unreadable(entry.qid, exc))
             return None
+        except QueueFileGone:
+            return None                  # said by the store (queue_file_gone)
 
     def _log(self, entry: QueueEntry, job: Job, a: Attempt, t0: float, now: float) -> None:
         log.info(maillog.delivery(entry.qid, job.decision.address, delay=now - entry.created,

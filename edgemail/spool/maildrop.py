@@ -171,7 +171,7 @@ class Maildrop:
             qid = commit(qf.envelope, qf.data, qf.created)
             qids.append(qid)
             os.unlink(path)              # after the commit: a crash here means a duplicate
-            log.info(maillog.maildrop_import(qid, os.path.basename(path)))
+            _log_import(qid, qf, path)
         if qids:
             fsync_dir(self.directory)
         return qids
@@ -183,9 +183,17 @@ class Maildrop:
         files = await asyncio.to_thread(self.drops, corrupt)
         qids = []
         for path, qf in files:
-            qids.append(await commit(qf.envelope, qf.data, qf.created))
+            qid = await commit(qf.envelope, qf.data, qf.created)
+            qids.append(qid)
             await asyncio.to_thread(os.unlink, path)
+            _log_import(qid, qf, path)
         return qids
+
+
+def _log_import(qid: str, qf: record.QueueFile, path: str) -> None:
+    """Every accepted message has sendmail's from= line; a drop's says it came from maildrop/."""
+    log.info(maillog.received(qid, qf.envelope))
+    log.info(maillog.maildrop_import(qid, os.path.basename(path)))
 
 
 def _read_drop(path: str) -> bytes:

@@ -41,6 +41,7 @@ SAMPLES = {
     "dsn_not_queued": (("7D3A1F09C2", "delay", OSError("No space left on device")), {}),
     "dsn_dropped": (("7D3A1F09C2", ["postmaster@edge.example"], "mailbox full"), {}),
     "queue_file_unreadable": (("7D3A1F09C2", "truncated record"), {}),
+    "queue_file_gone": (("7D3A1F09C2",), {}),
     "maildrop_import": (("7D3A1F09C2", "1700000000.42.ab12"), {}),
     "hook_failed": (("7D3A1F09C2", "on_commit"), {}),
     "spool_writer_error": (("7D3A1F09C2",), {}),
