@@ -36,7 +36,7 @@ from edgemail.errors import ConfigError, ControlError
 if TYPE_CHECKING:
     from edgemail.config.model import Config
 
-EX_OK, EX_USAGE, EX_DATAERR, EX_NOINPUT = 0, 64, 65, 66
+EX_OK, EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_NOUSER = 0, 64, 65, 66, 67
 EX_SOFTWARE, EX_TEMPFAIL, EX_PROTOCOL, EX_CONFIG = 70, 75, 76, 78
 DEFAULT_CONFIG = "/etc/edgemail/edgemail.toml"
 

@@ -67,7 +67,8 @@ _IGNORED_BARE = set("UvmnGsc")
 QUEUE_FILTER = re.compile(r"(!?)([RSI])(.+)")
 _DEFAULT_MODE = {"mailq": "p", "newaliases": "i"}
 _MODE_NAMES = {"p": "-bp (list the queue)", "i": "-bi (newaliases)", "q": "-q (queue run)",
-               "s": "-bs (SMTP on stdin)", "h": "-bh (host status)", "H": "-bH (purge host status)"}
+               "s": "-bs (SMTP on stdin)", "h": "-bh (host status)", "H": "-bH (purge host status)",
+               "t": "-bt (address test mode: addresses on stdin)"}
 
 
 class _Argv:
@@ -173,11 +174,11 @@ def _option(a: SendmailArgs, rest: str) -> None:
 
 
 def _mode(a: SendmailArgs, rest: str) -> None:
-    if rest in ("m", "p", "i", "s", "h", "H"):
-        a.mode = rest                 # h/H host status: -bh print, -bH purge
+    if rest in ("m", "p", "i", "s", "h", "H", "v", "t"):
+        a.mode = rest                 # h/H host status: -bh print, -bH purge; v verify, t address test
     elif rest == "d":
         raise UsageError("-bd: the daemon is started with `edgemail run`")
-    elif rest in ("t", "v", "D", "P"):
+    elif rest in ("D", "P"):
         raise UsageError(f"-b{rest} is not supported by edgemail")
     else:
         raise UsageError(f"unknown mode -b{rest}")
@@ -223,6 +224,8 @@ Modes:
   -bp              list the queue (as mailq)
   -bi              check the aliases file, then have the daemon read it again (newaliases)
   -bs              speak SMTP on stdin/stdout (relayed to the daemon's listener)
+  -bv ADDR...      verify addresses: the route of each (after aliases), nothing is sent
+  -bt              address test mode: the route of each address read from stdin
   -bh, -bH         print the host status (hoststat), forget expired host status (purgestat)
   -q[!]R|S|I SUBSTR
                    ask the daemon for a queue run: recipient, sender or queue id containing

@@ -72,6 +72,7 @@ from edgemail.config.values import (
     _str_tuple,
     _typed,
     host_port,
+    mailbox_names,
     maildir_mode,
     parse_duration,
     parse_route,
@@ -197,7 +198,7 @@ def load(path: str | Path, overrides: dict | None = None, *, etc_hostname: str =
 #: defaults' types); [smtpd] and [[listen]] are config/listeners.py's
 _SECTIONS: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
     "local": (LocalConfig, {"maildir_mode": maildir_mode, "maildir_owner": system_name("user"),
-                            "maildir_group": system_name("group")}),
+                            "maildir_group": system_name("group"), "users": mailbox_names}),
     "dns": (DnsConfig, {"timeout": parse_duration}),
     "retry": (RetryConfig, {}),
     "link": (LinkConfig, {"mode": _choice(LINK_MODES), "speed": _nonneg_int, "dial_retries": _nonneg_int,
@@ -237,7 +238,8 @@ def from_dict(data: dict, *, path: str = "<config>", text: str = "", etc_hostnam
                   listeners=listeners, spool_dir=rel(places["spool_dir"]),
                   commit_helpers=places["commit_helpers"], control_socket=rel(places["control_socket"]),
                   routes=routes, Timeout=timeouts, smtpd=smtpd, customers=customers,
-                  local=replace(local, aliases=rel(local.aliases), maildir=rel(local.maildir)),
+                  local=replace(local, aliases=rel(local.aliases), maildir=rel(local.maildir),
+                                users_file=rel(local.users_file)),
                   link=replace(link, policy=rel(link.policy), state_file=rel(link.state_file),
                                odmr=link.odmr and replace(link.odmr, secret_file=rel(link.odmr.secret_file),
                                                           cafile=rel(link.odmr.cafile))),

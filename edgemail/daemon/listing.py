@@ -4,9 +4,10 @@ of ``queue list --json``, one entry at a time.
 Owns: ``mailq_entry(e)`` (one QueueEntry as sendmail's mailq prints it),
 ``row(e)`` (one entry as a row of the ``queue_list`` stream) and
 ``row_object(row)`` (a row as ``queue list --json`` prints it), ``batches``
-(LIST_BATCH rows a streamed line) and ``QueueListing`` (the daemon's
-``queue_list`` op: the store's in-memory index, the text of each entry
-cached).  The same functions list the spool read from disk when the daemon
+(LIST_BATCH rows a streamed line), ``corrupt_line`` (the count of corrupt/)
+and ``QueueListing`` (the daemon's ``queue_list`` op: the store's in-memory
+index as far as its files are there, the text of each entry cached; the
+first line says the total and how many files corrupt/ holds).  The same functions list the spool read from disk when the daemon
 is down (cli/spoolview.py), so both listings read alike.
 
 Rows (one JSON array per entry, cheap on both sides for 100,000 entries)::
@@ -20,7 +21,8 @@ held for ("" for a [routes] hold domain the LAN flushes).
 tried).  A daemon of an older version sends the first six fields and
 recipient triples; ``row_object`` reads both.
 
-Never: reads the disk or decides anything: it formats what it is given.
+Never: reads the disk or decides anything: it formats what it is given
+(the store says which entries are there, and what corrupt/ holds).
 """
 
 from __future__ import annotations
@@ -35,6 +37,14 @@ from edgemail.daemon.control import Stream
 LIST_BATCH = 2000
 #: sendmail's mailq prints at most this much of a status message
 REASON_WIDTH = 60
+
+
+def corrupt_line(directory: str, count: int) -> str:
+    """mailq's line for the damaged files kept in corrupt/ ("" for none)."""
+    if not count:
+        return ""
+    return (f"\t\t{count} damaged queue file{'s' if count != 1 else ''} in {directory}/corrupt/ "
+            "(kept for inspection, not listed)\n")
 
 
 def status_word(s) -> str:
@@ -126,10 +136,11 @@ class QueueListing:
         self._text: dict[str, tuple[object, str, str]] = {}
 
     def stream(self, fmt: str) -> Stream:
-        entries = self.store.entries()
+        entries = self.store.present()                     # what is on disk: no ghost of a removed file
         if len(self._text) > 2 * len(entries) + 1000:      # forget removed entries
             self._text = {e.qid: self._text[e.qid] for e in entries if e.qid in self._text}
-        return Stream(batches(entries, fmt, self.text, self.held_for), {"total": len(entries)})
+        return Stream(batches(entries, fmt, self.text, self.held_for),
+                      {"total": len(entries), "corrupt": len(self.store.corrupt_files())})
 
     def text(self, e) -> str:
         wait = self.waits(e)

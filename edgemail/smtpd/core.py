@@ -324,7 +324,7 @@ class Dialogue(SecureCommands):
         return self.txn.mail_cmd(arg, extended=self.extended, max_size=self.settings.max_size,
                                  has_room=self._has_room, auth=bool(self.settings.auth),
                                  authenticated=self.auth_user is not None,
-                                 check_sender=self._check_sender)
+                                 check_sender=self._check_sender, domain=self.qualify_with)
 
     def _check_sender(self, sender: str) -> str | None:
         """An authenticated user's sender: the 553 that refuses it, or None."""
@@ -335,7 +335,7 @@ class Dialogue(SecureCommands):
 
     def _rcpt(self, arg: str | None) -> str:
         return self.txn.rcpt_cmd(arg, extended=self.extended, max_rcpts=self.settings.max_rcpts,
-                                 decide=self._decide_rcpt)
+                                 decide=self._decide_rcpt, domain=self.qualify_with)
 
     def _data(self, arg: str | None) -> str | None:
         """DATA: 354, then next_event feeds the collector until the end."""

@@ -4,6 +4,7 @@ whole-daemon flows)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -149,6 +150,28 @@ def test_prepare_refuses(raw, argv, exc):
         _prep(raw, argv)
 
 
+@pytest.mark.parametrize("raw, field, what", [
+    (b"To: a@x.example\rBcc: evil@evil.example\nSubject: x\n\nb\n", "To", "bare CR"),
+    (b"Cc: a@x.example,\r evil@evil.example\r\n\r\nb\r\n", "Cc", "bare CR"),
+    (b"To: a@x.example,\n evil@evil.example\r\nSubject: x\r\n\r\nb\r\n", "To", "bare LF"),
+    (b"Subject: x\nBcc: evil@evil.example\r\nTo: a@x.example\r\n\r\nb\r\n", "Bcc", "bare LF"),
+    (b"To: a@x.example\r\nResent-To: r@x.example\n\r\nb\r\n", "Resent-To", "bare LF"),
+], ids=["cr-in-to", "cr-in-cc-fold", "lf-in-crlf-to", "lf-starts-bcc", "lf-ends-resent-to"])
+def test_minus_t_refuses_recipient_fields_with_bare_cr_or_lf(raw, field, what):
+    """Issue 16 §8: the header's text never becomes extra recipients; DataError is EX_DATAERR."""
+    with pytest.raises(DataError, match=f"^{field}: header holds a {what}: not taking recipients"):
+        _prep(raw, ["-t"])
+
+
+@pytest.mark.parametrize("raw, argv, want", [
+    (b"To: a@x.example\nSubject: x\n\nbody\r\n", ["-t"], ("a@x.example",)),      # LF header, CR LF body
+    (b"To: a@x.example\r\nSubject: x\ry\r\n\r\nb\rc\nd\n", ["-t"], ("a@x.example",)),  # not a recipient field
+    (b"To: a@x.example\rBcc: evil@evil.example\n\nb\n", ["b@x.example"], ("b@x.example",)),  # no -t
+], ids=["lf-header", "cr-in-subject-and-body", "without-t"])
+def test_minus_t_bare_line_ends_elsewhere_are_only_hygiene(raw, argv, want):
+    assert _prep(raw, argv).recipients == want
+
+
 # ---------------------------------------------------------------- console scripts
 
 def _run(args, **kw):
@@ -167,12 +190,18 @@ def test_sendmail_usage_error_exit_64():
     assert b"unknown option" in r.stderr
 
 
-def test_sendmail_bad_config_exit_78(tmp_path):
+def test_sendmail_bad_config_exit_78_the_message_kept_in_dead_letter(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('local_domains = ["x.example"]\nDeliveryMode = "background"\n')
-    r = _run([str(BIN / "sendmail"), "-C", str(bad), "a@x.example"], input=b"x\n")
+    env = {**os.environ, "HOME": str(tmp_path)}
+    r = _run([str(BIN / "sendmail"), "-C", str(bad), "a@x.example"], input=b"Subject: keep\n\nx\n", env=env)
     assert r.returncode == 78
     assert f"{bad}:2: DeliveryMode".encode() in r.stderr
+    dead = tmp_path / "dead.letter"
+    assert f"the message is not queued: saved in {dead}".encode() in r.stderr, r.stderr
+    text = dead.read_text()
+    assert text.startswith("From ") and text.endswith("Subject: keep\n\nx\n\n"), text
+    assert oct(dead.stat().st_mode & 0o777) == "0o600"
 
 
 def test_config_check_good_prints_effective_config():
@@ -291,3 +320,59 @@ async def test_mailq_against_a_daemon_of_another_version(example_config, tmp_pat
             assert b"Traceback" not in err and b"another version of edgemail" in err, err
     finally:
         await srv.close()
+
+
+def test_sendmail_strips_the_mbox_from_line_and_root_takes_its_sender(tmp_path):
+    """A message saved from an mbox starts with "From addr date": sendmail's collect() removes it;
+    root without -f sends as that address (as with -f)."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'local_domains = ["x.example"]\n[local]\nusers = ["bob"]\n'
+                   f'[control]\nsocket = "{tmp_path}/none.sock"\n'
+                   f'[spool]\ndirectory = "{tmp_path}/spool"\n')
+    (tmp_path / "spool" / "maildrop").mkdir(parents=True)
+    msg = b"From carol@x.example Thu Dec  3 12:00:00 2026\nSubject: saved\n\nbody\n"
+    r = _run([str(BIN / "sendmail"), "-C", str(cfg), "-i", "bob@x.example"], input=msg)
+    assert r.returncode == 0, r.stderr
+    (drop,) = (tmp_path / "spool" / "maildrop").iterdir()
+    data = drop.read_bytes()
+    assert b"From carol@x.example Thu" not in data and b"Subject: saved\r\n" in data, data
+    assert (b"From: carol@x.example\r\n" in data) == (os.geteuid() == 0), data   # the header From: made from it
+    env = _run([sys.executable, "-m", "edgemail", "-c", str(cfg), "queue", "list", "--json"])
+    assert (b"carol@x.example" in env.stdout) == (os.geteuid() == 0), env.stdout
+
+
+def _routes_config(tmp_path, privacy: str = "authwarnings") -> Path:
+    aliases = tmp_path / "aliases"
+    aliases.write_text("root: admin\nlist: bob, carol\n")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'local_domains = ["x.example"]\nSmartHost = "[192.0.2.25]:25"\nPrivacyOptions = "{privacy}"\n'
+                   f'[control]\nsocket = "{tmp_path}/none.sock"\n[spool]\ndirectory = "{tmp_path}/spool"\n'
+                   f'[local]\naliases = "{aliases}"\nusers = ["admin", "bob", "carol"]\nmaildir = "/m/%u"\n'
+                   '[routes]\n"x.example" = "local"\n"lan.example" = "relay:[192.168.1.10]:25"\n'
+                   '"*" = { route = "smarthost", expensive = true }\n')
+    return cfg
+
+
+def test_sendmail_bv_says_each_route_and_sends_nothing(tmp_path):
+    cfg = _routes_config(tmp_path)
+    r = _run([str(BIN / "sendmail"), "-C", str(cfg), "-bv", "root", "list", "pc@lan.example", "far@remote.test"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode().splitlines() == [
+        "admin@x.example... deliverable: mailer local, maildir /m/admin, user admin@x.example, via root",
+        "bob@x.example... deliverable: mailer local, maildir /m/bob, user bob@x.example, via list",
+        "carol@x.example... deliverable: mailer local, maildir /m/carol, user carol@x.example, via list",
+        "pc@lan.example... deliverable: mailer relay, host [192.168.1.10]:25, user pc@lan.example",
+        "far@remote.test... deliverable: mailer smarthost, host [192.0.2.25]:25 (waits for the link), "
+        "user far@remote.test"]
+    bad = _run([str(BIN / "sendmail"), "-C", str(cfg), "-bv", "nobody@x.example"])
+    assert bad.returncode == 67 and bad.stdout == b"nobody@x.example... 550 5.1.1 <nobody@x.example>... User unknown\n"
+    assert not (tmp_path / "spool").exists()                                # nothing queued, nothing made
+
+
+def test_sendmail_bt_reads_addresses_from_stdin(tmp_path):
+    r = _run([str(BIN / "sendmail"), "-C", str(_routes_config(tmp_path)), "-bt"], input=b"3,0 root\n/tryflags HS\n")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode().splitlines()[2:] == [
+        "(ruleset 3,0 skipped: edgemail has no rulesets)", "> root",
+        "admin@x.example... deliverable: mailer local, maildir /m/admin, user admin@x.example, via root",
+        "> /tryflags HS", "/tryflags: not supported (edgemail has no rulesets or macros)"]

@@ -84,9 +84,9 @@ RELAY = [
     ("<B@EDGE.Example.>", "250 2.1.5", "250 2.1.5"),
     ("<postmaster>", "250 2.1.5 Recipient <postmaster@edge.example>", "250 2.1.5"),
     ("<c@far.example>", "554 5.7.1 <c@far.example>... Relaying denied", "250 2.1.5"),
-    ("<u%far.example@edge.example>", "554 5.7.1", "250 2.1.5"),
-    ("<far.example!u@edge.example>", "554 5.7.1", "250 2.1.5"),
-    ('<"u@far.example"@edge.example>', "554 5.7.1", "250 2.1.5"),
+    ("<u%far.example@edge.example>", "550 5.7.1", "550 5.7.1"),      # a route in disguise (16 §4)
+    ("<far.example!u@edge.example>", "550 5.7.1", "550 5.7.1"),      # a route in disguise (16 §4)
+    ('<"u@far.example"@edge.example>', "550 5.7.1", "550 5.7.1"),      # a route in disguise (16 §4)
     ("<@edge.example:u@far.example>", "554 5.7.1 <u@far.example>", "250 2.1.5 Recipient <u@far.example>"),
     ("<u@[192.0.2.1]>", "554 5.7.1", "250 2.1.5"),
     ("<u@192.0.2.1>", "501 5.1.3", "501 5.1.3"),
