@@ -123,8 +123,8 @@ def qualify(addr: str, domain: str) -> str:
         parse_address,
     )
     addr = addr.strip()
-    if addr.startswith("<") and addr.endswith(">"):
-        addr = addr[1:-1]
+    if addr.endswith(">") and "<" in addr:       # "<a@x>", "Name <a@x>" (sendmail takes both)
+        addr = addr[addr.rindex("<") + 1:-1]
     try:
         return str(parse_address(addr, domain=domain))
     except AddressError as exc:

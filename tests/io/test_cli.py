@@ -50,6 +50,14 @@ BIN = ROOT / ".venv" / "bin"
     (["-c", "a@x.example"], lambda a: a.recipients == ["a@x.example"] and "HoldExpensive" in a.notes[0]),
     (["-Ac", "-q"], lambda a: a.mode == "q"),                                  # mailq -Ac, sendmail -Ac -q
     (["-t", "--help", "-Z"], lambda a: a.mode == "help"),
+    # the exact argv of the programs (observed: tests/system/test_mail_programs.py)
+    (["-oem", "-oi", "-B8BITMIME", "-N", "failure,delay", "-R", "hdrs", "--", "bob@x.example"],   # mutt
+     lambda a: a.notify == {"FAILURE", "DELAY"} and a.ret == "HDRS" and a.recipients == ["bob@x.example"]),
+    (["-f", "alice@x.example", "--", "bob@x.example", "carol@x.example"],                        # mutt
+     lambda a: a.sender == "alice@x.example" and len(a.recipients) == 2),
+    (["-i", "-t", "-f", "alice@x.example"], lambda a: a.extract and a.sender == "alice@x.example"),  # bsd-mailx -r
+    (["-odb", "-odq", "-bm", "-oQ/var/x", "-X/tmp/t", "-G", "-Am", "-U", "-V", "e1", "a@x.example"],
+     lambda a: a.envid == "e1" and a.recipients == ["a@x.example"]),
 ], ids=lambda x: " ".join(x) if isinstance(x, list) else "")
 def test_flags(argv, check):
     a = parse_sendmail_args(argv)
@@ -170,6 +178,41 @@ def test_minus_t_refuses_recipient_fields_with_bare_cr_or_lf(raw, field, what):
 ], ids=["lf-header", "cr-in-subject-and-body", "without-t"])
 def test_minus_t_bare_line_ends_elsewhere_are_only_hygiene(raw, argv, want):
     assert _prep(raw, argv).recipients == want
+
+
+@pytest.mark.parametrize("field, want", [
+    (b"To: bob", b"To: bob@edge.example"),                              # bsd-mailx: mail -s hi bob
+    (b"To: bob, carol@x.example", b"To: bob@edge.example, carol@x.example"),
+    (b'Cc: "Bob B." <bob>,\r\n  carol (comment)', b'Cc: "Bob B." <bob@edge.example>, comment <carol@edge.example>'),
+    (b"From: root", b"From: root@edge.example"),
+    (b"Reply-To: Al <al>", b"Reply-To: Al <al@edge.example>"),
+    (b"To: a@x.example, B <b@x.example>", b"To: a@x.example, B <b@x.example>"),  # qualified: as it came
+    (b"To: undisclosed-recipients:;", b"To: undisclosed-recipients:;"),       # a group: as it came
+    (b"Subject: bob", b"Subject: bob"),
+    (b"To: \xff bob", b"To: \xff bob"),                                      # not UTF-8: as it came
+], ids=["one", "mixed", "names-comments-folded", "from", "reply-to", "qualified", "group", "subject",
+        "not-utf8"])
+def test_unqualified_header_addresses_get_the_local_domain(field, want):
+    """As sendmail rewrites a submission's headers: bsd-mailx writes `To: bob`, and
+    whoever replies to all from outside needs a domain."""
+    msg = _prep(field + b"\nX-Other: 1\n\nbody\n", ["-i", "someone@edge.example"])
+    assert msg.data.split(b"\r\nX-Other: 1\r\n")[0] == want
+
+
+def test_long_qualified_list_is_folded():
+    names = b", ".join(b"user%d" % i for i in range(8))
+    head = _prep(b"To: " + names + b"\n\nb\n", ["-t"]).data.partition(b"\r\n\r\n")[0]
+    assert b"To: user0@edge.example,\r\n\tuser1@edge.example," in head
+    assert max(len(line) for line in head.split(b"\r\n")) < 78
+
+
+@pytest.mark.parametrize("argv, want", [
+    (["Bob <bob@x.example>"], ("bob@x.example",)),
+    (["<bob@x.example>", "carol"], ("bob@x.example", "carol@edge.example")),
+    (["bob@x.example,carol@x.example"], ("bob@x.example", "carol@x.example")),   # Debian cron's MAILTO
+], ids=["display-name", "angle-and-bare", "comma-list"])
+def test_command_line_recipients_as_sendmail_takes_them(argv, want):
+    assert _prep(b"Subject: x\n\nb\n", ["-i", *argv]).recipients == want
 
 
 # ---------------------------------------------------------------- console scripts
