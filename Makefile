@@ -2,7 +2,8 @@
 # Both create the virtualenv on first use; `make test` also installs, when run
 # as root, the Debian packages the tests drive as real peers (chat from ppp,
 # swaks, iproute2, debootstrap, Dovecot's IMAP and LMTP servers, faketime for clock
-# steps, fetchmail) and prepares what the package test installs into
+# steps, fetchmail, cron, mutt and bsd-mailx for the programs that call sendmail)
+# and prepares what the package test installs into
 # (a Debian 12 root made by debootstrap, the dependencies' wheels): the tests
 # themselves never leave the machine.
 
@@ -13,6 +14,10 @@ DEB_TEST_PKGS := ppp swaks libnet-ssleay-perl iproute2 procps openssl debootstra
 DEB_TEST_PKGS += dovecot-imapd dovecot-lmtpd
 DEB_TEST_PKGS += faketime
 DEB_TEST_PKGS += fetchmail
+# the programs that call sendmail (tests/system/test_mail_programs.py); bsd-mailx
+# itself depends on an MTA (apt would install exim4): only its libraries here,
+# the program is unpacked into $(CACHE)/bsd-mailx by `make debs`
+DEB_TEST_PKGS += cron mutt liblockfile1 libbsd0
 CACHE   := .cache
 WHEELS  := $(CACHE)/wheels
 DEBROOT := $(CACHE)/debroot-bookworm
@@ -40,6 +45,11 @@ debs:
 	    else \
 	        echo "note: not root, not installing$$missing; tests that need them will skip"; \
 	    fi; \
+	fi
+	@if [ ! -x $(CACHE)/bsd-mailx/usr/bin/bsd-mailx ] && [ "$$(id -u)" = 0 ]; then \
+	    mkdir -p $(CACHE)/bsd-mailx && cd $(CACHE) && apt-get download -qq bsd-mailx >/dev/null 2>&1 && \
+	    dpkg-deb -x bsd-mailx_*.deb bsd-mailx && rm -f bsd-mailx_*.deb || \
+	    echo "note: could not unpack bsd-mailx; its test will skip"; \
 	fi
 
 # The wheels of edgemail's dependencies (and of its build backend): the
