@@ -23,7 +23,7 @@ WHEELS  := $(CACHE)/wheels
 DEBROOT := $(CACHE)/debroot-bookworm
 STAMP   := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast typecheck bench bench-economy debs deb testdata clean
+.PHONY: venv demo test test-fast typecheck bench bench-economy debs deb testdata clean postfix-peer
 
 venv: $(STAMP)
 
@@ -70,6 +70,13 @@ $(DEBROOT)/.done:
 	fi
 
 testdata: $(WHEELS)/.done $(DEBROOT)/.done
+
+# A private Postfix 3.7 (apt-get download + dpkg -x into $(CACHE)/peers, as the
+# bench does; creates the postfix user and postdrop group) for the manual test
+# tests/system/test_postfix_peer.py.  Not in CI, never a system postfix.
+postfix-peer: venv
+	$(PY) -c 'import sys; sys.path.insert(0, "tests/bench"); import peers, pathlib; \
+	    print(peers.install_peer("postfix", pathlib.Path("$(CACHE)/peers").resolve()))'
 
 # edgemail_VERSION_all.deb in dist/ (plain dpkg-deb; see packaging/deb/build.py)
 deb: $(WHEELS)/.done
