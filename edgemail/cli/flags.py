@@ -11,12 +11,13 @@ with it too) and ``usage(prog)``, the ``--help`` text of ``sendmail``,
 Accepted flags: ``-t``, ``-i``/``-oi``, ``-f ADDR``/``-fADDR``/``-r ADDR``,
 ``-F NAME``, ``-B 8BITMIME|7BIT``, ``-N never|success,failure,delay``,
 ``-R full|hdrs``, ``-V envid``, ``-bm`` (default), ``-bp``, ``-bi``,
-``-bs``, ``-bh``, ``-bH``, ``-q[R|S|I|!R|!S|!I]SUBSTR``, ``-C FILE``
+``-I`` (as ``-bi``), ``-bs``, ``-bh``, ``-bH``, ``-q[R|S|I|!R|!S|!I]SUBSTR``, ``-C FILE``
 (config), ``--help``, ``--``.  Ignored without error: every other
 ``-oX...`` (``-oem``, ``-oee``, ``-oep``, ``-odq``/``-odb``/``-odi``:
 delivery is always deferred, ``-om``), ``-O opt=val``, ``-U``, ``-v``,
 ``-m``, ``-n``, ``-G``, ``-h N``, ``-L tag``, ``-A m|c``, ``-d...``, ``-X
-file``, and ``-c``: as in sendmail, ``-c`` is HoldExpensive (option c), a
+file``, ``-M`` (a macro: ``-Mrlocal``), ``-p proto:host``, the obsolete
+``-e X`` and ``-T``, and ``-c``: as in sendmail, ``-c`` is HoldExpensive (option c), a
 flag without a value, and edgemail always holds expensive routes for the
 link.  ``-q15m`` (a periodic queue-run daemon) is not what the daemon
 needs: it schedules runs itself, so the interval is ignored and one queue
@@ -61,8 +62,8 @@ class SendmailArgs:
 
 
 # flags that take a value (attached or as the next argument) and are ignored
-_IGNORED_WITH_VALUE = set("OLAhXd")
-_IGNORED_BARE = set("UvmnGsc")
+_IGNORED_WITH_VALUE = set("OLAhXdMpe")       # -M macro, -p protocol, -e: sendmail's
+_IGNORED_BARE = set("UvmnGscT")
 #: a queue-run filter, as ``sendmail -q`` and ``edgemail queue run`` take it
 QUEUE_FILTER = re.compile(r"(!?)([RSI])(.+)")
 _DEFAULT_MODE = {"mailq": "p", "newaliases": "i"}
@@ -207,6 +208,7 @@ def _queue_flag(a: SendmailArgs, rest: str) -> None:
 
 _BARE: dict[str, Callable[[SendmailArgs, str], None]] = {
     "t": _extract, "i": _ignore_dots, "o": _option, "b": _mode, "q": _queue_flag,
+    "I": lambda a, rest: _mode(a, "i"),          # sendmail's -I: initialise the aliases (-bi)
 }
 
 
@@ -247,7 +249,7 @@ Other:
   -c               HoldExpensive (sendmail's -c): always so, expensive routes wait for the link
   --help           this text
 Accepted and ignored as sendmail's: -oX (other options), -O opt=val, -U, -m, -n, -G,
-  -h N, -L tag, -A m|c, -d..., -X file.
+  -h N, -L tag, -A m|c, -d..., -X file, -Mxvalue, -p proto:host, -e x, -T; -I is -bi.
 
 Exit codes (sysexits.h): 0 queued, 64 usage, 65 bad address or message, 66 stdin
 unreadable, 75 temporary failure (try again), 78 configuration error.

@@ -56,6 +56,9 @@ BIN = ROOT / ".venv" / "bin"
     (["-f", "alice@x.example", "--", "bob@x.example", "carol@x.example"],                        # mutt
      lambda a: a.sender == "alice@x.example" and len(a.recipients) == 2),
     (["-i", "-t", "-f", "alice@x.example"], lambda a: a.extract and a.sender == "alice@x.example"),  # bsd-mailx -r
+    (["-Mrlocal", "-p", "SMTP:lan-host", "-pESMTP", "-e", "m", "-T", "a@x.example"],     # sendmail's, ignored
+     lambda a: a.mode == "m" and a.recipients == ["a@x.example"]),
+    (["-I"], lambda a: a.mode == "i"),
     (["-odb", "-odq", "-bm", "-oQ/var/x", "-X/tmp/t", "-G", "-Am", "-U", "-V", "e1", "a@x.example"],
      lambda a: a.envid == "e1" and a.recipients == ["a@x.example"]),
 ], ids=lambda x: " ".join(x) if isinstance(x, list) else "")
