@@ -222,6 +222,10 @@ def _missing_headers(fields: list[bytes], a: SendmailArgs, *, sender: str, hostn
     return added, msgid
 
 
+#: a comma outside "quotes" and <angle brackets> separates two addresses
+_LIST_ITEM = re.compile(r'(?:"(?:[^"\\]|\\.)*"|<[^>]*>|[^,"<])+')
+
+
 def _split_list(arg: str) -> list[str]:
-    """sendmail accepts "a@x, b@y" as one argument."""
-    return [x for x in (p.strip() for p in arg.split(",")) if x]
+    """sendmail accepts "a@x, b@y" as one argument ('"Smith, J" <j@x>' is one address)."""
+    return [x for x in (m.group().strip() for m in _LIST_ITEM.finditer(arg)) if x]

@@ -213,7 +213,9 @@ def test_long_qualified_list_is_folded():
     (["Bob <bob@x.example>"], ("bob@x.example",)),
     (["<bob@x.example>", "carol"], ("bob@x.example", "carol@edge.example")),
     (["bob@x.example,carol@x.example"], ("bob@x.example", "carol@x.example")),   # Debian cron's MAILTO
-], ids=["display-name", "angle-and-bare", "comma-list"])
+    (['"Smith, J" <j@x.example>, k@x.example'], ("j@x.example", "k@x.example")),
+    (['"a,b"@x.example'], ('"a,b"@x.example',)),
+], ids=["display-name", "angle-and-bare", "comma-list", "comma-in-name", "comma-in-quoted-local"])
 def test_command_line_recipients_as_sendmail_takes_them(argv, want):
     assert _prep(b"Subject: x\n\nb\n", ["-i", *argv]).recipients == want
 
