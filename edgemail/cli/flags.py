@@ -152,9 +152,16 @@ def _same(text: str) -> str:
     return text
 
 
+def _full_name(text: str) -> str:
+    """-F NAME: one line of text (a line break would start a header field of its own)."""
+    if any(ord(c) < 32 and c != "\t" or c == "\x7f" for c in text):
+        raise UsageError(f"-F takes a name on one line without control characters, got {text!r}")
+    return text
+
+
 #: flags with a value -> (SendmailArgs attribute, converter)
 _VALUED: dict[str, tuple[str, Callable]] = {
-    "f": ("sender", _same), "r": ("sender", _same), "F": ("full_name", _same), "V": ("envid", _same),
+    "f": ("sender", _same), "r": ("sender", _same), "F": ("full_name", _full_name), "V": ("envid", _same),
     "C": ("config", _same), "B": ("body", _one_of("B", ("8BITMIME", "7BIT"))),
     "R": ("ret", _one_of("R", ("FULL", "HDRS"))), "N": ("notify", _dsn_notify),
 }

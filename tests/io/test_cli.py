@@ -71,6 +71,8 @@ def test_flags(argv, check):
     (["-Z"], "unknown option"),
     (["-f"], "requires a value"),
     (["-Bfoo"], "-B takes"),
+    (["-F", "Evil\r\nX-Injected: yes"], "-F takes a name on one line"),   # no header injection
+    (["-FEvil\nBcc: x@evil.example"], "-F takes a name on one line"),
     (["-N", "never,success"], "-N takes"),
     (["-Rmaybe"], "-R takes"),
     (["-bd"], "edgemail run"),
