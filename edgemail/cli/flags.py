@@ -13,7 +13,8 @@ Accepted flags: ``-t``, ``-i``/``-oi``, ``-f ADDR``/``-fADDR``/``-r ADDR``,
 ``-R full|hdrs``, ``-V envid``, ``-bm`` (default), ``-bp``, ``-bi``,
 ``-I`` (as ``-bi``), ``-bs``, ``-bh``, ``-bH``, ``-q[R|S|I|!R|!S|!I]SUBSTR``, ``-C FILE``
 (config), ``--help``, ``--``.  Ignored without error: every other
-``-oX...`` (``-oem``, ``-oee``, ``-oep``, ``-odq``/``-odb``/``-odi``:
+``-oX...`` (``-oeX``/``-eX``/``-OErrorMode=X`` only set ``error_mode``:
+m and e mail a refused recipient's report back, see sendmail.py; ``-odq``/``-odb``/``-odi``:
 delivery is always deferred, ``-om``), ``-O opt=val``, ``-U``, ``-v``,
 ``-m``, ``-n``, ``-G``, ``-h N``, ``-L tag``, ``-A m|c``, ``-d...``, ``-X
 file``, ``-M`` (a macro: ``-Mrlocal``), ``-p proto:host``, the obsolete
@@ -56,6 +57,9 @@ class SendmailArgs:
     envid: str | None = None          # -V
     config: str | None = None         # -C
     verbose: bool = False
+    #: sendmail's ErrorMode (-oeX, -eX, -OErrorMode=X): p print (exit code), m mail
+    #: back (a report to the sender as well), e as m and exit 0, q quiet
+    error_mode: str = "p"
     queue_filters: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     recipients: list[str] = field(default_factory=list)
@@ -124,7 +128,11 @@ def _flag(a: SendmailArgs, arg: str, args: _Argv) -> None:
     elif flag in _BARE:
         _BARE[flag](a, rest)
     elif flag in _IGNORED_WITH_VALUE:
-        a.notes.append(f"ignored -{flag} {args.value(flag, rest)}")
+        value = args.value(flag, rest)
+        if flag == "e" or (flag == "O" and value.lower().startswith("errormode=")):
+            _error_mode(a, value.rsplit("=", 1)[-1])
+        else:
+            a.notes.append(f"ignored -{flag} {value}")
     elif flag in _IGNORED_BARE:
         a.verbose = a.verbose or flag == "v"
         if flag == "c":
@@ -178,7 +186,17 @@ def _ignore_dots(a: SendmailArgs, rest: str) -> None:
 
 def _option(a: SendmailArgs, rest: str) -> None:
     if rest[:1] == "i" and rest[1:] in ("", "True", "true"):
-        a.ignore_dots = True      # -oi; every other -oX is ignored
+        a.ignore_dots = True      # -oi; -oeX is ErrorMode; every other -oX is ignored
+    elif rest[:1] == "e" and rest[1:]:
+        _error_mode(a, rest[1:])
+
+
+def _error_mode(a: SendmailArgs, mode: str) -> None:
+    """ErrorMode: m and e mail a refused recipient's report back; p and q do not
+    (w, sendmail's old write-to-terminal, is p here)."""
+    a.error_mode = {"w": "p"}.get(mode[:1].lower(), mode[:1].lower())
+    if a.error_mode not in ("p", "m", "e", "q"):
+        raise UsageError(f"ErrorMode takes p, m, e, q or w, got {mode!r}")
 
 
 def _mode(a: SendmailArgs, rest: str) -> None:
@@ -250,6 +268,8 @@ Submission:
                    DSN NOTIFY for every recipient
   -R full|hdrs     DSN RET: what a bounce returns
   -V ENVID         DSN ENVID
+  -oem, -oee       ErrorMode m / e: a refused recipient's report is mailed back to the
+                   sender with the message as well (e: and exit 0); -oep (default) prints
 Other:
   -C FILE          configuration file (default $EDGEMAIL_CONFIG or /etc/edgemail/edgemail.toml)
   -v               say what is ignored and where the message went

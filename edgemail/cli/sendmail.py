@@ -48,7 +48,11 @@ recipient routing refuses permanently and says so; each is reported on
 stderr in sendmail's words (``sendmail: NoSuchUser@edge.example... User
 unknown``), the message is queued for the others (none: nothing is queued)
 and the exit is 67 (EX_NOUSER), as sendmail's.  With the daemon down the
-same check runs here, with the same Router.
+same check runs here, with the same Router.  Under ErrorMode m or e
+(``-oem``, as cron and mutt call sendmail; ``-oee``, ``-OErrorMode=m``) the
+refused recipients' failure report also goes to the sender with the message
+(cli/mailback.py; e then exits 0), so cron's output for a mistyped MAILTO
+is not lost.
 
 A config that cannot be loaded (exit 78) leaves the message, read from
 stdin, appended to ~/dead.letter (mbox form), as sendmail does with mail
@@ -208,7 +212,7 @@ def _submit_stdin(cfg, a: SendmailArgs) -> int:
     if len(msg.data) > cfg.MaxMessageSize:
         err("sendmail", f"message too large: {len(msg.data)} bytes, MaxMessageSize is {cfg.MaxMessageSize}")
         return EX_DATAERR
-    return submit(cfg, _envelope(a, sender, msg), msg.data)
+    return submit(cfg, _envelope(a, sender, msg), msg.data, a.error_mode)
 
 
 def _envelope(a: SendmailArgs, sender: str, msg: Prepared) -> Envelope:
@@ -229,7 +233,7 @@ def envelope_fields(env: Envelope) -> dict:
             "ret": env.ret, "envid": env.envid, "body": env.body}
 
 
-def submit(cfg, env: Envelope, data: bytes) -> int:
+def submit(cfg, env: Envelope, data: bytes, error_mode: str = "p") -> int:
     import base64
 
     from edgemail.smtpd.longlines import Unsendable, make_sendable
@@ -249,14 +253,29 @@ def submit(cfg, env: Envelope, data: bytes) -> int:
         err("sendmail", f"the daemon refused the message: {exc}")
         return EX_DATAERR
     except DaemonUnreachable as exc:
-        env, refused = _check_locally(cfg, env)
-        return _report_refused(refused, _to_maildrop(cfg, env, data, str(exc)) if env.recipients else EX_OK)
+        kept, refused = _check_locally(cfg, env)
+        rc = _report_refused(refused, _to_maildrop(cfg, kept, data, str(exc)) if kept.recipients else EX_OK)
+        return _mail_back(cfg, env, data, refused, error_mode, rc)
     except ControlError as exc:
         err("sendmail", str(exc))
         return EX_TEMPFAIL
     if os.environ.get("EDGEMAIL_VERBOSE") and reply.get("qid"):
         err("sendmail", f"queued as {reply.get('qid')}")
-    return _report_refused(reply.get("refused") or [], EX_OK)
+    refused = reply.get("refused") or []
+    return _mail_back(cfg, env, data, refused, error_mode, _report_refused(refused, EX_OK))
+
+
+def _mail_back(cfg, env: Envelope, data: bytes, refused: list[dict], error_mode: str, rc: int) -> int:
+    """ErrorMode m or e (-oem, -oee): the refused recipients' report goes to the
+    sender too (cli/mailback.py), with the message; e then exits 0."""
+    if error_mode not in ("m", "e") or not refused:
+        return rc
+    from edgemail.cli.mailback import error_report
+    made = error_report(env, data, refused, hostname=cfg.hostname,
+                        postmaster=f"postmaster@{cfg.local_domains[0]}", now=time.time())
+    if made is not None and submit(cfg, *made) == EX_OK:    # the null sender: never mailed back
+        err("sendmail", f"the message went back to {env.mail_from} with the error (-oe{error_mode})")
+    return EX_OK if error_mode == "e" else rc
 
 
 def _report_refused(refused: list[dict], rc: int) -> int:

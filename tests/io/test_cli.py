@@ -59,6 +59,12 @@ BIN = ROOT / ".venv" / "bin"
     (["-Mrlocal", "-p", "SMTP:lan-host", "-pESMTP", "-e", "m", "-T", "a@x.example"],     # sendmail's, ignored
      lambda a: a.mode == "m" and a.recipients == ["a@x.example"]),
     (["-I"], lambda a: a.mode == "i"),
+    (["-oem"], lambda a: a.error_mode == "m"),
+    (["-oee", "-oi"], lambda a: a.error_mode == "e" and a.ignore_dots),
+    (["-O", "ErrorMode=q"], lambda a: a.error_mode == "q"),
+    (["-em"], lambda a: a.error_mode == "m"),
+    (["-oew"], lambda a: a.error_mode == "p"),
+    ([], lambda a: a.error_mode == "p"),
     (["-odb", "-odq", "-bm", "-oQ/var/x", "-X/tmp/t", "-G", "-Am", "-U", "-V", "e1", "a@x.example"],
      lambda a: a.envid == "e1" and a.recipients == ["a@x.example"]),
 ], ids=lambda x: " ".join(x) if isinstance(x, list) else "")
@@ -71,6 +77,7 @@ def test_flags(argv, check):
     (["-Z"], "unknown option"),
     (["-f"], "requires a value"),
     (["-Bfoo"], "-B takes"),
+    (["-oex"], "ErrorMode takes"),
     (["-F", "Evil\r\nX-Injected: yes"], "-F takes a name on one line"),   # no header injection
     (["-FEvil\nBcc: x@evil.example"], "-F takes a name on one line"),
     (["-N", "never,success"], "-N takes"),
@@ -426,3 +433,20 @@ def test_sendmail_bt_reads_addresses_from_stdin(tmp_path):
         "(ruleset 3,0 skipped: edgemail has no rulesets)", "> root",
         "admin@x.example... deliverable: mailer local, maildir /m/admin, user admin@x.example, via root",
         "> /tryflags HS", "/tryflags: not supported (edgemail has no rulesets or macros)"]
+
+
+def test_error_report_for_refused_recipients_goes_to_the_sender():
+    """sendmail -oem: the report (cli/mailback.py) for what the daemon refused at submission."""
+    from edgemail.cli.mailback import error_report
+    from edgemail.envelope import Envelope, Recipient
+    env = Envelope("root@edge.example", (Recipient("nosuchuser@edge.example"), Recipient("bob@edge.example")))
+    refused = [{"address": "nosuchuser@edge.example", "reply": "550 5.1.1 <nosuchuser@edge.example>... User unknown"}]
+    data = b"Subject: Cron <root@gw> backup\r\n\r\nthe job's output\r\n"
+    renv, report = error_report(env, data, refused, hostname="gw.edge.example",
+                                postmaster="postmaster@edge.example", now=1_700_000_000)
+    assert renv.mail_from == "" and [r.address for r in renv.recipients] == ["root@edge.example"]
+    assert b"Final-Recipient: rfc822; nosuchuser@edge.example" in report and b"Status: 5.1.1" in report
+    assert b"bob@edge.example" not in report.split(b"the job's output")[0].split(b"message/delivery-status")[1] \
+        and b"the job's output" in report
+    assert error_report(Envelope("", env.recipients), data, refused, hostname="h", postmaster="p@h", now=0) is None
+    assert error_report(env, data, [], hostname="h", postmaster="p@h", now=0) is None

@@ -39,7 +39,8 @@ EDGEMAIL_CONFIG={config} exec {sendmail} "$@"
 @pytest.fixture
 def office(tmp_path):
     """A test daemon, a sendmail wrapper that records argv, the Maildirs."""
-    d = start(tmp_path)
+    d = start(tmp_path, {"local": {"create_mailboxes": False, "system_users": False,
+                                   "users": ["admin", "alice", "bob", "carol"]}})
 
     class Office:
         daemon = d
@@ -80,14 +81,14 @@ MAILFROM=cron-sender@edge.example
 """
 
 
-def _run_cron(tmp_path: Path, sendmail: Path, until) -> None:
+def _run_cron(tmp_path: Path, sendmail: Path, until, job: str = CRON_JOB) -> None:
     """Debian's cron in a private mount namespace until `until()` is true."""
     sbin, crond, spool = tmp_path / "sbin", tmp_path / "cron.d", tmp_path / "spool"
     for p in (sbin, crond, spool):
         p.mkdir(parents=True)
     shutil.copy("/usr/sbin/cron", sbin / "cron")
     shutil.copy(sendmail, sbin / "sendmail")
-    (crond / "edgemailtest").write_text(CRON_JOB)
+    (crond / "edgemailtest").write_text(job)
     (crond / "edgemailtest").chmod(0o644)
     (tmp_path / "crontab").write_text("")
     script = (f"mount --bind {sbin} /usr/sbin && mount --bind {crond} /etc/cron.d && "
@@ -116,6 +117,22 @@ def test_cron_job_output_reaches_every_mailto_address(office, tmp_path):
         assert b"Return-Path: <root@edge.example>" in head               # envelope: the job's user
         assert b"\nSubject: Cron <root@" in head and b"\nDate: " in head and b"\nMessage-ID: <" in head
         assert body == "backup done \u00fc\nsecond line\n".encode()
+
+
+@pytest.mark.skipif(not Path("/usr/sbin/cron").exists() or not shutil.which("unshare"),
+                    reason="Debian's cron (package cron) or unshare missing")
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a private mount namespace")
+def test_cron_output_for_a_mistyped_mailto_comes_back_to_the_sender(office, tmp_path):
+    """-oem (ErrorMode=m): the unknown user's report goes to the job's user (root -> admin)
+    with the output in it, as sendmail mails errors back; before, exit 67 and the output was lost."""
+    job = 'MAILTO="nosuchuser"\n@reboot root echo "nightly report: 3 files"\n'
+    _run_cron(tmp_path / "cron", office.sendmail, lambda: office.mail("admin"), job)
+    assert office.argvs() == [["-FCronDaemon", "-i", "-B8BITMIME", "-oem", "nosuchuser"]]
+    (report,) = office.mail("admin")
+    head, body = _head_body(report)
+    assert b"Return-Path: <>" in head and b"\nTo: <root@edge.example>" in head
+    assert b"Final-Recipient: rfc822; nosuchuser@edge.example" in body and b"Status: 5.1.1" in body
+    assert b"nightly report: 3 files" in body                      # the job's output, not lost
 
 
 # ------------------------------------------------------------------ mutt
