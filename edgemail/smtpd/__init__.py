@@ -78,7 +78,8 @@ Replies (every one but the greeting and EHLO/HELO carries an enhanced code):
 Received: we prepend ``Received: from HELO ([IP]) by HOSTNAME (edgemail) with
 PROTO [for <rcpt>]; DATE``, PROTO being SMTP (HELO), ESMTP, or ESMTPS /
 ESMTPA / ESMTPSA after STARTTLS and/or AUTH (RFC 3848, as sendmail and
-Postfix write it).  It carries no ``id``: the spool assigns the
+Postfix write it), UTF8SMTP... instead of ESMTP... for a transaction with
+SMTPUTF8 (RFC 6531 3.7.3, as Postfix writes it).  It carries no ``id``: the spool assigns the
 queue id inside commit(), after the data is written; the log line
 ``QID: from=..., relay=[IP]:PORT`` ties the two.  ``for <rcpt>`` only
 with a single recipient (sendmail does the same, so Bcc stays private).

@@ -351,7 +351,7 @@ class Dialogue(SecureCommands):
     def _data_end(self) -> Event | None:
         """The end of DATA was read: the refusal, or a Commit."""
         collector, self._collector = self._collector, None
-        txn, self.txn = self.txn, Transaction()
+        proto, txn, self.txn = self.proto, self.txn, Transaction()     # proto: of this transaction
         self.state = State.COMMAND
         assert collector is not None
         if collector.refusal:
@@ -363,14 +363,15 @@ class Dialogue(SecureCommands):
             self._reply(f"554 5.4.6 Too many hops ({facts.hops}): mail loop?")
             return None
         self.state = State.WAITING
-        return Commit(txn=txn, message=message, facts=facts, helo=self.helo or "", proto=self.proto)
+        return Commit(txn=txn, message=message, facts=facts, helo=self.helo or "", proto=proto)
 
     @property
     def proto(self) -> str:
-        """What Received: and the log say (RFC 3848: ESMTPS, ESMTPA, ESMTPSA)."""
+        """What Received: and the log say (RFC 3848: ESMTPS, ESMTPA, ESMTPSA; RFC 6531: UTF8SMTP...)."""
         if not self.extended:
             return "SMTP"
-        return "ESMTP" + ("S" if self.tls else "") + ("A" if self.auth_user else "")
+        base = "UTF8SMTP" if self.txn.mail.smtputf8 else "ESMTP"
+        return base + ("S" if self.tls else "") + ("A" if self.auth_user else "")
 
     def _rset(self, arg: str | None) -> str:
         if arg:

@@ -50,6 +50,22 @@ async def test_smtplib_submission_is_queued_with_envelope(cfg, store, caplog):
     assert f"size={len(data)}, class=-60, nrcpts=2, msgid=<m1@lan.example>, proto=ESMTP, relay=[127.0.0.1]:" in lines[0]
 
 
+async def test_smtputf8_transaction_is_utf8smtp_in_received_and_log(cfg, store, caplog):
+    """RFC 6531 3.7.3 (as Postfix writes it): WITH UTF8SMTP for a transaction with SMTPUTF8;
+    the next transaction of the session without it is ESMTP again."""
+    caplog.set_level("INFO", logger="edgemail.smtpd")
+    async with running(cfg, store) as smtpd:
+        def send():
+            with smtplib.SMTP("127.0.0.1", smtpd.port, local_hostname="client.lan", timeout=10) as s:
+                s.sendmail("j\u00f6rg@edge.example", ["b@edge.example"], MSG, mail_options=["SMTPUTF8"])
+                s.sendmail("a@edge.example", ["b@edge.example"], MSG)
+        await asyncio.to_thread(send)
+    lines = [r.getMessage() for r in caplog.records if "from=<" in r.getMessage()]
+    assert "proto=UTF8SMTP," in lines[0] and "proto=ESMTP," in lines[1], lines
+    first = store.read_data(lines[0].split(":")[0])
+    assert first.startswith(b"Received: from client.lan ([127.0.0.1])\r\n\tby gw.edge.example (edgemail) with UTF8SMTP")
+
+
 async def test_ehlo_advertises_extensions_and_every_reply_has_an_enhanced_code(cfg, store):
     async with running(cfg, store, on_etrn=lambda arg, who: None) as smtpd:
         c = await Raw.connect(smtpd.port)
