@@ -118,6 +118,9 @@ alias_maps =
 alias_database =
 biff = no
 smtp_dns_support_level = disabled
+# the dialogue both ways in maillog (the test reads the parameters each side sent)
+debug_peer_list = 127.0.0.1
+debug_peer_level = 1
 maillog_file = {d}/maillog
 maillog_file_prefixes = {d}
 import_environment = MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C LD_LIBRARY_PATH
@@ -223,6 +226,14 @@ def test_postfix_relays_to_edgemail_with_tls_8bit_dsn(neighbours):
     assert b"Original-Envelope-Id: pf-env-1" in dsn and b"Action: delivered" in dsn
     assert b"Original-Recipient: rfc822; bob@edge.example" in dsn
     assert "status=sent" in pf.log()
+    # Postfix's client side (debug_peer_list): its DSN parameters, and MAIL, RCPT, DATA in one
+    # pipelined group (all sent before our first reply), as our listener offers PIPELINING
+    said = [line.split("]: ", 1)[1] for line in pf.log().splitlines() if "postfix/smtp[" in line and "]: " in line]
+    sent = [x for x in said if x[2:].startswith("127.0.0.1[127.0.0.1]")]
+    mail = next(i for i, x in enumerate(sent) if x.startswith("> ") and "MAIL FROM:<x@far.example>" in x)
+    assert "BODY=8BITMIME ENVID=pf-env-1 RET=HDRS" in sent[mail] and "SIZE=" in sent[mail]
+    assert "RCPT TO:<bob@edge.example> ORCPT=rfc822;bob@edge.example NOTIFY=SUCCESS,FAILURE" in sent[mail + 1]
+    assert sent[mail + 2].endswith("DATA") and "250 2.1.0 Sender <x@far.example> OK" in sent[mail + 3]
 
 
 def test_edgemail_queue_run_delivers_to_postfix_with_tls_and_smtputf8(neighbours):
@@ -242,5 +253,9 @@ def test_edgemail_queue_run_delivers_to_postfix_with_tls_and_smtputf8(neighbours
                    "From: jörg@edge.example\nSubject: utf8\n\nhallo\n".encode(),
                    mail_options=["SMTPUTF8", "BODY=8BITMIME"])
     got = pf.mail("joerg")[0]
+    heard = [line for line in pf.log().splitlines() if "postfix/smtpd[" in line and ": < localhost" in line]
+    assert any("MAIL FROM:<alice@edge.example> SIZE=" in x and "BODY=8BITMIME" in x for x in heard), heard
+    assert any("MAIL FROM:<jörg@edge.example> SIZE=" in x and x.endswith("SMTPUTF8") for x in heard), heard
+    assert any(x.endswith(": STARTTLS") for x in heard)
     assert "Return-Path: <jörg@edge.example>".encode() in got
     assert b"by mx.far.example (Postfix) with UTF8SMTPS" in got         # SMTPUTF8 on, over TLS
