@@ -79,8 +79,9 @@ class Reporter:
             if not dsn.wants(j.rcpt, "delivered") or a.extra.get("next_hop_dsn"):
                 continue
             action = "delivered" if j.decision.kind in _MAILBOXES else "relayed"
+            text = "delivered to maildir" if a.relay == "maildir" else a.text   # never our paths
             results.append(dsn.RcptResult(
-                j.rcpt, action, a.dsn, a.text, remote_mta=_remote(a), last_attempt=now,
+                j.rcpt, action, a.dsn, text, remote_mta=_remote(a), last_attempt=now,
                 final_recipient=j.decision.address if j.decision.address != j.rcpt.address else None))
         return await self._queue(entry, data, results, now)
 

@@ -78,6 +78,7 @@ def test_success_reports_delivered_relayed_and_none_past_a_dsn_host(tmp_path):
         assert "Subject: Return receipt" in local and "Action: delivered" in local, local
         assert "Final-Recipient: rfc822; bob@edge.example" in local, local
         assert "Return-Path: <>" in local and "Subject: local" in local      # header only, null sender
+        assert "Diagnostic-Code: x-local; delivered to maildir\n" in local and str(tmp_path) not in local, local
         assert "Status: 2." in local
 
         _send(d.port, "far@dsn.test", "past a DSN host")

@@ -224,7 +224,7 @@ def test_postfix_relays_to_edgemail_with_tls_8bit_dsn(neighbours):
     dsn = pf.mail("x")[0]
     assert b"multipart/report" in dsn and b"report-type=delivery-status" in dsn
     assert b"Original-Envelope-Id: pf-env-1" in dsn and b"Action: delivered" in dsn
-    assert b"Original-Recipient: rfc822; bob@edge.example" in dsn
+    assert b"Original-Recipient: rfc822; bob@edge.example" in dsn and b"/Maildir/" not in dsn
     assert "status=sent" in pf.log()
     # Postfix's client side (debug_peer_list): its DSN parameters, and MAIL, RCPT, DATA in one
     # pipelined group (all sent before our first reply), as our listener offers PIPELINING
