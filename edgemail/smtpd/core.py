@@ -2,13 +2,13 @@
 
 Owns what the server says and when: the session's state (``State``), the
 command table (``Dialogue._commands``: verb -> handler, with the HELO
-precondition in ``NEEDS_HELO``), EHLO/HELO, MAIL/RCPT (transaction.py),
-DATA (data.py's collector), RSET, NOOP, QUIT, VRFY (252), EXPN (refused),
-STARTTLS and AUTH (secure.py), HELP, ETRN and ATRN (turn.py; an ODMR
-listener takes no mail), SMTP synchronisation, the
-count of 5xx replies, and every reply's wording (replies.py).  Logs each
-refusal in sendmail's form (maillog.reject) and internal errors with their
-traceback.
+precondition in ``NEEDS_HELO``), EHLO/HELO, MAIL/RCPT (transaction.py), DATA
+(data.py's collector), RSET, NOOP, QUIT, VRFY (252), EXPN (refused), STARTTLS
+and AUTH (secure.py), HELP, ETRN and ATRN (turn.py; an ODMR listener takes no
+mail), SMTP synchronisation, the count of 5xx replies, and every reply's
+wording (replies.py).  Logs each refusal in sendmail's form (maillog.reject)
+and internal errors with their traceback; an HTTP verb ends the session
+(syntax.py NON_SMTP).
 
 Use (session.py is the one driver)::
 
@@ -48,17 +48,15 @@ and what was held is dropped unread, when the client sent anything
     end a group), on strict listeners;
   * after a DATA that is refused (503, 530...), on any listener: a message
     body is never read as commands.
-  LAN listeners tolerate the rest: commands pipelined after EHLO/HELO, and
-  data after an accepted DATA (read as the message the client meant).
-  RFC 2920 pipelining is untouched: MAIL, RCPT..., DATA as one group; the
-  final dot followed by the next MAIL or QUIT.  Strict listeners refuse a
-  command line ending in a bare LF or holding a bare CR (``500 5.5.2``,
-  never executed: syntax.py); LAN listeners take a bare LF as a line end.
+  LAN listeners tolerate the rest: commands pipelined after EHLO/HELO,
+  data after an accepted DATA.  RFC 2920 pipelining is untouched (MAIL,
+  RCPT..., DATA as one group; the final dot, then the next MAIL or QUIT).
+  Bare LF / CR in command lines: syntax.py.
 
-ETRN and ATRN (turn.py): who may flush what is the daemon's hook's
-business (delivery/customers.py); the events carry who asks (address,
-trust, ``auth_user``).  ATRN's 250 is said with ``close_with``: the driver
-hands the socket to the push (delivery/flush.py, on smtpc).
+ETRN and ATRN (turn.py): who may flush what is the daemon's hook's business
+(delivery/customers.py); the events carry who asks (address, trust,
+``auth_user``).  ATRN's 250 is said with ``close_with``: the driver hands the
+socket to the push (delivery/flush.py, on smtpc).
 """
 
 from __future__ import annotations
@@ -257,6 +255,9 @@ class Dialogue(SecureCommands):
         if isinstance(parsed, BadLine):
             self.verb, self.arg = parsed.verb, parsed.arg     # the bad line, in the log
             self._reply(parsed.reply)
+            if parsed.close:
+                self.reader.discard()
+                self.state, self.ended = State.CLOSED, True
             return None
         verb, arg = parsed
         handler = self._commands.get(verb)

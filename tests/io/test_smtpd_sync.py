@@ -181,3 +181,22 @@ async def test_mail_reads_the_free_space_afresh(example_config, small_fs):
         await c.cmd("QUIT")
     assert mail == "452 4.3.1 Insufficient system storage", mail
     assert queued(store) == 0
+
+
+@pytest.mark.parametrize("strict_listener", [True, False], ids=["strict", "lan"])
+@pytest.mark.parametrize("request_line", [b"GET / HTTP/1.1", b"POST /cgi-bin/x HTTP/1.0",
+                                          b"CONNECT mail.example:25 HTTP/1.1"])
+async def test_an_http_request_ends_the_session_and_nothing_after_it_is_a_command(
+        example_config, strict_listener, request_line):
+    """A web page can make a browser POST to port 25 (cross-protocol): the
+    request line ends the session, the body it carries is never run."""
+    cfg = example_config(listen=listen(strict_listener))
+    store = make_store(cfg.spool_dir)
+    async with running(cfg, store) as smtpd:
+        c = await Raw.connect(smtpd.port)
+        await c.send(request_line + b"\r\nHost: x\r\n\r\n" + b"HELO evil\r\n" + TXN + MESSAGE)
+        got = await read_all(c)
+    verb = request_line.split()[0].decode()
+    assert got.splitlines() == [f"554 5.7.0 Error: {verb} is no SMTP command (an HTTP request?): goodbye",
+                                    "<EOF>"], got
+    assert queued(store) == 0
