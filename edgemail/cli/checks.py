@@ -20,6 +20,9 @@ file, not only the first).  What is checked, and with what:
                            is a warning (the example names one to make)
     SmartHostCAFile        smtpc.tls.TlsPolicy.context(): the smart host's
                            certificate could never be verified
+    [smtpd] auth_file      smtpd.credentials.Credentials.load (the
+                           "user:hash" lines): the daemon refuses to start
+                           on an error (exit 78)
     [local] maildir_group  the daemon's user must be in it (warning)
     [link] pppd, device    modem mode: missing is a warning (the daemon
                            starts, a dial fails)
@@ -62,6 +65,8 @@ def check_files(cfg: Config) -> Findings:
     if cfg.link.policy or cfg.link.mode != "none":
         out.errors += _policy_errors(cfg)
     _smart_host_files(cfg, out)
+    if cfg.smtpd.auth_file:
+        _smtpd_credentials(cfg.smtpd.auth_file, out)
     _identity_and_programs(cfg, out)
     return out
 
@@ -195,6 +200,19 @@ def _auth_file(path: str, out: Findings) -> None:
         return
     try:
         load_credentials(path)
+    except ConfigError as exc:
+        out.errors.append(str(exc))
+
+
+def _smtpd_credentials(path: str, out: Findings) -> None:
+    """SMTP AUTH's credentials file, read as the daemon reads it at start."""
+    from edgemail.smtpd.credentials import Credentials
+    if os.geteuid() != 0 and os.path.exists(path) and not os.access(path, os.R_OK):
+        out.warnings.append(f"{path}: smtpd.auth_file: warning: not checked: uid {os.geteuid()} may not "
+                            "read it (as it should be); run the check as root")
+        return
+    try:
+        Credentials.load(path)
     except ConfigError as exc:
         out.errors.append(str(exc))
 
