@@ -43,9 +43,8 @@ Invariants:
 
 Failures: a spool error answers ``451 4.3.0`` (logged once with its
 traceback), SpoolFull ``452 4.3.1``, a failing ETRN hook ``458 4.3.0``,
-any other exception in a task ``451 4.3.0``; the session goes on.  A TLS
-handshake that fails or times out is logged (tls_failed) and closes.  Nothing
-here can stop the listener.
+any other exception in a task ``451 4.3.0``; the session goes on.  A TLS handshake
+that fails or times out is logged (tls_failed) and closes; nothing stops the listener.
 """
 
 from __future__ import annotations
@@ -240,7 +239,8 @@ class SmtpSession(TurnVerbs, asyncio.BufferedProtocol):
         self.core.receive_data(b"")
         if self._task is None:
             self._pump()
-        return True
+        # True: a TCP transport stays half open for the answers (TLS ignores it, and warns)
+        return self.transport is None or self.transport.get_extra_info("ssl_object") is None
 
     def pause_writing(self) -> None:
         self._writing_paused = True
