@@ -2,7 +2,8 @@
 every file it names, read with the daemon's own parsers.
 
 Owns: ``check_files(cfg) -> Findings`` (what ``config check`` adds to the
-loader's own errors) and ``alias_errors`` (every bad entry of an aliases
+loader's own errors; ``check_files_despite(path)`` the same when the loader
+refused the file itself) and ``alias_errors`` (every bad entry of an aliases
 file, not only the first).  What is checked, and with what:
 
     [local] aliases        delivery.aliases (and every :include: file): the
@@ -52,6 +53,26 @@ class Findings:
 
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+
+
+#: the tables and keys that name the files checked here
+FILE_KEYS = frozenset({"local_domains", "local", "link", "smtpd", "SmartHostAuthFile", "SmartHostCAFile"})
+
+
+def check_files_despite(path: str) -> Findings:
+    """PATH has errors of its own: the files it names, checked from just the
+    tables that name them (nothing when those are wrong too), so that one
+    run of the check names every error it can."""
+    import tomllib
+
+    from edgemail.config import loader
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        data = tomllib.loads(text)
+        cfg = loader.from_dict({k: v for k, v in data.items() if k in FILE_KEYS}, path=path, text=text)
+    except (OSError, ValueError, ConfigError):     # a TOML syntax error is a ValueError
+        return Findings()
+    return check_files(cfg)
 
 
 def check_files(cfg: Config) -> Findings:
