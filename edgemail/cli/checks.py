@@ -2,7 +2,8 @@
 every file it names, read with the daemon's own parsers.
 
 Owns: ``check_files(cfg) -> Findings`` (what ``config check`` adds to the
-loader's own errors) and ``alias_errors`` (every bad entry of an aliases
+loader's own errors; ``check_files_despite(path)`` the same when the loader
+refused the file itself) and ``alias_errors`` (every bad entry of an aliases
 file, not only the first).  What is checked, and with what:
 
     [local] aliases        delivery.aliases (and every :include: file): the
@@ -21,6 +22,9 @@ file, not only the first).  What is checked, and with what:
                            is a warning (the example names one to make)
     SmartHostCAFile        smtpc.tls.TlsPolicy.context(): the smart host's
                            certificate could never be verified
+    [smtpd] auth_file      smtpd.credentials.Credentials.load (the
+                           "user:hash" lines): the daemon refuses to start
+                           on an error (exit 78)
     secrets files          SmartHostAuthFile, [smtpd] auth_file, each tls_key,
                            [link] odmr's secret_file: readable by every user
                            is a warning (the config file itself is 0644:
@@ -56,6 +60,26 @@ class Findings:
     warnings: list[str] = field(default_factory=list)
 
 
+#: the tables and keys that name the files checked here
+FILE_KEYS = frozenset({"local_domains", "local", "link", "smtpd", "SmartHostAuthFile", "SmartHostCAFile"})
+
+
+def check_files_despite(path: str) -> Findings:
+    """PATH has errors of its own: the files it names, checked from just the
+    tables that name them (nothing when those are wrong too), so that one
+    run of the check names every error it can."""
+    import tomllib
+
+    from edgemail.config import loader
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        data = tomllib.loads(text)
+        cfg = loader.from_dict({k: v for k, v in data.items() if k in FILE_KEYS}, path=path, text=text)
+    except (OSError, ValueError, ConfigError):     # a TOML syntax error is a ValueError
+        return Findings()
+    return check_files(cfg)
+
+
 def check_files(cfg: Config) -> Findings:
     out = Findings()
     if cfg.local.aliases and not os.path.lexists(cfg.local.aliases):
@@ -71,6 +95,8 @@ def check_files(cfg: Config) -> Findings:
         out.errors += _policy_errors(cfg)
     _smart_host_files(cfg, out)
     _secrets_kept(cfg, out)
+    if cfg.smtpd.auth_file:
+        _smtpd_credentials(cfg.smtpd.auth_file, out)
     _identity_and_programs(cfg, out)
     return out
 
@@ -228,6 +254,19 @@ def _auth_file(path: str, out: Findings) -> None:
         return
     try:
         load_credentials(path)
+    except ConfigError as exc:
+        out.errors.append(str(exc))
+
+
+def _smtpd_credentials(path: str, out: Findings) -> None:
+    """SMTP AUTH's credentials file, read as the daemon reads it at start."""
+    from edgemail.smtpd.credentials import Credentials
+    if os.geteuid() != 0 and os.path.exists(path) and not os.access(path, os.R_OK):
+        out.warnings.append(f"{path}: smtpd.auth_file: warning: not checked: uid {os.geteuid()} may not "
+                            "read it (as it should be); run the check as root")
+        return
+    try:
+        Credentials.load(path)
     except ConfigError as exc:
         out.errors.append(str(exc))
 

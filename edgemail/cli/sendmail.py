@@ -327,6 +327,6 @@ def _to_maildrop(cfg, env: Envelope, data: bytes, why: str) -> int:
     except (OSError, SpoolError) as exc:
         err("sendmail", f"{why}; and cannot write to the maildrop {directory}: {exc}")
         return EX_TEMPFAIL
-    err("sendmail", f"{why}; message left in the maildrop ({os.path.basename(str(name))}), "
-                     "it will be queued when the daemon starts")
+    err("sendmail", f"{why}; message left in the maildrop ({os.path.basename(str(name))}): the daemon "
+                     "queues it from there when it starts, or, while it runs, within 10 s once it has room")
     return EX_OK

@@ -67,6 +67,8 @@ def status_text(r: dict, now: float) -> str:
 def _queue_line(r: dict) -> str:
     q = r.get("queue")
     line = f"queue:       {r.get('queued', 0)} message(s), {r.get('held', 0)} held"
+    if r.get("held_for_etrn"):
+        line += f", {r['held_for_etrn']} kept for ETRN/ATRN"
     if isinstance(q, dict):
         line += (f"; {q.get('expensive', 0)} for the link, {q.get('due', 0)} due, "
                  f"oldest {age(q.get('oldest_age_s'))}, {q.get('urgent', 0)} urgent")

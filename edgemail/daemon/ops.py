@@ -214,8 +214,15 @@ class ControlOps:
         link = extra.pop("link")
         return {**extra, "version": version(), "pid": os.getpid(), "uptime_s": round(self.clock.wall() - self.started, 1),
                 "queued": len(entries), "held": sum(1 for e in entries if e.held),
+                "held_for_etrn": self._held_for_etrn(entries),
                 "listeners": [f"{c.name}=[{c.address}]:{lst.port}" for c, lst in zip(self.cfg.listeners, self.listeners)],
                 "control": self.cfg.control_socket, "link": link}
+
+    def _held_for_etrn(self, entries) -> int:
+        """Messages with a recipient kept until someone asks (a hold route, a
+        customer's domain): ``held`` counts only those put on hold."""
+        held_for = getattr(self.runner, "held_for", None)
+        return 0 if held_for is None else sum(1 for e in entries if not e.held and held_for(e))
 
     def _link_status(self) -> dict:
         """``link`` (the state) and, from a wired link manager, its other facts and the queue demand."""

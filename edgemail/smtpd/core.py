@@ -51,7 +51,7 @@ and what was held is dropped unread, when the client sent anything
   LAN listeners tolerate the rest: commands pipelined after EHLO/HELO,
   data after an accepted DATA.  RFC 2920 pipelining is untouched (MAIL,
   RCPT..., DATA as one group; the final dot, then the next MAIL or QUIT).
-  Bare LF / CR in command lines: syntax.py.
+  Bare LF / CR in command lines: syntax.py (strict: a bare LF ends the session).
 
 ETRN and ATRN (turn.py): who may flush what is the daemon's hook's business
 (delivery/customers.py); the events carry who asks (address, trust,
@@ -130,8 +130,7 @@ class Dialogue(SecureCommands):
             "EHLO": self._ehlo, "HELO": self._helo, "MAIL": self._mail, "RCPT": self._rcpt,
             "DATA": self._data, "RSET": self._rset, "NOOP": self._noop, "QUIT": self._quit,
             "VRFY": self._vrfy, "EXPN": self._expn, "AUTH": self._auth, "HELP": self._help,
-            "STARTTLS": self._starttls, "ETRN": partial(turn.etrn, self),
-            "ATRN": partial(turn.atrn, self),
+            "STARTTLS": self._starttls, "ETRN": partial(turn.etrn, self), "ATRN": partial(turn.atrn, self),
         }
         if settings.odmr:
             self._commands.update(dict.fromkeys(turn.ODMR_REFUSED, turn.odmr_only))
@@ -236,11 +235,14 @@ class Dialogue(SecureCommands):
                 self._send(f"421 4.7.0 {self.settings.hostname} Error: too many errors")
                 self.state, self.ended = State.CLOSED, True
 
+    def _close_unread(self) -> None:        # nothing held is read; the session ends
+        self.reader.discard()
+        self.state, self.ended = State.CLOSED, True
+
     def _desync(self, after: str) -> None:
         """The client did not wait for our reply where it must: 554, nothing
         it sent after that point is read, the session ends."""
-        self.reader.discard()
-        self.state, self.ended = State.CLOSED, True
+        self._close_unread()
         if after == "CONNECT":
             log.warning(maillog.pregreet(self.relay))
             self._send("554 5.5.0 Error: SMTP protocol synchronization: talked before the greeting")
@@ -255,9 +257,8 @@ class Dialogue(SecureCommands):
         if isinstance(parsed, BadLine):
             self.verb, self.arg = parsed.verb, parsed.arg     # the bad line, in the log
             self._reply(parsed.reply)
-            if parsed.close:
-                self.reader.discard()
-                self.state, self.ended = State.CLOSED, True
+            if parsed.close or (self.settings.strict and not line.endswith(b"\r\n")):
+                self._close_unread()        # an HTTP verb, or a bare LF on strict: what follows is no command
             return None
         verb, arg = parsed
         handler = self._commands.get(verb)
@@ -302,10 +303,9 @@ class Dialogue(SecureCommands):
             return "501 5.5.4 Syntax: EHLO hostname"
         self._hello(arg, extended=True)
         s = self.settings
-        self._send(replies.ehlo_reply(replies.hello(s.hostname, arg, self.ip),
-                                      max_size=s.max_size, etrn=s.etrn,
-                                      starttls=s.tls and not self.tls, auth=self.auth_offered(),
-                                      atrn=s.odmr))
+        self._send(replies.ehlo_reply(replies.hello(s.hostname, arg, self.ip), max_size=s.max_size,
+                                      etrn=s.etrn, starttls=s.tls and not self.tls,
+                                      auth=self.auth_offered(), atrn=s.odmr))
         return None
 
     def _helo(self, arg: str | None) -> str | None:
@@ -387,7 +387,7 @@ class Dialogue(SecureCommands):
         if arg:
             return "501 Syntax: QUIT"
         self._reply("221 Bye")
-        self.state, self.ended = State.CLOSED, True
+        self._close_unread()
         return None
 
     def _vrfy(self, arg: str | None) -> str:

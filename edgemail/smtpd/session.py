@@ -40,9 +40,8 @@ Invariants:
 
 Failures: a spool error answers ``451 4.3.0`` (logged once with its
 traceback), SpoolFull ``452 4.3.1``, a failing ETRN hook ``458 4.3.0``,
-any other exception in a task ``451 4.3.0``; the session goes on.  A TLS
-handshake that fails or times out is logged (tls_failed) and closes.  Nothing
-here can stop the listener.
+any other exception in a task ``451 4.3.0``; the session goes on.  A TLS handshake
+that fails or times out is logged (tls_failed) and closes; nothing stops the listener.
 """
 
 from __future__ import annotations
