@@ -156,8 +156,8 @@ def _rules(plan: Plan, jobs: list[CronJob], inputs: Inputs) -> None:
             _zone(plan, job.args[0], where)
         elif job.kind in ("queue-run", "etrn", "poll"):
             _job_rule(plan, job, where)
-        else:
-            plan.dropped.append(f"{where}: not a queue run, ETRN or fetch: stays in cron")
+        elif (note := f"{where}: not a queue run, ETRN or fetch: stays in cron") not in plan.dropped:
+            plan.dropped.append(note)       # once for a line of several commands (cd / && run-parts)
     if not plan.rules:
         _default_rule(plan, inputs)
 
