@@ -293,8 +293,9 @@ failure.  The same as `sendmail -bp`; `edgemail queue list --json` gives it as J
   -v               say which flags were ignored
   --help           this text
 
-Exit codes: 0 listed, 75 the daemon is down or slow, 76 a daemon of another version,
-78 configuration error.
+Exit codes: 0 listed (with the daemon down: the spool as it stands, read-only), 75 the
+daemon broke off, or is down and the spool is not ours to read, 76 a daemon of another
+version, 78 configuration error.
 """
 
 _NEWALIASES_USAGE = """\
