@@ -1,0 +1,83 @@
+"""clistart — what one command-line call costs (issue 15 §2): wall time and max RSS.
+
+Usage (standalone): tests/bench/clistart.py [--runs 20] [--stdin FILE] -- CMD ...
+
+Each call is one fork+exec of the command as a user types it (the console
+script, sendmail's or Postfix's binary), under /usr/bin/time, its stdout to /dev/null, stdin from
+a file (the message for `sendmail -t`).  Wall time is time.perf_counter()
+around spawn -> wait4(); the memory is GNU time's %M (the child's ru_maxrss:
+the largest resident set it had, its VmHWM; time forks it from its own small
+image, where a fork of this Python would report our pages).  The wall time
+includes time's own fork and exec (the same for every system).  One untimed call
+first (warm page cache, as a cron job or MUA calling the program again
+finds it), then RUNS timed ones; reported: best, median and p90 of the wall
+time (ms), the largest max RSS (MB), and each call's exit code must be 0.
+
+Never: a timed assertion; the figures are printed and written by run.py.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+#: GNU time: the child's max RSS as its own small fork saw it (a child forked
+#: from this Python would carry our pages into ru_maxrss until its exec)
+TIME = "/usr/bin/time"
+
+
+def one_call(argv: list[str], env: dict[str, str] | None, stdin_path: str | None) -> tuple[float, int, int]:
+    """(wall seconds, max RSS KB, exit code) of one call."""
+    stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
+    with tempfile.NamedTemporaryFile("r", prefix="clistart-") as rss_file:
+        try:
+            t0 = time.perf_counter()
+            proc = subprocess.run([TIME, "-q", "-f", "%M", "-o", rss_file.name, *argv], env=env, stdin=stdin,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            wall = time.perf_counter() - t0
+        finally:
+            if stdin_path:
+                stdin.close()
+        maxrss = int(rss_file.read().split()[-1])
+    if proc.returncode:
+        sys.stderr.write(f"clistart: {argv[0]} exited {proc.returncode}: "
+                         f"{proc.stderr[-500:].decode(errors='replace')}\n")
+    return wall, maxrss, proc.returncode
+
+
+def time_command(argv: list[str], env: dict[str, str] | None = None, stdin_path: str | None = None,
+                 runs: int = 20) -> dict:
+    """The figures of RUNS calls of ARGV (after one untimed call)."""
+    one_call(argv, env, stdin_path)
+    walls, rss, codes = [], [], []
+    for _ in range(runs):
+        wall, maxrss, code = one_call(argv, env, stdin_path)
+        walls.append(wall * 1000)
+        rss.append(maxrss)
+        codes.append(code)
+    walls.sort()
+    return {"argv": argv, "runs": runs, "best_ms": round(walls[0], 1),
+            "median_ms": round(statistics.median(walls), 1),
+            "p90_ms": round(walls[int(0.9 * (len(walls) - 1))], 1),
+            "max_rss_mb": round(max(rss) / 1024, 1), "median_rss_mb": round(statistics.median(rss) / 1024, 1),
+            "failed_calls": sum(1 for c in codes if c)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--stdin", help="file given as each call's stdin")
+    ap.add_argument("cmd", nargs=argparse.REMAINDER)
+    a = ap.parse_args()
+    cmd = a.cmd[1:] if a.cmd[:1] == ["--"] else a.cmd
+    print(json.dumps(time_command(cmd, dict(os.environ), a.stdin, a.runs)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
