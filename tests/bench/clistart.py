@@ -1,6 +1,8 @@
 """clistart — what one command-line call costs (issue 15 §2): wall time and max RSS.
 
 Usage (standalone): tests/bench/clistart.py [--runs 20] [--stdin FILE] -- CMD ...
+In `make bench`: run.py's CLI phase (`--cli-runs N`, 0 skips it) calls
+measure_cli() for each system after the submission rounds.
 
 Each call is one fork+exec of the command as a user types it (the console
 script, sendmail's or Postfix's binary), under /usr/bin/time, its stdout to /dev/null, stdin from
@@ -18,6 +20,7 @@ Never: a timed assertion; the figures are printed and written by run.py.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import statistics
@@ -25,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 #: GNU time: the child's max RSS as its own small fork saw it (a child forked
 #: from this Python would carry our pages into ru_maxrss until its exec)
@@ -66,6 +70,54 @@ def time_command(argv: list[str], env: dict[str, str] | None = None, stdin_path:
             "p90_ms": round(walls[int(0.9 * (len(walls) - 1))], 1),
             "max_rss_mb": round(max(rss) / 1024, 1), "median_rss_mb": round(statistics.median(rss) / 1024, 1),
             "failed_calls": sum(1 for c in codes if c)}
+
+
+MESSAGE = (b"From: cron@edge.example\nTo: someone@remote.example\nSubject: nightly report\n\n"
+           + b"All quiet on the edge.\n" * 40)
+
+
+async def measure_cli(system, out: Path, runs: int, queued: int = 100) -> dict:
+    """One system's command line (issue 15 §2): a fresh start, QUEUED messages
+    over SMTP, then RUNS calls of its listing command and of `sendmail -t`
+    (the listing first: each submission adds a message).  edgemail's
+    programs twice: the venv's console scripts (the tree's editable install,
+    what `make venv` gives) and as the Debian package installs them."""
+    import mailq as mailqmod
+    import peers
+    from submit import wait_listening
+    message = out / "cli-message.txt"
+    message.write_bytes(MESSAGE)
+    rec: dict = {"system": system.name, "queued": queued, "loadavg_before": os.getloadavg()}
+    system.prepare()
+    system.start()
+    try:
+        await wait_listening(peers.SERVER_IP, system.port, 90, getattr(system, "check_alive", None))
+        rec["fill"] = await mailqmod.fill(peers.SERVER_IP, system.port, 0, queued, source=peers.CLIENT_IP)
+        rec["settle_s"] = round(mailqmod.wait_settled(system.root_pids()), 1)
+        commands = {"mailq": (system.mailq_argv(), None), "sendmail -t": (system.submit_argv(), str(message))}
+        if hasattr(system, "installed_argv"):
+            commands["mailq (as installed)"] = (system.installed_argv("mailq"), None)
+            commands["sendmail -t (as installed)"] = (system.installed_argv("sendmail") + ["-t"], str(message))
+        env = system.env()
+        rec["commands"] = {name: await asyncio.to_thread(time_command, argv, env, stdin, runs)
+                           for name, (argv, stdin) in commands.items()}
+    finally:
+        system.stop()
+    rec["loadavg_after"] = os.getloadavg()
+    return rec
+
+
+def cli_table(records: list[dict]) -> str:
+    rows = [("system", "command", "best ms", "median ms", "p90 ms", "max RSS MB", "failed")]
+    for r in records:
+        if r.get("error"):
+            rows.append((r["system"], f"ERROR {r['error']}", "", "", "", "", ""))
+        for name, c in r.get("commands", {}).items():
+            rows.append((r["system"], name, f"{c['best_ms']:.1f}", f"{c['median_ms']:.1f}",
+                         f"{c['p90_ms']:.1f}", f"{c['max_rss_mb']:.1f}", str(c["failed_calls"])))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+                     for row in rows)
 
 
 def main() -> int:

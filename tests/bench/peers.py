@@ -285,6 +285,9 @@ MAILER(`smtp')dnl
     def mailq_argv(self) -> list[str]:
         return [str(self.binary), "-C", str(self.cf), "-bp"]
 
+    def submit_argv(self) -> list[str]:
+        return [str(self.binary), "-C", str(self.cf), "-t"]
+
 
 class Postfix(UnpackedPeer):
     """Postfix 3.7 from the postfix package, its own config/queue/data dirs."""
@@ -389,6 +392,9 @@ import_environment = MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C LD_LIBRARY_PAT
     def mailq_argv(self) -> list[str]:
         return [str(self.root / "usr/sbin/postqueue"), "-c", str(self.config), "-p"]
 
+    def submit_argv(self) -> list[str]:
+        return [str(self.root / "usr/sbin/sendmail"), "-C", str(self.config), "-t"]
+
     def flush_argv(self) -> list[str]:
         return [str(self.root / "usr/sbin/postqueue"), "-c", str(self.config), "-f"]
 
@@ -479,12 +485,14 @@ state_file = "{s}/link.json"
     def prepare(self) -> None:
         super().prepare()
         (self.state / "spool").mkdir()
+        (self.state / "run").mkdir(mode=0o755)
         (self.state / "aliases").write_text("postmaster: root\n")
         self.config.write_text(self.config_text())
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("VIRTUAL_ENV")}
         env["EDGEMAIL_CONFIG"] = str(self.config)
+        env["EDGEMAIL_RUNTIME_DIR"] = str(self.state / "run")   # the daemon's config snapshot
         return env
 
     def start(self) -> None:
@@ -512,6 +520,21 @@ state_file = "{s}/link.json"
 
     def mailq_argv(self) -> list[str]:
         return [str(self.tree / ".venv/bin/mailq")]      # the console script users call
+
+    def submit_argv(self) -> list[str]:
+        return [str(self.tree / ".venv/bin/sendmail"), "-t"]
+
+    def installed_argv(self, program: str) -> list[str]:
+        """PROGRAM as the Debian package installs it (packaging/deb/build.py's
+        wrapper: python3 -IS, the code's folder put on sys.path), here with
+        the tree's interpreter and the tree as that folder."""
+        func = {"sendmail": "sendmail_main", "mailq": "mailq_main"}[program]
+        path = self.state / "bin" / program
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(f"#!{self.python} -IS\nimport sys\nsys.path.insert(0, {str(self.tree)!r})\n"
+                        f"from edgemail.cli import {func}\nsys.exit({func}())\n")
+        path.chmod(0o755)
+        return [str(path)]
 
     def queue_run_argv(self) -> list[str]:
         """`edgemail queue run`: what a user types (sendmail -q); it returns at once."""

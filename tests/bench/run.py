@@ -40,6 +40,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import clistart  # noqa: E402
 import drain  # noqa: E402
 import mailq as mailqmod  # noqa: E402
 import peers  # noqa: E402
@@ -72,6 +73,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--drain-rate", type=float, default=56000.0, help="line rate, bit/s")
     ap.add_argument("--drain-rtt", type=float, default=0.1, help="line round trip, s")
     ap.add_argument("--drain-timeout", type=float, default=3600.0)
+    ap.add_argument("--cli-runs", type=int, default=20,
+                    help="issue 15: calls of each system's mailq and sendmail -t with 100 queued (0: skip)")
     ap.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
@@ -319,6 +322,8 @@ async def inner(args: argparse.Namespace) -> int:
             rec["round"], rec["rounds"] = rnd, args.rounds
             report["results"].append(rec)
             print(table([rec]).splitlines()[-1], flush=True)
+    if args.cli_runs:
+        report["cli"] = await run_cli(systems, args, out)
     if args.drain_count:
         report["drain"] = await run_drains(args, out)
     report["ratio_edgemail_to_fastest_peer"] = ratios(rates(report["results"]))
@@ -342,6 +347,20 @@ async def inner(args: argparse.Namespace) -> int:
     shutil.copy(path, out / "latest.json")
     print(f"results: {path}")
     return 1 if any(r.get("error") for r in report["results"]) else 0
+
+
+async def run_cli(systems: list[peers.MailSystem], args, out: Path) -> list[dict]:
+    records = []
+    for system in systems:
+        if hasattr(system, "available") and system.available():
+            continue
+        print(f"bench: command line: {system.name}", flush=True)
+        try:
+            records.append(await clistart.measure_cli(system, out, args.cli_runs))
+        except Exception as exc:   # one broken system must not hide the others' figures
+            records.append({"system": system.name, "error": f"{type(exc).__name__}: {exc}"})
+    print(clistart.cli_table(records), flush=True)
+    return records
 
 
 async def run_drains(args, out: Path) -> list[dict]:
