@@ -47,6 +47,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+import sys
 import zlib
 from dataclasses import dataclass, field, replace
 
@@ -99,7 +100,7 @@ class QueueFile:
     torn: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class QueueEntry:
     """What the store keeps in memory for one queued message (docs/interfaces.md)."""
 
@@ -338,9 +339,26 @@ def _state_log(buf: bytes, pos: int) -> tuple[tuple[StateUpdate, ...], int, bool
 
 # --- state ------------------------------------------------------------------
 
+#: the envelope's words that repeat from message to message (issue 15: the index's memory)
+_SHARED_WORDS = ("mail_from", "ret", "body", "proto", "client", "helo", "auth")
+_NO_NOTIFY: frozenset[str] = frozenset()
+
+
+def compact(envelope: Envelope) -> Envelope:
+    """ENVELOPE with its repeating strings interned and empty NOTIFY sets
+    shared, so that 100,000 queued entries hold one "ESMTP", one client
+    text per connection, one copy of each sender and recipient address."""
+    words: dict = {name: sys.intern(value) for name in _SHARED_WORDS
+                   if type(value := getattr(envelope, name)) is str}
+    rcpts = tuple(Recipient(sys.intern(r.address), r.orcpt, r.notify or _NO_NOTIFY)
+                  for r in envelope.recipients)
+    return replace(envelope, recipients=rcpts, **words)
+
+
 def new_entry(qid: str, envelope: Envelope, *, created: float, size: int,
               priority: int) -> QueueEntry:
     """A just-committed message: every recipient queued, due at once."""
+    envelope = compact(envelope)
     return QueueEntry(
         qid=qid, envelope=envelope, created=created, size=size, priority=priority,
         attempts=0, next_attempt=created, held=False,
