@@ -282,3 +282,22 @@ def test_notifier_messages_and_watchdog_interval(tmp_path, monkeypatch, env_pid,
         n.stopping()
         got = [sock.recv(4096).decode() for _ in range(3)]
     assert got == ["READY=1\nSTATUS=3 queued", "STATUS=busy", "STOPPING=1"]
+
+
+def test_the_command_line_reads_the_daemons_config_snapshot(daemon):
+    """issue 15 §2: the running daemon publishes what sendmail and mailq
+    need (config/snapshot.py); they use it, see an edit of the file at the
+    next call, and the snapshot goes when the daemon stops."""
+    from edgemail.config import snapshot
+    where = snapshot.snapshot_path(str(daemon.config))
+    assert where and os.path.dirname(where) == os.environ["EDGEMAIL_RUNTIME_DIR"]
+    assert os.path.exists(where) and snapshot.read(str(daemon.config)) is not None
+    r = cli(daemon, "sendmail", "-t", input=b"To: ops@example.org\nSubject: via the snapshot\n\nx\n")
+    assert r.returncode == 0, r.stderr
+    assert "Total requests: 1" in cli(daemon, "mailq").stdout.decode()
+    daemon.config.write_text(daemon.config.read_text() + "\n# edited by the admin\n")
+    assert snapshot.read(str(daemon.config)) is None                # stale: the calls load the file
+    mailq = cli(daemon, "mailq")
+    assert mailq.returncode == 0 and "Total requests: 1" in mailq.stdout.decode(), mailq.stderr
+    assert daemon.stop() == 0
+    assert not os.path.exists(where)
