@@ -332,6 +332,8 @@ alias_database =
 biff = no
 smtpd_banner = $myhostname ESMTP
 import_environment = MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C LD_LIBRARY_PATH
+# sendmail -t runs postdrop with export_environment only: the unpacked libraries
+export_environment = TZ MAIL_CONFIG LANG LD_LIBRARY_PATH={lib_path(r)}
 {f"maillog_file = {s}/maillog" if log_file else ""}
 {f"maillog_file_prefixes = {s}" if log_file else ""}
 """
