@@ -76,10 +76,13 @@ MESSAGE = (b"From: cron@edge.example\nTo: someone@remote.example\nSubject: night
            + b"All quiet on the edge.\n" * 40)
 
 
-async def measure_cli(system, out: Path, runs: int, queued: int = 100) -> dict:
+async def measure_cli(system, out: Path, runs: int, queued: int = 100, idle_sessions: int = 0,
+                      idle_seconds: float = 60.0) -> dict:
     """One system's command line (issue 15 §2): a fresh start, QUEUED messages
     over SMTP, then RUNS calls of its listing command and of `sendmail -t`
-    (the listing first: each submission adds a message).  edgemail's
+    (the listing first: each submission adds a message).  With IDLE_SESSIONS,
+    before the calls: that many idle SMTP sessions held IDLE_SECONDS while
+    the tree's memory is sampled (idle.py).  edgemail's
     programs twice: the venv's console scripts (the tree's editable install,
     what `make venv` gives) and as the Debian package installs them."""
     import mailq as mailqmod
@@ -98,6 +101,13 @@ async def measure_cli(system, out: Path, runs: int, queued: int = 100) -> dict:
         if hasattr(system, "installed_argv"):
             commands["mailq (as installed)"] = (system.installed_argv("mailq"), None)
             commands["sendmail -t (as installed)"] = (system.installed_argv("sendmail") + ["-t"], str(message))
+        if idle_sessions:
+            import idle
+            print(f"bench: {system.name}: {idle_sessions} idle sessions for {idle_seconds:.0f} s", flush=True)
+            rec["idle"] = await idle.hold_idle(system, peers.SERVER_IP, system.port, peers.CLIENT_IP,
+                                               idle_sessions, idle_seconds)
+            print(f"bench: {system.name}: idle: " + ", ".join(
+                f"{k}={v}" for k, v in rec["idle"].items() if k != "samples"), flush=True)
         env = system.env()
         rec["commands"] = {name: await asyncio.to_thread(time_command, argv, env, stdin, runs)
                            for name, (argv, stdin) in commands.items()}

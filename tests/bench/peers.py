@@ -458,8 +458,9 @@ directory = "{s}/spool"
 socket = "{s}/control.sock"
 
 [smtpd]
-max_sessions = 100
-max_sessions_per_client = 20
+# the idle-session phase holds 500 sessions from the bench's one client address
+max_sessions = 600
+max_sessions_per_client = 600
 
 [[listen]]
 name = "lan"

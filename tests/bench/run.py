@@ -75,6 +75,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--drain-timeout", type=float, default=3600.0)
     ap.add_argument("--cli-runs", type=int, default=20,
                     help="issue 15: calls of each system's mailq and sendmail -t with 100 queued (0: skip)")
+    ap.add_argument("--idle-sessions", type=int, default=500,
+                    help="issue 15 §1: idle SMTP sessions held in the command-line phase (0: skip)")
+    ap.add_argument("--idle-seconds", type=float, default=60.0,
+                    help="how long they are held while the memory is sampled")
     ap.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
@@ -365,7 +369,8 @@ async def run_cli(systems: list[peers.MailSystem], args, out: Path) -> list[dict
             continue
         print(f"bench: command line: {system.name}", flush=True)
         try:
-            records.append(await clistart.measure_cli(system, out, args.cli_runs))
+            records.append(await clistart.measure_cli(system, out, args.cli_runs, idle_sessions=args.idle_sessions,
+                                                      idle_seconds=args.idle_seconds))
         except Exception as exc:   # one broken system must not hide the others' figures
             records.append({"system": system.name, "error": f"{type(exc).__name__}: {exc}"})
     print(clistart.cli_table(records), flush=True)
