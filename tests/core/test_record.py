@@ -244,3 +244,14 @@ def test_an_entry_has_no_instance_dict():
     e = record.new_entry("q1", _envelope_from_text(1), created=1.0, size=10, priority=0)
     for obj in (e, e.envelope, e.envelope.recipients[0]):
         assert not hasattr(obj, "__dict__")
+
+
+def test_entries_before_their_first_attempt_share_one_read_only_empty_mapping():
+    """No two empty dicts per queued message; the first attempt's results make new ones."""
+    a, b = (record.new_entry(f"q{n}", _envelope_from_text(n), created=1.0, size=10, priority=0)
+            for n in range(2))
+    assert a.last_reply is b.last_reply is a.last_attempt is record.NOTHING_YET
+    with pytest.raises(TypeError):
+        a.last_reply["x"] = "y"                   # type: ignore[index]
+    tried = record.apply(a, StateUpdate(results={"someone@remote.example": ATT}, attempts=1))
+    assert tried.last_reply == {"someone@remote.example": ATT.text} and record.NOTHING_YET == {}
