@@ -2,7 +2,8 @@
 # Both create the virtualenv on first use; `make test` also installs, when run
 # as root, the Debian packages the tests drive as real peers (chat from ppp,
 # swaks, iproute2, debootstrap, Dovecot's IMAP and LMTP servers, faketime for clock
-# steps, fetchmail) and prepares what the package test installs into
+# steps, fetchmail, cron, mutt and bsd-mailx for the programs that call sendmail)
+# and prepares what the package test installs into
 # (a Debian 12 root made by debootstrap, the dependencies' wheels): the tests
 # themselves never leave the machine.
 
@@ -13,12 +14,16 @@ DEB_TEST_PKGS := ppp swaks libnet-ssleay-perl iproute2 procps openssl debootstra
 DEB_TEST_PKGS += dovecot-imapd dovecot-lmtpd
 DEB_TEST_PKGS += faketime
 DEB_TEST_PKGS += fetchmail
+# the programs that call sendmail (tests/system/test_mail_programs.py); bsd-mailx
+# itself depends on an MTA (apt would install exim4): only its libraries here,
+# the program is unpacked into $(CACHE)/bsd-mailx by `make debs`
+DEB_TEST_PKGS += cron mutt liblockfile1 libbsd0
 CACHE   := .cache
 WHEELS  := $(CACHE)/wheels
 DEBROOT := $(CACHE)/debroot-bookworm
 STAMP   := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast typecheck bench debs deb testdata clean
+.PHONY: venv demo test test-fast typecheck bench bench-economy debs deb testdata clean postfix-peer
 
 venv: $(STAMP)
 
@@ -41,6 +46,11 @@ debs:
 	        echo "note: not root, not installing$$missing; tests that need them will skip"; \
 	    fi; \
 	fi
+	@if [ ! -x $(CACHE)/bsd-mailx/usr/bin/bsd-mailx ] && [ "$$(id -u)" = 0 ]; then \
+	    mkdir -p $(CACHE)/bsd-mailx && cd $(CACHE) && apt-get download -qq bsd-mailx >/dev/null 2>&1 && \
+	    dpkg-deb -x bsd-mailx_*.deb bsd-mailx && rm -f bsd-mailx_*.deb || \
+	    echo "note: could not unpack bsd-mailx; its test will skip"; \
+	fi
 
 # The wheels of edgemail's dependencies (and of its build backend): the
 # package is built from them without the network (packaging/deb/build.py).
@@ -61,6 +71,13 @@ $(DEBROOT)/.done:
 
 testdata: $(WHEELS)/.done $(DEBROOT)/.done
 
+# A private Postfix 3.7 (apt-get download + dpkg -x into $(CACHE)/peers, as the
+# bench does; creates the postfix user and postdrop group) for the manual test
+# tests/system/test_postfix_peer.py.  Not in CI, never a system postfix.
+postfix-peer: venv
+	$(PY) -c 'import sys; sys.path.insert(0, "tests/bench"); import peers, pathlib; \
+	    print(peers.install_peer("postfix", pathlib.Path("$(CACHE)/peers").resolve()))'
+
 # edgemail_VERSION_all.deb in dist/ (plain dpkg-deb; see packaging/deb/build.py)
 deb: $(WHEELS)/.done
 	$(PY) packaging/deb/build.py --out dist --wheels $(WHEELS)
@@ -77,6 +94,11 @@ typecheck: venv
 
 test-fast: venv
 	$(PY) -m pytest -q -m 'not root and not slow' $(PYTEST_ARGS)
+
+# issue 14's link economy alone: four workloads x three systems x two tariffs,
+# bench-out/economy.txt, economy.json and economy.svg (cost against p95); seconds
+bench-economy: venv
+	$(PY) tests/bench/economy.py $(ECONOMY_ARGS)
 
 bench: venv debs
 	$(PY) tests/bench/economy.py

@@ -86,7 +86,9 @@ def write_config(directory: Path, overrides: dict | None = None) -> Path:
         "spool": {"directory": str(directory / "spool")},
         "control": {"socket": str(directory / "control.sock")},
         "listen": [{"name": "lan", "address": "127.0.0.1", "port": 0, "strict": False}],
-        "local": {"aliases": str(ROOT / "etc" / "aliases"), "maildir": str(directory / "mail" / "%u" / "Maildir")},
+        # the example's users and the demo's audit mailbox: anyone else is refused at RCPT
+        "local": {"aliases": str(ROOT / "etc" / "aliases"), "maildir": str(directory / "mail" / "%u" / "Maildir"),
+                  "users": ["admin", "alice", "bob", "audit"]},
         "link": {"mode": "none", "policy": "", "state_file": str(directory / "link.json")},
         "SmartHostAuthFile": "",
         # The example's smart host is the hardware-sim ISP (192.0.2.25): on the
@@ -248,7 +250,7 @@ The daemon keeps running (pid {daemon.proc.pid}); its log is {daemon.log}.
     export EDGEMAIL_CONFIG={config}
     {BIN}/mailq
     echo hello | {BIN}/sendmail -i you@example.org
-    swaks --server 127.0.0.1:{daemon.port} --to you@edge.example
+    swaks --server 127.0.0.1:{daemon.port} --to alice@edge.example     # you@edge.example: 550 5.1.1
     {BIN}/edgemail status
     kill {daemon.proc.pid}          # stop it; then rm -r {config.parent}""")
 

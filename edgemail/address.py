@@ -30,12 +30,30 @@ Rules (each has a test in tests/core/test_address.py):
 * ``<>`` is the null sender; valid for MAIL only (``allow_null``).
 * A bare ``postmaster`` (any case) without a domain is accepted (RFC 5321
   4.5.1); ``Address.domain`` is then "" and the caller supplies its own.
-  Any other address without a domain is a syntax error.
+  Any other address without a domain is ``Unqualified`` (an AddressError),
+  unless the caller passes ``domain=``: then it is completed with it (RFC
+  6409 4.2; sendmail's behaviour for trusted and local submitters), the
+  postmaster included.  Who may send unqualified addresses is the caller's
+  decision (smtpd: trusted clients; ``sendmail``: always).
+* A route in disguise (``%``, ``!`` or a quoted ``@`` in the local part,
+  ``sender_routing``) is refused with ``ROUTED_REFUSAL`` wherever the
+  destination is ours or held (routing.py, smtpd/policy.py): one reply,
+  ``550 5.7.1``, as Postfix refuses ``%``/``!`` relay attempts - a policy
+  refusal, not a syntax error (the address is valid RFC 5321).
 * Limits: local part 64 octets x 2 (lenient), domain 255, whole path 256.
 * ``Path.utf8`` says the address as written was not ASCII (a UTF-8 local
   part or a U-label domain): RFC 6531 allows it only with SMTPUTF8, which
   the caller checks.  Text that is not valid UTF-8 (lone surrogates from a
   ``surrogateescape`` decode) is a syntax error.
+
+Header addresses (``qualify_header``), for trusted local submission only
+(``sendmail``, ``sendmail -t``, ``sendmail -bs``; never mail from an SMTP
+client): an unqualified address in From:, Sender:, Reply-To:, To:, Cc:,
+Bcc:, their Resent- forms and Disposition-Notification-To: is completed by
+the same rule as the envelope's (``parse_address(domain=)``), as sendmail
+does for local mail.  A field with nothing to complete is kept byte for
+byte; a field that changes is written anew (display names kept, RFC 2047
+for non-ASCII ones), so ``From: root`` becomes ``From: root@DOMAIN``.
 
 Failures: ``AddressError(reason)`` with a one-line reason fit for a reply.
 """
@@ -46,7 +64,12 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-__all__ = ["Address", "AddressError", "Path", "parse_path", "parse_address"]
+__all__ = ["Address", "AddressError", "Path", "ROUTED_REFUSAL", "Unqualified", "parse_path",
+           "parse_address", "qualify_header"]
+
+#: the reply for a route in disguise to a destination of ours ({a}: the address)
+ROUTED_REFUSAL = ("550 5.7.1 <{a}>... Sender-specified routing refused: "
+                  "'%', '!' or '@' in the local part is not a mailbox here")
 
 MAX_LOCAL = 128
 MAX_DOMAIN = 255
@@ -61,6 +84,10 @@ _ROUTING = frozenset("%!@")
 
 class AddressError(ValueError):
     """The text is not an address we accept; ``str()`` says why."""
+
+
+class Unqualified(AddressError):
+    """An address without a domain (not a bare postmaster), no domain= given."""
 
 
 @dataclass(frozen=True)
@@ -114,11 +141,12 @@ def _quote(local: str) -> str:
     return '"' + local.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def parse_path(arg: str, *, allow_null: bool = False) -> Path:
+def parse_path(arg: str, *, allow_null: bool = False, domain: str | None = None) -> Path:
     """Parse what follows ``FROM:`` / ``TO:``: ``<path> [params]``.
 
     Brackets are expected; a bare address without spaces is tolerated
-    (sendmail accepts ``MAIL FROM:user@host``).
+    (sendmail accepts ``MAIL FROM:user@host``).  DOMAIN: completes an
+    unqualified address (see the module docstring).
     """
     arg = arg.strip()
     if arg.startswith("<"):
@@ -140,7 +168,7 @@ def parse_path(arg: str, *, allow_null: bool = False) -> Path:
             inner.encode("utf-8")
         except UnicodeEncodeError:
             raise AddressError("address is not valid UTF-8") from None
-    return Path(parse_address(inner), params.strip(), utf8)
+    return Path(parse_address(inner, domain=domain), params.strip(), utf8)
 
 
 def _closing_bracket(arg: str) -> int:
@@ -158,8 +186,9 @@ def _closing_bracket(arg: str) -> int:
     raise AddressError("missing closing '>'")
 
 
-def parse_address(text: str) -> Address:
-    """Parse ``[@route,...:]local@domain`` (no angle brackets)."""
+def parse_address(text: str, *, domain: str | None = None) -> Address:
+    """Parse ``[@route,...:]local@domain`` (no angle brackets); DOMAIN
+    completes an address that has none."""
     had_route = False
     if text.startswith("@"):
         route, colon, text = text.partition(":")
@@ -172,13 +201,16 @@ def parse_address(text: str) -> Address:
         had_route = True
     local, rest = _local_part(text)
     if not rest:
-        if local.lower() == "postmaster":
+        if domain is not None:
+            rest = "@" + domain
+        elif local.lower() == "postmaster":
             return Address(local, "", had_route=had_route)
-        raise AddressError("address without a domain")
+        else:
+            raise Unqualified("address without a domain")
     if rest[0] != "@":
         raise AddressError("junk after the local part")
-    domain, literal = _domain(rest[1:])
-    return Address(local, domain, literal, had_route)
+    name, literal = _domain(rest[1:])
+    return Address(local, name, literal, had_route)
 
 
 def _local_part(text: str) -> tuple[str, str]:
@@ -248,3 +280,35 @@ def _literal(text: str) -> tuple[str, ipaddress.IPv4Address | ipaddress.IPv6Addr
     except ValueError:
         raise AddressError("bad address literal (want [a.b.c.d] or [IPv6:...])") from None
     return f"[{ip}]", ip
+
+
+#: header fields holding addresses that local submission qualifies
+ADDRESS_FIELDS = frozenset("""from sender reply-to to cc bcc resent-from resent-sender
+    resent-reply-to resent-to resent-cc resent-bcc disposition-notification-to""".split())
+
+
+def qualify_header(field: bytes, domain: str) -> bytes:
+    """One header field (folded lines joined by CRLF): its unqualified
+    addresses completed with DOMAIN (see the module docstring)."""
+    import email.utils  # lazily: the SMTP listener never needs it
+    name, colon, raw = field.partition(b":")
+    if not colon or name.strip().lower().decode("ascii", "replace") not in ADDRESS_FIELDS:
+        return field
+    try:
+        value = raw.decode("utf-8").replace("\r\n", "")
+    except UnicodeDecodeError:
+        return field
+    pairs = [(n, a) for n, a in email.utils.getaddresses([value]) if a]
+    if not any("@" not in a for _, a in pairs):
+        return field
+    parts = []
+    for display, addr in pairs:
+        if "@" not in addr:
+            try:
+                addr = str(parse_address(addr, domain=domain))
+            except AddressError:
+                return field            # not an address we can complete: left as it is
+        parts.append(email.utils.formataddr((display, addr)))
+    joined = ", ".join(parts)
+    sep = ",\r\n\t" if len(name) + len(joined) > 76 else ", "
+    return name + b": " + sep.join(parts).encode("utf-8")

@@ -72,6 +72,10 @@ class CorruptQueueFile(SpoolError):
     """A queue file fails to decode: truncated, wrong version, bad record."""
 
 
+class QueueFileGone(SpoolError):
+    """A queue file is no longer there (removed by hand): its entry left the queue."""
+
+
 class Scope(enum.Enum):
     """Who has to wait after a failure (Postfix smtp_trouble.c)."""
 

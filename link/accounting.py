@@ -1,7 +1,8 @@
 """accounting.py - calls, connected minutes and bytes per day, kept across restarts.
 
 NAME
-    accounting - Ledger(path, zone).record_call(...); usage(now); budget_left(...)
+    accounting - Ledger(path, zone, tariff).record_call(...); usage(now); budget_left(...);
+    recent(n)
 
 DESCRIPTION
     Owns the link's state file (config `link.state_file`, JSON).  Each
@@ -13,6 +14,10 @@ DESCRIPTION
     answers the policy's budget questions; a call still in progress is
     counted when `active_since` is given.  Days older than `keep_days` are
     dropped when the file is written.
+    Cost: each call is priced when it is recorded, by the policy's tariff
+    (link.tariff: the `tariff` lines of dial.policy) from its real connect
+    time and length, and added to its call record and its day; the last
+    `keep_calls` calls are kept for `edgemail status`.  No tariff: cost 0.
 
 INVARIANTS
     The file on disk is always complete: written to a temporary file in the
@@ -39,6 +44,7 @@ from zoneinfo import ZoneInfo
 
 from link import linklog
 from link.fileio import write_atomically
+from link.tariff import Tariff
 
 log = logging.getLogger("link")
 VERSION = 1
@@ -51,13 +57,15 @@ class Usage:
     seconds: float = 0.0
     bytes_sent: int = 0
     bytes_rcvd: int = 0
+    cost: float = 0.0
 
     @property
     def minutes(self) -> float:
         return self.seconds / 60.0
 
-    def plus(self, seconds: float, sent: int = 0, rcvd: int = 0, calls: int = 1) -> Usage:
-        return Usage(self.calls + calls, self.seconds + seconds, self.bytes_sent + sent, self.bytes_rcvd + rcvd)
+    def plus(self, seconds: float, sent: int = 0, rcvd: int = 0, calls: int = 1, cost: float = 0.0) -> Usage:
+        return Usage(self.calls + calls, self.seconds + seconds, self.bytes_sent + sent, self.bytes_rcvd + rcvd,
+                     round(self.cost + cost, 6))
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,7 @@ class CallRecord:
     bytes_rcvd: int
     number: str = ""
     cause: str = ""
+    cost: float = 0.0
 
 
 def from_ip_down_env(env: Mapping[str, str]) -> tuple[float, int, int]:
@@ -88,11 +97,14 @@ def _env_number(env: Mapping[str, str], name: str, kind: Callable[[str], N]) -> 
 
 
 class Ledger:
-    def __init__(self, path: str, zone: ZoneInfo | str = "UTC", *, keep_days: int = 62) -> None:
+    def __init__(self, path: str, zone: ZoneInfo | str = "UTC", *, keep_days: int = 62,
+                 tariff: Tariff | None = None, keep_calls: int = 20) -> None:
         self.path = path
         self.zone = zone if isinstance(zone, ZoneInfo) else ZoneInfo(zone)
-        self.keep_days = keep_days
+        self.keep_days, self.keep_calls = keep_days, keep_calls
+        self.tariff = tariff or Tariff()
         self.days: dict[str, Usage] = {}
+        self.calls: list[CallRecord] = []
         self.last_call: CallRecord | None = None
         self._load()
 
@@ -124,11 +136,17 @@ class Ledger:
         if start.tzinfo is None:
             raise ValueError("record_call: start must be an aware datetime")
         key = self.day_of(start).isoformat()
-        self.days[key] = self.days.get(key, Usage()).plus(max(connect_s, 0.0), bytes_sent, bytes_rcvd)
-        self.last_call = CallRecord(start.isoformat(), connect_s, bytes_sent, bytes_rcvd, number, cause)
+        cost = self.tariff.cost(start, connect_s, self.zone)
+        self.days[key] = self.days.get(key, Usage()).plus(max(connect_s, 0.0), bytes_sent, bytes_rcvd, cost=cost)
+        self.last_call = CallRecord(start.isoformat(), connect_s, bytes_sent, bytes_rcvd, number, cause, cost)
+        self.calls = (self.calls + [self.last_call])[-self.keep_calls:]
         self._prune(self.day_of(start))
         self._save()
         return self.last_call
+
+    def recent(self, n: int = 5) -> list[CallRecord]:
+        """The last `n` calls, oldest first (each with its cost)."""
+        return self.calls[-n:] if n > 0 else []
 
     def _prune(self, today: date) -> None:
         oldest = (today - timedelta(days=self.keep_days)).isoformat()
@@ -146,15 +164,17 @@ class Ledger:
             date.fromisoformat(min(self.days, default="2000-01-01"))
             last = data.get("last_call")
             self.last_call = CallRecord(**last) if last else None
+            self.calls = [CallRecord(**c) for c in data.get("calls", [])]
         except FileNotFoundError:
             return
         except (ValueError, TypeError, KeyError, AttributeError) as e:
             bad = self.path + ".corrupt"
             os.replace(self.path, bad)
             log.warning(linklog.state_file_corrupt(self.path, e, bad))
-            self.days, self.last_call = {}, None
+            self.days, self.last_call, self.calls = {}, None, []
 
     def _save(self) -> None:
         data = {"version": VERSION, "days": {k: asdict(v) for k, v in sorted(self.days.items())},
-                "last_call": asdict(self.last_call) if self.last_call else None}
+                "last_call": asdict(self.last_call) if self.last_call else None,
+                "calls": [asdict(c) for c in self.calls]}
         write_atomically(self.path, json.dumps(data, indent=1))

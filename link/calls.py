@@ -225,6 +225,14 @@ class CallDriver:
     def last_pppd_exit(self) -> dict | None:
         return self.line.last_pppd_exit
 
+    def cost(self, now: datetime) -> dict:
+        """Today's cost (finished calls, by the policy's tariff) and the last calls' costs."""
+        if self.ledger is None:
+            return {"today": 0.0, "calls_today": 0, "recent": []}
+        u = self.ledger.usage(now)
+        recent = [{"start": c.start, "connect_s": c.connect_s, "cost": c.cost} for c in self.ledger.recent(5)]
+        return {"today": u.cost, "calls_today": u.calls, "recent": recent}
+
     def last_call(self) -> dict | None:
         if self.ledger is None or self.ledger.last_call is None:
             return None

@@ -17,7 +17,9 @@ DESCRIPTION
     ISP's push over our connection is over) -> LINGER: the line stays up while holders
     (hold/release counts), inbound ISP sessions (InboundActive/InboundDone)
     or traffic (Idle(bytes) samples moving) say it is used, and is hung up
-    after idle_hangup_s of quiet, or at max_connect_s whatever happens.
+    after idle_hangup_s of quiet (or by config.hangup_plan: the policy's
+    chargehup, just before the next charging unit), or at max_connect_s
+    whatever happens.
     Mail that becomes due while lingering (MailWaiting) goes out on this
     call: RUN again, then LINGER (one ETRN per call).
 
@@ -41,6 +43,7 @@ NEVER
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from link.transitions import (TABLE, Action, CarrierLost, ClearHostStatus, Dial, DialRequested, DialResult,
@@ -59,6 +62,9 @@ class FsmConfig:
     #: how the call asks for our mail: "etrn" or "odmr" (the ISP pushes over our connection)
     pull: str = "etrn"
     idle_hangup_s: float = 120.0
+    #: (up since, quiet since) -> when a quiet line is hung up; None: idle_hangup_s
+    #: after the quiet began.  The manager passes the policy's chargehup (hangup_at).
+    hangup_plan: Callable[[float, float], float] | None = None
     max_connect_s: float = 1800.0
     dial_timeout_s: float = 90.0        #: safety net over the modem driver's own timeouts
     pppd_timeout_s: float = 60.0        #: CONNECT -> interface up
@@ -216,7 +222,7 @@ class LinkFSM:
         assert self.up_since is not None
         if now >= self.up_since + self.config.max_connect_s:
             return self._hangup("max-connect", now)
-        if self._quiet() and now >= self._last_activity + self.config.idle_hangup_s:
+        if self._quiet() and now >= self._quiet_end():
             return self._hangup("idle", now)
         self._deadline = self._up_deadline(now)
         return []
@@ -254,8 +260,15 @@ class LinkFSM:
         assert self.up_since is not None
         limit = self.up_since + self.config.max_connect_s
         if self._quiet():
-            return min(limit, max(self._last_activity + self.config.idle_hangup_s, now))
+            return min(limit, max(self._quiet_end(), now))
         return limit
+
+    def _quiet_end(self) -> float:
+        """When the quiet line is hung up: the plan's (chargehup) or idle_hangup_s after the quiet began."""
+        plan = self.config.hangup_plan
+        if plan is not None and self.up_since is not None:
+            return plan(self.up_since, self._last_activity)
+        return self._last_activity + self.config.idle_hangup_s
 
 
 def _cause(event) -> str:

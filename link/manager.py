@@ -77,7 +77,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from link import linklog, report
@@ -119,6 +119,18 @@ def fsm_config(cfg, policy: Policy, etrn_domains: tuple[str, ...], **overrides) 
     return replace(base, **overrides)
 
 
+def hangup_plan(policy: Policy, clock: Clock) -> Callable[[float, float], float] | None:
+    """The policy's chargehup (hangup_at) on the FSM's monotonic clock; None without it."""
+    if not (policy.settings.chargehup and policy.tariff.has_units):
+        return None
+
+    def plan(up: float, quiet: float) -> float:
+        offset = clock.wall() - clock.monotonic()          # monotonic -> wall, read at each use
+        wall = lambda t: datetime.fromtimestamp(t + offset, timezone.utc)
+        return policy.hangup_at(wall(up), wall(quiet)).timestamp() - offset
+    return plan
+
+
 class LinkManager:
     """The link manager (the module's page)."""
 
@@ -133,7 +145,8 @@ class LinkManager:
         odmr = getattr(cfg, "odmr", None)
         domains = (odmr and tuple(odmr.domains)) or tuple(cfg.etrn_domains) or tuple(etrn_domains)
         asks = bool(cfg.etrn_host or odmr)
-        self.fsm = LinkFSM(fsm_config(cfg, policy, domains if asks else (), **(fsm_overrides or {})))
+        self.fsm = LinkFSM(fsm_config(cfg, policy, domains if asks else (),
+                                      **{"hangup_plan": hangup_plan(policy, clock), **(fsm_overrides or {})}))
         self._port = Port(port)
         self._wake = asyncio.Event()
         self._up = asyncio.Event()
@@ -242,8 +255,11 @@ class LinkManager:
         """A reload: from now on the new policy's rules and settings (idle
         hang-up, longest call); a call in progress keeps its line."""
         self.policy_driver.replace(policy)
+        if self.calls.ledger is not None:
+            self.calls.ledger.tariff = policy.tariff
         s = policy.settings
-        self.fsm.config = replace(self.fsm.config, idle_hangup_s=s.idle_hangup_s, max_connect_s=s.max_connect_s)
+        self.fsm.config = replace(self.fsm.config, idle_hangup_s=s.idle_hangup_s, max_connect_s=s.max_connect_s,
+                                  hangup_plan=hangup_plan(policy, self.clock))
         self.demand_changed()
 
     # --- the loop ---------------------------------------------------------------------
@@ -341,6 +357,10 @@ class LinkManager:
             self.calls.perform(action)
 
     # --- what the policy is told, status --------------------------------------------------
+
+    def big_mail_wait(self, size: int, urgent: bool) -> str:
+        """The runner asks: why a message this big may not go now ("" : it may; link.bigmail)."""
+        return self.policy_driver.big_mail_wait(size, urgent)
 
     def queue(self) -> Summary:
         """What waits for the link, as the MTA's port says (empty when it cannot say)."""

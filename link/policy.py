@@ -2,7 +2,9 @@
 
 NAME
     policy - the cron-style dial policy: parse(text); allowed(now); next_due(now);
-    next_change(now); should_dial(now, demand); explain(now, demand)
+    next_change(now); should_dial(now, demand); explain(now, demand);
+    relative_due(last, demand); next_poll(now, demand); hangup_at(connected,
+    quiet_since); unit_poll_at(connected, hangup, next_poll)
 
 DESCRIPTION
     parse() turns the policy file into a Policy: the file's grammar, its
@@ -30,6 +32,26 @@ DECISIONS (should_dial), first match wins
        (queue-run with mail waiting, or etrn/odmr/poll) -> dial
     otherwise no, with the next time something could change the answer for
     the same demand (the caller asks again whenever the demand changes).
+    With `schedule = relative`, step 5 reads: one spacing of the rules
+    after the last poll (the last dial, or a later ETRN in that call) has passed.
+    The spacing is the one the schedule has there: the gap between the next
+    two firings after the last poll (15 minutes in office hours for */15, an
+    hour at night), so an urgent or threshold call counts as the next poll
+    and the schedule starts again from it; the next call is never later than
+    the second fixed firing after the last one.
+
+CHARGEHUP (hangup_at, unit_poll_at)
+    With `chargehup = on` and a tariff of charging units, the line is hung
+    up chargehup_margin before a unit edge (isdn4linux's chargehup), the
+    first edge after chargehup_quiet of quiet, instead of idle_hangup after
+    the traffic: the rest of a paid unit costs nothing, so the line stays up
+    for mail queued meanwhile, and a call whose traffic ends just before an
+    edge does not pay the next unit for its idle timer.  With `unit_poll`,
+    one more ETRN is sent UNIT_POLL_LEAD before that hang-up when the next
+    poll is due within unit_poll of it: the ISP's push fits in the paid
+    unit, and the caller counts it as that poll (Demand.last_poll = the
+    poll's due time: a fixed firing up to then does not dial, a relative
+    schedule counts from it).
     Urgent mail does not override the budget nor a forbidden window: those
     are the owner's hard limits.
 
@@ -49,12 +71,14 @@ from zoneinfo import ZoneInfo
 
 from link import policyfile
 from link.policyfile import ACTIONS, FIELDS, PolicyError, Rule, Settings, Window
+from link.tariff import Tariff
 
 __all__ = ["ACTIONS", "FIELDS", "Decision", "Demand", "Policy", "PolicyError", "Rule", "Settings",
            "Window", "instants", "parse"]
 
 UTC = timezone.utc
 _SCAN_DAYS = 5 * 366
+UNIT_POLL_LEAD = 20.0                    #: seconds before a chargehup hang-up for the last ETRN
 
 
 @dataclass(frozen=True)
@@ -67,6 +91,7 @@ class Demand:
     calls_today: int = 0
     minutes_today: float = 0.0
     last_dial: datetime | None = None
+    last_poll: datetime | None = None    #: the poll a unit_poll ETRN stood in for (its due time)
 
 
 @dataclass(frozen=True)
@@ -83,6 +108,8 @@ class Policy:
     windows: tuple[Window, ...] = ()
     settings: Settings = field(default_factory=Settings)
     zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    tariff: Tariff = field(default_factory=Tariff)
+    cheap: tuple[Window, ...] = ()       #: windows where big mail may go (link.bigmail)
 
     # --- time of day ---------------------------------------------------------
 
@@ -154,10 +181,15 @@ class Policy:
             gap_end = self._gap_end(now, demand)
             if gap_end is None:
                 return Decision(True, eager, None, work)
+        if self._relative_base(now, demand) is not None:
+            return self._relative(now, demand)
         since = now - timedelta(seconds=s.catchup_s)
         # A last_dial in the future means the wall clock jumped back: ignore it.
         if demand.last_dial is not None and since < demand.last_dial <= now:
             since = demand.last_dial
+        stood_in = self._poll_stood_in(now, demand)
+        if stood_in is not None and stood_in > since:    # that firing was polled in a paid unit
+            since = stood_in
         for rule in self.rules:
             if _has_work(rule, demand) and self.fired(rule, since, now):
                 return Decision(True, f"rule line {rule.line} '{rule.text}'", None, rule.actions)
@@ -182,10 +214,84 @@ class Policy:
         end = last + timedelta(seconds=self.settings.redial_gap_s)
         return end if end > now else None
 
+    # --- the relative schedule ---------------------------------------------------
+
+    def _relative_base(self, now: datetime, demand: Demand) -> datetime | None:
+        """The last poll the relative schedule counts from (None: fixed times)."""
+        last = demand.last_dial
+        if not self.settings.relative or last is None or last > now:
+            return None
+        return max(last, self._poll_stood_in(now, demand) or last)
+
+    def _poll_stood_in(self, now: datetime, demand: Demand) -> datetime | None:
+        """The due time a unit_poll ETRN counted as (None, or too far ahead: a clock jump)."""
+        t = demand.last_poll
+        if t is None or (t - now).total_seconds() > self.settings.unit_poll_s:
+            return None
+        return t
+
+    def relative_due(self, last: datetime, demand: Demand) -> tuple[datetime, Rule] | None:
+        """One spacing of the rules (that have work) after `last`, and the rule that fires next."""
+        rules = [r for r in self.rules if _has_work(r, demand)]
+        nxt = [(t, r.line, r) for r in rules if (t := self.next_due(last, r)) is not None]
+        if not nxt:
+            return None
+        a, _, rule = min(nxt)
+        b = min((t for r in rules if (t := self.next_due(a, r)) is not None), default=None)
+        return (last + (b - a) if b is not None else a), rule
+
+    def _relative(self, now: datetime, demand: Demand) -> Decision:
+        last = self._relative_base(now, demand)
+        assert last is not None
+        due = self.relative_due(last, demand)
+        if due is not None and due[0] <= now:
+            rule = due[1]
+            at = self.local(last).strftime("%H:%M")
+            return Decision(True, f"rule line {rule.line} '{rule.text}' (one spacing after the call at {at})",
+                            None, rule.actions)
+        return self._wait(now, demand)
+
+    # --- chargehup -----------------------------------------------------------------
+
+    def hangup_at(self, connected: datetime, quiet_since: datetime) -> datetime:
+        """When a line connected at `connected`, quiet since `quiet_since`, is hung up (if still quiet)."""
+        s = self.settings
+        idle_end = quiet_since + timedelta(seconds=s.idle_hangup_s)
+        if not s.chargehup or not self.tariff.has_units:
+            return idle_end
+        margin = timedelta(seconds=s.chargehup_margin_s)
+        quiet = quiet_since + timedelta(seconds=s.chargehup_quiet_s)
+        edge = self.tariff.next_unit_edge(connected, quiet + margin - timedelta(microseconds=1), self.zone)
+        return idle_end if edge is None else edge - margin
+
+    def next_poll(self, now: datetime, demand: Demand) -> datetime | None:
+        """When the schedule polls the ISP next (relative or fixed), for unit_poll."""
+        base = self._relative_base(now, demand)
+        if base is not None:
+            due = self.relative_due(base, demand)
+            return due[0] if due is not None else None
+        polls = [r for r in self.rules if r.actions & {"etrn", "odmr", "poll"}]
+        return min((t for r in polls if (t := self.next_due(now, r)) is not None), default=None)
+
+    def unit_poll_at(self, connected: datetime, hangup: datetime, next_poll: datetime | None) -> datetime | None:
+        """When to send one more ETRN in the paid unit before `hangup` (None: none)."""
+        s = self.settings
+        if not (s.chargehup and s.unit_poll_s and self.tariff.has_units) or next_poll is None:
+            return None
+        t = hangup - timedelta(seconds=UNIT_POLL_LEAD)
+        if t <= connected or (next_poll - hangup).total_seconds() > s.unit_poll_s:
+            return None
+        return t
+
     def _wait(self, now: datetime, demand: Demand) -> Decision:
         s = self.settings
         candidates: list[tuple[datetime, str]] = []
-        for rule in self.rules:
+        base = self._relative_base(now, demand)
+        due = self.relative_due(base, demand) if base is not None else None
+        if base is not None and due is not None:
+            candidates.append((max(due[0], now), f"rule line {due[1].line} '{due[1].text}' "
+                                                 f"(one spacing after the call at {self.local(base).strftime('%H:%M')})"))
+        for rule in self.rules if base is None else ():
             if _has_work(rule, demand):
                 t = self.next_due(now, rule)
                 if t is not None:
@@ -285,7 +391,7 @@ def _rule_next(rule: Rule, now: datetime, zone: ZoneInfo) -> datetime | None:
 
 # --- the file -> a Policy ----------------------------------------------------
 
-def parse(text: str, *, file: str = "<policy>") -> Policy:
+def parse(text: str, *, file: str = "<policy>", whole: bool = True) -> Policy:
     """A Policy from the file's text.  Raises PolicyError naming file, line and field."""
-    rules, windows, settings, zone = policyfile.read(text, file=file)
-    return Policy(rules, windows, settings, zone)
+    rules, windows, settings, zone, prices, cheap = policyfile.read(text, file=file, whole=whole)
+    return Policy(rules, windows, settings, zone, prices, cheap)

@@ -40,6 +40,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
+from link import bigmail
 from link.policy import Decision, Demand, Policy, Rule
 from link.port import Clock
 
@@ -75,6 +76,14 @@ class PolicyDriver:
         compile_jobs(self.policy, self._scheduler, lambda rule: self._on_rule(),
                      now=lambda: datetime.fromtimestamp(self.clock.wall(), UTC))
         self._compiled = True
+
+    def big_mail_wait(self, size: int, urgent: bool, now: datetime | None = None) -> str:
+        """Why a message this big may not go now (link.bigmail; "" : it may)."""
+        limit = self.policy.settings.big_mail           # the usual answer, without reading the clock
+        if not limit or size < limit:
+            return ""
+        wait = bigmail.waits(self.policy, size, urgent, now or datetime.fromtimestamp(self.clock.wall(), timezone.utc))
+        return wait.reason if wait is not None else ""
 
     def replace(self, policy: Policy) -> None:
         """A reload: the new policy's rules from now on (its jobs, if start() ran)."""

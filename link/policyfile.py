@@ -1,7 +1,8 @@
 """policyfile.py - the dial policy file: its grammar, lines -> rules (CORE).
 
 NAME
-    policyfile - read(text, file=) -> (rules, windows, settings, zone);
+    policyfile - read(text, file=) -> (rules, windows, settings, zone, tariff,
+    cheap);
     Rule, Window, Settings, PolicyError; ACTIONS, FIELDS
 
 FILE FORMAT (etc/dial.policy)
@@ -10,6 +11,10 @@ FILE FORMAT (etc/dial.policy)
     */15 8-17 * * mon-fri   queue-run etrn         rule: crontab's five fields + actions
     set idle_hangup = 120s                         setting: key = value
     forbid mon-fri 12:00-13:00                     no dialing in this window (local time)
+    tariff unit 0.06 90s mon-fri 08:00-18:00       what calls cost (link/tariff.py: call,
+                                                   minute and unit prices, zones)
+    cheap mon-fri 18:00-08:00                      big mail waits for such a window
+                                                   (link/bigmail.py; set big_mail = SIZE)
 
     Fields: minute 0-59, hour 0-23, day of month 1-31, month 1-12 or jan..dec,
     day of week 0-7 (0 and 7 = sunday) or sun..sat; each a list of `*`, `N`,
@@ -35,14 +40,28 @@ FILE FORMAT (etc/dial.policy)
         redial_gap               urgent mail and thresholds dial no sooner than
                                  this after the last dial (2m): mail that a call
                                  could not deliver must not redial in a loop
+        schedule                 fixed | relative: rules fire at their cron
+                                 times, or one spacing of the rules after the
+                                 last call (an urgent call counts as a poll) (fixed)
+        chargehup                on | off: with a unit tariff, a quiet line is
+                                 hung up just before its next charging unit
+                                 instead of idle_hangup after the traffic (off)
+        chargehup_margin         how long before the unit edge (5s)
+        chargehup_quiet          the least quiet before such a hang-up (8s)
+        unit_poll                with chargehup: one more ETRN in the paid unit
+                                 when the next poll is due within this of the
+                                 hang-up; it counts as that poll, 0 = off (0)
+        big_mail                 a message this big (bytes; 500k, 2M: k = 1000)
+                                 that is not urgent waits for a `cheap` window,
+                                 0 = off (0)
 
 DESCRIPTION
     Owns the grammar: cutting the text into lines (a `#` starts a comment),
-    telling the four kinds of line apart and turning each into its value: a
+    telling the six kinds of line apart and turning each into its value: a
     Rule (the five fields as sets of numbers, with its text and line number
     for the decisions' reasons), a forbidden Window (minutes of the local
     day), a setting (into Settings, whose defaults are the table above) or
-    the zone.  Rule.matches() and Window.forbids() say what one line means
+    the zone, or a tariff line (a link.tariff Price).  Rule.matches() and Window.forbids() say what one line means
     for one local wall-clock minute; link.policy puts the lines together
     (which instant, which decision) and its parse() is the entry point.
 
@@ -68,7 +87,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from link import durations
+from link import durations, tariff
 
 ACTIONS = ("queue-run", "etrn", "odmr", "poll")
 _DOW = {n: i for i, n in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))}
@@ -142,6 +161,12 @@ class Settings:
     urgent_immediate: bool = True
     catchup_s: float = 300.0
     redial_gap_s: float = 120.0
+    relative: bool = False
+    chargehup: bool = False
+    chargehup_margin_s: float = 5.0
+    chargehup_quiet_s: float = 8.0
+    unit_poll_s: float = 0.0
+    big_mail: int = 0
 
 
 # --- parsing ---------------------------------------------------------------
@@ -151,15 +176,21 @@ _SETTINGS = {
     "budget.calls_per_day": ("calls_per_day", "int"), "budget.minutes_per_day": ("minutes_per_day", "int"),
     "dial_when_queued": ("dial_when_queued", "int"), "dial_when_oldest": ("dial_when_oldest_s", "duration"),
     "urgent": ("urgent_immediate", "urgent"), "catchup": ("catchup_s", "duration"),
-    "redial_gap": ("redial_gap_s", "duration"),
+    "redial_gap": ("redial_gap_s", "duration"), "schedule": ("relative", "fixed|relative"),
+    "chargehup": ("chargehup", "off|on"), "chargehup_margin": ("chargehup_margin_s", "duration"),
+    "chargehup_quiet": ("chargehup_quiet_s", "duration"),
+    "unit_poll": ("unit_poll_s", "duration"), "big_mail": ("big_mail", "size"),
 }
 
 
-def read(text: str, *, file: str = "<policy>"
-         ) -> tuple[tuple[Rule, ...], tuple[Window, ...], Settings, ZoneInfo]:
-    """The file's (rules, windows, settings, zone).  Raises PolicyError naming file, line and field."""
+def read(text: str, *, file: str = "<policy>", whole: bool = True
+         ) -> tuple[tuple[Rule, ...], tuple[Window, ...], Settings, ZoneInfo, tariff.Tariff, tuple[Window, ...]]:
+    """The file's (rules, windows, settings, zone, tariff, cheap windows).
+    `whole` = False reads a line on its own (no check across lines).  Raises PolicyError naming file, line and field."""
     rules: list[Rule] = []
     windows: list[Window] = []
+    prices: list[tariff.Price] = []
+    cheap: list[Window] = []
     values: dict[str, Any] = {}          # checked by _parse_setting: Settings' types
     zone = ZoneInfo("UTC")
     for n, raw in enumerate(text.splitlines(), 1):
@@ -178,9 +209,19 @@ def read(text: str, *, file: str = "<policy>"
             values[key] = value
         elif words[0] == "forbid":
             windows.append(_parse_window(words, line, fail))
+        elif words[0] == "cheap":
+            if len(words) != 3:
+                raise fail("cheap", "expected `cheap DAYS HH:MM-HH:MM`")
+            cheap.append(_span(words[1], words[2], line.split(None, 1)[1], fail, "cheap window"))
+        elif words[0] == "tariff":
+            prices.append(tariff.parse_line(words, fail, lambda d, w: _span(d, w, f"{d} {w}", fail, "tariff zone")))
         else:
             rules.append(_parse_rule(words, line, n, fail))
-    return tuple(rules), tuple(windows), Settings(**values), zone
+    big = [n for n, raw in enumerate(text.splitlines(), 1) if re.match(r"\s*set\s+big_mail\s*=", raw)]
+    if whole and values.get("big_mail") and not cheap:
+        raise PolicyError("set, but no `cheap DAYS HH:MM-HH:MM` line says when big mail may go",
+                          file=file, line=big[-1] if big else 0, field="big_mail")
+    return tuple(rules), tuple(windows), Settings(**values), zone, tariff.Tariff(tuple(prices)), tuple(cheap)
 
 
 def _parse_zone(words: list[str], fail) -> ZoneInfo:
@@ -201,9 +242,17 @@ def _parse_setting(line: str, fail) -> tuple[str, object]:
         raise fail(key, f"unknown setting, expected one of {', '.join(sorted(_SETTINGS))}")
     attr, kind = _SETTINGS[key]
     if kind == "urgent":
-        if value not in ("immediate", "schedule"):
-            raise fail(key, f"{value!r}: expected immediate or schedule")
-        return attr, value == "immediate"
+        kind = "immediate|schedule"
+    if "|" in kind:                      # two words: urgent's first, the others' second means True
+        words = kind.split("|")
+        if value not in words:
+            raise fail(key, f"{value!r}: expected {words[0]} or {words[1]}")
+        return attr, value == words[0 if key == "urgent" else 1]
+    if kind == "size":
+        m = re.fullmatch(r"(\d+)([kKmM]?)", value)
+        if not m:
+            raise fail(key, f"{value!r}: expected a size in bytes (500000, 500k, 2M)")
+        return attr, int(m.group(1)) * {"": 1, "k": 1000, "m": 1000_000}[m.group(2).lower()]
     if kind == "int":
         if not value.isdigit():
             raise fail(key, f"{value!r}: expected a whole number >= 0")
@@ -217,17 +266,22 @@ def _parse_setting(line: str, fail) -> tuple[str, object]:
 def _parse_window(words: list[str], line: str, fail) -> Window:
     if len(words) != 3:
         raise fail("forbid", "expected `forbid DAYS HH:MM-HH:MM`")
-    dows = _parse_field(words[1], FIELDS[4], fail)
-    m = re.fullmatch(r"(\d\d?):(\d\d)-(\d\d?):(\d\d)", words[2])
+    return _span(words[1], words[2], line.split(None, 1)[1], fail)
+
+
+def _span(days: str, window: str, text: str, fail, what: str = "forbid window") -> Window:
+    """DAYS HH:MM-HH:MM: a forbidden window, or a tariff's zone."""
+    dows = _parse_field(days, FIELDS[4], fail)
+    m = re.fullmatch(r"(\d\d?):(\d\d)-(\d\d?):(\d\d)", window)
     if not m:
-        raise fail("forbid window", f"{words[2]!r}: expected HH:MM-HH:MM")
+        raise fail(what, f"{window!r}: expected HH:MM-HH:MM")
     h1, m1, h2, m2 = map(int, m.groups())
     if h1 > 23 or m1 > 59 or m2 > 59 or h2 > 24 or (h2 == 24 and m2):
-        raise fail("forbid window", f"{words[2]!r}: time out of range (00:00-24:00)")
+        raise fail(what, f"{window!r}: time out of range (00:00-24:00)")
     start, end = h1 * 60 + m1, h2 * 60 + m2
     if start == end:
-        raise fail("forbid window", f"{words[2]!r}: empty window (start equals end)")
-    return Window(frozenset(d % 7 for d in dows), start, end, line.split(None, 1)[1])
+        raise fail(what, f"{window!r}: empty window (start equals end)")
+    return Window(frozenset(d % 7 for d in dows), start, end, text)
 
 
 def _parse_rule(words: list[str], line: str, n: int, fail) -> Rule:

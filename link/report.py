@@ -54,6 +54,7 @@ def status(mgr) -> dict:
         "budget_left": mgr.calls.budget_left(now, s.calls_per_day, s.minutes_per_day),
         "last_etrn": mgr.calls.last_etrn,
         "last_call": mgr.calls.last_call(),
+        "cost": mgr.calls.cost(now),
     }
 
 
@@ -85,6 +86,9 @@ def explain(mgr) -> str:
     lines = [f"link is {mgr.state} (mode {mgr.mode})"]
     lines += [stopped_text(stop), f"the policy alone {verdict}"] if stop is not None else [verdict]
     lines.append(_waiting(demand, idle=mgr.fsm.state is LinkState.IDLE and not mgr.policy.should_dial(now, demand).dial))
+    q = mgr.queue()
+    if getattr(q, "big_waiting", 0):
+        lines.append(f"{q.big_waiting} big message(s) left out, not dialed for: {q.big_reason}")
     deadline = mgr.fsm.deadline()
     if mgr.fsm.state is LinkState.BACKOFF and deadline is not None:
         wait = deadline - mgr.clock.monotonic()

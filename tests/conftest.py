@@ -50,7 +50,9 @@ def example_config(tmp_path):
             "spool": {"directory": str(tmp_path / "spool")},
             "control": {"socket": str(tmp_path / "control.sock")},
             "listen": [{"name": "lan", "address": "127.0.0.1", "port": 0, "strict": False}],
-            "local": {"maildir": str(tmp_path / "mail" / "%u" / "Maildir")},
+            # tests send to many made-up users; the default (refused at RCPT)
+            # is tested with create_mailboxes = false (tests/io/test_users.py)
+            "local": {"maildir": str(tmp_path / "mail" / "%u" / "Maildir"), "create_mailboxes": True},
             "link": {"state_file": str(tmp_path / "link.json"), "etrn_host": "127.0.0.1:1"},
             # The example's smart host is the hardware-sim ISP (192.0.2.25):
             # never let a test address it from the root namespace.

@@ -54,6 +54,7 @@ from demo.timeline.events import (
            Call,
            Event,
            LogLine,
+           PolicyTariff,
            Row,
            Sample,
            Tariff,
@@ -63,5 +64,5 @@ from demo.timeline.model import Timeline, build
 from demo.timeline.parse import LOCAL_MAILERS, pairs
 from demo.timeline.render import render_svg, render_text
 
-__all__ = ["STEPS", "STEP_NAMES", "LOCAL_MAILERS", "LogLine", "WorldEvent", "Sample", "Tariff",
+__all__ = ["STEPS", "STEP_NAMES", "LOCAL_MAILERS", "LogLine", "WorldEvent", "Sample", "Tariff", "PolicyTariff",
            "Event", "Row", "Call", "Timeline", "build", "pairs", "render_text", "render_svg"]

@@ -11,7 +11,10 @@ DESCRIPTION
     A Row is an Event priced for the text table; a Call is one call on the
     line, from the dial (when one was seen) to the hang-up (None while the
     line is still up).  Tariff holds the demo's prices and says them in
-    words (``describe``).
+    words (``describe``); PolicyTariff prices calls by dial.policy `tariff`
+    lines instead (link.tariff: call fees, minutes, charging units by zone).
+    Both answer ``call_cost(connect, seconds)``: what a call connected at
+    wall time `connect` costs after `seconds`.
 
 INVARIANTS
     Every value here is a frozen dataclass; times are absolute wall times
@@ -79,6 +82,27 @@ class Tariff:
     def describe(self) -> str:
         return (f"{self.setup:.2f} {self.currency} per call + {self.per_minute:.2f} {self.currency} "
                 f"per connected minute, billed per second (demo constants)")
+
+    def call_cost(self, connect: float, seconds: float) -> float:
+        return self.setup + self.per_minute * max(seconds, 0.0) / 60.0
+
+
+@dataclass(frozen=True)
+class PolicyTariff:
+    """Calls priced by dial.policy `tariff` lines (and its `timezone`), as the ledger prices them."""
+
+    lines: str
+    currency: str = "EUR"
+
+    def describe(self) -> str:
+        return "; ".join(ln.strip() for ln in self.lines.splitlines() if ln.strip().startswith("tariff"))
+
+    def call_cost(self, connect: float, seconds: float) -> float:
+        from datetime import datetime, timezone
+
+        from link.policy import parse
+        policy = parse(self.lines, file="<timeline tariff>")
+        return policy.tariff.cost(datetime.fromtimestamp(connect, timezone.utc), seconds, policy.zone)
 
 
 @dataclass(frozen=True)

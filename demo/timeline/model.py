@@ -12,7 +12,8 @@ DESCRIPTION
     timeline starts at `t0`, else at its first event or sample.
 
     Cost: each call costs Tariff.setup when the modem says CONNECT, then
-    Tariff.per_minute for every connected minute, billed per second, until
+    Tariff.per_minute for every connected minute, billed per second (or what
+    a PolicyTariff's dial.policy lines say, from the same connect time), until
     the hang-up (any event marked "hangup"; a call still up is billed to
     the time asked for).  Bytes at a time are the largest sample counter
     seen by then.
@@ -37,6 +38,7 @@ from demo.timeline.events import (
     Event,
     LogLine,
     Row,
+    PolicyTariff,
     Sample,
     Tariff,
 )
@@ -49,7 +51,7 @@ class Timeline:
     t0: float
     events: tuple[Event, ...]
     samples: tuple[Sample, ...]
-    tariff: Tariff
+    tariff: Tariff | PolicyTariff
 
     def calls(self) -> list[Call]:
         calls, dial, start = [], None, None
@@ -70,7 +72,7 @@ class Timeline:
         for c in self.calls():
             if c.connect <= t:
                 end = t if c.end is None else min(t, c.end)
-                cost += self.tariff.setup + self.tariff.per_minute * (end - c.connect) / 60.0
+                cost += self.tariff.call_cost(c.connect, end - c.connect)
         return cost
 
     def bytes_at(self, t: float) -> int:
@@ -109,7 +111,7 @@ class Timeline:
                 f"DNS queries in all: {dns}")
 
 
-def build(lines, world=(), samples=(), tariff: Tariff | None = None, *,
+def build(lines, world=(), samples=(), tariff: Tariff | PolicyTariff | None = None, *,
           isp_peers: tuple[str, ...] = ("10.64.0.1",), t0: float | None = None) -> Timeline:
     """The timeline of `lines` (LogLine), `world` (WorldEvent) and `samples` (Sample)."""
     parser = _Parser(isp_peers)

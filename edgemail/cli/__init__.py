@@ -10,6 +10,7 @@ MODULES
                   else the maildrop), -bs relayed to the daemon's listener
     flags.py      sendmail's flags -> SendmailArgs, and their --help (pure)
     message.py    stdin -> the message to queue and its recipients (pure)
+    addrtest.py   sendmail -bv (verify addresses) and -bt (address test mode)
     admin.py      ``edgemail``: its parser (every command, described), run,
                   config check, queue list|show, status; ``hoststat`` and
                   ``purgestat``

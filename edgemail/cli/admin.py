@@ -230,13 +230,16 @@ def _run(args: argparse.Namespace) -> int:
 def _config_check(args: argparse.Namespace) -> int:
     """The config and every file it names (cli/checks.py), as the daemon reads them."""
     from edgemail.cli.base import config_path
-    from edgemail.cli.checks import check_files
+    from edgemail.cli.checks import check_files, check_files_despite
     from edgemail.config import loader
     from edgemail.errors import ConfigError
+    path = args.file or config_path(getattr(args, "config", None))
     try:
-        cfg = loader.load(args.file or config_path(getattr(args, "config", None)))
+        cfg = loader.load(path)
     except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
+        found = check_files_despite(str(path))
+        for line in [str(exc), *found.errors, *found.warnings]:
+            print(line, file=sys.stderr)
         raise Exit(78) from None
     found = check_files(cfg)
     for line in found.errors + found.warnings:

@@ -37,7 +37,7 @@ TYPE_CHECKING = False     # not typing's: a call's start-up is its cost (config/
 if TYPE_CHECKING:
     from edgemail.config.model import Config
 
-EX_OK, EX_USAGE, EX_DATAERR, EX_NOINPUT = 0, 64, 65, 66
+EX_OK, EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_NOUSER = 0, 64, 65, 66, 67
 EX_SOFTWARE, EX_TEMPFAIL, EX_PROTOCOL, EX_CONFIG = 70, 75, 76, 78
 DEFAULT_CONFIG = "/etc/edgemail/edgemail.toml"
 
@@ -83,7 +83,11 @@ def load_light_config(explicit: str | None, prog: str):
     snapshot of the config when it is still true (config/snapshot.py: six
     values, no TOML parse), else the config loaded as load_config does."""
     from edgemail.config import snapshot
-    return snapshot.read(config_path(explicit)) or load_config(explicit, prog)
+    light = snapshot.read(config_path(explicit))
+    if light is None:
+        return load_config(explicit, prog)
+    light.load_full = lambda: load_config(explicit, prog)     # a path that needs more of it
+    return light
 
 
 def err(prog: str, text: str) -> None:

@@ -2,11 +2,17 @@
 every file it names, read with the daemon's own parsers.
 
 Owns: ``check_files(cfg) -> Findings`` (what ``config check`` adds to the
-loader's own errors) and ``alias_errors`` (every bad entry of an aliases
+loader's own errors; ``check_files_despite(path)`` the same when the loader
+refused the file itself) and ``alias_errors`` (every bad entry of an aliases
 file, not only the first).  What is checked, and with what:
 
     [local] aliases        delivery.aliases (and every :include: file): the
-                           daemon refuses to start on any error (exit 78)
+                           daemon refuses to start on any error (exit 78);
+                           a file that does not exist is a warning (no aliases)
+    [local] users_file     delivery.users (one user name a line): the
+                           daemon refuses to start on an error (exit 78)
+    [local] aliases, users an alias whose targets all end at an unknown
+                           local user (warning: RCPT to it is refused)
     [link] policy          daemon.reload.load_policy, then every bad line
                            (policycmd.every_error): the daemon refuses it
                            too; checked whenever a file is named
@@ -16,6 +22,13 @@ file, not only the first).  What is checked, and with what:
                            is a warning (the example names one to make)
     SmartHostCAFile        smtpc.tls.TlsPolicy.context(): the smart host's
                            certificate could never be verified
+    [smtpd] auth_file      smtpd.credentials.Credentials.load (the
+                           "user:hash" lines): the daemon refuses to start
+                           on an error (exit 78)
+    secrets files          SmartHostAuthFile, [smtpd] auth_file, each tls_key,
+                           [link] odmr's secret_file: readable by every user
+                           is a warning (the config file itself is 0644:
+                           every local user's sendmail reads it)
     [local] maildir_group  the daemon's user must be in it (warning)
     [link] pppd, device    modem mode: missing is a warning (the daemon
                            starts, a dial fails)
@@ -47,15 +60,69 @@ class Findings:
     warnings: list[str] = field(default_factory=list)
 
 
+#: the tables and keys that name the files checked here
+FILE_KEYS = frozenset({"local_domains", "local", "link", "smtpd", "SmartHostAuthFile", "SmartHostCAFile"})
+
+
+def check_files_despite(path: str) -> Findings:
+    """PATH has errors of its own: the files it names, checked from just the
+    tables that name them (nothing when those are wrong too), so that one
+    run of the check names every error it can."""
+    import tomllib
+
+    from edgemail.config import loader
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        data = tomllib.loads(text)
+        cfg = loader.from_dict({k: v for k, v in data.items() if k in FILE_KEYS}, path=path, text=text)
+    except (OSError, ValueError, ConfigError):     # a TOML syntax error is a ValueError
+        return Findings()
+    return check_files(cfg)
+
+
 def check_files(cfg: Config) -> Findings:
     out = Findings()
-    if cfg.local.aliases:
+    if cfg.local.aliases and not os.path.lexists(cfg.local.aliases):
+        out.warnings.append(f"{cfg.local.aliases}: local.aliases: warning: does not exist: no aliases "
+                            "(sendmail too runs without its alias file); create it, then newaliases")
+    elif cfg.local.aliases:
         out.errors += [str(e) for e in alias_errors(cfg.local.aliases, cfg.local)]
+    if cfg.local.users_file:
+        out.errors += _users_errors(cfg.local.users_file)
+    if not out.errors:
+        out.warnings += _unknown_alias_targets(cfg)
     if cfg.link.policy or cfg.link.mode != "none":
         out.errors += _policy_errors(cfg)
     _smart_host_files(cfg, out)
+    _secrets_kept(cfg, out)
+    if cfg.smtpd.auth_file:
+        _smtpd_credentials(cfg.smtpd.auth_file, out)
     _identity_and_programs(cfg, out)
     return out
+
+
+def secret_files(cfg: Config) -> list[tuple[str, str]]:
+    """(key, path) of every file the config names that holds a secret: the
+    config itself is world-readable (every user's sendmail reads it)."""
+    named = [("SmartHostAuthFile", cfg.SmartHostAuthFile), ("smtpd.auth_file", cfg.smtpd.auth_file)]
+    named += [(f"listen {lst.name}: tls_key", lst.tls_key) for lst in cfg.listeners]
+    if cfg.link.odmr:
+        named.append(("link.odmr.secret_file", cfg.link.odmr.secret_file))
+    return [(key, path) for key, path in named if path]
+
+
+def _secrets_kept(cfg: Config, out: Findings) -> None:
+    import stat
+    for key, path in secret_files(cfg):
+        if key in ("SmartHostAuthFile", "link.odmr.secret_file"):
+            continue                         # their loader refuses a mode that lets others read (an error)
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except OSError:
+            continue                         # missing: said where it is read
+        if mode & 0o004:
+            out.warnings.append(f"{path}: {key}: warning: every local user may read it (mode {mode:04o}): "
+                                f"chgrp edgemail {path}; chmod 0640 {path}")
 
 
 # ---------------------------------------------------------------- aliases
@@ -111,6 +178,38 @@ def _placed(pieces: list[tuple[int, list[str]]]) -> str:
     return "\n".join(lines)
 
 
+def _users_errors(path: str) -> list[str]:
+    from edgemail.delivery.users import load_users_file
+    try:
+        load_users_file(path)
+        return []
+    except ConfigError as exc:
+        return [str(exc)]
+
+
+def _unknown_alias_targets(cfg: Config) -> list[str]:
+    """Aliases whose every target ends at an unknown local user: RCPT to
+    them is refused 550 5.1.1 (for postmaster, against RFC 5321 4.5.1)."""
+    from edgemail.delivery.aliases import load
+    from edgemail.delivery.routing import Router
+    from edgemail.delivery.users import known_users
+    if not cfg.local.aliases or cfg.local.create_mailboxes:
+        return []
+    try:
+        aliases = load(cfg.local.aliases, cfg.local)
+        router = Router(cfg, aliases, known_users(cfg.local))
+    except (ConfigError, OSError):
+        return []                       # said as an error already
+    out = []
+    for name in sorted(aliases.entries):
+        reply = router.check_rcpt(f"{name}@{cfg.local_domains[0]}")
+        if reply and " 5.1.1 " in reply:
+            target = reply.partition("<")[2].partition(">")[0]
+            out.append(f"{cfg.local.aliases}: local.aliases: warning: {name} -> {target}: not a local "
+                       f"user ([local] users, users_file, passwd): RCPT TO:<{name}> is refused 550 5.1.1")
+    return out
+
+
 # ---------------------------------------------------------------- dial policy
 
 def _policy_errors(cfg: Config) -> list[str]:
@@ -155,6 +254,19 @@ def _auth_file(path: str, out: Findings) -> None:
         return
     try:
         load_credentials(path)
+    except ConfigError as exc:
+        out.errors.append(str(exc))
+
+
+def _smtpd_credentials(path: str, out: Findings) -> None:
+    """SMTP AUTH's credentials file, read as the daemon reads it at start."""
+    from edgemail.smtpd.credentials import Credentials
+    if os.geteuid() != 0 and os.path.exists(path) and not os.access(path, os.R_OK):
+        out.warnings.append(f"{path}: smtpd.auth_file: warning: not checked: uid {os.geteuid()} may not "
+                            "read it (as it should be); run the check as root")
+        return
+    try:
+        Credentials.load(path)
     except ConfigError as exc:
         out.errors.append(str(exc))
 

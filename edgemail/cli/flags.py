@@ -11,12 +11,14 @@ with it too) and ``usage(prog)``, the ``--help`` text of ``sendmail``,
 Accepted flags: ``-t``, ``-i``/``-oi``, ``-f ADDR``/``-fADDR``/``-r ADDR``,
 ``-F NAME``, ``-B 8BITMIME|7BIT``, ``-N never|success,failure,delay``,
 ``-R full|hdrs``, ``-V envid``, ``-bm`` (default), ``-bp``, ``-bi``,
-``-bs``, ``-bh``, ``-bH``, ``-q[R|S|I|!R|!S|!I]SUBSTR``, ``-C FILE``
+``-I`` (as ``-bi``), ``-bs``, ``-bh``, ``-bH``, ``-q[R|S|I|!R|!S|!I]SUBSTR``, ``-C FILE``
 (config), ``--help``, ``--``.  Ignored without error: every other
-``-oX...`` (``-oem``, ``-oee``, ``-oep``, ``-odq``/``-odb``/``-odi``:
+``-oX...`` (``-oeX``/``-eX``/``-OErrorMode=X`` only set ``error_mode``:
+m and e mail a refused recipient's report back, see sendmail.py; ``-odq``/``-odb``/``-odi``:
 delivery is always deferred, ``-om``), ``-O opt=val``, ``-U``, ``-v``,
 ``-m``, ``-n``, ``-G``, ``-h N``, ``-L tag``, ``-A m|c``, ``-d...``, ``-X
-file``, and ``-c``: as in sendmail, ``-c`` is HoldExpensive (option c), a
+file``, ``-M`` (a macro: ``-Mrlocal``), ``-p proto:host``, the obsolete
+``-e X`` and ``-T``, and ``-c``: as in sendmail, ``-c`` is HoldExpensive (option c), a
 flag without a value, and edgemail always holds expensive routes for the
 link.  ``-q15m`` (a periodic queue-run daemon) is not what the daemon
 needs: it schedules runs itself, so the interval is ignored and one queue
@@ -58,6 +60,9 @@ class SendmailArgs:
         self.envid: str | None = None     # -V
         self.config: str | None = None    # -C
         self.verbose = False
+        #: sendmail's ErrorMode (-oeX, -eX, -OErrorMode=X): p print (exit code), m mail
+        #: back (a report to the sender as well), e as m and exit 0, q quiet
+        self.error_mode = "p"
         self.queue_filters: list[str] = []
         self.notes: list[str] = []
         self.recipients: list[str] = []
@@ -74,13 +79,14 @@ class SendmailArgs:
 
 
 # flags that take a value (attached or as the next argument) and are ignored
-_IGNORED_WITH_VALUE = set("OLAhXd")
-_IGNORED_BARE = set("UvmnGsc")
+_IGNORED_WITH_VALUE = set("OLAhXdMpe")       # -M macro, -p protocol, -e: sendmail's
+_IGNORED_BARE = set("UvmnGscT")
 #: a queue-run filter, as ``sendmail -q`` and ``edgemail queue run`` take it
 QUEUE_FILTER = re.compile(r"(!?)([RSI])(.+)")
 _DEFAULT_MODE = {"mailq": "p", "newaliases": "i"}
 _MODE_NAMES = {"p": "-bp (list the queue)", "i": "-bi (newaliases)", "q": "-q (queue run)",
-               "s": "-bs (SMTP on stdin)", "h": "-bh (host status)", "H": "-bH (purge host status)"}
+               "s": "-bs (SMTP on stdin)", "h": "-bh (host status)", "H": "-bH (purge host status)",
+               "t": "-bt (address test mode: addresses on stdin)"}
 
 
 class _Argv:
@@ -135,7 +141,11 @@ def _flag(a: SendmailArgs, arg: str, args: _Argv) -> None:
     elif flag in _BARE:
         _BARE[flag](a, rest)
     elif flag in _IGNORED_WITH_VALUE:
-        a.notes.append(f"ignored -{flag} {args.value(flag, rest)}")
+        value = args.value(flag, rest)
+        if flag == "e" or (flag == "O" and value.lower().startswith("errormode=")):
+            _error_mode(a, value.rsplit("=", 1)[-1])
+        else:
+            a.notes.append(f"ignored -{flag} {value}")
     elif flag in _IGNORED_BARE:
         a.verbose = a.verbose or flag == "v"
         if flag == "c":
@@ -163,9 +173,16 @@ def _same(text: str) -> str:
     return text
 
 
+def _full_name(text: str) -> str:
+    """-F NAME: one line of text (a line break would start a header field of its own)."""
+    if any(ord(c) < 32 and c != "\t" or c == "\x7f" for c in text):
+        raise UsageError(f"-F takes a name on one line without control characters, got {text!r}")
+    return text
+
+
 #: flags with a value -> (SendmailArgs attribute, converter)
 _VALUED: dict[str, tuple[str, Callable]] = {
-    "f": ("sender", _same), "r": ("sender", _same), "F": ("full_name", _same), "V": ("envid", _same),
+    "f": ("sender", _same), "r": ("sender", _same), "F": ("full_name", _full_name), "V": ("envid", _same),
     "C": ("config", _same), "B": ("body", _one_of("B", ("8BITMIME", "7BIT"))),
     "R": ("ret", _one_of("R", ("FULL", "HDRS"))), "N": ("notify", _dsn_notify),
 }
@@ -182,15 +199,25 @@ def _ignore_dots(a: SendmailArgs, rest: str) -> None:
 
 def _option(a: SendmailArgs, rest: str) -> None:
     if rest[:1] == "i" and rest[1:] in ("", "True", "true"):
-        a.ignore_dots = True      # -oi; every other -oX is ignored
+        a.ignore_dots = True      # -oi; -oeX is ErrorMode; every other -oX is ignored
+    elif rest[:1] == "e" and rest[1:]:
+        _error_mode(a, rest[1:])
+
+
+def _error_mode(a: SendmailArgs, mode: str) -> None:
+    """ErrorMode: m and e mail a refused recipient's report back; p and q do not
+    (w, sendmail's old write-to-terminal, is p here)."""
+    a.error_mode = {"w": "p"}.get(mode[:1].lower(), mode[:1].lower())
+    if a.error_mode not in ("p", "m", "e", "q"):
+        raise UsageError(f"ErrorMode takes p, m, e, q or w, got {mode!r}")
 
 
 def _mode(a: SendmailArgs, rest: str) -> None:
-    if rest in ("m", "p", "i", "s", "h", "H"):
-        a.mode = rest                 # h/H host status: -bh print, -bH purge
+    if rest in ("m", "p", "i", "s", "h", "H", "v", "t"):
+        a.mode = rest                 # h/H host status: -bh print, -bH purge; v verify, t address test
     elif rest == "d":
         raise UsageError("-bd: the daemon is started with `edgemail run`")
-    elif rest in ("t", "v", "D", "P"):
+    elif rest in ("D", "P"):
         raise UsageError(f"-b{rest} is not supported by edgemail")
     else:
         raise UsageError(f"unknown mode -b{rest}")
@@ -219,6 +246,7 @@ def _queue_flag(a: SendmailArgs, rest: str) -> None:
 
 _BARE: dict[str, Callable[[SendmailArgs, str], None]] = {
     "t": _extract, "i": _ignore_dots, "o": _option, "b": _mode, "q": _queue_flag,
+    "I": lambda a, rest: _mode(a, "i"),          # sendmail's -I: initialise the aliases (-bi)
 }
 
 
@@ -236,6 +264,8 @@ Modes:
   -bp              list the queue (as mailq)
   -bi              check the aliases file, then have the daemon read it again (newaliases)
   -bs              speak SMTP on stdin/stdout (relayed to the daemon's listener)
+  -bv ADDR...      verify addresses: the route of each (after aliases), nothing is sent
+  -bt              address test mode: the route of each address read from stdin
   -bh, -bH         print the host status (hoststat), forget expired host status (purgestat)
   -q[!]R|S|I SUBSTR
                    ask the daemon for a queue run: recipient, sender or queue id containing
@@ -251,13 +281,15 @@ Submission:
                    DSN NOTIFY for every recipient
   -R full|hdrs     DSN RET: what a bounce returns
   -V ENVID         DSN ENVID
+  -oem, -oee       ErrorMode m / e: a refused recipient's report is mailed back to the
+                   sender with the message as well (e: and exit 0); -oep (default) prints
 Other:
   -C FILE          configuration file (default $EDGEMAIL_CONFIG or /etc/edgemail/edgemail.toml)
   -v               say what is ignored and where the message went
   -c               HoldExpensive (sendmail's -c): always so, expensive routes wait for the link
   --help           this text
 Accepted and ignored as sendmail's: -oX (other options), -O opt=val, -U, -m, -n, -G,
-  -h N, -L tag, -A m|c, -d..., -X file.
+  -h N, -L tag, -A m|c, -d..., -X file, -Mxvalue, -p proto:host, -e x, -T; -I is -bi.
 
 Exit codes (sysexits.h): 0 queued, 64 usage, 65 bad address or message, 66 stdin
 unreadable, 75 temporary failure (try again), 78 configuration error.

@@ -172,9 +172,9 @@ def write(out: dict[str, str], directory: str, *, force: bool) -> list[str]:
         os.makedirs(directory, exist_ok=True)
         for path, name in zip(paths, FILES):
             if force:
-                write_atomically(path, out[name], 0o640)
+                write_atomically(path, out[name], 0o644)
             else:
-                write_new(path, out[name].encode(), 0o640)
+                write_new(path, out[name].encode(), 0o644)
         fsync_dir(directory)
     except OSError as exc:
         err("edgemail", f"import: cannot write {exc.filename or directory}: {exc.strerror}")

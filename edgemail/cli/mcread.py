@@ -336,22 +336,32 @@ def read_crontab(text: str) -> list[CronJob]:
             if env.group(1) in ("CRON_TZ", "TZ"):
                 jobs.append(CronJob(n, (), "", "zone", (env.group(2).strip().strip("\"'"),), line))
             continue
-        jobs.append(_job(n, line))
+        jobs += _jobs(n, line)
     return jobs
 
 
-def _job(n: int, line: str) -> CronJob:
+def _jobs(n: int, line: str) -> list[CronJob]:
+    """One job per command of the line: ``sendmail -q; etrn.pl HOST DOMAIN``
+    (or joined by &&, ||, |) is a queue run and an ETRN at the same time."""
     words = line.split()
     if words[0].startswith("@"):
         spec = _SPECIAL.get(words[0].lower())
         if spec is None:
-            return CronJob(n, (), " ".join(words[1:]), "other", (), line)
+            return [CronJob(n, (), " ".join(words[1:]), "other", (), line)]
         words = spec.split() + words[1:]
     if len(words) < 6:
-        return CronJob(n, tuple(words[:5]), "", "other", (), line)
-    command = " ".join(words[5:])
-    kind, args = classify(words[5:])
-    return CronJob(n, tuple(words[:5]), command, kind, args, line)
+        return [CronJob(n, tuple(words[:5]), "", "other", (), line)]
+    out = []
+    for command in _SEPARATOR.split(" ".join(words[5:])):
+        if command.strip():
+            kind, args = classify(command.split())
+            out.append(CronJob(n, tuple(words[:5]), command.strip(), kind, args, line))
+    return out
+
+
+#: what joins two commands on a cron line (``2>&1`` is a redirection, not a separator)
+_SEPARATOR = re.compile(r"\s*(?:;|&&|\|\||\|)\s*")
+_REDIRECT = re.compile(r"^[0-9]*[<>]")
 
 
 def _base(word: str) -> str:
@@ -363,7 +373,7 @@ def classify(words: list[str]) -> tuple[str, tuple[str, ...]]:
     bases = [_base(w) for w in words]
     for i, b in enumerate(bases):
         if "etrn" in b:
-            return "etrn", tuple(w for w in words[i + 1:] if not w.startswith(("-", ">", "2>", "<", "|", "&")))
+            return "etrn", _operands(words[i + 1:])
         if b == "runq":
             return "queue-run", ()
         if b in ("sendmail", "mailq") and any(w.startswith("-q") for w in words[i + 1:]):
@@ -371,3 +381,18 @@ def classify(words: list[str]) -> tuple[str, tuple[str, ...]]:
         if b == "fetchmail":
             return "poll", ()
     return "other", ()
+
+
+def _operands(words: list[str]) -> tuple[str, ...]:
+    """An ETRN script's server and domains: its words without options and
+    redirections (``>/dev/null``, ``2>&1``, or ``> FILE``: FILE too)."""
+    out: list[str] = []
+    skip = False
+    for w in words:
+        if skip:
+            skip = False
+        elif _REDIRECT.match(w):
+            skip = _REDIRECT.sub("", w).lstrip("&") == ""
+        elif not w.startswith(("-", "&")):
+            out.append(w)
+    return tuple(out)

@@ -4,14 +4,18 @@ into a queueable message and its recipients.
 Owns: ``prepare(raw, args, sender=, domain=, hostname=, now=) ->
 Prepared`` (data with CRLF line ends, recipients, Message-ID, precedence
 class) and its parts: ``read_lines`` (input hygiene), ``split_header``,
-``qualify`` (one address), ``header_recipients`` (``-t``).
+``qualify`` (one address), ``header_recipients`` (``-t``), and
+``strip_unix_from`` (a first line ``From addr date``, an mbox separator:
+removed as sendmail removes it; root's message without -f takes its
+sender from it, sendmail.py decides).
 
 Input hygiene (DESIGN.md): LF and CRLF line ends become CRLF, a bare CR
 becomes a space, NUL bytes are dropped.  Without ``-i`` a line holding only
 ``.`` ends the input and a leading ``..`` becomes ``.`` (sendmail's
 collect()).  Missing Date:, Message-ID: and From: headers are added (From:
 from ``-F``/``-f`` or the login name); unqualified addresses get the first
-local domain.  The trace line (``Received: (from USER@localhost) by
+local domain, in the envelope and in the address header fields alike
+(address.py ``parse_address(domain=)`` and ``qualify_header``: one rule).  The trace line (``Received: (from USER@localhost) by
 HOSTNAME (edgemail); DATE``) is not made here: the daemon's submit op
 prepends it with the user the kernel names (daemon/ops.py
 ``received_local``), and sendmail.py does the same for a message it
@@ -24,8 +28,15 @@ caller passes the bytes, the domain, the host name and ``now`` (only a new
 Message-ID draws on the pid and os.urandom).  Header lines are kept as they
 came (folded lines stay folded); the body is not looked into.
 
-Fails: ``DataError`` for an address that does not parse (EX_DATAERR),
-``UsageError`` when no recipient is left (EX_USAGE).
+Under ``-t`` a recipient field (To:, Cc:, Bcc:, Resent-*) holding a bare CR,
+or a bare LF in a header with CRLF line ends elsewhere, is refused
+(``bare_line_end``; DataError, EX_DATAERR 65: the data is malformed, not
+the command line), rather than letting hygiene turn the rest of that
+header's text into recipients or new fields.
+
+Fails: ``DataError`` for an address that does not parse or a recipient
+field with a bare CR/LF (EX_DATAERR), ``UsageError`` when no recipient is
+left (EX_USAGE).
 """
 
 from __future__ import annotations
@@ -68,7 +79,18 @@ def read_lines(raw: bytes, *, ignore_dots: bool) -> list[bytes]:
     return out
 
 
-_HEADER = re.compile(rb"[!-9;-~]+:")
+HEADER_NAME = re.compile(rb"[!-9;-~]+:")
+
+
+def strip_unix_from(raw: bytes) -> tuple[bytes, str | None]:
+    """An mbox separator as the first line (``From addr date``), as a
+    message saved from a mailbox has: removed (sendmail's collect() does);
+    its address, or None when there is no such line."""
+    if not raw.startswith(b"From "):
+        return raw, None
+    first, nl, rest = raw.partition(b"\n")
+    words = first[5:].decode("utf-8", "replace").split()
+    return rest if nl else b"", (words[0] if words else None)
 
 
 def split_header(lines: list[bytes]) -> tuple[list[bytes], list[bytes]]:
@@ -79,7 +101,7 @@ def split_header(lines: list[bytes]) -> tuple[list[bytes], list[bytes]]:
             return fields, lines[n + 1:]
         if line[:1] in (b" ", b"\t") and fields:
             fields[-1] += b"\r\n" + line
-        elif _HEADER.match(line):
+        elif HEADER_NAME.match(line):
             fields.append(line)
         else:
             return fields, lines[n:]
@@ -101,12 +123,10 @@ def qualify(addr: str, domain: str) -> str:
         parse_address,
     )
     addr = addr.strip()
-    if addr.startswith("<") and addr.endswith(">"):
-        addr = addr[1:-1]
-    if addr and "@" not in addr:
-        addr = f"{addr}@{domain}"
+    if addr.endswith(">") and "<" in addr:       # "<a@x>", "Name <a@x>" (sendmail takes both)
+        addr = addr[addr.rindex("<") + 1:-1]
     try:
-        return str(parse_address(addr))
+        return str(parse_address(addr, domain=domain))
     except AddressError as exc:
         raise DataError(f"bad address {addr!r}: {exc}") from None
 
@@ -121,10 +141,47 @@ def header_recipients(fields: list[bytes]) -> list[str]:
     return [addr for _, addr in email.utils.getaddresses(values) if addr]
 
 
+#: the fields ``-t`` takes recipients from
+RECIPIENT_FIELDS = frozenset({"to", "cc", "bcc", "resent-to", "resent-cc", "resent-bcc"})
+
+
+def bare_line_end(raw: bytes) -> tuple[str, str] | None:
+    """(field name, "bare CR" or "bare LF") for the first recipient field of
+    the header that held a bare CR, or a bare LF when other lines of the
+    header end in CRLF (there a bare LF is no line end: hygiene would make it one
+    and turn the rest of the field into a new line, or a new field after
+    it); None if there is none.  The field a bare-LF line ends and the field
+    its next line starts are both tainted."""
+    pieces = raw.replace(b"\0", b"").split(b"\n")
+    end = next((n for n, p in enumerate(pieces) if p in (b"", b"\r")), len(pieces))
+    crlf = any(p.endswith(b"\r") for p in pieces[:min(end, len(pieces) - 1)])
+    name, carried = "", ""
+    for n, piece in enumerate(pieces):
+        ended = n < len(pieces) - 1                 # this piece ended in LF
+        line = piece[:-1] if ended and piece.endswith(b"\r") else piece
+        if line == b"":
+            return None
+        if line[:1] not in (b" ", b"\t"):
+            if not HEADER_NAME.match(line):
+                return None
+            name = _name(line)
+        taint = carried or ("bare CR" if b"\r" in line else "")
+        carried = "bare LF" if crlf and ended and not piece.endswith(b"\r") else ""
+        taint = taint or carried
+        if taint and name in RECIPIENT_FIELDS:
+            return name, taint
+    return None
+
+
 def prepare(raw: bytes, a: SendmailArgs, *, sender: str, domain: str, hostname: str,
             now: float) -> Prepared:
     """Build the message to queue and its recipients.  Raises DataError/UsageError."""
+    from edgemail.address import qualify_header   # lazily: mailq does not need it
+    if a.extract and (bad := bare_line_end(raw)):
+        raise DataError(f"{bad[0].title()}: header holds a {bad[1]}: not taking recipients from it "
+                        "(-t); fix the line ends (CRLF or LF throughout)")
     fields, body = split_header(read_lines(raw, ignore_dots=a.ignore_dots))
+    fields = [qualify_header(f, domain) for f in fields]
     rcpts, fields = _recipients(fields, a, domain)
     added, msgid = _missing_headers(fields, a, sender=sender, hostname=hostname, now=now)
     precedence = precedence_class(next((_value(f) for f in fields if _name(f) == "precedence"), None))
@@ -165,6 +222,10 @@ def _missing_headers(fields: list[bytes], a: SendmailArgs, *, sender: str, hostn
     return added, msgid
 
 
+#: a comma outside "quotes" and <angle brackets> separates two addresses
+_LIST_ITEM = re.compile(r'(?:"(?:[^"\\]|\\.)*"|<[^>]*>|[^,"<])+')
+
+
 def _split_list(arg: str) -> list[str]:
-    """sendmail accepts "a@x, b@y" as one argument."""
-    return [x for x in (p.strip() for p in arg.split(",")) if x]
+    """sendmail accepts "a@x, b@y" as one argument ('"Smith, J" <j@x>' is one address)."""
+    return [x for x in (m.group().strip() for m in _LIST_ITEM.finditer(arg)) if x]

@@ -52,7 +52,13 @@ import re
 from dataclasses import dataclass, field
 
 from edgemail.cli.mcread import Item
-from edgemail.config.model import PRIVACY_WORDS, QUEUE_SORT_ORDERS
+from edgemail.config.model import (
+    PRIVACY_EFFECT,
+    PRIVACY_GOAWAY,
+    PRIVACY_NOT_CARRIED,
+    PRIVACY_WORDS,
+    QUEUE_SORT_ORDERS,
+)
 
 #: sendmail option -> (edgemail key, kind, sendmail's default unit for a bare number)
 OPTIONS = {
@@ -204,11 +210,18 @@ def _delivery_mode(plan: Plan, inputs: Inputs, it: Item) -> None:
 
 
 def _privacy(plan: Plan, inputs: Inputs, it: Item) -> None:
+    """Each word: what it does here (carried), or why it does nothing (named)."""
     words = [w.strip().lower() for w in it.value.split(",") if w.strip()]
     unknown = [w for w in words if w not in PRIVACY_WORDS]
-    known = ",".join(w for w in words if w in PRIVACY_WORDS)
     if unknown:
         _drop(plan, inputs, it, f"PrivacyOptions {', '.join(unknown)}: unknown to edgemail")
+    expanded = [*dict.fromkeys(w for x in words for w in ([x, *sorted(PRIVACY_GOAWAY)] if x == "goaway" else [x]))]
+    for w in expanded:
+        if w in PRIVACY_NOT_CARRIED:
+            _drop(plan, inputs, it, f"PrivacyOptions {w}: {PRIVACY_NOT_CARRIED[w]}")
+        elif w in PRIVACY_EFFECT:
+            plan.carried.append(f"{where(inputs, it)}: PrivacyOptions {w} -> {PRIVACY_EFFECT[w]}")
+    known = ",".join(w for w in words if w in PRIVACY_WORDS)
     if known:
         _keep(plan, plan.top, "PrivacyOptions", known, inputs, it, {"PrivacyOptions": known})
 

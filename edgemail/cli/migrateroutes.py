@@ -192,7 +192,8 @@ def add_rule(plan: Plan, fields: str, action: str, source: str) -> None:
         if rule_fields == fields:
             if action not in actions:
                 actions.append(action)
-            sources.append(source)
+            if source not in sources:
+                sources.append(source)
             return
     plan.rules.append((fields, [action], [source]))
 

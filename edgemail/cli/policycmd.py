@@ -55,7 +55,7 @@ def every_error(text: str, file: str) -> list[PolicyError]:
     errors = []
     for n, line in enumerate(text.splitlines(), 1):
         try:
-            parse("\n" * (n - 1) + line, file=file)
+            parse("\n" * (n - 1) + line, file=file, whole=False)
         except PolicyError as exc:
             errors.append(exc)
     if not errors:
@@ -87,7 +87,7 @@ def _settings_words(policy: Policy) -> list[str]:
 
     def d(seconds: float) -> str:
         return durations.describe(seconds) if seconds else "off"
-    return [f"hang up after {durations.describe(s.idle_hangup_s)} of quiet",
+    words = [f"hang up after {durations.describe(s.idle_hangup_s)} of quiet",
             f"calls last at most {durations.describe(s.max_connect_s)}",
             "budget " + (f"{s.calls_per_day} calls" if s.calls_per_day else "unlimited calls") + " and "
             + (f"{s.minutes_per_day:g} minutes" if s.minutes_per_day else "unlimited minutes") + " a day",
@@ -95,7 +95,21 @@ def _settings_words(policy: Policy) -> list[str]:
             f"dial when the oldest waits {d(s.dial_when_oldest_s)}" if s.dial_when_oldest_s else "no age threshold",
             "urgent mail dials at once" if s.urgent_immediate else "urgent mail waits for the rules",
             f"a rule missed by less than {durations.describe(s.catchup_s)} still dials",
-            f"no redial within {durations.describe(s.redial_gap_s)} of the last dial"]
+            f"no redial within {durations.describe(s.redial_gap_s)} of the last dial",
+            "rules count from the last call (schedule = relative)" if s.relative else "rules fire at their times"]
+    return words + _economy_words(policy)
+
+
+def _economy_words(policy: Policy) -> list[str]:
+    """Chargehup and big mail, when they do something."""
+    s, out = policy.settings, []
+    if s.chargehup and policy.tariff.has_units:
+        out.append(f"chargehup: hang up {durations.describe(s.chargehup_margin_s)} before the next unit"
+                   + (f", one more ETRN in it when a poll is due within {durations.describe(s.unit_poll_s)}"
+                      if s.unit_poll_s else ""))
+    if s.big_mail:
+        out.append(f"mail of {s.big_mail} bytes or more waits for a cheap window unless urgent")
+    return out
 
 
 def summary(policy: Policy, file: str) -> str:
@@ -104,6 +118,8 @@ def summary(policy: Policy, file: str) -> str:
              f"timezone {policy.zone.key}"]
     lines += [f"  line {r.line:<4} {r.text}" for r in policy.rules]
     lines += [f"  forbid {w.text}" for w in policy.windows]
+    lines += [f"  cheap {w.text}" for w in policy.cheap]
+    lines += [f"  tariff {p.text}" for p in policy.tariff.prices]
     lines.append("settings: " + "; ".join(_settings_words(policy)))
     return "\n".join(lines) + "\n"
 
@@ -111,7 +127,8 @@ def summary(policy: Policy, file: str) -> str:
 def policy_json(policy: Policy, file: str) -> dict:
     return {"file": file, "timezone": policy.zone.key,
             "rules": [{"line": r.line, "text": r.text, "actions": sorted(r.actions)} for r in policy.rules],
-            "forbidden": [w.text for w in policy.windows], "settings": asdict(policy.settings)}
+            "forbidden": [w.text for w in policy.windows], "settings": asdict(policy.settings),
+            "tariff": [p.text for p in policy.tariff.prices], "cheap": [w.text for w in policy.cheap]}
 
 
 def policy_check(args: argparse.Namespace) -> int:

@@ -57,26 +57,30 @@ from edgemail.errors import ConfigError, ControlError
 
 
 def listing(cfg, fmt: str):
-    """(total, items) of the daemon's streamed queue_list; raises OtherVersion
-    for a reply of another form."""
+    """(first line, items) of the daemon's streamed queue_list (its total, and
+    how many files corrupt/ holds); raises OtherVersion for another form."""
     it = ControlClient(cfg.control_socket, timeout=cfg.Timeout.control).stream("queue_list", format=fmt)
-    return field(next(it), "total", int, "queue_list reply"), it
+    head = next(it)
+    field(head, "total", int, "queue_list reply")
+    return head, it
 
 
 def print_mailq(cfg, out=None) -> int:
     """sendmail's mailq listing; the daemon sends each entry preformatted.
     With the daemon down, the spool read from disk (cli/spoolview.py)."""
+    from edgemail.daemon.listing import corrupt_line
     out = out or sys.stdout
     try:
-        total, batches = listing(cfg, "mailq")
+        head, batches = listing(cfg, "mailq")
+        total, damaged = head["total"], corrupt_line(cfg.spool_dir, head.get("corrupt", 0))
         if not total:
-            out.write("Mail queue is empty\n")
+            out.write("Mail queue is empty\n" + damaged)
             return EX_OK
         out.write(f"\t\t{cfg.spool_dir} ({total} request{'s' if total != 1 else ''})\n"
                   "-----Q-ID----- --Size-- -----Q-Time----- ------------Sender/Recipient-----------\n")
         for batch in batches:
             out.write(field(batch, "text", str, "queue listing"))
-        out.write(f"\t\tTotal requests: {total}\n")
+        out.write(f"\t\tTotal requests: {total}\n" + damaged)
     except DaemonUnreachable as exc:
         return _from_disk(cfg, exc, "mailq", lambda q: spoolview().print_disk_mailq(q, out))
     except ControlError as exc:
@@ -108,13 +112,18 @@ def reload_daemon(cfg, prog: str, reason: str, *, as_json: bool = False, only: s
     here (errors name FILE:LINE, exit 65), then have the daemon read them and
     the dial policy again (as SIGHUP does); ``only="aliases"`` (newaliases):
     the aliases alone, whatever state the other files are in."""
+    from edgemail.cli.checks import alias_errors
     from edgemail.delivery.aliases import load as load_aliases
     name = cfg.local.aliases or "(no aliases file)"
     try:
-        count = len(load_aliases(cfg.local.aliases, cfg.local).entries)
-    except ConfigError as exc:
-        err(prog, str(exc))
+        table = load_aliases(cfg.local.aliases, cfg.local)
+    except ConfigError:
+        for error in alias_errors(cfg.local.aliases, cfg.local):      # every bad entry, FILE:LINE each
+            err(prog, str(error))
         return EX_DATAERR
+    count = len(table.entries)
+    if table.missing:
+        err(prog, f"warning: {name} does not exist: no aliases")
     try:
         fields = {"only": only} if only else {}
         reply = ControlClient(cfg.control_socket, timeout=cfg.Timeout.control).request("reload", reason=reason, **fields)

@@ -67,6 +67,8 @@ def status_text(r: dict, now: float) -> str:
 def _queue_line(r: dict) -> str:
     q = r.get("queue")
     line = f"queue:       {r.get('queued', 0)} message(s), {r.get('held', 0)} held"
+    if r.get("held_for_etrn"):
+        line += f", {r['held_for_etrn']} kept for ETRN/ATRN"
     if isinstance(q, dict):
         line += (f"; {q.get('expensive', 0)} for the link, {q.get('due', 0)} due, "
                  f"oldest {age(q.get('oldest_age_s'))}, {q.get('urgent', 0)} urgent")
@@ -100,7 +102,17 @@ def _link_details(r: dict, now: float) -> list[str]:
     b = r.get("budget_left") or {}
     budget = ", ".join(f"{'unlimited' if b.get(k) is None else _num(b[k])} {k}" for k in ("calls", "minutes"))
     return [f"next dial:   {when} ({nxt.get('reason') or '-'})", f"budget left: {budget} today",
-            "last ETRN:   " + _etrn(r.get("last_etrn"), now), "last call:   " + _call(r.get("last_call"), now)]
+            "last ETRN:   " + _etrn(r.get("last_etrn"), now), "last call:   " + _call(r.get("last_call"), now),
+            "cost:        " + _cost(r.get("cost"), now)]
+
+
+def _cost(c, now: float) -> str:
+    """Today's cost and the last calls' (the tariff of dial.policy, from real connect times)."""
+    if not c:
+        return "-"
+    calls = "; ".join(f"{moment(x.get('start'), now)} {x.get('connect_s', 0):.0f}s {x.get('cost', 0):.2f}"
+                      for x in c.get("recent", []))
+    return f"{c.get('today', 0):.2f} today ({c.get('calls_today', 0)} call(s)); recent calls: {calls or 'none'}"
 
 
 def _num(value) -> str:
@@ -120,7 +132,7 @@ def _call(c, now: float) -> str:
         return "none"
     return (f"{moment(c.get('start'), now)}, connected {c.get('connect_s', 0):.1f}s, "
             f"sent {c.get('bytes_sent', 0)} bytes, received {c.get('bytes_rcvd', 0)} bytes, "
-            f"ended by {c.get('cause') or '-'}")
+            f"ended by {c.get('cause') or '-'}, cost {c.get('cost', 0):.2f}")
 
 
 # ---------------------------------------------------------------- queue show

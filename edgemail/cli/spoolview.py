@@ -44,6 +44,8 @@ class DiskQueue:
     damaged: list[str] = field(default_factory=list)
     #: why maildrop/ was not listed ("" when it was)
     drops_unseen: str = ""
+    #: files in corrupt/ (damaged, kept for inspection)
+    corrupt: int = 0
 
 
 def read_spool(spool_dir: str, retry_factor: int = 0) -> DiskQueue:
@@ -58,6 +60,10 @@ def read_spool(spool_dir: str, retry_factor: int = 0) -> DiskQueue:
                 out.entries.append(entry)
     _read_drops(out, retry_factor)
     out.entries.sort(key=lambda e: (e.created, e.qid))
+    try:
+        out.corrupt = len(os.listdir(os.path.join(out.directory, "corrupt")))
+    except OSError:
+        pass                                 # never started, or not ours to list: nothing to count
     return out
 
 
@@ -143,6 +149,8 @@ def print_disk_mailq(q: DiskQueue, out=None) -> None:
         _section(out, "Maildrop status (queued when the daemon starts)...", os.path.join(q.directory, "maildrop"),
                  q.drops)
     _section(out, "Queue status...", q.directory, q.entries)
+    from edgemail.daemon.listing import corrupt_line
+    out.write(corrupt_line(q.directory, q.corrupt))
 
 
 def disk_rows(q: DiskQueue) -> list[dict]:

@@ -28,6 +28,8 @@ def dump(cfg: Config) -> str:
     sections = []
     for f in fields(cfg):
         v = getattr(cfg, f.name)
+        if f.name == "host_addresses":        # the daemon's, never a key of the file
+            continue
         if f.name in _TABLES or is_dataclass(v):
             sections.append(f.name)
         else:

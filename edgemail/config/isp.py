@@ -16,7 +16,8 @@ and the checks that need more than one section (``check``):
   * a [routes] entry for a customer's domain pattern is an error (the
     customer's hold route and the table would disagree);
   * ``[[listen]] odmr = true`` needs a customer with a ``user``, AUTH
-    (``[smtpd] auth_file``) and TLS for it (or ``auth_plaintext``);
+    (``[smtpd] auth_file`` or ``cram_secrets``) and TLS for it (or
+    ``auth_plaintext``, or ``cram_plaintext`` for CRAM-MD5: fetchmail's ODMR);
   * ``[link] odmr`` needs host, user and secret_file; with ``etrn_host``
     as well it is an error (the call asks one way: ETRN or ODMR).
 
@@ -188,9 +189,10 @@ def _check_odmr_listener(reader: Any, lst: Listener, nth: int, customers) -> Non
     if not any(c.user for c in customers):
         why = "an ODMR listener needs a [[customer]] with a user (ATRN is for authenticated customers only)"
     elif not lst.auth:
-        why = "an ODMR listener needs AUTH: set [smtpd] auth_file (the customers' passwords)"
-    elif not lst.tls and not lst.auth_plaintext:
-        why = "AUTH is offered only after STARTTLS: give tls_cert and tls_key (or auth_plaintext = true)"
+        why = "an ODMR listener needs AUTH: set [smtpd] auth_file or cram_secrets (the customers' secrets)"
+    elif not lst.tls and not lst.auth_plaintext and not lst.cram_plaintext:
+        why = ("AUTH is offered only after STARTTLS: give tls_cert and tls_key (or auth_plaintext = true, "
+               "or cram_plaintext = true with [smtpd] cram_secrets)")
     else:
         return
     reader.error("listen", "odmr", f"listener {lst.name!r}: {why}", nth)

@@ -4,16 +4,18 @@ each ``[[listen]]``.
 Owns: reading ``[smtpd]`` (limits, ``auth_file``, the AUTH failure limit,
 the ``[smtpd.sender_login]`` table) and the ``[[listen]]`` tables
 (address, port, strict, greet_pause, tls_cert/tls_key, require_tls, auth,
-auth_plaintext, submission, odmr), and the rules between them:
+auth_plaintext, cram_plaintext, submission, odmr), and the rules between them:
 
   * tls_cert and tls_key come together, and must load (PEM, the key
     matching the certificate): ``edgemail config check`` says so before
-    the daemon would;
+    the daemon would; a key this user may not read is not checked unless
+    we are root (every local user's sendmail loads this file; the key is
+    root:edgemail 0640);
   * require_tls needs TLS; a submission listener needs ``auth_file`` and a
     way to authenticate (TLS, or auth_plaintext); ``auth = true`` needs
-    ``auth_file``;
+    ``auth_file`` or ``cram_secrets``; ``cram_plaintext`` needs ``cram_secrets``;
   * greet_pause defaults to 0.5 s on strict listeners, 0 elsewhere; auth
-    defaults to whether ``auth_file`` is set.
+    defaults to whether ``auth_file`` or ``cram_secrets`` is set.
 
 Errors name the key and the line of the listener it is in (the second
 ``[[listen]]``'s line for the second listener).  Paths are taken relative
@@ -26,6 +28,7 @@ and on SIGHUP) or keeps the TLS context it tried (the listener makes its own).
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import ssl
 from collections.abc import Callable
@@ -38,7 +41,7 @@ from edgemail.config.values import _nonneg_int, _str_tuple, _typed, parse_durati
 _BOOL = _typed(bool, "true or false")
 _PATH = _typed(str, "a file path")
 _LISTEN_KEYS = ["name", "address", "port", "strict", "greet_pause", "tls_cert", "tls_key",
-                "require_tls", "auth", "auth_plaintext", "submission", "odmr"]
+                "require_tls", "auth", "auth_plaintext", "cram_plaintext", "submission", "odmr"]
 _SENDER = re.compile(r"(?:[^@\s<>]+)?@[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
 STRICT_GREET_PAUSE = 0.5
 
@@ -50,7 +53,10 @@ def smtpd_section(reader: Reader, data: dict, rel: Callable[[str], str]) -> Smtp
     if isinstance(table, dict) and "sender_login" in table:
         logins = _sender_login(reader, table.pop("sender_login"))
     smtpd = simple_section(reader, data, "smtpd", SmtpdConfig, {})
-    return replace(smtpd, auth_file=rel(smtpd.auth_file), sender_login=logins)
+    if smtpd.max_session_time <= 0:
+        reader.error("smtpd", "max_session_time", "expected a duration above 0 (every session would end at once)")
+    return replace(smtpd, auth_file=rel(smtpd.auth_file), cram_secrets=rel(smtpd.cram_secrets),
+                   sender_login=logins)
 
 
 def _sender_login(reader: Reader, table: object) -> dict[str, tuple[str, ...]]:
@@ -99,13 +105,14 @@ def _listener(reader: Reader, item: dict, nth: int, smtpd: SmtpdConfig,
     pause = reader.take(item, s, "greet_pause", parse_duration,
                         STRICT_GREET_PAUSE if strict else 0.0, nth)
     flags = {key: reader.take(item, s, key, _BOOL, None, nth)
-             for key in ("require_tls", "auth", "auth_plaintext", "submission", "odmr")}
+             for key in ("require_tls", "auth", "auth_plaintext", "cram_plaintext", "submission", "odmr")}
     cert, key = (rel(reader.take(item, s, k, _PATH, "", nth)) for k in ("tls_cert", "tls_key"))
     reader.leftover(item, s, _LISTEN_KEYS, nth)
     lst = Listener(name, address, port, strict, greet_pause=pause, tls_cert=cert, tls_key=key,
                    require_tls=bool(flags["require_tls"]),
-                   auth=bool(smtpd.auth_file) if flags["auth"] is None else flags["auth"],
-                   auth_plaintext=bool(flags["auth_plaintext"]), submission=bool(flags["submission"]),
+                   auth=bool(smtpd.auth_file or smtpd.cram_secrets) if flags["auth"] is None else flags["auth"],
+                   auth_plaintext=bool(flags["auth_plaintext"]), cram_plaintext=bool(flags["cram_plaintext"]),
+                   submission=bool(flags["submission"]),
                    odmr=bool(flags["odmr"]))
     _check_listener(reader, lst, nth, smtpd, explicit_auth=flags["auth"])
     return lst
@@ -123,8 +130,10 @@ def _check_listener(reader: Reader, lst: Listener, nth: int, smtpd: SmtpdConfig,
         error("tls_cert", problem)
     if lst.require_tls and not lst.tls_cert:
         error("require_tls", "require_tls needs tls_cert and tls_key")
-    if explicit_auth and not smtpd.auth_file:
-        error("auth", "auth = true needs [smtpd] auth_file (the credentials)")
+    if explicit_auth and not smtpd.auth_file and not smtpd.cram_secrets:
+        error("auth", "auth = true needs [smtpd] auth_file (the credentials) or cram_secrets")
+    if lst.cram_plaintext and not smtpd.cram_secrets:
+        error("cram_plaintext", "cram_plaintext needs [smtpd] cram_secrets (the CRAM-MD5 secrets)")
     if lst.submission:
         if not smtpd.auth_file or explicit_auth is False:
             error("submission", "a submission listener needs AUTH: set [smtpd] auth_file")
@@ -140,6 +149,10 @@ def tls_problem(cert: str, key: str) -> str | None:
         ctx.load_cert_chain(cert, key)
     except ssl.SSLError as exc:          # (an OSError too: first)
         return f"cannot load the certificate {cert} with the key {key}: {exc.reason or exc}"
+    except PermissionError:
+        if os.geteuid() == 0:
+            return f"cannot read {key}: permission denied"
+        return None     # a user's sendmail may not read the key (0640 root:edgemail): the daemon checks it
     except OSError as exc:
         return f"cannot read {exc.filename or cert}: {exc.strerror}"
     return None

@@ -17,12 +17,12 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from edgemail.config.privacy import (  # noqa: F401  (re-exported: the words belong to the model)
+    PRIVACY_EFFECT, PRIVACY_GOAWAY, PRIVACY_NOT_CARRIED, PRIVACY_WORDS)
+
 URGENCIES = ("urgent", "normal", "non-urgent")
 ROUTE_KINDS = ("local", "maildir", "lmtp", "relay", "smarthost", "mx", "hold", "error")
 QUEUE_SORT_ORDERS = ("priority", "time", "host", "filename", "random")
-PRIVACY_WORDS = frozenset("""public needmailhelo needexpnhelo noexpn novrfy needvrfyhelo
-    restrictmailq restrictqrun restrictexpand noreceipts nobodyreturn goaway authwarnings
-    noetrn noverb noactualrecipient""".split())
 LINK_MODES = ("none", "modem", "external")
 
 
@@ -49,6 +49,9 @@ class Listener:
     auth: bool = False
     #: AUTH offered before TLS too (the password then crosses in clear)
     auth_plaintext: bool = False
+    #: CRAM-MD5 (only) offered before TLS too: the secret never crosses, but
+    #: the session is in clear (fetchmail's ODMR has no STARTTLS)
+    cram_plaintext: bool = False
     #: RFC 6409 submission (port 587): AUTH before MAIL, the sender checked
     submission: bool = False
     #: an ODMR listener (RFC 2645, port 366): customers AUTH and ATRN here
@@ -101,15 +104,16 @@ class Route:
     dialdelay: bool = False
 
 
-def match_route(routes: tuple[Route, ...], domain: str) -> Route | None:
-    """Longest match: exact domain, then the longest ".suffix", then "*"."""
+def match_route(routes: tuple[Route, ...], domain: str, *, wildcard: bool = True) -> Route | None:
+    """Longest match: exact domain, then the longest ".suffix", then "*"
+    (unless not WILDCARD: a local domain's own entry, never the default)."""
     best: tuple[int, Route] | None = None
     for r in routes:
         if r.pattern == domain:
             rank = 10_000
         elif r.pattern.startswith(".") and domain.endswith(r.pattern):
             rank = len(r.pattern)
-        elif r.pattern == "*":
+        elif r.pattern == "*" and wildcard:
             rank = 0
         else:
             continue
@@ -118,15 +122,30 @@ def match_route(routes: tuple[Route, ...], domain: str) -> Route | None:
     return best[1] if best else None
 
 
+def literal_ip(literal: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """"[192.0.2.1]" / "[IPv6:2001:db8::1]" -> the address; None if it is none."""
+    inner = literal.strip("[]")
+    if inner[:5].lower() == "ipv6:":
+        inner = inner[5:]
+    try:
+        return ipaddress.ip_address(inner)
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True)
 class SmtpdConfig:
     max_sessions: int = 100
     max_sessions_per_client: int = 20
     max_bad_commands: int = 10
+    #: a whole session's time limit (421 4.4.2 beyond; Timeout.command bounds each read and line)
+    max_session_time: float = 3600.0
     #: recipients per message (452 4.5.3 beyond)
     MaxRecipientsPerMessage: int = 100
     #: SMTP AUTH's credentials: ``user:hash`` lines (smtpd/credentials.py)
     auth_file: str = ""
+    #: CRAM-MD5's secrets: ``user:secret`` lines, mode 0600/0640 (smtpd/cram.py)
+    cram_secrets: str = ""
     #: failed AUTH attempts per client address within auth_failure_window
     #: before 421 4.7.0
     max_auth_failures: int = 3
@@ -144,8 +163,16 @@ class LocalConfig:
     aliases: str = ""
     #: Maildir for local users; %u is replaced by the user name
     maildir: str = "/var/mail/%u/Maildir"
-    #: users that exist locally (beyond aliases); empty = any name maps to a maildir
+    #: who exists locally, so that RCPT refuses anyone else with 550 5.1.1
+    #: (delivery/users.py): the alias names, "postmaster", these names, the
+    #: names in users_file (one a line, '#' comments) and, with system_users,
+    #: every account in the system's passwd (read at start and on SIGHUP)
     users: tuple[str, ...] = ()
+    users_file: str = ""
+    system_users: bool = True
+    #: accept any safe local part and make its Maildir on first delivery
+    #: (the old behaviour; off: unknown users are refused at RCPT)
+    create_mailboxes: bool = False
     allow_program_targets: bool = False
     allow_file_targets: bool = False
     #: Maildir delivery shared with Dovecot (README "Dovecot"): the owner and
@@ -301,9 +328,40 @@ class Config:
     link: LinkConfig = field(default_factory=LinkConfig)
     #: ISP mode: the customers whose domains we hold ([[customer]])
     customers: tuple[Customer, ...] = ()
+    #: this host's interface addresses, when a listener is bound to a wildcard:
+    #: filled by the daemon at start (daemon/hostaddrs.py), never from the file
+    host_addresses: frozenset[ipaddress.IPv4Address | ipaddress.IPv6Address] = frozenset()
 
     def is_local_domain(self, domain: str) -> bool:
-        return domain.lower().rstrip(".") in self.local_domains
+        """Is DOMAIN this host (sendmail's class w, Postfix's mydestination
+        plus $inet_interfaces)?  local_domains, our own ``hostname``,
+        ``localhost``, and an address literal of ours (``is_own_address``)."""
+        domain = domain.lower().rstrip(".")
+        if domain.startswith("["):
+            return self.is_own_address(literal_ip(domain))
+        return domain in self.local_domains or domain in (self.hostname.lower(), "localhost")
+
+    def is_own_address(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> bool:
+        """IP is this host's: loopback, an address a listener is bound to
+        (RFC 5321 4.1.3), or for a wildcard listener one of host_addresses."""
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        if ip is None:
+            return False
+        return ip.is_loopback or ip in self.listener_addresses or ip in self.host_addresses
+
+    @property
+    def listener_addresses(self) -> frozenset[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+        """The addresses the listeners are bound to (wildcards left out)."""
+        out = set()
+        for lst in self.listeners:
+            try:
+                ip = ipaddress.ip_address(lst.address.split("%")[0])
+            except ValueError:
+                continue
+            if not ip.is_unspecified:
+                out.add(ip)
+        return frozenset(out)
 
     def customer_of(self, domain: str) -> Customer | None:
         """The customer that holds DOMAIN, or None."""

@@ -41,6 +41,8 @@ import os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from edgemail.config.model import Config
 
 FORMAT = 1
@@ -72,6 +74,20 @@ class CliConfig:
         self.Timeout = Timeouts(values["Timeout_control"])
         self.spool_dir: str = values["spool_dir"]
         self.RetryFactor: int = values["RetryFactor"]
+        #: what loads the whole config when a path needs more than the snapshot holds
+        self.load_full: Callable[[], Config] | None = None
+
+    def __getattr__(self, name: str):
+        """A setting the snapshot does not hold (the daemon is down and the
+        recipients are checked here: cfg.local): the whole config, loaded
+        once by ``load_full`` (the command line's loader: it says what is
+        wrong with the file and exits 78)."""
+        if name.startswith("__") or self.__dict__.get("load_full") is None:
+            raise AttributeError(name)
+        full = self.__dict__.get("_full")
+        if full is None:
+            full = self.__dict__["_full"] = self.__dict__["load_full"]()
+        return getattr(full, name)
 
 
 def snapshot_path(config_path: str) -> str | None:

@@ -167,6 +167,20 @@ def maildir_mode(v) -> int:
     return mode
 
 
+#: a local user's mailbox name (it becomes a path: %u in local.maildir)
+MAILBOX = re.compile(r"[a-z0-9_=-][a-z0-9._=-]*")
+
+
+def mailbox_names(v) -> tuple[str, ...]:
+    """local.users: names such as "alice" (matched case-insensitively, so kept lower-case)."""
+    names = tuple(n.strip().lower() for n in _str_tuple(v))
+    for name in names:
+        if not MAILBOX.fullmatch(name):
+            raise ValueError(f"{name!r} is not a user name: letters, digits and . _ = - "
+                             "(not first: .), as it becomes the Maildir's folder")
+    return names
+
+
 def system_name(kind: str):
     """A user (kind "user") or group ("group") that exists on this machine, or ""."""
     def conv(v):

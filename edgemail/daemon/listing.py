@@ -4,9 +4,10 @@ of ``queue list --json``, one entry at a time.
 Owns: ``mailq_entry(e)`` (one QueueEntry as sendmail's mailq prints it),
 ``row(e)`` (one entry as a row of the ``queue_list`` stream) and
 ``row_object(row)`` (a row as ``queue list --json`` prints it), ``batches``
-(LIST_BATCH rows a streamed line) and ``QueueListing`` (the daemon's
-``queue_list`` op: the store's in-memory index, the text of each entry
-cached).  The same functions list the spool read from disk when the daemon
+(LIST_BATCH rows a streamed line), ``corrupt_line`` (the count of corrupt/)
+and ``QueueListing`` (the daemon's ``queue_list`` op: the store's in-memory
+index as far as its files are there, the text of each entry cached; the
+first line says the total and how many files corrupt/ holds).  The same functions list the spool read from disk when the daemon
 is down (cli/spoolview.py), so both listings read alike.
 
 Rows (one JSON array per entry, cheap on both sides for 100,000 entries)::
@@ -20,7 +21,8 @@ held for ("" for a [routes] hold domain the LAN flushes).
 tried).  A daemon of an older version sends the first six fields and
 recipient triples; ``row_object`` reads both.
 
-Never: reads the disk or decides anything: it formats what it is given.
+Never: reads the disk or decides anything: it formats what it is given
+(the store says which entries are there, and what corrupt/ holds).
 """
 
 from __future__ import annotations
@@ -37,19 +39,30 @@ LIST_BATCH = 2000
 REASON_WIDTH = 60
 
 
+def corrupt_line(directory: str, count: int) -> str:
+    """mailq's line for the damaged files kept in corrupt/ ("" for none)."""
+    if not count:
+        return ""
+    return (f"\t\t{count} damaged queue file{'s' if count != 1 else ''} in {directory}/corrupt/ "
+            "(kept for inspection, not listed)\n")
+
+
 def status_word(s) -> str:
     return getattr(s, "value", str(s or "queued"))
 
 
-def mailq_entry(e, held: dict[str, str] | None = None) -> str:
+def mailq_entry(e, held: dict[str, str] | None = None, wait: str = "") -> str:
     """One entry as sendmail's mailq prints it ("!" after the qid: on hold):
     the first line, then for each recipient still waiting the reason of its
     last failure (once per distinct reason, as "(Deferred: ...)") and the
     recipient.  HELD (ISP mode) names the customer a recipient's mail is
-    held for: that is its reason."""
+    held for: that is its reason.  WAIT (the dial policy's big_mail) says
+    why the whole message waits for a cheap window, first."""
     stamp = time.strftime("%a %b %d %H:%M", time.localtime(e.created))
     lines = [f"{e.qid}{'!' if e.held else ' '}{e.size:>8} {stamp} <{e.envelope.mail_from}>\n"]
     said = set()
+    if wait:
+        lines.append(f"                 (Waiting: {wait})\n")
     for r in e.envelope.recipients:            # like sendmail: only what still waits
         status = e.rcpt_status.get(r.address)
         if status is not None and getattr(status, "final", False):
@@ -113,23 +126,28 @@ class QueueListing:
     entries is a join of cached strings; ``warm()`` fills the cache after
     start-up without blocking the loop."""
 
-    def __init__(self, store, held_for: Callable[[object], dict[str, str]] | None = None) -> None:
+    def __init__(self, store, held_for: Callable[[object], dict[str, str]] | None = None,
+                 waits: Callable[[object], str] | None = None) -> None:
         self.store = store
+        #: big mail: entry -> why it waits for a cheap window ("" : it does not)
+        self.waits: Callable[[object], str] = waits or (lambda e: "")
         #: ISP mode: entry -> {recipient: the customer its mail is held for}
         self.held_for: Callable[[object], dict[str, str]] = held_for or (lambda e: {})
-        self._text: dict[str, tuple[object, str]] = {}
+        self._text: dict[str, tuple[object, str, str]] = {}
 
     def stream(self, fmt: str) -> Stream:
-        entries = self.store.entries()
+        entries = self.store.present()                     # what is on disk: no ghost of a removed file
         if len(self._text) > 2 * len(entries) + 1000:      # forget removed entries
             self._text = {e.qid: self._text[e.qid] for e in entries if e.qid in self._text}
-        return Stream(batches(entries, fmt, self.text, self.held_for), {"total": len(entries)})
+        return Stream(batches(entries, fmt, self.text, self.held_for),
+                      {"total": len(entries), "corrupt": len(self.store.corrupt_files())})
 
     def text(self, e) -> str:
+        wait = self.waits(e)
         hit = self._text.get(e.qid)
-        if hit is None or hit[0] is not e:
-            hit = self._text[e.qid] = (e, mailq_entry(e, self.held_for(e)))
-        return hit[1]
+        if hit is None or hit[0] is not e or hit[1] != wait:
+            hit = self._text[e.qid] = (e, wait, mailq_entry(e, self.held_for(e), wait))
+        return hit[2]
 
     async def warm(self) -> None:
         entries = self.store.entries()

@@ -105,11 +105,13 @@ class QueueDemand:
     expensive: int = 0             #: messages waiting on expensive routes, due or not
     total: int = 0                 #: messages in the queue
     next_due: float | None = None  #: wall time the next deferred expensive message is due
+    big_waiting: int = 0           #: big mail left for a cheap window (not in queued)
+    big_reason: str = ""           #: why, for the first of them
 
     def as_dict(self) -> dict:
         return {"count": self.total, "expensive": self.expensive, "due": self.queued,
                 "oldest_age_s": round(self.oldest_age_s, 1), "urgent": self.urgent,
-                "next_due": self.next_due}
+                "next_due": self.next_due, "big_waiting": self.big_waiting}
 
 
 def isp_facing(listeners) -> list:
@@ -161,13 +163,16 @@ class MtaPort:
             live = {e.qid for e in entries}
             self._needs_link = {q: v for q, v in self._needs_link.items() if q in live}
         waiting = [e for e in entries if not e.held and self.needs_link(e)]
-        due = [e for e in waiting if e.next_attempt <= now]
+        big = getattr(self.runner, "big_wait", lambda e: "")
+        why = {e.qid: w for e in waiting if (w := big(e))}
+        due = [e for e in waiting if e.next_attempt <= now and e.qid not in why]
         later = [e.next_attempt for e in waiting if e.next_attempt > now]
         return QueueDemand(
             queued=len(due),
             oldest_age_s=max((max(now - e.created, 0.0) for e in due), default=0.0),
             urgent=sum(1 for e in due if e.envelope.urgency == "urgent"),
-            expensive=len(waiting), total=len(entries), next_due=min(later, default=None))
+            expensive=len(waiting), total=len(entries), next_due=min(later, default=None),
+            big_waiting=len(why), big_reason=next(iter(why.values()), ""))
 
     async def watch(self, on_due) -> None:
         """Call on_due() when a deferred expensive message becomes due (and

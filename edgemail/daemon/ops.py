@@ -1,7 +1,10 @@
 """daemon/ops.py - the control ops the daemon answers itself.
 
 Owns: submit (``sendmail`` through the socket, or any other local client:
-the envelope checked, a ``Received: (from USER@localhost) by HOST
+the envelope checked field by field as the SMTP listener checks it, and
+what only the daemon sets refused (daemon/submission.py), recipients
+routing refuses permanently (unknown local users) left out and answered as
+``refused`` (none left: nothing is queued, ``qid`` null), a ``Received: (from USER@localhost) by HOST
 (edgemail); DATE`` line prepended with the user the kernel vouches for
 (``received_local``, as sendmail and Postfix trace local submissions), the
 message committed, logged as ``proto=local`` with that uid), queue_list (rows or mailq text, streamed LIST_BATCH entries a
@@ -30,6 +33,7 @@ import logging
 import os
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from importlib import metadata
 
 from edgemail import maillog
@@ -38,8 +42,10 @@ from edgemail.config.model import Config
 from edgemail.daemon.control import Stream
 from edgemail.daemon.listing import QueueListing, status_word
 from edgemail.daemon.mtaport import Link
+from edgemail.daemon.submission import check_data, checked_envelope
 from edgemail.envelope import Envelope, Recipient
 from edgemail.errors import ControlError, SpoolError, SpoolFull
+from edgemail.smtpd.longlines import Unsendable, make_sendable
 
 log = logging.getLogger("edgemail.daemon")
 
@@ -70,7 +76,8 @@ class ControlOps:
         self.on_commit = on_commit or getattr(runner, "on_commit", None)
         self.reloader = reloader
         self.started = clock.wall()
-        self.listing = QueueListing(store, held_for=getattr(runner, "held_for", None))
+        self.listing = QueueListing(store, held_for=getattr(runner, "held_for", None),
+                                    waits=getattr(runner, "big_wait", None))
 
     def handlers(self) -> dict:
         ops = {"submit": self.submit, "queue_list": self.queue_list, "queue_show": self.queue_show,
@@ -88,8 +95,18 @@ class ControlOps:
             raise ValueError(f"bad data_b64: {exc}") from None
         if len(data) > self.cfg.MaxMessageSize:
             raise ValueError(f"message too large ({len(data)} bytes, MaxMessageSize {self.cfg.MaxMessageSize})")
-        data = received_local(peer_user(req.get("_peer") or {}), self.cfg.hostname, self.clock.wall()) + data
-        env = self._envelope(req, len(data))
+        check_data(data)
+        try:
+            data = make_sendable(data)          # lines over 998 octets re-encoded (smtpd/longlines.py)
+        except Unsendable as exc:
+            raise ValueError(f"message not sendable: {exc}") from None
+        peer = req.get("_peer") or {}
+        data = received_local(peer_user(peer), self.cfg.hostname, self.clock.wall()) + data
+        env = checked_envelope(req, data, self.cfg, client=_local_client(peer), arrived=self.clock.wall())
+        self._refuse_routed(env.recipients)
+        env, refused = self._refuse_unknown(env)
+        if not env.recipients:
+            return {"qid": None, "refused": refused}
         try:
             qid = await self.store.commit(env, data)
         except SpoolFull as exc:
@@ -100,25 +117,34 @@ class ControlOps:
         log_spool.info(maillog.received(qid, env))
         if self.on_commit is not None:
             self.on_commit(qid)
-        return {"qid": qid}
+        return {"qid": qid, "refused": refused}
 
-    def _envelope(self, req: dict, size: int) -> Envelope:
-        from edgemail.address import AddressError, parse_address
-        rcpts = req.get("recipients")
-        if not isinstance(rcpts, list) or not rcpts:
-            raise ValueError("bad envelope: recipients must be a non-empty list")
-        try:
-            sender = req.get("mail_from", "")
-            if sender:
-                sender = str(parse_address(sender))
-            recipients = tuple(Recipient(str(parse_address(r["address"])), orcpt=r.get("orcpt"),
-                                         notify=frozenset(r.get("notify") or ())) for r in rcpts)
-        except (AddressError, KeyError, TypeError) as exc:
-            raise ValueError(f"bad envelope: {exc}") from None
-        return Envelope(mail_from=sender, recipients=recipients, ret=req.get("ret"), envid=req.get("envid"),
-                        body=req.get("body"), size=size, precedence=int(req.get("precedence") or 0),
-                        msgid=str(req.get("msgid") or ""), proto="local",
-                        client=_local_client(req.get("_peer") or {}), arrived=self.clock.wall())
+    def _refuse_unknown(self, env: Envelope) -> tuple[Envelope, list[dict]]:
+        """ENV without the recipients routing refuses permanently (an unknown
+        local user: "550 5.1.1 <a>... User unknown"), and those refusals, as
+        sendmail reports them and queues nothing for them."""
+        check = getattr(self.runner, "check_rcpt", None)
+        if check is None:
+            return env, []
+        keep, refused = [], []
+        for r in env.recipients:
+            reply = check(r.address)
+            if reply and reply.startswith("5"):
+                refused.append({"address": r.address, "reply": reply})
+                log.info(maillog.reject(reply, cmd="RCPT", arg=f"TO:<{r.address}>",
+                                        relay=env.client or "localhost"))
+            else:
+                keep.append(r)
+        return (env if not refused else replace(env, recipients=tuple(keep))), refused
+
+    def _refuse_routed(self, recipients: tuple[Recipient, ...]) -> None:
+        """A route in disguise is refused here as at RCPT (16 §4): the reply
+        routing gives (address.ROUTED_REFUSAL), never queued to go on."""
+        from edgemail.address import parse_address
+        check = getattr(self.runner, "check_rcpt", None)
+        for r in recipients:
+            if check is not None and parse_address(r.address).sender_routing and (reply := check(r.address)):
+                raise ValueError(f"recipient refused: {reply}")
 
     def public(self) -> set[str]:
         """Ops for every local user, as sendmail allows them: submit (local
@@ -188,8 +214,15 @@ class ControlOps:
         link = extra.pop("link")
         return {**extra, "version": version(), "pid": os.getpid(), "uptime_s": round(self.clock.wall() - self.started, 1),
                 "queued": len(entries), "held": sum(1 for e in entries if e.held),
+                "held_for_etrn": self._held_for_etrn(entries),
                 "listeners": [f"{c.name}=[{c.address}]:{lst.port}" for c, lst in zip(self.cfg.listeners, self.listeners)],
                 "control": self.cfg.control_socket, "link": link}
+
+    def _held_for_etrn(self, entries) -> int:
+        """Messages with a recipient kept until someone asks (a hold route, a
+        customer's domain): ``held`` counts only those put on hold."""
+        held_for = getattr(self.runner, "held_for", None)
+        return 0 if held_for is None else sum(1 for e in entries if not e.held and held_for(e))
 
     def _link_status(self) -> dict:
         """``link`` (the state) and, from a wired link manager, its other facts and the queue demand."""

@@ -2,7 +2,8 @@
 
 Owns: SIGHUP (``systemctl reload``; HangUp: a reload once the daemon is up,
 a line saying "still starting" before, never the signal's default action,
-which would end the daemon), the reload itself (Reloader: the aliases, a
+which would end the daemon), the reload itself (Reloader: the aliases and
+the local users (passwd, local.users_file: delivery/users.py), a
 new Router for the runner, the dial policy for the link manager, the SMTP
 listeners' TLS certificates and keys and the AUTH credentials file (new
 handshakes and AUTH checks use them; sessions in progress keep theirs);
@@ -80,18 +81,20 @@ class Reloader:
     def __call__(self, reason: str, only: str = "") -> dict:
         """Read the files again (``only="aliases"``: the aliases alone); all or nothing."""
         from edgemail.delivery.aliases import load as load_aliases
+        from edgemail.delivery.users import known_users
         from edgemail.smtpd.listener import reload_secrets
         if only not in ("", "aliases"):
             raise ValueError(f"reload: only={only!r}: expected \"aliases\" or nothing")
         try:
             new = None if only else self._config()
             aliases = load_aliases(self.cfg.local.aliases, self.cfg.local)
+            users = known_users(self.cfg.local)
             policy = load_policy(self.cfg) if not only and isinstance(self.link, Link) else None
             swap_secrets = None if only else reload_secrets(self.listeners)
         except (ConfigError, OSError) as exc:
             log.error(maillog.reload_failed(reason, exc))
             return {"reloaded": False, "error": str(exc)}
-        self._install(aliases, policy)
+        self._install(aliases, users, policy)
         if new is None or swap_secrets is None:
             log.info(maillog.aliases_reloaded(reason, aliases=len(aliases.entries)))
             return {"reloaded": True, "aliases": len(aliases.entries), "restart_needed": []}
@@ -112,18 +115,20 @@ class Reloader:
         snapshot.write(new, text)
         return new
 
-    def _install(self, aliases, policy) -> None:
-        """The new aliases for the runner; the new policy (and a lifted setup stop) for the link."""
+    def _install(self, aliases, users, policy) -> None:
+        """The new aliases and local users for the runner; the new policy (and a
+        lifted setup stop) for the link."""
         from edgemail.delivery.routing import Router
         if self.runner is not None and hasattr(self.runner, "router"):
-            self.runner.router = Router(self.cfg, aliases)
+            self.runner.router = Router(self.cfg, aliases, users)
         if policy is not None:
             self.link.manager.replace_policy(policy)
             self.link.manager.resume("reload")
 
     def _changed(self, new: Config) -> list[str]:
         from dataclasses import fields
-        return [f.name for f in fields(Config) if f.name != "path" and getattr(new, f.name) != getattr(self.cfg, f.name)]
+        return [f.name for f in fields(Config) if f.name not in ("path", "host_addresses")
+                and getattr(new, f.name) != getattr(self.cfg, f.name)]
 
 
 def load_policy(cfg: Config):

@@ -88,6 +88,7 @@ from edgemail.daemon.control import ControlServer
 from edgemail.daemon.mtaport import Link, MtaPort
 from edgemail.daemon.notify import Notifier
 from edgemail.daemon.ops import ControlOps, version
+from edgemail.daemon.hostaddrs import with_host_addresses
 from edgemail.daemon.reload import HangUp, Reloader, load_policy
 from edgemail.errors import ConfigError, ControlError, SpoolError
 
@@ -107,10 +108,13 @@ class _Shutdown(Exception):
 
 
 def make_store(cfg: Config, clock: Clock):
+    from edgemail.daemon.submission import drop_envelope
     from edgemail.spool.store import Store
-    return Store(cfg.spool_dir, min_free_blocks=cfg.MinFreeBlocks, clock=clock,
-                 class_factor=cfg.ClassFactor, recipient_factor=cfg.RecipientFactor,
-                 retry_factor=cfg.RetryFactor, commit_helpers=cfg.commit_helpers)
+    store = Store(cfg.spool_dir, min_free_blocks=cfg.MinFreeBlocks, clock=clock,
+                  class_factor=cfg.ClassFactor, recipient_factor=cfg.RecipientFactor,
+                  retry_factor=cfg.RetryFactor, commit_helpers=cfg.commit_helpers)
+    store.maildrop.check = drop_envelope(cfg)   # a drop is a local user's submission
+    return store
 
 
 def make_runner(cfg: Config, store, clock: Clock, link=None):
@@ -130,7 +134,7 @@ def make_listeners(cfg: Config, store, runner, on_commit=None, socks: dict | Non
     from edgemail.smtpd.listener import SmtpListener
     socks = socks or {}
     smtpd = cfg.smtpd
-    auth = AuthService(smtpd.auth_file, smtpd.auth_failure_window) \
+    auth = AuthService(smtpd.auth_file, smtpd.auth_failure_window, smtpd.cram_secrets) \
         if any(lst.auth for lst in cfg.listeners) else None
     return [SmtpListener(cfg, lst, store, on_commit=on_commit or getattr(runner, "on_commit", None),
                          check_rcpt=getattr(runner, "check_rcpt", None),
@@ -173,6 +177,7 @@ async def serve(cfg: Config, *, clock: Clock | None = None, store=None, runner=N
                 listeners: list | None = None) -> None:
     """Run the daemon until `shutdown` returns (default: SIGTERM/SIGINT)."""
     clock = clock or SystemClock()
+    cfg = with_host_addresses(cfg)        # a wildcard listener's literals are ours (16 §5)
     notifier = notifier or Notifier()
     shutdown = shutdown or SignalTrigger()     # installed now: a SIGTERM during recovery still stops cleanly
     log.info(maillog.starting(version(), cfg.path))
@@ -192,7 +197,7 @@ def make_manager(cfg: Config, policy, clock: Clock):
     """The LinkManager from [link] (its port is set by make_link once the MTA parts exist)."""
     from link.accounting import Ledger
     from link.manager import LinkManager
-    ledger = Ledger(cfg.link.state_file, policy.zone) if cfg.link.state_file else None
+    ledger = Ledger(cfg.link.state_file, policy.zone, tariff=policy.tariff) if cfg.link.state_file else None
     try:
         import schedule
         scheduler = schedule.Scheduler()

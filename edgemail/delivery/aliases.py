@@ -92,6 +92,8 @@ class Aliases:
 
     entries: dict[str, Alias] = field(default_factory=dict)
     source: str = ""
+    #: the file named does not exist: no aliases (sendmail warns and runs on)
+    missing: bool = False
 
     def __contains__(self, name: str) -> bool:
         return name.lower() in self.entries
@@ -261,8 +263,13 @@ def parse(text: str, path: str = "<aliases>", local_cfg: LocalConfig | None = No
 
 
 def load(path: str, local_cfg: LocalConfig | None = None) -> Aliases:
-    """Read and parse the aliases file and its includes.  "" -> empty table."""
+    """Read and parse the aliases file and its includes.  "" -> empty table;
+    a file that does not exist -> an empty table marked ``missing`` (as
+    sendmail without /etc/aliases: a warning, no aliases).  An :include:
+    that does not exist stays an error."""
     if not path:
         return Aliases()
+    if not Path(path).exists() and not Path(path).is_symlink():
+        return Aliases(source=path, missing=True)
     loader = _Loader(local_cfg or LocalConfig())
     return loader.parse(loader.read(Path(path), None, None), path)

@@ -130,6 +130,7 @@ class Deliverer:
         """One Attempt per job.  A group whose transport raised (a bug, or
         content the client refuses to send) is logged once with its
         traceback and deferred 4.3.0; the other groups keep their results."""
+        data = _sendable(data)
         groups: dict[str, list[Job]] = defaultdict(list)
         for job in jobs:
             groups[job.decision.nexthop].append(job)
@@ -285,7 +286,8 @@ class Deliverer:
             else:
                 text = str(r.reply) if r.reply is not None else "250 2.0.0 ok"
                 dsn = r.reply.dsn() if r.reply is not None else "2.0.0"
-                out[j.key] = Attempt(RcptStatus.SENT, dsn, text, relay=relay, at=now)
+                out[j.key] = Attempt(RcptStatus.SENT, dsn, text, relay=relay, at=now,
+                                     extra={"next_hop_dsn": result.dsn})
         return out
 
     # ------------------------------------------------------------ names
@@ -320,3 +322,14 @@ def _error_attempt(reply: str, now: float) -> Attempt:
     dsn = rest.split(" ", 1)[0] if rest[:2] in ("4.", "5.") else f"{code[:1]}.0.0"
     status = RcptStatus.BOUNCED if code.startswith("5") else RcptStatus.DEFERRED
     return Attempt(status, dsn, reply, relay="error", at=now, extra={"scope": "recipient"})
+
+
+def _sendable(data: bytes) -> bytes:
+    """Mail queued before accept-time re-encoding (smtpd/longlines.py) with a
+    line over 998 octets: re-encoded now, so it is sent rather than bounced
+    5.6.0; what cannot be made sendable is left for the client's 5.6.0."""
+    from edgemail.smtpd.longlines import Unsendable, make_sendable
+    try:
+        return make_sendable(data)
+    except Unsendable:
+        return data

@@ -18,7 +18,10 @@ DESCRIPTION
     one writer per qid.  ``attempt`` plans the pending recipients (``plan``:
     one Job per recipient, or per expansion of an alias), reads its data
     off the loop, hands the jobs ``want`` keeps (cheap ones, or those of a
-    queue run) to the Deliverer, then records: what outcome.decide returns
+    queue run) to the Deliverer, one per final mailbox (port.one_per_mailbox:
+    a job reaching a mailbox another job delivers to takes that job's
+    attempt, so the mailbox gets one copy and each original recipient its
+    DSN), then records: what outcome.decide returns
     (a deferral past Timeout.queuereturn is the return) - one delivery line
     per job, ``on_retry`` for the background loop, one ``store.update``,
     the failure report (Reporter), the delay warning.  ``check`` is the
@@ -61,11 +64,11 @@ from edgemail.config.model import Config
 from edgemail.delivery import outcome
 from edgemail.delivery.clockguard import ClockGuard
 from edgemail.delivery.deliver import Deliverer, RunContext
-from edgemail.delivery.port import Job, cut_attempt, stat_text
+from edgemail.delivery.port import Job, cut_attempt, one_per_mailbox, stat_text
 from edgemail.delivery.reports import Reporter
 from edgemail.delivery.state import drop_connections
 from edgemail.envelope import Attempt
-from edgemail.errors import CorruptQueueFile
+from edgemail.errors import CorruptQueueFile, QueueFileGone
 from edgemail.smtpc.session import SmtpClient
 from edgemail.spool.record import QueueEntry
 from edgemail.spool.schedule import LinkUpTime
@@ -165,7 +168,9 @@ class MessageDriver:
             data = await self._data(entry)
             if data is None:
                 return {}
-            attempts = await self._deliver(entry, data, jobs, ctx, stoppable, now)
+            carriers, riders = one_per_mailbox(jobs)
+            attempts = await self._deliver(entry, data, carriers, ctx, stoppable, now)
+            attempts.update({key: attempts[carrier] for key, carrier in riders.items()})
         except Exception as exc:       # issue 16 §8: one bad message never blocks the queue
             return await self._internal_error(entry, jobs, exc, now)
         await self._record(entry, data, jobs, expansions, attempts, now)
@@ -226,6 +231,7 @@ class MessageDriver:
                                                         next_attempt=out.next_attempt))
         try:
             await self.reporter.failed(entry, data, out.failed, now)
+            await self.reporter.delivered(entry, data, out.delivered, now)
             if out.warn:
                 await self._warn(after, data, now)
         except Exception:              # recorded already; the report is what failed
@@ -250,6 +256,8 @@ class MessageDriver:
         except CorruptQueueFile as exc:
             log.error(maillog.queue_file_unreadable(entry.qid, exc))
             return None
+        except QueueFileGone:
+            return None                  # said by the store (queue_file_gone)
 
     def _log(self, entry: QueueEntry, job: Job, a: Attempt, t0: float, now: float) -> None:
         log.info(maillog.delivery(entry.qid, job.decision.address, delay=now - entry.created,

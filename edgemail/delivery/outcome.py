@@ -80,6 +80,8 @@ class Outcome:
     retry_at: float | None
     failed: tuple[tuple[Job, Attempt], ...]
     warn: bool
+    #: the jobs that were SENT now, for success reports (Reporter.delivered)
+    delivered: tuple[tuple[Job, Attempt], ...] = ()
 
 
 def decide(entry: QueueEntry, jobs: Sequence[Job], expansions: Mapping[str, list[str]],
@@ -93,8 +95,9 @@ def decide(entry: QueueEntry, jobs: Sequence[Job], expansions: Mapping[str, list
     next_at = schedule.next_attempt(now, entry.created, cfg.retry) if deferred else None
     failed = tuple((j, record[j.key]) for j in jobs
                    if _status(record, j) in (RcptStatus.BOUNCED, RcptStatus.EXPIRED))
+    delivered = tuple((j, record[j.key]) for j in jobs if _status(record, j) is RcptStatus.SENT)
     return Outcome(record, next_at, _retry_at(jobs, attempts, deferred, next_at, now, cfg),
-                   failed, _warn(entry, record, now, cfg, link_up_s))
+                   failed, _warn(entry, record, now, cfg, link_up_s), delivered)
 
 
 def _status(record: Mapping[str, Attempt], job: Job) -> RcptStatus | None:

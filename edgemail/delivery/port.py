@@ -18,7 +18,8 @@ DESCRIPTION
     (/etc/hosts text -> name -> address: cheap routes never use DNS),
     ``connect_failed`` (is this the failure DialDelay is for?),
     ``pending_jobs`` (a queue entry's deliveries still to do, given the
-    router's ``route``).
+    router's ``route``), ``mailbox`` and ``one_per_mailbox`` (one delivery
+    per final mailbox per message, QA-7).
 
 NEVER
     Does I/O: deliver.py reads the hosts file and hands its text to
@@ -51,6 +52,9 @@ class LinkPort(Protocol):
 
     async def wait_up(self, timeout: float) -> bool:
         """Wait at most `timeout` seconds for the link to be up; True if it is."""
+
+    def big_mail_wait(self, size: int, urgent: bool) -> str:
+        """Why a message this big waits for a cheap window ("" : it may go now)."""
 
 
 @dataclass(frozen=True)
@@ -177,6 +181,7 @@ def pending_jobs(entry: QueueEntry, route: Callable[[str], list[Decision]]
     (key "rcpt>address"), skipping what is final already."""
     jobs: list[Job] = []
     expansions: dict[str, list[str]] = {}
+    seen: set[str] = set()
     for rcpt in entry.envelope.recipients:
         st = entry.rcpt_status.get(rcpt.address)
         if st is not None and st.final:
@@ -189,6 +194,42 @@ def pending_jobs(entry: QueueEntry, route: Callable[[str], list[Decision]]
             expansions[rcpt.address] = keys
         for d, key in zip(decisions, keys):
             st = entry.rcpt_status.get(key)
-            if st is None or not st.final:
+            if (st is None or not st.final) and key not in seen:
+                seen.add(key)           # the same RCPT given twice is one recipient
                 jobs.append(Job(rcpt, d, key))
     return jobs, expansions
+
+
+def mailbox(d: Decision) -> str | None:
+    """Where a delivery ends, as duplicates are told apart (QA-7; sendmail
+    drops duplicates after alias expansion): a local or maildir route by its
+    maildir path (the user name is lower-cased, +detail dropped), any other
+    by its next hop and the address with the domain lower-cased (already an
+    A-label: address.py) and the local part as given (RFC 5321 2.4: a
+    remote local part may be case-sensitive; sendmail's F=u).  None for an
+    error route: nothing is delivered."""
+    if d.kind == "error":
+        return None
+    if d.kind in ("local", "maildir"):
+        return f"{d.kind}:{d.target}"
+    local, _, domain = d.address.rpartition("@")
+    return f"{d.nexthop}|{local}@{domain.lower()}"
+
+
+def one_per_mailbox(jobs: list[Job]) -> tuple[list[Job], dict[str, str]]:
+    """The jobs to deliver (the first for each mailbox), and for each other
+    job reaching a mailbox already delivered to, its key -> the key of the
+    job that delivers for it (its attempt is that job's: one delivery, and a
+    DSN for each original recipient)."""
+    first: dict[str, str] = {}
+    deliver: list[Job] = []
+    riders: dict[str, str] = {}
+    for j in jobs:
+        box = mailbox(j.decision)
+        if box is not None and box in first:
+            riders[j.key] = first[box]
+            continue
+        if box is not None:
+            first[box] = j.key
+        deliver.append(j)
+    return deliver, riders

@@ -100,9 +100,21 @@ class QueueRunDriver:
         self.guard.check()
         entries = [self.guard.view(e) for e in self.store.entries()]
         if not parsed:      # hold routes wait for a filtered run: do not let them take slots
-            entries = [e for e in entries if not self._only_hold(e)]
+            entries = [e for e in entries if not self._only_hold(e) and not self.big_wait(e)]
         return schedule.select([item(e) for e in entries], self.clock.wall(), self.cfg,
                                filters=parsed, flush=flush)
+
+    def big_wait(self, entry) -> str:
+        """Why ENTRY, big and bound for an expensive route, waits for a cheap
+        window (the dial policy's big_mail; "" : it goes in unfiltered runs)."""
+        ask = getattr(self.link, "big_mail_wait", None)
+        if ask is None:
+            return ""
+        why = ask(entry.size, entry.envelope.urgency == "urgent")
+        try:
+            return why if why and any(not is_cheap(j) for j in self.plan(entry)[0]) else ""
+        except Exception:
+            return ""
 
     def _only_hold(self, entry) -> bool:
         """Only hold routes are left (a message routing cannot plan is taken:

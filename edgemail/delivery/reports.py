@@ -4,6 +4,9 @@ NAME
     reports - failure, expiry and delay reports, committed as new messages
 
 DESCRIPTION
+    ``delivered(entry, data, sent, now)``: success reports for NOTIFY=SUCCESS
+    (RFC 3461 6.2: "delivered" into a mailbox, "relayed" to a host without
+    DSN; nothing when the next hop took NOTIFY, or with noreceipts).
     ``Reporter.failed(entry, data, failures, now)`` builds RFC 3464 failure
     reports (dsn.build) for the (job, attempt) pairs that became BOUNCED or
     EXPIRED (outcome.decide says which), one report per errors-to address (owner- aliases), and commits each into the
@@ -63,6 +66,25 @@ class Reporter:
             qids += await self._queue(entry, data, results, now, errors_to=owner)
         return qids
 
+    async def delivered(self, entry: QueueEntry, data: bytes,
+                        sent: Sequence[tuple[Job, Attempt]], now: float) -> list[str]:
+        """The success report (RFC 3461 NOTIFY=SUCCESS) for SENT: "delivered"
+        into a mailbox (local, maildir, LMTP), "relayed" to a host that does
+        not advertise DSN; none where the next hop took NOTIFY (it reports),
+        and none at all with PrivacyOptions noreceipts (sendmail)."""
+        if "noreceipts" in self.cfg.PrivacyOptions:
+            return []
+        results = []
+        for j, a in sent:
+            if not dsn.wants(j.rcpt, "delivered") or a.extra.get("next_hop_dsn"):
+                continue
+            action = "delivered" if j.decision.kind in _MAILBOXES else "relayed"
+            text = "delivered to maildir" if a.relay == "maildir" else a.text   # never our paths
+            results.append(dsn.RcptResult(
+                j.rcpt, action, a.dsn, text, remote_mta=_remote(a), last_attempt=now,
+                final_recipient=j.decision.address if j.decision.address != j.rcpt.address else None))
+        return await self._queue(entry, data, results, now)
+
     async def delayed(self, entry: QueueEntry, data: bytes, jobs: list[Job], now: float) -> list[str]:
         until = entry.created + schedule.return_after(entry.envelope, self.cfg.Timeout)
         results = []
@@ -97,6 +119,10 @@ class Reporter:
         log.info(maillog.dsn_queued(entry.qid, report.kind, qid, report.recipients))
         self.on_commit(qid)
         return [qid]
+
+
+#: route kinds whose delivery is final: a success there is "delivered"
+_MAILBOXES = ("local", "maildir", "lmtp")
 
 
 def _remote(a: Attempt) -> str:

@@ -17,10 +17,18 @@ DESCRIPTION
     it, not the domain itself), or "*".  The longest matching pattern wins;
     an exact match beats any ".domain".  A customer's domain (ISP mode,
     cfg.customers) is routed ``hold`` with the customer's name as target and
-    its ``deliver`` host (or the domain's MX) as host; never DialDelay.  A local domain (cfg.local_domains)
-    with no entry routes "local"; any other domain with no entry routes
+    its ``deliver`` host (or the domain's MX) as host; never DialDelay.  A local
+    domain (``cfg.is_local_domain``: local_domains, our hostname, localhost,
+    literals of our addresses) with no entry of its own (exact or ".suffix";
+    never "*") routes "local"; any other domain with no entry routes
     "mx", expensive (sendmail's default).  An address without a domain is
     local.
+
+    A route in disguise (``%``, ``!`` or a quoted ``@`` in the local part)
+    to a local domain, a name or literal of ours, or a held domain is an
+    error decision with ``address.ROUTED_REFUSAL`` (550 5.7.1): alias and
+    mailbox names never hold those characters, so such a local part is
+    never a local address, and a held one would go on verbatim.
 
     Local parts, for local domains only:
       * aliases are looked up case-insensitively (sendmail downcases keys);
@@ -28,9 +36,14 @@ DESCRIPTION
         the delivered-to address keeps the detail, the mailbox (%u) is the
         base user, lower-cased.  The delimiter is fixed to "+" (Postfix's
         usual recipient_delimiter);
-      * after aliases, a local user must be in cfg.local.users when that list
-        is non-empty (else any safe name is a mailbox); "postmaster" always
+      * after aliases, a local user must be one of USERS (delivery/users.py:
+        local.users, local.users_file, the system's passwd; the Router is
+        given the set, default cfg.local.users) or "postmaster", which always
         exists (RFC 5321 4.5.1).  Unknown: "550 5.1.1 <addr>... User unknown".
+        "abuse" (RFC 2142) is not implied: the shipped aliases file maps it
+        to postmaster, and an unaliased abuse Maildir is one nobody reads.
+        ``local.create_mailboxes`` turns the check off (any safe name is a
+        mailbox, made on first delivery).
       * a mailbox name must be [a-z0-9._=-] and not start with "." (it
         becomes a path); anything else is "550 5.1.3".
     The user check applies to local and maildir routes; an LMTP server
@@ -50,15 +63,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
+from edgemail.address import ROUTED_REFUSAL, AddressError, parse_address
 from edgemail.config.model import Config, Route, match_route
-from edgemail.config.values import host_port, smart_host
+from edgemail.config.values import MAILBOX, host_port, smart_host
 from edgemail.delivery.aliases import Aliases, AliasLoop
 
 DETAIL_DELIMITER = "+"
 #: addresses whose decisions a Router remembers (RCPT, the commit hook and
 #: every queue run ask about the same few addresses again and again)
 ROUTE_CACHE = 4096
-_MAILBOX = re.compile(r"[a-z0-9_=-][a-z0-9._=-]*")
+#: local parts that exist whatever the user list says (RFC 5321 4.5.1)
+ALWAYS = frozenset({"postmaster"})
 
 
 @dataclass(frozen=True)
@@ -105,11 +120,14 @@ def split(address: str) -> tuple[str, str]:
 class Router:
     """Routes addresses with one config and one alias table."""
 
-    def __init__(self, cfg: Config, aliases: Aliases | None = None) -> None:
+    def __init__(self, cfg: Config, aliases: Aliases | None = None,
+                 users: frozenset[str] | None = None) -> None:
         self.cfg = cfg
         self.aliases = aliases or Aliases()
         self.default_domain = cfg.local_domains[0]
-        self.users = frozenset(u.lower() for u in cfg.local.users)
+        names = frozenset(u.lower() for u in cfg.local.users) if users is None else users
+        #: None: any safe name is a mailbox (local.create_mailboxes)
+        self.users: frozenset[str] | None = None if cfg.local.create_mailboxes else names | ALWAYS
         self._cache: dict[str, tuple[Decision, ...]] = {}
 
     # -- public
@@ -130,6 +148,11 @@ class Router:
             return [self._error(address, address, "553 5.1.3 <{a}>... Empty local part")]
         if domain and not self.cfg.is_local_domain(domain):
             return [self._remote(address, address, domain)]
+        if _routed(address):
+            # a route in disguise ("a%b", "b!a", "a@b" quoted): no alias or
+            # mailbox name holds those characters, so it is none of ours (and
+            # "a+x%b" is not "a"); never passed on
+            return [self._error(address, address, ROUTED_REFUSAL)]
         try:
             exp = self.aliases.expand(address.strip().strip("<>"), self._local_part)
         except AliasLoop as exc:
@@ -174,13 +197,24 @@ class Router:
             return self._remote(address, original, domain)
         domain = domain or self.default_domain
         full = f"{local}@{domain}"
-        route = match_route(self.cfg.routes, domain) or Route(domain, "local")
+        route = self._local_route(domain)
         if route.kind in ("local", "maildir"):
             return self._mailbox(full, original, route, check_users=True)
         return self._decide(full, original, route, domain)
 
+    def _local_route(self, domain: str) -> Route:
+        """A local domain's own entry (exact or ".suffix", never "*"); for our
+        hostname, localhost or a literal only an exact one; else "local"."""
+        if domain in self.cfg.local_domains:
+            route = match_route(self.cfg.routes, domain, wildcard=False)
+        else:
+            route = next((r for r in self.cfg.routes if r.pattern == domain), None)
+        return route or Route(domain, "local")
+
     def _remote(self, address: str, original: str, domain: str) -> Decision:
         customer = self.cfg.customer_of(domain)
+        if _routed(address) and self.cfg.holds_mail_for(domain):
+            return self._error(address, original, ROUTED_REFUSAL)   # it would go on verbatim
         if customer is not None:          # ISP mode: held until the customer asks
             host, port = customer.deliver or (domain, 25)
             return Decision(address, original, "hold", customer.name, host=host, port=port)
@@ -192,9 +226,9 @@ class Router:
 
     def _mailbox(self, address: str, original: str, route: Route, *, check_users: bool) -> Decision:
         user = split(address)[0].lower().split(DETAIL_DELIMITER, 1)[0]
-        if not _MAILBOX.fullmatch(user):
+        if not MAILBOX.fullmatch(user):
             return self._error(address, original, "550 5.1.3 <{a}>... Bad mailbox name")
-        if check_users and self.users and user not in self.users and user != "postmaster":
+        if check_users and self.users is not None and user not in self.users:
             return self._error(address, original, "550 5.1.1 <{a}>... User unknown")
         path = self.cfg.local.maildir if route.kind == "local" else route.target
         return Decision(address, original, route.kind, path.replace("%u", user),
@@ -215,6 +249,14 @@ class Router:
 
     def _error(self, address: str, original: str, reply: str) -> Decision:
         return Decision(address, original, "error", reply=reply.replace("{a}", address))
+
+
+def _routed(address: str) -> bool:
+    """The local part holds ``%``, ``!`` or ``@`` (address.py's one parse)."""
+    try:
+        return parse_address(address.strip().strip("<>")).sender_routing
+    except AddressError:
+        return any(c in address.rpartition("@")[0] for c in "%!@")
 
 
 def _error_reply(target: str) -> str:

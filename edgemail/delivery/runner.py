@@ -81,6 +81,7 @@ from edgemail.delivery.reports import Reporter
 from edgemail.delivery.retryloop import RetryLoop
 from edgemail.delivery.routing import Router
 from edgemail.delivery.state import TaskSet, drop_connections, load_linkup, save_linkup
+from edgemail.delivery.users import known_users
 from edgemail.smtpc.session import SmtpClient
 from edgemail.smtpc.tls import SMARTHOST_TLS, TlsPolicy
 from edgemail.spool.record import QueueEntry
@@ -102,7 +103,7 @@ class Runner:
                  hosts_file: str = "/etc/hosts", mx_port: int = 25) -> None:
         self.cfg, self.store, self.link = cfg, store, link
         self.clock: Clock = clock or SystemClock()
-        self.router = router or Router(cfg, load_aliases(cfg.local.aliases, cfg.local))
+        self.router = router or Router(cfg, _aliases(cfg), known_users(cfg.local))
         self.resolver = resolver or MxResolver.from_config(cfg, clock=self.clock)
         self.smtp = smtp or SmtpClient.from_config(cfg, clock=self.clock)
         self.hoststore = hoststatus or HostStatusStore(cfg.spool_dir)
@@ -155,6 +156,10 @@ class Runner:
     def pending_jobs(self, entry: QueueEntry) -> tuple[list[Job], dict[str, list[str]]]:
         """ENTRY's deliveries still to do (port.pending_jobs with the current router)."""
         return pending_jobs(entry, self.router.route)
+
+    def big_wait(self, entry: QueueEntry) -> str:
+        """Why ENTRY waits for a cheap window ("" : it does not; queuerun.big_wait)."""
+        return self.queue_runs.big_wait(entry)
 
     def held_for(self, entry: QueueEntry) -> dict[str, str]:
         """ENTRY's recipients whose mail is held (ISP mode) -> the customer it is
@@ -321,3 +326,12 @@ class Runner:
             await asyncio.to_thread(self.hoststore.save, self.hosts)
         except OSError as exc:
             log.warning(maillog.runner_warning(f"cannot save host status: {exc}"))
+
+
+def _aliases(cfg: Config):
+    """The aliases table; a file named but missing is said once (no aliases, as sendmail)."""
+    table = load_aliases(cfg.local.aliases, cfg.local)
+    if table.missing:
+        log.warning(maillog.warning(f"aliases file {table.source} does not exist: no aliases until it "
+                                    "does (then newaliases)"))
+    return table

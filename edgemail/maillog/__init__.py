@@ -39,6 +39,10 @@ Messages (messages.py; ``edgemail.smtpd``, ``edgemail.spool``, ``edgemail.runner
         dsn_dropped(): a double bounce that failed too: nothing is sent.
   QID: queue file unreadable, moved to corrupt/: REASON   [1]
         queue_file_unreadable(): found while delivering.
+  QID: queue file gone (removed by hand?), dropped from the queue   [1]
+        queue_file_gone(): the entry's file is not in queue/ or hold/ when
+        mailq lists it or the runner reads it: it leaves the queue (mailq
+        shows what is on disk, never a ghost).
   QID: imported from maildrop/NAME   [5]
         maildrop_import(): a message ``sendmail`` left in maildrop/ while
         the daemon was down.
@@ -69,6 +73,10 @@ SMTP sessions (sessions.py; ``edgemail.smtpd``):
         too_many_errors()
   NOQUEUE: timeout waiting for input from [ip]:port after CMD   [2]
         timeout()
+  NOQUEUE: LIMIT time limit exceeded for [ip]:port after CMD   [2]
+        time_limit(): LIMIT is "command line" (a line not complete within
+        Timeout.command of the previous reply: slowloris) or "session"
+        ([smtpd] max_session_time); 421 4.4.2, closed.
   NOQUEUE: connection refused, relay=[ip]:port, reply=REPLY   [4]
         refused(): session limits (max_sessions, per client) refused a
         connection.
@@ -233,6 +241,7 @@ from edgemail.maillog.messages import (
     dsn_queued,
     hook_failed,
     maildrop_import,
+    queue_file_gone,
     queue_file_unreadable,
     received,
     spool_writer_error,
@@ -262,6 +271,7 @@ from edgemail.maillog.sessions import (
     pregreet,
     refused,
     reject,
+    time_limit,
     timeout,
     tls_failed,
     tls_pipelined,
@@ -274,9 +284,9 @@ __all__ = [
     "NOQUEUE", "RULESETS", "clean", "duration", "python_level", "setup",
     # messages.py
     "received", "delivery", "dsn_queued", "dsn_not_queued", "dsn_dropped", "queue_file_unreadable",
-    "maildrop_import", "hook_failed", "spool_writer_error", "commit_helpers_unavailable",
+    "queue_file_gone", "maildrop_import", "hook_failed", "spool_writer_error", "commit_helpers_unavailable",
     # sessions.py
-    "reject", "connect", "lost_connection", "too_many_errors", "timeout", "refused", "internal_error",
+    "reject", "connect", "lost_connection", "too_many_errors", "timeout", "time_limit", "refused", "internal_error",
     "pregreet", "tls_started", "tls_failed", "tls_pipelined", "auth_ok", "auth_failed",
     # runs.py
     "run_start", "run_end", "link_up", "dialdelay", "demand_unroutable",

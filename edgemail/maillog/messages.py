@@ -50,6 +50,10 @@ def queue_file_unreadable(qid: str, reason: object) -> str:
     return f"{qid}: queue file unreadable, moved to corrupt/: {clean(reason)}"
 
 
+def queue_file_gone(qid: str) -> str:
+    return f"{qid}: queue file gone (removed by hand?), dropped from the queue"
+
+
 def maildrop_import(qid: str, name: str) -> str:
     return f"{qid}: imported from maildrop/{clean(name)}"
 

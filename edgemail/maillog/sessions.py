@@ -53,6 +53,10 @@ def timeout(peer: str, after: str) -> str:
     return f"{NOQUEUE}: timeout waiting for input from {clean(peer)} after {clean(after)}"
 
 
+def time_limit(peer: str, after: str, limit: str) -> str:
+    return f"{NOQUEUE}: {clean(limit)} time limit exceeded for {clean(peer)} after {clean(after)}"
+
+
 def refused(peer: str, reply: str) -> str:
     return f"{NOQUEUE}: connection refused, relay={clean(peer)}, reply={clean(reply)}"
 

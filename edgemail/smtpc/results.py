@@ -70,6 +70,8 @@ class DeliveryResult:
     reused: bool = False
     #: the final reply (SMTP) to the dot, for the log line
     reply: Reply | None = None
+    #: the server advertised DSN: NOTIFY/ORCPT went on, success reports are its to send
+    dsn: bool = False
 
 
 def lost(exc: BaseException | None, host: str, phase: str) -> TempFail:

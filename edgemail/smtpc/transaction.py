@@ -38,6 +38,7 @@ recipient and as ``failure``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from edgemail.envelope import Recipient
 from edgemail.errors import DeliveryFailure, Scope, TempFail
@@ -73,7 +74,8 @@ class Transaction:
             replies = await self._pipelined(d, cmds, probe)
         else:
             replies = await self._lockstep(d, cmds, probe)
-        return await self._finish(d, cmds, replies)
+        result = await self._finish(d, cmds, replies)
+        return replace(result, dsn=d.conn.capabilities.dsn)
 
     def _commands(self, caps: core.Capabilities) -> list[Mail | Rcpt]:
         """MAIL and the RCPTs; every refusal we can know of is raised here, before any byte."""

@@ -55,11 +55,13 @@ Replies (every one but the greeting and EHLO/HELO carries an enhanced code):
   501 5.5.4 bad parameter value (NOTIFY, RET, ENVID, ORCPT, SIZE, BODY, AUTH)
   501 5.0.0 / 501 5.5.2  AUTH aborted (*) / response not base64 or not its form
   503 5.5.1 AUTH before EHLO, twice, or in a transaction
-  504 5.5.4 AUTH mechanism not offered (PLAIN and LOGIN are)
+  504 5.5.4 AUTH mechanism not offered (PLAIN and LOGIN are; CRAM-MD5 with cram_secrets)
   530 5.7.0 Must issue a STARTTLS command first (require_tls); Authentication
             required (a submission listener, MAIL before AUTH)
   535 5.7.8 Authentication credentials invalid (counted per client)
-  538 5.7.11 AUTH before STARTTLS (unless auth_plaintext)
+  538 5.7.11 AUTH before STARTTLS (unless auth_plaintext; CRAM-MD5: cram_plaintext)
+  550 5.1.1 an unknown local user (routing: delivery/users.py; not with
+            local.create_mailboxes)
   550 5.6.0 bare CR, bare LF or NUL in DATA on a strict listener
   552 5.3.4 SIZE= or the data itself beyond MaxMessageSize
   553 5.6.7 a non-ASCII address without SMTPUTF8 on MAIL (RFC 6531 3.4)
@@ -68,13 +70,16 @@ Replies (every one but the greeting and EHLO/HELO carries an enhanced code):
   554 5.5.0 SMTP synchronisation: talked before the greeting, or pipelined
             where RFC 2920 forbids it (core.py); the session ends
   554 5.5.1 STARTTLS with TLS already on
+  554 5.6.0 a header line over 998 octets with no blank to fold at (other
+            long lines are re-encoded: longlines.py)
   554 5.7.1 Relaying denied
   555 5.5.4 unknown MAIL/RCPT parameter
 
 Received: we prepend ``Received: from HELO ([IP]) by HOSTNAME (edgemail) with
 PROTO [for <rcpt>]; DATE``, PROTO being SMTP (HELO), ESMTP, or ESMTPS /
 ESMTPA / ESMTPSA after STARTTLS and/or AUTH (RFC 3848, as sendmail and
-Postfix write it).  It carries no ``id``: the spool assigns the
+Postfix write it), UTF8SMTP... instead of ESMTP... for a transaction with
+SMTPUTF8 (RFC 6531 3.7.3, as Postfix writes it).  It carries no ``id``: the spool assigns the
 queue id inside commit(), after the data is written; the log line
 ``QID: from=..., relay=[IP]:PORT`` ties the two.  ``for <rcpt>`` only
 with a single recipient (sendmail does the same, so Bcc stays private).
@@ -90,8 +95,11 @@ AUTH=server and AUTH failure (the user, never the password).
 
 Security: AUTH secrets never reach a log line or a repr (the argument of
 AUTH and the 334 responses are never kept as ``arg``); passwords are
-checked against scrypt hashes in a thread, as slowly for an unknown user;
-AUTH is offered only over TLS unless a listener says auth_plaintext.
+checked against scrypt hashes on one worker thread, one check at a time,
+as slowly for an unknown user; CRAM-MD5's plaintext secrets are a file of
+their own (cram.py: mode 0600/0640 enforced), used for nothing else; AUTH
+is offered only over TLS unless a listener says auth_plaintext (or
+cram_plaintext, CRAM-MD5 alone).
 """
 
 from edgemail.smtpd.listener import SmtpListener

@@ -1,5 +1,6 @@
 """smtpd/auth.py - SMTP AUTH (RFC 4954) without I/O: the SASL exchanges of
-PLAIN (RFC 4616) and LOGIN, and whom an authenticated user may send as.
+PLAIN (RFC 4616), LOGIN and CRAM-MD5 (RFC 2195: cram.py has its secrets),
+and whom an authenticated user may send as.
 
 Owns:
   * ``Exchange``: one AUTH command's exchange.  ``start(initial)`` and
@@ -10,7 +11,9 @@ Owns:
     5.5.2`` not base64 / not UTF-8 / not the mechanism's form / a user
 name that is empty or holds control characters, ``535
     5.7.8`` an authorisation identity other than the user: we do not
-    proxy).
+    proxy).  CRAM-MD5: ``334`` with the challenge, then ``USER HEXDIGEST``
+    (an Answer whose ``challenge`` is set; an initial response is ``501
+    5.5.2``, RFC 4954 section 4: the server speaks first).
   * ``may_send_as()``: the sender check for authenticated sessions
     (Postfix's smtpd_sender_login_maps, ``reject_sender_login_mismatch``):
     the ``[smtpd.sender_login]`` table's addresses and ``@domains`` for the
@@ -25,10 +28,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass, field
 
-#: what EHLO offers after ``AUTH``
+from edgemail.smtpd import cram
+
+#: what EHLO offers after ``AUTH`` (with a credentials file), and CRAM-MD5 (with cram secrets)
 MECHANISMS = ("PLAIN", "LOGIN")
+CRAM = cram.MECH
 #: RFC 4954 section 4: an AUTH line may be 12288 octets
 LINE_LIMIT = 12288
 
@@ -36,6 +43,7 @@ ABORTED = "501 5.0.0 Authentication aborted"
 UNDECODABLE = "501 5.5.2 Cannot decode response"
 INVALID = "535 5.7.8 Authentication credentials invalid"
 _USERNAME, _PASSWORD = "VXNlcm5hbWU6", "UGFzc3dvcmQ6"    # "Username:", "Password:"
+_CRAM_ANSWER = re.compile(r"(\S+) ([0-9a-fA-F]{32})")
 
 
 @dataclass(frozen=True)
@@ -46,9 +54,10 @@ class Prompt:
 
 @dataclass(frozen=True)
 class Answer:
-    """Credentials to verify."""
+    """Credentials to verify (CRAM-MD5: the password is the digest of CHALLENGE)."""
     user: str
     password: str = field(repr=False)
+    challenge: str = ""
 
 
 Step = Prompt | Answer | str
@@ -57,13 +66,19 @@ Step = Prompt | Answer | str
 class Exchange:
     """The exchange of one AUTH command, for MECH (one of MECHANISMS)."""
 
-    def __init__(self, mech: str) -> None:
+    def __init__(self, mech: str, hostname: str = "localhost") -> None:
         self.mech = mech
         #: LOGIN: the user name, once given
         self.user: str | None = None
+        #: CRAM-MD5: the challenge sent
+        self.challenge = cram.challenge(hostname) if mech == CRAM else ""
 
     def start(self, initial: str | None) -> Step:
         """AUTH MECH [initial-response]: the first step."""
+        if self.mech == CRAM:
+            if initial is not None:
+                return "501 5.5.2 CRAM-MD5 takes no initial response"
+            return Prompt(base64.b64encode(self.challenge.encode("utf-8")).decode("ascii"))
         if initial is None:
             return Prompt("" if self.mech == "PLAIN" else _USERNAME)
         return self.line(initial)
@@ -77,6 +92,11 @@ class Exchange:
             return UNDECODABLE
         if self.mech == "PLAIN":
             return _plain(decoded)
+        if self.mech == CRAM:
+            m = _CRAM_ANSWER.fullmatch(decoded)
+            if not m or not _good_user(m.group(1)):
+                return UNDECODABLE
+            return Answer(m.group(1), m.group(2), self.challenge)
         if self.user is None:
             if not _good_user(decoded):
                 return UNDECODABLE

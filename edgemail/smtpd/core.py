@@ -2,13 +2,13 @@
 
 Owns what the server says and when: the session's state (``State``), the
 command table (``Dialogue._commands``: verb -> handler, with the HELO
-precondition in ``NEEDS_HELO``), EHLO/HELO, MAIL/RCPT (transaction.py),
-DATA (data.py's collector), RSET, NOOP, QUIT, VRFY (252), EXPN (refused),
-STARTTLS and AUTH (secure.py), HELP, ETRN and ATRN (turn.py; an ODMR
-listener takes no mail), SMTP synchronisation, the
-count of 5xx replies, and every reply's wording (replies.py).  Logs each
-refusal in sendmail's form (maillog.reject) and internal errors with their
-traceback.
+precondition in ``NEEDS_HELO``), EHLO/HELO, MAIL/RCPT (transaction.py), DATA
+(data.py's collector), RSET, NOOP, QUIT, VRFY (252), EXPN (refused), STARTTLS
+and AUTH (secure.py), HELP, ETRN and ATRN (turn.py; an ODMR listener takes no
+mail), SMTP synchronisation, the count of 5xx replies, and every reply's
+wording (replies.py).  Logs each refusal in sendmail's form (maillog.reject)
+and internal errors with their traceback; an HTTP verb ends the session
+(syntax.py NON_SMTP).
 
 Use (session.py is the one driver)::
 
@@ -48,17 +48,15 @@ and what was held is dropped unread, when the client sent anything
     end a group), on strict listeners;
   * after a DATA that is refused (503, 530...), on any listener: a message
     body is never read as commands.
-  LAN listeners tolerate the rest: commands pipelined after EHLO/HELO, and
-  data after an accepted DATA (read as the message the client meant).
-  RFC 2920 pipelining is untouched: MAIL, RCPT..., DATA as one group; the
-  final dot followed by the next MAIL or QUIT.  Strict listeners refuse a
-  command line ending in a bare LF or holding a bare CR (``500 5.5.2``,
-  never executed: syntax.py); LAN listeners take a bare LF as a line end.
+  LAN listeners tolerate the rest: commands pipelined after EHLO/HELO,
+  data after an accepted DATA.  RFC 2920 pipelining is untouched (MAIL,
+  RCPT..., DATA as one group; the final dot, then the next MAIL or QUIT).
+  Bare LF / CR in command lines: syntax.py (strict: a bare LF ends the session).
 
-ETRN and ATRN (turn.py): who may flush what is the daemon's hook's
-business (delivery/customers.py); the events carry who asks (address,
-trust, ``auth_user``).  ATRN's 250 is said with ``close_with``: the driver
-hands the socket to the push (delivery/flush.py, on smtpc).
+ETRN and ATRN (turn.py): who may flush what is the daemon's hook's business
+(delivery/customers.py); the events carry who asks (address, trust,
+``auth_user``).  ATRN's 250 is said with ``close_with``: the driver hands the
+socket to the push (delivery/flush.py, on smtpc).
 """
 
 from __future__ import annotations
@@ -132,8 +130,7 @@ class Dialogue(SecureCommands):
             "EHLO": self._ehlo, "HELO": self._helo, "MAIL": self._mail, "RCPT": self._rcpt,
             "DATA": self._data, "RSET": self._rset, "NOOP": self._noop, "QUIT": self._quit,
             "VRFY": self._vrfy, "EXPN": self._expn, "AUTH": self._auth, "HELP": self._help,
-            "STARTTLS": self._starttls, "ETRN": partial(turn.etrn, self),
-            "ATRN": partial(turn.atrn, self),
+            "STARTTLS": self._starttls, "ETRN": partial(turn.etrn, self), "ATRN": partial(turn.atrn, self),
         }
         if settings.odmr:
             self._commands.update(dict.fromkeys(turn.ODMR_REFUSED, turn.odmr_only))
@@ -238,11 +235,14 @@ class Dialogue(SecureCommands):
                 self._send(f"421 4.7.0 {self.settings.hostname} Error: too many errors")
                 self.state, self.ended = State.CLOSED, True
 
+    def _close_unread(self) -> None:        # nothing held is read; the session ends
+        self.reader.discard()
+        self.state, self.ended = State.CLOSED, True
+
     def _desync(self, after: str) -> None:
         """The client did not wait for our reply where it must: 554, nothing
         it sent after that point is read, the session ends."""
-        self.reader.discard()
-        self.state, self.ended = State.CLOSED, True
+        self._close_unread()
         if after == "CONNECT":
             log.warning(maillog.pregreet(self.relay))
             self._send("554 5.5.0 Error: SMTP protocol synchronization: talked before the greeting")
@@ -257,6 +257,8 @@ class Dialogue(SecureCommands):
         if isinstance(parsed, BadLine):
             self.verb, self.arg = parsed.verb, parsed.arg     # the bad line, in the log
             self._reply(parsed.reply)
+            if parsed.close or (self.settings.strict and not line.endswith(b"\r\n")):
+                self._close_unread()        # an HTTP verb, or a bare LF on strict: what follows is no command
             return None
         verb, arg = parsed
         handler = self._commands.get(verb)
@@ -301,10 +303,9 @@ class Dialogue(SecureCommands):
             return "501 5.5.4 Syntax: EHLO hostname"
         self._hello(arg, extended=True)
         s = self.settings
-        self._send(replies.ehlo_reply(replies.hello(s.hostname, arg, self.ip),
-                                      max_size=s.max_size, etrn=s.etrn,
-                                      starttls=s.tls and not self.tls, auth=self.auth_offered(),
-                                      atrn=s.odmr))
+        self._send(replies.ehlo_reply(replies.hello(s.hostname, arg, self.ip), max_size=s.max_size,
+                                      etrn=s.etrn, starttls=s.tls and not self.tls,
+                                      auth=self.auth_offered(), atrn=s.odmr))
         return None
 
     def _helo(self, arg: str | None) -> str | None:
@@ -324,7 +325,7 @@ class Dialogue(SecureCommands):
         return self.txn.mail_cmd(arg, extended=self.extended, max_size=self.settings.max_size,
                                  has_room=self._has_room, auth=bool(self.settings.auth),
                                  authenticated=self.auth_user is not None,
-                                 check_sender=self._check_sender)
+                                 check_sender=self._check_sender, domain=self.qualify_with)
 
     def _check_sender(self, sender: str) -> str | None:
         """An authenticated user's sender: the 553 that refuses it, or None."""
@@ -335,7 +336,7 @@ class Dialogue(SecureCommands):
 
     def _rcpt(self, arg: str | None) -> str:
         return self.txn.rcpt_cmd(arg, extended=self.extended, max_rcpts=self.settings.max_rcpts,
-                                 decide=self._decide_rcpt)
+                                 decide=self._decide_rcpt, domain=self.qualify_with)
 
     def _data(self, arg: str | None) -> str | None:
         """DATA: 354, then next_event feeds the collector until the end."""
@@ -351,7 +352,7 @@ class Dialogue(SecureCommands):
     def _data_end(self) -> Event | None:
         """The end of DATA was read: the refusal, or a Commit."""
         collector, self._collector = self._collector, None
-        txn, self.txn = self.txn, Transaction()
+        proto, txn, self.txn = self.proto, self.txn, Transaction()     # proto: of this transaction
         self.state = State.COMMAND
         assert collector is not None
         if collector.refusal:
@@ -363,14 +364,15 @@ class Dialogue(SecureCommands):
             self._reply(f"554 5.4.6 Too many hops ({facts.hops}): mail loop?")
             return None
         self.state = State.WAITING
-        return Commit(txn=txn, message=message, facts=facts, helo=self.helo or "", proto=self.proto)
+        return Commit(txn=txn, message=message, facts=facts, helo=self.helo or "", proto=proto)
 
     @property
     def proto(self) -> str:
-        """What Received: and the log say (RFC 3848: ESMTPS, ESMTPA, ESMTPSA)."""
+        """What Received: and the log say (RFC 3848: ESMTPS, ESMTPA, ESMTPSA; RFC 6531: UTF8SMTP...)."""
         if not self.extended:
             return "SMTP"
-        return "ESMTP" + ("S" if self.tls else "") + ("A" if self.auth_user else "")
+        base = "UTF8SMTP" if self.txn.mail.smtputf8 else "ESMTP"
+        return base + ("S" if self.tls else "") + ("A" if self.auth_user else "")
 
     def _rset(self, arg: str | None) -> str:
         if arg:
@@ -385,7 +387,7 @@ class Dialogue(SecureCommands):
         if arg:
             return "501 Syntax: QUIT"
         self._reply("221 Bye")
-        self.state, self.ended = State.CLOSED, True
+        self._close_unread()
         return None
 
     def _vrfy(self, arg: str | None) -> str:

@@ -18,12 +18,20 @@ DESCRIPTION
     ln=14), so a stolen file is slow to attack.  ``Credentials.verify``
     compares in constant time and checks an unknown user against a dummy
     hash, so the time taken does not tell which users exist.  A check
-    takes tens of milliseconds: the session runs it in a thread.
+    takes tens of milliseconds and its memory: it runs off the loop, one
+    at a time (``AuthService.check``: one lock, one worker thread, so the
+    daemon holds at most one scrypt block, and malloc one arena for it),
+    after the client's failures are counted (over the limit: refused with
+    no hash computed).  A hash whose parameters need more than MAXMEM
+    (64 MiB) is refused when the file is read: no line can make one check
+    cost more.
 
     ``AuthFailures`` counts failed AUTH attempts per client address over
     ``auth_failure_window`` (across sessions and listeners); a success
-    clears the client's count.  ``AuthService`` is both, as the listeners
-    share them (daemon/run.py makes one).
+    clears the client's count.  ``AuthService`` is both, with CRAM-MD5's
+    secrets (cram.py) when ``[smtpd] cram_secrets`` is set, as the
+    listeners share them (daemon/run.py makes one); ``mechanisms`` is what
+    they can check.
 
 FILES
     Keep the file ``root:edgemail`` mode 0640: it is read by the daemon
@@ -37,18 +45,24 @@ DIAGNOSTICS
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import concurrent.futures
 import hashlib
 import hmac
 import os
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from edgemail.errors import ConfigError
+from edgemail.smtpd.auth import CRAM, MECHANISMS
+from edgemail.smtpd.cram import CramSecrets
 
-#: the cost of new hashes: N = 2**LOG2N, R, P
+#: the cost of new hashes: N = 2**LOG2N, R, P (16 MiB per check)
 LOG2N, R, P = 14, 8, 1
+#: the most memory one check may take (hashlib.scrypt's maxmem; a hash needing more is refused)
+MAXMEM = 64 << 20
 _HASH = re.compile(r"\$scrypt\$ln=(\d{1,2}),r=(\d{1,2}),p=(\d)\$([A-Za-z0-9+/.]+)\$([A-Za-z0-9+/.]+)")
 _USER = re.compile(r"[^\s:#][^\s:]*")
 
@@ -62,9 +76,13 @@ def _unb64(text: str) -> bytes:
 
 
 def _scrypt(password: str, salt: bytes, log2n: int, r: int, p: int, length: int) -> bytes:
-    n = 1 << log2n
-    return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p,
-                          maxmem=129 * r * n * p + (1 << 20), dklen=length)
+    return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=1 << log2n, r=r, p=p,
+                          maxmem=MAXMEM, dklen=length)
+
+
+def scrypt_memory(log2n: int, r: int, p: int) -> int:
+    """The bytes one check with these parameters needs (OpenSSL's 128*r*(N+p+2))."""
+    return 128 * r * ((1 << log2n) + p + 2)
 
 
 def hash_password(password: str, *, log2n: int = LOG2N) -> str:
@@ -83,6 +101,9 @@ def check_hash(text: str) -> tuple[int, int, int, bytes, bytes]:
     log2n, r, p = int(m.group(1)), int(m.group(2)), int(m.group(3))
     if not (1 <= log2n <= 20 and 1 <= r <= 16 and 1 <= p <= 4):
         raise ValueError("scrypt parameters out of range (ln 1-20, r 1-16, p 1-4)")
+    if scrypt_memory(log2n, r, p) > MAXMEM:
+        raise ValueError(f"scrypt parameters need {scrypt_memory(log2n, r, p) >> 20} MiB per check, "
+                         f"over the {MAXMEM >> 20} MiB limit (ln=14,r=8,p=1 needs 16)")
     return log2n, r, p, _unb64(m.group(4)), _unb64(m.group(5))
 
 
@@ -166,14 +187,41 @@ class AuthFailures:
 
 
 class AuthService:
-    """What AUTH needs, shared by a daemon's listeners: the credentials
-    (replaced whole on SIGHUP: listener.py's reload_secrets) and the
-    failure counts."""
+    """What AUTH needs, shared by a daemon's listeners: the credentials and
+    CRAM-MD5's secrets (each replaced whole on SIGHUP: listener.py's
+    reload_secrets) and the failure counts."""
 
-    def __init__(self, path: str, window: float) -> None:
-        self.path = path
-        self.credentials = Credentials.load(path)
+    def __init__(self, path: str, window: float, cram_path: str = "") -> None:
+        self.path, self.cram_path = path, cram_path
+        self.credentials = Credentials.load(path) if path else Credentials({})
+        self.cram = CramSecrets.load(cram_path) if cram_path else None
         self.failures = AuthFailures(window)
+        #: one check at a time, on one thread (module docstring)
+        self._lock = asyncio.Lock()
+        self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="edgemail-auth")
+
+    async def check(self, ip: str, mech: str, user: str, secret: str, challenge: str, *,
+                    now: Callable[[], float], limit: int) -> bool | None:
+        """Are these the credentials of USER?  None: IP has LIMIT failures
+        already (counted once the lock is ours), nothing was computed."""
+        async with self._lock:
+            if self.failures.count(ip, now()) >= limit:
+                return None
+            if mech == CRAM:
+                return self.cram is not None and self.cram.verify(user, challenge, secret)
+            credentials = self.credentials
+            return await asyncio.get_running_loop().run_in_executor(
+                self._worker, credentials.verify, user, secret)
+
+    @property
+    def mechanisms(self) -> tuple[str, ...]:
+        """The AUTH mechanisms these secrets can check."""
+        return (MECHANISMS if self.path else ()) + ((CRAM,) if self.cram is not None else ())
+
+    def reread(self) -> tuple[Credentials, CramSecrets | None]:
+        """Both files read again (raises ConfigError; nothing changes here)."""
+        return (Credentials.load(self.path) if self.path else Credentials({}),
+                CramSecrets.load(self.cram_path) if self.cram_path else None)
 
 
 def main(argv: list[str] | None = None) -> int:

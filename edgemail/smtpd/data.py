@@ -9,19 +9,27 @@ Owns:
     headers of a message; ``received_header()``: the line we prepend.
 
 Rules (DESIGN.md "Input hygiene"; table tests in tests/core/test_smtpd_data.py):
-  * DATA ends only at CRLF "." CRLF.  ``\\n.\\n``, ``\\r.\\r``, ``\\n.\\r\\n`` and
-    ``\\r\\n.\\n`` do not end it (no SMTP smuggling through us).
-  * Dot-stuffing is removed from the start of every CRLF-delimited line.
-  * A *strict* collector (Internet/ISP-facing listener) refuses a message
-    holding a bare CR, a bare LF or a NUL anywhere: ``550 5.6.0`` (Postfix
-    ``smtpd_forbid_bare_newline = reject``), naming the first offence.
-  * A lenient collector (LAN listener) normalises as ``sendmail -t`` input
-    is: a bare LF ends a line (becomes CRLF), a bare CR becomes a space, a
-    NUL is removed.  A line made by splitting at a bare LF is taken as it
-    stands (no dot-stuffing was applied to it by the client), so a
-    ``\\n.\\n`` becomes a line holding one "." *inside* the message: harmless
-    in the queue, and the SMTP client dot-stuffs it on the way out.
+  * A *strict* collector (Internet/ISP-facing listener): DATA ends only at
+    CRLF "." CRLF; ``\\n.\\n``, ``\\r.\\r``, ``\\n.\\r\\n`` and ``\\r\\n.\\n`` do
+    not end it (no SMTP smuggling through us), and a message holding a
+    bare CR, a bare LF or a NUL anywhere is refused: ``550 5.6.0``
+    (Postfix ``smtpd_forbid_bare_newline = reject``), naming the first
+    offence.  Dot-stuffing is removed at the start of every CRLF line.
+  * A lenient collector (LAN listener, where a bare LF already ends a
+    command line) takes a bare LF as a line end everywhere, as sendmail
+    does outside its strict mode: every bare LF is read as CRLF before
+    anything else, so ``\\n.\\n``, ``\\r\\n.\\n`` and ``\\n.\\r\\n`` end DATA (a
+    client that writes LF line ends is answered instead of hanging, QA-4),
+    and dot-stuffing is removed at the start of every line.  The cost: an
+    unnormalising relay on the LAN could pass a ``\\n.\\n`` smuggled by its
+    own sender; what follows it is read as that trusted client's commands.
+    A bare CR becomes a space and a NUL is removed (as ``sendmail -t``
+    input is normalised).
   * Either way the queued message has CRLF line endings only and no NUL.
+  * A line over 998 octets is made sendable at the end of DATA
+    (smtpd/longlines.py: the part re-encoded quoted-printable, a header
+    folded); a message within the limits is queued byte for byte.  A header
+    line that cannot be folded: ``554 5.6.0``.
   * Size counts the bytes after dot-removal; past ``limit`` the data is
     dropped as it arrives and the reply is ``552 5.3.4`` once the end of
     DATA is seen (RFC 5321 4.2.5: the reply waits for the end).
@@ -34,7 +42,10 @@ import re
 from dataclasses import dataclass
 from email.utils import formatdate
 
+from edgemail.smtpd.longlines import Unsendable, make_sendable
+
 _BAD = re.compile(rb"[\r\n\x00]")
+_BARE_LF = re.compile(rb"(?<!\r)\n")
 _HEADER_NAME = re.compile(rb"([!-9;-~]+)[ \t]*:")
 
 
@@ -57,11 +68,15 @@ class DataCollector:
         self._buf = bytearray()
         #: the buffered bytes continue a line begun earlier (too long to hold)
         self._continued = False
+        #: lenient: the last byte fed was a CR (a LF starting the next chunk is no bare LF)
+        self._cr_last = False
 
     def feed(self, chunk: bytes) -> bool:
         """Take bytes read from the client; True once the end of DATA was seen.
         Bytes after the end (pipelined commands) are kept in ``leftover``."""
         buf = self._buf
+        if not self.strict:
+            chunk = self._bare_lf_as_crlf(chunk)
         buf += chunk
         if self._continued and (first := buf.find(b"\r\n")) >= 0:
             self._line(bytes(buf[:first]), True)
@@ -76,6 +91,7 @@ class DataCollector:
                 self._block(bytes(buf[:end]))
                 self.leftover = bytes(buf[end + 3:])
                 buf.clear()
+                self._finish()
                 return True
             if (last := buf.rfind(b"\r\n")) >= 0:
                 self._block(bytes(buf[:last + 2]))
@@ -86,6 +102,14 @@ class DataCollector:
             del buf[:len(buf) - keep]
             self._continued = True
         return False
+
+    def _bare_lf_as_crlf(self, chunk: bytes) -> bytes:
+        """Lenient: every bare LF read as CRLF (a CR ending the previous chunk counts)."""
+        if chunk.count(b"\n") != chunk.count(b"\r\n"):
+            head = b"\n" if chunk[:1] == b"\n" and self._cr_last else b""
+            chunk = head + _BARE_LF.sub(b"\r\n", chunk[len(head):])
+        self._cr_last = chunk[-1:] == b"\r"
+        return chunk
 
     def _block(self, block: bytes) -> None:
         """Complete lines, CRLF-terminated, the first starting a line."""
@@ -118,6 +142,16 @@ class DataCollector:
                 return
             line = normalise(line)
         self._parts.append(line if partial else line + b"\r\n")
+
+    def _finish(self) -> None:
+        """The whole message: lines over 998 octets re-encoded (smtpd/longlines.py),
+        or refused now when that cannot be done (never accepted to bounce later)."""
+        if self.refusal:
+            return
+        try:
+            self._parts = [make_sendable(b"".join(self._parts))]
+        except Unsendable as exc:
+            self._refuse(f"554 5.6.0 Message not sendable: {exc}")
 
     def _refuse(self, reply: str) -> None:
         self.refusal = reply

@@ -94,6 +94,8 @@ class Authenticate:
     mech: str
     user: str
     password: str = field(repr=False)
+    #: CRAM-MD5: the challenge the password (the client's digest) answers
+    challenge: str = ""
 
 
 @dataclass(frozen=True)

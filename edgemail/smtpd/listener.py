@@ -31,7 +31,7 @@ from edgemail.clock import Clock, SystemClock
 from edgemail.config.model import Config, Listener
 from edgemail.smtpc.channel import take_over
 from edgemail.smtpd.core import Settings
-from edgemail.smtpd.credentials import AuthService, Credentials
+from edgemail.smtpd.credentials import AuthService
 from edgemail.smtpd.policy import Admission, RelayPolicy
 from edgemail.smtpd.events import Etrn
 from edgemail.smtpd.session import Push, Services, SmtpSession, Spool
@@ -91,12 +91,14 @@ class SmtpListener:
         #: STARTTLS's certificate (reload_tls() on SIGHUP); AUTH's credentials
         self.tls = ServerTls(listener.tls_cert, listener.tls_key) if listener.tls else None
         if listener.auth and auth is None:
-            auth = AuthService(cfg.smtpd.auth_file, cfg.smtpd.auth_failure_window)
+            auth = AuthService(cfg.smtpd.auth_file, cfg.smtpd.auth_failure_window, cfg.smtpd.cram_secrets)
         self.auth = auth if listener.auth else None
         self.services = Services(
-            settings=Settings.of(cfg, listener, etrn=on_etrn is not None, auth=self.auth is not None,
+            settings=Settings.of(cfg, listener, etrn=on_etrn is not None,
+                                 auth=self.auth.mechanisms if self.auth is not None else (),
                                  atrn=on_atrn is not None),
-            name=listener.name, timeout=cfg.Timeout.command, store=store,
+            name=listener.name, timeout=cfg.Timeout.command, max_session_time=cfg.smtpd.max_session_time,
+            store=store,
             clock=clock or SystemClock(), policy=self.policy, admission=self.admission,
             read_buffer=memoryview(bytearray(64 * 1024)), on_commit=on_commit, on_etrn=on_etrn,
             on_atrn=on_atrn, greet_pause=listener.greet_pause, tls=self.tls, auth=self.auth)
@@ -149,12 +151,13 @@ def reload_secrets(listeners: list[SmtpListener]) -> Callable[[], tuple[int, int
     None).  Raises ConfigError: then nothing changed."""
     contexts = [(lst.tls, make_context(lst.tls.cert, lst.tls.key)) for lst in listeners if lst.tls]
     services = {id(lst.auth): lst.auth for lst in listeners if lst.auth is not None}
-    creds = [(auth, Credentials.load(auth.path)) for auth in services.values()]
+    creds = [(auth, auth.reread()) for auth in services.values()]
 
     def swap() -> tuple[int, int | None]:
         for tls, context in contexts:
             tls.context = context
-        for auth, credentials in creds:
-            auth.credentials = credentials
-        return len(contexts), (sum(len(c.users) for _, c in creds) if creds else None)
+        for auth, (credentials, cram) in creds:
+            auth.credentials, auth.cram = credentials, cram
+        return len(contexts), (sum(len(c.users) + len(cram or ()) for _, (c, cram) in creds)
+                               if creds else None)
     return swap

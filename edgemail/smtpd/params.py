@@ -84,33 +84,56 @@ def mail_params(text: str) -> MailParams:
 
 def _mail_params(p: dict[str, str | None]) -> MailParams:
     size = _size(p.pop("SIZE")) if "SIZE" in p else None
-    body = _value(p, "BODY")
-    if body is not None and body.upper() not in ("7BIT", "8BITMIME"):
-        raise ParamError("501 5.5.4 BODY must be 7BIT or 8BITMIME")
+    body = check_body(_value(p, "BODY"))
     smtputf8 = "SMTPUTF8" in p
     if smtputf8 and p.pop("SMTPUTF8") is not None:
         raise ParamError("501 5.5.4 SMTPUTF8 takes no value")
-    ret = _value(p, "RET")
+    ret = check_ret(_value(p, "RET"))
+    envid = check_envid(_value(p, "ENVID"))
+    _unknown(p, "MAIL")
+    return MailParams(size, body, smtputf8, ret, envid)
+
+
+# The value checks, one each, shared with the control socket's submit op
+# (daemon/submission.py): a value the listener refuses is refused there too.
+
+def check_body(body: str | None) -> str | None:
+    """BODY: 7BIT or 8BITMIME (any case; returned upper-case), or None."""
+    if body is not None and body.upper() not in ("7BIT", "8BITMIME"):
+        raise ParamError("501 5.5.4 BODY must be 7BIT or 8BITMIME")
+    return body and body.upper()
+
+
+def check_ret(ret: str | None) -> str | None:
+    """RET: FULL or HDRS (any case; returned upper-case), or None."""
     if ret is not None and ret.upper() not in ("FULL", "HDRS"):
         raise ParamError("501 5.5.4 RET must be FULL or HDRS")
-    envid = _value(p, "ENVID")
+    return ret and ret.upper()
+
+
+def check_envid(envid: str | None) -> str | None:
+    """ENVID: xtext of at most 100 characters, kept as given, or None."""
     if envid is not None and (len(envid) > 100 or not is_xtext(envid)):
         raise ParamError("501 5.5.4 ENVID must be xtext of at most 100 characters")
-    _unknown(p, "MAIL")
-    return MailParams(size, body and body.upper(), smtputf8, ret and ret.upper(), envid)
+    return envid
+
+
+def check_orcpt(orcpt: str | None) -> str | None:
+    """ORCPT: addr-type;xtext of at most 500 characters, kept as given, or None."""
+    if orcpt is not None:
+        kind, semi, value = orcpt.partition(";")
+        if not semi or not _ADDR_TYPE.fullmatch(kind) or not value or not is_xtext(value) \
+                or len(orcpt) > 500:
+            raise ParamError("501 5.5.4 ORCPT must be addr-type;xtext (e.g. rfc822;user@example.org)")
+    return orcpt
 
 
 def rcpt_params(text: str) -> RcptParams:
     p = split(text)
     notify: frozenset[str] = frozenset()
     if "NOTIFY" in p:
-        notify = _notify(p.pop("NOTIFY"))
-    orcpt = _value(p, "ORCPT")
-    if orcpt is not None:
-        kind, semi, value = orcpt.partition(";")
-        if not semi or not _ADDR_TYPE.fullmatch(kind) or not value or not is_xtext(value) \
-                or len(orcpt) > 500:
-            raise ParamError("501 5.5.4 ORCPT must be addr-type;xtext (e.g. rfc822;user@example.org)")
+        notify = check_notify(p.pop("NOTIFY"))
+    orcpt = check_orcpt(_value(p, "ORCPT"))
     _unknown(p, "RCPT")
     return RcptParams(notify, orcpt)
 
@@ -121,7 +144,8 @@ def _size(value: str | None) -> int:
     return int(value)
 
 
-def _notify(value: str | None) -> frozenset[str]:
+def check_notify(value: str | None) -> frozenset[str]:
+    """NOTIFY: NEVER alone, or a list of SUCCESS, FAILURE, DELAY (any case)."""
     words = frozenset(w.upper() for w in (value or "").split(","))
     if words == {"NEVER"}:
         return words

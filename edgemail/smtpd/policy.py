@@ -7,15 +7,17 @@ Owns:
       - trusted = the client address (IPv4-mapped IPv6 mapped first) is in
         ``lan_networks``, or is loopback while ``trust_loopback`` (default
         true; tests turn it off to play an outside client from 127.0.0.1).
-      - A trusted client may send to any address.  Anyone else only to our
-        local domains, and not with ``%``/``!``/quoted ``@`` in the local
-        part (``554 5.7.1 <addr>... Relaying denied``).  Address literals
-        are never local.  ``<postmaster>`` means postmaster at the first
-        local domain.
+      - A trusted client may send to any address.  Anyone else only to
+        what is ours (``Config.is_local_domain``: the local domains, our
+        hostname, localhost, literals of our own addresses) or held
+        (``554 5.7.1 <addr>... Relaying denied``).  ``<postmaster>`` means
+        postmaster at the first local domain.
       - Held domains (ISP mode: a customer's, or a ``hold`` route's) are
-        ours to hold: anyone may send to them, but never a routed address
-        (``%``, ``!``, quoted ``@``), from any client: it would be passed
-        on verbatim at the flush.
+        ours to hold: anyone may send to them.
+      - A route in disguise (``%``, ``!``, quoted ``@`` in the local part)
+        to a destination of ours or held, from any client: routing decides
+        (``check_rcpt``: refused with ``address.ROUTED_REFUSAL`` unless the
+        whole local part is an alias); without a router it is refused.
       - Then ``check_rcpt(address)`` (routing) may refuse, e.g. ``550 5.1.1``.
   * ``Admission``: the session counts, ``smtpd.max_sessions`` overall and
     ``smtpd.max_sessions_per_client`` per client address (``421 4.3.2``
@@ -31,7 +33,7 @@ import ipaddress
 from dataclasses import replace
 from typing import Callable, Generic, TypeVar
 
-from edgemail.address import Address
+from edgemail.address import ROUTED_REFUSAL, Address
 from edgemail.config.model import Config
 
 S = TypeVar("S")
@@ -69,14 +71,12 @@ class RelayPolicy:
             address = replace(address, domain=self.cfg.local_domains[0])
         text = str(address)
         held = address.literal is None and self.cfg.holds_mail_for(address.domain)
-        if not trusted or held:
-            local = address.literal is None and self.cfg.is_local_domain(address.domain)
-            if not local and not held:
-                return text, f"554 5.7.1 <{text}>... Relaying denied"
-            if address.sender_routing:
-                return text, f"554 5.7.1 <{text}>... Relaying denied (sender-specified routing)"
-        refusal = self.check_rcpt(text) if self.check_rcpt else None
-        return text, refusal
+        ours = held or self.cfg.is_local_domain(address.domain)
+        if not trusted and not ours:
+            return text, f"554 5.7.1 <{text}>... Relaying denied"
+        if self.check_rcpt is None:
+            return text, ROUTED_REFUSAL.format(a=text) if ours and address.sender_routing else None
+        return text, self.check_rcpt(text)
 
 
 class Admission(Generic[S]):

@@ -9,9 +9,10 @@ Owns the commands and their replies:
     AUTH forgotten (RFC 3207 section 4.2), a StartTls event; the driver
     runs the handshake and calls ``tls_started()``.  ``454 4.7.0`` where TLS
     is not offered, ``554 5.5.1`` when it is already on.
-  * AUTH PLAIN / LOGIN (auth.py's exchanges): only after EHLO, outside a
-    transaction, once; ``538 5.7.11`` before TLS unless the listener has
-    ``auth_plaintext``; ``504 5.5.4`` other mechanisms; ``334`` prompts, the
+  * AUTH PLAIN / LOGIN / CRAM-MD5 (auth.py's exchanges): only after EHLO,
+    outside a transaction, once; ``538 5.7.11`` before TLS unless the
+    listener has ``auth_plaintext`` (every mechanism) or ``cram_plaintext``
+    (CRAM-MD5 only: the secret never crosses); ``504 5.5.4`` other mechanisms; ``334`` prompts, the
     responses taken in state AUTH (never as commands, never logged); an
     Authenticate event whose outcome ``auth_done()`` answers: ``235 2.7.0``
     or ``535 5.7.8``, and ``421 4.7.0`` (the session ends) once the client
@@ -30,7 +31,7 @@ import logging
 from typing import TYPE_CHECKING, Callable
 
 from edgemail import maillog
-from edgemail.smtpd.auth import LINE_LIMIT, Exchange, Prompt
+from edgemail.smtpd.auth import CRAM, LINE_LIMIT, Exchange, Prompt
 from edgemail.smtpd.events import Authenticate, Event, StartTls
 from edgemail.smtpd.reader import TOO_LONG, LineReader, Overlong
 from edgemail.smtpd.state import Settings, State
@@ -74,6 +75,12 @@ class SecureCommands:
         """A trusted client (LAN, loopback) or an authenticated user."""
         return self.trusted or self.auth_user is not None
 
+    @property
+    def qualify_with(self) -> str | None:
+        """The domain an unqualified address gets: a trusted or authenticated
+        client's (RFC 6409 4.2), None for anyone else (553 5.1.3)."""
+        return self.settings.local_domain if self.may_relay else None
+
     def tls_refusal(self, verb: str) -> str | None:
         """require_tls: the 530 for VERB before TLS, or None."""
         if self.settings.require_tls and not self.tls and verb not in BEFORE_TLS:
@@ -104,9 +111,15 @@ class SecureCommands:
     # ---------------------------------------------------------------- AUTH
 
     def auth_offered(self) -> tuple[str, ...]:
-        """The mechanisms EHLO offers now (none before TLS unless auth_plaintext)."""
+        """The mechanisms EHLO offers now (before TLS: all with auth_plaintext,
+        CRAM-MD5 with cram_plaintext, else none)."""
+        return () if self.auth_user else self._mechanisms_now()
+
+    def _mechanisms_now(self) -> tuple[str, ...]:
         s = self.settings
-        return s.auth if s.auth and (self.tls or s.auth_plaintext) and not self.auth_user else ()
+        if self.tls or s.auth_plaintext:
+            return s.auth
+        return tuple(m for m in s.auth if m == CRAM) if s.cram_plaintext else ()
 
     def _auth(self, arg: str | None) -> str | Event | None:
         """AUTH MECH [initial-response]."""
@@ -117,7 +130,7 @@ class SecureCommands:
         if self._auth_failures() >= self.settings.max_auth_failures:
             self._too_many_failures()
             return None
-        self._exchange = exchange = Exchange(mech.upper())
+        self._exchange = exchange = Exchange(mech.upper(), self.settings.hostname)
         return self._auth_step(exchange.start(initial.strip() or None))
 
     def _auth_refusal(self, mech: str) -> str | None:
@@ -130,10 +143,10 @@ class SecureCommands:
             return "503 5.5.1 Error: already authenticated"
         if self.txn.mail_from is not None:
             return "503 5.5.1 Error: AUTH not allowed in a mail transaction"
-        if not self.tls and not s.auth_plaintext:
-            return "538 5.7.11 Encryption required for requested authentication mechanism"
         if mech not in s.auth:
             return f"504 5.5.4 Unrecognized authentication type (offered: {' '.join(s.auth)})"
+        if mech not in self._mechanisms_now():
+            return "538 5.7.11 Encryption required for requested authentication mechanism"
         return None
 
     def _auth_line(self, line: bytes | Overlong) -> Event | None:
@@ -163,7 +176,7 @@ class SecureCommands:
         if isinstance(step, str):
             return step
         self.state = State.WAITING
-        return Authenticate(mech, step.user, step.password)
+        return Authenticate(mech, step.user, step.password, step.challenge)
 
     def auth_done(self, event: Authenticate, user: str | None, failures: int) -> None:
         """The Authenticate's outcome: USER authenticated, or None (FAILURES:

@@ -2,24 +2,21 @@
 spool and the hooks around the sans-IO dialogue (core.py).
 
 Owns the I/O of one connection: reads (into the listener's shared buffer:
-``asyncio.BufferedProtocol``; a plain ``recv(256 KiB)`` per read cost an
-mmap, page faults and an munmap), writing the dialogue's replies, flow
-control both ways, the per-read timeout, greet_pause (the 220 waits; what
-the client sends meanwhile ends the session, core.py), the commit after
-DATA, the ETRN hook, the STARTTLS handshake and the AUTH password check
-(each a task; the dialogue takes no input until it is answered), and the
-session's log lines (connect, lost connection, timeout, refused, STARTTLS,
-the message's ``from=`` line), and ATRN's turn-around: after the hook's 250
-is written, the transport (and the bytes read after ATRN) go to the push
-(delivery/flush.py), and the session lets go of it.
+``asyncio.BufferedProtocol``; a ``recv(256 KiB)`` per read cost an mmap),
+writing the replies, flow control both ways, the time limits (timers.py),
+greet_pause (talking during it ends the session, core.py), the commit after
+DATA, the ETRN hook, the STARTTLS handshake and the AUTH check (each a
+task; the dialogue takes no input until it is answered), the session's log
+lines (connect, lost connection, timeout, refused, STARTTLS, ``from=``), and
+ATRN's turn-around: after the hook's 250 the transport (and the bytes read
+after ATRN) go to the push (delivery/flush.py).
 
 STARTTLS: the dialogue has dropped the plaintext read after the command;
 reading stops at once (before the 220 is even sent), so no plaintext byte
 reaches the dialogue again: ``loop.start_tls`` takes the socket over, and
 what arrives after the handshake is read through TLS.  A failed handshake
-ends the session.  AUTH: scrypt takes tens of milliseconds, so the check
-runs in a thread; failures count per client address in the listener's
-AuthService.
+ends the session.  AUTH: the listener's AuthService checks (one at a
+time, off the loop) and counts failures per client address.
 
 The loop: bytes in -> ``core.receive_data`` -> ``core.next_event()`` until
 NEED_DATA, sending ``core.data_to_send()`` after each; a Commit or Etrn
@@ -31,10 +28,10 @@ Invariants:
     and its directory are fsynced: invariant 2).
   * No name lookups: the host name is the configured one; the client is its
     IP address (invariant 1).
-  * The timeout is per read (sendmail's Timeout.command): any bytes from
-    the client re-arm it, so a slow but moving DATA is never cut, and a
-    commit in progress never times out; a stalled client gets ``421 4.4.2``
-    and is closed.
+  * Timeout.command per read and per command line, and max_session_time
+    (timers.py): a slow but moving DATA is never cut, a commit in progress
+    never times out, a client that dribbles a line (slowloris) or stalls
+    gets ``421 4.4.2`` and is closed.
   * Held input is bounded: past ``held_input_limit`` reading pauses until
     the waiting command has answered.  While the client does not read our
     replies (writing paused), no command is taken.
@@ -43,9 +40,8 @@ Invariants:
 
 Failures: a spool error answers ``451 4.3.0`` (logged once with its
 traceback), SpoolFull ``452 4.3.1``, a failing ETRN hook ``458 4.3.0``,
-any other exception in a task ``451 4.3.0``; the session goes on.  A TLS
-handshake that fails or times out is logged (tls_failed) and closes.  Nothing
-here can stop the listener.
+any other exception in a task ``451 4.3.0``; the session goes on.  A TLS handshake
+that fails or times out is logged (tls_failed) and closes; nothing stops the listener.
 """
 
 from __future__ import annotations
@@ -62,11 +58,11 @@ from edgemail.errors import SpoolError, SpoolFull
 from edgemail.smtpd.auth import may_send_as
 from edgemail.smtpd.core import Dialogue, Settings, State
 from edgemail.smtpd.credentials import AuthService
-from edgemail.smtpd.data import received_header
 from edgemail.smtpd.events import NEED_DATA, Atrn, Authenticate, Close, Commit, Etrn, Event, StartTls
 from edgemail.smtpd.policy import Admission, RelayPolicy, client_ip
+from edgemail.smtpd.timers import SessionTimers
 from edgemail.smtpd.tls import ServerTls, describe
-from edgemail.smtpd.transaction import envelope
+from edgemail.smtpd.transaction import queue_file
 from edgemail.smtpd.turnaround import Push, TurnVerbs
 
 log = logging.getLogger("edgemail.smtpd")
@@ -85,7 +81,7 @@ class Spool(Protocol):
 class Services:
     """What a listener hands each of its sessions."""
     settings: Settings
-    #: the listener's name (for the connect line) and its command timeout
+    #: the listener's name (for the connect line), its command timeout and session limit
     name: str
     timeout: float
     store: Spool
@@ -101,6 +97,7 @@ class Services:
     on_atrn: Callable[[str | None, tuple[str, ...], str], tuple[str, Push | None]] | None = None
     #: seconds before the 220 (sendmail's greet_pause)
     greet_pause: float = 0.0
+    max_session_time: float = 3600.0
     #: STARTTLS's context (None: not offered); AUTH's credentials and failure counts
     tls: ServerTls | None = None
     auth: AuthService | None = None
@@ -126,9 +123,8 @@ class SmtpSession(TurnVerbs, asyncio.BufferedProtocol):
         #: messages this session committed; done once the connection is gone (ODMR waits for it)
         self.commits = 0
         self.done: asyncio.Future[None] = self.loop.create_future()
-        self._busy = False                      # a commit is in progress
-        self._last_read = self.loop.time()
-        self._timer: asyncio.TimerHandle | None = None
+        self._busy = False                      # a commit or a handshake is in progress
+        self._timers: SessionTimers | None = None
         self._greeter: asyncio.TimerHandle | None = None
         self._writing_paused = False
         self._reading_paused = False
@@ -153,7 +149,8 @@ class SmtpSession(TurnVerbs, asyncio.BufferedProtocol):
                 self._greeter = self.loop.call_later(s.greet_pause, self._greet)
             else:
                 core.greet()
-            self._timer = self.loop.call_later(s.timeout, self._check_timeout)
+            self._timers = SessionTimers(self.loop, per_read=s.timeout, per_session=s.max_session_time,
+                                         busy=self._waiting, on_expiry=self._expired)
         self._pump()
 
     def _dialogue(self, ip: str) -> Dialogue:
@@ -192,7 +189,7 @@ class SmtpSession(TurnVerbs, asyncio.BufferedProtocol):
         core = self.core
         if core is not None and not core.ended and not self._end_logged:
             log.info(maillog.lost_connection(self.relay, core.verb))
-        for pending in (self._task, self._timer, self._greeter):
+        for pending in (self._task, self._timers, self._greeter):
             if pending is not None:
                 pending.cancel()
         self.transport = None
@@ -220,7 +217,8 @@ class SmtpSession(TurnVerbs, asyncio.BufferedProtocol):
 
     def data_received(self, data: bytes | memoryview) -> None:
         """Take DATA; most commands are answered before this returns."""
-        self._last_read = self.loop.time()
+        if self._timers is not None:
+            self._timers.read()
         core = self.core
         assert core is not None
         core.receive_data(data)
@@ -235,12 +233,14 @@ class SmtpSession(TurnVerbs, asyncio.BufferedProtocol):
                 transport.pause_reading()
 
     def eof_received(self) -> bool:
-        """The client has sent all it will: answer what it sent, then close."""
-        assert self.core is not None
+        """The client has sent all it will: answer what it sent, then close.
+        Plain TCP stays half-open for the answers (True); TLS has no half-close
+        (its transport closes after this, flushing what we wrote): False."""
+        assert self.core is not None and self.transport is not None
         self.core.receive_data(b"")
         if self._task is None:
             self._pump()
-        return True
+        return self.transport is not None and self.transport.get_extra_info("ssl_object") is None
 
     def pause_writing(self) -> None:
         self._writing_paused = True
@@ -266,6 +266,8 @@ class SmtpSession(TurnVerbs, asyncio.BufferedProtocol):
             if data:
                 transport.write(data)
             if event is NEED_DATA:
+                if self._timers is not None:
+                    self._timers.ready(core.state, core.held)
                 break
             if isinstance(event, Close):
                 transport.close()
@@ -304,6 +306,8 @@ class SmtpSession(TurnVerbs, asyncio.BufferedProtocol):
         except Exception as exc:
             core.answer(core.internal_error(exc))
         self._task = None
+        if self._timers is not None:
+            self._timers.waited()
         self._pump()
 
     async def _start_tls(self) -> bool:
@@ -318,7 +322,6 @@ class SmtpSession(TurnVerbs, asyncio.BufferedProtocol):
             tls, error = None, exc
         finally:
             self._busy = False
-            self._last_read = self.loop.time()
         if tls is None:
             log.info(maillog.tls_failed(self.relay, error or "connection closed"))
             self._end_logged = True
@@ -333,28 +336,21 @@ class SmtpSession(TurnVerbs, asyncio.BufferedProtocol):
         """Check AUTH's password off the loop; count a failure for this client."""
         auth, core = self.services.auth, self.core
         assert auth is not None and core is not None
-        ok = await asyncio.to_thread(auth.credentials.verify, event.user, event.password)
+        ok = await auth.check(core.ip, event.mech, event.user, event.password, event.challenge,
+                              now=self.services.clock.monotonic, limit=core.settings.max_auth_failures)
         if ok:
             auth.failures.clear(core.ip)
             core.auth_done(event, event.user, 0)
         else:
             core.auth_done(event, None, auth.failures.record(core.ip, self.services.clock.monotonic()))
 
-    def _queue_file(self, event: Commit) -> tuple[Envelope, bytes]:
-        """The envelope and the data (our Received: line first) to commit."""
-        s, core, txn = self.services, self.core, event.txn
-        assert core is not None
-        arrived = s.clock.wall()
-        rcpt = txn.rcpts[0].address if len(txn.rcpts) == 1 else None
-        data = received_header(helo=event.helo, ip=core.ip, hostname=s.settings.hostname,
-                               proto=event.proto, rcpt=rcpt, when=arrived) + event.message
-        return envelope(txn, event.facts, arrived=arrived, size=len(data), helo=event.helo,
-                        proto=event.proto, client=self.relay), data
-
     async def _commit(self, event: Commit) -> str:
         """Queue a message; the reply to the final dot."""
         s = self.services
-        env, data = self._queue_file(event)
+        assert self.core is not None
+        env, data = queue_file(event.txn, event.facts, event.message, helo=event.helo, proto=event.proto,
+                               ip=self.core.ip, hostname=s.settings.hostname, relay=self.relay,
+                               arrived=s.clock.wall())
         if not s.store.has_room(len(data)):
             return "452 4.3.1 Insufficient system storage"
         self._busy = True
@@ -367,7 +363,6 @@ class SmtpSession(TurnVerbs, asyncio.BufferedProtocol):
             return "451 4.3.0 Error: queue file write error, try again later"
         finally:
             self._busy = False
-            self._last_read = self.loop.time()
         log.info(maillog.received(qid, env))
         self.commits += 1
         self._committed(qid)
@@ -382,19 +377,22 @@ class SmtpSession(TurnVerbs, asyncio.BufferedProtocol):
         except Exception:   # the message is safe on disk: the client still gets its 250
             log.exception(maillog.hook_failed(qid, "on_commit"))
 
-    # ---------------------------------------------------------------- timeout
+    # ---------------------------------------------------------------- time limits
 
-    def _check_timeout(self) -> None:
-        """Timeout.command since the last read (a commit in progress does not count)."""
-        duration = self.services.timeout
-        idle = self.loop.time() - self._last_read
-        if self._busy or idle < duration:
-            self._timer = self.loop.call_later(duration - (0 if self._busy else idle),
-                                               self._check_timeout)
-            return
-        self._timer = None
+    def _waiting(self) -> bool:
+        """We are the ones the session waits on: no client limit runs."""
+        return self._busy or (self.core is not None and self.core.state is State.WAITING)
+
+    def _expired(self, limit: str) -> None:
+        """A time limit (timers.py) passed: 421 4.4.2 and close."""
         if self.core is None or self.transport is None:
             return
-        log.info(maillog.timeout(self.relay, self.core.verb))
+        host = self.services.settings.hostname
+        if limit == "timeout":
+            log.info(maillog.timeout(self.relay, self.core.verb))
+            reply = f"421 4.4.2 {host} Error: timeout exceeded"
+        else:
+            log.info(maillog.time_limit(self.relay, self.core.verb, limit))
+            reply = f"421 4.4.2 {host} Error: {limit} time limit exceeded"
         self._end_logged = True
-        self.shutdown(f"421 4.4.2 {self.services.settings.hostname} Error: timeout exceeded")
+        self.shutdown(reply)

@@ -14,7 +14,6 @@ import enum
 from dataclasses import dataclass
 
 from edgemail.config.model import Config, Listener
-from edgemail.smtpd.auth import MECHANISMS
 
 
 class State(enum.Enum):
@@ -45,16 +44,21 @@ class Settings:
     #: the AUTH mechanisms offered (empty: no AUTH), and whether before TLS too
     auth: tuple[str, ...] = ()
     auth_plaintext: bool = False
+    #: CRAM-MD5 (only) offered before TLS too
+    cram_plaintext: bool = False
     #: RFC 6409 submission: AUTH before MAIL
     submission: bool = False
     max_auth_failures: int = 3
     #: an ODMR listener (RFC 2645): ATRN offered, no mail taken (turn.py)
     odmr: bool = False
+    #: completes unqualified senders and recipients from trusted clients
+    #: (the first local domain: RFC 6409 4.2); others get 553 5.1.3
+    local_domain: str = "localhost"
 
     @classmethod
-    def of(cls, cfg: Config, listener: Listener, *, etrn: bool, auth: bool = False,
+    def of(cls, cfg: Config, listener: Listener, *, etrn: bool, auth: tuple[str, ...] = (),
            atrn: bool = False) -> "Settings":
-        """A listener's settings; AUTH only when AUTH (credentials are loaded);
+        """A listener's settings; AUTH's mechanisms those the loaded credentials serve;
         ETRN unless PrivacyOptions noetrn (sendmail) or an ODMR listener."""
         odmr = listener.odmr and atrn
         return cls(hostname=cfg.hostname, max_size=cfg.MaxMessageSize,
@@ -62,5 +66,7 @@ class Settings:
                    strict=listener.strict, etrn=etrn and not odmr and "noetrn" not in cfg.PrivacyOptions,
                    odmr=odmr,
                    tls=listener.tls, require_tls=listener.require_tls,
-                   auth=MECHANISMS if auth else (), auth_plaintext=listener.auth_plaintext,
-                   submission=listener.submission, max_auth_failures=cfg.smtpd.max_auth_failures)
+                   auth=auth, auth_plaintext=listener.auth_plaintext,
+                   cram_plaintext=listener.cram_plaintext,
+                   submission=listener.submission, max_auth_failures=cfg.smtpd.max_auth_failures,
+                   local_domain=cfg.local_domains[0])

@@ -21,6 +21,10 @@ from dataclasses import dataclass
 COMMAND_LIMITS = {"MAIL": 1024, "RCPT": 1024}
 COMMAND_LIMIT = 512
 AUTH_LIMIT = 12288
+#: an HTTP request sent to port 25 (a browser, a proxy abused by a web page:
+#: cross-protocol attacks): the session ends at once (Postfix's
+#: smtpd_forbidden_commands), nothing after it is read
+NON_SMTP = frozenset({"GET", "POST", "CONNECT", "HEAD", "PUT", "OPTIONS", "DELETE"})
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,8 @@ class BadLine:
     reply: str
     verb: str
     arg: str | None
+    #: the session ends after the reply (an HTTP request: NON_SMTP)
+    close: bool = False
 
 
 def split_command(line: bytes, *, strict: bool, extended: bool) -> tuple[str, str | None] | BadLine:
@@ -41,6 +47,9 @@ def split_command(line: bytes, *, strict: bool, extended: bool) -> tuple[str, st
         reply = "500 Error: bad syntax"
     else:
         verb = verb_bytes.upper().decode("ascii")
+        if verb in NON_SMTP:
+            return BadLine(f"554 5.7.0 Error: {verb} is no SMTP command (an HTTP request?): goodbye",
+                           verb, None, close=True)
         limit = COMMAND_LIMITS.get(verb, COMMAND_LIMIT) if extended else COMMAND_LIMIT
         if len(body) <= (AUTH_LIMIT if verb == "AUTH" else limit):
             return verb, (str(arg_bytes.strip(), "utf-8", "surrogateescape") if arg_bytes else None)

@@ -11,7 +11,8 @@ read afresh at MAIL; relay and routing for each recipient); and ``envelope()``, 
 HELO/EHLO, the end of DATA).
 
 Replies: 250 2.1.0 / 250 2.1.5 on success; 501 5.5.4 syntax; 501 5.1.7 /
-501 5.1.3 bad sender / recipient; 503 5.5.1 order; 552 5.3.4 size; 553
+501 5.1.3 bad sender / recipient; 553 5.1.3 an unqualified address from a
+client that is not trusted (a trusted one's gets the first local domain); 503 5.5.1 order; 552 5.3.4 size; 553
 5.6.7 non-ASCII address without SMTPUTF8; 553 5.7.1 a sender the
 authenticated user does not own; 452 4.3.1 no room; 452 4.5.3 too
 many recipients; 555 5.5.4 unknown parameter; the decision's refusal
@@ -25,10 +26,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Callable, TypeVar
 
-from edgemail.address import Address, AddressError, Path, parse_path
+from edgemail.address import Address, AddressError, Path, Unqualified, parse_path
 from edgemail.envelope import Envelope, Recipient, precedence_class
 from edgemail.smtpd import params
-from edgemail.smtpd.data import HeaderFacts
+from edgemail.smtpd.data import HeaderFacts, received_header
 
 P = TypeVar("P")
 #: (canonical address, refusal reply or None) for one recipient
@@ -53,7 +54,8 @@ class Transaction:
     def mail_cmd(self, arg: str | None, *, extended: bool, max_size: int,
                  has_room: Callable[[int], bool], auth: bool = False,
                  authenticated: bool = False,
-                 check_sender: Callable[[str], str | None] | None = None) -> str:
+                 check_sender: Callable[[str], str | None] | None = None,
+                 domain: str | None = None) -> str:
         """MAIL FROM: the reply; the sender is kept if it is 250.  AUTH: the
         AUTH extension is offered (AUTH= allowed; from a client not
         AUTHENTICATED it counts as AUTH=<>, RFC 4954 section 5); CHECK_SENDER:
@@ -61,7 +63,7 @@ class Transaction:
         if self.mail_from is not None:
             return "503 5.5.1 Error: nested MAIL command"
         parse = params.mail_params_with_auth if auth else params.mail_params
-        parsed = _parse(arg, "FROM:", parse, sender=True, extended=extended)
+        parsed = _parse(arg, "FROM:", parse, sender=True, extended=extended, domain=domain)
         if isinstance(parsed, str):
             return parsed
         path, mail = parsed
@@ -79,11 +81,12 @@ class Transaction:
         return f"250 2.1.0 Sender <{path.text}> OK"
 
     def rcpt_cmd(self, arg: str | None, *, extended: bool, max_rcpts: int,
-                 decide: RcptDecision) -> str:
-        """RCPT TO: the reply; the recipient is kept if it is 250."""
+                 decide: RcptDecision, domain: str | None = None) -> str:
+        """RCPT TO: the reply; the recipient is kept if it is 250.  DOMAIN
+        (both commands): what completes an unqualified address (None: 553)."""
         if self.mail_from is None:
             return "503 5.5.1 Error: need MAIL command"
-        parsed = _parse(arg, "TO:", params.rcpt_params, sender=False, extended=extended)
+        parsed = _parse(arg, "TO:", params.rcpt_params, sender=False, extended=extended, domain=domain)
         if isinstance(parsed, str):
             return parsed
         path, rcpt = parsed
@@ -103,16 +106,18 @@ _NEEDS_SMTPUTF8 = "553 5.6.7 Non-ASCII {} address needs the SMTPUTF8 parameter o
 
 
 def _parse(arg: str | None, keyword: str, parse: Callable[[str], P], *, sender: bool,
-           extended: bool) -> tuple[Path, P] | str:
+           extended: bool, domain: str | None) -> tuple[Path, P] | str:
     """A MAIL/RCPT argument: its path and its parameters (PARSE), or the
     refusal reply."""
     rest = strip_keyword(keyword, arg) if arg else None
     if rest is None:
         return f"501 5.5.4 Syntax: {'MAIL FROM' if sender else 'RCPT TO'}:<address>"
+    what = "sender" if sender else "recipient"
     try:
-        path = parse_path(rest, allow_null=sender)
+        path = parse_path(rest, allow_null=sender, domain=domain)
+    except Unqualified:
+        return f"553 5.1.3 Unqualified {what} address: give user@domain (only trusted clients may omit the domain)"
     except AddressError as exc:
-        what = "sender" if sender else "recipient"
         return f"501 5.1.{7 if sender else 3} Bad {what} address syntax: {exc}"
     if path.params and not extended:
         return "501 5.5.4 Parameters need EHLO"
@@ -131,3 +136,13 @@ def envelope(txn: Transaction, facts: HeaderFacts, *, arrived: float, size: int,
         envid=mail.envid, body=mail.body, smtputf8=mail.smtputf8,
         precedence=precedence_class(facts.precedence), msgid=facts.msgid,
         proto=proto, client=client, helo=helo, arrived=arrived, size=size)
+
+
+def queue_file(txn: Transaction, facts: HeaderFacts, message: bytes, *, helo: str, proto: str,
+               ip: str, hostname: str, relay: str, arrived: float) -> tuple[Envelope, bytes]:
+    """The envelope and the data (our Received: line first) a Commit queues."""
+    rcpt = txn.rcpts[0].address if len(txn.rcpts) == 1 else None
+    data = received_header(helo=helo, ip=ip, hostname=hostname, proto=proto, rcpt=rcpt,
+                           when=arrived) + message
+    return envelope(txn, facts, arrived=arrived, size=len(data), helo=helo, proto=proto,
+                    client=relay), data

@@ -21,6 +21,7 @@ from edgemail.smtpd.events import Atrn, Etrn
 
 if TYPE_CHECKING:
     from edgemail.smtpd.core import Dialogue
+    from edgemail.smtpd.timers import SessionTimers
 
 log = logging.getLogger("edgemail.smtpd")
 
@@ -37,7 +38,7 @@ class TurnVerbs:
     transport: asyncio.Transport | None
     loop: asyncio.AbstractEventLoop
     relay: str
-    _timer: asyncio.TimerHandle | None
+    _timers: SessionTimers | None
     _task: asyncio.Task | None
     _push: asyncio.Task | None
     _end_logged: bool
@@ -73,10 +74,10 @@ class TurnVerbs:
         assert core is not None and transport is not None
         transport.write(core.data_to_send())
         early = core.reader.take()
-        for pending in (self._timer, self._task):
+        for pending in (self._timers, self._task):
             if pending is not None:
                 pending.cancel()
-        self._timer = self._task = None
+        self._timers = self._task = None
         self.services.admission.release(self)
         self.transport = None               # no longer ours: the push reads and writes it
         self._end_logged = True

@@ -38,7 +38,13 @@ MAILDROP TRUST MODEL
     local users rests on the name: 128 random bits (plus time and pid), in
     a directory they cannot list.  Content is trusted as far as a local
     `sendmail` command line is (any user may set any envelope sender, as
-    with `sendmail -f`); the file's owner uid is who dropped it.  A drop is
+    with `sendmail -f`); the file's owner uid is who dropped it.  The
+    daemon sets ``Maildrop.check`` to the control submit op's checks
+    (daemon/submission.py ``drop_envelope``): the envelope is rebuilt from
+    what a submitter may say, as through the socket (client: the owner's
+    uid; precedence and msgid from the headers; proto local), and a drop
+    that fails them goes to corrupt/ with the reason; a creation time in
+    the future becomes the import's.  A drop is
     opened with O_NOFOLLOW|O_NONBLOCK and must be a regular file: a symlink,
     FIFO or device planted there goes to corrupt/ unread, so the directory
     cannot be used to make the daemon read its own files or hang.
@@ -60,6 +66,7 @@ import secrets
 import stat
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from link.fileio import fsync_dir, unlink_quietly, write_new
 
@@ -124,6 +131,9 @@ class Maildrop:
     def __init__(self, layout: Layout, clock: Clock) -> None:
         self.layout, self.clock = layout, clock
         self.directory = layout.path("maildrop")
+        #: check(envelope, data, owner uid, created) -> the envelope to queue,
+        #: or ValueError (the drop goes to corrupt/); None: taken as written
+        self.check: Callable[[Envelope, bytes, int, float], Envelope] | None = None
 
     def drops(self, corrupt: list[str]) -> list[tuple[str, record.QueueFile]]:
         """Decoded maildrop files, oldest name first; damaged ones quarantined
@@ -136,13 +146,23 @@ class Maildrop:
                     unlink_quietly(path)
                 continue
             try:
-                qf = record.decode(_read_drop(path), kind=record.KIND_MAILDROP)
+                blob, uid = _read_owned(path)
+                qf = record.decode(blob, kind=record.KIND_MAILDROP)
                 if not qf.envelope.recipients:
                     raise CorruptQueueFile("no recipients")
-                found.append((path, qf))
-            except (CorruptQueueFile, OSError) as exc:
+                found.append((path, self._checked(qf, uid)))
+            except (CorruptQueueFile, OSError, ValueError) as exc:
                 corrupt.append(self.layout.quarantine(path, exc))
         return found
+
+    def _checked(self, qf: record.QueueFile, uid: int) -> record.QueueFile:
+        """The drop as its dropper may have made it: ``check`` (set by the
+        daemon: the submit op's checks) rebuilds the envelope; a creation
+        time in the future is now.  Raises ValueError."""
+        created = min(qf.created, self.clock.wall())
+        if self.check is None:
+            return replace(qf, created=created)
+        return replace(qf, created=created, envelope=self.check(qf.envelope, qf.data, uid, created))
 
     def import_all(self, commit: CommitNow, corrupt: list[str]) -> list[str]:
         """At start-up: every drop committed with COMMIT, then unlinked; the new qids."""
@@ -151,7 +171,7 @@ class Maildrop:
             qid = commit(qf.envelope, qf.data, qf.created)
             qids.append(qid)
             os.unlink(path)              # after the commit: a crash here means a duplicate
-            log.info(maillog.maildrop_import(qid, os.path.basename(path)))
+            _log_import(qid, qf, path)
         if qids:
             fsync_dir(self.directory)
         return qids
@@ -163,20 +183,34 @@ class Maildrop:
         files = await asyncio.to_thread(self.drops, corrupt)
         qids = []
         for path, qf in files:
-            qids.append(await commit(qf.envelope, qf.data, qf.created))
+            qid = await commit(qf.envelope, qf.data, qf.created)
+            qids.append(qid)
             await asyncio.to_thread(os.unlink, path)
+            _log_import(qid, qf, path)
         return qids
 
 
+def _log_import(qid: str, qf: record.QueueFile, path: str) -> None:
+    """Every accepted message has sendmail's from= line; a drop's says it came from maildrop/."""
+    log.info(maillog.received(qid, qf.envelope))
+    log.info(maillog.maildrop_import(qid, os.path.basename(path)))
+
+
 def _read_drop(path: str) -> bytes:
+    """A maildrop file's bytes (``_read_owned``)."""
+    return _read_owned(path)[0]
+
+
+def _read_owned(path: str) -> tuple[bytes, int]:
     """Read a maildrop file another user made: a regular file, not followed
-    through a symlink, and never blocking on a FIFO.  Raises OSError or
-    CorruptQueueFile."""
+    through a symlink, and never blocking on a FIFO; its bytes and its
+    owner's uid.  Raises OSError or CorruptQueueFile."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     with open(fd, "rb", buffering=0) as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise CorruptQueueFile("not a regular file")
-        return f.readall()
+        return f.readall(), st.st_uid
 
 
 def _age(path: str, now: float) -> float:

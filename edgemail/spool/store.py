@@ -97,14 +97,16 @@ FAILURES
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
 from link.fileio import read_file
 
+from edgemail import maillog
 from edgemail.clock import Clock, SystemClock
 from edgemail.envelope import Attempt, Envelope, QueueIdGenerator, priority
-from edgemail.errors import CorruptQueueFile, SpoolError
+from edgemail.errors import CorruptQueueFile, QueueFileGone, SpoolError
 from edgemail.spool import record
 from edgemail.spool.index import Index
 from edgemail.spool.jobs import Append, Change, Commit, InFlight, Remove, commit_files
@@ -115,6 +117,8 @@ from edgemail.spool.recovery import Recovery, RecoveryReport
 from edgemail.spool.room import Room
 from edgemail.spool.syncpool import CommitHelpers
 from edgemail.spool.writer import CommitThreads, Writer
+
+log = logging.getLogger("edgemail.spool")
 
 __all__ = ["Store", "QueueEntry", "RecoveryReport", "write_maildrop"]
 
@@ -163,12 +167,56 @@ class Store:
     def get(self, qid: str) -> QueueEntry:
         return self.index.get(qid)
 
+    def present(self) -> list[QueueEntry]:
+        """The entries whose file is there (what mailq lists: queue/ and
+        hold/ read once each); one whose file was removed by hand leaves the
+        index, logged (queue_file_gone)."""
+        entries = self.index.entries()
+        names = self._names()
+        missing = [e.qid for e in entries if e.qid not in names]
+        if missing:
+            names = self._names()        # again: a hold/release renames between the two folders
+            for qid in missing:
+                if qid not in names and qid not in self.inflight.qids:
+                    self._gone(qid)
+        return [e for e in entries if e.qid in self.index]
+
+    def corrupt_files(self) -> list[str]:
+        """The names in corrupt/ (damaged files kept for inspection)."""
+        try:
+            return sorted(os.listdir(self.layout.path("corrupt")))
+        except FileNotFoundError:
+            return []
+
+    def _names(self) -> set[str]:
+        names: set[str] = set()
+        for sub in ("queue", "hold"):
+            try:
+                names.update(os.listdir(self.layout.path(sub)))
+            except FileNotFoundError:
+                pass
+        return names
+
+    def _gone(self, qid: str) -> None:
+        self.index.discard(qid)
+        log.warning(maillog.queue_file_gone(qid))
+
     def read_data(self, qid: str) -> bytes:
         """The message as queued.  A damaged file goes to corrupt/ and
-        CorruptQueueFile is raised (the entry leaves the index)."""
+        CorruptQueueFile is raised (the entry leaves the index); a file gone
+        raises QueueFileGone (so does the entry, logged)."""
         path = self.layout.locate(qid, self.index.get(qid).held)
         try:
-            qf = record.decode(read_file(path), kind=record.KIND_QUEUE)
+            blob = read_file(path)
+        except FileNotFoundError:
+            path = self.layout.locate(qid, self.index.get(qid).held)   # moved meanwhile? once more
+            try:
+                blob = read_file(path)
+            except FileNotFoundError:
+                self._gone(qid)
+                raise QueueFileGone(f"{qid}: queue file gone") from None
+        try:
+            qf = record.decode(blob, kind=record.KIND_QUEUE)
         except CorruptQueueFile as exc:
             self.index.discard(qid)
             self.layout.quarantine(path, exc)

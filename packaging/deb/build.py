@@ -73,8 +73,8 @@ PROGRAMS = {
     "purgestat": ("usr/sbin/purgestat", "purgestat_main"),
 }
 CONFIG = {
-    "etc/edgemail.toml": ("etc/edgemail/edgemail.toml", 0o640),
-    "etc/dial.policy": ("etc/edgemail/dial.policy", 0o640),
+    "etc/edgemail.toml": ("etc/edgemail/edgemail.toml", 0o644),     # every user's sendmail reads it:
+    "etc/dial.policy": ("etc/edgemail/dial.policy", 0o644),         # secrets live in the files it names
     "etc/aliases": ("etc/edgemail/aliases", 0o644),
     "etc/ppp/peers/edgemail": ("etc/ppp/peers/edgemail", 0o644),
     "etc/ppp/ip-up.d/edgemail": ("etc/ppp/ip-up.d/edgemail", 0o755),

@@ -112,6 +112,8 @@ class Params:
     dial_s: float = 20.0
     pppd_idle_s: float = 120.0
     isp_push_delay: float = 5.0
+    holidays: tuple[int, ...] = ()           #: weekdays (day index) with no office: weekend traffic
+    burst: tuple[int, float, int] = (0, 0.0, 0)   #: (day, local hour, messages) sent in that hour
 
 
 @dataclass
@@ -157,7 +159,7 @@ def workload(p: Params, seed: int = 1) -> Load:
     inc: list[Msg] = []
     for d in range(p.days):
         base = local_offset(d)
-        if _weekday(d):
+        if _weekday(d) and d not in p.holidays:
             out += [Msg(base(rng.uniform(o0, o1)), size(), rng.random() < p.urgent_share)
                     for _ in range(p.out_per_day)]
             n_office = round(p.in_per_day * p.in_office_share)
@@ -167,6 +169,9 @@ def workload(p: Params, seed: int = 1) -> Load:
                 inc.append(Msg(base(x if x < o0 else x + (o1 - o0)), size()))
         else:
             inc += [Msg(base(rng.uniform(0.0, DAY)), size()) for _ in range(p.in_weekend_per_day)]
+    bday, bhour, bcount = p.burst
+    out += [Msg(local_offset(bday)(rng.uniform(bhour * 3600.0, bhour * 3600.0 + 3600.0)), size(),
+                rng.random() < p.urgent_share) for _ in range(bcount)]
     return Load(tuple(sorted(out, key=lambda m: m.t)), tuple(sorted(inc, key=lambda m: m.t)))
 
 
@@ -215,9 +220,12 @@ class Line:
     """The modem line: down -> dialing -> up -> down; a serial pipe while up."""
 
     def __init__(self, sim: Sim, p: Params, idle_s: float, max_connect_s: float = math.inf,
-                 on_up=None, on_down=None) -> None:
+                 on_up=None, on_down=None, plan=None, on_quiet=None) -> None:
         self.sim, self.p, self.idle_s, self.max_connect_s = sim, p, idle_s, max_connect_s
         self.on_up, self.on_down = on_up, on_down
+        #: (connected, quiet since) -> hang-up time; pppd's idle timer by default
+        self.plan = plan or (lambda up, quiet: quiet + idle_s)
+        self.on_quiet = on_quiet             #: told (hang-up time) whenever the plan is made
         self.state = "down"
         self.sessions: list[Session] = []
         self.busy_until = 0.0
@@ -253,12 +261,15 @@ class Line:
     def _arm_idle(self) -> None:
         session = self.sessions[-1]
         limit = session.dial + self.max_connect_s
-        self.sim.at(min(self.busy_until + self.idle_s, max(limit, self.busy_until)), self._check_idle)
+        hangup = self.plan(session.up, self.busy_until)
+        self.sim.at(min(hangup, max(limit, self.busy_until)), self._check_idle)
+        if self.on_quiet:
+            self.on_quiet(hangup)
 
     def _check_idle(self) -> None:
         if self.state != "up" or self.sim.now < self.busy_until:
             return
-        if self.sim.now >= self.busy_until + self.idle_s or not self.up:
+        if self.sim.now >= self.plan(self.sessions[-1].up, self.busy_until) or not self.up:
             self.state = "down"
             self.sessions[-1].end = self.sim.now
             if self.on_down:
@@ -358,7 +369,7 @@ def run_edgemail(p: Params, load: Load, policy_text: str, *, file: str = "<polic
     ledger: dict = {}                                 # local date -> [calls, minutes]
     checks: set[float] = set()
     reasons: list[str] = []
-    last_dial: list[datetime | None] = [None]
+    last: dict = {"dial": None, "poll": None, "unit_polls": 0}
 
     def day_of(t: float):
         return pol.local(when(t)).date()
@@ -373,6 +384,22 @@ def run_edgemail(p: Params, load: Load, policy_text: str, *, file: str = "<polic
         ledger.setdefault(day_of(sess.dial), [0, 0.0])[1] += (sess.end - sess.dial) / 60.0
         check()
 
+    def plan(up: float, quiet: float) -> float:       # link.policy's chargehup (idle_hangup without it)
+        return seconds(pol.hangup_at(when(up), when(quiet)))
+
+    def on_quiet(hangup: float) -> None:              # one more ETRN in the paid unit
+        demand = policy_core.Demand(queued=len(queue), last_dial=last["dial"], last_poll=last["poll"])
+        due = pol.next_poll(when(sim.now), demand)
+        t = pol.unit_poll_at(when(line.sessions[-1].up), when(hangup), due)
+        if t is not None and seconds(t) > sim.now:
+            sim.at(seconds(t), lambda: unit_poll(hangup, due))
+
+    def unit_poll(hangup: float, due) -> None:
+        if line.state == "up" and sim.now >= line.busy_until and plan(line.sessions[-1].up, line.busy_until) == hangup:
+            last["unit_polls"] += 1
+            last["poll"] = due                        # it stands in for that poll
+            isp.etrn()
+
     def check() -> None:
         checks.discard(sim.now)
         if line.state != "down":
@@ -381,12 +408,12 @@ def run_edgemail(p: Params, load: Load, policy_text: str, *, file: str = "<polic
         demand = policy_core.Demand(
             queued=len(queue), oldest_age_s=sim.now - queue[0].t if queue else 0.0,
             urgent=sum(m.urgent for m in queue), calls_today=used[0], minutes_today=used[1],
-            last_dial=last_dial[0])
+            last_dial=last["dial"], last_poll=last["poll"])
         d = pol.should_dial(when(sim.now), demand)
         if d.dial:
-            last_dial[0] = when(sim.now)
+            last["dial"] = when(sim.now)
             ledger.setdefault(day_of(sim.now), [0, 0.0])[0] += 1
-            reasons.append(d.reason.split(" '")[0].split("(")[0])
+            reasons.append(d.reason.split(" '")[0].split("(")[0].strip())
             line.dial(d.reason)
         elif d.next_at is not None:
             t = seconds(d.next_at)
@@ -401,13 +428,13 @@ def run_edgemail(p: Params, load: Load, policy_text: str, *, file: str = "<polic
             queue.append(m)
             check()
 
-    line = Line(sim, p, s.idle_hangup_s, s.max_connect_s, on_up, on_down)
+    line = Line(sim, p, s.idle_hangup_s, s.max_connect_s, on_up, on_down, plan, on_quiet)
     isp = Isp(sim, line)
     out, inc = _feed(sim, load, submit, isp)
     sim.at(0.0, check)
     res = _finish(sim, p, line, "edgemail", out, inc)
     res.notes.update(dial_reasons={r: reasons.count(r) for r in sorted(set(reasons))},
-                     pushes_missed=isp.pushes_missed, idle_s=s.idle_hangup_s)
+                     pushes_missed=isp.pushes_missed, idle_s=s.idle_hangup_s, unit_polls=last["unit_polls"])
     return res
 
 
@@ -497,8 +524,16 @@ def percentile(values: list[float], q: float) -> float:
     return v[max(0, math.ceil(q / 100.0 * len(v)) - 1)]
 
 
-def figures(r: Result) -> dict:
-    """calls/day, connected minutes/day, latency p50/p95 in minutes, undelivered counts."""
+def call_cost(r: Result, tariff, zone=ZONE) -> float:
+    """What the result's calls cost on a link.tariff Tariff (from connect to hang-up)."""
+    return sum(tariff.cost(when(x.up), x.end - x.up, zone) for x in r.sessions if x.up is not None)
+
+
+def figures(r: Result, tariffs: dict | None = None) -> dict:
+    """calls/day, connected minutes/day, cost/day per tariff, latency p50/p95 in minutes
+    (out, in, urgent out), undelivered counts."""
+    lat_urgent = [m.done - m.t for m in r.outgoing if m.done is not None and m.urgent]
+    costs = {f"cost_{name}_per_day": call_cost(r, t) / r.days for name, t in (tariffs or {}).items()}
     lat_out = [m.done - m.t for m in r.outgoing if m.done is not None]
     lat_in = [m.done - m.t for m in r.incoming if m.done is not None]
     connected = sum(s.end - s.dial for s in r.sessions)
@@ -507,6 +542,8 @@ def figures(r: Result) -> dict:
         "connected_min_per_day": connected / 60.0 / r.days,
         "out_p50_min": percentile(lat_out, 50) / 60.0, "out_p95_min": percentile(lat_out, 95) / 60.0,
         "in_p50_min": percentile(lat_in, 50) / 60.0, "in_p95_min": percentile(lat_in, 95) / 60.0,
+        "urgent_p50_min": percentile(lat_urgent, 50) / 60.0, "urgent_p95_min": percentile(lat_urgent, 95) / 60.0,
+        **costs,
         "undelivered_out": sum(m.done is None for m in r.outgoing),
         "undelivered_in": sum(m.done is None for m in r.incoming),
         "calls": len(r.sessions), "messages_out": len(r.outgoing), "messages_in": len(r.incoming),

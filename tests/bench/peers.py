@@ -475,6 +475,7 @@ strict = false
 [local]
 aliases = "{s}/aliases"
 maildir = "{s}/mail/%u/Maildir"
+create_mailboxes = true
 
 [dns]
 nameservers = []

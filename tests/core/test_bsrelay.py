@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from edgemail.cli.bsrelay import TraceInserter
+from edgemail.cli.bsrelay import TraceInserter, choose_listener
+from edgemail.config.model import Listener
 
 TRACE = b"Received: (from kim@localhost)\r\n\tby gw.example (edgemail);\r\n\tDATE\r\n"
 GREETING = b"220 gw.example ESMTP\r\n"
@@ -97,3 +98,14 @@ def test_bdat_or_starttls_turn_it_into_a_plain_pipe():
     blob = b"BDAT 5 LAST\r\nDATA\r\nxx\r\n"
     assert core.from_client(blob) == blob
     assert core.from_server(b"354 what\r\n") == b""
+
+
+def test_bs_talks_to_the_loopback_listener_not_the_first():
+    lan, wan = Listener("lan", "192.168.1.1", 25, False), Listener("wan", "10.64.0.2", 25, True)
+    lo, every = Listener("lo", "127.0.0.1", 0, False), Listener("any", "0.0.0.0", 25, False)
+    odmr = Listener("odmr", "127.0.0.1", 366, True, odmr=True)
+    assert choose_listener([lan, wan, lo], [25, 25, 2525]) == (lo, 2525)
+    assert choose_listener([lan, every], [25, 26]) == (every, 26)          # reached on 127.0.0.1
+    assert choose_listener([lan, wan], [25, 25]) == (lan, 25)              # none local: the first
+    assert choose_listener([odmr, lan], [366, 25]) == (lan, 25)            # ODMR takes no mail
+    assert choose_listener([Listener("lo6", "::1", 25, False), lan], [25, 25])[0].name == "lo6"

@@ -81,3 +81,18 @@ def test_parse_at_reads_naive_times_in_the_policys_zone(text, want):
 def test_parse_at_refuses_nonsense_naming_the_zone():
     with pytest.raises(UsageError, match="Europe/Berlin.*'tomorrowish'"):
         parse_at("tomorrowish", parse(OFFICE), datetime.now(timezone.utc))
+
+
+def test_policy_check_shows_tariff_cheap_windows_chargehup_and_the_relative_schedule():
+    text = OFFICE + ("set schedule = relative\nset chargehup = on\nset unit_poll = 5m\nset big_mail = 2M\n"
+                     "cheap sat,sun 00:00-24:00\ntariff unit 0.06 90s mon-fri 08:00-18:00\ntariff unit 0.06 240s\n")
+    assert every_error(text, "p.policy") == []              # a big_mail line alone is fine, line by line
+    out = summary(parse(text, file="p.policy"), "p.policy")
+    assert "  tariff unit 0.06 90s mon-fri 08:00-18:00\n  tariff unit 0.06 240s\n" in out
+    assert "  cheap sat,sun 00:00-24:00\n" in out
+    assert "rules count from the last call (schedule = relative)" in out
+    assert "chargehup: hang up 5 seconds before the next unit, one more ETRN in it when a poll is due within 5 minutes" in out
+    assert "mail of 2000000 bytes or more waits for a cheap window unless urgent" in out
+    no_cheap = text.replace("cheap sat,sun 00:00-24:00\n", "")
+    (e,) = every_error(no_cheap, "p.policy")
+    assert str(e).endswith("big_mail: set, but no `cheap DAYS HH:MM-HH:MM` line says when big mail may go")

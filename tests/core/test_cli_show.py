@@ -87,3 +87,14 @@ def test_link_replies_in_words(fn, reply, want):
 ])
 def test_hook_replies_in_words(reply, want):
     assert hook_text("ip-up", reply).startswith(want)
+
+
+def test_status_shows_cost_today_and_per_call():
+    r = _status("down")
+    r["last_call"] = {"start": "2023-11-14T22:00:00+00:00", "connect_s": 100.0, "bytes_sent": 1, "bytes_rcvd": 2,
+                      "cause": "idle", "cost": 0.12}
+    r["cost"] = {"today": 0.18, "calls_today": 2,
+                 "recent": [{"start": "2023-11-14T22:00:00+00:00", "connect_s": 100.0, "cost": 0.12}]}
+    text = status_text(r, NOW)
+    assert "ended by idle, cost 0.12" in text
+    assert "cost:        0.18 today (2 call(s)); recent calls: " in text and " 100s 0.12" in text, text

@@ -71,8 +71,9 @@ def test_a_submission_listener_with_tls_and_auth(tmp_path, cert):
     (LAN + LAN.replace("lan", "two") + 'tls = true\n', "F:10: listen.tls: unknown key"),
     ('[smtpd.sender_login]\nbob = ["bob"]\n', "F:3: smtpd.sender_login.bob: expected addresses or @domains"),
     ('[smtpd]\nauth_file = 3\n', "F:3: smtpd.auth_file: expected a string"),
+    ('[smtpd]\nmax_session_time = "0s"\n', "F:3: smtpd.max_session_time: expected a duration above 0"),
 ], ids=["cert-without-key-2nd-listener", "require-tls", "submission-no-auth", "auth-no-file",
-        "greet-pause", "unknown-key-2nd-listener", "sender-login", "auth-file-type"])
+        "greet-pause", "unknown-key-2nd-listener", "sender-login", "auth-file-type", "session-time-zero"])
 def test_errors_name_the_line_of_their_listener(tmp_path, text, want):
     assert want in errors(tmp_path, BASE + text)
 
@@ -93,3 +94,12 @@ def test_submission_needs_a_way_to_authenticate(tmp_path):
     _, cfg = load(tmp_path, BASE + '[smtpd]\nauth_file = "passwd"\n' + LAN +
                   'submission = true\nauth_plaintext = true\n')
     assert cfg.listeners[0].submission and cfg.listeners[0].auth_plaintext
+
+
+def test_cram_secrets_and_cram_plaintext(tmp_path):
+    """[smtpd] cram_secrets alone turns AUTH on (CRAM-MD5); cram_plaintext needs it."""
+    got = errors(tmp_path, BASE + LAN + 'cram_plaintext = true\n')
+    assert "F:6: listen.cram_plaintext: listener 'lan': cram_plaintext needs [smtpd] cram_secrets" in got
+    _, cfg = load(tmp_path, BASE + '[smtpd]\ncram_secrets = "cram"\n' + LAN + 'cram_plaintext = true\n')
+    assert cfg.smtpd.cram_secrets == str(tmp_path / "cram") and cfg.smtpd.auth_file == ""
+    assert cfg.listeners[0].auth and cfg.listeners[0].cram_plaintext

@@ -117,6 +117,31 @@ def test_edgemail_hanging_up_before_the_isp_pushes_leaves_mail_at_the_isp():
     assert em.figures(r)["undelivered_in"] == 1
 
 
+UNIT_TARIFF = ("tariff unit 0.06 240s", "tariff unit 0.06 90s mon-fri 08:00-18:00", "set chargehup = on",
+               "set chargehup_margin = 5s", "set unit_poll = 5m", "set idle_hangup = 15s")
+
+
+def test_edgemail_chargehup_keeps_the_paid_unit_and_polls_once_more_in_it():
+    text = policy("4 10 * * * queue-run etrn", *UNIT_TARIFF)
+    r = em.run_edgemail(P, load(out=[(H10, True)], inc=[H10 + 30]), text)
+    call = r.sessions[0]
+    # up at 10:00:20; the first unit (90 s) ends 10:01:50: hang up 5 s before it, after
+    # one more ETRN 20 s before the hang-up (the 10:04 poll is due within 5 min), which
+    # fetches the mail that reached the ISP at 10:00:30 and stands in for the 10:04 poll
+    assert call.end - call.up == pytest.approx(85)
+    assert r.notes["unit_polls"] == 1 and len(r.sessions) == 1
+    tariffs = {"B": em.policy_core.parse("\n".join(UNIT_TARIFF)).tariff}
+    assert em.call_cost(r.__class__("x", [call], [], [], 1), tariffs["B"]) == pytest.approx(0.06)
+
+
+def test_edgemail_relative_schedule_counts_the_urgent_call_as_the_poll():
+    text = policy("0 * * * * queue-run etrn", "set schedule = relative", "set idle_hangup = 15s")
+    r = em.run_edgemail(P, load(out=[(H10 + 1200, True)]), text)   # urgent at 10:20
+    starts = [s.dial for s in r.sessions if H10 <= s.dial < H10 + 7200]
+    # fixed: 10:00, 10:20, 11:00; relative: 10:00, 10:20, then 11:20 (one hour after)
+    assert starts == [H10, H10 + 1200, H10 + 4800]
+
+
 def test_edgemail_budget_from_the_policy_holds_mail_until_midnight():
     text = policy("set urgent = immediate", "set budget.calls_per_day = 1", "set idle_hangup = 15s")
     r = em.run_edgemail(P, load(out=[(H10, True), (H10 + 3600, True)]), text)
@@ -148,3 +173,24 @@ def test_percentile_is_nearest_rank():
     assert em.percentile(values, 95) == 19.0
     assert em.percentile(values, 50) == 10.0
     assert em.percentile([7.0], 95) == 7.0
+
+
+def test_the_bench_writes_the_table_goal_and_picture(tmp_path, capsys):
+    import xml.etree.ElementTree as ET
+    sys.path.insert(0, str(_PATH.parent))
+    try:
+        import economy
+    finally:
+        sys.path.remove(str(_PATH.parent))
+    economy.SWEEP = economy.SWEEP[:2]                   # two variants keep it quick
+    assert economy.main(["--out-per-day", "10", "--in-per-day", "20", "--seed", "3", "--out", str(tmp_path)]) == 0
+    doc = __import__("json").loads((tmp_path / "economy.json").read_text())
+    systems = {(r["system"], r["tariff"]) for r in doc["rows"]}
+    assert systems == {(s, t) for s in ("edgemail", "recipe", "background") for t in "AB"}
+    assert set(doc["goal"]) == {"custom/A", "custom/B"} and "cost <= 50% of recipe" in doc["goal"]["custom/A"]
+    assert doc["params"]["custom"]["out_per_day"] == 10 and doc["seed"] == 3
+    svg = ET.fromstring((tmp_path / "economy.svg").read_text())
+    circles = [e for e in svg.iter() if e.tag.endswith("circle")]
+    assert len(circles) == 3 * 2 * 2                    # dial.policy + 2 variants, 2 tariffs, p95 out and in
+    out = capsys.readouterr().out
+    assert "custom   edgemail   A" in out and "goal (issue 14)" in out

@@ -245,3 +245,21 @@ def test_schedule_timer_emitted_when_deadline_changes():
     f = LinkFSM(CFG)
     acts = f.handle(DialRequested("x"), 10.0)
     assert acts[-1] == ScheduleTimer(100.0)
+
+
+def test_a_hangup_plan_replaces_the_idle_timer_chargehup():
+    # the policy's chargehup as the manager passes it: hang up 5 s before the
+    # next 90 s unit after 8 s of quiet (units counted from link-up at 45)
+    def plan(up: float, quiet: float) -> float:
+        edge = up + 90
+        while edge < quiet + 8 + 5:
+            edge += 90
+        return edge - 5
+    from dataclasses import replace
+    f = LinkFSM(replace(CFG, hangup_plan=plan))
+    log = run(f, [(0, DialRequested("rule")), (42, DialResult(True)), (45, IfaceUp("ppp0", "a")),
+                  (50, QueueRunDone()), (51, EtrnDone("250")),
+                  (110, Idle(100)), (125, Idle(200)),        # traffic until 125: 125 + 13 > 135
+                  (400, IfaceDown("ppp0"))])
+    # not 125 + 120 (the idle timer), nor 130: the unit that began at 135 is paid, so at 220
+    assert (220, Hangup("idle")) in log, log

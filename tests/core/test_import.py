@@ -87,6 +87,23 @@ def test_crontab_jobs(line, kind, args):
     assert (job.kind, job.args, job.line) == (kind, args, 2)
 
 
+def test_a_cron_line_of_two_commands_is_a_queue_run_and_an_etrn():
+    line = ("*/15 * * * * /usr/sbin/sendmail -q; /usr/share/sendmail/etrn.pl mail.isp.example edge.example"
+            " > /dev/null 2>&1")
+    jobs = mcread.read_crontab(line + "\n")
+    assert [(j.kind, j.args, j.line) for j in jobs] == [("queue-run", (), 1),
+                                                        ("etrn", ("mail.isp.example", "edge.example"), 1)]
+    inputs = migrate.Inputs(source="x.mc", crontab="cron", zone="UTC", hostname="vm", domains=("edge.example",))
+    plan = migrate.migrate(mcread.read_mc("define(`SMART_HOST',`mail.isp.example')\n"), inputs)
+    migrateroutes.finish(plan, jobs, inputs)
+    assert [(f, a) for f, a, _ in plan.rules] == [("*/15 * * * *", ["queue-run", "etrn"])]
+    assert plan.link["etrn_host"][0] == "mail.isp.example" and plan.link["etrn_domains"][0] == ["edge.example"]
+    assert not [d for d in plan.dropped if "cron:1" in d], plan.dropped
+    cfg = _config(plan)
+    assert cfg.link.etrn_host and cfg.link.etrn_domains == ("edge.example",)
+    assert "*/15 * * * *             queue-run etrn" in policy_text(plan, ["test"])
+
+
 # ---------------------------------------------------------------- what they become
 
 def test_the_dialup_mc_carries_every_option_the_task_names():
@@ -173,3 +190,20 @@ def test_values_the_loader_refuses_are_named_not_written():
     cfg = _config(plan)
     assert cfg.DialDelay == 10.0 and cfg.QueueSortOrder == "priority" and cfg.PrivacyOptions == {"goaway"}
     assert [d.split(":")[1] for d in plan.dropped[:3]] == ["1", "2", "3"], plan.dropped
+
+
+def test_privacy_options_each_word_carried_or_named():
+    inputs = migrate.Inputs(source="p.mc", zone="UTC", hostname="vm", domains=("edge.example",))
+    plan = migrate.migrate(mcread.read_mc("define(`confPRIVACY_FLAGS', `authwarnings,goaway,noetrn,restrictqrun,"
+                                          "noreceipts,restrictexpand')\n"), inputs)
+    carried = "\n".join(plan.carried)
+    for word, effect in [("noetrn", "ETRN is not offered (502 5.5.1)"), ("novrfy", "VRFY is 252 2.5.2"),
+                         ("noexpn", "EXPN is 502 5.5.1"), ("needmailhelo", "MAIL before HELO/EHLO is 503"),
+                         ("restrictqrun", "sendmail -q: root, the edgemail user and group only"),
+                         ("noreceipts", "no success reports")]:
+        assert f"PrivacyOptions {word} -> {effect}" in carried, carried       # goaway gave novrfy, noexpn...
+    dropped = "\n".join(plan.dropped)
+    assert "PrivacyOptions restrictexpand -> sendmail -bv / -bt show an alias's expansion" in carried
+    for word in ("authwarnings", "noactualrecipient"):
+        assert f"PrivacyOptions {word}: " in dropped, dropped
+    assert plan.top["PrivacyOptions"][0] == "authwarnings,goaway,noetrn,restrictqrun,noreceipts,restrictexpand"

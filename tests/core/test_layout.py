@@ -120,3 +120,13 @@ def test_module_and_function_sizes():
                     long_functions.add(f"{name}.{node.name}")
     assert long_modules == KNOWN_LONG_MODULES
     assert long_functions == KNOWN_LONG_FUNCTIONS
+
+
+def test_test_file_names_are_unique_across_folders():
+    """pytest (rootdir imports, no packages) refuses two test files of one
+    name in a run: the whole suite would stop at collection."""
+    tests = Path(__file__).resolve().parents[1]
+    seen: dict[str, list[str]] = {}
+    for f in tests.rglob("test_*.py"):
+        seen.setdefault(f.name, []).append(str(f.relative_to(tests)))
+    assert {n: p for n, p in seen.items() if len(p) > 1} == {}

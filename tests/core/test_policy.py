@@ -270,9 +270,13 @@ def test_shipped_policy_parses_with_its_promises():
     assert p.zone == BERLIN and len(p.rules) == 3 and len(p.windows) == 1
     s = p.settings
     assert s.idle_hangup_s == 15 and s.calls_per_day == 80
-    # office hours: a rule fires every quarter hour on a Tuesday
+    assert s.relative and s.dial_when_oldest_s == 14 * 60 and s.chargehup
+    # office hours: an inbound poll every half hour on a Tuesday, counted from the last call
     tue = at(2026, 6, 2, 9, 0)
-    assert p.next_due(tue) == at(2026, 6, 2, 9, 15)
+    assert p.next_due(tue) == at(2026, 6, 2, 9, 30)
+    after_urgent = Demand(last_dial=at(2026, 6, 2, 9, 10))
+    assert p.should_dial(at(2026, 6, 2, 9, 30), after_urgent).dial is False
+    assert p.should_dial(at(2026, 6, 2, 9, 40), after_urgent).dial is True
     # the maintenance window forbids Sunday 03:00-04:00 local
     assert not p.allowed(at(2026, 6, 7, 3, 30)) and p.allowed(at(2026, 6, 7, 4, 0))
 

@@ -7,13 +7,17 @@ from edgemail.config import loader as config
 from edgemail.delivery.routing import Router, match_route
 
 
-def cfg(routes=None, users=(), maildir="/var/mail/%u/Maildir", **over):
+#: the users these tests send to (unknown local users are refused by default)
+USERS = ("ann", "bob", "admin", "alice", "listbox")
+
+
+def cfg(routes=None, users=USERS, maildir="/var/mail/%u/Maildir", create_mailboxes=False, **over):
     data = {
         "hostname": "gw.edge.example",
         "local_domains": ["edge.example", "alt.example"],
         "SmartHost": "[192.0.2.25]:2525",
         "routes": routes if routes is not None else ROUTES,
-        "local": {"maildir": maildir, "users": list(users)},
+        "local": {"maildir": maildir, "users": list(users), "create_mailboxes": create_mailboxes},
     }
     data.update(over)
     return config.from_dict(data)
@@ -144,8 +148,26 @@ def test_postmaster_always_exists_even_without_alias_or_user_entry():
     assert d.target == "/var/mail/postmaster/Maildir"
 
 
-def test_empty_user_list_accepts_any_safe_name():
-    assert Router(cfg()).check_rcpt("whoever@edge.example") is None
+def test_unknown_user_refused_by_default_even_with_no_user_list():
+    r = Router(cfg(users=()))
+    assert r.check_rcpt("NoSuchUser@edge.example") == "550 5.1.1 <NoSuchUser@edge.example>... User unknown"
+    assert r.check_rcpt("postmaster@edge.example") is None
+    # abuse is not implied (RFC 2142 is met by the aliases file: abuse: postmaster)
+    assert r.check_rcpt("abuse@edge.example") == "550 5.1.1 <abuse@edge.example>... User unknown"
+
+
+def test_create_mailboxes_accepts_any_safe_name():
+    r = Router(cfg(users=(), create_mailboxes=True))
+    assert r.check_rcpt("whoever@edge.example") is None
+    [d] = r.route("Whoever@edge.example")
+    assert d.target == "/var/mail/whoever/Maildir"
+    assert r.check_rcpt("../etc@edge.example") == "550 5.1.3 <../etc@edge.example>... Bad mailbox name"
+
+
+def test_users_given_to_the_router_replace_the_config_list():
+    r = Router(cfg(users=("ann",)), users=frozenset({"zoe"}))
+    assert r.check_rcpt("zoe@edge.example") is None
+    assert r.check_rcpt("ann@edge.example") == "550 5.1.1 <ann@edge.example>... User unknown"
 
 
 def test_program_targets_refused_at_load(tmp_path):
@@ -163,3 +185,30 @@ def test_route_is_remembered_and_callers_cannot_spoil_it():
     assert [d.address for d in first[:-1]] == ["alice@edge.example", "bob@edge.example"]
     fresh = Router(cfg(), aliases.parse("office: alice, bob\n"))
     assert r.route("x@partner.example") == fresh.route("x@partner.example")
+
+
+# ---------------------------------------------------------------- QA-7: one delivery per mailbox
+
+def test_one_per_mailbox_after_alias_expansion_case_and_idn():
+    from edgemail.address import parse_address
+    from edgemail.delivery.port import one_per_mailbox, pending_jobs
+    from edgemail.envelope import Envelope, Recipient
+    from edgemail.spool.record import new_entry
+    r = Router(cfg(), ALIASES)
+    given = ["Bob@EDGE.example", "bob+x@edge.example", "team@edge.example", "carol@partner.example",
+             "Carol@partner.example", "bob@edge.example", "u@bücher.example", "u@xn--bcher-kva.example",
+             "x@gone.example", "y@gone.example"]
+    rcpts = tuple(Recipient(str(parse_address(a))) for a in given)
+    entry = new_entry("q1", Envelope("s@edge.example", rcpts), created=0, size=1, priority=0)
+    jobs, _ = pending_jobs(entry, r.route)
+    # the repeated bob@edge.example and the IDN spelled twice are one envelope key each
+    assert [j.key for j in jobs].count("bob@edge.example") == 1
+    assert [j.key for j in jobs].count("u@xn--bcher-kva.example") == 1
+    deliver, riders = one_per_mailbox(jobs)
+    assert [j.decision.address for j in deliver] == [
+        "Bob@edge.example", "ann@edge.example", "carol@partner.example", "nosuchuser@edge.example",
+        "Carol@partner.example", "u@xn--bcher-kva.example", "x@gone.example", "y@gone.example"]
+    # a local mailbox by its maildir (case, +detail, the alias); a remote local part keeps its case
+    assert riders == {"bob+x@edge.example": "Bob@edge.example", "team@edge.example>bob@edge.example":
+                      "Bob@edge.example", "carol@partner.example": "team@edge.example>carol@partner.example",
+                      "bob@edge.example": "Bob@edge.example"}

@@ -109,9 +109,20 @@ BARE = [
 def test_bare_lf_command_lines_are_refused_and_never_run_on_strict(name, line):
     core = dialogue(STRICT)
     lines, _ = steps(core, b"EHLO c\r\n", line, b"RCPT TO:<b@edge.test>\r\n")
-    assert lines[-2].startswith("500 5.5.2 Error: bare LF or CR in command line"), lines
-    assert lines[-1].startswith("503 5.5.1 Error: need MAIL command"), "the MAIL never ran"
-    assert core.state is State.COMMAND
+    if line.endswith(b"\r\n"):        # a bare CR inside a whole line: refused, the session goes on
+        assert lines[-2].startswith("500 5.5.2 Error: bare LF or CR in command line"), lines
+        assert lines[-1].startswith("503 5.5.1 Error: need MAIL command"), "the MAIL never ran"
+        assert core.state is State.COMMAND
+    else:                               # a bare LF: refused, and nothing after it is a command
+        assert lines[-1].startswith("500 5.5.2 Error: bare LF or CR in command line"), lines
+        assert core.state is State.CLOSED
+
+
+def test_what_follows_a_bare_lf_in_the_same_read_is_never_a_command_on_strict():
+    core = dialogue(STRICT)
+    lines, _ = steps(core, b"EHLO c\r\n", b"MAIL FROM:<a@x.test>\r\n", b"NOOP\nRCPT TO:<b@edge.test>\r\n")
+    assert lines[-1].startswith("500 5.5.2 Error: bare LF or CR in command line"), lines
+    assert not any(x.startswith("250 2.1.5") for x in lines) and core.state is State.CLOSED
 
 
 def test_bare_lf_command_lines_are_taken_on_lan():

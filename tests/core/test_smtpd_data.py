@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import pytest
 from hypothesis import given, strategies as st
 
@@ -21,11 +22,15 @@ HYGIENE = [
     ("NUL mid-line", b"a\x00b", b"ab\r\n", "NUL"),
     ("NUL alone", b"\x00", b"\r\n", "NUL"),
     ("NUL in header", b"Subject: x\x00y\r\n\r\nz", b"Subject: xy\r\n\r\nz\r\n", "NUL"),
-    ("LF.LF smuggle", b"a\n.\nMAIL FROM:<x@y>\r\nb", b"a\r\n.\r\nMAIL FROM:<x@y>\r\nb\r\n", "bare LF"),
     ("CR.CR smuggle", b"a\r.\rMAIL FROM:<x@y>", b"a . MAIL FROM:<x@y>\r\n", "bare CR"),
-    ("LF.CRLF smuggle", b"a\n.\r\nb", b"a\r\n.\r\nb\r\n", "bare LF"),
-    ("CRLF.LF smuggle", b"a\r\n.\nb", b"a\r\n\r\nb\r\n", "bare LF"),
     ("last line bare LF", b"a\nb\n", b"a\r\nb\r\n\r\n", "bare LF"),
+    ("bare LF dot-stuffed", b"a\n..b", b"a\r\n.b\r\n", "bare LF"),
+]
+
+# a final dot with a bare LF before or after it (QA-4): the end of DATA on a LAN listener (sendmail's
+# non-strict rule, bare LF being a line end there); on a strict one no end at all (SMTP smuggling)
+BARE_LF_ENDS = [
+    ("LF.LF", b"a\n.\n"), ("CRLF.LF", b"a\r\n.\n"), ("LF.CRLF", b"a\n.\r\n"), ("first line .LF", b".\n"),
 ]
 
 
@@ -63,9 +68,30 @@ def test_strict_refuses(name, body, lenient, offence):
         assert c.message() == b""
 
 
-def test_dot_stuffing_removed_only_at_crlf_line_start():
+def test_dot_stuffing_removed_at_every_line_start_lan_and_crlf_only_strict():
     c = collect(b"..a\r\n.b\r\nx\n..y", strict=False)
-    assert c.message() == b".a\r\nb\r\nx\r\n..y\r\n"
+    assert c.message() == b".a\r\nb\r\nx\r\n.y\r\n"
+    c = collect(b"..a\r\n.b\r\nx", strict=True)
+    assert c.message() == b".a\r\nb\r\nx\r\n"
+
+
+@pytest.mark.parametrize("name,end", BARE_LF_ENDS, ids=[e[0] for e in BARE_LF_ENDS])
+@pytest.mark.parametrize("split", [None, 1, 2])
+def test_a_bare_lf_around_the_final_dot_ends_data_on_lan_listeners(name, end, split):
+    c = DataCollector(strict=False, limit=1000)
+    stream = end + b"QUIT\n"
+    pieces = [stream] if split is None else [stream[:len(end) - split], stream[len(end) - split:]]
+    done = [c.feed(p) for p in pieces]
+    assert done[-1] and not any(done[:-1]), done
+    assert c.refusal is None and c.message() == (b"a\r\n" if end.startswith(b"a") else b"")
+    assert c.leftover == b"QUIT\r\n"
+
+
+@pytest.mark.parametrize("name,end", BARE_LF_ENDS, ids=[e[0] for e in BARE_LF_ENDS])
+def test_a_bare_lf_around_the_final_dot_does_not_end_data_on_strict_listeners(name, end):
+    c = DataCollector(strict=True, limit=1000)
+    assert not c.feed(end + b"MAIL FROM:<x@y>\r\n")
+    assert c.feed(b"\r\n.\r\n") and c.refusal.startswith("550 5.6.0 Message contains bare LF")
 
 
 def test_empty_message():
@@ -125,7 +151,10 @@ def test_received_header_sanitises_helo():
 
 
 def reference(stream: bytes, *, strict: bool, limit: int):
-    """The rules, one CRLF line at a time: (message, size, refusal, leftover)."""
+    """The rules, one CRLF line at a time: (message, size, refusal, leftover); lenient: every bare
+    LF read as CRLF first."""
+    if not strict:
+        stream = re.sub(rb"(?<!\r)\n", b"\r\n", stream)
     lines, size, refusal, rest = [], 0, None, stream
     while True:
         line, _, rest = rest.partition(b"\r\n")
@@ -165,6 +194,8 @@ def test_blocks_agree_with_the_line_rules(parts, bad, strict, limit, cut):
             if c.feed(piece):
                 break
         got_rest = c.leftover + b"".join(pieces[i + 1:])
+        if not strict:
+            got_rest = re.sub(rb"(?<!\r)\n", b"\r\n", got_rest)   # the reader's business after the end
         if max(len(x) for x in stream.split(b"\r\n")) > limit:
             continue                     # an over-long line: its own test above
         assert (c.refusal or "")[:3] == (refusal or "") and got_rest == rest

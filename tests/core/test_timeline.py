@@ -197,3 +197,14 @@ def test_svg_parses_and_draws_the_call_and_every_message():
 
 def test_svg_of_an_empty_timeline_still_parses():
     ET.fromstring(T.render_svg(T.build([])))
+
+
+def test_a_policy_tariff_prices_the_call_by_charging_units():
+    # dial.policy's tariff lines (link.tariff), from the call's real connect time
+    units = "timezone UTC\ntariff unit 0.06 90s\n"
+    tl = T.build(lines(RECORDED), (), (), T.PolicyTariff(units))
+    (call,) = tl.calls()
+    started = 1 + int((HANGUP - CONNECT) // 90) - (1 if (HANGUP - CONNECT) % 90 == 0 else 0)
+    assert tl.cost_at(CONNECT) == pytest.approx(0.06)
+    assert tl.cost_at(HANGUP) == pytest.approx(0.06 * started)
+    assert T.PolicyTariff(units).describe() == "tariff unit 0.06 90s"

@@ -4,6 +4,7 @@ whole-daemon flows)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +50,23 @@ BIN = ROOT / ".venv" / "bin"
     (["-c", "a@x.example"], lambda a: a.recipients == ["a@x.example"] and "HoldExpensive" in a.notes[0]),
     (["-Ac", "-q"], lambda a: a.mode == "q"),                                  # mailq -Ac, sendmail -Ac -q
     (["-t", "--help", "-Z"], lambda a: a.mode == "help"),
+    # the exact argv of the programs (observed: tests/system/test_mail_programs.py)
+    (["-oem", "-oi", "-B8BITMIME", "-N", "failure,delay", "-R", "hdrs", "--", "bob@x.example"],   # mutt
+     lambda a: a.notify == {"FAILURE", "DELAY"} and a.ret == "HDRS" and a.recipients == ["bob@x.example"]),
+    (["-f", "alice@x.example", "--", "bob@x.example", "carol@x.example"],                        # mutt
+     lambda a: a.sender == "alice@x.example" and len(a.recipients) == 2),
+    (["-i", "-t", "-f", "alice@x.example"], lambda a: a.extract and a.sender == "alice@x.example"),  # bsd-mailx -r
+    (["-Mrlocal", "-p", "SMTP:lan-host", "-pESMTP", "-e", "m", "-T", "a@x.example"],     # sendmail's, ignored
+     lambda a: a.mode == "m" and a.recipients == ["a@x.example"]),
+    (["-I"], lambda a: a.mode == "i"),
+    (["-oem"], lambda a: a.error_mode == "m"),
+    (["-oee", "-oi"], lambda a: a.error_mode == "e" and a.ignore_dots),
+    (["-O", "ErrorMode=q"], lambda a: a.error_mode == "q"),
+    (["-em"], lambda a: a.error_mode == "m"),
+    (["-oew"], lambda a: a.error_mode == "p"),
+    ([], lambda a: a.error_mode == "p"),
+    (["-odb", "-odq", "-bm", "-oQ/var/x", "-X/tmp/t", "-G", "-Am", "-U", "-V", "e1", "a@x.example"],
+     lambda a: a.envid == "e1" and a.recipients == ["a@x.example"]),
 ], ids=lambda x: " ".join(x) if isinstance(x, list) else "")
 def test_flags(argv, check):
     a = parse_sendmail_args(argv)
@@ -59,6 +77,9 @@ def test_flags(argv, check):
     (["-Z"], "unknown option"),
     (["-f"], "requires a value"),
     (["-Bfoo"], "-B takes"),
+    (["-oex"], "ErrorMode takes"),
+    (["-F", "Evil\r\nX-Injected: yes"], "-F takes a name on one line"),   # no header injection
+    (["-FEvil\nBcc: x@evil.example"], "-F takes a name on one line"),
     (["-N", "never,success"], "-N takes"),
     (["-Rmaybe"], "-R takes"),
     (["-bd"], "edgemail run"),
@@ -149,6 +170,65 @@ def test_prepare_refuses(raw, argv, exc):
         _prep(raw, argv)
 
 
+@pytest.mark.parametrize("raw, field, what", [
+    (b"To: a@x.example\rBcc: evil@evil.example\nSubject: x\n\nb\n", "To", "bare CR"),
+    (b"Cc: a@x.example,\r evil@evil.example\r\n\r\nb\r\n", "Cc", "bare CR"),
+    (b"To: a@x.example,\n evil@evil.example\r\nSubject: x\r\n\r\nb\r\n", "To", "bare LF"),
+    (b"Subject: x\nBcc: evil@evil.example\r\nTo: a@x.example\r\n\r\nb\r\n", "Bcc", "bare LF"),
+    (b"To: a@x.example\r\nResent-To: r@x.example\n\r\nb\r\n", "Resent-To", "bare LF"),
+], ids=["cr-in-to", "cr-in-cc-fold", "lf-in-crlf-to", "lf-starts-bcc", "lf-ends-resent-to"])
+def test_minus_t_refuses_recipient_fields_with_bare_cr_or_lf(raw, field, what):
+    """Issue 16 §8: the header's text never becomes extra recipients; DataError is EX_DATAERR."""
+    with pytest.raises(DataError, match=f"^{field}: header holds a {what}: not taking recipients"):
+        _prep(raw, ["-t"])
+
+
+@pytest.mark.parametrize("raw, argv, want", [
+    (b"To: a@x.example\nSubject: x\n\nbody\r\n", ["-t"], ("a@x.example",)),      # LF header, CR LF body
+    (b"To: a@x.example\r\nSubject: x\ry\r\n\r\nb\rc\nd\n", ["-t"], ("a@x.example",)),  # not a recipient field
+    (b"To: a@x.example\rBcc: evil@evil.example\n\nb\n", ["b@x.example"], ("b@x.example",)),  # no -t
+], ids=["lf-header", "cr-in-subject-and-body", "without-t"])
+def test_minus_t_bare_line_ends_elsewhere_are_only_hygiene(raw, argv, want):
+    assert _prep(raw, argv).recipients == want
+
+
+@pytest.mark.parametrize("field, want", [
+    (b"To: bob", b"To: bob@edge.example"),                              # bsd-mailx: mail -s hi bob
+    (b"To: bob, carol@x.example", b"To: bob@edge.example, carol@x.example"),
+    (b'Cc: "Bob B." <bob>,\r\n  carol (comment)', b'Cc: "Bob B." <bob@edge.example>, comment <carol@edge.example>'),
+    (b"From: root", b"From: root@edge.example"),
+    (b"Reply-To: Al <al>", b"Reply-To: Al <al@edge.example>"),
+    (b"To: a@x.example, B <b@x.example>", b"To: a@x.example, B <b@x.example>"),  # qualified: as it came
+    (b"To: undisclosed-recipients:;", b"To: undisclosed-recipients:;"),       # a group: as it came
+    (b"Subject: bob", b"Subject: bob"),
+    (b"To: \xff bob", b"To: \xff bob"),                                      # not UTF-8: as it came
+], ids=["one", "mixed", "names-comments-folded", "from", "reply-to", "qualified", "group", "subject",
+        "not-utf8"])
+def test_unqualified_header_addresses_get_the_local_domain(field, want):
+    """As sendmail rewrites a submission's headers: bsd-mailx writes `To: bob`, and
+    whoever replies to all from outside needs a domain."""
+    msg = _prep(field + b"\nX-Other: 1\n\nbody\n", ["-i", "someone@edge.example"])
+    assert msg.data.split(b"\r\nX-Other: 1\r\n")[0] == want
+
+
+def test_long_qualified_list_is_folded():
+    names = b", ".join(b"user%d" % i for i in range(8))
+    head = _prep(b"To: " + names + b"\n\nb\n", ["-t"]).data.partition(b"\r\n\r\n")[0]
+    assert b"To: user0@edge.example,\r\n\tuser1@edge.example," in head
+    assert max(len(line) for line in head.split(b"\r\n")) < 78
+
+
+@pytest.mark.parametrize("argv, want", [
+    (["Bob <bob@x.example>"], ("bob@x.example",)),
+    (["<bob@x.example>", "carol"], ("bob@x.example", "carol@edge.example")),
+    (["bob@x.example,carol@x.example"], ("bob@x.example", "carol@x.example")),   # Debian cron's MAILTO
+    (['"Smith, J" <j@x.example>, k@x.example'], ("j@x.example", "k@x.example")),
+    (['"a,b"@x.example'], ('"a,b"@x.example',)),
+], ids=["display-name", "angle-and-bare", "comma-list", "comma-in-name", "comma-in-quoted-local"])
+def test_command_line_recipients_as_sendmail_takes_them(argv, want):
+    assert _prep(b"Subject: x\n\nb\n", ["-i", *argv]).recipients == want
+
+
 # ---------------------------------------------------------------- console scripts
 
 def _run(args, **kw):
@@ -167,12 +247,18 @@ def test_sendmail_usage_error_exit_64():
     assert b"unknown option" in r.stderr
 
 
-def test_sendmail_bad_config_exit_78(tmp_path):
+def test_sendmail_bad_config_exit_78_the_message_kept_in_dead_letter(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('local_domains = ["x.example"]\nDeliveryMode = "background"\n')
-    r = _run([str(BIN / "sendmail"), "-C", str(bad), "a@x.example"], input=b"x\n")
+    env = {**os.environ, "HOME": str(tmp_path)}
+    r = _run([str(BIN / "sendmail"), "-C", str(bad), "a@x.example"], input=b"Subject: keep\n\nx\n", env=env)
     assert r.returncode == 78
     assert f"{bad}:2: DeliveryMode".encode() in r.stderr
+    dead = tmp_path / "dead.letter"
+    assert f"the message is not queued: saved in {dead}".encode() in r.stderr, r.stderr
+    text = dead.read_text()
+    assert text.startswith("From ") and text.endswith("Subject: keep\n\nx\n\n"), text
+    assert oct(dead.stat().st_mode & 0o777) == "0o600"
 
 
 def test_config_check_good_prints_effective_config():
@@ -291,3 +377,76 @@ async def test_mailq_against_a_daemon_of_another_version(example_config, tmp_pat
             assert b"Traceback" not in err and b"another version of edgemail" in err, err
     finally:
         await srv.close()
+
+
+def test_sendmail_strips_the_mbox_from_line_and_root_takes_its_sender(tmp_path):
+    """A message saved from an mbox starts with "From addr date": sendmail's collect() removes it;
+    root without -f sends as that address (as with -f)."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'local_domains = ["x.example"]\n[local]\nusers = ["bob"]\n'
+                   f'[control]\nsocket = "{tmp_path}/none.sock"\n'
+                   f'[spool]\ndirectory = "{tmp_path}/spool"\n')
+    (tmp_path / "spool" / "maildrop").mkdir(parents=True)
+    msg = b"From carol@x.example Thu Dec  3 12:00:00 2026\nSubject: saved\n\nbody\n"
+    r = _run([str(BIN / "sendmail"), "-C", str(cfg), "-i", "bob@x.example"], input=msg)
+    assert r.returncode == 0, r.stderr
+    (drop,) = (tmp_path / "spool" / "maildrop").iterdir()
+    data = drop.read_bytes()
+    assert b"From carol@x.example Thu" not in data and b"Subject: saved\r\n" in data, data
+    assert (b"From: carol@x.example\r\n" in data) == (os.geteuid() == 0), data   # the header From: made from it
+    env = _run([sys.executable, "-m", "edgemail", "-c", str(cfg), "queue", "list", "--json"])
+    assert (b"carol@x.example" in env.stdout) == (os.geteuid() == 0), env.stdout
+
+
+def _routes_config(tmp_path, privacy: str = "authwarnings") -> Path:
+    aliases = tmp_path / "aliases"
+    aliases.write_text("root: admin\nlist: bob, carol\n")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'local_domains = ["x.example"]\nSmartHost = "[192.0.2.25]:25"\nPrivacyOptions = "{privacy}"\n'
+                   f'[control]\nsocket = "{tmp_path}/none.sock"\n[spool]\ndirectory = "{tmp_path}/spool"\n'
+                   f'[local]\naliases = "{aliases}"\nusers = ["admin", "bob", "carol"]\nmaildir = "/m/%u"\n'
+                   '[routes]\n"x.example" = "local"\n"lan.example" = "relay:[192.168.1.10]:25"\n'
+                   '"*" = { route = "smarthost", expensive = true }\n')
+    return cfg
+
+
+def test_sendmail_bv_says_each_route_and_sends_nothing(tmp_path):
+    cfg = _routes_config(tmp_path)
+    r = _run([str(BIN / "sendmail"), "-C", str(cfg), "-bv", "root", "list", "pc@lan.example", "far@remote.test"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode().splitlines() == [
+        "admin@x.example... deliverable: mailer local, maildir /m/admin, user admin@x.example, via root",
+        "bob@x.example... deliverable: mailer local, maildir /m/bob, user bob@x.example, via list",
+        "carol@x.example... deliverable: mailer local, maildir /m/carol, user carol@x.example, via list",
+        "pc@lan.example... deliverable: mailer relay, host [192.168.1.10]:25, user pc@lan.example",
+        "far@remote.test... deliverable: mailer smarthost, host [192.0.2.25]:25 (waits for the link), "
+        "user far@remote.test"]
+    bad = _run([str(BIN / "sendmail"), "-C", str(cfg), "-bv", "nobody@x.example"])
+    assert bad.returncode == 67 and bad.stdout == b"nobody@x.example... 550 5.1.1 <nobody@x.example>... User unknown\n"
+    assert not (tmp_path / "spool").exists()                                # nothing queued, nothing made
+
+
+def test_sendmail_bt_reads_addresses_from_stdin(tmp_path):
+    r = _run([str(BIN / "sendmail"), "-C", str(_routes_config(tmp_path)), "-bt"], input=b"3,0 root\n/tryflags HS\n")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode().splitlines()[2:] == [
+        "(ruleset 3,0 skipped: edgemail has no rulesets)", "> root",
+        "admin@x.example... deliverable: mailer local, maildir /m/admin, user admin@x.example, via root",
+        "> /tryflags HS", "/tryflags: not supported (edgemail has no rulesets or macros)"]
+
+
+def test_error_report_for_refused_recipients_goes_to_the_sender():
+    """sendmail -oem: the report (cli/mailback.py) for what the daemon refused at submission."""
+    from edgemail.cli.mailback import error_report
+    from edgemail.envelope import Envelope, Recipient
+    env = Envelope("root@edge.example", (Recipient("nosuchuser@edge.example"), Recipient("bob@edge.example")))
+    refused = [{"address": "nosuchuser@edge.example", "reply": "550 5.1.1 <nosuchuser@edge.example>... User unknown"}]
+    data = b"Subject: Cron <root@gw> backup\r\n\r\nthe job's output\r\n"
+    renv, report = error_report(env, data, refused, hostname="gw.edge.example",
+                                postmaster="postmaster@edge.example", now=1_700_000_000)
+    assert renv.mail_from == "" and [r.address for r in renv.recipients] == ["root@edge.example"]
+    assert b"Final-Recipient: rfc822; nosuchuser@edge.example" in report and b"Status: 5.1.1" in report
+    assert b"bob@edge.example" not in report.split(b"the job's output")[0].split(b"message/delivery-status")[1] \
+        and b"the job's output" in report
+    assert error_report(Envelope("", env.recipients), data, refused, hostname="h", postmaster="p@h", now=0) is None
+    assert error_report(env, data, [], hostname="h", postmaster="p@h", now=0) is None

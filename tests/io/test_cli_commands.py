@@ -36,7 +36,7 @@ def config_down(tmp_path) -> Path:
     (tmp_path / "spool" / "maildrop").mkdir(parents=True)
     cfg.write_text(f'local_domains = ["x.example"]\nhostname = "gw.x.example"\n[spool]\n'
                    f'directory = "{tmp_path}/spool"\n[control]\nsocket = "{tmp_path}/none.sock"\n'
-                   f'[link]\npolicy = "{POLICY}"\n')
+                   f'[link]\npolicy = "{POLICY}"\n[local]\nusers = ["a"]\n')
     return cfg
 
 
@@ -172,12 +172,11 @@ def test_import_of_each_seed_configuration_passes_config_check(tmp_path, source,
     assert "not carried over:" in r.stdout
     check = run("edgemail", "config", "check", str(tmp_path / "edgemail.toml"))
     aliases = tomllib.loads((tmp_path / "edgemail.toml").read_text()).get("local", {}).get("aliases", "")
-    if aliases and not os.path.exists(aliases):   # the sendmail machine's file, not on this one: named, and
-        assert check.returncode == 78             # by the import as well
-        assert check.stderr == f"{aliases}: cannot read {aliases}: No such file or directory\n", check.stderr
+    assert check.returncode == 0, check.stderr
+    if aliases and not os.path.exists(aliases):   # the sendmail machine's file, not on this one: no aliases,
+        assert check.stderr == (f"{aliases}: local.aliases: warning: does not exist: no aliases (sendmail too "
+                                "runs without its alias file); create it, then newaliases\n"), check.stderr
         assert f"as `edgemail config check` finds them here:\n  {check.stderr}" in r.stdout, r.stdout
-    else:
-        assert check.returncode == 0, check.stderr
     assert run("edgemail", "policy", "check", str(tmp_path / "dial.policy")).returncode == 0
 
 
@@ -192,7 +191,7 @@ def test_import_never_overwrites_without_force(tmp_path):
     report = json.loads(r.stdout)
     assert report["wrote"] == [str(tmp_path / "edgemail.toml"), str(tmp_path / "dial.policy")]
     assert "queue-run" in (tmp_path / "dial.policy").read_text()
-    assert oct((tmp_path / "edgemail.toml").stat().st_mode & 0o777) == "0o640"
+    assert oct((tmp_path / "edgemail.toml").stat().st_mode & 0o777) == "0o644"     # no secrets in it
 
 
 def test_import_says_what_is_missing(tmp_path):

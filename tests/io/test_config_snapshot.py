@@ -143,3 +143,19 @@ async def test_mailq_reads_the_snapshot_and_sees_an_edit(tmp_path, runtime):
         assert b"the daemon is not running" in err and code == 0, (code, out, err)
     finally:
         await srv.close()
+
+
+def test_sendmail_with_the_daemon_gone_and_its_snapshot_left_loads_what_it_lacks(tmp_path, runtime):
+    """A daemon that crashed leaves its snapshot: sendmail finds no socket,
+    checks the recipients itself (cfg.local: not in the snapshot, so the
+    whole config is loaded then) and leaves the message in the maildrop."""
+    path = make_config(tmp_path)
+    (tmp_path / "spool" / "maildrop").mkdir(parents=True)
+    snapshot.write(*load_text(path))
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys; from edgemail.cli import sendmail_main; sys.exit(sendmail_main())",
+         "-C", str(path), "-t"], input=b"To: someone@remote.example\nSubject: s\n\nbody\n",
+        capture_output=True, timeout=60)
+    assert proc.returncode == 0 and b"message left in the maildrop" in proc.stderr, proc.stderr
+    assert b"Traceback" not in proc.stderr
+    assert len(list((tmp_path / "spool" / "maildrop").iterdir())) == 1

@@ -380,3 +380,21 @@ async def test_after_a_step_ages_and_timers_keep_their_meaning(example_config, c
     assert runner.retries.timers()[q] == pytest.approx(warn_at + 365 * 86400.0)
     again = make_runner(cfg, store, clock)            # clocksteps.json in the spool
     assert again.guard.view(store.get(q)).created == e.created
+
+
+async def test_long_line_queued_before_reencoding_is_sent_not_bounced(example_config, upstream_factory, clock):
+    """A spool file written before accept-time re-encoding (17 §1) with a
+    2,000-octet line: re-encoded at delivery and relayed, not bounced 5.6.0."""
+    import email
+    lan = await upstream_factory()
+    cfg = make_cfg(example_config, routes={"lan.test": f"relay:[127.0.0.1]:{lan.port}"})
+    store = make_store(cfg, clock)
+    runner = make_runner(cfg, store, clock)
+    body = b"x" * 2000 + b"\r\n"
+    q = await submit(store, ["ops@lan.test"], data=b"Subject: old\r\n\r\n" + body)
+    runner.on_commit(q)
+    await runner.idle()
+    (got,) = lan.messages
+    assert max(len(line) for line in got.content.split(b"\r\n")) <= 998
+    assert email.message_from_bytes(got.content).get_payload(decode=True) == body
+    assert store.entries() == []

@@ -315,7 +315,7 @@ async def test_hold_route_by_filtered_queue_run(example_config, clock, upstream_
 # ------------------------------------------------------------------ RCPT time
 
 async def test_unknown_local_user_refused_at_rcpt(example_config, clock):
-    cfg = make_cfg(example_config, local={"users": ["alice", "bob", "admin"]})
+    cfg = make_cfg(example_config, local={"users": ["alice", "bob", "admin"], "create_mailboxes": False})
     store = make_store(cfg, clock)
     runner = make_runner(cfg, store, clock)
     listener = SmtpListener(cfg, cfg.listeners[0], store, on_commit=runner.on_commit,
@@ -326,7 +326,8 @@ async def test_unknown_local_user_refused_at_rcpt(example_config, clock):
             with smtplib.SMTP("127.0.0.1", listener.port, local_hostname="lan.test") as s:
                 s.ehlo()
                 s.mail("alice@edge.example")
-                return s.rcpt("nobody@edge.example"), s.rcpt("bob@edge.example")
+                # not "nobody": it is in passwd (local.system_users)
+                return s.rcpt("nosuchuser@edge.example"), s.rcpt("bob@edge.example")
         (c1, t1), (c2, _) = await asyncio.to_thread(send)
         assert c1 == 550 and t1.startswith(b"5.1.1") and c2 == 250
     finally:

@@ -50,6 +50,22 @@ async def test_smtplib_submission_is_queued_with_envelope(cfg, store, caplog):
     assert f"size={len(data)}, class=-60, nrcpts=2, msgid=<m1@lan.example>, proto=ESMTP, relay=[127.0.0.1]:" in lines[0]
 
 
+async def test_smtputf8_transaction_is_utf8smtp_in_received_and_log(cfg, store, caplog):
+    """RFC 6531 3.7.3 (as Postfix writes it): WITH UTF8SMTP for a transaction with SMTPUTF8;
+    the next transaction of the session without it is ESMTP again."""
+    caplog.set_level("INFO", logger="edgemail.smtpd")
+    async with running(cfg, store) as smtpd:
+        def send():
+            with smtplib.SMTP("127.0.0.1", smtpd.port, local_hostname="client.lan", timeout=10) as s:
+                s.sendmail("j\u00f6rg@edge.example", ["b@edge.example"], MSG, mail_options=["SMTPUTF8"])
+                s.sendmail("a@edge.example", ["b@edge.example"], MSG)
+        await asyncio.to_thread(send)
+    lines = [r.getMessage() for r in caplog.records if "from=<" in r.getMessage()]
+    assert "proto=UTF8SMTP," in lines[0] and "proto=ESMTP," in lines[1], lines
+    first = store.read_data(lines[0].split(":")[0])
+    assert first.startswith(b"Received: from client.lan ([127.0.0.1])\r\n\tby gw.edge.example (edgemail) with UTF8SMTP")
+
+
 async def test_ehlo_advertises_extensions_and_every_reply_has_an_enhanced_code(cfg, store):
     async with running(cfg, store, on_etrn=lambda arg, who: None) as smtpd:
         c = await Raw.connect(smtpd.port)
@@ -84,9 +100,9 @@ RELAY = [
     ("<B@EDGE.Example.>", "250 2.1.5", "250 2.1.5"),
     ("<postmaster>", "250 2.1.5 Recipient <postmaster@edge.example>", "250 2.1.5"),
     ("<c@far.example>", "554 5.7.1 <c@far.example>... Relaying denied", "250 2.1.5"),
-    ("<u%far.example@edge.example>", "554 5.7.1", "250 2.1.5"),
-    ("<far.example!u@edge.example>", "554 5.7.1", "250 2.1.5"),
-    ('<"u@far.example"@edge.example>', "554 5.7.1", "250 2.1.5"),
+    ("<u%far.example@edge.example>", "550 5.7.1", "550 5.7.1"),      # a route in disguise (16 §4)
+    ("<far.example!u@edge.example>", "550 5.7.1", "550 5.7.1"),      # a route in disguise (16 §4)
+    ('<"u@far.example"@edge.example>', "550 5.7.1", "550 5.7.1"),      # a route in disguise (16 §4)
     ("<@edge.example:u@far.example>", "554 5.7.1 <u@far.example>", "250 2.1.5 Recipient <u@far.example>"),
     ("<u@[192.0.2.1]>", "554 5.7.1", "250 2.1.5"),
     ("<u@192.0.2.1>", "501 5.1.3", "501 5.1.3"),

@@ -120,9 +120,23 @@ async def test_a_refused_data_with_a_message_behind_it_on_lan_is_554(example_con
     assert queued(store) == 0
 
 
-@pytest.mark.parametrize("line", [b"MAIL FROM:<a@x.example>\n", b"MAIL FROM:<a@x.example>\rRCPT TO:<b@edge.example>\r\n"],
-                         ids=["bare-lf", "bare-cr"])
-async def test_bare_lf_commands_on_a_strict_listener_are_500_and_never_run(strict, line):
+async def test_a_bare_lf_on_a_strict_listener_is_500_and_the_end_of_the_session(strict):
+    """`NOOP\\nRCPT TO:<..>\\r\\n`: the bare LF is no line end, so the RCPT
+    behind it is never run (it used to be, 250 and a message queued)."""
+    store = make_store(strict.spool_dir)
+    async with running(strict, store) as smtpd:
+        c = await Raw.connect(smtpd.port)
+        await c.cmd("EHLO c")
+        await c.cmd("MAIL FROM:<a@x.example>")
+        await c.send(b"NOOP\nRCPT TO:<b@edge.example>\r\nDATA\r\n")
+        got = await read_all(c)
+    assert got.startswith("500 5.5.2 Error: bare LF or CR in command line"), got
+    assert "250" not in got and "354" not in got and got.endswith("<EOF>"), got
+    assert queued(store) == 0
+
+
+@pytest.mark.parametrize("line", [b"MAIL FROM:<a@x.example>\rRCPT TO:<b@edge.example>\r\n"], ids=["bare-cr"])
+async def test_bare_cr_commands_on_a_strict_listener_are_500_and_never_run(strict, line):
     store = make_store(strict.spool_dir)
     async with running(strict, store) as smtpd:
         c = await Raw.connect(smtpd.port)
@@ -180,4 +194,23 @@ async def test_mail_reads_the_free_space_afresh(example_config, small_fs):
         mail = await c.cmd("MAIL FROM:<a@x.example>")
         await c.cmd("QUIT")
     assert mail == "452 4.3.1 Insufficient system storage", mail
+    assert queued(store) == 0
+
+
+@pytest.mark.parametrize("strict_listener", [True, False], ids=["strict", "lan"])
+@pytest.mark.parametrize("request_line", [b"GET / HTTP/1.1", b"POST /cgi-bin/x HTTP/1.0",
+                                          b"CONNECT mail.example:25 HTTP/1.1"])
+async def test_an_http_request_ends_the_session_and_nothing_after_it_is_a_command(
+        example_config, strict_listener, request_line):
+    """A web page can make a browser POST to port 25 (cross-protocol): the
+    request line ends the session, the body it carries is never run."""
+    cfg = example_config(listen=listen(strict_listener))
+    store = make_store(cfg.spool_dir)
+    async with running(cfg, store) as smtpd:
+        c = await Raw.connect(smtpd.port)
+        await c.send(request_line + b"\r\nHost: x\r\n\r\n" + b"HELO evil\r\n" + TXN + MESSAGE)
+        got = await read_all(c)
+    verb = request_line.split()[0].decode()
+    assert got.splitlines() == [f"554 5.7.0 Error: {verb} is no SMTP command (an HTTP request?): goodbye",
+                                    "<EOF>"], got
     assert queued(store) == 0

@@ -248,3 +248,28 @@ async def test_plaintext_instead_of_a_handshake_ends_the_session(tls_config, cap
         await closed(smtpd)
     assert b"250" not in got
     assert "STARTTLS=server" in caplog.text and "error=" in caplog.text
+
+
+async def test_the_clients_end_of_input_after_starttls_closes_without_asyncio_warnings(tls_config, caplog):
+    """TLS has no half-close: eof_received says so (False) instead of returning True, which asyncio
+    ignores with "returning true from eof_received() has no effect when using ssl"."""
+    caplog.set_level(logging.INFO)
+    async with running(tls_config(), make_store(tls_config().spool_dir)) as smtpd:
+        c = await secure_session(smtpd.port)
+        assert (await c.cmd("NOOP")).startswith("250")
+        c.w.close()                                 # close_notify, then the TCP FIN
+        await closed(smtpd)
+    assert "eof_received" not in caplog.text, caplog.text
+    assert "lost connection after NOOP from [127.0.0.1]" in caplog.text
+
+
+async def test_plain_half_close_still_answers_what_was_sent(tls_config):
+    """Without TLS the end of input keeps the connection half-open: what the client sent before
+    its FIN is answered, then we close."""
+    async with running(tls_config(), make_store(tls_config().spool_dir)) as smtpd:
+        c = await Raw.connect(smtpd.port)
+        await c.send(b"NOOP\r\nRSET\r\n")
+        c.w.write_eof()
+        noop, rset, end = await c.reply(), await c.reply(), await c.reply()
+        await c.close()
+    assert noop == "250 2.0.0 OK" and rset == "250 2.0.0 OK" and end == "<EOF>"

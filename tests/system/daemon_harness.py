@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 from edgemail.daemon.control import ControlClient
-from demo.run import Daemon, write_config
+from demo.run import Daemon
+from demo.run import write_config as demo_config
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".venv" / "bin"
@@ -24,6 +25,14 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def write_config(directory: Path, overrides: dict | None = None) -> Path:
+    """The demo's config (the example's, moved into DIRECTORY) with
+    local.create_mailboxes on: these tests send to many made-up users.  The
+    default (unknown users refused) is tested by passing it false."""
+    from edgemail.config.loader import _merge
+    return demo_config(directory, _merge({"local": {"create_mailboxes": True}}, overrides or {}))
 
 
 def start(tmp_path: Path, overrides: dict | None = None, env: dict | None = None) -> Daemon:

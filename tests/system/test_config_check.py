@@ -119,3 +119,68 @@ def test_smart_host_files_are_read_as_delivery_reads_them(tmp_path):
     r = check(cfg)                                         # a file still to be made: a warning, exit 0
     assert r.returncode == 0, r.stderr
     assert f"{tmp_path}/not-yet.auth: SmartHostAuthFile: warning: does not exist (yet)" in r.stderr
+
+
+def test_users_keys_checked_and_the_daemon_agrees(tmp_path):
+    """Issue 17 §4: local.users_file read with the daemon's parser (FILE:LINE),
+    local.create_mailboxes a boolean; the daemon refuses the same file."""
+    users = tmp_path / "users"
+    users.write_text("# staff\nkim\nbob smith\n")
+    cfg = write_config(tmp_path, {"local": {"users_file": str(users)}})
+    r = check(cfg)
+    assert r.returncode == 78, (r.stdout, r.stderr)
+    assert f"{users}:3: 'bob smith' is not a user name" in r.stderr, r.stderr
+    code, said = daemon_exit(cfg)
+    assert code == 78 and f"{users}:3: 'bob smith' is not a user name" in said, said
+    users.write_text("kim\n")
+    assert check(cfg).returncode == 0
+    bad = write_config(tmp_path, {"local": {"create_mailboxes": "yes"}})
+    r = check(bad)
+    assert r.returncode == 78 and "local.create_mailboxes: expected true or false, got 'yes'" in r.stderr, r.stderr
+
+
+def test_alias_ending_at_an_unknown_user_is_a_warning(tmp_path):
+    aliases = tmp_path / "aliases"
+    aliases.write_text("postmaster: root\nroot: admin\noffice: alice, bob\n")
+    cfg = write_config(tmp_path, {"local": {"aliases": str(aliases), "create_mailboxes": False,
+                                            "users": ["alice", "bob"], "system_users": False}})
+    r = check(cfg)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines() == [
+        f"{aliases}: local.aliases: warning: {name} -> admin@edge.example: not a local user "
+        f"([local] users, users_file, passwd): RCPT TO:<{name}> is refused 550 5.1.1"
+        for name in ("postmaster", "root")]
+
+
+def test_the_smtpd_credentials_file_is_read_as_the_daemon_reads_it(tmp_path):
+    """[smtpd] auth_file with a line that is no scrypt hash: the daemon refuses
+    to start on it, so the check must not pass it (it did: rc 0)."""
+    from edgemail.smtpd.credentials import hash_password
+    passwd = tmp_path / "smtpd.passwd"
+    passwd.write_text(f"alice:{hash_password('pw', log2n=4)}\n# a comment\nbob:plaintext-password\n")
+    cfg = write_config(tmp_path, {"smtpd": {"auth_file": str(passwd)}})
+    r = check(cfg)
+    assert r.returncode == 78, (r.stdout, r.stderr)
+    assert f"{passwd}:3: user 'bob': expected a hash" in r.stderr, r.stderr
+    assert "plaintext-password" not in r.stderr               # never the secret itself
+    code, said = daemon_exit(cfg)
+    assert code == 78 and f"{passwd}:3: user 'bob'" in said, said
+    passwd.write_text(f"alice:{hash_password('pw', log2n=4)}\nbob:{hash_password('pw2', log2n=4)}\n")
+    r = check(cfg)
+    assert r.returncode == 0, r.stderr
+
+
+def test_errors_in_the_config_itself_do_not_hide_those_of_the_files_it_names(tmp_path):
+    """One run names every error it can: with a bad value in edgemail.toml
+    the aliases and credentials files were not read at all (one error
+    printed, the next run found the rest)."""
+    aliases, passwd = tmp_path / "aliases", tmp_path / "smtpd.passwd"
+    aliases.write_text("postmaster: root\nroot: admin\nbad line without colon\n")
+    passwd.write_text("bob:plaintext-password\n")
+    cfg = write_config(tmp_path, {"MinQueueAge": "soon", "local": {"aliases": str(aliases)},
+                                  "smtpd": {"auth_file": str(passwd)}})
+    r = check(cfg)
+    assert r.returncode == 78 and r.stdout == "", (r.stdout, r.stderr)
+    assert "MinQueueAge: expected a duration" in r.stderr, r.stderr
+    assert f"{aliases}:3: expected \"name: target, ...\"" in r.stderr, r.stderr
+    assert f"{passwd}:1: user 'bob': expected a hash" in r.stderr, r.stderr

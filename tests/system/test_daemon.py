@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import smtplib
 import socket
@@ -131,7 +132,11 @@ def test_mailq_empty_then_maildrop_pickup_after_restart(tmp_path):
     try:
         text = cli(d, "mailq").stdout.decode()
         assert "Total requests: 1" in text and "<cron@edge.example>" in text and "<ops@far.example>" in text
-        assert "spool: recovered entries=1, tmp_removed=0, corrupt=0, maildrop=1" in d.log.read_text()
+        log = d.log.read_text()
+        assert "spool: recovered entries=1, tmp_removed=0, corrupt=0, maildrop=1" in log
+        qid = text.split("\n")[2].split()[0].rstrip("*!")
+        assert f"{qid}: from=<cron@edge.example>, size=" in log and f"{qid}: imported from maildrop/" in log, log
+        assert re.search(rf"{qid}: from=<cron@edge\.example>, .*relay=localhost \(uid {os.getuid()}\)", log), log
         assert os.listdir(os.path.join(tmp_path, "spool", "maildrop")) == []
     finally:
         d.kill()
@@ -282,6 +287,37 @@ def test_notifier_messages_and_watchdog_interval(tmp_path, monkeypatch, env_pid,
         n.stopping()
         got = [sock.recv(4096).decode() for _ in range(3)]
     assert got == ["READY=1\nSTATUS=3 queued", "STATUS=busy", "STOPPING=1"]
+
+
+def test_mailq_shows_what_is_on_disk_no_ghost_and_counts_corrupt(tmp_path):
+    """A queue file removed by hand leaves mailq (logged); a damaged one is moved to corrupt/ at start,
+    logged, and mailq counts it (with the daemon up and down), as Postfix keeps its corrupt queue."""
+    d = start(tmp_path)
+    try:
+        for n in range(3):      # an expensive route: they stay queued (no link)
+            assert cli(d, "sendmail", "-f", "a@edge.example", f"x{n}@far.example", input=b"Subject: s\n\nb\n").returncode == 0
+        qids = [line.split()[0].rstrip("*!") for line in cli(d, "mailq").stdout.decode().splitlines()[2:-1:2]]
+        assert len(qids) == 3, qids
+        os.unlink(tmp_path / "spool" / "queue" / qids[0])
+        text = cli(d, "mailq").stdout.decode()
+        assert qids[0] not in text and "Total requests: 2" in text, text
+        assert f"{qids[0]}: queue file gone (removed by hand?), dropped from the queue" in d.log.read_text()
+    finally:
+        assert d.stop() == 0
+    (tmp_path / "spool" / "queue" / qids[1]).write_bytes(b"garbage\n")
+    down = cli(d, "mailq")
+    assert b"damaged, left for the daemon to move to corrupt/" in down.stderr, down.stderr
+    d.start()
+    try:
+        up = cli(d, "mailq").stdout.decode()
+        log = d.log.read_text()
+    finally:
+        d.kill()
+    line = f"\t\t1 damaged queue file in {tmp_path}/spool/corrupt/ (kept for inspection, not listed)\n"
+    assert "Total requests: 1\n" + line in up and qids[2] in up and qids[1] not in up, up
+    assert "corrupt=1" in log and os.listdir(tmp_path / "spool" / "corrupt") == [qids[1]]
+    after = cli(d, "mailq")
+    assert line in after.stdout.decode(), after.stdout       # the daemon down: read from disk, counted too
 
 
 def test_the_command_line_reads_the_daemons_config_snapshot(daemon):

@@ -109,11 +109,11 @@ def test_install_check_reinstall_purge(deb, chroot):
 
     # the user, its groups, and the folders the daemon needs
     ident = inside(chroot, "id", "edgemail").stdout
-    assert "(dialout)" in ident and "(dip)" in ident, ident
+    assert "(dialout)" in ident and "(dip)" in ident and "(mail)" in ident, ident
     spool = inside(chroot, "stat", "-c", "%U:%G %a", "/var/spool/edgemail", "/var/spool/edgemail/maildrop",
-                   "/etc/edgemail", "/etc/edgemail/edgemail.toml").stdout.split("\n")
-    assert spool[:4] == ["edgemail:edgemail 751", "edgemail:edgemail 1733", "root:edgemail 750",
-                         "root:edgemail 640"], spool
+                   "/etc/edgemail", "/etc/edgemail/edgemail.toml", "/etc/edgemail/dial.policy").stdout.split("\n")
+    assert spool[:5] == ["edgemail:edgemail 751", "edgemail:edgemail 1733", "root:root 755",
+                         "root:root 644", "root:root 644"], spool
 
     check = inside(chroot, "edgemail", "config", "check", "/etc/edgemail/edgemail.toml")
     assert 'DeliveryMode = "deferred"' in check.stdout
@@ -142,3 +142,105 @@ def test_install_check_reinstall_purge(deb, chroot):
     left = files(chroot) - before
     assert not left, f"left after purge: {sorted(left)[:20]}"
     assert "edgemail" in (chroot / "etc/passwd").read_text()     # the system user stays (policy 9.2)
+
+
+AS_NOBODY = ("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--")
+#: the daemon in the root: the shipped unit's user (RunAsUser, started as root as procd/sysvinit would),
+#: one loopback listener, no link, the shipped aliases replaced by none (root's mail stays root's)
+TEST_CONFIG = """hostname = "gw.edge.example"
+local_domains = ["edge.example"]
+DeliveryMode = "deferred"
+RunAsUser = "edgemail"
+[spool]
+directory = "/var/spool/edgemail"
+[control]
+socket = "/run/edgemail/control.sock"
+[[listen]]
+name = "lo"
+address = "127.0.0.1"
+port = 2525
+tls_cert = "/etc/edgemail/tls/cert.pem"
+tls_key = "/etc/edgemail/tls/key.pem"
+[routes]
+"edge.example" = "local"
+[local]
+maildir = "/var/mail/%u/Maildir"
+[link]
+mode = "none"
+"""
+
+
+def _wait(pred, what: str, log: Path, timeout: float = 60.0):
+    import time
+    end = time.monotonic() + timeout
+    while not (got := pred()):
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}\n{log.read_text()[-3000:]}")
+        time.sleep(0.1)
+    return got
+
+
+def test_an_ordinary_user_submits_and_lists_and_root_gets_local_mail(deb, chroot, tmp_path):
+    """Issue 13 QA: nobody's `sendmail -t` and `mailq` (the config is world-readable, the secrets
+    are not in it); the daemon, as user edgemail in group mail, delivers to /var/mail/root."""
+    shutil.copy(deb, chroot / "tmp" / deb.name)
+    inside(chroot, "dpkg", "-i", f"/tmp/{deb.name}")
+    secret = chroot / "etc/edgemail/smarthost.auth"
+    secret.write_text("customer secret\n")
+    os.chown(secret, 0, int(inside(chroot, "getent", "group", "edgemail").stdout.split(":")[2]))
+    secret.chmod(0o640)
+
+    msg = "From: nobody\nTo: root@edge.example\nSubject: from a user\n\nhello root\n"
+    sub = inside(chroot, *AS_NOBODY, "sendmail", "-t", "-i", input=msg, check=False)
+    assert sub.returncode == 0, sub.stderr
+    assert "message left in the maildrop" in sub.stderr, sub.stderr
+    assert len(os.listdir(chroot / "var/spool/edgemail/maildrop")) == 1
+    check = inside(chroot, *AS_NOBODY, "edgemail", "config", "check", check=False)
+    assert check.returncode == 0, check.stderr        # the secret is not readable: said, not an error
+    assert "SmartHostAuthFile: warning: not checked: uid 65534 may not read it" in check.stderr, check.stderr
+    secret.chmod(0o644)
+    check = inside(chroot, "edgemail", "config", "check", check=False)
+    assert ("/etc/edgemail/smarthost.auth: SmartHostAuthFile: mode 0644 lets other users read it" in check.stderr
+            and check.returncode == 78), check.stderr
+    secret.chmod(0o640)
+    key = chroot / "etc/edgemail/smtpd.passwd"
+    key.write_text("alice:$scrypt$x\n")
+    key.chmod(0o644)
+    (chroot / "etc/edgemail/edgemail.toml").write_text((chroot / "etc/edgemail/edgemail.toml").read_text().replace(
+        '# auth_file = "/etc/edgemail/smtpd.passwd"', 'auth_file = "/etc/edgemail/smtpd.passwd"'))
+    check = inside(chroot, "edgemail", "config", "check")
+    assert ("/etc/edgemail/smtpd.passwd: smtpd.auth_file: warning: every local user may read it (mode 0644): "
+            "chgrp edgemail /etc/edgemail/smtpd.passwd; chmod 0640 /etc/edgemail/smtpd.passwd") in check.stderr
+
+    (chroot / "etc/edgemail/test.toml").write_text(TEST_CONFIG)
+    tls = chroot / "etc/edgemail/tls"
+    tls.mkdir()
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=gw.edge.example",
+        "-keyout", str(tls / "key.pem"), "-out", str(tls / "cert.pem"))
+    os.chown(tls / "key.pem", 0, os.stat(secret).st_gid)
+    (tls / "key.pem").chmod(0o640)             # the daemon's group reads it; nobody's sendmail loads the config
+    log = tmp_path / "daemon.log"
+    with open(log, "w") as out:
+        daemon = subprocess.Popen(["unshare", "--net", "sh", "-c", "ip link set lo up 2>/dev/null || true; exec "
+                                   f"chroot {chroot} /usr/bin/edgemail run -c /etc/edgemail/test.toml"],
+                                  stdout=out, stderr=subprocess.STDOUT, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    try:
+        mailbox = chroot / "var/mail/root/Maildir/new"
+        got = _wait(lambda: mailbox.is_dir() and os.listdir(mailbox), "the message in /var/mail/root", log)
+        assert "from=<nobody@edge.example>" in log.read_text() and "imported from maildrop/" in log.read_text()
+        text = (mailbox / got[0]).read_text()
+        assert "hello root" in text and "Received: (from nobody@localhost)" in text, text
+        owner = inside(chroot, "stat", "-c", "%U:%G", "/var/mail/root").stdout.strip()
+        assert owner == "edgemail:mail", owner
+        env = {"EDGEMAIL_CONFIG": "/etc/edgemail/test.toml"}
+        second = inside(chroot, "env", *(f"{k}={v}" for k, v in env.items()), *AS_NOBODY, "sendmail", "root",
+                        input="Subject: two\n\nagain\n", check=False)
+        assert second.returncode == 0 and "maildrop" not in second.stderr, second.stderr
+        listing = inside(chroot, "env", *(f"{k}={v}" for k, v in env.items()), *AS_NOBODY, "mailq", check=False)
+        assert listing.returncode == 0, listing.stderr
+        assert listing.stdout.startswith(("Mail queue is empty", "\t\t/var/spool/edgemail")), listing.stdout
+        _wait(lambda: len(os.listdir(mailbox)) == 2, "the second message in /var/mail/root", log)
+        assert "stat=Sent" in log.read_text() or "status=sent" in log.read_text(), log.read_text()[-2000:]
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=60)

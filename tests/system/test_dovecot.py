@@ -224,3 +224,29 @@ def _gid(name: str) -> int:
 def _uid(name: str) -> int:
     import pwd
     return pwd.getpwnam(name).pw_uid
+
+
+def test_fetchmail_moves_a_mailbox_into_edgemail_over_smtp(world, tmp_path):
+    """fetchmail as an office runs it against the ISP's mailbox: IMAP from Dovecot (ann's box
+    stands for the ISP's), forwarded to our listener as `RCPT TO:<kim@localhost>`
+    (fetchmail's smtphost localhost, its default smtpaddress); kim reads it over IMAP."""
+    fetchmail = shutil.which("fetchmail")
+    if fetchmail is None:
+        pytest.skip("fetchmail not installed (make debs installs it)")
+    dovecot, daemon = world
+    _smtp(daemon.port, "at the ISP", ["ann@lmtp.example"], "Grüße vom Provider\r\n")
+    _wait_empty(daemon)
+    rc = tmp_path / "fetchmailrc"
+    rc.write_text(f'poll 127.0.0.1 service {dovecot.imap} protocol imap user "ann" password "ann-secret"'
+                  f" is kim here smtphost localhost/{daemon.port} sslproto '' no idle\n")
+    rc.chmod(0o600)
+    r = subprocess.run([fetchmail, "--nosyslog", "--nodetach", "-v", "-f", str(rc)], capture_output=True,
+                       text=True, timeout=60, env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert "SMTP> RCPT TO:<kim@localhost>" in out and "SMTP< 250 2.1.5" in out, out
+    _wait_empty(daemon)
+    got = {m["Subject"]: m for m in dovecot.messages("kim")}
+    assert got["at the ISP"].get_payload(decode=True).decode("utf-8") == "Grüße vom Provider\r\n"
+    assert all(m["Subject"] != "at the ISP" for m in dovecot.messages("ann"))      # fetched, then expunged
+    print("\nfetchmail IMAP -> SMTP:\n" + "\n".join(line for line in out.splitlines() if "SMTP" in line))

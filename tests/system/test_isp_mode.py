@@ -43,7 +43,7 @@ def isp_daemon(base: Path, customers: list[dict]) -> Daemon:
     path.write_text(to_toml({
         "hostname": "mx.isp.example", "local_domains": ["isp.example"], "lan_networks": ["192.168.0.0/16"],
         "spool": {"directory": str(base / "spool")}, "control": {"socket": str(base / "control.sock")},
-        "local": {"maildir": str(base / "mail" / "%u")}, "dns": {"peer_dns_file": ""},
+        "local": {"maildir": str(base / "mail" / "%u"), "create_mailboxes": True}, "dns": {"peer_dns_file": ""},
         "routes": {"*": {"route": "mx", "expensive": True}}, "link": {"mode": "none"},
         "smtpd": {"auth_file": str(base / "passwd")},
         "listen": [{"name": "isp", "address": "127.0.0.1", "port": free_port(), "strict": True,
@@ -136,4 +136,67 @@ def test_fetchmail_etrn_flushes_each_customers_own_domains_only(tmp_path):
               + "\nfetchmail (authorised by AUTH user):\n" + as_user.stdout.strip())
     finally:
         for d in (isp, edge, shop):
+            d.stop()
+
+
+def odmr_isp(base: Path, cram: str) -> tuple[Daemon, int]:
+    """The ISP with an ODMR listener on which CRAM-MD5 is offered in clear (fetchmail's ODMR has
+    no STARTTLS and speaks only CRAM-MD5); shop's customer user ``shop`` has the CRAM secret CRAM."""
+    base.mkdir()
+    secrets = base / "cram.secrets"
+    secrets.write_text(f"# CRAM-MD5 only\nshop:{cram}\n")
+    secrets.chmod(0o600)
+    path, odmr_port = base / "edgemail.toml", free_port()
+    path.write_text(to_toml({
+        "hostname": "odmr.isp.example", "local_domains": ["isp.example"],
+        "spool": {"directory": str(base / "spool")}, "control": {"socket": str(base / "control.sock")},
+        "local": {"maildir": str(base / "mail" / "%u")}, "dns": {"peer_dns_file": ""},
+        "routes": {"*": {"route": "mx", "expensive": True}}, "link": {"mode": "none"},
+        "smtpd": {"cram_secrets": str(secrets)},
+        "listen": [{"name": "isp", "address": "127.0.0.1", "port": free_port(), "strict": True,
+                    "greet_pause": 0},
+                   {"name": "odmr", "address": "127.0.0.1", "port": odmr_port, "odmr": True,
+                    "greet_pause": 0, "cram_plaintext": True}],
+        "customer": [{"name": "shop", "domains": ["shop.example"], "user": "shop"}]}))
+    d = Daemon(path)
+    d.start()
+    return d, odmr_port
+
+
+def fetchmail_odmr(port: int, sink: int, home: Path, secret: str):
+    """fetchmail's protocol ODMR for shop.example: CRAM-MD5 as shop, the push piped to SINK."""
+    rc = home / "fetchmailrc-odmr"
+    rc.write_text(f'poll 127.0.0.1 protocol odmr port {port} user "shop" password "{secret}"'
+                  f" fetchdomains shop.example smtphost 127.0.0.1/{sink}\n")
+    rc.chmod(0o600)
+    return subprocess.run([FETCHMAIL, "--nosyslog", "--nodetach", "-v", "-f", str(rc)],
+                          capture_output=True, text=True, timeout=60,
+                          env={"HOME": str(home), "PATH": "/usr/bin:/bin", "FETCHMAILUSER": "shop"})
+
+
+@pytest.mark.skipif(FETCHMAIL is None, reason="fetchmail not installed (make debs installs it)")
+def test_fetchmail_odmr_fetches_held_mail_into_the_local_sink(tmp_path):
+    """issue 11 §4 with the real client: fetchmail's protocol ODMR (CRAM-MD5, ATRN) against our 366
+    listener; the held mail is pushed through fetchmail into its smtphost (a customer edgemail)."""
+    shop = customer_daemon(tmp_path / "shop", "shop.example")
+    isp, odmr_port = odmr_isp(tmp_path / "isp", cram="odmr cram secret")
+    try:
+        held(isp, "bob@shop.example", "eve@shop.example")
+        wrong = fetchmail_odmr(odmr_port, shop.port, tmp_path, "not the secret")
+        assert wrong.returncode != 0 and "535 5.7.8" in wrong.stdout, wrong    # refused, nothing pushed
+        assert "Turnaround" not in wrong.stdout and maildirs(shop) == {}
+        ok = fetchmail_odmr(odmr_port, shop.port, tmp_path, "odmr cram secret")
+        out = ok.stdout + ok.stderr
+        assert ok.returncode == 0, out
+        assert "AUTH CRAM-MD5" in out and "235 2.7.0" in out and "ATRN shop.example" in out, out
+        got = until(lambda: len(maildirs(shop)) == 2 and maildirs(shop), 30, "shop's mail over ODMR")
+        assert sorted(got) == ["bob", "eve"] and "held for bob@shop.example" in got["bob"][0]
+        left = json.loads(cli(isp, "edgemail", "queue", "list", "--json").stdout)
+        assert left == []
+        log = isp.log.read_text()
+        assert "AUTH=server, relay=[127.0.0.1]" in log and "authid=shop, mech=CRAM-MD5" in log, log
+        assert "odmr cram secret" not in log and "not the secret" not in log
+        print("\nfetchmail protocol ODMR:\n" + out.strip())
+    finally:
+        for d in (isp, shop):
             d.stop()

@@ -90,6 +90,26 @@ def test_sendmail_bs_adds_the_local_line_below_the_listeners(tmp_path):
         d.kill()
 
 
+@pytest.mark.parametrize("end", [b"\n.\n", b"\r\n.\n"], ids=["LF.LF", "CRLF.LF"])
+def test_sendmail_bs_with_lf_line_ends_is_answered_and_queued(tmp_path, end):
+    """QA-4: a script speaking SMTP with LF line ends through sendmail -bs (its final dot too):
+    the LAN listener ends DATA there, so the 250 comes and the message is queued, CRLF only."""
+    d = start(tmp_path)
+    try:
+        dialogue = (b"HELO script.lan\nMAIL FROM:<web@edge.example>\nRCPT TO:<" + TO.encode() + b">\n"
+                    b"DATA\nSubject: lf only\n\nfirst\nlast" + end + b"QUIT\n")
+        r = cli(d, "sendmail", "-bs", input=dialogue)
+        assert r.returncode == 0, r.stderr
+        replies = r.stdout.decode().splitlines()
+        accepted = [line.split()[2] for line in replies if line.startswith("250 2.0.0 ")]
+        assert len(accepted) == 1 and replies[-1].startswith("221 "), replies
+        data = data_of(d, accepted[0])
+        assert data.endswith(b"\r\nSubject: lf only\r\n\r\nfirst\r\nlast\r\n"), data
+        print("\nsendmail -bs, LF only:\n" + r.stdout.decode())
+    finally:
+        d.kill()
+
+
 def test_the_user_is_the_kernels_word(tmp_path):
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("needs root and setpriv to play another user")

@@ -83,3 +83,18 @@ def test_privacy_options_restrict_the_listing_and_queue_runs(shared_dir):
         assert r.returncode == 0, r.stderr
     finally:
         d.kill()
+
+
+def test_restrictexpand_hides_alias_expansions_from_an_ordinary_user(shared_dir):
+    aliases = shared_dir / "aliases"
+    aliases.write_text("root: admin\n")
+    cfg = shared_dir / "c.toml"
+    cfg.write_text(f'local_domains = ["x.example"]\nPrivacyOptions = "restrictexpand"\n[local]\n'
+                   f'users = ["admin"]\naliases = "{aliases}"\n[spool]\ndirectory = "{shared_dir}/spool"\n')
+    for path in (aliases, cfg):
+        path.chmod(0o644)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "EDGEMAIL_CONFIG": str(cfg)}
+    user = subprocess.run([*AS_NOBODY, str(BIN / "sendmail"), "-bv", "root"], capture_output=True, env=env, timeout=30)
+    assert (user.returncode, user.stdout) == (0, b"root... deliverable\n"), user.stderr
+    root = subprocess.run([str(BIN / "sendmail"), "-bv", "root"], capture_output=True, env=env, timeout=30)
+    assert root.stdout.startswith(b"admin@x.example... deliverable: mailer local"), root.stdout

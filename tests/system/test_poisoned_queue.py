@@ -38,12 +38,29 @@ def write_poisoned(spool: Path, sender: str, rcpt: str, qids: QueueIdGenerator) 
     return qid
 
 
+def write_bad_types(spool: Path, qids: QueueIdGenerator) -> str:
+    """A queue file with valid framing and checksums whose envelope has a
+    field of the wrong type (precedence "100", a string): it never reaches
+    the runner (recovery quarantines it) and never stops the others."""
+    qid = qids()
+    env = Envelope("p@edge.example", (Recipient("typed@far.test"),), size=20, arrived=time.time())
+    frames = record.encode(env, b"Subject: t\r\n\r\nhi\r\n", qid=qid, created=time.time())
+    scalars = {name: getattr(env, name) for name in record._SCALARS}
+    good_e = record.frame(b"E", json.dumps(scalars, separators=(",", ":")).encode())
+    scalars["precedence"] = "100"
+    bad_e = record.frame(b"E", json.dumps(scalars, separators=(",", ":")).encode())
+    assert good_e in frames
+    (spool / "queue" / qid).write_bytes(frames.replace(good_e, bad_e))
+    return qid
+
+
 def test_poisoned_entries_are_deferred_4_3_0_and_the_run_delivers_the_rest(tmp_path):
     port = free_port()
     up = UpstreamProcess(port)
     spool = tmp_path / "spool"
     qids = QueueIdGenerator(os.getpid())
     poisoned = {name: write_poisoned(spool, *addrs, qids) for name, addrs in POISON.items()}
+    typed = write_bad_types(spool, qids)
     daemon = start(tmp_path, {"SmartHost": f"[127.0.0.1]:{port}", "QueueSortOrder": "filename"})
     try:
         for n in range(2):
@@ -72,3 +89,5 @@ def test_poisoned_entries_are_deferred_4_3_0_and_the_run_delivers_the_rest(tmp_p
         assert f"{qid}: to=<" in log and "dsn=4.3.0, stat=Deferred: internal error" in log
     assert log.count("Traceback (most recent call last)") == len(poisoned), log
     assert "runner: queue run end, selected=4, attempted=4, sent=2, deferred=2" in log
+    assert f"{typed}: moved to corrupt/{typed}: bad envelope field precedence" in log, log
+    assert (spool / "corrupt" / typed).exists() and not any("typed@far.test" in line for line in up.lines)

@@ -162,3 +162,21 @@ def test_a_reader_that_went_away_ends_every_command_quietly(queued_daemon, argv)
     # 141 as a shell reports a C program SIGPIPE killed; argparse's --help drops what it cannot print (0)
     want = 0 if "--help" in argv and argv[0] in ("edgemail", "hoststat", "purgestat") else 141
     assert r.stderr == b"" and r.returncode == want, (r.returncode, r.stderr.decode())
+
+
+def test_status_counts_the_mail_kept_for_etrn_apart_from_mail_on_hold(tmp_path):
+    """`edgemail status` said "3 message(s), 0 held" while two of them waited
+    for their customer's ETRN: `held` counts what is put on hold; mail kept
+    for ETRN/ATRN (a hold route, a customer's domain) is counted on its own."""
+    d = start(tmp_path, {"routes": {"held.example": "hold", "far.example": {"route": "relay:[127.0.0.1]:1"}},
+                         "customer": [{"name": "shop", "domains": ["shop.example"], "networks": ["192.0.2.0/24"]}]})
+    try:
+        for rcpt in ("a@held.example", "b@shop.example", "c@far.example"):
+            r = cli(d, "sendmail", "-f", "cron@edge.example", rcpt, input=b"Subject: s\n\nx\n")
+            assert r.returncode == 0, r.stderr
+        status = json.loads(cli(d, "edgemail", "status", "--json").stdout)
+        text = cli(d, "edgemail", "status").stdout.decode()
+    finally:
+        d.stop()
+    assert status["queued"] == 3 and status["held"] == 0 and status["held_for_etrn"] == 2, status
+    assert "queue:       3 message(s), 0 held, 2 kept for ETRN/ATRN" in text, text

@@ -164,3 +164,20 @@ def test_link_manager_takes_a_new_policy():
     assert (mgr.fsm.config.idle_hangup_s, mgr.fsm.config.max_connect_s) == (20.0, 600.0)
     assert len(sched.jobs) == len(compile_jobs(new, schedule.Scheduler(), lambda rule: None))
     assert len(sched.jobs) != before
+
+
+def test_newaliases_names_every_bad_line_and_a_missing_file_is_no_aliases(tmp_path):
+    from daemon_harness import write_config
+    from demo.run import Daemon
+    bad = tmp_path / "aliases"
+    bad.write_text("postmaster: root\nops: |/bin/true\nroot: admin\nweb: /var/log/x\nroot: again\n")
+    d = Daemon(write_config(tmp_path, {"local": {"aliases": str(bad)}}))
+    r = cli(d, "newaliases")
+    assert r.returncode == 65, r.stderr
+    lines = r.stderr.decode().splitlines()
+    assert [line.split(": ", 1)[1].split(" ", 1)[0] for line in lines] == [f"{bad}:2:", f"{bad}:4:", f"{bad}:5:"], lines
+    (tmp_path / "m").mkdir()
+    missing = Daemon(write_config(tmp_path / "m", {"local": {"aliases": str(tmp_path / "none")}}))
+    r = cli(missing, "newaliases")
+    assert r.returncode == 0 and "0 aliases" in r.stdout.decode(), r.stderr
+    assert f"warning: {tmp_path}/none does not exist: no aliases" in r.stderr.decode()
