@@ -159,3 +159,38 @@ def test_sendmail_with_the_daemon_gone_and_its_snapshot_left_loads_what_it_lacks
     assert proc.returncode == 0 and b"message left in the maildrop" in proc.stderr, proc.stderr
     assert b"Traceback" not in proc.stderr
     assert len(list((tmp_path / "spool" / "maildrop").iterdir())) == 1
+
+
+#: what a mailq or sendmail -t call with the snapshot must not load (each was, once, half its start-up)
+HEAVY = ("asyncio", "tomllib", "ssl", "logging", "edgemail.config.loader", "edgemail.maillog",
+         "edgemail.smtpd.listener", "edgemail.daemon.control", "email.parser", "link")
+
+
+async def test_mailq_and_sendmail_load_neither_the_server_nor_the_config_parser(tmp_path, runtime):
+    from edgemail.daemon.control import ControlServer, Stream
+
+    async def listing(req):
+        return Stream(iter([]), {"total": 0})
+
+    async def submit(req):
+        return {"qid": "kAM8abc0012345"}
+    path = make_config(tmp_path)
+    cfg, text = load_text(path)
+    served = str(tmp_path / "served.sock")
+    srv = ControlServer(served, {"queue_list": listing, "submit": submit})
+    await srv.start()
+    try:
+        snapshot.write(dataclasses.replace(cfg, control_socket=served), text)
+        for func, args in (("mailq_main", []), ("sendmail_main", ["-t"])):
+            out = tmp_path / f"{func}.modules"
+            code = (f"import atexit, sys; atexit.register(lambda: open({str(out)!r}, 'w').write("
+                    f"'\\n'.join(sys.modules)))\nfrom edgemail.cli import {func}; sys.exit({func}())")
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", code, "-C", str(path), *args, stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            _, err = await proc.communicate(b"To: someone@remote.example\nSubject: s\n\nbody\n")
+            assert proc.returncode == 0, err
+            loaded = set(out.read_text().split())
+            assert not [m for m in HEAVY if m in loaded], (func, sorted(m for m in HEAVY if m in loaded))
+    finally:
+        await srv.close()
