@@ -77,7 +77,7 @@ class RcptStatus(enum.Enum):
         return self in (RcptStatus.SENT, RcptStatus.BOUNCED, RcptStatus.EXPIRED)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Recipient:
     """One envelope recipient with its DSN parameters (RFC 3461)."""
 
@@ -89,7 +89,7 @@ class Recipient:
     notify: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Envelope:
     """A message's envelope as accepted.  ``mail_from`` is "" for the null sender."""
 
@@ -150,7 +150,7 @@ def priority(size: int, msg_class: int, nrcpts: int, *,
             + attempts * retry_factor)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Attempt:
     """The result of one delivery attempt for one recipient, as logged."""
 

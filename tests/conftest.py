@@ -11,6 +11,21 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = ROOT / "etc" / "edgemail.toml"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _runtime_dir(tmp_path_factory):
+    """Daemons started by tests write their config snapshot for the command
+    line (edgemail/config/snapshot.py) here, not into the machine's
+    /run/edgemail; the console scripts the tests run read it from here."""
+    if os.environ.get("EDGEMAIL_RUNTIME_DIR"):
+        yield
+        return
+    where = tmp_path_factory.mktemp("runtime")
+    where.chmod(0o755)
+    os.environ["EDGEMAIL_RUNTIME_DIR"] = str(where)
+    yield
+    os.environ.pop("EDGEMAIL_RUNTIME_DIR", None)
+
+
 def is_root() -> bool:
     return os.geteuid() == 0
 

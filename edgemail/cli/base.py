@@ -8,7 +8,8 @@ daemon of another version, 78 configuration error), ``UsageError`` and
 ``DataError`` (the two failures of a command line or a message that are
 not the daemon's), ``Exit`` (leave a command with a code once the reason
 is said), which config file a program reads (``-c``/``-C``, else
-$EDGEMAIL_CONFIG, else /etc/edgemail/edgemail.toml) and ``load_config``,
+$EDGEMAIL_CONFIG, else /etc/edgemail/edgemail.toml), ``load_config`` and
+``load_light_config`` (the daemon's snapshot of it, for sendmail and mailq),
 and how a control request's failure is told: one line ``PROG: why`` on
 stderr, then the exit code.
 
@@ -28,11 +29,11 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING
 
-from edgemail.daemon.control import ControlClient, RequestFailed
+from edgemail.daemon.client import ControlClient, RequestFailed
 from edgemail.errors import ConfigError, ControlError
 
+TYPE_CHECKING = False     # not typing's: a call's start-up is its cost (config/snapshot.py)
 if TYPE_CHECKING:
     from edgemail.config.model import Config
 
@@ -75,6 +76,18 @@ def load_config(explicit: str | None, prog: str, *, failure: int = EX_CONFIG) ->
     except ConfigError as exc:
         err(prog, f"configuration error: {exc}")
         raise Exit(failure) from None
+
+
+def load_light_config(explicit: str | None, prog: str):
+    """What ``sendmail`` (submission) and ``mailq`` read: the daemon's
+    snapshot of the config when it is still true (config/snapshot.py: six
+    values, no TOML parse), else the config loaded as load_config does."""
+    from edgemail.config import snapshot
+    light = snapshot.read(config_path(explicit))
+    if light is None:
+        return load_config(explicit, prog)
+    light.load_full = lambda: load_config(explicit, prog)     # a path that needs more of it
+    return light
 
 
 def err(prog: str, text: str) -> None:

@@ -38,31 +38,44 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from edgemail.cli.base import UsageError
 
 
-@dataclass
 class SendmailArgs:
-    #: m submit, p list the queue, i newaliases, q queue run, s SMTP, h/H host status, help
-    mode: str = "m"
-    extract: bool = False             # -t
-    ignore_dots: bool = False         # -i / -oi
-    sender: str | None = None         # -f / -r
-    full_name: str | None = None      # -F
-    body: str | None = None           # -B
-    notify: frozenset[str] = frozenset()   # -N
-    ret: str | None = None            # -R
-    envid: str | None = None          # -V
-    config: str | None = None         # -C
-    verbose: bool = False
-    #: sendmail's ErrorMode (-oeX, -eX, -OErrorMode=X): p print (exit code), m mail
-    #: back (a report to the sender as well), e as m and exit 0, q quiet
-    error_mode: str = "p"
-    queue_filters: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    recipients: list[str] = field(default_factory=list)
+    """The command line as parse_sendmail_args read it.  A plain class, not
+    a dataclass: every ``sendmail`` call imports this module, and
+    dataclasses (with inspect, ast, dis) cost it several milliseconds."""
+
+    def __init__(self, mode: str = "m", **given) -> None:
+        #: m submit, p list the queue, i newaliases, q queue run, s SMTP, h/H host status, help
+        self.mode = mode
+        self.extract = False              # -t
+        self.ignore_dots = False          # -i / -oi
+        self.sender: str | None = None    # -f / -r
+        self.full_name: str | None = None  # -F
+        self.body: str | None = None      # -B
+        self.notify: frozenset[str] = frozenset()   # -N
+        self.ret: str | None = None       # -R
+        self.envid: str | None = None     # -V
+        self.config: str | None = None    # -C
+        self.verbose = False
+        #: sendmail's ErrorMode (-oeX, -eX, -OErrorMode=X): p print (exit code), m mail
+        #: back (a report to the sender as well), e as m and exit 0, q quiet
+        self.error_mode = "p"
+        self.queue_filters: list[str] = []
+        self.notes: list[str] = []
+        self.recipients: list[str] = []
+        for key, value in given.items():
+            if not hasattr(self, key):
+                raise TypeError(f"SendmailArgs has no field {key!r}")
+            setattr(self, key, value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SendmailArgs) and vars(self) == vars(other)
+
+    def __repr__(self) -> str:
+        return f"SendmailArgs({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
 
 # flags that take a value (attached or as the next argument) and are ignored

@@ -98,7 +98,7 @@ def hook_request(event: str, argv: list[str], env) -> dict:
 
 def link_hook(cfg, event: str, argv: list[str], env, *, as_json: bool = False) -> int:
     """``edgemail link hook ip-up|ip-down -- ARGS``: tell the daemon; never keep pppd waiting."""
-    from edgemail.daemon.control import ControlClient, RequestFailed
+    from edgemail.daemon.client import ControlClient, RequestFailed
     from edgemail.errors import ControlError
     op = "link_up" if event == "ip-up" else "link_down"
     try:

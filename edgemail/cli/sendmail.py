@@ -71,8 +71,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from edgemail.cli.base import (
     EX_DATAERR,
@@ -86,6 +84,7 @@ from edgemail.cli.base import (
     UsageError,
     err,
     load_config,
+    load_light_config,
 )
 from edgemail.cli.flags import SendmailArgs, parse_sendmail_args, usage
 from edgemail.cli.shared import (
@@ -95,12 +94,19 @@ from edgemail.cli.shared import (
     reload_daemon,
     request_queue_run,
 )
-from edgemail.daemon.control import ControlClient, DaemonUnreachable, RequestFailed
-from edgemail.envelope import Envelope, Recipient
+from edgemail.daemon.client import ControlClient, DaemonUnreachable, RequestFailed
 from edgemail.errors import ControlError, SpoolError
 
+TYPE_CHECKING = False     # not typing's (nor the envelope's dataclasses): start-up is a call's cost
 if TYPE_CHECKING:
     from edgemail.cli.message import Prepared
+    from edgemail.envelope import Envelope
+
+
+def replace(obj, **changes):
+    """dataclasses.replace, imported once a message is made (mailq never needs it)."""
+    from dataclasses import replace as replace_fields
+    return replace_fields(obj, **changes)
 
 def sendmail_main(argv: list[str] | None = None) -> int:
     prog = os.path.basename(sys.argv[0]) if argv is None else "sendmail"
@@ -124,12 +130,17 @@ def _main(prog: str, argv: list[str]) -> int:
         for note in a.notes:
             err(prog, note)
     try:
-        cfg = load_config(a.config, prog)
+        # submission and the listing need six values: the daemon's snapshot of them
+        light = a.mode in ("m", "p")
+        cfg = load_light_config(a.config, prog) if light else load_config(a.config, prog)
     except Exit as exc:
         if a.mode == "m":
             _dead_letter(prog)
         return exc.code
-    return _run_mode(cfg, a, prog)
+    try:
+        return _run_mode(cfg, a, prog)
+    except Exit as exc:          # the snapshot's config, loaded whole for a path that needs it, is wrong
+        return exc.code
 
 
 def _dead_letter(prog: str) -> None:
@@ -217,6 +228,7 @@ def _submit_stdin(cfg, a: SendmailArgs) -> int:
 
 def _envelope(a: SendmailArgs, sender: str, msg: Prepared) -> Envelope:
     """The envelope of a message from the command line (proto local, the caller's uid)."""
+    from edgemail.envelope import Envelope, Recipient
     return Envelope(mail_from=sender, recipients=tuple(Recipient(r, notify=a.notify) for r in msg.recipients),
                     ret=a.ret, envid=a.envid, body=a.body, size=len(msg.data), precedence=msg.precedence,
                     msgid=msg.msgid, proto="local", client=f"localhost (uid {os.getuid()})",

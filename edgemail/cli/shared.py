@@ -52,7 +52,7 @@ from edgemail.cli.base import (
     other_version,
 )
 from edgemail.cli.flags import QUEUE_FILTER
-from edgemail.daemon.control import ControlClient, DaemonUnreachable
+from edgemail.daemon.client import ControlClient, DaemonUnreachable
 from edgemail.errors import ConfigError, ControlError
 
 

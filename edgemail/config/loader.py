@@ -178,6 +178,12 @@ def load(path: str | Path, overrides: dict | None = None, *, etc_hostname: str =
     """Read and validate a config file.  `overrides` (same shape as the TOML)
     is merged over the file: the demo and the tests use it for a temporary
     spool and ports.  Relative paths are taken relative to the file's folder."""
+    return load_text(path, overrides, etc_hostname=etc_hostname)[0]
+
+
+def load_text(path: str | Path, overrides: dict | None = None, *,
+              etc_hostname: str = "/etc/hostname") -> tuple[Config, str]:
+    """load(), and the file's text exactly as it was parsed (config/snapshot.py)."""
     path = str(path)
     try:
         text = Path(path).read_text()
@@ -191,7 +197,7 @@ def load(path: str | Path, overrides: dict | None = None, *, etc_hostname: str =
                           line=int(m.group(1)) if m else None) from None
     if overrides:
         data = _merge(data, overrides)
-    return from_dict(data, path=path, text=text, etc_hostname=etc_hostname)
+    return from_dict(data, path=path, text=text, etc_hostname=etc_hostname), text
 
 
 #: the tables read by simple_section: name -> (dataclass, converters that differ from the

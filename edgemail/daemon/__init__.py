@@ -3,7 +3,8 @@
 Modules:
   run         serve(cfg, ...) and main(): start-up and shutdown order; the only
               module that builds every part
-  control     the control socket (JSON lines over a unix socket): server and client
+  control     the control socket (JSON lines over a unix socket): the server
+  client      its client, as light as a command line needs (socket, json)
   ops         the control ops the daemon answers (submit, queue_list, status, ...)
   reload      SIGHUP and the reload op: aliases, dial policy, what needs a restart
   mtaport     the MTA's side of the link: MtaPort (what the link manager may ask

@@ -1,10 +1,11 @@
 """daemon/control.py - the daemon's control socket: JSON lines over a unix socket.
 
 Owns: the socket file (removed on close), who may call which op, the
-framing, and the client local programs use (``sendmail``, ``mailq``,
-``edgemail``, the ppp hooks).  It never interprets an op: modules register
-handlers, and name the ``public`` ones any local user may call (the socket
-is then mode 0666, else 0660); every other op needs root, the daemon's
+framing.  The client local programs use (``sendmail``, ``mailq``,
+``edgemail``, the ppp hooks) is daemon/client.py, re-exported here.  It
+never interprets an op: modules register handlers, and name the
+``public`` ones any local user may call (the socket is then mode 0666,
+else 0660); every other op needs root, the daemon's
 user or its group (SO_PEERCRED, checked per request).
 
 Protocol: one request per line, one reply per line (UTF-8 JSON objects)::
@@ -44,10 +45,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from edgemail import maillog
+from edgemail.daemon.client import ControlClient, DaemonUnreachable, RequestFailed, line as _line
 from edgemail.errors import ControlError, EdgemailError
 
 if TYPE_CHECKING:
     import asyncio
+
+__all__ = ["ControlServer", "Stream", "ControlClient", "DaemonUnreachable", "RequestFailed", "is_admin"]
 
 log = logging.getLogger("edgemail.control")
 
@@ -57,24 +61,12 @@ MAX_REQUEST = 64 * 1024 * 1024
 Handler = Callable[[dict], Awaitable["dict | Stream"]]
 
 
-class DaemonUnreachable(ControlError):
-    """The daemon is not running or the connection broke before a reply."""
-
-
-class RequestFailed(ControlError):
-    """The daemon answered ``ok: false``; str() is its error text."""
-
-
 @dataclass
 class Stream:
     """A reply made of a header and many items (one JSON line each)."""
 
     items: Iterable[dict]
     header: dict = field(default_factory=dict)
-
-
-def _line(obj: dict) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
 
 
 class ControlServer:
@@ -256,64 +248,3 @@ def _clear_stale(path: str) -> None:
     finally:
         probe.close()
     raise ControlError(f"another daemon is answering on {path}")
-
-
-class ControlClient:
-    """Synchronous client (the command-line programs are synchronous)."""
-
-    def __init__(self, path: str, *, timeout: float = 120.0) -> None:
-        self.path = path
-        self.timeout = timeout
-
-    def request(self, op: str, **fields) -> dict:
-        """Send one request; returns the reply dict (a streamed reply's items
-        are collected under ``"items"``).  Raises DaemonUnreachable or RequestFailed."""
-        it = self.stream(op, **fields)
-        header = next(it)
-        if header.get("stream"):
-            header = dict(header)
-            header["items"] = list(it)
-        return header
-
-    def stream(self, op: str, **fields) -> Iterator[dict]:
-        """Yields the reply header, then each streamed item (if any)."""
-        with self._connect() as sock:
-            try:
-                sock.sendall(_line({"op": op, **fields}))
-                f = sock.makefile("rb", buffering=256 * 1024)
-                header = self._read(f)
-                if not header.get("ok"):
-                    raise RequestFailed(str(header.get("error", "request failed")))
-                yield header
-                if header.get("stream"):
-                    while True:
-                        item = self._read(f)
-                        if item.get("end"):
-                            return
-                        yield item
-            except OSError as exc:
-                raise DaemonUnreachable(f"connection to the daemon at {self.path} broke: {exc}") from None
-
-    def _connect(self) -> socket.socket:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self.path)
-        except PermissionError:
-            sock.close()
-            raise DaemonUnreachable(f"no permission to use the control socket {self.path} "
-                                    "(its group may use it)") from None
-        except OSError as exc:
-            sock.close()
-            raise DaemonUnreachable(f"daemon not running (control socket {self.path}: "
-                                    f"{exc.strerror or exc})") from None
-        return sock
-
-    def _read(self, f) -> dict:
-        raw = f.readline()
-        if not raw.endswith(b"\n"):
-            raise DaemonUnreachable(f"the daemon at {self.path} closed the connection before replying")
-        try:
-            return json.loads(raw)
-        except ValueError as exc:
-            raise ControlError(f"bad reply from the daemon: {exc}") from None

@@ -27,11 +27,12 @@ Never: reads the disk or decides anything: it formats what it is given
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 
-from edgemail.daemon.control import Stream
+TYPE_CHECKING = False     # mailq imports this module for corrupt_line: no asyncio, no server
+if TYPE_CHECKING:
+    from edgemail.daemon.control import Stream
 
 #: rows per streamed queue_list line (one JSON array each: cheap on both sides)
 LIST_BATCH = 2000
@@ -136,6 +137,7 @@ class QueueListing:
         self._text: dict[str, tuple[object, str, str]] = {}
 
     def stream(self, fmt: str) -> Stream:
+        from edgemail.daemon.control import Stream
         entries = self.store.present()                     # what is on disk: no ghost of a removed file
         if len(self._text) > 2 * len(entries) + 1000:      # forget removed entries
             self._text = {e.qid: self._text[e.qid] for e in entries if e.qid in self._text}
@@ -150,8 +152,9 @@ class QueueListing:
         return hit[2]
 
     async def warm(self) -> None:
+        from asyncio import sleep
         entries = self.store.entries()
         for i in range(0, len(entries), LIST_BATCH):
             for e in entries[i:i + LIST_BATCH]:
                 self.text(e)
-            await asyncio.sleep(0)
+            await sleep(0)

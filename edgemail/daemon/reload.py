@@ -107,8 +107,13 @@ class Reloader:
                 "auth_users": auth_users, "restart_needed": changed}
 
     def _config(self) -> Config:
-        from edgemail.config.loader import load as load_config
-        return load_config(self.cfg.path)
+        """The file read again; its snapshot for the command line with it
+        (config/snapshot.py: a call that sees the new file must see its values)."""
+        from edgemail.config import snapshot
+        from edgemail.config.loader import load_text
+        new, text = load_text(self.cfg.path)
+        snapshot.write(new, text)
+        return new
 
     def _install(self, aliases, users, policy) -> None:
         """The new aliases and local users for the runner; the new policy (and a

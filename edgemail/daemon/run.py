@@ -20,7 +20,8 @@ Start-up, in this order (each step only after the one before succeeded):
      index rebuilt, maildrop/ imported (``Store.recover``) - BEFORE any
      socket is bound, so nothing is accepted into a spool not yet checked;
   2. serve on every SMTP listener (bound now, or in step 0), then bind the
-     control socket;
+     control socket, then write the config's snapshot for the command line
+     (config/snapshot.py; removed at shutdown);
   3. ``READY=1`` to systemd, the ``daemon: ready`` log line;
   4. one ``asyncio.TaskGroup`` runs the watchdog, the runner and the link
      manager (when given) and waits for the shutdown trigger.
@@ -80,6 +81,7 @@ from typing import Any
 
 from edgemail import maillog
 from edgemail.clock import Clock, SystemClock
+from edgemail.config import snapshot
 from edgemail.config.model import Config
 from edgemail.daemon import privileges
 from edgemail.daemon.control import ControlServer
@@ -261,10 +263,12 @@ async def _build(cfg: Config, clock: Clock, socks: dict, *, store=None, runner=N
 async def _serve_locked(cfg: Config, clock: Clock, notifier: Notifier, shutdown, hup: HangUp,
                         socks: dict, given: dict) -> None:
     parts = await _build(cfg, clock, socks, **given)
+    published = None
     try:
         for lst in parts.listeners:
             await lst.start()
         await parts.control.start()
+        published = snapshot.publish(cfg)      # what sendmail and mailq read of the config
         bound = [f"{c.name}=[{c.address}]:{lst.port}" for c, lst in zip(cfg.listeners, parts.listeners)]
         queued = len(parts.store.entries())
         notifier.ready(f"{queued} queued")
@@ -274,6 +278,8 @@ async def _serve_locked(cfg: Config, clock: Clock, notifier: Notifier, shutdown,
         await _run_group(clock, notifier, parts, shutdown)
     finally:
         notifier.stopping()
+        if published:
+            snapshot.remove(cfg.path)
         for closer in [parts.control.close, *(lst.close for lst in parts.listeners)]:
             with contextlib.suppress(Exception):
                 await closer()

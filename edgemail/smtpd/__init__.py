@@ -102,6 +102,15 @@ is offered only over TLS unless a listener says auth_plaintext (or
 cram_plaintext, CRAM-MD5 alone).
 """
 
-from edgemail.smtpd.listener import SmtpListener
+from __future__ import annotations
 
 __all__ = ["SmtpListener"]
+
+
+def __getattr__(name: str):
+    """``SmtpListener`` on first use: a command line that needs one pure part
+    (sendmail's longlines.make_sendable) must not load the whole server."""
+    if name == "SmtpListener":
+        from edgemail.smtpd.listener import SmtpListener
+        return SmtpListener
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -50,9 +50,10 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from email.message import Message
-from email.parser import BytesHeaderParser
-from email.policy import compat32
+
+TYPE_CHECKING = False     # the email package only for a message that has a line too long:
+if TYPE_CHECKING:         # every sendmail call runs make_sendable (issue 15 §2)
+    from email.message import Message
 
 #: RFC 5321 4.5.3.1.6: 1000 octets with CRLF
 MAX_LINE = 998
@@ -117,6 +118,8 @@ def _entity(head: bytes, body: bytes | None, *, top: bool) -> bytes:
 
 
 def _parse(head: bytes) -> Message:
+    from email.parser import BytesHeaderParser
+    from email.policy import compat32
     return BytesHeaderParser(policy=compat32).parsebytes(head + _CRLF)
 
 

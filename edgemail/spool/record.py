@@ -47,8 +47,11 @@ from __future__ import annotations
 import json
 import math
 import struct
+import sys
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 
 from edgemail.envelope import Attempt, Envelope, RcptStatus, Recipient
 from edgemail.errors import CorruptQueueFile
@@ -99,7 +102,7 @@ class QueueFile:
     torn: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class QueueEntry:
     """What the store keeps in memory for one queued message (docs/interfaces.md)."""
 
@@ -112,10 +115,10 @@ class QueueEntry:
     next_attempt: float
     held: bool
     rcpt_status: dict[str, RcptStatus]
-    last_reply: dict[str, str]
+    last_reply: Mapping[str, str]
     warned: bool
     #: the last Attempt per recipient (relay, dsn, time), for mailq and DSNs
-    last_attempt: dict[str, Attempt] = field(default_factory=dict)
+    last_attempt: Mapping[str, Attempt] = field(default_factory=lambda: NOTHING_YET)
 
     @property
     def done(self) -> bool:
@@ -338,14 +341,35 @@ def _state_log(buf: bytes, pos: int) -> tuple[tuple[StateUpdate, ...], int, bool
 
 # --- state ------------------------------------------------------------------
 
+#: an entry's replies and attempts before its first attempt: one read-only
+#: empty mapping shared by every such entry (two dicts less per queued message)
+NOTHING_YET: Mapping = MappingProxyType({})
+
+#: the envelope's words that repeat from message to message (issue 15: the index's memory)
+_SHARED_WORDS = ("mail_from", "ret", "body", "proto", "client", "helo", "auth")
+_NO_NOTIFY: frozenset[str] = frozenset()
+
+
+def compact(envelope: Envelope) -> Envelope:
+    """ENVELOPE with its repeating strings interned and empty NOTIFY sets
+    shared, so that 100,000 queued entries hold one "ESMTP", one client
+    text per connection, one copy of each sender and recipient address."""
+    words: dict = {name: sys.intern(value) for name in _SHARED_WORDS
+                   if type(value := getattr(envelope, name)) is str}
+    rcpts = tuple(Recipient(sys.intern(r.address), r.orcpt, r.notify or _NO_NOTIFY)
+                  for r in envelope.recipients)
+    return replace(envelope, recipients=rcpts, **words)
+
+
 def new_entry(qid: str, envelope: Envelope, *, created: float, size: int,
               priority: int) -> QueueEntry:
     """A just-committed message: every recipient queued, due at once."""
+    envelope = compact(envelope)
     return QueueEntry(
         qid=qid, envelope=envelope, created=created, size=size, priority=priority,
         attempts=0, next_attempt=created, held=False,
         rcpt_status={r.address: RcptStatus.QUEUED for r in envelope.recipients},
-        last_reply={}, warned=False)
+        last_reply=NOTHING_YET, warned=False, last_attempt=NOTHING_YET)
 
 
 def entry_from(qf: QueueFile, *, retry_factor: int = 0) -> QueueEntry:

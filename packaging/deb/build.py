@@ -16,7 +16,10 @@ DESCRIPTION
     and needs no virtualenv bound to one interpreter path (what dh-virtualenv
     builds): they are installed with pip --target into a private directory,
     /usr/lib/edgemail/python, that only edgemail's programs put on sys.path
-    (``python3 -I``: no user site, no PYTHON* variables).  The build refuses
+    (``python3 -IS``: no user site, no PYTHON* variables, and no site
+    module: nothing of /usr/lib/python3/dist-packages is needed, and its
+    .pth files cost every sendmail/mailq call its start-up; one flag word,
+    as the kernel passes a shebang's options as one argument).  The build refuses
     a compiled module, so a dependency that stops being pure Python cannot
     slip into an "all" package.  No debhelper at build time: the whole
     recipe is this file and the maintainer scripts beside it.  With
@@ -83,7 +86,7 @@ SYSTEM = {
     "systemd/edgemail.tmpfiles.conf": "usr/lib/tmpfiles.d/edgemail.conf",
 }
 
-WRAPPER = '''#!/usr/bin/python3 -I
+WRAPPER = '''#!/usr/bin/python3 -IS
 """{name}: edgemail's {name} (Debian package edgemail; code in /{lib})."""
 import sys
 sys.path.insert(0, "/{lib}")

@@ -79,8 +79,9 @@ async def queue_messages(port: int, work: list[tuple[str, int]]) -> int:
 def start_line(out: Path, rate: float, rtt: float, sink_root: Path) -> tuple[list, Path]:
     stats = out / "pacer-stats.json"
     stats.unlink(missing_ok=True)
+    peers.ensure_postfix_users()          # smtp-sink drops to the bench's Postfix account
     sink = subprocess.Popen(
-        [str(sink_root / "usr/sbin/smtp-sink"), "-u", "postfix", "-c",
+        [str(sink_root / "usr/sbin/smtp-sink"), "-u", peers.PF_USER, "-c",
          f"{peers.SERVER_IP}:{SINK_PORT}", "100"],
         env=dict(os.environ, LD_LIBRARY_PATH=peers.lib_path(sink_root)),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -13,9 +13,15 @@ edgemail (fixed deferred) from the MTA worktree.  Durability is each
 system's default (sendmail SuperSafe=True, Postfix fsync of every queue
 file, edgemail fsync + rename + directory fsync): nothing is tuned down.
 
-Never does: install system packages, touch /etc/mail, /etc/postfix or
-/etc/resolv.conf.  The one system change is creating the `postfix` user
-and the `postdrop` group when missing (Postfix refuses to run without them).
+Never does: install system packages, touch or read /etc/mail, /etc/postfix
+or /etc/resolv.conf (each peer's config names every directory it uses, so a
+Debian postfix installed and removed on the machine, with its /etc/postfix,
+users and alternatives left behind, changes nothing).  The one system change
+is creating the accounts `embench-postfix` and `embench-postdrop` when
+missing (Postfix refuses to run without a mail_owner and a setgid_group),
+and, when the bench's folder lies under a group- or world-writable one such
+as /tmp, sendmail's state in /var/lib/edgemail-bench/ (sendmail refuses
+such paths).
 
 Failures: `PeerError` naming the peer and the step (download, unpack, m4,
 start) with the command's stderr.
@@ -174,12 +180,49 @@ class UnpackedPeer(MailSystem):
         wait_gone(pid)
 
 
+#: where a peer that checks its paths (sendmail) keeps its state when the
+#: bench's own folder lies under a group- or world-writable directory (/tmp)
+PRIVATE_STATE = Path("/var/lib/edgemail-bench")
+
+
+def unsafe_ancestor(path: Path) -> Path | None:
+    """The first existing folder on PATH's way up that is group- or
+    world-writable or not root's (what sendmail's safefile() refuses), else None."""
+    for d in [path, *path.parents]:
+        try:
+            st = d.stat()
+        except FileNotFoundError:
+            continue
+        if st.st_mode & 0o022 or st.st_uid != 0:
+            return d
+    return None
+
+
+def private_state(state: Path, name: str) -> Path:
+    """STATE itself when every folder above it is safe, else a private folder
+    (PRIVATE_STATE/NAME: root's, 0755, on a chain of root-owned 0755 folders)
+    with a symlink at STATE pointing to it (made by prepare()), so that
+    bench-out/state/NAME still leads to the peer's files."""
+    if unsafe_ancestor(state.parent.resolve()) is None:
+        return state
+    if unsafe_ancestor(PRIVATE_STATE.parent) is not None:
+        raise PeerError(f"{name}: {state} lies under {unsafe_ancestor(state.parent.resolve())} "
+                        f"(group/world-writable), and so does {PRIVATE_STATE}")
+    return PRIVATE_STATE / name
+
+
 class Sendmail(UnpackedPeer):
-    """sendmail 8.17 from sendmail-bin, a .cf made with m4 from sendmail-cf."""
+    """sendmail 8.17 from sendmail-bin, a .cf made with m4 from sendmail-cf.
+
+    sendmail refuses files under a group- or world-writable folder ("World
+    writable directory /tmp", then no alias database): when the bench's
+    folder is under one, the state goes to a private folder (private_state)."""
     name = "sendmail"
     port = 2525
 
     def __init__(self, state: Path, root: Path):
+        self.link = state
+        state = private_state(state, f"{state.parent.name}-{state.name}")
         super().__init__(state, root)
         self.binary = root / "usr/libexec/sendmail/sendmail"
         self.cf = state / "sendmail.cf"
@@ -212,6 +255,15 @@ MAILER(`smtp')dnl
 
     def prepare(self) -> None:
         super().prepare()
+        for d in (self.state, *([PRIVATE_STATE] if self.link != self.state else [])):
+            d.chmod(0o755)
+        if self.link != self.state:
+            if self.link.is_symlink() or self.link.is_file():
+                self.link.unlink()
+            elif self.link.exists():
+                shutil.rmtree(self.link)
+            self.link.parent.mkdir(parents=True, exist_ok=True)
+            self.link.symlink_to(self.state)
         s = self.state
         (s / "mqueue").mkdir(mode=0o700)
         (s / "aliases").write_text("postmaster: root\n")
@@ -233,6 +285,9 @@ MAILER(`smtp')dnl
     def mailq_argv(self) -> list[str]:
         return [str(self.binary), "-C", str(self.cf), "-bp"]
 
+    def submit_argv(self) -> list[str]:
+        return [str(self.binary), "-C", str(self.cf), "-t"]
+
 
 class Postfix(UnpackedPeer):
     """Postfix 3.7 from the postfix package, its own config/queue/data dirs."""
@@ -248,7 +303,8 @@ class Postfix(UnpackedPeer):
         self.pidfile = self.queue / "pid/master.pid"
 
     def env(self) -> dict[str, str]:
-        return dict(super().env(), MAIL_CONFIG=str(self.config))
+        env = {k: v for k, v in super().env().items() if not k.startswith(("MAIL_", "POSTFIX"))}
+        return dict(env, MAIL_CONFIG=str(self.config))
 
     def main_cf(self, log_file: bool) -> str:
         r, s = self.root, self.state
@@ -261,8 +317,8 @@ command_directory = {r}/usr/sbin
 daemon_directory = {r}/usr/lib/postfix/sbin
 shlib_directory = {r}/usr/lib/postfix
 meta_directory = {self.config}
-mail_owner = postfix
-setgid_group = postdrop
+mail_owner = {PF_USER}
+setgid_group = {PF_GROUP}
 myhostname = {HOSTNAME}
 mydomain = {MAIL_DOMAIN}
 mydestination = $mydomain, localhost
@@ -276,6 +332,8 @@ alias_database =
 biff = no
 smtpd_banner = $myhostname ESMTP
 import_environment = MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C LD_LIBRARY_PATH
+# sendmail -t runs postdrop with export_environment only: the unpacked libraries
+export_environment = TZ MAIL_CONFIG LANG LD_LIBRARY_PATH={lib_path(r)}
 {f"maillog_file = {s}/maillog" if log_file else ""}
 {f"maillog_file_prefixes = {s}" if log_file else ""}
 """
@@ -323,7 +381,7 @@ import_environment = MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C LD_LIBRARY_PAT
         # `postfix check` creates the queue directories; data_directory is ours to chown.
         run([str(self.root / "usr/sbin/postfix"), "-c", str(self.config), "check"],
             "postfix: check", env=self.env())
-        shutil.chown(self.state / "data", "postfix")
+        shutil.chown(self.state / "data", PF_USER)
 
     def start(self) -> None:
         run([str(self.root / "usr/sbin/postfix"), "-c", str(self.config), "start"],
@@ -336,18 +394,28 @@ import_environment = MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C LD_LIBRARY_PAT
     def mailq_argv(self) -> list[str]:
         return [str(self.root / "usr/sbin/postqueue"), "-c", str(self.config), "-p"]
 
+    def submit_argv(self) -> list[str]:
+        return [str(self.root / "usr/sbin/sendmail"), "-C", str(self.config), "-t"]
+
     def flush_argv(self) -> list[str]:
         return [str(self.root / "usr/sbin/postqueue"), "-c", str(self.config), "-f"]
 
 
+#: the bench's own accounts for Postfix (mail_owner, setgid_group): never
+#: Debian's postfix/postdrop, which a removed postfix package leaves behind
+#: in whatever state (a user without its group, a group without its user)
+PF_USER, PF_GROUP = "embench-postfix", "embench-postdrop"
+
+
 def ensure_postfix_users() -> None:
-    """Postfix needs user postfix and group postdrop: create them if missing."""
-    if subprocess.run(["getent", "group", "postdrop"], capture_output=True).returncode:
-        run(["groupadd", "--system", "postdrop"], "postfix: groupadd postdrop")
-    if subprocess.run(["getent", "passwd", "postfix"], capture_output=True).returncode:
+    """Postfix needs its mail_owner and setgid_group: create the bench's own if missing."""
+    if subprocess.run(["getent", "group", PF_GROUP], capture_output=True).returncode:
+        run(["groupadd", "--system", PF_GROUP], f"postfix: groupadd {PF_GROUP}")
+    if subprocess.run(["getent", "passwd", PF_USER], capture_output=True).returncode:
+        have_group = not subprocess.run(["getent", "group", PF_USER], capture_output=True).returncode
         run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
-             "--shell", "/usr/sbin/nologin", "--user-group", "postfix"],
-            "postfix: useradd postfix")
+             "--shell", "/usr/sbin/nologin", *(["-g", PF_USER] if have_group else ["--user-group"]),
+             PF_USER], f"postfix: useradd {PF_USER}")
 
 
 class Edgemail(MailSystem):
@@ -390,8 +458,9 @@ directory = "{s}/spool"
 socket = "{s}/control.sock"
 
 [smtpd]
-max_sessions = 100
-max_sessions_per_client = 20
+# the idle-session phase holds 500 sessions from the bench's one client address
+max_sessions = 600
+max_sessions_per_client = 600
 
 [[listen]]
 name = "lan"
@@ -420,12 +489,14 @@ state_file = "{s}/link.json"
     def prepare(self) -> None:
         super().prepare()
         (self.state / "spool").mkdir()
+        (self.state / "run").mkdir(mode=0o755)
         (self.state / "aliases").write_text("postmaster: root\n")
         self.config.write_text(self.config_text())
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("VIRTUAL_ENV")}
         env["EDGEMAIL_CONFIG"] = str(self.config)
+        env["EDGEMAIL_RUNTIME_DIR"] = str(self.state / "run")   # the daemon's config snapshot
         return env
 
     def start(self) -> None:
@@ -453,6 +524,21 @@ state_file = "{s}/link.json"
 
     def mailq_argv(self) -> list[str]:
         return [str(self.tree / ".venv/bin/mailq")]      # the console script users call
+
+    def submit_argv(self) -> list[str]:
+        return [str(self.tree / ".venv/bin/sendmail"), "-t"]
+
+    def installed_argv(self, program: str) -> list[str]:
+        """PROGRAM as the Debian package installs it (packaging/deb/build.py's
+        wrapper: python3 -IS, the code's folder put on sys.path), here with
+        the tree's interpreter and the tree as that folder."""
+        func = {"sendmail": "sendmail_main", "mailq": "mailq_main"}[program]
+        path = self.state / "bin" / program
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(f"#!{self.python} -IS\nimport sys\nsys.path.insert(0, {str(self.tree)!r})\n"
+                        f"from edgemail.cli import {func}\nsys.exit({func}())\n")
+        path.chmod(0o755)
+        return [str(path)]
 
     def queue_run_argv(self) -> list[str]:
         """`edgemail queue run`: what a user types (sendmail -q); it returns at once."""

@@ -318,3 +318,22 @@ def test_mailq_shows_what_is_on_disk_no_ghost_and_counts_corrupt(tmp_path):
     assert "corrupt=1" in log and os.listdir(tmp_path / "spool" / "corrupt") == [qids[1]]
     after = cli(d, "mailq")
     assert line in after.stdout.decode(), after.stdout       # the daemon down: read from disk, counted too
+
+
+def test_the_command_line_reads_the_daemons_config_snapshot(daemon):
+    """issue 15 §2: the running daemon publishes what sendmail and mailq
+    need (config/snapshot.py); they use it, see an edit of the file at the
+    next call, and the snapshot goes when the daemon stops."""
+    from edgemail.config import snapshot
+    where = snapshot.snapshot_path(str(daemon.config))
+    assert where and os.path.dirname(where) == os.environ["EDGEMAIL_RUNTIME_DIR"]
+    assert os.path.exists(where) and snapshot.read(str(daemon.config)) is not None
+    r = cli(daemon, "sendmail", "-t", input=b"To: ops@example.org\nSubject: via the snapshot\n\nx\n")
+    assert r.returncode == 0, r.stderr
+    assert "Total requests: 1" in cli(daemon, "mailq").stdout.decode()
+    daemon.config.write_text(daemon.config.read_text() + "\n# edited by the admin\n")
+    assert snapshot.read(str(daemon.config)) is None                # stale: the calls load the file
+    mailq = cli(daemon, "mailq")
+    assert mailq.returncode == 0 and "Total requests: 1" in mailq.stdout.decode(), mailq.stderr
+    assert daemon.stop() == 0
+    assert not os.path.exists(where)
