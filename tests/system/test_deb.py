@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from edgemail.smtpd.credentials import hash_password
+
 ROOT = Path(__file__).resolve().parents[2]
 DEBROOT = ROOT / ".cache" / "debroot-bookworm"
 WHEELS = ROOT / ".cache" / "wheels"
@@ -204,7 +206,7 @@ def test_an_ordinary_user_submits_and_lists_and_root_gets_local_mail(deb, chroot
             and check.returncode == 78), check.stderr
     secret.chmod(0o640)
     key = chroot / "etc/edgemail/smtpd.passwd"
-    key.write_text("alice:$scrypt$x\n")
+    key.write_text(f"alice:{hash_password('a secret', log2n=4)}\n")      # a good line: its mode is the point
     key.chmod(0o644)
     (chroot / "etc/edgemail/edgemail.toml").write_text((chroot / "etc/edgemail/edgemail.toml").read_text().replace(
         '# auth_file = "/etc/edgemail/smtpd.passwd"', 'auth_file = "/etc/edgemail/smtpd.passwd"'))
