@@ -197,7 +197,10 @@ class Modem:
         raise last
 
     async def _dial_once(self, number: str, attempt: int) -> Call:
-        await self.check()
+        try:
+            await self.check()
+        except DialFailed as e:                 # the modem itself: no call was placed
+            raise DialFailed(e.result, number=number, detail=e.detail, placed=False) from e
         self._write(self._core.dial(number))
         try:
             result = await self._result(self.dial_timeout, f"dial {number}")

@@ -57,6 +57,7 @@ class DialRequested:
 class DialResult:
     ok: bool
     result: str = "CONNECT"      #: BUSY, NO CARRIER, ... on failure
+    placed: bool = True          #: the call reached the network (link.errors.PLACED_RESULTS)
 
 
 @dataclass(frozen=True)

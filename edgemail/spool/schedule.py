@@ -15,7 +15,9 @@ DESCRIPTION
       "normal", "non-urgent").  A queuewarn of 0 means "never warn"; a
       queuereturn of 0 means "return now" (sendmail's ``-OTimeout.queuereturn=now``).
       With ``retry.count_link_up_time_only`` the age that counts is the time
-      the link was up since the message arrived (``LinkUpTime`` accumulates it).
+      the link was up since the message arrived (``LinkUpTime`` accumulates it);
+      with ``retry.count_offline_time = false`` the time the line was up or
+      could have been (``spool.linetime.LineTime``).
     * Clock-jump guard: ages never go negative; a due time further away than
       max_backoff (the wall clock went back) is due now; ``wall_jump`` compares
       wall and monotonic deltas so a driver can detect NTP stepping the clock
@@ -105,11 +107,15 @@ def counted_age(now: float, created: float, retry: RetryConfig,
 
     With ``retry.count_link_up_time_only`` it is `link_up_s` (seconds the
     link was up since `created`, from ``LinkUpTime.since``): a message that
-    waited a weekend for a dial-up window does not expire for it.
+    waited a weekend for a dial-up window does not expire for it.  With
+    ``retry.count_offline_time = false`` it is the time the line was up or
+    could have been (spool/linetime.py ``LineTime.line_since``): a week with
+    a broken modem does not age mail.
     """
-    if retry.count_link_up_time_only:
+    if retry.count_link_up_time_only or not retry.count_offline_time:
         if link_up_s is None:
-            raise ValueError("count_link_up_time_only is set: pass link_up_s (LinkUpTime.since)")
+            raise ValueError("count_link_up_time_only is set or count_offline_time is not: pass "
+                             "link_up_s (LinkUpTime.since, LineTime.line_since)")
         return max(0.0, link_up_s)
     return age(now, created)
 

@@ -48,6 +48,7 @@ class Mta:
         self.queue = QueueSummary()
         self.fail: dict[str, type[Exception]] = {}      #: call -> what it raises
         self.inbound = 0
+        self.tried: list[tuple[bool, str]] = []         #: line_tried(placed, result), in order
         self.release_run = asyncio.Event()
         self.release_run.set()
 
@@ -86,6 +87,9 @@ class Mta:
 
     def link_down(self) -> None:
         self._note("link_down")
+
+    def line_tried(self, placed: bool, result: str) -> None:
+        self.tried.append((placed, result))
 
     def asked(self, name: str) -> list[str]:
         return [c for c in self.calls if c == name]
@@ -223,6 +227,25 @@ async def test_a_failing_up_command_backs_off_then_dials_again(rig, caplog):
     clock.advance(30.01)
     await until(lambda: mgr.fsm.failed_dials == 2, "the second dial, failed too")
     assert len(lines(caplog, "link: state=DIALING")) == 2 and mgr.state == "backoff"
+
+
+@pytest.mark.parametrize("cfg,want", [
+    (replace(CFG, up_command=("/bin/false",)), (True, "up_command exit 1")),      # it ran: a try
+    (replace(CFG, up_command=("/nonexistent/ifup",)), (False, "up-command-not-runnable")),
+    (replace(CFG, mode="modem", device="/nonexistent/ttyS9", numbers=("5551234",)), (False, "LINK-LOST")),
+], ids=["up-command-fails", "up-command-missing", "modem-missing"])
+async def test_every_dial_result_is_told_to_the_mta_placed_or_not(rig, cfg, want):
+    """retry.count_offline_time's input (issue 14 §5): a failed try counts as a
+    time the line could have been up; a modem or setup that cannot even dial does not."""
+    mgr, mta, clock, ledger = rig(cfg=cfg, queued=1)
+    await until(lambda: mta.tried, "the dial's result told")
+    assert mta.tried == [want]
+
+
+async def test_a_call_that_connects_is_told_as_placed(rig):
+    mgr, mta, clock, ledger = rig(queued=1)
+    await bring_up(mgr, mta)
+    assert mta.tried == [(True, "up_command")]
 
 
 async def test_a_failing_port_is_logged_by_type_and_the_call_goes_on(rig, caplog):
