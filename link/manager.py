@@ -115,7 +115,8 @@ def fsm_config(cfg, policy: Policy, etrn_domains: tuple[str, ...], **overrides) 
     dial_timeout = numbers * max(cfg.dial_retries, 1) * per_try + backoffs + 10.0
     odmr = getattr(cfg, "odmr", None)
     base = FsmConfig(etrn_domains=tuple(etrn_domains), pull="odmr" if odmr else "etrn", idle_hangup_s=s.idle_hangup_s,
-                     max_connect_s=s.max_connect_s, dial_timeout_s=dial_timeout)
+                     max_connect_s=s.max_connect_s, dial_timeout_s=dial_timeout,
+                     backoff_base_s=max(s.failed_dial_backoff_s, 1.0))
     return replace(base, **overrides)
 
 
@@ -259,7 +260,8 @@ class LinkManager:
             self.calls.ledger.tariff = policy.tariff
         s = policy.settings
         self.fsm.config = replace(self.fsm.config, idle_hangup_s=s.idle_hangup_s, max_connect_s=s.max_connect_s,
-                                  hangup_plan=hangup_plan(policy, self.clock))
+                                  hangup_plan=hangup_plan(policy, self.clock),
+                                  backoff_base_s=max(s.failed_dial_backoff_s, 1.0))
         self.demand_changed()
 
     # --- the loop ---------------------------------------------------------------------
