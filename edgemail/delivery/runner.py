@@ -143,6 +143,8 @@ class Runner:
         except KeyError:                  # not queued (any more): nothing to deliver
             return
         self.plan_timer(qid)
+        if entry.envelope.urgency == "urgent" and entry.attempts == 0:
+            self.queue_runs.urgent_arrived(qid)     # new: a run in progress takes it next
         try:
             cheap = any(is_cheap(job) for job in self.pending_jobs(entry)[0])
         except Exception:                 # the attempt logs it and defers the message (4.3.0)

@@ -340,6 +340,39 @@ async def test_count_offline_time_false_a_broken_modem_week_ages_nothing(example
     assert q not in {e.qid for e in store.entries()}           # returned after its attempt
 
 
+async def test_urgent_mail_committed_during_a_run_goes_before_the_rest_of_it(example_config, upstream_factory,
+                                                                              clock, monkeypatch):
+    """Issue 14 (urgent first): the run's two deliveries in flight are held at
+    DATA; urgent mail committed meanwhile is started in the first free slot,
+    before the run's other selected messages; selection puts urgent mail first
+    too, whatever its size (sendmail's ClassFactor alone would not)."""
+    import upstream as upmod
+    gate, plain_slow = asyncio.Event(), upmod._Handler._slow
+
+    async def slow(self, what):
+        if what == "DATA":
+            await gate.wait()
+        await plain_slow(self, what)
+    monkeypatch.setattr(upmod._Handler, "_slow", slow)
+    up = await upstream_factory()
+    cfg = make_cfg(example_config, SmartHost=f"[127.0.0.1]:{up.port}", ConnectionCacheSize=2)
+    store = make_store(cfg, clock)
+    runner = make_runner(cfg, store, clock)
+    normal = [await submit(store, [f"n{k}@far.test"]) for k in range(4)]
+    big_urgent = await submit(store, ["big@far.test"], precedence=100, data=MSG + b"x" * 300_000 + b"\r\n")
+    assert [i.qid for i in runner.queue_runs.select([], flush=False)][0] == big_urgent
+    run = asyncio.create_task(runner.queue_run(reason="test"))
+    await until(lambda: runner.in_flight == 2)
+    urgent = await submit(store, ["u@far.test"], precedence=100)
+    runner.on_commit(urgent)
+    gate.set()
+    report = await run
+    order = [m.rcpt_tos[0].split("@")[0] for m in up.messages]
+    assert report.sent == 6 and order[0] in ("big", "n0") and set(order[:2]) == {"big", "n0"}, order
+    assert order[2] == "u", f"urgent mail waited behind the run: {order}"
+    assert normal
+
+
 @pytest.mark.parametrize("state,sent", [("down", 0), ("backoff", 0), ("up", 1), ("dialing", 1)])
 async def test_queue_run_leaves_expensive_routes_for_the_link(example_config, upstream_factory, clock, state, sent):
     # invariant 3: with a link manager, `sendmail -q` while the line is down
