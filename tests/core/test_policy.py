@@ -320,7 +320,7 @@ def test_waiting_mail_that_makes_no_call_says_what_holds_it(text, want):
 
 def test_failed_dial_backoff_is_the_fsms_first_backoff_at_least_one_second():
     from edgemail.config.model import LinkConfig
-    from link.manager import fsm_config
+    from link.fsmconfig import fsm_config
     for text, want in [("", 60.0), ("set failed_dial_backoff = 3s\n", 3.0), ("set failed_dial_backoff = 0\n", 1.0)]:
         got = fsm_config(LinkConfig(), parse(text), ()).backoff_base_s
         assert got == want, f"{text!r}: got {got}, want {want}"
