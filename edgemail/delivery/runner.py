@@ -317,7 +317,8 @@ class Runner:
         self.guard.check()
         self.linkup.tried(self.clock.wall(), placed=placed)
         self.tasks.spawn(self._save_linkup())
-        self.plan_timers()
+        if not self.cfg.retry.count_offline_time:    # else the timers do not depend on it
+            self.plan_timers()
 
     async def _save_linkup(self) -> None:
         try:
