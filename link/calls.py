@@ -17,8 +17,9 @@ SYNOPSIS
 
 DESCRIPTION
     Owns what a call does, each as a task of its own: the line's work
-    (link.line.Line: dial, pppd on the handed-over tty, hang-up), the MTA's
-    queue run and ETRN (through link.port.Port), watching the interface
+    (link.line.Line: dial, pppd on the handed-over tty, hang-up; each dial's
+    result is told to the MTA, port.line_tried), the MTA's queue run and
+    ETRN (through link.port.Port), watching the interface
     over netlink (restarted a second after an OSError) and, while up,
     sampling ppp0's byte counters and the ISP's inbound sessions.
 
@@ -65,8 +66,8 @@ from link.accounting import Ledger, Usage, from_ip_down_env
 from link.errors import LinkError
 from link.line import Line
 from link.port import Clock, Port, wall_now
-from link.transitions import (Action, ClearHostStatus, Dial, EtrnDone, Hangup, Idle, IfaceDown,
-                              IfaceUp, InboundActive, InboundDone, LinkEvent, QueueRunDone,
+from link.transitions import (Action, ClearHostStatus, Dial, DialResult, EtrnDone, Hangup, Idle,
+                              IfaceDown, IfaceUp, InboundActive, InboundDone, LinkEvent, QueueRunDone,
                               RunQueue, SendEtrn, StartPppd, StopRun)
 
 if TYPE_CHECKING:
@@ -251,8 +252,13 @@ class CallDriver:
 
     async def _dial(self, numbers: tuple[str, ...]) -> None:
         result = await self.line.dial(numbers)
-        if result is not None:                  # None: no up command, wait for the interface
-            self._post(result)
+        if result is None:                      # no up command, wait for the interface
+            return
+        if isinstance(result, DialResult):      # the MTA ages mail by the line's tries
+            self.port.line_tried(result.ok or result.placed, result.result)
+        else:                                   # SetupBroken: dialling stops, nothing placed
+            self.port.line_tried(False, result.cause)
+        self._post(result)
 
     async def _pppd(self) -> None:
         self._post(await self.line.ppp())

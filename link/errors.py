@@ -17,6 +17,9 @@ from __future__ import annotations
 
 #: every value DialFailed.result may take
 DIAL_RESULTS = ("BUSY", "NO CARRIER", "NO DIALTONE", "NO ANSWER", "TIMEOUT", "ERROR")
+#: the results of a call that reached the network (the modem and the line work; the
+#: far end did not answer): the line could have been up (MTA: retry.count_offline_time)
+PLACED_RESULTS = ("BUSY", "NO CARRIER", "NO ANSWER", "TIMEOUT")
 
 
 class LinkError(Exception):
@@ -25,14 +28,19 @@ class LinkError(Exception):
 
 class DialFailed(LinkError):
     """A call did not connect.  ``result`` is one of DIAL_RESULTS; ``number``
-    the number tried (may be empty).  Temporary by nature."""
+    the number tried (may be empty); ``placed`` whether it reached the network
+    (PLACED_RESULTS) or the modem never dialled.  Temporary by nature."""
 
-    def __init__(self, result: str, *, number: str = "", detail: str = "") -> None:
+    def __init__(self, result: str, *, number: str = "", detail: str = "",
+                 placed: bool | None = None) -> None:
         if result not in DIAL_RESULTS:
             raise ValueError(f"unknown dial result {result!r}, expected one of {DIAL_RESULTS}")
         self.result = result
         self.number = number
         self.detail = detail
+        #: the call reached the network (by default: result in PLACED_RESULTS; a silent
+        #: modem's TIMEOUT to AT is not placed)
+        self.placed = result in PLACED_RESULTS if placed is None else placed
         msg = f"dial failed: {result}"
         if number:
             msg += f" (number={number})"

@@ -48,9 +48,9 @@ from dataclasses import dataclass, field
 
 from link.transitions import (TABLE, Action, CarrierLost, ClearHostStatus, Dial, DialRequested, DialResult,
                               EtrnDone, Hangup, Hold, Idle, IfaceDown, IfaceUp, InboundActive, LinkEvent,
-                              LinkState, MailWaiting, NotifyDown, NotifyUp, Phase, PppdExited, QueueRunDone,
-                              Release, Resume, RunQueue, ScheduleTimer, SendEtrn, SetupBroken, StartPppd,
-                              StopRun, Timer)
+                              LinkState, MailWaiting, NotifyDown, NotifyUp, Phase, PollDue, PppdExited,
+                              QueueRunDone, Release, Resume, RunQueue, ScheduleTimer, SendEtrn, SetupBroken,
+                              StartPppd, StopRun, Timer)
 
 S = LinkState
 
@@ -183,6 +183,19 @@ class LinkFSM:
         self._last_activity = now
         self._deadline = self._up_deadline(now)
         return [RunQueue(link_up=False)]
+
+    def _unit_poll(self, event: PollDue, now: float) -> list[Action]:
+        """One more ETRN on a quiet line (chargehup's paid unit); it ends in LINGER."""
+        if self.phase is not Phase.LINGER or not self.config.etrn_domains:
+            return []
+        self.phase = Phase.ETRN
+        self._last_activity = now
+        self._deadline = self._up_deadline(now)
+        return [SendEtrn(self.config.etrn_domains, self.config.pull)]
+
+    def quiet(self) -> bool:
+        """Up, lingering, nobody holding the line, no inbound session: the hang-up clock runs."""
+        return self.state is S.UP and self._quiet()
 
     def _etrn_done(self, event: EtrnDone, now: float) -> list[Action]:
         self.last_etrn = event.result

@@ -32,8 +32,9 @@ NEVER
 
 FAILURES
     Expected failures are results, not exceptions: DialFailed ->
-    DialResult(False, result); LinkError/OSError while dialing ->
-    DialResult(False, "LINK-LOST"); pppd not starting -> PppdExited(-1); a
+    DialResult(False, result, placed); LinkError/OSError while dialing ->
+    DialResult(False, "LINK-LOST", placed=False) (the modem is gone: no
+    call reached the network); an up command's exit is placed; pppd not starting -> PppdExited(-1); a
     modem that does not answer after the hang-up is logged.  Our setup's
     errors are SetupBroken (the FSM stops dialling): pppd exiting with one
     of link.ppp.CONFIG_ERRORS, pppd or the up command that cannot be run
@@ -147,12 +148,12 @@ class Line:
             self.device = await modem.hand_over()
             self.number = call.number
         except DialFailed as e:
-            return DialResult(False, e.result)
-        except (LinkError, OSError) as e:
+            return DialResult(False, e.result, e.placed)
+        except (LinkError, OSError) as e:       # the modem is gone (or never was): no call placed
             log.warning(linklog.dial_failed(e))
             with contextlib.suppress(LinkError, OSError):
                 await modem.close()
-            return DialResult(False, "LINK-LOST")
+            return DialResult(False, "LINK-LOST", placed=False)
         return DialResult(True, "CONNECT")
 
     def _modem(self) -> Modem:

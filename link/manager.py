@@ -61,6 +61,11 @@ THE PORT
     clear_host_status, run_queue, run_due, stop_run, etrn, inbound_active,
     optional link_down); every call is guarded there.
 
+UNIT POLLS
+    With chargehup and unit_poll, link.unitpoll.UnitPolls says when the quiet
+    line's last ETRN in its paid unit is due (PollDue to the FSM, which sends
+    it) and the poll it stood in for (Demand.last_poll).
+
 LOG LINES
     link: state=STATE, reason=WHY (here); the others are the collaborators'
     (link.linklog lists them all).
@@ -77,18 +82,20 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from link import linklog, report
 from link.accounting import Ledger
 from link.calls import CallDriver, Watcher
-from link.fsm import FsmConfig, LinkFSM
+from link.fsm import LinkFSM
+from link.fsmconfig import fsm_config, hangup_plan
 from link.line import Line
 from link.policy import Demand, Policy
 from link.policydriver import PolicyDriver
 from link.port import Clock, MtaPort, Port, Summary, wall_now
 from link.ppp import Pppd, exit_cause
+from link.unitpoll import UnitPolls
 from link.transitions import (Action, CarrierLost, DialRequested, DialResult, Hangup, Hold, IfaceDown, IfaceUp,
                               LinkEvent, LinkState, MailWaiting, NotifyDown, NotifyUp, Phase, PppdExited,
                               Release, Resume, ScheduleTimer, SetupBroken, Timer)
@@ -104,31 +111,6 @@ __all__ = ["LinkManager", "fsm_config"]
 log = logging.getLogger("link")
 #: state lines kept for status and error messages
 RECENT = 20
-
-
-def fsm_config(cfg, policy: Policy, etrn_domains: tuple[str, ...], **overrides) -> FsmConfig:
-    """The FSM's settings from [link] and the policy's settings."""
-    s = policy.settings
-    numbers = max(len(cfg.numbers), 1)
-    per_try = cfg.dial_timeout + 2 * cfg.command_timeout + cfg.dtr_drop
-    backoffs = sum(cfg.dial_backoff * 2 ** k for k in range(max(cfg.dial_retries - 1, 0)))
-    dial_timeout = numbers * max(cfg.dial_retries, 1) * per_try + backoffs + 10.0
-    odmr = getattr(cfg, "odmr", None)
-    base = FsmConfig(etrn_domains=tuple(etrn_domains), pull="odmr" if odmr else "etrn", idle_hangup_s=s.idle_hangup_s,
-                     max_connect_s=s.max_connect_s, dial_timeout_s=dial_timeout)
-    return replace(base, **overrides)
-
-
-def hangup_plan(policy: Policy, clock: Clock) -> Callable[[float, float], float] | None:
-    """The policy's chargehup (hangup_at) on the FSM's monotonic clock; None without it."""
-    if not (policy.settings.chargehup and policy.tariff.has_units):
-        return None
-
-    def plan(up: float, quiet: float) -> float:
-        offset = clock.wall() - clock.monotonic()          # monotonic -> wall, read at each use
-        wall = lambda t: datetime.fromtimestamp(t + offset, timezone.utc)
-        return policy.hangup_at(wall(up), wall(quiet)).timestamp() - offset
-    return plan
 
 
 class LinkManager:
@@ -157,6 +139,7 @@ class LinkManager:
                                 line=Line(cfg, modem=modem, pppd=pppd), ledger=ledger,
                                 netwatch_factory=netwatch_factory, sample_s=sample_s, probe=probe)
         self.policy_driver = PolicyDriver(policy, clock=clock, scheduler=scheduler, on_rule=self.demand_changed)
+        self.unit_polls = UnitPolls(clock)     # one more ETRN in a paid unit (unit_poll)
 
     @property
     def port(self) -> MtaPort | None:
@@ -259,7 +242,8 @@ class LinkManager:
             self.calls.ledger.tariff = policy.tariff
         s = policy.settings
         self.fsm.config = replace(self.fsm.config, idle_hangup_s=s.idle_hangup_s, max_connect_s=s.max_connect_s,
-                                  hangup_plan=hangup_plan(policy, self.clock))
+                                  hangup_plan=hangup_plan(policy, self.clock),
+                                  backoff_base_s=max(s.failed_dial_backoff_s, 1.0))
         self.demand_changed()
 
     # --- the loop ---------------------------------------------------------------------
@@ -307,13 +291,17 @@ class LinkManager:
                 self._held = decision.reason
             elif decision.dial:
                 self._post(DialRequested(decision.reason))
+        poll = self.unit_polls.tick(self.fsm, self.policy, self.demand)
+        if poll is not None:
+            self._post(poll)
         if self._more and self.fsm.state is LinkState.UP and self.fsm.phase is Phase.LINGER:
             self._more = False               # kept while a run is under way: asked again after it
             if self.calls.new_mail():         # new mail, not what a run left
                 self._post(MailWaiting())
 
     def _next_wake(self) -> float | None:
-        times = [t for t in (self.fsm.deadline(), self.policy_driver.wake_at()) if t is not None]
+        times = [t for t in (self.fsm.deadline(), self.policy_driver.wake_at(), self.unit_polls.wake_at())
+                 if t is not None]
         if not times:
             return None
         return max(min(times) - self.clock.monotonic(), 0.0) + 0.001
@@ -371,7 +359,8 @@ class LinkManager:
         q = queue if queue is not None else self._port.summary()
         u = self.calls.usage(now)
         return Demand(queued=q.queued, oldest_age_s=q.oldest_age_s, urgent=q.urgent,
-                      calls_today=u.calls, minutes_today=u.minutes, last_dial=self.policy_driver.last_dial)
+                      calls_today=u.calls, minutes_today=u.minutes, last_dial=self.policy_driver.last_dial,
+                      last_poll=self.unit_polls.last_poll)
 
     def status(self) -> dict:
         return report.status(self)

@@ -125,11 +125,16 @@ class Modem:
     async def command(self, cmd: str, timeout: float | None = None) -> Result:
         """Send one command and wait for its final result; OK (or CONNECT) only.
 
-        Raises DialFailed("ERROR"/"TIMEOUT"/...) for any other result or silence."""
+        Raises DialFailed("ERROR"/"TIMEOUT"/..., placed=False: the modem's own
+        trouble, no call reached the network) for any other result or silence."""
         self._write(self._core.command(cmd))
-        result = await self._result(timeout or self.command_timeout, cmd)
+        try:
+            result = await self._result(timeout or self.command_timeout, cmd)
+        except DialFailed as e:
+            raise DialFailed(e.result, detail=e.detail, placed=False) from e
         if result.code is not Code.OK and not result.connected:
-            raise DialFailed(FAILURES.get(result.code, "ERROR"), detail=f"{cmd} answered {result.text}")
+            raise DialFailed(FAILURES.get(result.code, "ERROR"), detail=f"{cmd} answered {result.text}",
+                             placed=False)
         return result
 
     async def check(self) -> None:

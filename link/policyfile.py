@@ -40,6 +40,8 @@ FILE FORMAT (etc/dial.policy)
         redial_gap               urgent mail and thresholds dial no sooner than
                                  this after the last dial (2m): mail that a call
                                  could not deliver must not redial in a loop
+        failed_dial_backoff      after a failed dial no dial for this long, doubled
+                                 per failure in a row up to 30m (60s; at least 1s)
         schedule                 fixed | relative: rules fire at their cron
                                  times, or one spacing of the rules after the
                                  last call (an urgent call counts as a poll) (fixed)
@@ -161,6 +163,7 @@ class Settings:
     urgent_immediate: bool = True
     catchup_s: float = 300.0
     redial_gap_s: float = 120.0
+    failed_dial_backoff_s: float = 60.0
     relative: bool = False
     chargehup: bool = False
     chargehup_margin_s: float = 5.0
@@ -176,7 +179,8 @@ _SETTINGS = {
     "budget.calls_per_day": ("calls_per_day", "int"), "budget.minutes_per_day": ("minutes_per_day", "int"),
     "dial_when_queued": ("dial_when_queued", "int"), "dial_when_oldest": ("dial_when_oldest_s", "duration"),
     "urgent": ("urgent_immediate", "urgent"), "catchup": ("catchup_s", "duration"),
-    "redial_gap": ("redial_gap_s", "duration"), "schedule": ("relative", "fixed|relative"),
+    "redial_gap": ("redial_gap_s", "duration"),
+    "failed_dial_backoff": ("failed_dial_backoff_s", "duration"), "schedule": ("relative", "fixed|relative"),
     "chargehup": ("chargehup", "off|on"), "chargehup_margin": ("chargehup_margin_s", "duration"),
     "chargehup_quiet": ("chargehup_quiet_s", "duration"),
     "unit_poll": ("unit_poll_s", "duration"), "big_mail": ("big_mail", "size"),

@@ -23,8 +23,8 @@ DESCRIPTION
     what it knew, so a push in progress is not hung up on), ETRN answered
     with code 0, the run over.  A failing inbound_active is logged once
     per run of failures (it is sampled every second).  link_down is
-    optional (an MTA that does not book link-up time leaves it out), and
-    so is clear_host_status (an MTA whose link-up run clears it).  With no
+    optional (an MTA that does not book link-up time leaves it out), so
+    is line_tried (one that does not age mail by the line), and so is clear_host_status (an MTA whose link-up run clears it).  With no
     target (None) the calls do nothing and the queue is empty.
 
     MtaPort (what the MTA provides):
@@ -37,6 +37,8 @@ DESCRIPTION
         async odmr(domains) -> the same    optional: ATRN, returns after the ISP's push
         inbound_active() -> int            ISP sessions open on our SMTP listener
         link_down() -> None                optional: a call that came up has ended
+        line_tried(placed, result) -> None optional: a dial ended; placed: it reached
+                                           the network (a call, BUSY, NO CARRIER, ...)
 
     Clock is edgemail.clock's Clock (SystemClock, FakeClock) as link uses
     it: monotonic() for the FSM's deadlines, wall() for the policy, the
@@ -129,6 +131,14 @@ class Port:
     def link_down(self) -> None:
         """A call that came up has ended (only when the MTA has link_down)."""
         self._optional("link_down")
+
+    def line_tried(self, placed: bool, result: str) -> None:
+        """A dial ended with RESULT; PLACED: it reached the network (or
+        connected), else the modem, the line or our setup failed first
+        (only when the MTA has line_tried: retry.count_offline_time)."""
+        method = getattr(self.target, "line_tried", None)
+        if method is not None:
+            self._guard("line_tried", lambda t: method(placed, result), None)
 
     def inbound(self) -> int | None:
         """ISP sessions open on our listener; None when the MTA cannot say

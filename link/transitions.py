@@ -57,6 +57,7 @@ class DialRequested:
 class DialResult:
     ok: bool
     result: str = "CONNECT"      #: BUSY, NO CARRIER, ... on failure
+    placed: bool = True          #: the call reached the network (link.errors.PLACED_RESULTS)
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,13 @@ class EtrnDone:
 
 
 @dataclass(frozen=True)
+class PollDue:
+    """One more ETRN in the paid unit (the policy's unit_poll) is due now."""
+
+    due: str = ""                #: the scheduled poll it stands in for (for the log)
+
+
+@dataclass(frozen=True)
 class MailWaiting:
     """Mail for the link became due while the line is up (queued after the
     call's run started): run the queue again on this call."""
@@ -148,7 +156,7 @@ class Timer:
 
 
 LinkEvent = (DialRequested | DialResult | IfaceUp | IfaceDown | CarrierLost | PppdExited | SetupBroken | Resume
-             | QueueRunDone | EtrnDone | MailWaiting | InboundActive | InboundDone | Hold | Release
+             | QueueRunDone | EtrnDone | PollDue | MailWaiting | InboundActive | InboundDone | Hold | Release
              | Idle | Timer)
 
 
@@ -237,6 +245,7 @@ TABLE: dict[tuple[LinkState, type], str] = {
     (S.UP, QueueRunDone): "run_done",
     (S.UP, EtrnDone): "etrn_done",
     (S.UP, MailWaiting): "mail_waiting",
+    (S.UP, PollDue): "unit_poll",
     (S.UP, InboundActive): "inbound",
     (S.UP, InboundDone): "inbound",
     (S.UP, Idle): "traffic",

@@ -237,6 +237,7 @@ def from_dict(data: dict, *, path: str = "<config>", text: str = "", etc_hostnam
     _check_smart_host(reader, top.get("SmartHost", ""), routes)
     isp.check(reader, local_domains=local_domains, routes=routes, customers=customers,
               listeners=listeners, link=sections["link"])
+    _check_retry(reader, sections["retry"], sections["link"])
     if reader.errors:
         raise reader.errors[0] if len(reader.errors) == 1 else ConfigErrors(reader.errors)
     local, link = sections.pop("local"), sections.pop("link")
@@ -284,6 +285,23 @@ def _check_smart_host(reader: Reader, smart_host: str, routes: tuple[Route, ...]
     for r in routes:
         if r.kind == "smarthost" and not smart_host:
             reader.error("routes", r.pattern, "route smarthost needs the SmartHost option")
+
+
+def _check_retry(reader: Reader, retry: RetryConfig, link: LinkConfig) -> None:
+    """retry.count_offline_time = false needs a link that dials (it counts the
+    line's calls and dials) and contradicts count_link_up_time_only."""
+    if retry.count_offline_time:
+        return
+    if retry.count_link_up_time_only:
+        reader.error("retry", "count_offline_time", "false contradicts count_link_up_time_only = true "
+                     "(which counts link-up time alone): set one of them")
+    elif link.mode == "none":
+        reader.error("retry", "count_offline_time", "false needs a link that dials ([link] mode = "
+                     "\"modem\" or \"external\"): with mode none edgemail never learns whether the "
+                     "line could have been up")
+    if retry.offline_after <= 0:
+        reader.error("retry", "offline_after", "expected a duration above 0 (how long a call or a "
+                     "dial that reached the network vouches for the line)")
 
 
 def _relative_to(path: str) -> Callable[[str], str]:

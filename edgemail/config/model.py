@@ -201,6 +201,11 @@ class RetryConfig:
     max_backoff: float = 4 * 3600.0
     #: count only time with the link up towards queuewarn/queuereturn
     count_link_up_time_only: bool = False
+    #: false: queuewarn/queuereturn count only time the line was up or could have been
+    #: (a call, or a dial that reached the network: BUSY, NO CARRIER; spool/linetime.py)
+    count_offline_time: bool = True
+    #: (count_offline_time = false) how long a call or such a dial vouches for the line
+    offline_after: float = 2 * 3600.0
 
 
 @dataclass(frozen=True)

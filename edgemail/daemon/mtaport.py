@@ -12,6 +12,7 @@ SYNOPSIS
     await port.run_due() -> RunReport         # mail due during the call: another run
     port.stop_run()                           # link going down: cut, no backoff grows
     port.link_down()                          # the call ended: stop counting link-up time
+    port.line_tried(placed, result)           # a dial's result (retry.count_offline_time)
     await port.etrn(domains) -> [EtrnResult]  # ask the ISP to flush what it holds for us
     await port.odmr(domains) -> [EtrnResult]  # ATRN: the ISP pushes over our connection (RFC 2645)
     port.inbound_active() -> int              # ISP sessions open on our ISP-facing listeners
@@ -70,9 +71,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
-import socket
-import time
 from dataclasses import dataclass
 
 from edgemail import maillog
@@ -81,14 +79,15 @@ from edgemail.config import loader as configmod
 from edgemail.daemon.notify import Notifier
 from edgemail.delivery.etrn import EtrnResult, etrn, session_timeouts
 from edgemail.delivery.odmr import odmr
+from edgemail.daemon.routewait import wait_fresh_file, wait_route
 from edgemail.delivery.port import is_ip
 
 log = logging.getLogger("edgemail.runner")
 
 #: longest sleep of watch() between looks at the queue (new entries, clock jumps)
 WATCH_MAX_S = 60.0
-#: link-up: how long the run waits for a route to its first next hop, and how often it looks
-ROUTE_WAIT_S, ROUTE_POLL_S = 5.0, 0.05
+#: link-up: how long the run waits for a route to its first next hop
+ROUTE_WAIT_S = 5.0
 #: how often the sd_notify STATUS text is recomputed (sent only when it changed)
 STATUS_POLL_S = 1.0
 #: the line's states, as a queue run's answer words them
@@ -235,6 +234,10 @@ class MtaPort:
         task.add_done_callback(_log_failure)
         self.changed()
 
+    def line_tried(self, placed: bool, result: str) -> None:
+        """A dial ended with RESULT: PLACED (it reached the network) vouches for the line."""
+        self.runner.line_tried(placed)
+
     async def etrn(self, domains) -> list[EtrnResult]:
         if not self.cfg.link.etrn_host:
             return [EtrnResult(d, 0, "no link.etrn_host configured") for d in domains]
@@ -256,58 +259,6 @@ class MtaPort:
 
     def inbound_active(self) -> int:
         return sum(lst.active for lst in isp_facing(self.listeners))
-
-
-def _routable(addr: str) -> bool:
-    """Has the kernel a route to `addr`?  A UDP connect() sends no packet;
-    it only asks the routing table."""
-    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as s:
-        try:
-            s.connect((addr, 53))
-            return True
-        except OSError:
-            return False
-
-
-async def wait_route(addresses: list[str], limit_s: float) -> bool:
-    """Wait (at most limit_s) until the kernel has a route to every one of
-    `addresses` (the run's first hops: nameservers and the smart host).
-
-    pppd (and fakepppd) add ppp0's address a few ms before the default route:
-    netlink's link-up comes first, and a run started at once meets "Network is
-    unreachable".  Every hop counts: a smart host on the LAN or on loopback
-    is routable at once and says nothing about the nameservers behind ppp0.
-    Real time, not the injected clock: this waits for the kernel and pppd."""
-    waited = 0.0
-    while True:
-        missing = [a for a in addresses if not _routable(a)]
-        if not missing:
-            return True
-        if waited >= limit_s:
-            log.warning(maillog.runner_warning(f"no route to {','.join(missing)} after {waited:.1f}s; running anyway"))
-            return False
-        await asyncio.sleep(ROUTE_POLL_S)
-        waited += ROUTE_POLL_S
-
-
-async def wait_fresh_file(path: str, limit_s: float, fresh_s: float = 30.0) -> bool:
-    """Wait (at most limit_s) until `path` was written within the last
-    `fresh_s` seconds: pppd writes its usepeerdns file when IPCP comes up,
-    which netlink may report a moment earlier; a file left from the last
-    call must not be read for this one."""
-    waited = 0.0
-    while True:
-        try:
-            if time.time() - os.stat(path).st_mtime <= fresh_s:
-                return True
-        except OSError:
-            pass
-        if waited >= limit_s:
-            log.warning(maillog.runner_warning(f"no fresh peer DNS file {path} after {waited:.1f}s; using what there is"))
-            return False
-        await asyncio.sleep(ROUTE_POLL_S)
-        waited += ROUTE_POLL_S
 
 
 async def accept_push(listener, transport, early: bytes, relay: str) -> int:

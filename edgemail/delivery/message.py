@@ -38,8 +38,9 @@ DESCRIPTION
 INVARIANTS
     A delivery cut by the link or by stop_run is logged but never recorded
     (outcome.decide leaves it out): no attempt counted, next_attempt not
-    moved.  Ages count link-up time only with retry.count_link_up_time_only
-    (``link_up_s``).
+    moved.  Ages count link-up time only with retry.count_link_up_time_only,
+    the time the line was up or could have been with retry.count_offline_time
+    = false (``link_up_s``; spool/linetime.py).
 
 FAILURES
     A queue file that cannot be read is logged (queue_file_unreadable) and
@@ -71,7 +72,7 @@ from edgemail.envelope import Attempt
 from edgemail.errors import CorruptQueueFile, QueueFileGone
 from edgemail.smtpc.session import SmtpClient
 from edgemail.spool.record import QueueEntry
-from edgemail.spool.schedule import LinkUpTime
+from edgemail.spool.linetime import LineTime
 from edgemail.spool.store import Store
 
 log = logging.getLogger("edgemail.runner")
@@ -86,7 +87,7 @@ class MessageDriver:
     """One message at a time, owned through its lock (see the module docstring)."""
 
     def __init__(self, cfg: Config, store: Store, *, clock: Clock, deliverer: Deliverer,
-                 reporter: Reporter, smtp: SmtpClient, linkup: LinkUpTime, plan: Plan,
+                 reporter: Reporter, smtp: SmtpClient, linkup: LineTime, plan: Plan,
                  on_retry: Callable[[str, float], None], guard: ClockGuard) -> None:
         self.cfg, self.store, self.clock = cfg, store, clock
         self.deliverer, self.reporter, self.smtp = deliverer, reporter, smtp
@@ -111,9 +112,12 @@ class MessageDriver:
         return bool(await self._guarded(qid, self._check))
 
     def link_up_s(self, entry: QueueEntry, now: float) -> float | None:
-        if not self.cfg.retry.count_link_up_time_only:
-            return None
-        return self.linkup.since(entry.created, now)
+        """The seconds Timeout.* count for ENTRY (None: its whole age)."""
+        if self.cfg.retry.count_link_up_time_only:
+            return self.linkup.since(entry.created, now)
+        if not self.cfg.retry.count_offline_time:
+            return self.linkup.line_since(entry.created, now)
+        return None
 
     # ------------------------------------------------------------ the lock
 

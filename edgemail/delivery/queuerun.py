@@ -11,15 +11,19 @@ SYNOPSIS
     await qr.queue_run(filters=(), reason="request", flush=False) -> RunReport
     qr.select(filters, flush=False) -> [queue items]   # what a run would take
     qr.stop_run() -> bool;  qr.runs;  qr.in_flight
+    qr.urgent_arrived(qid)     # urgent mail committed: the run in progress starts it next
 
 DESCRIPTION
     ``queue_run(filters, reason, flush)`` selects with spool.schedule
     (``select``: filters R/S/I with !; an unfiltered run takes what is
     due, all of it when flushed, past MinQueueAge, and leaves out messages
-    that only have hold routes; the queue order; MaxQueueRunSize), logs
+    that only have hold routes; the queue order, urgent mail first;
+    MaxQueueRunSize), logs
     run_start, holds the line (``link.hold``) and starts the messages in
     order through the MessageDriver, RUN_PARALLEL in flight at most (capped
-    by ConnectionCacheSize; 0 or 1: one at a time), then saves the host
+    by ConnectionCacheSize; 0 or 1: one at a time; urgent mail committed
+    during the run, ``urgent_arrived``, is started next, before the rest of
+    the selection: urgent mail never waits behind a run's transfers), then saves the host
     status (``save_hosts``) and logs run_end.  It returns the RunReport.
     Runs take turns; a request identical to one already waiting behind the
     current run joins it and gets its report (Postfix's trigger collapse).
@@ -88,6 +92,7 @@ class QueueRunDriver:
         self._waiting: dict[tuple, asyncio.Future] = {}
         self._stop = asyncio.Event()
         self._current: set[asyncio.Task] = set()
+        self._urgent: list[str] = []  # urgent mail committed during the run, taken next
 
     @property
     def in_flight(self) -> int:
@@ -170,7 +175,7 @@ class QueueRunDriver:
         ctx = RunContext(report.run, self.hosts, self.clock.wall)
         hold = self.link.hold(f"queue run {report.run}") if self.link is not None else contextlib.nullcontext()
         async with hold:
-            await self._deliver_all(selected, ctx, self._want(filters, report), report, t0)
+            await self._deliver_all(selected, ctx, self._want(filters, report), report, t0, filters)
         if self._stop.is_set() and not report.stopped:
             report.stopped = "stop"
         report.skipped_hosts = sorted(set(ctx.skipped))
@@ -194,27 +199,52 @@ class QueueRunDriver:
         report.link_wait = True
         return lambda j: base(j) and is_cheap(j)
 
+    def urgent_arrived(self, qid: str) -> None:
+        """Urgent mail was committed: a run in progress starts it next, before
+        the rest of its selection (a message in flight is not cut)."""
+        if self._lock.locked():
+            self._urgent.append(qid)
+
     async def _deliver_all(self, selected: list[Item], ctx: RunContext, want: Want,
-                           report: RunReport, t0: float) -> None:
-        """Start the selected messages in order, up to RUN_PARALLEL (capped by
-        ConnectionCacheSize) in flight; stop starting on stop_run(), the
-        time budget or a lost link; always wait for those in flight."""
+                           report: RunReport, t0: float, filters: tuple[str, ...] = ()) -> None:
+        """Start the selected messages in order (urgent mail committed meanwhile
+        first), up to RUN_PARALLEL (capped by ConnectionCacheSize) in flight;
+        stop starting on stop_run(), the time budget or a lost link; always
+        wait for those in flight."""
         parallel = max(1, min(RUN_PARALLEL, self.cfg.ConnectionCacheSize))
         flying: set[asyncio.Future] = set()
+        todo, started = [e.qid for e in selected], set[str]()
+        self._urgent.clear()
         try:
-            for entry in selected:
+            while todo or self._urgent:
                 while len(flying) >= parallel and not report.stopped:
                     flying = await self._harvest(flying, report)
                 report.stopped = report.stopped or self._why_stop(t0)
-                if report.stopped:
+                qid = self._next_urgent(started, filters) or (todo.pop(0) if todo else None)
+                if report.stopped or qid is None:
                     break
-                flying.add(asyncio.ensure_future(
-                    self.messages.attempt(entry.qid, ctx, want, stoppable=self._current)))
+                if qid not in started:
+                    started.add(qid)
+                    flying.add(asyncio.ensure_future(
+                        self.messages.attempt(qid, ctx, want, stoppable=self._current)))
             while flying:
                 flying = await self._harvest(flying, report)
         finally:
             for task in flying:          # only when we are cancelled ourselves
                 task.cancel()
+
+    def _next_urgent(self, started: set[str], filters: tuple[str, ...]) -> str | None:
+        """The first urgent arrival this run may take (not started, passing its filters)."""
+        parsed = schedule.parse_filters(filters)
+        while self._urgent:
+            qid = self._urgent.pop(0)
+            try:
+                entry = self.store.get(qid)
+            except KeyError:
+                continue
+            if qid not in started and not entry.held and (not parsed or schedule.matches(item(entry), parsed)):
+                return qid
+        return None
 
     def _why_stop(self, t0: float) -> str:
         """"stop" after stop_run(), "budget" past queue_run_budget, else ""."""

@@ -28,7 +28,8 @@ DESCRIPTION
       tasks       state.TaskSet: background tasks until done (idle())
     and the shared things they are given: router (reload replaces it;
     the parts see the new one through ``pending_jobs``), resolver, smtp,
-    hosts (HostStatusCache), linkup (LinkUpTime).
+    hosts (HostStatusCache), linkup (LineTime: link-up time, and the time
+    the line could have been up, told by ``line_tried``).
 
     Hooks: ``on_commit`` (cheap recipients delivered at once, in a
     background task), ``check_rcpt``, ``etrn`` (RFC 1985: held mail
@@ -111,7 +112,7 @@ class Runner:
         if self.hoststore.problem:
             log.warning(maillog.runner_warning(self.hoststore.problem))
         self.linkup_path = os.path.join(cfg.spool_dir, LINKUP_FILE)
-        self.linkup = load_linkup(self.linkup_path)
+        self.linkup = load_linkup(self.linkup_path, cfg.retry.offline_after)
         self.tasks = TaskSet()
         self.guard = ClockGuard(self.clock, store, os.path.join(cfg.spool_dir, CLOCKSTEPS_FILE),
                                 on_step=self.clock_stepped, spawn=self.tasks.spawn)
@@ -142,6 +143,8 @@ class Runner:
         except KeyError:                  # not queued (any more): nothing to deliver
             return
         self.plan_timer(qid)
+        if entry.envelope.urgency == "urgent" and entry.attempts == 0:
+            self.queue_runs.urgent_arrived(qid)     # new: a run in progress takes it next
         try:
             cheap = any(is_cheap(job) for job in self.pending_jobs(entry)[0])
         except Exception:                 # the attempt logs it and defers the message (4.3.0)
@@ -254,9 +257,15 @@ class Runner:
         if start and outcome.dsn_overdue(entry, now=now, cfg=self.cfg, link_up_s=lu):
             self.retries.timer(qid, now)
             return
-        counting = not self.cfg.retry.count_link_up_time_only or self.linkup.up_since is not None
+        counting = self._counting(now)
         self.retries.timer(qid, outcome.dsn_timer(entry, now=now, cfg=self.cfg, counting=counting,
                                                   link_up_s=lu))
+
+    def _counting(self, now: float) -> bool:
+        """Whether the ages Timeout.* count grow now (retry: all time, link-up, the line's)."""
+        if self.cfg.retry.count_link_up_time_only:
+            return self.linkup.up_since is not None
+        return self.cfg.retry.count_offline_time or self.linkup.counting(now)
 
     def plan_timers(self) -> None:
         for e in self.store.entries():
@@ -300,6 +309,16 @@ class Runner:
         await self._save_linkup()
         self.plan_timers()
         return busy
+
+    def line_tried(self, placed: bool) -> None:
+        """The link tried to dial: PLACED (the call reached the network, or
+        connected) vouches for the line, else the line cannot be used now
+        (retry.count_offline_time; spool/linetime.py)."""
+        self.guard.check()
+        self.linkup.tried(self.clock.wall(), placed=placed)
+        self.tasks.spawn(self._save_linkup())
+        if not self.cfg.retry.count_offline_time:    # else the timers do not depend on it
+            self.plan_timers()
 
     async def _save_linkup(self) -> None:
         try:

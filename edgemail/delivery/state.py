@@ -26,6 +26,7 @@ from edgemail import maillog
 from edgemail.delivery.port import RunReport, is_cut
 from edgemail.envelope import Attempt, Envelope, RcptStatus
 from edgemail.spool import schedule
+from edgemail.spool.linetime import DEFAULT_VOUCH_S, LineTime
 from edgemail.spool.record import QueueEntry
 from link.fileio import write_atomically
 
@@ -80,20 +81,23 @@ def drop_connections(smtp) -> None:
         session.abort()
 
 
-def load_linkup(path: str) -> schedule.LinkUpTime:
+def load_linkup(path: str, vouch_s: float = DEFAULT_VOUCH_S) -> LineTime:
+    """linkup.json (version 1: link-up intervals; 2: and the vouched spans)."""
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
-        return schedule.LinkUpTime([tuple(i) for i in data.get("intervals", [])], data.get("up_since"))
+        return LineTime([tuple(i) for i in data.get("intervals", [])], data.get("up_since"),
+                        vouched=[tuple(v) for v in data.get("vouched", [])], vouch_s=vouch_s)
     except FileNotFoundError:
-        return schedule.LinkUpTime()
+        return LineTime(vouch_s=vouch_s)
     except (OSError, ValueError, TypeError) as exc:
         log.warning(maillog.runner_warning(f"{path} unreadable, link-up time starts empty: {exc}"))
-        return schedule.LinkUpTime()
+        return LineTime(vouch_s=vouch_s)
 
 
-def save_linkup(path: str, lut: schedule.LinkUpTime) -> None:
-    write_atomically(path, json.dumps({"version": 1, "intervals": lut.intervals, "up_since": lut.up_since}))
+def save_linkup(path: str, lut: LineTime) -> None:
+    write_atomically(path, json.dumps({"version": 2, "intervals": lut.intervals, "up_since": lut.up_since,
+                                       "vouched": lut.vouched}))
 
 
 class TaskSet:

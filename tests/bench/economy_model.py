@@ -46,8 +46,11 @@ THE WORLD (Params; defaults are the benchmark's)
 STRATEGIES
     edgemail    link.policy's real should_dial(now, demand), asked at every
                 submission, at each hang-up and at the next_at it returns;
-                on link-up: one queue run (a session for all waiting mail),
-                then ETRN; mail submitted while up goes at once.
+                on link-up: one queue run (a session for all waiting mail,
+                urgent mail first), then ETRN; mail submitted while up goes at
+                once, urgent mail ahead of every transfer not yet started (the
+                runner's urgent first: delivery/queuerun.py urgent_arrived;
+                the transfer in progress is not cut).
     recipe      the seed: cron `sendmail -q` at :00 and the ETRN script at :01
                 every hour, plus every 15 minutes Mon-Fri 08:00-17:45; pppd
                 demand dialing brings the line up for either (a queue run with
@@ -229,6 +232,7 @@ class Line:
         self.state = "down"
         self.sessions: list[Session] = []
         self.busy_until = 0.0
+        self.items: list[list] = []          #: [start, end, msg or None] on the pipe, in order
 
     @property
     def up(self) -> bool:
@@ -248,15 +252,39 @@ class Line:
         if self.on_up:
             self.on_up()
 
-    def transfer(self, duration: float, done=None) -> float:
-        """Put `duration` seconds of traffic on the pipe; returns when it ends."""
+    def transfer(self, duration: float, done=None, msg=None) -> float:
+        """Put `duration` seconds of traffic on the pipe; returns when it ends
+        (MSG, when given, is delivered then: its done time moves if urgent
+        mail goes ahead of it)."""
         assert self.state == "up"
-        end = max(self.sim.now, self.busy_until) + duration
-        self.busy_until = end
+        start = max(self.sim.now, self.busy_until)
+        end = self.busy_until = start + duration
+        self.items = [it for it in self.items if it[1] > self.sim.now] + [[start, end, msg]]
         if done:
             self.sim.at(end, done)
         self._arm_idle()
         return end
+
+    def jump(self, duration: float, msg) -> float:
+        """Urgent mail (edgemail's runner: urgent first): MSG's `duration`
+        goes after the transfer in progress, ahead of every one not started
+        (their messages are delivered that much later); returns its end."""
+        assert self.state == "up"
+        now = self.sim.now
+        self.items = [it for it in self.items if it[1] > now]
+        at = self.items[0][1] if self.items and self.items[0][0] <= now else now
+        for it in self.items:
+            if it[0] >= at:
+                it[0] += duration
+                it[1] += duration
+                if it[2] is not None:
+                    it[2].done = it[1]
+        self.items.append([at, at + duration, msg])
+        self.items.sort(key=lambda it: it[0])
+        self.busy_until = max(self.busy_until, now) + duration
+        msg.done = at + duration
+        self._arm_idle()
+        return at + duration
 
     def _arm_idle(self) -> None:
         session = self.sessions[-1]
@@ -288,14 +316,21 @@ def session_seconds(p: Params, msgs) -> float:
 
 def send(line: Line, msgs: list[Msg]) -> None:
     """One SMTP session for `msgs`; each message is delivered when its DATA ends."""
-    if not msgs:
-        return
     p = line.p
-    t = max(line.sim.now, line.busy_until) + SESSION_RTTS * p.rtt
-    for m in msgs:
-        t += MESSAGE_RTTS * p.rtt + m.size / p.goodput
-        m.done = t
-    line.transfer(session_seconds(p, msgs))
+    for k, m in enumerate(msgs):
+        m.done = line.transfer((SESSION_RTTS * p.rtt if k == 0 else 0.0)
+                               + MESSAGE_RTTS * p.rtt + m.size / p.goodput, msg=m)
+
+
+def send_urgent_first(line: Line, msgs: list[Msg]) -> None:
+    """edgemail's runner: urgent mail first in the run, and urgent mail sent
+    while the pipe is busy goes ahead of every transfer not started (its own
+    session: 3 + 4 round trips and its bytes)."""
+    p = line.p
+    urgent = [m for m in msgs if m.urgent]
+    for m in urgent:
+        line.jump(session_seconds(p, [m]), m)
+    send(line, [m for m in msgs if not m.urgent])
 
 
 class Isp:
@@ -376,7 +411,7 @@ def run_edgemail(p: Params, load: Load, policy_text: str, *, file: str = "<polic
 
     def on_up() -> None:
         batch, queue[:] = list(queue), []
-        send(line, batch)                             # the queue run
+        send_urgent_first(line, batch)                # the queue run, urgent mail first
         isp.etrn()                                    # then ETRN, as the link-up sequence does
 
     def on_down() -> None:
@@ -423,7 +458,7 @@ def run_edgemail(p: Params, load: Load, policy_text: str, *, file: str = "<polic
 
     def submit(m: Msg) -> None:
         if line.up:
-            send(line, [m])
+            send_urgent_first(line, [m])              # urgent: ahead of what is not started
         else:
             queue.append(m)
             check()

@@ -153,6 +153,25 @@ def test_edgemail_budget_from_the_policy_holds_mail_until_midnight():
 
 # --- workload and figures -----------------------------------------------------
 
+def test_urgent_mail_goes_after_the_transfer_in_progress_ahead_of_the_rest():
+    """The runner's urgent first, in the model: a run of two normal messages
+    (2.7 s, then 2.4 s), urgent mail sent 1 s in goes after the first
+    (its own session, 2.7 s) and the second is delivered that much later."""
+    sim = em.Sim()
+    line = em.Line(sim, P, idle_s=120.0)
+    line.dial("test")
+    sim.run(P.dial_s + 0.001)                        # up at t = 20
+    a, b, u = em.Msg(0, 2000), em.Msg(0, 2000), em.Msg(21, 2000, True)
+    em.send_urgent_first(line, [a, b])
+    sim.at(21.0, lambda: em.send_urgent_first(line, [u]))
+    sim.run(22.0)
+    assert (a.done, u.done, b.done) == pytest.approx((20 + MSG, 20 + 2 * MSG, 20 + 2 * MSG + 2.4))
+    assert line.busy_until == pytest.approx(b.done)
+    q = [em.Msg(0, 2000), em.Msg(0, 2000, True)]      # a queue run: urgent first
+    em.send_urgent_first(line, q)
+    assert q[1].done < q[0].done
+
+
 def test_workload_is_reproducible_and_follows_the_stated_profile():
     p = em.Params()
     a, b, c = em.workload(p, seed=3), em.workload(p, seed=3), em.workload(p, seed=4)

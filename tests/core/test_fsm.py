@@ -7,8 +7,8 @@ import pytest
 from link.fsm import FsmConfig, LinkFSM
 from link.transitions import (TABLE, CarrierLost, ClearHostStatus, Dial, DialRequested, DialResult,
                               EtrnDone, Hangup, Hold, Idle, IfaceDown, IfaceUp, InboundActive, InboundDone,
-                              LinkState, MailWaiting, NotifyDown, NotifyUp, Phase, PppdExited, QueueRunDone,
-                              Release, Resume, RunQueue, ScheduleTimer, SendEtrn, SetupBroken, StartPppd,
+                              LinkState, MailWaiting, NotifyDown, NotifyUp, Phase, PollDue, PppdExited,
+                              QueueRunDone, Release, Resume, RunQueue, ScheduleTimer, SendEtrn, SetupBroken, StartPppd,
                               StopRun, Timer)
 
 S = LinkState
@@ -68,6 +68,7 @@ CASES = [
     (S.UP, EtrnDone("459"), 1, S.UP, []),
     (S.UP, InboundActive(), 1, S.UP, []),
     (S.UP, MailWaiting(), 1, S.UP, [RunQueue(link_up=False)]),
+    (S.UP, PollDue("2024-03-04T10:00:00+01:00"), 1, S.UP, [SendEtrn(("example.org",), "etrn")]),
     (S.UP, InboundDone(), 1, S.UP, []),
     (S.UP, Idle(100), 1, S.UP, []),
     (S.UP, Timer(), 121, S.HANGING_UP, [Hangup("idle")]),
@@ -98,7 +99,7 @@ def test_every_table_entry_has_a_case():
 
 
 ALL_EVENTS = [DialRequested("x"), DialResult(True), IfaceUp(), IfaceDown(), CarrierLost(), PppdExited(0),
-              BAD_OPTIONS, QueueRunDone(), EtrnDone("250"), MailWaiting(), InboundActive(), InboundDone(), Idle(1), Timer()]
+              BAD_OPTIONS, QueueRunDone(), EtrnDone("250"), MailWaiting(), PollDue(), InboundActive(), InboundDone(), Idle(1), Timer()]
 IGNORED = [(s, e) for s in S for e in ALL_EVENTS if (s, type(e)) not in TABLE]
 
 
@@ -202,6 +203,7 @@ def test_mail_waiting_while_lingering_goes_out_on_the_same_call_without_a_second
     assert strip_timer(f.handle(MailWaiting(), 5.0)) == []          # a run is under way: it ends in LINGER
     assert strip_timer(f.handle(QueueRunDone(), 6.0)) == [SendEtrn(("example.org",))]
     assert strip_timer(f.handle(MailWaiting(), 7.0)) == []          # ETRN phase: not yet
+    assert strip_timer(f.handle(PollDue(), 7.0)) == []              # nor a unit poll
     f.handle(EtrnDone("250"), 8.0)
     assert f.phase is Phase.LINGER
     assert strip_timer(f.handle(MailWaiting(), 100.0)) == [RunQueue(link_up=False)] and f.phase is Phase.RUN

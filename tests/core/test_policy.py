@@ -316,3 +316,11 @@ def test_waiting_mail_that_makes_no_call_says_what_holds_it(text, want):
     d = parse(text).should_dial(at(2026, 6, 2, 9, 17), Demand(queued=2, oldest_age_s=60))
     assert (d.dial, d.reason, d.next_at) == (False, want, None)
     assert parse(text).should_dial(at(2026, 6, 2, 9, 17), Demand()).reason == "nothing due"
+
+
+def test_failed_dial_backoff_is_the_fsms_first_backoff_at_least_one_second():
+    from edgemail.config.model import LinkConfig
+    from link.fsmconfig import fsm_config
+    for text, want in [("", 60.0), ("set failed_dial_backoff = 3s\n", 3.0), ("set failed_dial_backoff = 0\n", 1.0)]:
+        got = fsm_config(LinkConfig(), parse(text), ()).backoff_base_s
+        assert got == want, f"{text!r}: got {got}, want {want}"

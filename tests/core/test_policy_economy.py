@@ -118,7 +118,7 @@ class _Clock:
 
 
 def test_the_manager_gives_the_fsm_the_policys_chargehup_on_its_monotonic_clock():
-    from link.manager import hangup_plan
+    from link.fsmconfig import hangup_plan
     assert hangup_plan(FIXED, _Clock()) is None                              # no tariff, no plan
     p = parse(RULES + UNITS)
     plan = hangup_plan(p, _Clock())

@@ -217,6 +217,19 @@ def test_queue_sort_orders(order, want):
     assert [e.qid for e in sch.select(es, T0, c)] == want
 
 
+@pytest.mark.parametrize("order", ["priority", "time", "filename", "host", "random"])
+def test_urgent_mail_comes_first_in_every_order(order):
+    """Issue 14: a queue run sends urgent (Precedence) mail before other mail,
+    a big urgent message too (size 500 KB - 180000 would sort it after the rest)."""
+    c = cfg(QueueSortOrder=order)
+    es = [entry("A", created=T0 - 50, size=1000, rcpts=("x@a.example",)),
+          entry("U", created=T0 - 10, size=500_000, precedence=100, rcpts=("x@z.example",), attempts=2),
+          entry("B", created=T0 - 40, size=2000, rcpts=("x@b.example",)),
+          entry("V", created=T0 - 5, size=100, precedence=100, rcpts=("x@y.example",))]
+    got = [e.qid for e in sch.select(es, T0, c, rng=random.Random(3))]
+    assert set(got[:2]) == {"U", "V"} and set(got[2:]) == {"A", "B"}, got
+
+
 def test_random_order_is_a_permutation_driven_by_rng():
     c = cfg(QueueSortOrder="random")
     es = [entry(f"Q{i}") for i in range(20)]

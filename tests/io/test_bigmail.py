@@ -62,3 +62,32 @@ async def test_big_mail_waits_for_the_cheap_window_and_says_why(example_config, 
     assert "Waiting" not in QueueListing(store, waits=runner.big_wait).text(store.get(big))
     report = await port.run_queue()
     assert report.sent == 1 and store.entries() == []
+
+
+async def test_link_explain_says_how_many_big_messages_wait_and_why(example_config, tmp_path):
+    """`edgemail link explain` (link.report.explain) on the real LinkManager
+    wired to the real MtaPort: the big message is left out of the demand and
+    explain's big-mail line names the count and the policy's reason."""
+    from dataclasses import replace
+
+    from link.manager import LinkManager
+    clock = FakeClock()
+    cfg = make_cfg(example_config, SmartHost="[127.0.0.1]:25")
+    link_cfg = replace(cfg.link, mode="external", up_command=("/bin/true",), down_command=("/bin/true",),
+                       state_file=str(tmp_path / "link.json"))
+    mgr = LinkManager(link_cfg, POLICY, clock=clock, port=None)
+    store = make_store(cfg, clock)
+    runner = make_runner(cfg, store, clock, link=mgr)
+    mgr.port = MtaPort(cfg, store, runner, clock=clock)
+    await submit(store, ["far@x.test"], data=BIG)
+    text = mgr.explain()
+    assert "waiting for the link: nothing" in text, text                 # not in the demand: no call for it
+    (line,) = [t for t in text.splitlines() if "big message(s)" in t]
+    assert line.startswith(f"1 big message(s) left out, not dialed for: big mail ({len(BIG)} bytes "
+                           ">= big_mail 5000) waits for a cheap window (mon-fri 00:00-06:00): Wed 00:00"), line
+    await submit(store, ["near@x.test"], data=SMALL)
+    text = mgr.explain()
+    assert "waiting for the link: 1 message(s)" in text and "1 big message(s) left out" in text, text
+    clock.advance(datetime(2023, 11, 15, 0, 1, tzinfo=timezone.utc).timestamp() - clock.wall())
+    text = mgr.explain()                                                # in the window: both count, no line
+    assert "waiting for the link: 2 message(s)" in text and "big message(s)" not in text, text

@@ -185,7 +185,7 @@ async def test_inbound_sessions_counted_on_isp_facing_listeners_only(example_con
 
 
 async def test_wait_fresh_file_waits_for_this_calls_peer_dns_file(tmp_path):
-    from edgemail.daemon.mtaport import wait_fresh_file
+    from edgemail.daemon.routewait import wait_fresh_file
     path = tmp_path / "resolv.conf"
     assert not await wait_fresh_file(str(path), 0.2)         # not there: gives up
     path.write_text("nameserver 192.0.2.53\n")
@@ -202,7 +202,7 @@ async def test_wait_fresh_file_waits_for_this_calls_peer_dns_file(tmp_path):
 
 WAIT_ROUTE = """
 import asyncio, sys
-from edgemail.daemon.mtaport import wait_route
+from edgemail.daemon.routewait import wait_route
 print(asyncio.run(wait_route(sys.argv[1:], 0.3)))
 """
 

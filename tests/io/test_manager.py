@@ -26,7 +26,7 @@ from link.accounting import Ledger
 from link.manager import LinkManager
 from link.netwatch import IFF_LOWER_UP, IFF_UP, View
 from link.policy import parse
-from link.port import QueueSummary
+from link.port import QueueSummary, wall_now
 
 POLICY = "set idle_hangup = 2m\nset max_connect = 30m\nset dial_when_queued = 1\nset redial_gap = 1s\n"
 CFG = replace(LinkConfig(), mode="external", up_command=("/bin/true",), down_command=("/bin/true",),
@@ -48,6 +48,7 @@ class Mta:
         self.queue = QueueSummary()
         self.fail: dict[str, type[Exception]] = {}      #: call -> what it raises
         self.inbound = 0
+        self.tried: list[tuple[bool, str]] = []         #: line_tried(placed, result), in order
         self.release_run = asyncio.Event()
         self.release_run.set()
 
@@ -86,6 +87,9 @@ class Mta:
 
     def link_down(self) -> None:
         self._note("link_down")
+
+    def line_tried(self, placed: bool, result: str) -> None:
+        self.tried.append((placed, result))
 
     def asked(self, name: str) -> list[str]:
         return [c for c in self.calls if c == name]
@@ -225,6 +229,25 @@ async def test_a_failing_up_command_backs_off_then_dials_again(rig, caplog):
     assert len(lines(caplog, "link: state=DIALING")) == 2 and mgr.state == "backoff"
 
 
+@pytest.mark.parametrize("cfg,want", [
+    (replace(CFG, up_command=("/bin/false",)), (True, "up_command exit 1")),      # it ran: a try
+    (replace(CFG, up_command=("/nonexistent/ifup",)), (False, "up-command-not-runnable")),
+    (replace(CFG, mode="modem", device="/nonexistent/ttyS9", numbers=("5551234",)), (False, "LINK-LOST")),
+], ids=["up-command-fails", "up-command-missing", "modem-missing"])
+async def test_every_dial_result_is_told_to_the_mta_placed_or_not(rig, cfg, want):
+    """retry.count_offline_time's input (issue 14 §5): a failed try counts as a
+    time the line could have been up; a modem or setup that cannot even dial does not."""
+    mgr, mta, clock, ledger = rig(cfg=cfg, queued=1)
+    await until(lambda: mta.tried, "the dial's result told")
+    assert mta.tried == [want]
+
+
+async def test_a_call_that_connects_is_told_as_placed(rig):
+    mgr, mta, clock, ledger = rig(queued=1)
+    await bring_up(mgr, mta)
+    assert mta.tried == [(True, "up_command")]
+
+
 async def test_a_failing_port_is_logged_by_type_and_the_call_goes_on(rig, caplog):
     mgr, mta, clock, ledger = rig(queued=1)
     mta.fail = {"run_queue": OSError, "clear_host_status": RuntimeError}
@@ -311,3 +334,46 @@ async def test_operator_dial_and_hangup(rig, caplog):
     mgr.link_down("ppp0")
     await until(lambda: mgr.state == "down", "down")
     assert mgr.policy_driver.last_dial is not None and ledger.usage(mgr.policy_driver.last_dial).calls == 1
+
+
+UNIT_POLICY = ("timezone UTC\ntariff unit 0.06 90s\nset chargehup = on\nset chargehup_margin = 5s\n"
+               "set chargehup_quiet = 8s\nset unit_poll = 5m\nset idle_hangup = 15s\nset dial_when_queued = 1\n"
+               "set redial_gap = 1s\nset schedule = relative\n*/5 * * * * etrn\n")
+
+
+async def test_one_more_etrn_in_the_paid_unit_counts_as_the_next_poll(rig, caplog):
+    """Issue 14 §2 in the daemon's manager (it was in the core and the bench only):
+    the quiet line is hung up 5 s before its 90 s unit ends; the relative
+    schedule's next poll falls within unit_poll of that, so one more ETRN goes
+    20 s before the hang-up, in the paid unit, and the next dial counts from
+    the poll it stood in for.  Virtual time: the policy core gives every instant."""
+    from datetime import timedelta
+
+    from link.policy import UNIT_POLL_LEAD
+    mgr, mta, clock, ledger = rig(policy=UNIT_POLICY, queued=1)
+    pol = mgr.policy
+    await bring_up(mgr, mta)
+    up = wall_now(clock)                            # the call came up now (virtual time stands still)
+    assert mta.asked("etrn") == ["etrn"]
+    hangup = pol.hangup_at(up, up)                  # quiet since the ETRN, at t = up
+    due = pol.next_poll(up, mgr.demand(up))
+    assert hangup == up + timedelta(seconds=85) and due is not None and (due - hangup).total_seconds() <= 300
+    await clock.wait_for_sleepers(1)
+    clock.advance(85 - UNIT_POLL_LEAD - 1)
+    await asyncio.sleep(0.05)
+    assert mta.asked("etrn") == ["etrn"], "a unit poll before its time"
+    clock.advance(1.01)
+    await until(lambda: len(mta.asked("etrn")) == 2, "the ETRN in the paid unit")
+    assert mgr.unit_polls.count == 1 and mgr.unit_polls.last_poll == due
+    await until(lambda: mgr.fsm.phase.value == "linger", "the poll's ETRN done")
+    clock.advance(UNIT_POLL_LEAD - 0.5)
+    await asyncio.sleep(0.05)
+    assert mgr.state == "up" and len(mta.asked("etrn")) == 2       # one per planned hang-up
+    clock.advance(1.0)
+    await until(lambda: mgr.state == "hanging-up", "the chargehup hang-up")
+    assert wall_now(clock) == hangup + timedelta(seconds=0.51)     # the loop woke at the plan, not later
+    mgr.link_down("ppp0")                                          # the down hook
+    await until(lambda: mgr.state == "down", "the call's end")
+    assert ledger.last_call is not None and ledger.last_call.connect_s == pytest.approx(85.51)  # in one unit
+    nxt = mgr.policy.should_dial(wall_now(clock), mgr.demand(wall_now(clock)))
+    assert not nxt.dial and nxt.next_at == due + timedelta(minutes=5), nxt   # counted from the stood-in poll

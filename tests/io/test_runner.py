@@ -302,6 +302,77 @@ async def test_count_link_up_time_only(example_config, clock):
     assert q not in {e.qid for e in store.entries()}
 
 
+async def test_count_offline_time_false_a_broken_modem_week_ages_nothing(example_config, clock):
+    """Issue 14 §5: a week of dials the modem could not even place ages no
+    mail (no warning timer, an attempt after it is deferred, not returned);
+    BUSY dials count, and past queuereturn the next failed attempt returns it."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = make_cfg(example_config, SmartHost=f"[127.0.0.1]:{port}",
+                   retry={"count_offline_time": False, "offline_after": "2h"},
+                   Timeout={"queuewarn": "4h", "queuereturn": "5d"})
+    store = make_store(cfg, clock)
+    runner = make_runner(cfg, store, clock)
+    q = await submit(store, ["far@x.test"], notify=("FAILURE", "DELAY"))
+    for _ in range(7 * 24):                                   # the modem silent to AT, hourly
+        runner.line_tried(False)
+        clock.advance(3600)
+    assert runner.messages.link_up_s(store.get(q), clock.wall()) == 0.0
+    assert runner.retries.timers().get(q) is None              # no warning, no return is due
+    await runner.queue_run()                                   # an attempt, refused: not returned
+    await runner.idle()
+    assert store.get(q).rcpt_status["far@x.test"] is RcptStatus.DEFERRED
+    for _ in range(5):                                         # the modem works, the ISP is BUSY
+        runner.line_tried(True)
+        clock.advance(3600)
+    aged = runner.messages.link_up_s(store.get(q), clock.wall())
+    assert aged == 5 * 3600 and runner.retries.timers().get(q) is not None   # the warning's timer
+    for _ in range(5 * 24):
+        runner.line_tried(True)
+        clock.advance(3600)
+    await runner.idle()                                        # the saves
+    again = make_runner(cfg, store, clock)                     # persisted in the spool
+    assert again.linkup.vouched == runner.linkup.vouched
+    await runner.queue_run()
+    await runner.idle()
+    assert q not in {e.qid for e in store.entries()}           # returned after its attempt
+
+
+async def test_urgent_mail_committed_during_a_run_goes_before_the_rest_of_it(example_config, upstream_factory,
+                                                                              clock, monkeypatch):
+    """Issue 14 (urgent first): the run's two deliveries in flight are held at
+    DATA; urgent mail committed meanwhile is started in the first free slot,
+    before the run's other selected messages; selection puts urgent mail first
+    too, whatever its size (sendmail's ClassFactor alone would not)."""
+    import upstream as upmod
+    gate, plain_slow = asyncio.Event(), upmod._Handler._slow
+
+    async def slow(self, what):
+        if what == "DATA":
+            await gate.wait()
+        await plain_slow(self, what)
+    monkeypatch.setattr(upmod._Handler, "_slow", slow)
+    up = await upstream_factory()
+    cfg = make_cfg(example_config, SmartHost=f"[127.0.0.1]:{up.port}", ConnectionCacheSize=2)
+    store = make_store(cfg, clock)
+    runner = make_runner(cfg, store, clock)
+    normal = [await submit(store, [f"n{k}@far.test"]) for k in range(4)]
+    big_urgent = await submit(store, ["big@far.test"], precedence=100, data=MSG + b"x" * 300_000 + b"\r\n")
+    assert [i.qid for i in runner.queue_runs.select([], flush=False)][0] == big_urgent
+    run = asyncio.create_task(runner.queue_run(reason="test"))
+    await until(lambda: runner.in_flight == 2)
+    urgent = await submit(store, ["u@far.test"], precedence=100)
+    runner.on_commit(urgent)
+    gate.set()
+    report = await run
+    order = [m.rcpt_tos[0].split("@")[0] for m in up.messages]
+    assert report.sent == 6 and order[0] in ("big", "n0") and set(order[:2]) == {"big", "n0"}, order
+    assert order[2] == "u", f"urgent mail waited behind the run: {order}"
+    assert normal
+
+
 @pytest.mark.parametrize("state,sent", [("down", 0), ("backoff", 0), ("up", 1), ("dialing", 1)])
 async def test_queue_run_leaves_expensive_routes_for_the_link(example_config, upstream_factory, clock, state, sent):
     # invariant 3: with a link manager, `sendmail -q` while the line is down
