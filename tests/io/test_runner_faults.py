@@ -380,3 +380,23 @@ async def test_dns_timeout_is_a_link_failure_only_on_a_route_for_the_link(
         assert said == f"DNS lookup of slow.test/MX timed out after 0.5s (no answer from 127.0.0.1:{silent_dns})", \
             "no link to blame (mode none, or a cheap route): the text says what happened, not 'link down?'"
         assert e.next_attempt > clock.wall(), e
+
+
+# ------------------------------------------------------------------ addresses over the limits (a queue file no submission checked)
+
+async def test_an_address_over_the_limits_in_a_queue_file_is_never_sent(example_config, clock, upstream_factory):
+    up = await upstream_factory()
+    cfg = make_cfg(example_config, SmartHost=f"[127.0.0.1]:{up.port}")
+    store = make_store(cfg, clock)
+    runner = make_runner(cfg, store, clock)
+    long_local = await submit(store, ["x" * 5000 + "@far.test"])           # store.commit: no submission's checks
+    long_label = await submit(store, ["u@" + "b" * 64 + ".far.test"])
+    good = await submit(store, ["ok@far.test"])
+    report = await runner.queue_run()
+    assert [m.rcpt_tos for m in up.messages] == [["ok@far.test"]], "only the good address reached the smart host"
+    assert good not in {e.qid for e in store.entries()} and report.sent == 1, report.message()
+    for qid, why in ((long_local, "local part longer than 128 octets (5000)"),
+                     (long_label, "of 64 octets, longer than 63")):
+        e = store.get(qid)
+        (said,) = e.last_reply.values()
+        assert "recipient address not sent: " in said and why in said, said
