@@ -40,7 +40,10 @@ Rules (each has a test in tests/core/test_address.py):
   destination is ours or held (routing.py, smtpd/policy.py): one reply,
   ``550 5.7.1``, as Postfix refuses ``%``/``!`` relay attempts - a policy
   refusal, not a syntax error (the address is valid RFC 5321).
-* Limits: local part 64 octets x 2 (lenient), domain 255, whole path 256.
+* Limits: local part 64 octets x 2 (lenient: SRS and VERP addresses pass
+  64, and sendmail and Postfix set no local-part limit), domain 255, label
+  63, whole path 256.  ``check_lengths`` is the same rule for an address
+  already in the queue (smtpc/wire.py: never sent over the limits).
 * ``Path.utf8`` says the address as written was not ASCII (a UTF-8 local
   part or a U-label domain): RFC 6531 allows it only with SMTPUTF8, which
   the caller checks.  Text that is not valid UTF-8 (lone surrogates from a
@@ -65,7 +68,7 @@ import re
 from dataclasses import dataclass
 
 __all__ = ["Address", "AddressError", "Path", "ROUTED_REFUSAL", "Unqualified", "parse_path",
-           "parse_address", "qualify_header"]
+           "parse_address", "qualify_header", "check_lengths"]
 
 #: the reply for a route in disguise to a destination of ours ({a}: the address)
 ROUTED_REFUSAL = ("550 5.7.1 <{a}>... Sender-specified routing refused: "
@@ -73,6 +76,7 @@ ROUTED_REFUSAL = ("550 5.7.1 <{a}>... Sender-specified routing refused: "
 
 MAX_LOCAL = 128
 MAX_DOMAIN = 255
+MAX_LABEL = 63
 MAX_PATH = 256
 
 # RFC 5322 atext (RFC 5321 Atom), plus any non-ASCII character (RFC 6531).
@@ -242,7 +246,7 @@ def _local_part(text: str) -> tuple[str, str]:
     if not local:
         raise AddressError("empty local part")
     if len(local.encode()) > MAX_LOCAL:
-        raise AddressError(f"local part longer than {MAX_LOCAL} octets")
+        raise AddressError(f"local part longer than {MAX_LOCAL} octets ({len(local.encode())})")
     return local, rest
 
 
@@ -256,9 +260,14 @@ def _domain(text: str) -> tuple[str, ipaddress.IPv4Address | ipaddress.IPv6Addre
         except UnicodeError:
             raise AddressError("bad internationalised domain") from None
     name = name.lower()
-    if not name or len(name) > MAX_DOMAIN:
-        raise AddressError("bad domain length")
+    if not name:
+        raise AddressError("bad domain length: empty")
+    if len(name) > MAX_DOMAIN:
+        raise AddressError(f"domain of {len(name)} octets, longer than {MAX_DOMAIN} (RFC 5321 4.5.3.1.2)")
     labels = name.split(".")
+    if long := next((label for label in labels if len(label) > MAX_LABEL), None):
+        raise AddressError(f"domain label {long[:20]}... of {len(long)} octets, longer than "
+                           f"{MAX_LABEL} (RFC 1035 2.3.4)")
     if not all(_LABEL.fullmatch(label) for label in labels):
         raise AddressError("bad domain")
     if labels[-1].isdigit():
@@ -280,6 +289,18 @@ def _literal(text: str) -> tuple[str, ipaddress.IPv4Address | ipaddress.IPv6Addr
     except ValueError:
         raise AddressError("bad address literal (want [a.b.c.d] or [IPv6:...])") from None
     return f"[{ip}]", ip
+
+
+def check_lengths(address: str) -> None:
+    """An address from the queue (canonical text, not parsed again): the
+    limits above, or AddressError naming the part too long."""
+    local, at, domain = address.rpartition("@")
+    if not at:
+        local, domain = address, ""
+    if len(local.encode()) > MAX_LOCAL:
+        raise AddressError(f"local part longer than {MAX_LOCAL} octets ({len(local.encode())})")
+    if domain and not domain.startswith("["):
+        _domain(domain)
 
 
 #: header fields holding addresses that local submission qualifies

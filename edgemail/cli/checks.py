@@ -20,6 +20,9 @@ file, not only the first).  What is checked, and with what:
                            "user password" line): delivery to the smart
                            host defers 4.7.0 on it; a file not made yet
                            is a warning (the example names one to make)
+    [link] odmr            its secret_file, with smtpc.tls.load_secret (mode,
+                           group, the password line) as the ATRN call reads
+                           it: a file not made yet is a warning
     SmartHostCAFile        smtpc.tls.TlsPolicy.context(): the smart host's
                            certificate could never be verified
     [smtpd] auth_file      smtpd.credentials.Credentials.load (the
@@ -94,6 +97,8 @@ def check_files(cfg: Config) -> Findings:
     if cfg.link.policy or cfg.link.mode != "none":
         out.errors += _policy_errors(cfg)
     _smart_host_files(cfg, out)
+    if cfg.link.odmr:
+        _odmr_secret(cfg.link.odmr.secret_file, out)
     _secrets_kept(cfg, out)
     if cfg.smtpd.auth_file:
         _smtpd_credentials(cfg.smtpd.auth_file, out)
@@ -244,16 +249,30 @@ def _smart_host_files(cfg: Config, out: Findings) -> None:
 
 def _auth_file(path: str, out: Findings) -> None:
     from edgemail.smtpc.tls import load_credentials
+    _private_file(path, "SmartHostAuthFile", load_credentials, out,
+                  "the smart host's AUTH fails and its mail defers 4.7.0 until it does (one line \"user password\")")
+
+
+def _odmr_secret(path: str, out: Findings) -> None:
+    """[link] odmr's secret_file, read as the ODMR call reads it (smtpc.tls.load_secret)."""
+    from edgemail.smtpc.tls import load_secret
+    key = "link.odmr.secret_file"
+    _private_file(path, key, lambda p: load_secret(p, key), out,
+                  "every ATRN call fails before AUTH until it does (the password alone on one line)")
+
+
+def _private_file(path: str, key: str, load, out: Findings, missing: str) -> None:
+    """A secret read at call time: missing is a warning (MISSING: what fails
+    meanwhile); mode, group and format errors are the loader's, as FILE: KEY: ..."""
     if not os.path.lexists(path):
-        out.warnings.append(f"{path}: SmartHostAuthFile: warning: does not exist (yet): the smart host's "
-                            "AUTH fails and its mail defers 4.7.0 until it does (one line \"user password\")")
+        out.warnings.append(f"{path}: {key}: warning: does not exist (yet): {missing}")
         return
     if os.geteuid() != 0 and not os.access(path, os.R_OK):
-        out.warnings.append(f"{path}: SmartHostAuthFile: warning: not checked: uid {os.geteuid()} may not "
+        out.warnings.append(f"{path}: {key}: warning: not checked: uid {os.geteuid()} may not "
                             "read it (as it should be); run the check as root")
         return
     try:
-        load_credentials(path)
+        load(path)
     except ConfigError as exc:
         out.errors.append(str(exc))
 

@@ -1,13 +1,14 @@
 """daemon/mtaport.py - the MTA side of the link port: what the LinkManager calls.
 
 NAME
-    mtaport - MtaPort(cfg, store, runner, listeners=(), clock=None);
-    Link(manager, port): the two wired together, as the daemon holds them
+    mtaport - MtaPort(cfg, store, runner, listeners=(), clock=None)
+    (wiredlink.Link(manager, port): the two wired together, as the daemon holds them)
 
 SYNOPSIS
     port = MtaPort(cfg, store, runner, listeners=listeners)
     mgr = LinkManager(cfg.link, policy, clock=clock, port=port, ...)
     port.queue_summary() -> QueueDemand       # what waits for the link, due now
+    port.waiting_for(filters) -> (link, held) # what a queue run with sendmail -q FILTERS leaves for the line
     await port.run_queue() -> RunReport       # link-up: host status cleared, queue run of expensive routes
     await port.run_due() -> RunReport         # mail due during the call: another run
     port.stop_run()                           # link going down: cut, no backoff grows
@@ -17,10 +18,6 @@ SYNOPSIS
     await port.odmr(domains) -> [EtrnResult]  # ATRN: the ISP pushes over our connection (RFC 2645)
     port.inbound_active() -> int              # ISP sessions open on our ISP-facing listeners
     await port.watch(on_due)                  # call on_due() when deferred mail becomes due
-
-    link = Link(mgr, port)                    # what the daemon's other parts hold
-    link.committed(qid); link.changed()       # a commit, a run: the demand changed
-    link.status() -> dict; await link.run()   # the manager and the port's watch
 
 DESCRIPTION
     The link manager (link/manager.py, "THE PORT") never imports edgemail;
@@ -72,15 +69,17 @@ import asyncio
 import functools
 import logging
 from dataclasses import dataclass
+from typing import Sequence
 
 from edgemail import maillog
 from edgemail.clock import Clock, SystemClock
 from edgemail.config import loader as configmod
-from edgemail.daemon.notify import Notifier
 from edgemail.delivery.etrn import EtrnResult, etrn, session_timeouts
 from edgemail.delivery.odmr import odmr
 from edgemail.daemon.routewait import wait_fresh_file, wait_route
 from edgemail.delivery.port import is_ip
+from edgemail.delivery.state import item
+from edgemail.spool import schedule
 
 log = logging.getLogger("edgemail.runner")
 
@@ -88,10 +87,6 @@ log = logging.getLogger("edgemail.runner")
 WATCH_MAX_S = 60.0
 #: link-up: how long the run waits for a route to its first next hop
 ROUTE_WAIT_S = 5.0
-#: how often the sd_notify STATUS text is recomputed (sent only when it changed)
-STATUS_POLL_S = 1.0
-#: the line's states, as a queue run's answer words them
-LINE_WORDS = {"down": "down", "backoff": "down (backing off after a failed dial)", "hanging-up": "hanging up"}
 
 
 @dataclass(frozen=True)
@@ -172,6 +167,23 @@ class MtaPort:
             urgent=sum(1 for e in due if e.envelope.urgency == "urgent"),
             expensive=len(waiting), total=len(entries), next_due=min(later, default=None),
             big_waiting=len(why), big_reason=next(iter(why.values()), ""))
+
+    def waiting_for(self, filters: Sequence[str] = ()) -> tuple[int, int]:
+        """What a queue run with FILTERS (sendmail -q's forms: only what they
+        select) leaves waiting while the line is down: (messages with mail for
+        the link, messages held on a hold route, which only a filtered run
+        flushes and only with the line up)."""
+        parsed = schedule.parse_filters(filters)
+        chosen = [e for e in self.store.entries()
+                  if not e.held and (not parsed or schedule.matches(item(e), parsed))]
+        return (sum(1 for e in chosen if self.needs_link(e)),
+                sum(1 for e in chosen if parsed and self._on_hold_route(e)))
+
+    def _on_hold_route(self, entry) -> bool:
+        try:
+            return any(j.decision.kind == "hold" for j in self.runner.pending_jobs(entry)[0])
+        except Exception:                        # needs_link has said it (demand_unroutable)
+            return False
 
     async def watch(self, on_due) -> None:
         """Call on_due() when a deferred expensive message becomes due (and
@@ -283,65 +295,3 @@ def _log_failure(task: asyncio.Task) -> None:
     elif error is not None:
         log.error(maillog.runner_internal_error(), exc_info=error)
 
-
-class Link:
-    """The link manager and its MTA port, as the daemon holds them: what the
-    daemon's other parts ask of the link (``changed``, ``committed``,
-    ``status``, ``status_text``) and the two long-running tasks (``run``).
-
-    The one late binding of the daemon is here: the manager is built before
-    the runner (it is the runner's LinkPort: DialDelay, hold), the port after
-    it (the port drives the runner), so the manager gets its port now."""
-
-    def __init__(self, manager, port: MtaPort) -> None:
-        self.manager, self.port = manager, port
-        manager.port = port
-
-    def changed(self) -> None:
-        """The queue changed: re-plan the port's watch, ask the policy again."""
-        self.port.changed()
-        self.manager.demand_changed()
-
-    def committed(self, qid: str) -> None:
-        """A commit hook (daemon/run.py's CommitHooks): a new message changes the demand."""
-        self.changed()
-
-    async def run(self) -> None:
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self.manager.run())
-            tg.create_task(self.port.watch(self.manager.demand_changed))
-
-    def status(self) -> dict:
-        """The manager's status() (``link``: the state, and its other facts) and ``queue``: the demand."""
-        return {**self.manager.status(), "queue": self.port.queue_summary().as_dict()}
-
-    def waiting(self) -> tuple[int, str]:
-        """With the line down: how many messages wait for the link, and for what, in words (0, "" else)."""
-        state = self.manager.state
-        if state in ("up", "dialing", "connecting"):
-            return 0, ""
-        state = LINE_WORDS.get(state, state)
-        n = self.port.queue_summary().expensive
-        stop = self.manager.fsm.stopped
-        if not n:
-            return 0, ""
-        if stop is not None:
-            return n, (f"the line is {state}: {n} message(s) for the link wait, and dialing is stopped "
-                       f"({stop.text}): see `edgemail link explain`")
-        return n, f"the line is {state}: {n} message(s) for the link wait for the dial policy or `edgemail link dial`"
-
-    def status_text(self) -> str:
-        q = self.port.queue_summary()
-        stop = self.manager.fsm.stopped
-        state = f"{self.manager.state} (dialing stopped: {stop.text})" if stop is not None else self.manager.state
-        return f"link {state}, {q.total} queued ({q.queued} for the link)"
-
-    async def notify_loop(self, notifier: Notifier, clock: Clock) -> None:
-        """STATUS= to systemd whenever the link state or the queue count changes."""
-        said = ""
-        while True:
-            text = self.status_text()
-            if text != said:
-                notifier.status(text)
-                said = text
-            await clock.sleep(STATUS_POLL_S)

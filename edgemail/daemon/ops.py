@@ -41,7 +41,7 @@ from edgemail.clock import Clock
 from edgemail.config.model import Config
 from edgemail.daemon.control import Stream
 from edgemail.daemon.listing import QueueListing, status_word
-from edgemail.daemon.mtaport import Link
+from edgemail.daemon.wiredlink import Link
 from edgemail.daemon.submission import check_data, checked_envelope
 from edgemail.envelope import Envelope, Recipient
 from edgemail.errors import ControlError, SpoolError, SpoolFull
@@ -61,7 +61,7 @@ class ControlOps:
 
     Everything it answers from is given here: the config, the store, the
     clock; the runner (``on_commit``, ``queue_run``, and the ``runner_ops``
-    when it has ``hoststat``), the link (a mtaport.Link adds the
+    when it has ``hoststat``), the link (a wiredlink.Link adds the
     ``link_ops`` and the queue demand to ``status``; any other object is
     asked for ``status()`` or ``state``), the SMTP listeners (their bound
     ports for ``status``), the commit hook (default: the runner's
@@ -202,7 +202,7 @@ class ControlOps:
             link = self.link if isinstance(self.link, Link) else None
             reply = await start_queue_run(self.runner, filters, wait=bool(req.get("wait")),
                                           done=link.changed if link else None)
-            waiting, why = link.waiting() if link else (0, "")
+            waiting, why = link.waiting(filters) if link else (0, "")
             if waiting:
                 reply.update(message=f"{reply['message']}; {why}", link_waiting=waiting)
             return reply

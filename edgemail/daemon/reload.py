@@ -34,7 +34,7 @@ from collections.abc import Callable
 
 from edgemail import maillog
 from edgemail.config.model import Config
-from edgemail.daemon.mtaport import Link
+from edgemail.daemon.wiredlink import Link
 from edgemail.errors import ConfigError
 
 log = logging.getLogger("edgemail.daemon")

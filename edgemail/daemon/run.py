@@ -5,7 +5,7 @@ part gets what it needs in its constructor, in the order they need each
 other; ``CommitHooks``: what a commit sets off).  Everything else is done by
 the part that owns it (the control ops the daemon answers itself:
 daemon/ops.py; SIGHUP and reload: daemon/reload.py; the link manager wired
-to its MTA port: mtaport.Link; RunAsUser: daemon/privileges.py); every part
+to its MTA port: wiredlink.Link; RunAsUser: daemon/privileges.py); every part
 can be passed in (hypercorn's ``worker_serve`` style), so tests wire what
 they need::
 
@@ -40,7 +40,7 @@ LinkManager (policy file parsed with link.policy: an error is a
 ConfigError naming file:line:field, exit 78; the modem, pppd and netlink
 watcher from ``[link]``; the ledger at ``link.state_file``) and its MTA
 port (edgemail.daemon.mtaport.MtaPort, given the listeners: it counts their
-ISP sessions), held together as a mtaport.Link.  The manager is the runner's
+ISP sessions), held together as a wiredlink.Link.  The manager is the runner's
 LinkPort (DialDelay waits for it), runs in the task group, and hears
 ``demand_changed()`` after every commit (``Link.committed`` is a commit
 hook), every run and when deferred mail becomes due.  The control ops
@@ -85,11 +85,12 @@ from edgemail.config import snapshot
 from edgemail.config.model import Config
 from edgemail.daemon import privileges
 from edgemail.daemon.control import ControlServer
-from edgemail.daemon.mtaport import Link, MtaPort
+from edgemail.daemon.mtaport import MtaPort
 from edgemail.daemon.notify import Notifier
 from edgemail.daemon.ops import ControlOps, version
 from edgemail.daemon.hostaddrs import with_host_addresses
 from edgemail.daemon.reload import HangUp, Reloader, load_policy
+from edgemail.daemon.wiredlink import Link
 from edgemail.errors import ConfigError, ControlError, SpoolError
 
 log = logging.getLogger("edgemail.daemon")
@@ -230,7 +231,7 @@ class Parts:
 
     store: Any
     runner: Any
-    link: Any                       # mtaport.Link, a given link, or None
+    link: Any                       # wiredlink.Link, a given link, or None
     listeners: list
     commits: CommitHooks
     ops: ControlOps

@@ -173,7 +173,8 @@ class Deliverer:
             return await self._smtp(env, data, jobs, ctx)
         except DeliveryFailure as exc:
             if exc.scope is Scope.LINK and self._link_lost(d):
-                return {j.key: cut_attempt(exc.reason, d.host or "none", ctx.now()) for j in jobs}
+                return {j.key: cut_attempt(f"{exc.reason}: link down?", d.host or "none", ctx.now())
+                        for j in jobs}
             return {j.key: failed_attempt(exc, d.host or "none", ctx.now(), scope=_not_link(exc))
                     for j in jobs}
 

@@ -23,7 +23,10 @@ Answers and what they mean:
   * null MX (only "0 .") -> PermFail 5.1.10;
   * NXDOMAIN -> PermFail 5.1.2; every exchange host NXDOMAIN/no address ->
     PermFail 5.4.4;
-  * timeout -> TempFail scope LINK (the link is likely down: never bounce);
+  * timeout -> TempFail scope LINK (never bounce; the text says what
+    happened, "no answer from" the nameservers: whether the link is to blame
+    is the runner's call, delivery/deliver.py, which says "link down?" only
+    for a route of a link that a link manager runs);
     SERVFAIL / all nameservers failing -> TempFail scope SITE 4.4.3;
     no nameservers at all -> TempFail scope LINK 4.4.3.
 
@@ -167,6 +170,12 @@ class _NxDomain(Exception):
     pass
 
 
+def _servers(res: dns.asyncresolver.Resolver) -> str:
+    """The nameservers asked, as the text of a failure names them."""
+    port = "" if res.port == 53 else f":{res.port}"
+    return ", ".join(f"{ns}{port}" for ns in res.nameservers)
+
+
 class MxResolver:
     """Looks up where to send mail for a domain.  No I/O until ``targets``."""
 
@@ -206,8 +215,8 @@ class MxResolver:
         if self.nameservers is None:
             self.reload_nameservers()
         if not self.nameservers:
-            raise TempFail("no nameservers configured (none in config, peer DNS file or "
-                           "resolv.conf: link down?)", scope=Scope.LINK, dsn="4.4.3")
+            raise TempFail(f"no nameservers (none in [dns] nameservers, {self.cfg.peer_dns_file} or "
+                           f"{self.resolv_conf})", scope=Scope.LINK, dsn="4.4.3")
         res = dns.asyncresolver.Resolver(configure=False)
         res.nameservers = list(self.nameservers)
         res.port = self.cfg.port
@@ -286,8 +295,8 @@ class MxResolver:
             return self.cache.put(name, rtype, self._negative_ttl(exc.responses().values()),
                                   nxdomain=True)
         except dns.resolver.LifetimeTimeout:
-            raise TempFail(f"DNS lookup of {name}/{rtype} timed out "
-                           f"({self.cfg.timeout:g}s; link down?)", scope=Scope.LINK,
+            raise TempFail(f"DNS lookup of {name}/{rtype} timed out after {self.cfg.timeout:g}s "
+                           f"(no answer from {_servers(res)})", scope=Scope.LINK,
                            dsn="4.4.3") from None
         except dns.resolver.NoNameservers as exc:
             raise TempFail(f"DNS lookup of {name}/{rtype} failed: {exc}", scope=Scope.SITE,

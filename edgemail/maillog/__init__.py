@@ -68,7 +68,11 @@ SMTP sessions (sessions.py; ``edgemail.smtpd``):
   NOQUEUE: connect from [ip]:port, listener=NAME   [12]
         connect()
   NOQUEUE: lost connection after CMD from [ip]:port   [2]
-        lost_connection()
+        lost_connection(): CMD is the last command, or Postfix's stage
+        names: "DATA content" (the body was being read: that message is
+        lost) and "END-OF-MESSAGE" (after the dot: the reply to it, 250 or
+        a refusal, was said; a 250 message is queued).  Timeouts and "too
+        many errors" name the stage the same way.
   NOQUEUE: too many errors after CMD from [ip]:port   [2]
         too_many_errors()
   NOQUEUE: timeout waiting for input from [ip]:port after CMD   [2]

@@ -15,7 +15,8 @@ from edgemail.maillog.text import NOQUEUE, clean, pairs
 
 #: sendmail's ruleset for the stage a refused command belongs to
 RULESETS = {"HELO": "check_helo", "EHLO": "check_helo", "MAIL": "check_mail", "RCPT": "check_rcpt",
-            "DATA": "check_data", "ETRN": "check_etrn", "VRFY": "check_vrfy", "EXPN": "check_expn"}
+            "DATA": "check_data", "END-OF-MESSAGE": "check_data", "ETRN": "check_etrn",
+            "VRFY": "check_vrfy", "EXPN": "check_expn"}
 
 
 def reject(reply: str, *, cmd: str, arg: str | None, relay: str, qid: str = NOQUEUE) -> str:

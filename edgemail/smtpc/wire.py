@@ -12,8 +12,10 @@ Never does: decide when a command may be sent (core.py), I/O, logging.
 Invariants:
   * no envelope address or parameter containing CR, LF, NUL or any other
     control character is ever encoded: ``command_line`` raises
-    LocalProtocolError instead (so does an address with '<' or '>', a
-    parameter with a space, an empty recipient);
+    LocalProtocolError instead (so does an address with '<' or '>', or
+    over the parser's length limits - address.check_lengths: a queue file
+    that no submission checked - a parameter with a space, an empty
+    recipient);
   * message data goes out normalised, then dot-stuffed (``encode_data``):
     CRLF stays, every bare CR and bare LF becomes CRLF, NUL bytes are
     removed (RFC 5321 forbids them; a mail is not bounced for carrying one),
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import re
 
+from edgemail.address import AddressError, check_lengths
 from edgemail.errors import LocalProtocolError, PermFail, Scope
 from edgemail.smtpc.events import (
     Atrn,
@@ -72,8 +75,14 @@ def check_text(what: str, value: str) -> None:
     for ch in value:
         if ord(ch) < 32 or ord(ch) == 127:
             raise LocalProtocolError(f"{what} contains control character {ch!r}: {value!r}")
-    if what.endswith("address") and any(c in value for c in "<>"):
+    if not what.endswith("address"):
+        return
+    if any(c in value for c in "<>"):
         raise LocalProtocolError(f"{what} contains '<' or '>': {value!r}")
+    try:
+        check_lengths(value)        # a queue file no submission checked (written by hand, an old version)
+    except AddressError as exc:
+        raise LocalProtocolError(f"{what} not sent: {exc}: {value[:60]!r}...") from None
 
 
 def normalise_lines(data: bytes) -> list[bytes]:

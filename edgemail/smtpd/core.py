@@ -110,7 +110,8 @@ class Dialogue(SecureCommands):
         #: bytes read from the client (``b""``: it has sent all it will); the
         #: reader's own method, called once per read
         self.receive_data = self.reader.receive_data
-        #: the last command taken, and its argument (for log lines; AUTH's never kept)
+        #: the last command taken, and its argument (for log lines; AUTH's never kept);
+        #: "DATA content" while the body is read, "END-OF-MESSAGE" after its dot
         self.verb = "CONNECT"
         self.arg: str | None = None
         #: the client's EHLO/HELO name, and whether it was EHLO
@@ -346,14 +347,14 @@ class Dialogue(SecureCommands):
             return "501 5.5.4 Syntax: DATA"
         self._reply("354 End data with <CR><LF>.<CR><LF>")
         self._collector = DataCollector(strict=self.settings.strict, limit=self.settings.max_size)
-        self.state = State.DATA
+        self.state, self.verb = State.DATA, "DATA content"     # Postfix's stage names, for the log
         return None
 
     def _data_end(self) -> Event | None:
         """The end of DATA was read: the refusal, or a Commit."""
         collector, self._collector = self._collector, None
         proto, txn, self.txn = self.proto, self.txn, Transaction()     # proto: of this transaction
-        self.state = State.COMMAND
+        self.state, self.verb = State.COMMAND, "END-OF-MESSAGE"    # its reply says what became of it
         assert collector is not None
         if collector.refusal:
             self._reply(collector.refusal)
@@ -383,9 +384,7 @@ class Dialogue(SecureCommands):
     def _noop(self, arg: str | None) -> str:
         return "250 OK"
 
-    def _quit(self, arg: str | None) -> str | None:
-        if arg:
-            return "501 Syntax: QUIT"
+    def _quit(self, arg: str | None) -> str | None:    # an argument is ignored, as sendmail and Postfix do
         self._reply("221 Bye")
         self._close_unread()
         return None

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 
 import pytest
 
-from edgemail.address import AddressError, parse_address, parse_path
+from edgemail.address import AddressError, check_lengths, parse_address, parse_path
 
 GOOD = [
     # text, canonical, sender_routing, had_route
@@ -62,7 +63,8 @@ BAD = [
     ("<u@c.example", "missing closing"),
     ("<u@c.example>junk", "parameters"),
     ('<"a\x01b"@c.example>', "control character"),
-    ("<" + "a" * 129 + "@c.example>", "local part longer"),
+    ("<" + "a" * 129 + "@c.example>", "local part longer than 128 octets (129)"),
+    ("<u@" + "b" * 64 + ".example>", "domain label bbbbbbbbbbbbbbbbbbbb... of 64 octets, longer than 63"),
     ("<u@" + "a." * 130 + "example>", "path longer"),
 ]
 
@@ -95,3 +97,16 @@ def test_canonical_is_a_fixed_point():
     for text, *_ in GOOD:
         canon = parse_path(text).text
         assert parse_path(f"<{canon}>").text == canon
+
+
+@pytest.mark.parametrize("address,why", [
+    ("a" * 5000 + "@c.example", "local part longer than 128 octets (5000)"),
+    ("u@" + "d." * 130 + "example", "domain of 267 octets, longer than 255"),
+    ("u@" + "b" * 64 + ".example", "of 64 octets, longer than 63"),
+])
+def test_an_address_from_the_queue_is_held_to_the_same_limits(address, why):
+    """check_lengths: what smtpc/wire.py asks before an address goes on the wire."""
+    with pytest.raises(AddressError, match=re.escape(why)):
+        check_lengths(address)
+    check_lengths("a" * 128 + "@" + "b" * 63 + ".example")      # at the limits: fine
+    check_lengths("")                                           # the null sender

@@ -67,7 +67,9 @@ TABLE = [
      ["220", "250", "252", "502", "502", "454", "250", "500"]),
     ("five bad lines end it", b"\r\n\xff\r\nEHLO\r\nHELO\r\nBOGUS\r\nNOOP\r\n",
      ["220", "500", "500", "501", "501", "500", "421"]),
-    ("QUIT ends it", b"QUIT x\r\nQUIT\r\nNOOP\r\n", ["220", "501", "221"]),
+    ("QUIT ends it", b"QUIT\r\nNOOP\r\n", ["220", "221"]),
+    ("QUIT now ends it too (its argument ignored, as sendmail 8.17)", b"QUIT now\r\nNOOP\r\n", ["220", "221"]),
+    ("bare VRFY is 252, as sendmail with PrivacyOptions novrfy", b"VRFY\r\n", ["220", "252"]),
 ]
 
 

@@ -82,6 +82,8 @@ async def test_no_nameservers_defers_as_link(tmp_path):
     with pytest.raises(TempFail) as e:
         await r.targets("example.org")
     assert e.value.scope is Scope.LINK
+    assert e.value.reason == (f"no nameservers (none in [dns] nameservers, {tmp_path / 'missing'} or "
+                              f"{tmp_path / 'also-missing'})"), "where it looked, and no guess about a link"
 
 
 async def test_peer_dns_file_reloaded(dns, tmp_path):

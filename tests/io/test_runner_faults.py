@@ -347,8 +347,9 @@ def silent_dns():
 @pytest.mark.parametrize("link,expensive,cut", [(None, True, False), ("up", False, False), ("up", True, True)],
                          ids=["no-link-manager", "cheap-mx-route", "link-route-is-cut"])
 async def test_dns_timeout_is_a_link_failure_only_on_a_route_for_the_link(
-        example_config, clock, upstream_factory, silent_dns, tmp_path, link, expensive, cut):
+        example_config, clock, upstream_factory, silent_dns, tmp_path, caplog, link, expensive, cut):
     from runner_helpers import FakeLink
+    caplog.set_level("INFO", logger="edgemail")
     up = await upstream_factory()
     cfg = make_cfg(example_config, SmartHost=f"[127.0.0.1]:{up.port}", QueueSortOrder="time",
                    routes={"slow.test": {"route": "mx", "expensive": expensive}})
@@ -364,6 +365,9 @@ async def test_dns_timeout_is_a_link_failure_only_on_a_route_for_the_link(
     if cut:      # the line's DNS is silent: the run stops, nothing counted, no backoff grows
         assert report.stopped == "link" and report.cut == 2 and up.messages == [], report.message()
         assert {store.get(q).attempts for q in slow + fine} == {0}
+        said = [m for m in (r.getMessage() for r in caplog.records) if "slow.test" in m and "stat=" in m]
+        assert said and all(f"timed out after 0.5s (no answer from 127.0.0.1:{silent_dns}): link down?" in m
+                            for m in said), said
         return
     assert (report.stopped, report.deferred, report.sent, report.cut) == ("", 2, 2, 0), report.message()
     assert sorted(m.rcpt_tos[0] for m in up.messages) == ["v0@far.test", "v1@far.test"]
@@ -372,4 +376,27 @@ async def test_dns_timeout_is_a_link_failure_only_on_a_route_for_the_link(
         e = store.get(q)
         (rcpt,) = e.envelope.recipients
         assert e.attempts == 1 and e.rcpt_status[rcpt.address] is RcptStatus.DEFERRED, e
-        assert "timed out" in e.last_reply[rcpt.address] and e.next_attempt > clock.wall(), e
+        said = e.last_reply[rcpt.address]
+        assert said == f"DNS lookup of slow.test/MX timed out after 0.5s (no answer from 127.0.0.1:{silent_dns})", \
+            "no link to blame (mode none, or a cheap route): the text says what happened, not 'link down?'"
+        assert e.next_attempt > clock.wall(), e
+
+
+# ------------------------------------------------------------------ addresses over the limits (a queue file no submission checked)
+
+async def test_an_address_over_the_limits_in_a_queue_file_is_never_sent(example_config, clock, upstream_factory):
+    up = await upstream_factory()
+    cfg = make_cfg(example_config, SmartHost=f"[127.0.0.1]:{up.port}")
+    store = make_store(cfg, clock)
+    runner = make_runner(cfg, store, clock)
+    long_local = await submit(store, ["x" * 5000 + "@far.test"])           # store.commit: no submission's checks
+    long_label = await submit(store, ["u@" + "b" * 64 + ".far.test"])
+    good = await submit(store, ["ok@far.test"])
+    report = await runner.queue_run()
+    assert [m.rcpt_tos for m in up.messages] == [["ok@far.test"]], "only the good address reached the smart host"
+    assert good not in {e.qid for e in store.entries()} and report.sent == 1, report.message()
+    for qid, why in ((long_local, "local part longer than 128 octets (5000)"),
+                     (long_label, "of 64 octets, longer than 63")):
+        e = store.get(qid)
+        (said,) = e.last_reply.values()
+        assert "recipient address not sent: " in said and why in said, said

@@ -293,3 +293,18 @@ async def test_pipelined_transactions_in_one_write_and_dot_ended_lines(cfg, stor
     assert first.endswith(b"\r\n" + body.replace(b"\r\n..", b"\r\n.")) and b"x" * 70 + b".\r\n" in first
     assert store.get(qids[1]).envelope.mail_from == "c@edge.example"
     assert second.endswith(b"\r\n") and b"Subject" not in second
+
+
+async def test_quit_with_an_argument_ends_the_session_and_bare_vrfy_is_252(example_config):
+    """sendmail 8.17's srvrsmtp.c answers QUIT 221 whatever follows it, and
+    with PrivacyOptions novrfy answers VRFY 252 before it looks at the
+    argument (501 "Argument required" only when it verifies)."""
+    cfg = example_config()
+    async with running(cfg, make_store(cfg.spool_dir)) as smtpd:
+        c = await Raw.connect(smtpd.port)
+        vrfy = await c.cmd("VRFY")
+        quit_reply = await c.cmd("QUIT now")
+        end = await c.reply()
+        await c.close()
+    assert vrfy == "252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery"
+    assert quit_reply.startswith("221 2.0.0 ") and end == "<EOF>", (quit_reply, end)

@@ -187,3 +187,33 @@ async def test_close_tells_open_sessions_421_and_closes_them(example_config, cap
         assert smtpd.active == 0
     assert told == "421 4.3.2 gw.edge.example Service shutting down" and end == "<EOF>"
     assert any("lost connection after EHLO from [127.0.0.1]" in r.getMessage() for r in caplog.records)
+
+
+async def _closed_after(example_config, caplog, *lines: str) -> tuple[list[str], list[str]]:
+    """LINES on a real socket, then the client closes without QUIT: the
+    replies, and the listener's lost-connection lines once the session is over."""
+    caplog.set_level("INFO", logger="edgemail.smtpd")
+    cfg = example_config()
+    store = make_store(cfg.spool_dir)
+    async with running(cfg, store) as smtpd:
+        c = await Raw.connect(smtpd.port)
+        out = [await c.cmd(line) for line in lines]
+        await c.close()
+        while smtpd.active:             # the server's side of the close
+            await asyncio.sleep(0)
+    lost = [r.getMessage() for r in caplog.records if "lost connection" in r.getMessage()]
+    return out, lost
+
+
+async def test_a_close_after_an_accepted_message_is_logged_after_end_of_message(example_config, caplog):
+    out, lost = await _closed_after(example_config, caplog, *HEAD, "DATA", "Subject: s\r\n\r\nhi\r\n.")
+    assert out[-1].startswith("250 2.0.0"), out
+    assert len(lost) == 1, lost
+    assert lost[0].startswith("NOQUEUE: lost connection after END-OF-MESSAGE from [127.0.0.1]:"), \
+        "the message was accepted: the log must not say the connection was lost in DATA"
+
+
+async def test_a_close_in_the_middle_of_the_body_is_logged_after_data_content(example_config, caplog):
+    out, lost = await _closed_after(example_config, caplog, *HEAD, "DATA")
+    assert out[-1].startswith("354"), out
+    assert len(lost) == 1 and lost[0].startswith("NOQUEUE: lost connection after DATA content from [127.0.0.1]:")

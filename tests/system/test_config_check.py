@@ -184,3 +184,33 @@ def test_errors_in_the_config_itself_do_not_hide_those_of_the_files_it_names(tmp
     assert "MinQueueAge: expected a duration" in r.stderr, r.stderr
     assert f"{aliases}:3: expected \"name: target, ...\"" in r.stderr, r.stderr
     assert f"{passwd}:1: user 'bob': expected a hash" in r.stderr, r.stderr
+
+
+def test_the_odmr_secret_file_is_read_as_the_atrn_call_reads_it(tmp_path):
+    """[link] odmr's secret_file: read only at call time by the daemon, so the
+    check is the one place a bad one shows before a call fails (it passed: rc 0)."""
+    secret = tmp_path / "odmr.secret"
+    secret.write_text("hunter2-odmr\n")
+    secret.chmod(0o644)                                    # others may read the password
+    odmr = {"host": "192.0.2.25", "user": "edge", "secret_file": str(secret), "domains": ["edge.example"]}
+    policy = tmp_path / "dial.policy"
+    policy.write_text((ROOT / "etc" / "dial.policy").read_text())
+    link = {"mode": "external", "up_command": ["/bin/true"], "down_command": ["/bin/true"], "etrn_host": "",
+            "policy": str(policy), "odmr": odmr}
+    cfg = write_config(tmp_path, {"link": link})
+    r = check(cfg)
+    assert r.returncode == 78, (r.stdout, r.stderr)
+    assert f"{secret}: link.odmr.secret_file: mode 0644 lets other users read it" in r.stderr, r.stderr
+    secret.chmod(0o600)
+    secret.write_text("# only a comment\n")
+    r = check(cfg)
+    assert r.returncode == 78 and f"{secret}: link.odmr.secret_file: empty; expected the password" in r.stderr, \
+        r.stderr
+    secret.write_text("hunter2-odmr\n")
+    r = check(cfg)
+    assert r.returncode == 0, r.stderr
+    assert "hunter2" not in r.stdout + r.stderr                 # never the secret itself
+    secret.unlink()
+    r = check(cfg)                                         # a file still to be made: a warning, exit 0
+    assert r.returncode == 0, r.stderr
+    assert f"{secret}: link.odmr.secret_file: warning: does not exist (yet)" in r.stderr, r.stderr

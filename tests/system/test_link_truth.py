@@ -119,6 +119,23 @@ def test_sendmail_q_with_the_line_down_says_the_link_mail_waits(external):
     assert json.loads(r.stdout)["link_waiting"] == 1, r.stdout
 
 
+def test_a_filtered_queue_run_counts_only_the_mail_its_filter_selects(external):
+    d = external("set dial_when_queued = 3\nset idle_hangup = 1h\n", {"routes": {"held.example": "hold"}})
+    sendmail(d)                                                                 # bob@example.net: the link's
+    sendmail(d, "From: cron@edge.example\nTo: u@held.example\nSubject: held\n\nfor later\n")
+    said = {}
+    for flag in ("-qR@held.example", "-qRexample.net", "-qRnowhere.example", "-q"):
+        r = cli(d, "sendmail", flag)
+        assert r.returncode == 0, (flag, r.stderr)
+        said[flag] = r.stdout.decode()
+    assert "for the link wait" not in said["-qR@held.example"], "bob@example.net is not selected by R@held.example"
+    assert "1 message(s) on a hold route wait for the line to be up: run this again then" in said["-qR@held.example"]
+    assert "the line is down: 1 message(s) for the link wait for the dial policy" in said["-qRexample.net"]
+    assert "on a hold route" not in said["-qRexample.net"], said
+    assert "wait" not in said["-qRnowhere.example"], said
+    assert "the line is down: 1 message(s) for the link wait" in said["-q"] and "hold route" not in said["-q"], said
+
+
 def test_etrn_for_a_held_domain_with_our_line_down_is_458_and_says_why(external):
     d = external(overrides={"routes": {"held.example": "hold"}})
     sendmail(d, "From: cron@edge.example\nTo: u@held.example\nSubject: held\n\nfor later\n")

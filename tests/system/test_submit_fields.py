@@ -148,3 +148,30 @@ def test_maildrop_files_get_the_submit_checks_forged_fields_replaced_bad_ones_qu
         assert d.stop() == 0
     log = d.log.read_text()
     assert "RET must be FULL or HDRS" in log and "192.0.2.1" not in log, log
+
+
+#: (an address over the limits, the words every entry point says about it)
+OVER = [("a" * 129 + "@far.example", "local part longer than 128 octets (129)"),
+        ("u@" + "b" * 64 + ".far.example", "domain label bbbbbbbbbbbbbbbbbbbb... of 64 octets, longer than 63")]
+
+
+@pytest.mark.parametrize("address,words", OVER, ids=["local-part", "label"])
+def test_the_listener_sendmail_and_submit_refuse_an_address_over_the_limits_alike(tmp_path, address, words):
+    import smtplib
+    d = start(tmp_path)
+    try:
+        with smtplib.SMTP("127.0.0.1", d.port, timeout=10) as s:
+            s.ehlo("lan-host.edge.example")
+            s.mail("app@edge.example")
+            code, text = s.rcpt(address)
+        assert code == 501 and text.decode().startswith(f"5.1.3 Bad recipient address syntax: {words}"), text
+        r = cli(d, "sendmail", "-f", "app@edge.example", address, input=b"Subject: s\n\nx\n")
+        assert r.returncode == 65 and words in r.stderr.decode(), (r.returncode, r.stderr)
+        r = cli(d, "sendmail", "-f", address, "ops@far.example", input=b"Subject: s\n\nx\n")
+        assert r.returncode == 65 and words in r.stderr.decode(), (r.returncode, r.stderr)
+        with pytest.raises(RequestFailed) as refused:
+            control(d).request("submit", **{**GOOD, "recipients": [{"address": address}]})
+        assert words in str(refused.value), str(refused.value)
+        assert queued(d) == []
+    finally:
+        assert d.stop() == 0
