@@ -235,8 +235,8 @@ class LinkFSM:
         assert self.up_since is not None
         if now >= self.up_since + self.config.max_connect_s:
             return self._hangup("max-connect", now)
-        if self._quiet() and now >= self._quiet_end():
-            return self._hangup("idle", now)
+        if self._quiet() and now >= self._quiet_end():       # the plan's is chargehup's hang-up
+            return self._hangup("idle" if self.config.hangup_plan is None else "chargehup", now)
         self._deadline = self._up_deadline(now)
         return []
 

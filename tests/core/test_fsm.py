@@ -263,5 +263,6 @@ def test_a_hangup_plan_replaces_the_idle_timer_chargehup():
                   (50, QueueRunDone()), (51, EtrnDone("250")),
                   (110, Idle(100)), (125, Idle(200)),        # traffic until 125: 125 + 13 > 135
                   (400, IfaceDown("ppp0"))])
-    # not 125 + 120 (the idle timer), nor 130: the unit that began at 135 is paid, so at 220
-    assert (220, Hangup("idle")) in log, log
+    # not 125 + 120 (the idle timer), nor 130: the unit that began at 135 is paid, so at 220,
+    # said as what it is (a chargehup hang-up, not the idle timer)
+    assert (220, Hangup("chargehup")) in log, log

@@ -33,4 +33,4 @@ def test_chargehup_hangs_up_before_the_unit_edge_not_after_idle_hangup(world, ed
     units = math.ceil(call["connect_s"] / UNIT_S)
     assert call["cost"] == pytest.approx(0.06 * units), call         # priced from the real connect time
     log = daemon.log.read_text()
-    assert log.count("link: state=DIALING, reason=") == 1 and "state=HANGING_UP, reason=idle" in log, log[-2000:]
+    assert log.count("link: state=DIALING, reason=") == 1 and "state=HANGING_UP, reason=chargehup" in log, log[-2000:]
