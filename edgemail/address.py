@@ -49,14 +49,7 @@ Rules (each has a test in tests/core/test_address.py):
   the caller checks.  Text that is not valid UTF-8 (lone surrogates from a
   ``surrogateescape`` decode) is a syntax error.
 
-Header addresses (``qualify_header``), for trusted local submission only
-(``sendmail``, ``sendmail -t``, ``sendmail -bs``; never mail from an SMTP
-client): an unqualified address in From:, Sender:, Reply-To:, To:, Cc:,
-Bcc:, their Resent- forms and Disposition-Notification-To: is completed by
-the same rule as the envelope's (``parse_address(domain=)``), as sendmail
-does for local mail.  A field with nothing to complete is kept byte for
-byte; a field that changes is written anew (display names kept, RFC 2047
-for non-ASCII ones), so ``From: root`` becomes ``From: root@DOMAIN``.
+Header addresses: cli/headers.py (``qualify_header``) completes them by the same rule.
 
 Failures: ``AddressError(reason)`` with a one-line reason fit for a reply.
 """
@@ -70,7 +63,7 @@ if TYPE_CHECKING:
     import ipaddress
 
 __all__ = ["Address", "AddressError", "Path", "ROUTED_REFUSAL", "Unqualified", "parse_path",
-           "parse_address", "qualify_header", "check_lengths"]
+           "parse_address", "check_lengths"]
 
 #: the reply for a route in disguise to a destination of ours ({a}: the address)
 ROUTED_REFUSAL = ("550 5.7.1 <{a}>... Sender-specified routing refused: "
@@ -343,58 +336,3 @@ def check_lengths(address: str) -> None:
         raise AddressError(f"local part longer than {MAX_LOCAL} octets ({len(local.encode())})")
     if domain and not domain.startswith("["):
         _domain(domain)
-
-
-#: header fields holding addresses that local submission qualifies
-ADDRESS_FIELDS = frozenset("""from sender reply-to to cc bcc resent-from resent-sender
-    resent-reply-to resent-to resent-cc resent-bcc disposition-notification-to""".split())
-
-
-def qualify_header(field: bytes, domain: str) -> bytes:
-    """One header field (folded lines joined by CRLF): its unqualified
-    addresses completed with DOMAIN (see the module docstring)."""
-    name, colon, raw = field.partition(b":")
-    if not colon or name.strip().lower().decode("ascii", "replace") not in ADDRESS_FIELDS:
-        return field
-    try:
-        value = raw.decode("utf-8").replace("\r\n", "")
-    except UnicodeDecodeError:
-        return field
-    pairs = [(n, a) for n, a in header_addresses([value]) if a]
-    if not any("@" not in a for _, a in pairs):
-        return field
-    parts = []
-    for display, addr in pairs:
-        if "@" not in addr:
-            try:
-                addr = str(parse_address(addr, domain=domain))
-            except AddressError:
-                return field            # not an address we can complete: left as it is
-        parts.append(format_address(display, addr))
-    joined = ", ".join(parts)
-    sep = ",\r\n\t" if len(name) + len(joined) > 76 else ", "
-    return name + b": " + sep.join(parts).encode("utf-8")
-
-
-def header_addresses(values: list[str]) -> list[tuple[str, str]]:
-    """email.utils.getaddresses(VALUES): its parser, without email.utils's
-    imports (random, datetime, urllib, email.charset)."""
-    from email._parseaddr import AddressList  # lazily: the SMTP listener never needs it
-    return AddressList(", ".join(values)).addresslist
-
-
-_SPECIALS = re.compile(r'[][\\()<>@,:;".]')
-
-
-def format_address(name: str, address: str) -> str:
-    """email.utils.formataddr((NAME, ADDRESS)); a non-ASCII name is left to
-    email.utils (its RFC 2047 encoded word)."""
-    address.encode("ascii")              # as formataddr: UnicodeEncodeError for a non-ASCII one
-    if not name:
-        return address
-    if not name.isascii():
-        import email.utils
-        return email.utils.formataddr((name, address))
-    quotes = '"' if _SPECIALS.search(name) else ""
-    name = name.replace("\\", "\\\\").replace('"', '\\"')
-    return f"{quotes}{name}{quotes} <{address}>"

@@ -15,7 +15,7 @@ becomes a space, NUL bytes are dropped.  Without ``-i`` a line holding only
 collect()).  Missing Date:, Message-ID: and From: headers are added (From:
 from ``-F``/``-f`` or the login name); unqualified addresses get the first
 local domain, in the envelope and in the address header fields alike
-(address.py ``parse_address(domain=)`` and ``qualify_header``: one rule).  The trace line (``Received: (from USER@localhost) by
+(address.py ``parse_address(domain=)`` and headers.py ``qualify_header``: one rule).  The trace line (``Received: (from USER@localhost) by
 HOSTNAME (edgemail); DATE``) is not made here: the daemon's submit op
 prepends it with the user the kernel names (daemon/ops.py
 ``received_local``), and sendmail.py does the same for a message it
@@ -145,7 +145,7 @@ def header_recipients(fields: list[bytes]) -> list[str]:
     resent = any(n.startswith("resent-") for n in names)
     want = {"resent-to", "resent-cc", "resent-bcc"} if resent else {"to", "cc", "bcc"}
     values = [_value(f) for f in fields if _name(f) in want]
-    from edgemail.address import header_addresses
+    from edgemail.cli.headers import header_addresses
     return [addr for _, addr in header_addresses(values) if addr]
 
 
@@ -184,7 +184,7 @@ def bare_line_end(raw: bytes) -> tuple[str, str] | None:
 def prepare(raw: bytes, a: SendmailArgs, *, sender: str, domain: str, hostname: str,
             now: float) -> Prepared:
     """Build the message to queue and its recipients.  Raises DataError/UsageError."""
-    from edgemail.address import qualify_header   # lazily: mailq does not need it
+    from edgemail.cli.headers import qualify_header   # lazily: mailq does not need it
     if a.extract and (bad := bare_line_end(raw)):
         raise DataError(f"{bad[0].title()}: header holds a {bad[1]}: not taking recipients from it "
                         "(-t); fix the line ends (CRLF or LF throughout)")
@@ -215,7 +215,7 @@ def _recipients(fields: list[bytes], a: SendmailArgs, domain: str) -> tuple[list
 def _missing_headers(fields: list[bytes], a: SendmailArgs, *, sender: str, hostname: str,
                      now: float) -> tuple[list[bytes], str]:
     """From:, Date: and Message-ID: lines for those FIELDS lack; and the Message-ID."""
-    from edgemail.address import format_address
+    from edgemail.cli.headers import format_address, rfc5322_date
     names = {_name(f) for f in fields}
     added = []
     if "from" not in names:
@@ -227,20 +227,6 @@ def _missing_headers(fields: list[bytes], a: SendmailArgs, *, sender: str, hostn
         msgid = f"<{time.strftime('%Y%m%d%H%M%S', time.gmtime(now))}.{os.getpid()}.{os.urandom(4).hex()}@{hostname}>"
         added.append(b"Message-ID: " + msgid.encode())
     return added, msgid
-
-
-_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
-def rfc5322_date(now: float) -> str:
-    """email.utils.formatdate(NOW, localtime=True) without email.utils:
-    RFC 5322 3.3 ``Fri, 04 Dec 2026 03:05:09 +0100`` in the local zone."""
-    t = time.localtime(round(now, 6))          # datetime rounds to microseconds, then truncates
-    off = t.tm_gmtoff or 0
-    zone = f"{'-' if off < 0 else '+'}{abs(off) // 3600:02d}{abs(off) % 3600 // 60:02d}"
-    return (f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
-            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} {zone}")
 
 
 #: a comma outside "quotes" and <angle brackets> separates two addresses

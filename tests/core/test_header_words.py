@@ -4,12 +4,13 @@ path) must be: the very values email.utils and a frozen dataclass give."""
 from __future__ import annotations
 
 import email.utils
+import random
 import time
 
 import pytest
 
-from edgemail.address import Address, format_address, header_addresses, parse_address, parse_path
-from edgemail.cli.message import rfc5322_date
+from edgemail.address import Address, parse_address, parse_path
+from edgemail.cli.headers import format_address, header_addresses, rfc5322_date
 
 ZONES = ("UTC", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe", "America/St_Johns")
 STAMPS = (0, 1_700_000_000, 1_700_000_000.5, 1_700_000_000.9999996, 1_700_000_000.9999994,
@@ -59,3 +60,17 @@ def test_address_compares_hashes_and_refuses_changes_as_a_frozen_dataclass():
         a.local = "x"       # type: ignore[misc]
     assert parse_path("<u>", domain="edge.example") == parse_path("<u@edge.example>")
     assert Address("u", "").with_domain("edge.example") == Address("u", "edge.example")
+
+
+@pytest.mark.parametrize("values", [["a@b.example, root"], ["\tA.B@C-D.example ,x@y.example  "], ["root"]])
+def test_a_plain_list_is_split_as_getaddresses_splits_it(values):
+    assert header_addresses(values) == email.utils.getaddresses(values)
+
+
+def test_header_addresses_is_getaddresses_on_random_text():
+    """Plain lists (split here) and anything else (email._parseaddr) alike."""
+    rnd = random.Random(15)
+    alphabet = "aZ09-.@, \t!#'`~_\"<>()[]:;\\é"
+    for _ in range(20_000):
+        values = ["".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 14))) for _ in range(rnd.randint(1, 2))]
+        assert header_addresses(values) == email.utils.getaddresses(values), values
