@@ -13,8 +13,8 @@ for byte; a field that changes is written anew (display names kept, RFC 2047
 for non-ASCII ones), so ``From: root`` becomes ``From: root@DOMAIN``.
 
 ``header_addresses`` is email.utils.getaddresses: a list of plain addresses
-(``a@b.example, root``) is split here, anything else goes to its parser
-(email._parseaddr, whose calendar import is what the plain case saves).
+(``a@b.example, root``) is split here, anything else goes to it (with the
+strict mode Python 3.13 and Debian's 3.11.2 have, where they have it).
 ``format_address`` is formataddr, ``rfc5322_date`` formatdate(localtime=True).
 
 Never: parses what it cannot vouch for; an address it cannot complete
@@ -66,13 +66,13 @@ _PLAIN_LIST = re.compile(rf"[ \t]*{_PLAIN}(?:[ \t]*,[ \t]*{_PLAIN})*[ \t]*")
 
 
 def header_addresses(values: list[str]) -> list[tuple[str, str]]:
-    """email.utils.getaddresses(VALUES): its parser, without email.utils's
-    imports (random, datetime, urllib, email.charset)."""
+    """email.utils.getaddresses(VALUES); a plain list is split here, without
+    email.utils's imports (random, datetime, urllib, email.charset)."""
     joined = ", ".join(values)
     if _PLAIN_LIST.fullmatch(joined):
         return [("", item.strip(" \t")) for item in joined.split(",")]
-    from email._parseaddr import AddressList
-    return AddressList(joined).addresslist
+    import email.utils  # anything else: its own parser (and, where it has it, its strict mode)
+    return email.utils.getaddresses(values)
 
 
 _SPECIALS = re.compile(r'[][\\()<>@,:;".]')

@@ -68,7 +68,7 @@ def test_a_plain_list_is_split_as_getaddresses_splits_it(values):
 
 
 def test_header_addresses_is_getaddresses_on_random_text():
-    """Plain lists (split here) and anything else (email._parseaddr) alike."""
+    """Plain lists (split here) and anything else (email.utils) alike."""
     rnd = random.Random(15)
     alphabet = "aZ09-.@, \t!#'`~_\"<>()[]:;\\é"
     for _ in range(20_000):
