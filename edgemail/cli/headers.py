@@ -12,8 +12,8 @@ sendmail does for local mail.  A field with nothing to complete is kept byte
 for byte; a field that changes is written anew (display names kept, RFC 2047
 for non-ASCII ones), so ``From: root`` becomes ``From: root@DOMAIN``.
 
-``header_addresses`` is email.utils.getaddresses: a list of plain addresses
-(``a@b.example, root``) is split here, anything else goes to it (with the
+``header_addresses`` is email.utils.getaddresses: a plain list
+(``a@b.example, Ann Other <ann@x.example>, "Smith, J" <j@x.example>, root``) is split here, anything else goes to it (with the
 strict mode Python 3.13 and Debian's 3.11.2 have, where they have it).
 ``format_address`` is formataddr, ``rfc5322_date`` formatdate(localtime=True).
 
@@ -61,16 +61,33 @@ def qualify_header(field: bytes, domain: str) -> bytes:
 
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _PLAIN = rf"{_ATEXT}(?:\.{_ATEXT})*(?:@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)?"
-#: addresses without names, comments, quotes or groups, only commas between
-_PLAIN_LIST = re.compile(rf"[ \t]*{_PLAIN}(?:[ \t]*,[ \t]*{_PLAIN})*[ \t]*")
+#: one mailbox of a plain list: an address, bare or in <>, after a name of
+#: words or a quoted string without escapes; no comments, no groups
+_ITEM = re.compile(rf'[ \t]*(?:(?P<bare>{_PLAIN})|(?:(?P<words>{_ATEXT}(?:[ \t]+{_ATEXT})*)'
+                   rf'|"(?P<quoted>[^"\\\r\n]*)")?[ \t]*<(?P<addr>{_PLAIN})>)[ \t]*(?:,|$)')
+
+
+def _plain_list(joined: str) -> list[tuple[str, str]] | None:
+    """JOINED split as getaddresses splits it, or None if it is not a plain list."""
+    out: list[tuple[str, str]] = []
+    pos = 0
+    while pos < len(joined) or not out:
+        m = _ITEM.match(joined, pos)
+        if m is None or (m.group().endswith(",") and m.end() == len(joined)):
+            return None
+        words, quoted = m["words"], m["quoted"]
+        name = " ".join(words.split()) if words else quoted or ""
+        out.append((name, m["bare"] or m["addr"]))
+        pos = m.end()
+    return out
 
 
 def header_addresses(values: list[str]) -> list[tuple[str, str]]:
     """email.utils.getaddresses(VALUES); a plain list is split here, without
     email.utils's imports (random, datetime, urllib, email.charset)."""
-    joined = ", ".join(values)
-    if _PLAIN_LIST.fullmatch(joined):
-        return [("", item.strip(" \t")) for item in joined.split(",")]
+    lists = [_plain_list(v) for v in values]          # each alone: no quote spans two values
+    if values and all(found is not None for found in lists):
+        return [pair for found in lists for pair in found or ()]
     import email.utils  # anything else: its own parser (and, where it has it, its strict mode)
     return email.utils.getaddresses(values)
 

@@ -62,7 +62,10 @@ def test_address_compares_hashes_and_refuses_changes_as_a_frozen_dataclass():
     assert Address("u", "").with_domain("edge.example") == Address("u", "edge.example")
 
 
-@pytest.mark.parametrize("values", [["a@b.example, root"], ["\tA.B@C-D.example ,x@y.example  "], ["root"]])
+@pytest.mark.parametrize("values", [
+    ["a@b.example, root"], ["\tA.B@C-D.example ,x@y.example  "], ["root"],
+    ['Ann  Other <ann@x.example>, "Smith, J" <j@x.example>, <c@z.example>', '"" <e@f.example>'],
+    ['"Smith, J', '" <j@x.example>'], ["a@b.example,"], ["a@b.example", ""]])
 def test_a_plain_list_is_split_as_getaddresses_splits_it(values):
     assert header_addresses(values) == email.utils.getaddresses(values)
 
@@ -70,7 +73,8 @@ def test_a_plain_list_is_split_as_getaddresses_splits_it(values):
 def test_header_addresses_is_getaddresses_on_random_text():
     """Plain lists (split here) and anything else (email.utils) alike."""
     rnd = random.Random(15)
-    alphabet = "aZ09-.@, \t!#'`~_\"<>()[]:;\\é"
+    pieces = list("aZ09-.@, \t!#'`~_\"<>()[]:;\\é") + [
+        "@x.example", ", ", "Ann Other ", '"Smith, J" ', "<j@x.example>", "root", '""']
     for _ in range(20_000):
-        values = ["".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 14))) for _ in range(rnd.randint(1, 2))]
+        values = ["".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 12))) for _ in range(rnd.randint(1, 2))]
         assert header_addresses(values) == email.utils.getaddresses(values), values
