@@ -21,7 +21,7 @@ stdout unchanged.
 
 Header addresses: a message's header is held until its end and its
 unqualified addresses completed with the first local domain, as for
-``sendmail`` and ``-t`` (address.py ``qualify_header``: local submission
+``sendmail`` and ``-t`` (cli/headers.py ``qualify_header``: local submission
 is trusted); a header with nothing to complete goes on byte for byte.
 
 Never: changes another byte the client sent, or reorders them; besides
@@ -63,7 +63,7 @@ class TraceInserter:
 
     def __init__(self, trace: Callable[[], bytes], domain: str | None = None) -> None:
         self.trace = trace
-        #: completes unqualified header addresses (address.qualify_header); None: kept
+        #: completes unqualified header addresses (headers.qualify_header); None: kept
         self.domain = domain
         #: the message's header lines so far (None: not in a header)
         self.header: bytes | None = None
@@ -106,7 +106,7 @@ class TraceInserter:
         return self._qualified(lines[:-1]) + lines[-1]
 
     def _qualified(self, lines: list[bytes]) -> bytes:
-        from edgemail.address import qualify_header
+        from edgemail.cli.headers import qualify_header
         fields, _ = split_header([line.rstrip(b"\r\n") for line in lines])
         done = [qualify_header(f, self.domain or "") for f in fields]
         if done == fields:

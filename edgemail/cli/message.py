@@ -15,7 +15,7 @@ becomes a space, NUL bytes are dropped.  Without ``-i`` a line holding only
 collect()).  Missing Date:, Message-ID: and From: headers are added (From:
 from ``-F``/``-f`` or the login name); unqualified addresses get the first
 local domain, in the envelope and in the address header fields alike
-(address.py ``parse_address(domain=)`` and ``qualify_header``: one rule).  The trace line (``Received: (from USER@localhost) by
+(address.py ``parse_address(domain=)`` and headers.py ``qualify_header``: one rule).  The trace line (``Received: (from USER@localhost) by
 HOSTNAME (edgemail); DATE``) is not made here: the daemon's submit op
 prepends it with the user the kernel names (daemon/ops.py
 ``received_local``), and sendmail.py does the same for a message it
@@ -44,21 +44,29 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import dataclass
 
 from edgemail.cli.base import DataError, UsageError
 from edgemail.cli.flags import SendmailArgs
-from edgemail.envelope import precedence_class
 
 
-@dataclass(frozen=True)
 class Prepared:
     """What ``prepare`` makes: the message (CRLF line ends, headers added),
-    its recipients, its Message-ID without the <>, its precedence class."""
-    data: bytes
-    recipients: tuple[str, ...]
-    msgid: str
-    precedence: int
+    its recipients, its Message-ID without the <>, its precedence class
+    (from the Precedence: value, asked only for the maildrop: the daemon
+    derives it itself).  Not a dataclass: dataclasses and envelope.py's cost
+    every sendmail call milliseconds."""
+
+    __slots__ = ("data", "recipients", "msgid", "precedence_value")
+
+    def __init__(self, data: bytes, recipients: tuple[str, ...], msgid: str,
+                 precedence_value: str | None) -> None:
+        self.data, self.recipients, self.msgid = data, recipients, msgid
+        self.precedence_value = precedence_value
+
+    @property
+    def precedence(self) -> int:
+        from edgemail.envelope import precedence_class
+        return precedence_class(self.precedence_value)
 
 
 def read_lines(raw: bytes, *, ignore_dots: bool) -> list[bytes]:
@@ -137,8 +145,8 @@ def header_recipients(fields: list[bytes]) -> list[str]:
     resent = any(n.startswith("resent-") for n in names)
     want = {"resent-to", "resent-cc", "resent-bcc"} if resent else {"to", "cc", "bcc"}
     values = [_value(f) for f in fields if _name(f) in want]
-    import email.utils
-    return [addr for _, addr in email.utils.getaddresses(values) if addr]
+    from edgemail.cli.headers import header_addresses
+    return [addr for _, addr in header_addresses(values) if addr]
 
 
 #: the fields ``-t`` takes recipients from
@@ -176,7 +184,7 @@ def bare_line_end(raw: bytes) -> tuple[str, str] | None:
 def prepare(raw: bytes, a: SendmailArgs, *, sender: str, domain: str, hostname: str,
             now: float) -> Prepared:
     """Build the message to queue and its recipients.  Raises DataError/UsageError."""
-    from edgemail.address import qualify_header   # lazily: mailq does not need it
+    from edgemail.cli.headers import qualify_header   # lazily: mailq does not need it
     if a.extract and (bad := bare_line_end(raw)):
         raise DataError(f"{bad[0].title()}: header holds a {bad[1]}: not taking recipients from it "
                         "(-t); fix the line ends (CRLF or LF throughout)")
@@ -184,7 +192,7 @@ def prepare(raw: bytes, a: SendmailArgs, *, sender: str, domain: str, hostname: 
     fields = [qualify_header(f, domain) for f in fields]
     rcpts, fields = _recipients(fields, a, domain)
     added, msgid = _missing_headers(fields, a, sender=sender, hostname=hostname, now=now)
-    precedence = precedence_class(next((_value(f) for f in fields if _name(f) == "precedence"), None))
+    precedence = next((_value(f) for f in fields if _name(f) == "precedence"), None)
     data = b"\r\n".join(fields + added + [b""] + body) + b"\r\n"
     return Prepared(data, tuple(rcpts), msgid.strip("<>"), precedence)
 
@@ -207,14 +215,13 @@ def _recipients(fields: list[bytes], a: SendmailArgs, domain: str) -> tuple[list
 def _missing_headers(fields: list[bytes], a: SendmailArgs, *, sender: str, hostname: str,
                      now: float) -> tuple[list[bytes], str]:
     """From:, Date: and Message-ID: lines for those FIELDS lack; and the Message-ID."""
-    import email.utils  # here: mailq and -q never need it
+    from edgemail.cli.headers import format_address, rfc5322_date
     names = {_name(f) for f in fields}
     added = []
     if "from" not in names:
-        added.append(b"From: " + (email.utils.formataddr((a.full_name, sender)) if a.full_name
-                                  else sender).encode())
+        added.append(b"From: " + (format_address(a.full_name, sender) if a.full_name else sender).encode())
     if "date" not in names:
-        added.append(b"Date: " + email.utils.formatdate(now, localtime=True).encode())
+        added.append(b"Date: " + rfc5322_date(now).encode())
     msgid = next((_value(f) for f in fields if _name(f) == "message-id"), "")
     if not msgid:
         msgid = f"<{time.strftime('%Y%m%d%H%M%S', time.gmtime(now))}.{os.getpid()}.{os.urandom(4).hex()}@{hostname}>"

@@ -223,16 +223,39 @@ def _submit_stdin(cfg, a: SendmailArgs) -> int:
     if len(msg.data) > cfg.MaxMessageSize:
         err("sendmail", f"message too large: {len(msg.data)} bytes, MaxMessageSize is {cfg.MaxMessageSize}")
         return EX_DATAERR
-    return submit(cfg, _envelope(a, sender, msg), msg.data, a.error_mode)
+    return submit(cfg, Draft(a, sender, msg), msg.data, a.error_mode)
 
 
-def _envelope(a: SendmailArgs, sender: str, msg: Prepared) -> Envelope:
-    """The envelope of a message from the command line (proto local, the caller's uid)."""
-    from edgemail.envelope import Envelope, Recipient
-    return Envelope(mail_from=sender, recipients=tuple(Recipient(r, notify=a.notify) for r in msg.recipients),
-                    ret=a.ret, envid=a.envid, body=a.body, size=len(msg.data), precedence=msg.precedence,
-                    msgid=msg.msgid, proto="local", client=f"localhost (uid {os.getuid()})",
-                    arrived=time.time())
+class Draft:
+    """The envelope of a message from the command line (proto local, the
+    caller's uid) as the submit op carries it; the Envelope itself (envelope.py,
+    with the dataclasses every call would pay milliseconds to import) is made
+    only when the message goes to the maildrop or back to its sender."""
+
+    __slots__ = ("a", "sender", "msg", "arrived")
+
+    def __init__(self, a: SendmailArgs, sender: str, msg: Prepared) -> None:
+        self.a, self.sender, self.msg, self.arrived = a, sender, msg, time.time()
+
+    def fields(self) -> dict:
+        """envelope_fields() of the envelope this makes."""
+        return {"mail_from": self.sender,
+                "recipients": [{"address": r, "notify": sorted(self.a.notify), "orcpt": None}
+                               for r in self.msg.recipients],
+                "ret": self.a.ret, "envid": self.a.envid, "body": self.a.body}
+
+    def envelope(self, size: int) -> Envelope:
+        from edgemail.envelope import Envelope, Recipient
+        a, msg = self.a, self.msg
+        return Envelope(mail_from=self.sender, recipients=tuple(Recipient(r, notify=a.notify) for r in msg.recipients),
+                        ret=a.ret, envid=a.envid, body=a.body, size=size, precedence=msg.precedence,
+                        msgid=msg.msgid, proto="local", client=f"localhost (uid {os.getuid()})",
+                        arrived=self.arrived)
+
+
+def whole(env: Envelope | Draft, data: bytes) -> Envelope:
+    """ENV as an Envelope of DATA's size."""
+    return replace(env, size=len(data)) if not isinstance(env, Draft) else env.envelope(len(data))
 
 
 def envelope_fields(env: Envelope) -> dict:
@@ -245,8 +268,8 @@ def envelope_fields(env: Envelope) -> dict:
             "ret": env.ret, "envid": env.envid, "body": env.body}
 
 
-def submit(cfg, env: Envelope, data: bytes, error_mode: str = "p") -> int:
-    import base64
+def submit(cfg, env: Envelope | Draft, data: bytes, error_mode: str = "p") -> int:
+    from binascii import b2a_base64   # base64.b64encode without base64 (and struct) to import
 
     from edgemail.smtpd.longlines import Unsendable, make_sendable
     try:
@@ -254,17 +277,18 @@ def submit(cfg, env: Envelope, data: bytes, error_mode: str = "p") -> int:
     except Unsendable as exc:
         err("sendmail", f"message not sendable: {exc}")
         return EX_DATAERR
-    env = replace(env, size=len(data))
+    fields = env.fields() if isinstance(env, Draft) else envelope_fields(env)
     client = ControlClient(cfg.control_socket, timeout=cfg.Timeout.control)
     try:
-        reply = client.request("submit", **envelope_fields(env),
-                               data_b64=base64.b64encode(data).decode("ascii"))
+        reply = client.request("submit", **fields,
+                               data_b64=b2a_base64(data, newline=False).decode("ascii"))
     except RequestFailed as exc:
         if "temporary: " in str(exc):     # spool full or failing: keep it (sendmail's clientmqueue)
-            return _to_maildrop(cfg, env, data, f"the daemon cannot queue it now ({exc})")
+            return _to_maildrop(cfg, whole(env, data), data, f"the daemon cannot queue it now ({exc})")
         err("sendmail", f"the daemon refused the message: {exc}")
         return EX_DATAERR
     except DaemonUnreachable as exc:
+        env = whole(env, data)
         kept, refused = _check_locally(cfg, env)
         rc = _report_refused(refused, _to_maildrop(cfg, kept, data, str(exc)) if kept.recipients else EX_OK)
         return _mail_back(cfg, env, data, refused, error_mode, rc)
@@ -277,12 +301,13 @@ def submit(cfg, env: Envelope, data: bytes, error_mode: str = "p") -> int:
     return _mail_back(cfg, env, data, refused, error_mode, _report_refused(refused, EX_OK))
 
 
-def _mail_back(cfg, env: Envelope, data: bytes, refused: list[dict], error_mode: str, rc: int) -> int:
+def _mail_back(cfg, env: Envelope | Draft, data: bytes, refused: list[dict], error_mode: str, rc: int) -> int:
     """ErrorMode m or e (-oem, -oee): the refused recipients' report goes to the
     sender too (cli/mailback.py), with the message; e then exits 0."""
     if error_mode not in ("m", "e") or not refused:
         return rc
     from edgemail.cli.mailback import error_report
+    env = whole(env, data)
     made = error_report(env, data, refused, hostname=cfg.hostname,
                         postmaster=f"postmaster@{cfg.local_domains[0]}", now=time.time())
     if made is not None and submit(cfg, *made) == EX_OK:    # the null sender: never mailed back

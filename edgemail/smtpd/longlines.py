@@ -47,7 +47,6 @@ NEVER
 
 from __future__ import annotations
 
-import base64
 import binascii
 import re
 
@@ -184,6 +183,7 @@ def _set_field(head: bytes, name: str, value: str) -> bytes:
 def _leaf(head: bytes, body: bytes, fields: Message, *, top: bool) -> bytes:
     cte = str(fields.get("content-transfer-encoding", "")).strip().lower()
     if cte == "base64":
+        import base64   # here: sendmail imports this module on every call, a long line is rare
         raw = base64.b64decode(re.sub(rb"[^A-Za-z0-9+/=]", b"", body) + b"===")
         return _join(head, base64.encodebytes(raw).replace(b"\n", _CRLF))
     raw = binascii.a2b_qp(body) if cte == "quoted-printable" else body

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import collections
 import ipaddress
-from dataclasses import replace
 from typing import Callable, Generic, TypeVar
 
 from edgemail.address import ROUTED_REFUSAL, Address
@@ -68,7 +67,7 @@ class RelayPolicy:
         """(canonical address, refusal reply or None) for one RCPT from a
         client that is TRUSTED (the session asks ``trusted()`` once)."""
         if not address.domain:
-            address = replace(address, domain=self.cfg.local_domains[0])
+            address = address.with_domain(self.cfg.local_domains[0])
         text = str(address)
         held = address.literal is None and self.cfg.holds_mail_for(address.domain)
         ours = held or self.cfg.is_local_domain(address.domain)

@@ -5,7 +5,8 @@ ROUTED_REFUSAL, qualification of envelope and header addresses."""
 
 import pytest
 
-from edgemail.address import ROUTED_REFUSAL, Unqualified, parse_address, parse_path, qualify_header
+from edgemail.address import ROUTED_REFUSAL, Unqualified, parse_address, parse_path
+from edgemail.cli.headers import qualify_header
 from edgemail.cli.bsrelay import TraceInserter
 from edgemail.config import loader as config
 from edgemail.delivery import aliases

@@ -162,7 +162,8 @@ def test_sendmail_with_the_daemon_gone_and_its_snapshot_left_loads_what_it_lacks
 
 
 #: what a mailq or sendmail -t call with the snapshot must not load (each was, once, half its start-up)
-HEAVY = ("asyncio", "tomllib", "ssl", "logging", "edgemail.config.loader", "edgemail.maillog",
+HEAVY = ("asyncio", "tomllib", "ssl", "logging", "edgemail.config.loader", "edgemail.maillog", "dataclasses",
+         "email.utils", "email.charset", "email._parseaddr", "random", "base64", "edgemail.envelope",
          "edgemail.smtpd.listener", "edgemail.daemon.control", "email.parser", "link")
 
 
