@@ -79,13 +79,20 @@ def _may_expand(cfg) -> bool:
 def verify(cfg, addresses: Iterable[str], out=None) -> int:
     """``sendmail -bv ADDR...``: each address's route; 67 when one is refused."""
     out = out or sys.stdout
-    try:
-        router = _router(cfg)
-    except ConfigError as exc:
-        err("sendmail", f"configuration error: {exc}")
+    router = _checked_router(cfg)
+    if router is None:
         return EX_CONFIG
     expand = _may_expand(cfg)
     return max([_say(router, cfg, a, expand, out) for a in addresses], default=EX_OK)
+
+
+def _checked_router(cfg):
+    """The Router of -bv/-bt; None (said on stderr) when the aliases or users cannot be read."""
+    try:
+        return _router(cfg)
+    except ConfigError as exc:
+        err("sendmail", f"configuration error: {exc}")
+        return None
 
 
 def _say(router, cfg, address: str, expand: bool, out) -> int:
@@ -103,10 +110,8 @@ def _say(router, cfg, address: str, expand: bool, out) -> int:
 def address_test(cfg, lines: Iterable[str], out=None) -> int:
     """``sendmail -bt``: the route of every address read, one line at a time."""
     out = out or sys.stdout
-    try:
-        router = _router(cfg)
-    except ConfigError as exc:
-        err("sendmail", f"configuration error: {exc}")
+    router = _checked_router(cfg)
+    if router is None:
         return EX_CONFIG
     out.write("ADDRESS TEST MODE (edgemail: the route of each address; no rulesets)\n"
               "Enter <address> [<address> ...]\n")
