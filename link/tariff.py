@@ -101,11 +101,6 @@ class Tariff:
             if t > now:
                 return t
 
-    def units(self, start: datetime, connect_s: float, zone: ZoneInfo) -> int:
-        start = start.astimezone(timezone.utc)
-        end = start + timedelta(seconds=max(connect_s, 0.0))
-        return sum(1 for t in self.unit_edges(start, end, zone) if t < end or t == start)
-
     def cost(self, start: datetime, connect_s: float, zone: ZoneInfo) -> float:
         """What a call connected at `start` for `connect_s` seconds costs."""
         fee = self.price("call", start, zone)

@@ -201,12 +201,12 @@ class AuthService:
         self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="edgemail-auth")
 
     async def check(self, ip: str, mech: str, user: str, secret: str, challenge: str, *,
-                    now: Callable[[], float], limit: int) -> bool | None:
-        """Are these the credentials of USER?  None: IP has LIMIT failures
-        already (counted once the lock is ours), nothing was computed."""
+                    now: Callable[[], float], limit: int) -> bool:
+        """Are these the credentials of USER?  False without a hash computed
+        when IP has LIMIT failures already (counted once the lock is ours)."""
         async with self._lock:
             if self.failures.count(ip, now()) >= limit:
-                return None
+                return False
             if mech == CRAM:
                 return self.cram is not None and self.cram.verify(user, challenge, secret)
             credentials = self.credentials
