@@ -160,13 +160,16 @@ def publish(cfg: Config) -> str | None:
     """The daemon is up with CFG: the snapshot of its file, when CFG is what
     the file says (a config built with overrides, or from a dict, as the
     demo and tests make, gets none).  Returns its path, or None."""
+    from dataclasses import replace
+
     from edgemail.config.loader import load_text
     from edgemail.errors import ConfigError
     try:
         fresh, text = load_text(cfg.path)
     except ConfigError:
         return None
-    return write(fresh, text) if fresh == cfg else None
+    # the daemon's host_addresses (a wildcard listener's, read from the kernel) are no part of the file
+    return write(fresh, text) if replace(fresh, host_addresses=cfg.host_addresses) == cfg else None
 
 
 def write(cfg: Config, text: str) -> str | None:

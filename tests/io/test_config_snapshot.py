@@ -108,6 +108,17 @@ def test_no_snapshot_for_a_config_built_with_overrides(tmp_path, runtime):
     assert not list(runtime.iterdir())
 
 
+def test_a_wildcard_listeners_host_addresses_do_not_keep_the_snapshot_back(tmp_path, runtime):
+    """The daemon adds the kernel's addresses (daemon/hostaddrs.py) to its Config; they
+    are not in the file, so the file still says what the daemon holds."""
+    import ipaddress
+    from edgemail.config.loader import load
+    path = make_config(tmp_path)
+    cfg = dataclasses.replace(load(path), host_addresses=frozenset({ipaddress.ip_address("192.168.1.1")}))
+    assert snapshot.publish(cfg) is not None
+    assert snapshot.read(str(path)) is not None
+
+
 def test_an_unwritable_runtime_directory_is_no_failure(tmp_path, monkeypatch):
     monkeypatch.setenv(snapshot.ENV, str(tmp_path / "missing"))
     path = make_config(tmp_path)
