@@ -33,17 +33,15 @@ import re
 import sys
 from collections.abc import Iterable
 
-from edgemail.cli.base import EX_CONFIG, EX_OK, err
+from edgemail.cli.base import EX_CONFIG, EX_NOUSER, EX_OK, err
 from edgemail.errors import ConfigError
 
-EX_NOUSER = 67
 _RULESETS = re.compile(r"^\d+(,\d+)*$")
 
 
 def _router(cfg):
-    from edgemail.delivery.aliases import load
-    from edgemail.delivery.routing import Router
-    return Router(cfg, load(cfg.local.aliases, cfg.local))
+    from edgemail.delivery.users import local_router
+    return local_router(cfg)
 
 
 def describe(d, cfg, *, expand: bool = True) -> str:

@@ -337,12 +337,10 @@ def _check_locally(cfg, env: Envelope) -> tuple[Envelope, list[dict]]:
     """The daemon is down: the same recipient check with our own Router (the
     aliases, local users and passwd as this user reads them); a file we may
     not read leaves the check to the daemon, which bounces what it refuses."""
-    from edgemail.delivery.aliases import load as load_aliases
-    from edgemail.delivery.routing import Router
-    from edgemail.delivery.users import known_users
+    from edgemail.delivery.users import local_router
     from edgemail.errors import ConfigError
     try:
-        router = Router(cfg, load_aliases(cfg.local.aliases, cfg.local), known_users(cfg.local))
+        router = local_router(cfg)
     except (ConfigError, OSError):
         return env, []
     replies = [(r, router.check_rcpt(r.address)) for r in env.recipients]

@@ -75,3 +75,12 @@ def parse_users(text: str, path: str = "<users>") -> frozenset[str]:
                               "(not first: .), one name a line", file=path, line=n)
         names.add(name)
     return frozenset(names)
+
+
+def local_router(cfg):
+    """The Router the daemon routes with, built here (the command line's
+    -bv/-bt and its daemon-down check): CFG's aliases and its local users.
+    Raises ConfigError (or OSError) as the loaders do."""
+    from edgemail.delivery.aliases import load
+    from edgemail.delivery.routing import Router
+    return Router(cfg, load(cfg.local.aliases, cfg.local), known_users(cfg.local))

@@ -404,7 +404,7 @@ def _routes_config(tmp_path, privacy: str = "authwarnings") -> Path:
     cfg = tmp_path / "c.toml"
     cfg.write_text(f'local_domains = ["x.example"]\nSmartHost = "[192.0.2.25]:25"\nPrivacyOptions = "{privacy}"\n'
                    f'[control]\nsocket = "{tmp_path}/none.sock"\n[spool]\ndirectory = "{tmp_path}/spool"\n'
-                   f'[local]\naliases = "{aliases}"\nusers = ["admin", "bob", "carol"]\nmaildir = "/m/%u"\n'
+                   f'[local]\naliases = "{aliases}"\nusers = ["admin", "bob", "carol"]\nsystem_users = false\nmaildir = "/m/%u"\n'
                    '[routes]\n"x.example" = "local"\n"lan.example" = "relay:[192.168.1.10]:25"\n'
                    '"*" = { route = "smarthost", expensive = true }\n')
     return cfg
@@ -424,6 +424,16 @@ def test_sendmail_bv_says_each_route_and_sends_nothing(tmp_path):
     bad = _run([str(BIN / "sendmail"), "-C", str(cfg), "-bv", "nobody@x.example"])
     assert bad.returncode == 67 and bad.stdout == b"nobody@x.example... 550 5.1.1 <nobody@x.example>... User unknown\n"
     assert not (tmp_path / "spool").exists()                                # nothing queued, nothing made
+
+
+def test_sendmail_bv_knows_the_users_the_daemon_knows(tmp_path):
+    """-bv routes with the daemon's users: the system's passwd counts (system_users)."""
+    import pwd
+    name = pwd.getpwuid(os.getuid()).pw_name
+    cfg = _routes_config(tmp_path)
+    cfg.write_text(cfg.read_text().replace("system_users = false", "system_users = true"))
+    r = _run([str(BIN / "sendmail"), "-C", str(cfg), "-bv", f"{name}@x.example"])
+    assert r.returncode == 0 and r.stdout.startswith(f"{name}@x.example... deliverable: mailer local".encode()), r
 
 
 def test_sendmail_bt_reads_addresses_from_stdin(tmp_path):
