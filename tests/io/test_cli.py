@@ -429,7 +429,9 @@ def test_sendmail_bv_says_each_route_and_sends_nothing(tmp_path):
 def test_sendmail_bv_knows_the_users_the_daemon_knows(tmp_path):
     """-bv routes with the daemon's users: the system's passwd counts (system_users)."""
     import pwd
-    name = pwd.getpwuid(os.getuid()).pw_name
+    name = next((n for n in ("nobody", "daemon", "bin") if n in {p.pw_name for p in pwd.getpwall()}), None)
+    if name is None:
+        pytest.skip("no nobody/daemon/bin account in passwd")
     cfg = _routes_config(tmp_path)
     cfg.write_text(cfg.read_text().replace("system_users = false", "system_users = true"))
     r = _run([str(BIN / "sendmail"), "-C", str(cfg), "-bv", f"{name}@x.example"])
