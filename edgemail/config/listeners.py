@@ -55,6 +55,12 @@ def smtpd_section(reader: Reader, data: dict, rel: Callable[[str], str]) -> Smtp
     smtpd = simple_section(reader, data, "smtpd", SmtpdConfig, {})
     if smtpd.max_session_time <= 0:
         reader.error("smtpd", "max_session_time", "expected a duration above 0 (every session would end at once)")
+    for key in ("auth_max_pending", "auth_max_pending_per_client"):
+        if getattr(smtpd, key) < 1:
+            reader.error("smtpd", key, "expected 1 or more (0 would refuse every AUTH)")
+    if smtpd.connection_rate_time_unit <= 0:
+        reader.error("smtpd", "connection_rate_time_unit",
+                     "expected a duration above 0 (client_connection_rate_limit counts per time unit)")
     return replace(smtpd, auth_file=rel(smtpd.auth_file), cram_secrets=rel(smtpd.cram_secrets),
                    sender_login=logins)
 

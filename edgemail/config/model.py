@@ -137,6 +137,11 @@ def literal_ip(literal: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | 
 class SmtpdConfig:
     max_sessions: int = 100
     max_sessions_per_client: int = 20
+    #: connections per client address within connection_rate_time_unit (0: no
+    #: limit); 421 4.7.0 beyond.  Trusted clients (LAN, loopback) are exempt
+    #: (smtpd/policy.py ConnectionRate says why)
+    client_connection_rate_limit: int = 60
+    connection_rate_time_unit: float = 60.0
     max_bad_commands: int = 10
     #: a whole session's time limit (421 4.4.2 beyond; Timeout.command bounds each read and line)
     max_session_time: float = 3600.0
@@ -150,6 +155,10 @@ class SmtpdConfig:
     #: before 421 4.7.0
     max_auth_failures: int = 3
     auth_failure_window: float = 900.0
+    #: password checks in progress at once (one runs, the others wait), and
+    #: from one client address; beyond: 454 4.7.0 (smtpd/credentials.py)
+    auth_max_pending: int = 16
+    auth_max_pending_per_client: int = 4
     #: who may send as whom once authenticated (Postfix smtpd_sender_login_maps):
     #: user -> addresses ("a@example.org") and domains ("@example.org"); a user
     #: not listed may send as USER@ each local domain

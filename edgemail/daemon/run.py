@@ -135,8 +135,7 @@ def make_listeners(cfg: Config, store, runner, on_commit=None, socks: dict | Non
     from edgemail.smtpd.listener import SmtpListener
     socks = socks or {}
     smtpd = cfg.smtpd
-    auth = AuthService(smtpd.auth_file, smtpd.auth_failure_window, smtpd.cram_secrets) \
-        if any(lst.auth for lst in cfg.listeners) else None
+    auth = AuthService.of(smtpd) if any(lst.auth for lst in cfg.listeners) else None
     return [SmtpListener(cfg, lst, store, on_commit=on_commit or getattr(runner, "on_commit", None),
                          check_rcpt=getattr(runner, "check_rcpt", None),
                          on_etrn=getattr(runner, "etrn", None), on_atrn=getattr(runner, "atrn", None),

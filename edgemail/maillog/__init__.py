@@ -82,8 +82,9 @@ SMTP sessions (sessions.py; ``edgemail.smtpd``):
         Timeout.command of the previous reply: slowloris) or "session"
         ([smtpd] max_session_time); 421 4.4.2, closed.
   NOQUEUE: connection refused, relay=[ip]:port, reply=REPLY   [4]
-        refused(): session limits (max_sessions, per client) refused a
-        connection.
+        refused(): session limits (max_sessions, per client) or the
+        connection rate (client_connection_rate_limit: ``421 4.7.0 ...
+        too many connections from ADDR``) refused a connection.
   NOQUEUE: internal error after CMD from [ip]:port   [1]
         internal_error(): our bug: answered 451 4.3.0, traceback logged
         once, session goes on.
@@ -102,6 +103,10 @@ SMTP sessions (sessions.py; ``edgemail.smtpd``):
   NOQUEUE: AUTH failure (MECH): authentication failed, authid=USER, relay=[ip]:port, failures=N   [4]
         auth_failed(): 535 5.7.8; N is the client's failures within
         auth_failure_window (421 at max_auth_failures).  Never the password.
+  NOQUEUE: AUTH busy (MECH): too many authentication checks pending, authid=USER, relay=[ip]:port, pending=N   [4]
+        auth_busy(): 454 4.7.0, the check was not queued (auth_max_pending
+        overall or auth_max_pending_per_client); N checks are in progress;
+        no failure counted.  Never the password.
 
 Queue runs, SMTP client, DNS (runs.py; ``edgemail.runner``):
 
@@ -267,6 +272,7 @@ from edgemail.maillog.runs import (
 )
 from edgemail.maillog.sessions import (
     RULESETS,
+    auth_busy,
     auth_failed,
     auth_ok,
     connect,
@@ -292,6 +298,7 @@ __all__ = [
     # sessions.py
     "reject", "connect", "lost_connection", "too_many_errors", "timeout", "time_limit", "refused", "internal_error",
     "pregreet", "tls_started", "tls_failed", "tls_pipelined", "auth_ok", "auth_failed",
+    "auth_busy",
     # runs.py
     "run_start", "run_end", "link_up", "dialdelay", "demand_unroutable",
     "runner_warning", "runner_internal_error", "delivery_internal_error", "clock_stepped", "authfile_owner",

@@ -90,3 +90,8 @@ def auth_ok(peer: str, user: str, mech: str) -> str:
 def auth_failed(peer: str, user: str, mech: str, failures: int) -> str:
     return (f"{NOQUEUE}: AUTH failure ({clean(mech)}): authentication failed, "
             + pairs(("authid", user[:64]), ("relay", peer), ("failures", failures)))
+
+
+def auth_busy(peer: str, user: str, mech: str, pending: int) -> str:
+    return (f"{NOQUEUE}: AUTH busy ({clean(mech)}): too many authentication checks pending, "
+            + pairs(("authid", user[:64]), ("relay", peer), ("pending", pending)))

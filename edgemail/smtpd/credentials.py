@@ -26,6 +26,16 @@ DESCRIPTION
     (64 MiB) is refused when the file is read: no line can make one check
     cost more.
 
+    The checks waiting are bounded: at most ``auth_max_pending`` at once
+    (running or waiting for the lock), ``auth_max_pending_per_client`` from
+    one client address (``PendingChecks``); a check over either is not
+    queued: the client gets ``454 4.7.0 Temporary authentication failure``
+    at once (RFC 4954), which is not a failure (no count).  So a flood of
+    AUTH from many sessions costs each a reply, never a growing queue of
+    tasks and never a wait for the clients behind it beyond
+    auth_max_pending checks.  Counting is O(1) on the loop; nothing here
+    blocks it.
+
     ``AuthFailures`` counts failed AUTH attempts per client address over
     ``auth_failure_window`` (across sessions and listeners); a success
     clears the client's count.  ``AuthService`` is both, with CRAM-MD5's
@@ -55,6 +65,7 @@ import re
 import sys
 from collections.abc import Callable, Iterable
 
+from edgemail.config.model import SmtpdConfig
 from edgemail.errors import ConfigError
 from edgemail.smtpd.auth import CRAM, MECHANISMS
 from edgemail.smtpd.cram import CramSecrets
@@ -186,32 +197,77 @@ class AuthFailures:
         self._times.pop(ip, None)
 
 
+#: RFC 4954 section 6: the reply to an AUTH whose check is not queued (PendingChecks)
+BUSY = "454 4.7.0 Temporary authentication failure"
+
+
+class PendingChecks:
+    """The checks in progress (running or waiting), overall and per client:
+    at most LIMIT and PER_CLIENT; the counts hold only clients with one."""
+
+    def __init__(self, limit: int, per_client: int) -> None:
+        self.limit, self.per_client = limit, per_client
+        self.total = 0
+        self._per_ip: dict[str, int] = {}
+
+    def enter(self, ip: str) -> bool:
+        """One more check for IP, or False (over a limit: not counted)."""
+        n = self._per_ip.get(ip, 0)
+        if self.total >= self.limit or n >= self.per_client:
+            return False
+        self.total, self._per_ip[ip] = self.total + 1, n + 1
+        return True
+
+    def leave(self, ip: str) -> None:
+        n = self._per_ip.pop(ip) - 1
+        self.total -= 1
+        if n:
+            self._per_ip[ip] = n
+
+    def __len__(self) -> int:
+        return len(self._per_ip)
+
+
 class AuthService:
     """What AUTH needs, shared by a daemon's listeners: the credentials and
     CRAM-MD5's secrets (each replaced whole on SIGHUP: listener.py's
     reload_secrets) and the failure counts."""
 
-    def __init__(self, path: str, window: float, cram_path: str = "") -> None:
+    def __init__(self, path: str, window: float, cram_path: str = "", *,
+                 max_pending: int = 16, max_pending_per_client: int = 4) -> None:
         self.path, self.cram_path = path, cram_path
         self.credentials = Credentials.load(path) if path else Credentials({})
         self.cram = CramSecrets.load(cram_path) if cram_path else None
         self.failures = AuthFailures(window)
+        self.pending = PendingChecks(max_pending, max_pending_per_client)
         #: one check at a time, on one thread (module docstring)
         self._lock = asyncio.Lock()
         self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="edgemail-auth")
 
+    @classmethod
+    def of(cls, smtpd: SmtpdConfig) -> "AuthService":
+        """The service [smtpd] describes (raises ConfigError as the loaders do)."""
+        return cls(smtpd.auth_file, smtpd.auth_failure_window, smtpd.cram_secrets,
+                   max_pending=smtpd.auth_max_pending, max_pending_per_client=smtpd.auth_max_pending_per_client)
+
     async def check(self, ip: str, mech: str, user: str, secret: str, challenge: str, *,
-                    now: Callable[[], float], limit: int) -> bool:
+                    now: Callable[[], float], limit: int) -> bool | str:
         """Are these the credentials of USER?  False without a hash computed
-        when IP has LIMIT failures already (counted once the lock is ours)."""
-        async with self._lock:
-            if self.failures.count(ip, now()) >= limit:
-                return False
-            if mech == CRAM:
-                return self.cram is not None and self.cram.verify(user, challenge, secret)
-            credentials = self.credentials
-            return await asyncio.get_running_loop().run_in_executor(
-                self._worker, credentials.verify, user, secret)
+        when IP has LIMIT failures already (counted once the lock is ours);
+        BUSY, at once, when the check would be over the pending limits."""
+        if not self.pending.enter(ip):
+            return BUSY
+        try:
+            async with self._lock:
+                if self.failures.count(ip, now()) >= limit:
+                    return False
+                if mech == CRAM:
+                    return self.cram is not None and self.cram.verify(user, challenge, secret)
+                credentials = self.credentials
+                return await asyncio.get_running_loop().run_in_executor(
+                    self._worker, credentials.verify, user, secret)
+        finally:
+            self.pending.leave(ip)
 
     @property
     def mechanisms(self) -> tuple[str, ...]:

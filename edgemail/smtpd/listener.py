@@ -7,7 +7,9 @@ listener binds with IP_FREEBIND, so ppp0's address may appear later),
 serving (and ``adopt``: a connection turned round by ATRN) and closing,
 and the pieces every session of this listener gets
 (session.Services): the dialogue's settings, the relay policy and the
-admission counts (policy.py), the spool, the clock, the hooks, the read
+admission counts (policy.py: sessions and the connection rate per client,
+counted per listener as Postfix's anvil counts per service; trusted
+clients exempt from the rate), the spool, the clock, the hooks, the read
 buffer, the TLS context (tls.py: loaded at construction) and AUTH's
 credentials (credentials.py's AuthService: given, so that every listener
 counts one client's failures together, or loaded from ``[smtpd]
@@ -87,11 +89,12 @@ class SmtpListener:
         self.cfg = cfg
         self.listener = listener
         self.policy = RelayPolicy(cfg, check_rcpt=check_rcpt, trust_loopback=trust_loopback)
-        self.admission: Admission[SmtpSession] = Admission(cfg)
+        clock = clock or SystemClock()
+        self.admission: Admission[SmtpSession] = Admission(cfg, clock=clock, exempt=self.policy.trusted)
         #: STARTTLS's certificate (reload_tls() on SIGHUP); AUTH's credentials
         self.tls = ServerTls(listener.tls_cert, listener.tls_key) if listener.tls else None
         if listener.auth and auth is None:
-            auth = AuthService(cfg.smtpd.auth_file, cfg.smtpd.auth_failure_window, cfg.smtpd.cram_secrets)
+            auth = AuthService.of(cfg.smtpd)
         self.auth = auth if listener.auth else None
         self.services = Services(
             settings=Settings.of(cfg, listener, etrn=on_etrn is not None,
@@ -99,7 +102,7 @@ class SmtpListener:
                                  atrn=on_atrn is not None),
             name=listener.name, timeout=cfg.Timeout.command, max_session_time=cfg.smtpd.max_session_time,
             store=store,
-            clock=clock or SystemClock(), policy=self.policy, admission=self.admission,
+            clock=clock, policy=self.policy, admission=self.admission,
             read_buffer=memoryview(bytearray(64 * 1024)), on_commit=on_commit, on_etrn=on_etrn,
             on_atrn=on_atrn, greet_pause=listener.greet_pause, tls=self.tls, auth=self.auth)
         #: bound before the daemon gave up root (RunAsUser); None: start() binds

@@ -21,7 +21,24 @@ Owns:
       - Then ``check_rcpt(address)`` (routing) may refuse, e.g. ``550 5.1.1``.
   * ``Admission``: the session counts, ``smtpd.max_sessions`` overall and
     ``smtpd.max_sessions_per_client`` per client address (``421 4.3.2``
-    beyond), and the set of sessions open (for shutdown).
+    beyond), the connection rate (``ConnectionRate``), and the set of
+    sessions open (for shutdown).
+  * ``ConnectionRate``: connections per client address within
+    ``smtpd.connection_rate_time_unit`` (Postfix anvil's
+    smtpd_client_connection_rate_limit, sendmail's ConnectionRateThrottle
+    per client): past ``smtpd.client_connection_rate_limit`` attempts
+    (every attempt counts, refused ones too) the connection gets ``421
+    4.7.0 HOST Error: too many connections from ADDR`` and is closed.
+    Fixed windows, as anvil's: a client's window opens at its first
+    connection and lasts one time unit.  Trusted clients (``RelayPolicy.
+    trusted``: LAN, loopback) are exempt: they are our own hosts and
+    programs, which may relay anyway, and their bursts (a LAN relay's queue
+    run, a script's sendmail loop) are the appliance's job; a runaway LAN
+    host is still bounded by the session counts.  Memory is bounded:
+    expired windows are dropped as time passes (oldest first, O(1) per
+    connection), and at most ``RATE_CLIENTS`` clients are tracked; past
+    that the oldest window is forgotten (a flood from many addresses then
+    costs that client its count, never memory).
 
 Never does: DNS, reading the peer's name, I/O of any kind.
 """
@@ -32,10 +49,15 @@ import collections
 import ipaddress
 from typing import Callable, Generic, TypeVar
 
+from edgemail.clock import Clock, SystemClock
+
 from edgemail.address import ROUTED_REFUSAL, Address
 from edgemail.config.model import Config
 
 S = TypeVar("S")
+
+#: the most client addresses ConnectionRate keeps a window for (about 100 bytes each)
+RATE_CLIENTS = 10_000
 
 
 def client_ip(address: str) -> str:
@@ -78,11 +100,45 @@ class RelayPolicy:
         return text, self.check_rcpt(text)
 
 
+class ConnectionRate:
+    """Connections per client address within UNIT seconds (module docstring)."""
+
+    def __init__(self, unit: float, *, max_clients: int = RATE_CLIENTS) -> None:
+        self.unit, self.max_clients = unit, max_clients
+        #: client -> [window start, connections in it]; oldest window first
+        self._windows: collections.OrderedDict[str, list[float]] = collections.OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._windows)
+
+    def count(self, ip: str, now: float) -> int:
+        """One more connection from IP at NOW (monotonic); IP's count in its window."""
+        self._expire(now)
+        window = self._windows.get(ip)
+        if window is None:
+            if len(self._windows) >= self.max_clients:
+                self._windows.popitem(last=False)
+            self._windows[ip] = window = [now, 0]
+        window[1] += 1
+        return int(window[1])
+
+    def _expire(self, now: float) -> None:
+        """Forget the windows that have ended (they are in order of start)."""
+        windows = self._windows
+        while windows:
+            ip, (start, _) = next(iter(windows.items()))
+            if now - start < self.unit:
+                return
+            del windows[ip]
+
+
 class Admission(Generic[S]):
     """The sessions let in, counted overall and per client address."""
 
-    def __init__(self, cfg: Config) -> None:
-        self.cfg = cfg
+    def __init__(self, cfg: Config, *, clock: Clock | None = None,
+                 exempt: Callable[[str], bool] = lambda ip: False) -> None:
+        self.cfg, self.clock, self.exempt = cfg, clock or SystemClock(), exempt
+        self.rate = ConnectionRate(cfg.smtpd.connection_rate_time_unit)
         #: session -> its client address
         self._open: dict[S, str] = {}
         self._per_client: collections.Counter[str] = collections.Counter()
@@ -94,6 +150,9 @@ class Admission(Generic[S]):
     def admit(self, session: S, peer_ip: str) -> str | None:
         """Let SESSION in (None), or the 421 that refuses it."""
         host, limits = self.cfg.hostname, self.cfg.smtpd
+        if limits.client_connection_rate_limit and not self.exempt(peer_ip) and \
+                self.rate.count(peer_ip, self.clock.monotonic()) > limits.client_connection_rate_limit:
+            return f"421 4.7.0 {host} Error: too many connections from {peer_ip}"
         if len(self._open) >= limits.max_sessions:
             return f"421 4.3.2 {host} Too many sessions, try again later"
         if self._per_client[peer_ip] >= limits.max_sessions_per_client:

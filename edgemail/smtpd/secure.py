@@ -15,14 +15,15 @@ Owns the commands and their replies:
     (CRAM-MD5 only: the secret never crosses); ``504 5.5.4`` other mechanisms; ``334`` prompts, the
     responses taken in state AUTH (never as commands, never logged); an
     Authenticate event whose outcome ``auth_done()`` answers: ``235 2.7.0``
-    or ``535 5.7.8``, and ``421 4.7.0`` (the session ends) once the client
+    or ``535 5.7.8`` (``auth_deferred()``: ``454 4.7.0``, too many checks
+    pending, no failure counted), and ``421 4.7.0`` (the session ends) once the client
     has ``max_auth_failures`` failures (counted by the driver, per client
     address, across sessions).
   * ``require_tls``: ``530 5.7.0 Must issue a STARTTLS command first``
     for everything but EHLO/HELO, STARTTLS, NOOP, RSET and QUIT.
   * ``may_relay``: a trusted client, or an authenticated one.
 
-Log lines: AUTH=server (success), AUTH failure (without the password).
+Log lines: AUTH=server (success), AUTH failure, AUTH busy (without the password).
 """
 
 from __future__ import annotations
@@ -193,6 +194,14 @@ class SecureCommands:
         self._reply("535 5.7.8 Authentication credentials invalid", logged=False)
         if failures >= self.settings.max_auth_failures and self.state is not State.CLOSED:
             self._too_many_failures()
+
+    def auth_deferred(self, event: Authenticate, reply: str, pending: int) -> None:
+        """The Authenticate was not checked (PENDING checks are): REPLY, a 454."""
+        if self.state is not State.WAITING:
+            return
+        self.state = State.COMMAND
+        log.warning(maillog.auth_busy(self.relay, event.user, event.mech, pending))
+        self._reply(reply, logged=False)
 
     def _too_many_failures(self) -> None:
         self.close_with(f"421 4.7.0 {self.settings.hostname} Error: too many failed authentications")

@@ -338,7 +338,9 @@ class SmtpSession(TurnVerbs, asyncio.BufferedProtocol):
         assert auth is not None and core is not None
         ok = await auth.check(core.ip, event.mech, event.user, event.password, event.challenge,
                               now=self.services.clock.monotonic, limit=core.settings.max_auth_failures)
-        if ok:
+        if isinstance(ok, str):         # not checked (too many pending): no failure counted
+            core.auth_deferred(event, ok, auth.pending.total)
+        elif ok:
             auth.failures.clear(core.ip)
             core.auth_done(event, event.user, 0)
         else:

@@ -72,8 +72,14 @@ def test_a_submission_listener_with_tls_and_auth(tmp_path, cert):
     ('[smtpd.sender_login]\nbob = ["bob"]\n', "F:3: smtpd.sender_login.bob: expected addresses or @domains"),
     ('[smtpd]\nauth_file = 3\n', "F:3: smtpd.auth_file: expected a string"),
     ('[smtpd]\nmax_session_time = "0s"\n', "F:3: smtpd.max_session_time: expected a duration above 0"),
+    ('[smtpd]\nconnection_rate_time_unit = "0s"\n',
+     "F:3: smtpd.connection_rate_time_unit: expected a duration above 0"),
+    ('[smtpd]\nclient_connection_rate_limit = -1\n', "F:3: smtpd.client_connection_rate_limit: expected"),
+    ('[smtpd]\nauth_max_pending = 0\n', "F:3: smtpd.auth_max_pending: expected 1 or more"),
+    ('[smtpd]\nauth_max_pending_per_client = 0\n', "F:3: smtpd.auth_max_pending_per_client: expected 1 or more"),
 ], ids=["cert-without-key-2nd-listener", "require-tls", "submission-no-auth", "auth-no-file",
-        "greet-pause", "unknown-key-2nd-listener", "sender-login", "auth-file-type", "session-time-zero"])
+        "greet-pause", "unknown-key-2nd-listener", "sender-login", "auth-file-type", "session-time-zero",
+        "rate-unit-zero", "rate-limit-negative", "auth-pending-zero", "auth-pending-per-client-zero"])
 def test_errors_name_the_line_of_their_listener(tmp_path, text, want):
     assert want in errors(tmp_path, BASE + text)
 

@@ -61,6 +61,7 @@ SAMPLES = {
     "tls_pipelined": ((PEER, 17), {}),
     "auth_ok": ((PEER, "alice", "PLAIN"), {}),
     "auth_failed": ((PEER, "alice", "LOGIN", 2), {}),
+    "auth_busy": ((PEER, "alice", "PLAIN", 16), {}),
     "run_start": (("4711.3", "link-up", ["R@far.example"], 3), {}),
     "run_end": ((), dict(selected=3, attempted=2, sent=1, deferred=1, bounced=0, cut=1, stopped="link")),
     "link_up": ((), dict(cleared=2, nameservers=["10.64.0.1"], info={"iface": "ppp0", "local": ""})),
