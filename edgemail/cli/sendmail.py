@@ -48,7 +48,8 @@ recipient routing refuses permanently and says so; each is reported on
 stderr in sendmail's words (``sendmail: NoSuchUser@edge.example... User
 unknown``), the message is queued for the others (none: nothing is queued)
 and the exit is 67 (EX_NOUSER), as sendmail's.  With the daemon down the
-same check runs here, with the same Router.  Under ErrorMode m or e
+same check runs here, with the same Router, passwd asked for each
+recipient's local part (``pwd.getpwnam``), never read whole.  Under ErrorMode m or e
 (``-oem``, as cron and mutt call sendmail; ``-oee``, ``-OErrorMode=m``) the
 refused recipients' failure report also goes to the sender with the message
 (cli/mailback.py; e then exits 0), so cron's output for a mistyped MAILTO

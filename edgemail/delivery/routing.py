@@ -61,6 +61,7 @@ FAILURES
 from __future__ import annotations
 
 import re
+from collections.abc import Container
 from dataclasses import dataclass, replace
 
 from edgemail.address import ROUTED_REFUSAL, AddressError, parse_address
@@ -121,13 +122,14 @@ class Router:
     """Routes addresses with one config and one alias table."""
 
     def __init__(self, cfg: Config, aliases: Aliases | None = None,
-                 users: frozenset[str] | None = None) -> None:
+                 users: Container[str] | None = None) -> None:
         self.cfg = cfg
         self.aliases = aliases or Aliases()
         self.default_domain = cfg.local_domains[0]
         names = frozenset(u.lower() for u in cfg.local.users) if users is None else users
-        #: None: any safe name is a mailbox (local.create_mailboxes)
-        self.users: frozenset[str] | None = None if cfg.local.create_mailboxes else names | ALWAYS
+        #: the local users besides ALWAYS (a set, or users.PasswdUsers: asked one name at a
+        #: time); None: any safe name is a mailbox (local.create_mailboxes)
+        self.users: Container[str] | None = None if cfg.local.create_mailboxes else names
         self._cache: dict[str, tuple[Decision, ...]] = {}
 
     # -- public
@@ -228,7 +230,7 @@ class Router:
         user = split(address)[0].lower().split(DETAIL_DELIMITER, 1)[0]
         if not MAILBOX.fullmatch(user):
             return self._error(address, original, "550 5.1.3 <{a}>... Bad mailbox name")
-        if check_users and self.users is not None and user not in self.users:
+        if check_users and self.users is not None and user not in ALWAYS and user not in self.users:
             return self._error(address, original, "550 5.1.1 <{a}>... User unknown")
         path = self.cfg.local.maildir if route.kind == "local" else route.target
         return Decision(address, original, route.kind, path.replace("%u", user),

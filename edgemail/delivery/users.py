@@ -19,6 +19,15 @@ DESCRIPTION
     accepting mail wait on the network (DESIGN invariant 1).  A user added
     with adduser is known after ``newaliases`` or a reload.
 
+    The command line (``local_router``: sendmail's check while the daemon
+    is down, ``-bv``, ``-bt``) checks a few addresses once, so it never
+    reads the whole passwd: ``PasswdUsers`` asks ``pwd.getpwnam`` for each
+    local part it is asked about (once; NSS answers one name, where
+    ``getpwall`` would enumerate an LDAP directory on every sendmail
+    call).  The name asked is the router's, lower-case: an account named
+    with capitals is found by the daemon's list (lower-cased) but not
+    here (the daemon then decides, as for any name the check lets by).
+
     ``local.create_mailboxes = true`` turns the check off: any safe local
     part is accepted and its Maildir made on first delivery.
 
@@ -36,14 +45,44 @@ from edgemail.config.values import MAILBOX
 from edgemail.errors import ConfigError
 
 
-def known_users(local: LocalConfig) -> frozenset[str]:
-    """The local user names of LOCAL (lower-case), read now."""
-    names = set(local.users)
+def known_users(local: LocalConfig, *, passwd_by_name: bool = False) -> frozenset[str] | PasswdUsers:
+    """The local user names of LOCAL (lower-case), read now; PASSWD_BY_NAME:
+    passwd asked per name (PasswdUsers) instead of read whole."""
+    names = {u.lower() for u in local.users}
     if local.users_file:
         names |= load_users_file(local.users_file)
+    if local.system_users and passwd_by_name:
+        return PasswdUsers(frozenset(names))
     if local.system_users:
         names |= system_users()
     return frozenset(names)
+
+
+class PasswdUsers:
+    """NAMES, or an account ``pwd.getpwnam`` knows (one name at a time, cached)."""
+
+    def __init__(self, names: frozenset[str]) -> None:
+        self.names = names
+        self._seen: dict[str, bool] = {}
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        if name in self.names:
+            return True
+        known = self._seen.get(name)
+        if known is None:
+            known = self._seen[name] = bool(MAILBOX.fullmatch(name)) and _in_passwd(name)
+        return known
+
+
+def _in_passwd(name: str) -> bool:
+    import pwd
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
 
 
 def system_users() -> frozenset[str]:
@@ -83,4 +122,4 @@ def local_router(cfg):
     Raises ConfigError (or OSError) as the loaders do."""
     from edgemail.delivery.aliases import load
     from edgemail.delivery.routing import Router
-    return Router(cfg, load(cfg.local.aliases, cfg.local), known_users(cfg.local))
+    return Router(cfg, load(cfg.local.aliases, cfg.local), known_users(cfg.local, passwd_by_name=True))

@@ -59,3 +59,25 @@ def test_unreadable_users_file_is_an_error(tmp_path):
 def test_config_check_validates_the_keys(tmp_path, toml, problem):
     with pytest.raises(ConfigError, match=problem):
         load(tmp_path, toml)
+
+
+def test_passwd_by_name_asks_getpwnam_once_per_name_and_never_getpwall(tmp_path, monkeypatch):
+    """The command line's users (local_router): each name asked of passwd once, a name that
+    could not be a mailbox never; the whole passwd never read."""
+    asked = []
+    real = pwd.getpwnam
+    monkeypatch.setattr(pwd, "getpwall", lambda: pytest.fail("getpwall called"))
+    monkeypatch.setattr(pwd, "getpwnam", lambda name: (asked.append(name), real(name))[1])
+    cfg = load(tmp_path, 'users = ["Ann"]\ncreate_mailboxes = false')
+    users = known_users(cfg.local, passwd_by_name=True)
+    router = Router(cfg, None, users)
+    got = [router.check_rcpt(f"{u}@edge.example") for u in ("ann", "root", "root", "nosuchuser9", "postmaster")]
+    assert got[:3] == [None, None, None] and got[4] is None, got
+    assert got[3] == "550 5.1.1 <nosuchuser9@edge.example>... User unknown"
+    assert "bad/name" not in users and "Bob Smith" not in users
+    assert asked == ["root", "nosuchuser9"], f"got {asked}, want each name asked once"
+
+
+def test_passwd_by_name_off_with_system_users_off(tmp_path):
+    cfg = load(tmp_path, 'users = ["ann"]\nsystem_users = false')
+    assert known_users(cfg.local, passwd_by_name=True) == {"ann"}

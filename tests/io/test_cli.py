@@ -462,3 +462,48 @@ def test_error_report_for_refused_recipients_goes_to_the_sender():
         and b"the job's output" in report
     assert error_report(Envelope("", env.recipients), data, refused, hostname="h", postmaster="p@h", now=0) is None
     assert error_report(env, data, [], hostname="h", postmaster="p@h", now=0) is None
+
+
+_PWD_SPY = '''
+import os, pwd
+_real = pwd.getpwnam
+def _note(line):
+    with open(os.environ["PWD_SPY_LOG"], "a") as f:
+        f.write(line + "\\n")
+def _getpwall():
+    _note("getpwall")
+    return []
+def _getpwnam(name):
+    _note("getpwnam " + name)
+    return _real(name)
+pwd.getpwall, pwd.getpwnam = _getpwall, _getpwnam
+'''
+
+
+def test_sendmail_daemon_down_asks_passwd_per_name_never_for_all(tmp_path):
+    """With the daemon down sendmail checks each recipient's local part with
+    pwd.getpwnam, never by reading all of passwd (an LDAP directory, with NSS):
+    the real program, with pwd watched from a sitecustomize on its path."""
+    import pwd
+    name = next((n for n in ("nobody", "daemon", "bin") if n in {p.pw_name for p in pwd.getpwall()}), None)
+    if name is None:
+        pytest.skip("no nobody/daemon/bin account in passwd")
+    cfg = _routes_config(tmp_path)
+    cfg.write_text(cfg.read_text().replace("system_users = false", "system_users = true"))
+    spy = tmp_path / "spy"
+    spy.mkdir()
+    (spy / "sitecustomize.py").write_text(_PWD_SPY)
+    log = tmp_path / "pwd.log"
+    (tmp_path / "spool" / "maildrop").mkdir(parents=True)      # as the daemon made it when it ran
+    env = {**os.environ, "PYTHONPATH": f"{spy}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+           "PWD_SPY_LOG": str(log)}
+    r = _run([str(BIN / "sendmail"), "-C", str(cfg), f"{name}@x.example", "nosuchuser@x.example", "bob@x.example"],
+             input=b"Subject: x\n\nbody\n", env=env)
+    assert r.returncode == 67, r.stderr
+    assert "sendmail: nosuchuser@x.example... User unknown\n" in r.stderr.decode(), r.stderr
+    assert "left in the maildrop" in r.stderr.decode(), r.stderr
+    asked = log.read_text().splitlines()
+    assert "getpwall" not in asked, asked
+    assert f"getpwnam {name}" in asked and "getpwnam nosuchuser" in asked, asked
+    assert "getpwnam bob" not in asked, "a name in local.users needs no lookup"
+    assert len(list((tmp_path / "spool" / "maildrop").glob("*"))) == 1
