@@ -15,8 +15,12 @@ Modules (drivers first, then the sans-IO parts; none imports a driver):
                and the password check as tasks, session log lines)
   tls          the server's TLS context (TLS 1.2+), what a handshake is logged as
   credentials  the AUTH credentials file (user:scrypt-hash), AuthFailures per
-               client, ``python3 -m edgemail.smtpd.credentials USER``
-  policy       RelayPolicy (trust, relay decision), Admission (session counts)
+               client, the pending checks' caps (454 4.7.0 beyond),
+               ``python3 -m edgemail.smtpd.credentials USER``
+  cram         CRAM-MD5's secrets file (user:secret) and check
+  userfile     the one parser of those two files' user:VALUE lines
+  policy       RelayPolicy (trust, relay decision), Admission (session counts,
+               ConnectionRate: connections per client, 421 4.7.0 beyond)
   core         Dialogue: the server dialogue, bytes in, replies and events out;
                SMTP synchronisation
   secure       STARTTLS, AUTH, require_tls: the part of the Dialogue that decides
@@ -43,8 +47,10 @@ Replies (every one but the greeting and EHLO/HELO carries an enhanced code):
   421 4.3.2 too many sessions (overall / per client), shutting down
   421 4.4.2 timeout (per read: a slow but moving DATA is not cut)
   421 4.7.0 too many errors (smtpd.max_bad_commands 5xx replies), too many
-            failed authentications (smtpd.max_auth_failures per client)
-  454 4.7.0 TLS not available (no tls_cert on this listener)
+            failed authentications (smtpd.max_auth_failures per client), too
+            many connections from ADDR (smtpd.client_connection_rate_limit)
+  454 4.7.0 TLS not available (no tls_cert on this listener); Temporary
+            authentication failure (smtpd.auth_max_pending[_per_client])
   451 4.3.0 internal error or spool write error (logged once with traceback)
   452 4.3.1 below MinFreeBlocks / SpoolFull (at MAIL and before the commit)
   452 4.5.3 more than smtpd.MaxRecipientsPerMessage recipients

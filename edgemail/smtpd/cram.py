@@ -15,8 +15,8 @@ DESCRIPTION
 
     The file has one ``user:secret`` line per user (the secret is the rest
     of the line, colons and spaces included; blank and ``#`` lines are
-    skipped).  Checking is one HMAC (microseconds): no thread, no scrypt
-    memory; ``verify`` compares in constant time and computes an HMAC for
+    skipped: userfile.py, the parser credentials.py's file shares).
+    Checking is one HMAC (microseconds): no thread, no scrypt memory; ``verify`` compares in constant time and computes an HMAC for
     an unknown user too.
 
     Where it is offered (secure.py): over TLS, or before TLS on a listener
@@ -40,14 +40,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import re
 import stat
 import time
 
 from edgemail.errors import ConfigError
+from edgemail.smtpd.userfile import parse as parse_lines
 
 MECH = "CRAM-MD5"
-_USER = re.compile(r"[^\s:#][^\s:]*")
 
 
 def challenge(hostname: str) -> str:
@@ -110,21 +109,11 @@ def _check_file(st: os.stat_result, path: str) -> None:
 
 
 def parse(lines: list[str], path: str) -> dict[str, bytes]:
-    """``user:secret`` lines -> {user: secret}.  Raises ConfigError with the line."""
-    secrets: dict[str, bytes] = {}
-    for number, raw in enumerate(lines, 1):
-        line = raw.rstrip("\r\n")
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        user, sep, secret = line.partition(":")
-        if not sep or not _USER.fullmatch(user):
-            problem = "expected user:secret (a user name without spaces or colons)"
-        elif user in secrets:
-            problem = f"user {user!r} is given twice"
-        elif not secret:
-            problem = f"user {user!r}: empty secret"
-        else:
-            secrets[user] = secret.encode("utf-8")
-            continue
-        raise ConfigError(problem, file=path, line=number)
-    return secrets
+    """``user:secret`` lines -> {user: secret}.  Raises ConfigError with the line (userfile.py)."""
+    return parse_lines(lines, path, value="secret", check=_secret)
+
+
+def _secret(text: str) -> bytes:
+    if not text:
+        raise ValueError("empty secret")
+    return text.encode("utf-8")

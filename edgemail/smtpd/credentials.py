@@ -11,7 +11,8 @@ SYNOPSIS
 
 DESCRIPTION
     The file ([smtpd] auth_file) has one ``user:hash`` line per user;
-    blank lines and lines starting with ``#`` are ignored.  A hash is
+    blank lines and lines starting with ``#`` are ignored (userfile.py, the
+    parser cram.py's secrets share).  A hash is
     ``$scrypt$ln=LOG2N,r=R,p=P$SALT$KEY`` (base64 without padding; the
     form passlib uses), made with the stdlib's ``hashlib.scrypt``: no
     dependency, and scrypt is memory-hard (16 MiB per check at the default
@@ -68,6 +69,7 @@ from collections.abc import Callable, Iterable
 from edgemail.config.model import SmtpdConfig
 from edgemail.errors import ConfigError
 from edgemail.smtpd.auth import CRAM, MECHANISMS
+from edgemail.smtpd.userfile import USER, parse as parse_lines
 from edgemail.smtpd.cram import CramSecrets
 
 #: the cost of new hashes: N = 2**LOG2N, R, P (16 MiB per check)
@@ -75,7 +77,6 @@ LOG2N, R, P = 14, 8, 1
 #: the most memory one check may take (hashlib.scrypt's maxmem; a hash needing more is refused)
 MAXMEM = 64 << 20
 _HASH = re.compile(r"\$scrypt\$ln=(\d{1,2}),r=(\d{1,2}),p=(\d)\$([A-Za-z0-9+/.]+)\$([A-Za-z0-9+/.]+)")
-_USER = re.compile(r"[^\s:#][^\s:]*")
 
 
 def _b64(data: bytes) -> str:
@@ -149,27 +150,13 @@ class Credentials:
 
 
 def parse(lines: Iterable[str], path: str) -> dict[str, str]:
-    """``user:hash`` lines -> {user: hash}.  Raises ConfigError with the line."""
-    users: dict[str, str] = {}
-    for number, raw in enumerate(lines, 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        user, sep, hashed = line.partition(":")
-        problem = None
-        if not sep or not _USER.fullmatch(user):
-            problem = "expected user:hash (a user name without spaces or colons)"
-        elif user in users:
-            problem = f"user {user!r} is given twice"
-        else:
-            try:
-                check_hash(hashed)
-            except ValueError as exc:
-                problem = f"user {user!r}: {exc}"
-        if problem:
-            raise ConfigError(problem, file=path, line=number)
-        users[user] = hashed
-    return users
+    """``user:hash`` lines -> {user: hash}.  Raises ConfigError with the line (userfile.py)."""
+    return parse_lines(lines, path, value="hash", check=_checked_hash, strip=True)
+
+
+def _checked_hash(text: str) -> str:
+    check_hash(text)
+    return text
 
 
 class AuthFailures:
@@ -284,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python3 -m edgemail.smtpd.credentials USER``: print USER:HASH."""
     import getpass
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1 or not _USER.fullmatch(args[0]):
+    if len(args) != 1 or not USER.fullmatch(args[0]):
         print("usage: python3 -m edgemail.smtpd.credentials USER  (prints USER:HASH)", file=sys.stderr)
         return 64
     if sys.stdin.isatty():
