@@ -256,6 +256,14 @@ class AuthService:
         finally:
             self.pending.leave(ip)
 
+    def settle(self, ip: str, ok: bool, now: float) -> int:
+        """A check's outcome for IP's count: a success clears it (0), a failure
+        is counted (IP's failures now)."""
+        if ok:
+            self.failures.clear(ip)
+            return 0
+        return self.failures.record(ip, now)
+
     @property
     def mechanisms(self) -> tuple[str, ...]:
         """The AUTH mechanisms these secrets can check."""

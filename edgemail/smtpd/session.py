@@ -340,11 +340,9 @@ class SmtpSession(TurnVerbs, asyncio.BufferedProtocol):
                               now=self.services.clock.monotonic, limit=core.settings.max_auth_failures)
         if isinstance(ok, str):         # not checked (too many pending): no failure counted
             core.auth_deferred(event, ok, auth.pending.total)
-        elif ok:
-            auth.failures.clear(core.ip)
-            core.auth_done(event, event.user, 0)
         else:
-            core.auth_done(event, None, auth.failures.record(core.ip, self.services.clock.monotonic()))
+            failures = auth.settle(core.ip, ok, self.services.clock.monotonic())
+            core.auth_done(event, event.user if ok else None, failures)
 
     async def _commit(self, event: Commit) -> str:
         """Queue a message; the reply to the final dot."""
