@@ -16,9 +16,11 @@ HWSIM = Path(__file__).resolve().parents[2] / "hardware-sim"
 PY = sys.executable
 
 
-def script(code: str) -> Pppd:
-    """A stand-in 'pppd' that runs python code; the device arrives as sys.argv[1]."""
-    return Pppd(PY, ("-c", code), grace_s=0.5)
+def script(code: str, grace_s: float = 0.5) -> Pppd:
+    """A stand-in 'pppd' that runs python code; the device arrives as sys.argv[1].
+    grace_s: how long stop() waits after SIGTERM before SIGKILL (a loaded machine
+    may take more than half a second to run a Python exit)."""
+    return Pppd(PY, ("-c", code), grace_s=grace_s)
 
 
 def test_exit_causes_follow_pppd_man_page():
@@ -47,7 +49,7 @@ async def test_stop_sends_sigterm_and_pppd_exits_5(tmp_path):
     p = script("import signal, sys, time, pathlib\n"
                "signal.signal(signal.SIGTERM, lambda *a: sys.exit(5))\n"
                f"pathlib.Path({str(ready)!r}).touch()\n"
-               "time.sleep(60)")
+               "time.sleep(60)", grace_s=30.0)
     await p.start("/dev/null")
     while not ready.exists():
         await asyncio.sleep(0.01)

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from daemon_harness import Daemon, cli, control, start, write_config
+from daemon_harness import Daemon, cli, control, start, wait_for, write_config
 from edgemail.daemon.control import RequestFailed
 
 pytestmark = pytest.mark.timeout(60)
@@ -41,6 +41,12 @@ def daemon(tmp_path):
     d.kill()
 
 
+def mailq_without(daemon, rcpt: bytes) -> subprocess.CompletedProcess | None:
+    """mailq's answer once it lists no RCPT (or once it fails: the caller asserts on it)."""
+    m = cli(daemon, "mailq")
+    return m if m.returncode != 0 or rcpt not in m.stdout else None
+
+
 def test_submit_list_show_run_stop(daemon):
     qid1 = _smtp(daemon.port, "till-3@edge.example", ["alice@example.net"],
                  "Subject: z-report\r\nMessage-ID: <z1@till-3.lan>\r\n\r\ntotals\r\n")
@@ -48,7 +54,9 @@ def test_submit_list_show_run_stop(daemon):
             input=b"To: ops@example.org\nBcc: audit@edge.example\nSubject: backup\n\nlast line\n.\n")
     assert r.returncode == 0, r.stderr
 
-    mailq = cli(daemon, "mailq")
+    # the Bcc's local delivery runs in the background after sendmail's 250: wait for it to leave mailq
+    mailq = wait_for(lambda: mailq_without(daemon, b"<audit@edge.example>"), "audit's delivery leaving mailq",
+                     daemon.log)
     assert mailq.returncode == 0, mailq.stderr
     text = mailq.stdout.decode()
     assert "Total requests: 2" in text and qid1 in text

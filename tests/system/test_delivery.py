@@ -54,6 +54,12 @@ def wait_until(pred, timeout: float = 20.0) -> None:
         time.sleep(0.05)
 
 
+def recipient_status(daemon) -> dict[str, str]:
+    """The one queued message's recipients and their status, from `queue list --json`."""
+    (entry,) = json.loads(cli(daemon, "edgemail", "queue", "list", "--json").stdout)
+    return {r["address"]: r["status"] for r in entry["recipients"]}
+
+
 def maildir_new(tmp_path: Path, user: str) -> list[Path]:
     new = tmp_path / "mail" / user / "Maildir" / "new"
     return sorted(new.iterdir()) if new.is_dir() else []
@@ -68,8 +74,9 @@ def test_sendmail_then_queue_run_delivers_via_smart_host(tmp_path, run_cmd):
         sent = cli(daemon, "sendmail", "-t", "-f", "alice@edge.example", input=MAIL)
         assert sent.returncode == 0, sent.stderr
         wait_until(lambda: maildir_new(tmp_path, "bob"))              # local: at once
-        (entry,) = json.loads(cli(daemon, "edgemail", "queue", "list", "--json").stdout)
-        status = {r["address"]: r["status"] for r in entry["recipients"]}
+        # the Maildir file is written before bob's recipient is marked done in the spool
+        wait_until(lambda: "sent" in recipient_status(daemon).values())
+        status = recipient_status(daemon)
         assert status == {"bob@edge.example": "sent", "far@remote.test": "queued"}
         assert not any("far@remote.test" in line for line in up.lines)   # expensive: waits
         run = cli(daemon, *run_cmd)

@@ -75,7 +75,9 @@ def test_each_final_mailbox_gets_one_copy_and_each_original_recipient_its_dsn(tm
         assert (report["sent"], report["bounced"], report["deferred"]) == (3, 2, 0), report
         wait_for(lambda: maildir(tmp_path, "alice"), "the failure report", d.log)
         wait_for(lambda: len(up.lines) > 1, "the upstream message", d.log)
-        assert json.loads(cli(d, "edgemail", "queue", "list", "--json").stdout) == []
+        # the report's Maildir file is written before the report leaves the queue
+        wait_for(lambda: json.loads(cli(d, "edgemail", "queue", "list", "--json").stdout) == [],
+                 "the queue emptied of the report", d.log)
     finally:
         d.stop()
         up.close()

@@ -61,7 +61,8 @@ def test_queue_down_dial_run_etrn_push_idle_hangup(world, edge_daemon, tmp_path)
         assert by_rcpt["dave@remote2.example"]["peer"] == w.edge_ip              # by MX, straight from us
         auths = w.relay_log("auth")
         assert [(a["user"], a["ok"], a["tls"]) for a in auths] == [("edge", True, True)]
-        relayed = w.relay_log("relay")
+        # the sink's file is written before its 250 reaches the relay, which then logs "sent"
+        relayed = daemon.until(lambda: w.relay_log("relay"), 10, "the relay's log of its onward send")
         assert [(r["rcpts"], r["auth"], r["tls"], r["status"]) for r in relayed] == [
             (["carol@remote1.example"], "edge", True, "sent")]
         pushed = daemon.until(lambda: daemon.maildir(), 30, "the ISP's push after ETRN")
@@ -119,7 +120,8 @@ def test_a_call_with_odmr_instead_of_etrn(world, edge_daemon, tmp_path):
         assert st["last_etrn"]["method"] == "odmr" and st["last_etrn"]["replies"][0]["code"] == 250
         assert [(e["user"], e["ok"], e["tls"]) for e in w.relay_log("odmr-auth")] == [("edge", True, True)]
         assert [(e["domains"], e["reply"]) for e in w.relay_log("odmr")] == [(["edge.example"], 250)]
-        assert [e["delivered"] for e in w.relay_log("odmr-delivery")] == [1]
+        pushed_log = daemon.until(lambda: w.relay_log("odmr-delivery"), 10, "the ISP's log of its push")
+        assert [e["delivered"] for e in pushed_log] == [1]
         assert w.relay_log("etrn") == []                     # ODMR in place of ETRN
         log = daemon.log.read_text()
         assert "link: odmr=edge.example, reply=250" in log
