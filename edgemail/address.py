@@ -211,6 +211,11 @@ def parse_path(arg: str, *, allow_null: bool = False, domain: str | None = None)
 
 def _closing_bracket(arg: str) -> int:
     """Index of the '>' closing the path, skipping quoted strings."""
+    if '"' not in arg:               # the usual path: no quoted string to skip
+        end = arg.find(">")
+        if end < 0:
+            raise AddressError("missing closing '>'")
+        return end
     quoted = escaped = False
     for i, c in enumerate(arg):
         if escaped:

@@ -115,7 +115,7 @@ class DataCollector:
         """Complete lines, CRLF-terminated, the first starting a line."""
         text = block[1:] if block[:1] == b"." else block
         text = text.replace(b"\r\n.", b"\r\n")          # dot-stuffing, at CRLF line starts only
-        if b"\x00" in text or not text.count(b"\r") == text.count(b"\n") == text.count(b"\r\n"):
+        if b"\x00" in text or not self._crlf_only(text):
             for line in block.split(b"\r\n")[:-1]:     # a bare CR/LF or NUL: the careful way
                 self._line(line, False)
             return
@@ -126,6 +126,13 @@ class DataCollector:
             self._refuse(f"552 5.3.4 Message size exceeds fixed maximum message size ({self.limit})")
             return
         self._parts.append(text)
+
+    def _crlf_only(self, text: bytes) -> bool:
+        """No bare CR or bare LF in TEXT.  Lenient: every LF fed was already
+        made a CRLF (_bare_lf_as_crlf), so equal counts of CR and LF suffice
+        (one pass fewer over the message, and the slow two-byte one)."""
+        crs, lfs = text.count(b"\r"), text.count(b"\n")
+        return crs == lfs and (not self.strict or lfs == text.count(b"\r\n"))
 
     def _line(self, line: bytes, continued: bool, *, partial: bool = False) -> None:
         if not continued and line.startswith(b"."):

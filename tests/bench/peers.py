@@ -501,8 +501,13 @@ state_file = "{s}/link.json"
 
     def start(self) -> None:
         log = open(self.state / "daemon.log", "wb")
+        # EDGEMAIL_BENCH_CPROFILE=DIR: the daemon runs under cProfile and writes
+        # DIR/<state>.prof when it stops (a profiling aid for issue 15 §3: the
+        # product has no switch; the figures of such a run are not comparable)
+        prof = os.environ.get("EDGEMAIL_BENCH_CPROFILE")
+        profile = ["-m", "cProfile", "-o", str(Path(prof) / f"{self.state.name}.prof")] if prof else []
         self.proc = subprocess.Popen(
-            [str(self.python), "-m", "edgemail", "run", "-c", str(self.config)],
+            [str(self.python), *profile, "-m", "edgemail", "run", "-c", str(self.config)],
             cwd=self.tree, env=self.env(), stdout=log, stderr=subprocess.STDOUT)
 
     def check_alive(self) -> None:

@@ -20,6 +20,7 @@ GOOD = [
     ('<"a b"@edge.example>', '"a b"@edge.example', False, False),
     ('<"ab"@edge.example>', "ab@edge.example", False, False),            # needless quotes go
     ('<"a\\"b"@edge.example>', '"a\\"b"@edge.example', False, False),
+    ('<"a>b"@edge.example>', '"a>b"@edge.example', False, False),
     ("<@relay.example,@other.example:u@edge.example>", "u@edge.example", False, True),
     ("<@relay.example:u%x@edge.example>", "u%x@edge.example", True, True),
     ("<u@[192.0.2.1]>", "u@[192.0.2.1]", False, False),

@@ -29,6 +29,8 @@ def test_too_long_counts_octets_without_the_crlf():
     assert not too_long(b"x" * 998 + b"\r\n")
     assert too_long(b"x" * 999 + b"\r\n")
     assert too_long(b"a\r\n" + b"x" * 999)
+    assert not too_long(b"x" * 998 + b"\r\r\n" + b"y" * 500 + b"\r\n")   # CRs before the LF do not count
+    assert too_long(b"y" * 500 + b"\n" + b"x" * 998 + b"z\r\n")
 
 
 def test_plain_message_gets_mime_headers_and_decodes_to_the_original():
