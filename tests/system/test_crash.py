@@ -32,7 +32,9 @@ import pytest
 
 from daemon_harness import Daemon, control, free_port, write_config
 
-pytestmark = pytest.mark.timeout(120)
+# a hang guard, not a budget: some 20 s on an idle machine, 60-120 s with both cores busy
+# (each of the 20+ restarts is a Python start-up and recovery, each check some 300 requests)
+pytestmark = pytest.mark.timeout(420)
 
 MESSAGES = 300
 CONNECTIONS = 4

@@ -69,7 +69,8 @@ def test_queue_down_dial_run_etrn_push_idle_hangup(world, edge_daemon, tmp_path)
         assert b"waiting for you" in pushed[0].read_bytes()
         daemon.until(lambda: w.held_messages() == [], 10, "the ISP's queue emptied")
         daemon.until(lambda: daemon.status()["link"]["state"] == "down", 30, "idle hang-up")
-        assert w.ppp_address() is None
+        # pppd's teardown sets ppp0 down (the daemon's IDLE) before it deletes the address
+        daemon.until(lambda: w.ppp_address() is None, 10, "ppp0's address gone")
         st = daemon.status()
         assert st["queue"]["count"] == 0 and st["link"]["failed_dials"] == 0
         assert st["last_etrn"]["ok"] is True and st["last_etrn"]["replies"][0]["domain"] == "edge.example"
@@ -115,7 +116,7 @@ def test_a_call_with_odmr_instead_of_etrn(world, edge_daemon, tmp_path):
         # our 250 for the pushed message reaches the ISP just after the Maildir file is written
         daemon.until(lambda: w.held_messages() == [], 10, "the ISP's queue emptied")
         daemon.until(lambda: daemon.status()["link"]["state"] == "down", 30, "the hang-up after the push")
-        assert w.ppp_address() is None
+        daemon.until(lambda: w.ppp_address() is None, 10, "ppp0's address gone")   # deleted after ppp0 down
         st = daemon.status()
         assert st["last_etrn"]["method"] == "odmr" and st["last_etrn"]["replies"][0]["code"] == 250
         assert [(e["user"], e["ok"], e["tls"]) for e in w.relay_log("odmr-auth")] == [("edge", True, True)]
