@@ -30,7 +30,9 @@ DESCRIPTION
     deadline (now_mono + when - now_wall, at the moment it is given), so a
     step of the wall clock (NTP at the first call, a box that booted at the
     epoch) neither fires every timer at once nor leaves one asleep for a
-    year.  ``on_wake`` runs first on every wake-up (the Runner's clock
+    year.  A new time wakes the loop only when it is earlier than the one
+    the loop sleeps towards, so a commit (its DSN timer hours ahead) costs
+    no walk of every timer; a wake-up walks them once.  ``on_wake`` runs first on every wake-up (the Runner's clock
     guard: it notices a step and rebases the queue's wall stamps).
 
 NEVER
@@ -42,6 +44,8 @@ from __future__ import annotations
 import asyncio
 from typing import Callable, Iterable
 
+INF = float("inf")
+
 
 class RetryLoop:
     """Due times of cheap retries and of DSN decisions (see the module docstring)."""
@@ -51,6 +55,7 @@ class RetryLoop:
         self.clock, self.on_due, self.on_timer, self.on_wake = clock, on_due, on_timer, on_wake
         self._due: dict[str, float] = {}        # qid -> monotonic deadline
         self._timers: dict[str, float] = {}
+        self._next = INF                          # the earliest deadline the loop knows of
         self._kick = asyncio.Event()
 
     def _deadline(self, when: float) -> float:
@@ -58,16 +63,22 @@ class RetryLoop:
 
     def due(self, qid: str, when: float) -> None:
         """Try QID's cheap jobs again at WHEN, wall time (replaces an earlier time)."""
-        self._due[qid] = self._deadline(when)
-        self._kick.set()
+        self._set(self._due, qid, self._deadline(when))
 
     def timer(self, qid: str, when: float | None) -> None:
         """QID's next DSN decision at WHEN (wall time); None: no timer."""
         if when is None:
-            self._timers.pop(qid, None)
+            self._timers.pop(qid, None)      # the loop may wake for it: it finds nothing due
         else:
-            self._timers[qid] = self._deadline(when)
-        self._kick.set()
+            self._set(self._timers, qid, self._deadline(when))
+
+    def _set(self, deadlines: dict[str, float], qid: str, deadline: float) -> None:
+        """Only a deadline before the loop's next wake-up wakes it (issue 15:
+        a commit's timer, hours ahead, costs no walk of every timer)."""
+        deadlines[qid] = deadline
+        if deadline < self._next:
+            self._next = deadline
+            self._kick.set()
 
     def timers(self) -> dict[str, float]:
         """QID -> wall time of its DSN timer as things stand (status, tests)."""
@@ -82,19 +93,27 @@ class RetryLoop:
             self._kick.clear()
             self.on_wake()
             now = self.clock.monotonic()
-            for qid in self._fire(self._due, now):
+            due, next_due = self._fire(self._due, now)
+            timers, next_timer = self._fire(self._timers, now)
+            self._next = min(next_due, next_timer)
+            for qid in due:
                 self.on_due(qid)
-            for qid in self._fire(self._timers, now):
+            for qid in timers:
                 self.on_timer(qid)
-            pending = [*self._due.values(), *self._timers.values()]
-            await self._wait(max(0.0, min(pending) - now) if pending else None)
+            await self._wait(None if self._next == INF else max(0.0, self._next - now))
 
     @staticmethod
-    def _fire(deadlines: dict[str, float], now: float) -> list[str]:
-        fired = [qid for qid, t in deadlines.items() if t <= now]
+    def _fire(deadlines: dict[str, float], now: float) -> tuple[list[str], float]:
+        """The qids due at NOW (taken out) and the earliest deadline left: one pass."""
+        fired, earliest = [], INF
+        for qid, t in deadlines.items():
+            if t <= now:
+                fired.append(qid)
+            elif t < earliest:
+                earliest = t
         for qid in fired:
             del deadlines[qid]
-        return fired
+        return fired, earliest
 
     async def _wait(self, seconds: float | None) -> None:
         """Sleep SECONDS on the clock (None: until kicked), or until a new time kicks."""

@@ -20,7 +20,7 @@ DESCRIPTION
 INTERFACE
     The store and its parts use get, entries, put, discard, clear, len and
     `in`.  Readers that need a few fields read them without unpacking a
-    whole entry: heads() (qid, created, next_attempt, flags), marks() /
+    whole entry: heads() (qid, created, next_attempt, size, flags), marks() /
     set_marks() (a reader's two bits on an entry, cleared by put: the
     link's demand in daemon/mtaport.py), and watch(fn): fn(qid, old, new)
     after every put and discard (old/new: the head tuple, or None), so a
@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator
 from edgemail.spool import packed
 from edgemail.spool.record import QueueEntry
 
-Head = tuple[float, float, int]
+Head = tuple[float, float, int, int]
 Watcher = Callable[[str, "Head | None", "Head | None"], None]
 
 
@@ -60,8 +60,8 @@ class Index:
     def qids(self) -> list[str]:
         return list(self._blobs)
 
-    def heads(self) -> Iterator[tuple[str, float, float, int]]:
-        """(qid, created, next_attempt, flags) per entry (packed.HEAD: no unpacking)."""
+    def heads(self) -> Iterator[tuple[str, float, float, int, int]]:
+        """(qid, created, next_attempt, size, flags) per entry (packed.HEAD: no unpacking)."""
         unpack = packed.HEAD.unpack_from
         for qid, blob in list(self._blobs.items()):
             yield (qid, *unpack(blob))

@@ -9,7 +9,7 @@ DESCRIPTION
     of Recipients, the rcpt_status dict...: ~700 B each, issue 15).  A blob
     is
 
-        HEAD: created (f64) | next_attempt (f64) | flags (u8)
+        HEAD: created (f64) | next_attempt (f64) | size (i64) | flags (u8)
         REST: marshal (version 4) of one tuple of the other fields
 
     HEAD is what the hot readers (the link's demand, timers) need without
@@ -35,11 +35,12 @@ from __future__ import annotations
 import marshal
 import struct
 from array import array
+from typing import Any
 
 from edgemail.envelope import Attempt, Envelope, RcptStatus, Recipient
 from edgemail.spool.record import NOTHING_YET, QueueEntry
 
-HEAD = struct.Struct("<ddB")
+HEAD = struct.Struct("<ddqB")
 HELD, WARNED, URGENT, MARK_KNOWN, MARK_YES = 1, 2, 4, 8, 16
 MARKS = MARK_KNOWN | MARK_YES
 
@@ -109,38 +110,39 @@ def pack(entry: QueueEntry, words: Words) -> bytes:
         last = (tuple(entry.last_reply.items()),
                 tuple((a, (_CODE[t.status], t.dsn, t.text, t.relay, t.at, t.extra or None))
                       for a, t in entry.last_attempt.items()))
-    rest = (entry.size, entry.priority, entry.attempts, add(env.mail_from), rcpts, status,
+    rest: Any = (entry.priority, entry.attempts, add(env.mail_from), rcpts, status,
             add(env.ret), env.envid, add(env.body), env.smtputf8, env.size, env.precedence,
             env.msgid, add(env.proto), add(env.client), add(env.helo), add(env.auth),
             env.arrived, last)
-    return HEAD.pack(entry.created, entry.next_attempt, flags_of(entry)) + marshal.dumps(rest, 4)
+    return (HEAD.pack(entry.created, entry.next_attempt, entry.size, flags_of(entry))
+             + marshal.dumps(rest, 4))
 
 
 def _rest(blob: bytes) -> tuple:
     return marshal.loads(memoryview(blob)[HEAD.size:])
 
 
-def head(blob: bytes) -> tuple[float, float, int]:
-    """(created, next_attempt, flags), without unpacking the rest."""
+def head(blob: bytes) -> tuple[float, float, int, int]:
+    """(created, next_attempt, size, flags), without unpacking the rest."""
     return HEAD.unpack_from(blob)
 
 
 def drop_words(blob: bytes, words: Words) -> None:
     """Give back the strings a blob numbered (it leaves the index)."""
     rest = _rest(blob)
-    for n in (rest[3], rest[6], rest[8], *rest[13:17]):
+    for n in (rest[2], rest[5], rest[7], *rest[12:16]):
         words.drop(n)
-    for r in rest[4]:
+    for r in rest[3]:
         words.drop(r[0])
-    if type(rest[5]) is tuple:
-        for a, _ in rest[5]:
+    if type(rest[4]) is tuple:
+        for a, _ in rest[4]:
             words.drop(a)
 
 
 def unpack(qid: str, blob: bytes, words: Words) -> QueueEntry:
     """The QueueEntry that pack() was given (equal to it)."""
-    created, next_attempt, flags = HEAD.unpack_from(blob)
-    (size, priority, attempts, mail_from, rcpts, status, ret, envid, body, smtputf8, env_size,
+    created, next_attempt, size, flags = HEAD.unpack_from(blob)
+    (priority, attempts, mail_from, rcpts, status, ret, envid, body, smtputf8, env_size,
      precedence, msgid, proto, client, helo, auth, arrived, last) = _rest(blob)
     w = words.words
     recipients = tuple(Recipient(w[a], orcpt, frozenset(notify) if notify else _NO_NOTIFY)

@@ -72,18 +72,18 @@ def test_marks_heads_and_watchers():
     assert index.marks(QID) == 0
     index.set_marks(QID, packed.MARK_KNOWN | packed.MARK_YES)
     assert index.marks(QID) == packed.MARKS and index.get(QID) == e
-    assert list(index.heads()) == [(QID, e.created, e.next_attempt, packed.MARKS)]
+    assert list(index.heads()) == [(QID, e.created, e.next_attempt, 12, packed.MARKS)]
     later = record.apply(e, StateUpdate(next_attempt=99.0, held=True))
     index.put(later)
     assert index.marks(QID) == 0 and index.get(QID) == later
     index.discard(QID)
-    assert seen == [(QID, None, (e.created, e.next_attempt, 0)),
-                    (QID, (e.created, e.next_attempt, packed.MARKS), (e.created, 99.0, packed.HELD)),
-                    (QID, (e.created, 99.0, packed.HELD), None)]
+    assert seen == [(QID, None, (e.created, e.next_attempt, 12, 0)),
+                    (QID, (e.created, e.next_attempt, 12, packed.MARKS), (e.created, 99.0, 12, packed.HELD)),
+                    (QID, (e.created, 99.0, 12, packed.HELD), None)]
 
 
 def test_urgent_flag_follows_precedence():
     words = packed.Words()
     urgent = entry(Envelope("a@b", (Recipient("c@d"),), precedence=100))
-    assert packed.head(packed.pack(urgent, words))[2] & packed.URGENT
-    assert not packed.head(packed.pack(entry(), words))[2] & packed.URGENT
+    assert packed.head(packed.pack(urgent, words))[3] & packed.URGENT
+    assert not packed.head(packed.pack(entry(), words))[3] & packed.URGENT
