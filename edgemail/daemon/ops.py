@@ -8,7 +8,7 @@ routing refuses permanently (unknown local users) left out and answered as
 (edgemail); DATE`` line prepended with the user the kernel vouches for
 (``received_local``, as sendmail and Postfix trace local submissions), the
 message committed, logged as ``proto=local`` with that uid), queue_list (rows or mailq text, streamed LIST_BATCH entries a
-line, from the in-memory index with per-entry text cached: daemon/listing.py
+line, from the in-memory index's packed entries: daemon/listing.py
 formats them), queue_show,
 queue_run (``sendmail -q``: in the background, or waited for), status,
 reload, which ops every local user may call (``public``: sendmail's
@@ -77,7 +77,12 @@ class ControlOps:
         self.reloader = reloader
         self.started = clock.wall()
         self.listing = QueueListing(store, held_for=getattr(runner, "held_for", None),
-                                    waits=getattr(runner, "big_wait", None))
+                                    waits=getattr(runner, "big_wait", None), may_hold=self._may_hold,
+                                    big_gate=getattr(getattr(runner, "link", None), "big_mail_wait", None))
+
+    def _may_hold(self) -> bool:
+        """Could a recipient be held for someone's ETRN (customers, a hold route)?"""
+        return bool(self.cfg.customers) or any(r.kind == "hold" for r in self.cfg.routes)
 
     def handlers(self) -> dict:
         ops = {"submit": self.submit, "queue_list": self.queue_list, "queue_show": self.queue_show,

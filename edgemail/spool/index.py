@@ -57,6 +57,10 @@ class Index:
         unpack, words = packed.unpack, self.words
         return [unpack(qid, blob, words) for qid, blob in self._blobs.items()]
 
+    def blob(self, qid: str) -> bytes:
+        """QID's packed entry (packed.brief reads what mailq prints from it)."""
+        return self._blobs[qid]
+
     def qids(self) -> list[str]:
         return list(self._blobs)
 

@@ -182,3 +182,20 @@ def with_marks(blob: bytes, marks: int) -> bytes:
     """BLOB with its MARK bits set to MARKS."""
     flags = blob[HEAD.size - 1]
     return blob[:HEAD.size - 1] + bytes(((flags & ~MARKS) | marks,)) + blob[HEAD.size:]
+
+
+def brief(blob: bytes, words: Words) -> tuple[bool, int, float, int, str, list]:
+    """What mailq prints of a packed entry, without building it: (held,
+    size, created, flags, sender, [(address, status | None, last reply)]
+    in envelope order)."""
+    created, _, size, flags = HEAD.unpack_from(blob)
+    rest = _rest(blob)
+    w, status, last = words.words, rest[4], rest[17]
+    addresses = [w[r[0]] for r in rest[3]]
+    if type(status) is bytes:
+        states = dict(zip(dict.fromkeys(addresses), (_STATUS[c] for c in status)))
+    else:
+        states = {w[a]: _STATUS[c] for a, c in status}
+    replies = dict(last[0]) if last is not None else {}
+    rcpts = [(a, states.get(a), replies.get(a, "")) for a in addresses]
+    return bool(flags & HELD), size, created, flags, w[rest[2]], rcpts

@@ -87,3 +87,15 @@ def test_urgent_flag_follows_precedence():
     urgent = entry(Envelope("a@b", (Recipient("c@d"),), precedence=100))
     assert packed.head(packed.pack(urgent, words))[3] & packed.URGENT
     assert not packed.head(packed.pack(entry(), words))[3] & packed.URGENT
+
+
+@settings(deadline=None)
+@given(envelopes.filter(lambda e: e.recipients), st.lists(updates, max_size=3), st.booleans())
+def test_mailq_text_from_the_packed_fields_equals_the_entrys(env, ups, held):
+    from edgemail.daemon.listing import mailq_entry, mailq_text
+    e = record.new_entry(QID, env, created=1_700_000_061.5, size=7, priority=-3)
+    for u in [*ups, StateUpdate(held=held)]:
+        e = record.apply(e, u, retry_factor=90000)
+    words = packed.Words()
+    on_hold, size, created, flags, sender, rcpts = packed.brief(packed.pack(e, words), words)
+    assert mailq_text(QID, on_hold, size, created, sender, rcpts) == mailq_entry(e)
