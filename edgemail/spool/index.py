@@ -38,6 +38,8 @@ from edgemail.spool import packed
 from edgemail.spool.record import QueueEntry
 
 Head = tuple[float, float, int, int]
+#: entries kept unpacked after a get()
+RECENT = 8
 Watcher = Callable[[str, "Head | None", "Head | None"], None]
 
 
@@ -48,10 +50,20 @@ class Index:
         self._blobs: dict[str, bytes] = {}
         self.words = packed.Words()
         self._watchers: list[Watcher] = []
+        self._recent: dict[str, tuple[bytes, QueueEntry]] = {}
 
     def get(self, qid: str) -> QueueEntry:
-        """Raises KeyError for a qid not queued."""
-        return packed.unpack(qid, self._blobs[qid], self.words)
+        """Raises KeyError for a qid not queued.  The last few entries got
+        are kept unpacked (a commit's hooks get the same entry three times)."""
+        blob = self._blobs[qid]
+        hit = self._recent.get(qid)
+        if hit is not None and hit[0] is blob:
+            return hit[1]
+        entry = packed.unpack(qid, blob, self.words)
+        if len(self._recent) >= RECENT:
+            del self._recent[next(iter(self._recent))]
+        self._recent[qid] = (blob, entry)
+        return entry
 
     def entries(self) -> list[QueueEntry]:
         unpack, words = packed.unpack, self.words
@@ -79,6 +91,7 @@ class Index:
         self._tell(qid, old, blob)
 
     def discard(self, qid: str) -> None:
+        self._recent.pop(qid, None)
         old = self._blobs.pop(qid, None)
         if old is not None:
             packed.drop_words(old, self.words)
@@ -87,6 +100,7 @@ class Index:
     def clear(self) -> None:
         qids = list(self._blobs)
         self._blobs.clear()
+        self._recent.clear()
         self.words.clear()
         for qid in qids:
             for fn in self._watchers:
@@ -99,7 +113,10 @@ class Index:
     def set_marks(self, qid: str, marks: int) -> None:
         blob = self._blobs.get(qid)
         if blob is not None:
-            self._blobs[qid] = packed.with_marks(blob, marks)
+            new = self._blobs[qid] = packed.with_marks(blob, marks)
+            hit = self._recent.get(qid)
+            if hit is not None and hit[0] is blob:
+                self._recent[qid] = (new, hit[1])
 
     def watch(self, fn: Watcher) -> None:
         """Call FN(qid, old head | None, new head | None) after each change."""

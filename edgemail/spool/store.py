@@ -167,6 +167,10 @@ class Store:
     def get(self, qid: str) -> QueueEntry:
         return self.index.get(qid)
 
+    def qids(self) -> list[str]:
+        """The queued qids (no entry unpacked)."""
+        return self.index.qids()
+
     def present_qids(self) -> list[str]:
         """The qids whose file is there (what mailq lists: queue/ and hold/
         read once each); one whose file was removed by hand leaves the
