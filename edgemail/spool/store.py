@@ -21,7 +21,8 @@ MODULES
                  owns and hands what it needs:
     layout.py    Layout: the tree above, locating and quarantining files;
                  spool_error()
-    index.py     Index: the in-memory index (qid -> QueueEntry)
+    index.py     Index: the in-memory index (qid -> QueueEntry, kept packed:
+    packed.py    one bytes object per entry, repeating strings kept once)
     room.py      Room: MinFreeBlocks, counting commits in flight
     jobs.py      Commit, Append, Remove, commit_files(); InFlight: the
                  jobs not yet answered, and settling them on the loop
