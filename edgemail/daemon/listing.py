@@ -69,7 +69,7 @@ def mailq_text(qid: str, on_hold: bool, size: int, created: float, sender: str, 
     """mailq_entry's text from the fields it reads (RCPTS: (address,
     status, last reply) in envelope order), so the daemon's listing formats
     packed entries without unpacking them (spool/packed.py brief)."""
-    lines = [f"{qid}{'!' if on_hold else ' '}{size:>8} {_stamp(created)} <{sender}>\n"]
+    lines = [_first_line(qid, on_hold, size, created, sender)]
     said = set()
     if wait:
         lines.append(f"                 (Waiting: {wait})\n")
@@ -86,6 +86,21 @@ def mailq_text(qid: str, on_hold: bool, size: int, created: float, sender: str, 
             lines.append(f"                 ({word}{reply[:REASON_WIDTH]})\n")
         lines.append(f"\t\t\t\t\t <{address}>\n")
     return "".join(lines)
+
+
+def _first_line(qid: str, on_hold: bool, size: int, created: float, sender: str) -> str:
+    return f"{qid}{'!' if on_hold else ' '}{size:>8} {_stamp(created)} <{sender}>\n"
+
+
+def packed_text(qid: str, blob: bytes, words, brief) -> tuple[str, int, int]:
+    """(mailq text, size, flags) of a packed entry (BRIEF: spool/packed.py's,
+    given: this module imports no spool code), without unpacking it; as
+    mailq_entry would print it with no held_for and no wait."""
+    held, size, created, flags, sender, rcpts, addresses = brief(blob, words)
+    if rcpts is None:                  # as committed: every recipient queued, nothing tried
+        return (_first_line(qid, held, size, created, sender)
+                + "".join([f"\t\t\t\t\t <{a}>\n" for a in addresses]), size, flags)
+    return mailq_text(qid, held, size, created, sender, rcpts), size, flags
 
 
 _STAMPS: dict[int, str] = {}
@@ -184,19 +199,17 @@ class QueueListing:
 
     def _texts(self, qids: list[str]):
         from edgemail.spool.packed import URGENT, brief
-        index, hold = self.store.index, self.may_hold()
-        gate = self.big_gate
+        index, hold, gate = self.store.index, self.may_hold(), self.big_gate
         for i in range(0, len(qids), LIST_BATCH):
             out = []
             for qid in qids[i:i + LIST_BATCH]:
                 try:
-                    held, size, created, flags, sender, rcpts = brief(index.blob(qid), index.words)
+                    text, size, flags = packed_text(qid, index.blob(qid), index.words, brief)
                     if hold or (gate is not None and gate(size, bool(flags & URGENT))):
-                        out.append(self.text(self.store.get(qid)))
-                    else:
-                        out.append(mailq_text(qid, held, size, created, sender, rcpts))
+                        text = self.text(self.store.get(qid))
                 except KeyError:                  # gone since the listing began
                     continue
+                out.append(text)
             yield {"text": "".join(out)}
 
     def text(self, e) -> str:

@@ -22,7 +22,8 @@ DESCRIPTION
 
     DSN timers: each queued message's next Timeout.queuewarn or
     Timeout.queuereturn decision (outcome.dsn_timer) is a timer of its own
-    (``timer``); when it is due the loop calls ``on_timer(qid)``, so a
+    (``timer``; the Runner keeps them in the spool index's entries,
+    spool/index.py Timers, not in a dict per message); when it is due the loop calls ``on_timer(qid)``, so a
     warning goes out when it is due, not at the next sweep.  The Runner
     plans them (at start one now for what fell due while it was down).
 
@@ -42,7 +43,7 @@ NEVER
 from __future__ import annotations
 
 import asyncio
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 INF = float("inf")
 
@@ -51,10 +52,11 @@ class RetryLoop:
     """Due times of cheap retries and of DSN decisions (see the module docstring)."""
 
     def __init__(self, clock, *, on_due: Callable[[str], None], on_timer: Callable[[str], None],
-                 on_wake: Callable[[], object] = lambda: None) -> None:
+                 on_wake: Callable[[], object] = lambda: None, timers: Any = None) -> None:
         self.clock, self.on_due, self.on_timer, self.on_wake = clock, on_due, on_timer, on_wake
         self._due: dict[str, float] = {}        # qid -> monotonic deadline
-        self._timers: dict[str, float] = {}
+        #: qid -> monotonic deadline: a dict, or the spool index's Timers (no memory of ours per message)
+        self._timers: Any = {} if timers is None else timers
         self._next = INF                          # the earliest deadline the loop knows of
         self._kick = asyncio.Event()
 
@@ -72,7 +74,7 @@ class RetryLoop:
         else:
             self._set(self._timers, qid, self._deadline(when))
 
-    def _set(self, deadlines: dict[str, float], qid: str, deadline: float) -> None:
+    def _set(self, deadlines: Any, qid: str, deadline: float) -> None:
         """Only a deadline before the loop's next wake-up wakes it (issue 15:
         a commit's timer, hours ahead, costs no walk of every timer)."""
         deadlines[qid] = deadline
@@ -103,7 +105,7 @@ class RetryLoop:
             await self._wait(None if self._next == INF else max(0.0, self._next - now))
 
     @staticmethod
-    def _fire(deadlines: dict[str, float], now: float) -> tuple[list[str], float]:
+    def _fire(deadlines: Any, now: float) -> tuple[list[str], float]:
         """The qids due at NOW (taken out) and the earliest deadline left: one pass."""
         fired, earliest = [], INF
         for qid, t in deadlines.items():

@@ -22,7 +22,8 @@ INTERFACE
     `in`.  Readers that need a few fields read them without unpacking a
     whole entry: heads() (qid, created, next_attempt, size, flags), marks() /
     set_marks() (a reader's two bits on an entry, cleared by put: the
-    link's demand in daemon/mtaport.py), and watch(fn): fn(qid, old, new)
+    link's demand in daemon/mtaport.py), timer_items() / set_timer() (the
+    runner's DSN timers, through Timers), and watch(fn): fn(qid, old, new)
     after every put and discard (old/new: the head tuple, or None), so a
     reader keeps counts without walking the queue.
 
@@ -85,7 +86,8 @@ class Index:
     def put(self, entry: QueueEntry) -> None:
         qid = entry.qid
         old = self._blobs.get(qid)
-        blob = self._blobs[qid] = packed.pack(entry, self.words)
+        timer = packed.NO_TIMER if old is None else packed.timer(old)
+        blob = self._blobs[qid] = packed.pack(entry, self.words, timer)
         if old is not None:
             packed.drop_words(old, self.words)
         self._tell(qid, old, blob)
@@ -111,12 +113,27 @@ class Index:
         return self._blobs[qid][packed.HEAD.size - 1] & packed.MARKS
 
     def set_marks(self, qid: str, marks: int) -> None:
+        self._replace(qid, packed.with_marks, marks)
+
+    def _replace(self, qid: str, change, value) -> None:
+        """QID's blob changed outside the entry (marks, timer); the same entry unpacked."""
         blob = self._blobs.get(qid)
         if blob is not None:
-            new = self._blobs[qid] = packed.with_marks(blob, marks)
+            new = self._blobs[qid] = change(blob, value)
             hit = self._recent.get(qid)
             if hit is not None and hit[0] is blob:
                 self._recent[qid] = (new, hit[1])
+
+    def timer_items(self) -> Iterator[tuple[str, float]]:
+        """(qid, timer) of each entry with a timer (Timers)."""
+        at, none = packed.timer, packed.NO_TIMER
+        for qid, blob in list(self._blobs.items()):
+            t = at(blob)
+            if t != none:
+                yield qid, t
+
+    def set_timer(self, qid: str, deadline: float) -> None:
+        self._replace(qid, packed.with_timer, deadline)
 
     def watch(self, fn: Watcher) -> None:
         """Call FN(qid, old head | None, new head | None) after each change."""
@@ -134,3 +151,28 @@ class Index:
 
     def __len__(self) -> int:
         return len(self._blobs)
+
+
+class Timers:
+    """The retry loop's DSN timers kept in the entries' blobs (packed.TIMER):
+    the part of a dict[qid, deadline] that retryloop.RetryLoop uses.  A timer
+    for a qid not queued is dropped (its entry is gone: nothing to decide)."""
+
+    def __init__(self, index: Index) -> None:
+        self.index = index
+
+    def __setitem__(self, qid: str, deadline: float) -> None:
+        self.index.set_timer(qid, deadline)
+
+    def __delitem__(self, qid: str) -> None:
+        self.index.set_timer(qid, packed.NO_TIMER)
+
+    def pop(self, qid: str, default: float | None = None) -> float | None:
+        self.index.set_timer(qid, packed.NO_TIMER)
+        return default
+
+    def items(self) -> Iterator[tuple[str, float]]:
+        return self.index.timer_items()
+
+    def values(self) -> Iterator[float]:
+        return (t for _, t in self.index.timer_items())

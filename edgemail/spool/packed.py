@@ -9,8 +9,12 @@ DESCRIPTION
     of Recipients, the rcpt_status dict...: ~700 B each, issue 15).  A blob
     is
 
-        HEAD: created (f64) | next_attempt (f64) | size (i64) | flags (u8)
-        REST: marshal (version 4) of one tuple of the other fields
+        HEAD:  created (f64) | next_attempt (f64) | size (i64) | flags (u8)
+        TIMER: the entry's DSN timer, a monotonic deadline (f64; inf: none)
+        LEN:   the length of LISTED (u32)
+        LISTED: marshal (version 4) of what mailq prints besides HEAD: sender,
+               recipients, their status, the last replies and attempts
+        REST:  marshal of the other fields
 
     HEAD is what the hot readers (the link's demand, timers) need without
     unpacking REST: ``head(blob)``.  Strings that repeat from message to
@@ -19,6 +23,10 @@ DESCRIPTION
     REST holds their numbers; strings of one message (Message-ID, ENVID,
     ORCPT, replies) are in REST itself.  marshal is the stdlib's fastest
     codec of plain tuples, and reads back exactly what it wrote.
+
+    TIMER is no part of the QueueEntry: the runner's retry loop keeps its
+    timers there (index.Timers) rather than in a dict of its own (~70 B a
+    message); a put keeps it.
 
     Flags: HELD, WARNED, URGENT (Envelope.urgency, for the demand) and two
     bits a reader may set on a packed entry (MARK_KNOWN, MARK_YES: the
@@ -41,6 +49,11 @@ from edgemail.envelope import Attempt, Envelope, RcptStatus, Recipient
 from edgemail.spool.record import NOTHING_YET, QueueEntry
 
 HEAD = struct.Struct("<ddqB")
+TIMER = struct.Struct("<d")
+LISTED = struct.Struct("<I")
+LISTED_AT = HEAD.size + TIMER.size
+REST_AT = LISTED_AT + LISTED.size
+NO_TIMER = float("inf")
 HELD, WARNED, URGENT, MARK_KNOWN, MARK_YES = 1, 2, 4, 8, 16
 MARKS = MARK_KNOWN | MARK_YES
 
@@ -95,8 +108,8 @@ def flags_of(entry: QueueEntry) -> int:
             | (URGENT if entry.envelope.precedence > 0 else 0))
 
 
-def pack(entry: QueueEntry, words: Words) -> bytes:
-    """ENTRY as one bytes object; its repeating strings are added to WORDS."""
+def pack(entry: QueueEntry, words: Words, timer: float = NO_TIMER) -> bytes:
+    """ENTRY (and TIMER) as one bytes object; its repeating strings are added to WORDS."""
     env, add = entry.envelope, words.add
     rcpts = tuple((add(r.address), r.orcpt, tuple(sorted(r.notify)) if r.notify else None)
                   for r in env.recipients)
@@ -110,16 +123,23 @@ def pack(entry: QueueEntry, words: Words) -> bytes:
         last = (tuple(entry.last_reply.items()),
                 tuple((a, (_CODE[t.status], t.dsn, t.text, t.relay, t.at, t.extra or None))
                       for a, t in entry.last_attempt.items()))
-    rest: Any = (entry.priority, entry.attempts, add(env.mail_from), rcpts, status,
-            add(env.ret), env.envid, add(env.body), env.smtputf8, env.size, env.precedence,
-            env.msgid, add(env.proto), add(env.client), add(env.helo), add(env.auth),
-            env.arrived, last)
+    listed: Any = (add(env.mail_from), rcpts, status, last)
+    rest: Any = (entry.priority, entry.attempts, add(env.ret), env.envid, add(env.body),
+                 env.smtputf8, env.size, env.precedence, env.msgid, add(env.proto),
+                 add(env.client), add(env.helo), add(env.auth), env.arrived)
+    first = marshal.dumps(listed, 4)
     return (HEAD.pack(entry.created, entry.next_attempt, entry.size, flags_of(entry))
-             + marshal.dumps(rest, 4))
+            + TIMER.pack(timer) + LISTED.pack(len(first)) + first + marshal.dumps(rest, 4))
 
 
 def _rest(blob: bytes) -> tuple:
-    return marshal.loads(memoryview(blob)[HEAD.size:])
+    """LISTED + REST, as one tuple."""
+    view, (n,) = memoryview(blob), LISTED.unpack_from(blob, LISTED_AT)
+    return marshal.loads(view[REST_AT:REST_AT + n]) + marshal.loads(view[REST_AT + n:])
+
+
+def _listed(blob: bytes) -> tuple:
+    return marshal.loads(memoryview(blob)[REST_AT:])     # what follows LISTED is ignored
 
 
 def head(blob: bytes) -> tuple[float, float, int, int]:
@@ -130,20 +150,20 @@ def head(blob: bytes) -> tuple[float, float, int, int]:
 def drop_words(blob: bytes, words: Words) -> None:
     """Give back the strings a blob numbered (it leaves the index)."""
     rest = _rest(blob)
-    for n in (rest[2], rest[5], rest[7], *rest[12:16]):
+    for n in (rest[0], rest[6], rest[8], *rest[13:17]):
         words.drop(n)
-    for r in rest[3]:
+    for r in rest[1]:
         words.drop(r[0])
-    if type(rest[4]) is tuple:
-        for a, _ in rest[4]:
+    if type(rest[2]) is tuple:
+        for a, _ in rest[2]:
             words.drop(a)
 
 
 def unpack(qid: str, blob: bytes, words: Words) -> QueueEntry:
     """The QueueEntry that pack() was given (equal to it)."""
     created, next_attempt, size, flags = HEAD.unpack_from(blob)
-    (priority, attempts, mail_from, rcpts, status, ret, envid, body, smtputf8, env_size,
-     precedence, msgid, proto, client, helo, auth, arrived, last) = _rest(blob)
+    (mail_from, rcpts, status, last, priority, attempts, ret, envid, body, smtputf8, env_size,
+     precedence, msgid, proto, client, helo, auth, arrived) = _rest(blob)
     w = words.words
     recipients = tuple(Recipient(w[a], orcpt, frozenset(notify) if notify else _NO_NOTIFY)
                        for a, orcpt, notify in rcpts)
@@ -178,24 +198,40 @@ def _last(last):
                            for a, (c, dsn, text, relay, at, extra) in attempts}
 
 
+def timer(blob: bytes) -> float:
+    return TIMER.unpack_from(blob, HEAD.size)[0]
+
+
+def with_timer(blob: bytes, deadline: float) -> bytes:
+    """BLOB with its TIMER set to DEADLINE."""
+    return blob[:HEAD.size] + TIMER.pack(deadline) + blob[LISTED_AT:]
+
+
 def with_marks(blob: bytes, marks: int) -> bytes:
     """BLOB with its MARK bits set to MARKS."""
     flags = blob[HEAD.size - 1]
     return blob[:HEAD.size - 1] + bytes(((flags & ~MARKS) | marks,)) + blob[HEAD.size:]
 
 
-def brief(blob: bytes, words: Words) -> tuple[bool, int, float, int, str, list]:
+def brief(blob: bytes, words: Words) -> tuple[bool, int, float, int, str, list | None, list[str]]:
     """What mailq prints of a packed entry, without building it: (held,
-    size, created, flags, sender, [(address, status | None, last reply)]
-    in envelope order)."""
+    size, created, flags, sender, rcpts, addresses).  RCPTS: [(address,
+    status | None, last reply)] in envelope order, or None when the entry
+    is as committed (never attempted, every recipient queued): then
+    ADDRESSES, the recipients, is all there is to print."""
     created, _, size, flags = HEAD.unpack_from(blob)
-    rest = _rest(blob)
-    w, status, last = words.words, rest[4], rest[17]
-    addresses = [w[r[0]] for r in rest[3]]
+    sender, rcpts, status, last = _listed(blob)
+    w = words.words
+    addresses = [w[r[0]] for r in rcpts]
+    if last is None and type(status) is bytes and not status.strip(_QUEUED):
+        return bool(flags & HELD), size, created, flags, w[sender], None, addresses
     if type(status) is bytes:
         states = dict(zip(dict.fromkeys(addresses), (_STATUS[c] for c in status)))
     else:
         states = {w[a]: _STATUS[c] for a, c in status}
     replies = dict(last[0]) if last is not None else {}
-    rcpts = [(a, states.get(a), replies.get(a, "")) for a in addresses]
-    return bool(flags & HELD), size, created, flags, w[rest[2]], rcpts
+    listed = [(a, states.get(a), replies.get(a, "")) for a in addresses]
+    return bool(flags & HELD), size, created, flags, w[sender], listed, addresses
+
+
+_QUEUED = bytes((_CODE[RcptStatus.QUEUED],))

@@ -92,10 +92,26 @@ def test_urgent_flag_follows_precedence():
 @settings(deadline=None)
 @given(envelopes.filter(lambda e: e.recipients), st.lists(updates, max_size=3), st.booleans())
 def test_mailq_text_from_the_packed_fields_equals_the_entrys(env, ups, held):
-    from edgemail.daemon.listing import mailq_entry, mailq_text
+    from edgemail.daemon.listing import mailq_entry, packed_text
     e = record.new_entry(QID, env, created=1_700_000_061.5, size=7, priority=-3)
     for u in [*ups, StateUpdate(held=held)]:
         e = record.apply(e, u, retry_factor=90000)
     words = packed.Words()
-    on_hold, size, created, flags, sender, rcpts = packed.brief(packed.pack(e, words), words)
-    assert mailq_text(QID, on_hold, size, created, sender, rcpts) == mailq_entry(e)
+    assert packed_text(QID, packed.pack(e, words), words, packed.brief) == (mailq_entry(e), 7, packed.flags_of(e))
+
+
+
+def test_timers_live_in_the_blob_and_survive_a_put():
+    from edgemail.spool.index import Timers
+    index = Index()
+    timers = Timers(index)
+    e = entry()
+    index.put(e)
+    timers["nobody"] = 5.0                      # not queued: dropped
+    assert list(timers.items()) == []
+    timers[QID] = 42.0
+    index.set_marks(QID, packed.MARK_KNOWN)
+    index.put(record.apply(e, StateUpdate(next_attempt=7.0)))
+    assert list(timers.items()) == [(QID, 42.0)] and index.get(QID).next_attempt == 7.0
+    del timers[QID]
+    assert list(timers.values()) == [] and index.get(QID) == record.apply(e, StateUpdate(next_attempt=7.0))
