@@ -92,15 +92,18 @@ def _first_line(qid: str, on_hold: bool, size: int, created: float, sender: str)
     return f"{qid}{'!' if on_hold else ' '}{size:>8} {_stamp(created)} <{sender}>\n"
 
 
-def packed_text(qid: str, blob: bytes, words, brief) -> tuple[str, int, int]:
-    """(mailq text, size, flags) of a packed entry (BRIEF: spool/packed.py's,
-    given: this module imports no spool code), without unpacking it; as
-    mailq_entry would print it with no held_for and no wait."""
-    held, size, created, flags, sender, rcpts, addresses = brief(blob, words)
-    if rcpts is None:                  # as committed: every recipient queued, nothing tried
-        return (_first_line(qid, held, size, created, sender)
-                + "".join([f"\t\t\t\t\t <{a}>\n" for a in addresses]), size, flags)
-    return mailq_text(qid, held, size, created, sender, rcpts), size, flags
+def packed_text(qid: str, brief: tuple) -> str:
+    """The mailq text of a packed entry from its BRIEF (spool/packed.py:
+    brief, briefs), without unpacking it; as mailq_entry would print it
+    with no held_for and no wait."""
+    held, size, created, flags, sender, rcpts, addresses = brief
+    if rcpts is not None:
+        return mailq_text(qid, held, size, created, sender, rcpts)
+    stamp = _STAMPS.get(int(created // 60)) or _stamp(created)    # as committed: all queued
+    first = f"{qid}{'!' if held else ' '}{size:>8} {stamp} <{sender}>\n"
+    if len(addresses) == 1:
+        return f"{first}\t\t\t\t\t <{addresses[0]}>\n"
+    return first + "".join([f"\t\t\t\t\t <{a}>\n" for a in addresses])
 
 
 _STAMPS: dict[int, str] = {}
@@ -198,18 +201,18 @@ class QueueListing:
         return Stream(lines, {"total": len(qids), "corrupt": len(self.store.corrupt_files())})
 
     def _texts(self, qids: list[str]):
-        from edgemail.spool.packed import URGENT, brief
+        from edgemail.spool.packed import URGENT
         index, hold, gate = self.store.index, self.may_hold(), self.big_gate
         for i in range(0, len(qids), LIST_BATCH):
             out = []
-            for qid in qids[i:i + LIST_BATCH]:
-                try:
-                    text, size, flags = packed_text(qid, index.blob(qid), index.words, brief)
-                    if hold or (gate is not None and gate(size, bool(flags & URGENT))):
-                        text = self.text(self.store.get(qid))
-                except KeyError:                  # gone since the listing began
-                    continue
-                out.append(text)
+            for qid, brief in index.briefs(qids[i:i + LIST_BATCH]):     # one gone meanwhile: left out
+                if hold or (gate is not None and gate(brief[1], bool(brief[3] & URGENT))):
+                    try:
+                        out.append(self.text(self.store.get(qid)))
+                    except KeyError:
+                        pass
+                else:
+                    out.append(packed_text(qid, brief))
             yield {"text": "".join(out)}
 
     def text(self, e) -> str:

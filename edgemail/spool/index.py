@@ -70,6 +70,10 @@ class Index:
         unpack, words = packed.unpack, self.words
         return [unpack(qid, blob, words) for qid, blob in self._blobs.items()]
 
+    def briefs(self, qids: list[str]) -> Iterator[tuple[str, tuple]]:
+        """(qid, packed.brief) of each of QIDS still queued (what mailq prints)."""
+        return packed.briefs(self._blobs, qids, self.words)
+
     def blob(self, qid: str) -> bytes:
         """QID's packed entry (packed.brief reads what mailq prints from it)."""
         return self._blobs[qid]

@@ -43,6 +43,7 @@ from __future__ import annotations
 import marshal
 import struct
 from array import array
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from edgemail.envelope import Attempt, Envelope, RcptStatus, Recipient
@@ -235,3 +236,19 @@ def brief(blob: bytes, words: Words) -> tuple[bool, int, float, int, str, list |
 
 
 _QUEUED = bytes((_CODE[RcptStatus.QUEUED],))
+
+
+def briefs(blobs: Mapping[str, bytes], qids: Iterable[str], words: Words) -> Iterator[tuple[str, tuple]]:
+    """(qid, brief(its blob)) for each of QIDS still in BLOBS: one loop, the
+    usual entry (as committed) read inline (mailq of 100,000 entries)."""
+    head, loads, w, queued = HEAD.unpack_from, marshal.loads, words.words, _QUEUED
+    for qid in qids:
+        blob = blobs.get(qid)
+        if blob is None:
+            continue
+        sender, rcpts, status, last = loads(memoryview(blob)[REST_AT:])
+        if last is None and type(status) is bytes and not status.strip(queued):
+            created, _, size, flags = head(blob)
+            yield qid, (flags & HELD != 0, size, created, flags, w[sender], None, [w[r[0]] for r in rcpts])
+        else:
+            yield qid, brief(blob, words)
