@@ -122,7 +122,7 @@ def pack(entry: QueueEntry, words: Words, timer: float = NO_TIMER) -> bytes:
     last = None
     if entry.last_reply or entry.last_attempt:
         last = (tuple(entry.last_reply.items()),
-                tuple((a, (_CODE[t.status], t.dsn, t.text, t.relay, t.at, t.extra or None))
+                tuple((a, (_CODE[t.status], t.dsn, t.text, t.relay, t.at, _plain(t.extra)))
                       for a, t in entry.last_attempt.items()))
     listed: Any = (add(env.mail_from), rcpts, status, last)
     rest: Any = (entry.priority, entry.attempts, add(env.ret), env.envid, add(env.body),
@@ -131,6 +131,17 @@ def pack(entry: QueueEntry, words: Words, timer: float = NO_TIMER) -> bytes:
     first = marshal.dumps(listed, 4)
     return (HEAD.pack(entry.created, entry.next_attempt, entry.size, flags_of(entry))
             + TIMER.pack(timer) + LISTED.pack(len(first)) + first + marshal.dumps(rest, 4))
+
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _plain(extra: dict) -> dict | None:
+    """EXTRA as marshal keeps it: its plain values (the queue file keeps none
+    of it, and it takes no part in ==; a put must never fail)."""
+    if not extra:
+        return None
+    return {k: v for k, v in extra.items() if type(k) is str and type(v) in _PLAIN} or None
 
 
 def _rest(blob: bytes) -> tuple:

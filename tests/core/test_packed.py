@@ -43,6 +43,10 @@ def test_attempt_extra_kept_and_status_outside_the_envelope():
     got = packed.unpack(QID, packed.pack(e, words), words)
     assert got == e and got.held and got.warned and got.next_attempt == 9.0
     assert got.last_attempt["a@example.net"].extra == extra
+    odd = Attempt(RcptStatus.SENT, "2.0.0", "ok", "mx", 6.0, extra={"scope": "message", "obj": object()})
+    e2 = record.apply(e, StateUpdate({"a@example.net": odd}))
+    assert packed.unpack(QID, packed.pack(e2, words), words).last_attempt["a@example.net"].extra == {
+        "scope": "message"}                     # what marshal cannot keep is left out, the put never fails
     assert list(got.rcpt_status) == list(e.rcpt_status)
 
 
