@@ -59,25 +59,65 @@ def mailq_entry(e, held: dict[str, str] | None = None, wait: str = "") -> str:
     recipient.  HELD (ISP mode) names the customer a recipient's mail is
     held for: that is its reason.  WAIT (the dial policy's big_mail) says
     why the whole message waits for a cheap window, first."""
-    stamp = time.strftime("%a %b %d %H:%M", time.localtime(e.created))
-    lines = [f"{e.qid}{'!' if e.held else ' '}{e.size:>8} {stamp} <{e.envelope.mail_from}>\n"]
+    rcpts = ((r.address, e.rcpt_status.get(r.address), e.last_reply.get(r.address, ""))
+             for r in e.envelope.recipients)
+    return mailq_text(e.qid, e.held, e.size, e.created, e.envelope.mail_from, rcpts, held, wait)
+
+
+def mailq_text(qid: str, on_hold: bool, size: int, created: float, sender: str, rcpts,
+               held: dict[str, str] | None = None, wait: str = "") -> str:
+    """mailq_entry's text from the fields it reads (RCPTS: (address,
+    status, last reply) in envelope order), so the daemon's listing formats
+    packed entries without unpacking them (spool/packed.py brief)."""
+    lines = [_first_line(qid, on_hold, size, created, sender)]
     said = set()
     if wait:
         lines.append(f"                 (Waiting: {wait})\n")
-    for r in e.envelope.recipients:            # like sendmail: only what still waits
-        status = e.rcpt_status.get(r.address)
+    for address, status, reply in rcpts:           # like sendmail: only what still waits
         if status is not None and getattr(status, "final", False):
             continue
-        reply = " ".join(e.last_reply.get(r.address, "").split())
+        reply = " ".join(reply.split())
         word = f"{status_word(status).capitalize()}: "
-        if held and r.address in held:
-            word, reply = "", (f"Held for customer {held[r.address]}: waiting for its ETRN or ATRN"
-                               if held[r.address] else "Held for the LAN's ETRN")
+        if held and address in held:
+            word, reply = "", (f"Held for customer {held[address]}: waiting for its ETRN or ATRN"
+                               if held[address] else "Held for the LAN's ETRN")
         if reply and reply not in said:
             said.add(reply)
             lines.append(f"                 ({word}{reply[:REASON_WIDTH]})\n")
-        lines.append(f"\t\t\t\t\t <{r.address}>\n")
+        lines.append(f"\t\t\t\t\t <{address}>\n")
     return "".join(lines)
+
+
+def _first_line(qid: str, on_hold: bool, size: int, created: float, sender: str) -> str:
+    return f"{qid}{'!' if on_hold else ' '}{size:>8} {_stamp(created)} <{sender}>\n"
+
+
+def packed_text(qid: str, brief: tuple) -> str:
+    """The mailq text of a packed entry from its BRIEF (spool/packed.py:
+    brief, briefs), without unpacking it; as mailq_entry would print it
+    with no held_for and no wait."""
+    held, size, created, flags, sender, rcpts, addresses = brief
+    if rcpts is not None:
+        return mailq_text(qid, held, size, created, sender, rcpts)
+    stamp = _STAMPS.get(int(created // 60)) or _stamp(created)    # as committed: all queued
+    first = f"{qid}{'!' if held else ' '}{size:>8} {stamp} <{sender}>\n"
+    if len(addresses) == 1:
+        return f"{first}\t\t\t\t\t <{addresses[0]}>\n"
+    return first + "".join([f"\t\t\t\t\t <{a}>\n" for a in addresses])
+
+
+_STAMPS: dict[int, str] = {}
+
+
+def _stamp(created: float) -> str:
+    """mailq's local time of CREATED, to the minute (one strftime per minute listed)."""
+    minute = int(created // 60)
+    text = _STAMPS.get(minute)
+    if text is None:
+        if len(_STAMPS) > 10_000:
+            _STAMPS.clear()
+        text = _STAMPS[minute] = time.strftime("%a %b %d %H:%M", time.localtime(minute * 60))
+    return text
 
 
 def row(e, held: dict[str, str] | None = None) -> list:
@@ -111,50 +151,69 @@ def _recipient(customers: dict, address, status, reply, *last) -> dict:
     return out
 
 
-def batches(entries, fmt: str, text=mailq_entry, held_for=lambda e: {}):
-    """LIST_BATCH entries a streamed line: {"rows": [...]} or {"text": "..."} (fmt "mailq")."""
+def batches(entries, fmt: str, text=mailq_entry, held_for=lambda e: {}, get=None):
+    """LIST_BATCH entries a streamed line: {"rows": [...]} or {"text": "..."}
+    (fmt "mailq").  With GET, ENTRIES are qids, each got as its batch is made
+    (one gone meanwhile is left out)."""
     for i in range(0, len(entries), LIST_BATCH):
         chunk = entries[i:i + LIST_BATCH]
+        if get is not None:
+            chunk = [e for e in map(_getter(get), chunk) if e is not None]
         yield ({"text": "".join(text(e) for e in chunk)} if fmt == "mailq"
                else {"rows": [row(e, held_for(e)) for e in chunk]})
+
+
+def _getter(get):
+    def one(qid):
+        try:
+            return get(qid)
+        except KeyError:
+            return None
+    return one
 
 
 class QueueListing:
     """``queue_list`` answers from the store's in-memory index: rows (for
     ``--json``) or sendmail-style mailq text, LIST_BATCH entries per streamed
-    line.  The text of each entry is cached against the entry object (entries
-    are frozen; a change makes a new object), so a warm listing of 100,000
-    entries is a join of cached strings; ``warm()`` fills the cache after
-    start-up without blocking the loop."""
+    line.  The mailq text of an entry is made from its packed fields
+    (index.brief, mailq_text) without unpacking it, unless the entry may be
+    held for a customer (MAY_HOLD: the config has hold routes or customers)
+    or may be big mail waiting for a cheap window (BIG_GATE(size, urgent));
+    no text is cached (issue 15: no memory per queued message here)."""
 
     def __init__(self, store, held_for: Callable[[object], dict[str, str]] | None = None,
-                 waits: Callable[[object], str] | None = None) -> None:
+                 waits: Callable[[object], str] | None = None, *,
+                 may_hold: Callable[[], bool] = lambda: True,
+                 big_gate: Callable[[int, bool], object] | None = None) -> None:
         self.store = store
         #: big mail: entry -> why it waits for a cheap window ("" : it does not)
         self.waits: Callable[[object], str] = waits or (lambda e: "")
         #: ISP mode: entry -> {recipient: the customer its mail is held for}
         self.held_for: Callable[[object], dict[str, str]] = held_for or (lambda e: {})
-        self._text: dict[str, tuple[object, str, str]] = {}
+        self.may_hold = may_hold if held_for is not None else (lambda: False)
+        self.big_gate = big_gate if waits is not None else (lambda size, urgent: False)
 
     def stream(self, fmt: str) -> Stream:
         from edgemail.daemon.control import Stream
-        entries = self.store.present()                     # what is on disk: no ghost of a removed file
-        if len(self._text) > 2 * len(entries) + 1000:      # forget removed entries
-            self._text = {e.qid: self._text[e.qid] for e in entries if e.qid in self._text}
-        return Stream(batches(entries, fmt, self.text, self.held_for),
-                      {"total": len(entries), "corrupt": len(self.store.corrupt_files())})
+        qids = self.store.present_qids()              # what is on disk: no ghost of a removed file
+        lines = (self._texts(qids) if fmt == "mailq"
+                 else batches(qids, fmt, held_for=self.held_for, get=self.store.get))
+        return Stream(lines, {"total": len(qids), "corrupt": len(self.store.corrupt_files())})
+
+    def _texts(self, qids: list[str]):
+        from edgemail.spool.packed import URGENT
+        index, hold, gate = self.store.index, self.may_hold(), self.big_gate
+        for i in range(0, len(qids), LIST_BATCH):
+            out = []
+            for qid, brief in index.briefs(qids[i:i + LIST_BATCH]):     # one gone meanwhile: left out
+                if hold or (gate is not None and gate(brief[1], bool(brief[3] & URGENT))):
+                    try:
+                        out.append(self.text(self.store.get(qid)))
+                    except KeyError:
+                        pass
+                else:
+                    out.append(packed_text(qid, brief))
+            yield {"text": "".join(out)}
 
     def text(self, e) -> str:
-        wait = self.waits(e)
-        hit = self._text.get(e.qid)
-        if hit is None or hit[0] is not e or hit[1] != wait:
-            hit = self._text[e.qid] = (e, wait, mailq_entry(e, self.held_for(e), wait))
-        return hit[2]
-
-    async def warm(self) -> None:
-        from asyncio import sleep
-        entries = self.store.entries()
-        for i in range(0, len(entries), LIST_BATCH):
-            for e in entries[i:i + LIST_BATCH]:
-                self.text(e)
-            await sleep(0)
+        return mailq_entry(e, self.held_for(e), self.waits(e))

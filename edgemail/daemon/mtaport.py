@@ -34,8 +34,9 @@ DESCRIPTION
     due.  ``oldest_age_s`` is the age of the oldest due message, ``urgent``
     the due messages of class urgent (Precedence: urgent, special-delivery;
     ``Envelope.urgency``).  ``total`` and ``expensive`` (due or not) are for
-    ``edgemail status``.  Routing per entry is cached against the entry
-    object (entries are frozen: a change makes a new object).
+    ``edgemail status``.  The figures are kept as the queue changes
+    (demand.py: no walk of the queue per commit); routing is asked once per
+    entry version, its answer kept in the index's mark bits.
 
     Host status.  The link-up run (runner.link_up) clears it, once, and
     says how many hosts it forgot (``runner: link up, hoststatus_cleared=N``);
@@ -79,7 +80,8 @@ from edgemail.delivery.odmr import odmr
 from edgemail.daemon.routewait import wait_fresh_file, wait_route
 from edgemail.delivery.port import is_ip
 from edgemail.delivery.state import item
-from edgemail.spool import schedule
+from edgemail.daemon.demand import DemandCounts
+from edgemail.spool import packed, schedule
 
 log = logging.getLogger("edgemail.runner")
 
@@ -130,43 +132,51 @@ class MtaPort:
         self.listeners = list(listeners)
         self.clock = clock or SystemClock()
         self._etrn, self._odmr = etrn_fn, odmr_fn
-        self._needs_link: dict[str, tuple[object, bool]] = {}
+        self.demand = DemandCounts(store.index, self._needs_qid, self._big_qid, self.clock.wall)
         self._kick = asyncio.Event()
         self.last_run = None
 
     # ------------------------------------------------------------ demand
 
     def needs_link(self, entry) -> bool:
-        """Has this entry a recipient still waiting on an expensive route?"""
-        hit = self._needs_link.get(entry.qid)
-        if hit is not None and hit[0] is entry:
-            return hit[1]
+        """Has this entry a recipient still waiting on an expensive route?
+        (The index's marks keep the answer for the entry's current version.)"""
+        index = self.store.index
+        if entry.qid in index and index.get(entry.qid) == entry:
+            marks = index.marks(entry.qid)
+            if marks & packed.MARK_KNOWN:
+                return bool(marks & packed.MARK_YES)
+        return self._route(entry)
+
+    def _route(self, entry) -> bool:
         try:
             jobs, _ = self.runner.pending_jobs(entry)
-            answer = any(_expensive(j.decision) for j in jobs)
+            return any(_expensive(j.decision) for j in jobs)
         except Exception as exc:                 # a bug in routing: said once, and no call for it
             log.error(maillog.demand_unroutable(entry.qid, repr(exc)), exc_info=exc)
-            answer = False
-        self._needs_link[entry.qid] = (entry, answer)
-        return answer
+            return False
+
+    def _needs_qid(self, qid: str) -> bool:
+        return self._route(self.store.get(qid))
+
+    def _big_qid(self, qid: str, size: int, flags: int) -> str:
+        """Why QID (SIZE bytes) waits for a cheap window ("" : it does not); only
+        what the dial policy's big_mail could hold back is unpacked and planned."""
+        big = getattr(self.runner, "big_wait", None)
+        if big is None:
+            return ""
+        ask = getattr(getattr(self.runner, "link", None), "big_mail_wait", None)
+        if ask is not None and not ask(size, bool(flags & packed.URGENT)):
+            return ""
+        return big(self.store.get(qid))
 
     def queue_summary(self) -> QueueDemand:
         now = self.clock.wall()
-        entries = self.store.entries()
-        if len(self._needs_link) > 2 * len(entries) + 1000:
-            live = {e.qid for e in entries}
-            self._needs_link = {q: v for q, v in self._needs_link.items() if q in live}
-        waiting = [e for e in entries if not e.held and self.needs_link(e)]
-        big = getattr(self.runner, "big_wait", lambda e: "")
-        why = {e.qid: w for e in waiting if (w := big(e))}
-        due = [e for e in waiting if e.next_attempt <= now and e.qid not in why]
-        later = [e.next_attempt for e in waiting if e.next_attempt > now]
+        due, oldest, urgent, expensive, next_due, big = self.demand.figures()
         return QueueDemand(
-            queued=len(due),
-            oldest_age_s=max((max(now - e.created, 0.0) for e in due), default=0.0),
-            urgent=sum(1 for e in due if e.envelope.urgency == "urgent"),
-            expensive=len(waiting), total=len(entries), next_due=min(later, default=None),
-            big_waiting=len(why), big_reason=next(iter(why.values()), ""))
+            queued=due, oldest_age_s=0.0 if oldest is None else max(now - oldest, 0.0),
+            urgent=urgent, expensive=expensive, total=len(self.store.index), next_due=next_due,
+            big_waiting=len(big), big_reason=next(iter(big.values()), ""))
 
     def waiting_for(self, filters: Sequence[str] = ()) -> tuple[int, int]:
         """What a queue run with FILTERS (sendmail -q's forms: only what they

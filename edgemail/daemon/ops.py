@@ -8,7 +8,7 @@ routing refuses permanently (unknown local users) left out and answered as
 (edgemail); DATE`` line prepended with the user the kernel vouches for
 (``received_local``, as sendmail and Postfix trace local submissions), the
 message committed, logged as ``proto=local`` with that uid), queue_list (rows or mailq text, streamed LIST_BATCH entries a
-line, from the in-memory index with per-entry text cached: daemon/listing.py
+line, from the in-memory index's packed entries: daemon/listing.py
 formats them), queue_show,
 queue_run (``sendmail -q``: in the background, or waited for), status,
 reload, which ops every local user may call (``public``: sendmail's
@@ -41,6 +41,7 @@ from edgemail.clock import Clock
 from edgemail.config.model import Config
 from edgemail.daemon.control import Stream
 from edgemail.daemon.listing import QueueListing, status_word
+from edgemail.spool.packed import HELD
 from edgemail.daemon.wiredlink import Link
 from edgemail.daemon.submission import check_data, checked_envelope
 from edgemail.envelope import Envelope, Recipient
@@ -77,7 +78,12 @@ class ControlOps:
         self.reloader = reloader
         self.started = clock.wall()
         self.listing = QueueListing(store, held_for=getattr(runner, "held_for", None),
-                                    waits=getattr(runner, "big_wait", None))
+                                    waits=getattr(runner, "big_wait", None), may_hold=self._may_hold,
+                                    big_gate=getattr(getattr(runner, "link", None), "big_mail_wait", None))
+
+    def _may_hold(self) -> bool:
+        """Could a recipient be held for someone's ETRN (customers, a hold route)?"""
+        return bool(self.cfg.customers) or any(r.kind == "hold" for r in self.cfg.routes)
 
     def handlers(self) -> dict:
         ops = {"submit": self.submit, "queue_list": self.queue_list, "queue_show": self.queue_show,
@@ -209,20 +215,22 @@ class ControlOps:
         return {"message": "queue run requested (no delivery runner in this build: request logged)"}
 
     async def status(self, req: dict) -> dict:
-        entries = self.store.entries()
+        index = self.store.index                   # packed heads: no entry unpacked for the counts
         extra = self._link_status()
         link = extra.pop("link")
         return {**extra, "version": version(), "pid": os.getpid(), "uptime_s": round(self.clock.wall() - self.started, 1),
-                "queued": len(entries), "held": sum(1 for e in entries if e.held),
-                "held_for_etrn": self._held_for_etrn(entries),
+                "queued": len(index), "held": sum(1 for h in index.heads() if h[4] & HELD),
+                "held_for_etrn": self._held_for_etrn(),
                 "listeners": [f"{c.name}=[{c.address}]:{lst.port}" for c, lst in zip(self.cfg.listeners, self.listeners)],
                 "control": self.cfg.control_socket, "link": link}
 
-    def _held_for_etrn(self, entries) -> int:
+    def _held_for_etrn(self) -> int:
         """Messages with a recipient kept until someone asks (a hold route, a
         customer's domain): ``held`` counts only those put on hold."""
         held_for = getattr(self.runner, "held_for", None)
-        return 0 if held_for is None else sum(1 for e in entries if not e.held and held_for(e))
+        if held_for is None or not self._may_hold():
+            return 0
+        return sum(1 for e in self.store.entries() if not e.held and held_for(e))
 
     def _link_status(self) -> dict:
         """``link`` (the state) and, from a wired link manager, its other facts and the queue demand."""

@@ -313,7 +313,6 @@ async def _run_group(clock: Clock, notifier: Notifier, parts: Parts, trigger) ->
             tg.create_task(notifier.watchdog(clock))
             if hasattr(parts.store, "pickup"):
                 tg.create_task(_pickup_loop(parts.store, clock, parts.commits))
-            tg.create_task(parts.ops.listing.warm())
             for part in (parts.runner, parts.link):
                 if part is not None and hasattr(part, "run"):
                     tg.create_task(part.run())

@@ -57,7 +57,7 @@ class ClockGuard:
         self.clock, self.store, self.path = clock, store, path
         self.on_step, self.spawn = on_step, spawn
         self.steps = self._load()
-        self.steps.prune(e.qid for e in store.entries())
+        self.steps.prune(store.qids())
 
     def check(self) -> float | None:
         """Look at both clocks; on a step, rebase the queue.  The step or None."""

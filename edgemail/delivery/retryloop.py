@@ -22,7 +22,8 @@ DESCRIPTION
 
     DSN timers: each queued message's next Timeout.queuewarn or
     Timeout.queuereturn decision (outcome.dsn_timer) is a timer of its own
-    (``timer``); when it is due the loop calls ``on_timer(qid)``, so a
+    (``timer``; the Runner keeps them in the spool index's entries,
+    spool/index.py Timers, not in a dict per message); when it is due the loop calls ``on_timer(qid)``, so a
     warning goes out when it is due, not at the next sweep.  The Runner
     plans them (at start one now for what fell due while it was down).
 
@@ -30,13 +31,10 @@ DESCRIPTION
     deadline (now_mono + when - now_wall, at the moment it is given), so a
     step of the wall clock (NTP at the first call, a box that booted at the
     epoch) neither fires every timer at once nor leaves one asleep for a
-    year.  ``on_wake`` runs first on every wake-up (the Runner's clock
+    year.  A new time wakes the loop only when it is earlier than the one
+    the loop sleeps towards, so a commit (its DSN timer hours ahead) costs
+    no walk of every timer; a wake-up walks them once.  ``on_wake`` runs first on every wake-up (the Runner's clock
     guard: it notices a step and rebases the queue's wall stamps).
-
-COST
-    Per message, not per queue: deadlines sit in heaps (_Deadlines), and a
-    new deadline wakes the loop only when it comes before the wake-up
-    already planned (a new message's DSN timer, days away, wakes nothing).
 
 NEVER
     Delivers or decides anything itself, or sleeps on wall time.
@@ -45,49 +43,49 @@ NEVER
 from __future__ import annotations
 
 import asyncio
-import heapq
-import math
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
+
+INF = float("inf")
 
 
 class RetryLoop:
     """Due times of cheap retries and of DSN decisions (see the module docstring)."""
 
     def __init__(self, clock, *, on_due: Callable[[str], None], on_timer: Callable[[str], None],
-                 on_wake: Callable[[], object] = lambda: None) -> None:
+                 on_wake: Callable[[], object] = lambda: None, timers: Any = None) -> None:
         self.clock, self.on_due, self.on_timer, self.on_wake = clock, on_due, on_timer, on_wake
-        self._due = _Deadlines()
-        self._timers = _Deadlines()
+        self._due: dict[str, float] = {}        # qid -> monotonic deadline
+        #: qid -> monotonic deadline: a dict, or the spool index's Timers (no memory of ours per message)
+        self._timers: Any = {} if timers is None else timers
+        self._next = INF                          # the earliest deadline the loop knows of
         self._kick = asyncio.Event()
-        #: the deadline the loop sleeps until (inf: none); None while it is awake
-        self._asleep_until: float | None = None
-
-    def _set(self, deadlines: "_Deadlines", qid: str, when: float) -> None:
-        """Kick the loop only when the new deadline comes before its wake-up:
-        a new message's timer, days away, costs no wake-up and no scan."""
-        deadline = self._deadline(when)
-        deadlines.set(qid, deadline)
-        if self._asleep_until is not None and deadline < self._asleep_until:
-            self._kick.set()
 
     def _deadline(self, when: float) -> float:
         return self.clock.monotonic() + (when - self.clock.wall())
 
     def due(self, qid: str, when: float) -> None:
         """Try QID's cheap jobs again at WHEN, wall time (replaces an earlier time)."""
-        self._set(self._due, qid, when)
+        self._set(self._due, qid, self._deadline(when))
 
     def timer(self, qid: str, when: float | None) -> None:
         """QID's next DSN decision at WHEN (wall time); None: no timer."""
         if when is None:
-            self._timers.discard(qid)       # a later wake-up than needed finds nothing
+            self._timers.pop(qid, None)      # the loop may wake for it: it finds nothing due
         else:
-            self._set(self._timers, qid, when)
+            self._set(self._timers, qid, self._deadline(when))
+
+    def _set(self, deadlines: Any, qid: str, deadline: float) -> None:
+        """Only a deadline before the loop's next wake-up wakes it (issue 15:
+        a commit's timer, hours ahead, costs no walk of every timer)."""
+        deadlines[qid] = deadline
+        if deadline < self._next:
+            self._next = deadline
+            self._kick.set()
 
     def timers(self) -> dict[str, float]:
         """QID -> wall time of its DSN timer as things stand (status, tests)."""
         offset = self.clock.wall() - self.clock.monotonic()
-        return {qid: mono + offset for qid, mono in self._timers.at.items()}
+        return {qid: mono + offset for qid, mono in self._timers.items()}
 
     async def run(self, left_over: Iterable[tuple[str, float]] = ()) -> None:
         """Forever: hand due messages to on_due, due DSN decisions to on_timer."""
@@ -95,15 +93,29 @@ class RetryLoop:
             self.due(qid, when)
         while True:
             self._kick.clear()
-            self._asleep_until = None
             self.on_wake()
             now = self.clock.monotonic()
-            for qid in self._due.fire(now):
+            due, next_due = self._fire(self._due, now)
+            timers, next_timer = self._fire(self._timers, now)
+            self._next = min(next_due, next_timer)
+            for qid in due:
                 self.on_due(qid)
-            for qid in self._timers.fire(now):
+            for qid in timers:
                 self.on_timer(qid)
-            self._asleep_until = min(self._due.first(), self._timers.first())
-            await self._wait(max(0.0, self._asleep_until - now) if self._asleep_until < math.inf else None)
+            await self._wait(None if self._next == INF else max(0.0, self._next - now))
+
+    @staticmethod
+    def _fire(deadlines: Any, now: float) -> tuple[list[str], float]:
+        """The qids due at NOW (taken out) and the earliest deadline left: one pass."""
+        fired, earliest = [], INF
+        for qid, t in deadlines.items():
+            if t <= now:
+                fired.append(qid)
+            elif t < earliest:
+                earliest = t
+        for qid in fired:
+            del deadlines[qid]
+        return fired, earliest
 
     async def _wait(self, seconds: float | None) -> None:
         """Sleep SECONDS on the clock (None: until kicked), or until a new time kicks."""
@@ -116,42 +128,3 @@ class RetryLoop:
         finally:
             for fut in waits:
                 fut.cancel()
-
-
-class _Deadlines:
-    """QID -> monotonic deadline (``at``, the truth), and a heap of
-    (deadline, qid) beside it, so the loop finds what is due and its next
-    wake-up without reading every queued message.  A replaced or removed
-    deadline stays in the heap until it comes up (or the heap is rebuilt
-    when stale entries outnumber live ones) and is skipped then."""
-
-    def __init__(self) -> None:
-        self.at: dict[str, float] = {}
-        self._heap: list[tuple[float, str]] = []
-
-    def set(self, qid: str, deadline: float) -> None:
-        self.at[qid] = deadline
-        heapq.heappush(self._heap, (deadline, qid))
-        if len(self._heap) > 2 * len(self.at) + 64:
-            self._heap = [(t, q) for q, t in self.at.items()]
-            heapq.heapify(self._heap)
-
-    def discard(self, qid: str) -> None:
-        self.at.pop(qid, None)
-
-    def fire(self, now: float) -> list[str]:
-        """The qids due at NOW, removed."""
-        fired, heap = [], self._heap
-        while heap and heap[0][0] <= now:
-            t, qid = heapq.heappop(heap)
-            if self.at.get(qid) == t:
-                del self.at[qid]
-                fired.append(qid)
-        return fired
-
-    def first(self) -> float:
-        """The earliest live deadline (inf: none)."""
-        heap = self._heap
-        while heap and self.at.get(heap[0][1]) != heap[0][0]:
-            heapq.heappop(heap)
-        return heap[0][0] if heap else math.inf

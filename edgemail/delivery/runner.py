@@ -85,6 +85,7 @@ from edgemail.delivery.state import TaskSet, drop_connections, load_linkup, save
 from edgemail.delivery.users import known_users
 from edgemail.smtpc.session import SmtpClient
 from edgemail.smtpc.tls import SMARTHOST_TLS, TlsPolicy
+from edgemail.spool.index import Timers
 from edgemail.spool.record import QueueEntry
 from edgemail.spool.store import Store
 
@@ -117,7 +118,7 @@ class Runner:
         self.guard = ClockGuard(self.clock, store, os.path.join(cfg.spool_dir, CLOCKSTEPS_FILE),
                                 on_step=self.clock_stepped, spawn=self.tasks.spawn)
         self.retries = RetryLoop(self.clock, on_due=self.on_commit, on_timer=self.dsn_check,
-                                 on_wake=self.guard.check)
+                                 on_wake=self.guard.check, timers=Timers(store.index))
         self.deliverer = Deliverer(cfg, clock=self.clock, smtp=self.smtp, resolver=self.resolver,
                                    link=link, smarthost_tls=smarthost_tls, hosts_file=hosts_file,
                                    mx_port=mx_port)

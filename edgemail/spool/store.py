@@ -21,7 +21,8 @@ MODULES
                  owns and hands what it needs:
     layout.py    Layout: the tree above, locating and quarantining files;
                  spool_error()
-    index.py     Index: the in-memory index (qid -> QueueEntry)
+    index.py     Index: the in-memory index (qid -> QueueEntry, kept packed:
+    packed.py    one bytes object per entry, repeating strings kept once)
     room.py      Room: MinFreeBlocks, counting commits in flight
     jobs.py      Commit, Append, Remove, commit_files(); InFlight: the
                  jobs not yet answered, and settling them on the loop
@@ -167,19 +168,23 @@ class Store:
     def get(self, qid: str) -> QueueEntry:
         return self.index.get(qid)
 
-    def present(self) -> list[QueueEntry]:
-        """The entries whose file is there (what mailq lists: queue/ and
-        hold/ read once each); one whose file was removed by hand leaves the
+    def qids(self) -> list[str]:
+        """The queued qids (no entry unpacked)."""
+        return self.index.qids()
+
+    def present_qids(self) -> list[str]:
+        """The qids whose file is there (what mailq lists: queue/ and hold/
+        read once each); one whose file was removed by hand leaves the
         index, logged (queue_file_gone)."""
-        entries = self.index.entries()
+        qids = self.index.qids()
         names = self._names()
-        missing = [e.qid for e in entries if e.qid not in names]
+        missing = [q for q in qids if q not in names]
         if missing:
             names = self._names()        # again: a hold/release renames between the two folders
             for qid in missing:
                 if qid not in names and qid not in self.inflight.qids:
                     self._gone(qid)
-        return [e for e in entries if e.qid in self.index]
+        return [q for q in qids if q in self.index]
 
     def corrupt_files(self) -> list[str]:
         """The names in corrupt/ (damaged files kept for inspection)."""

@@ -1,18 +1,45 @@
-"""The background loop's deadlines (delivery/retryloop.py) on a FakeClock:
-what fires and when, and that a deadline later than the planned wake-up
-costs no wake-up (issue 15 §3: every commit planned a DSN timer and woke
-the loop, which then read every queued message)."""
+"""delivery/retryloop.py: a deadline later than the one the loop sleeps
+towards does not wake it (a commit's DSN timer costs no walk of every
+timer); an earlier one does; what is due fires."""
+
+from __future__ import annotations
 
 import asyncio
 
 from edgemail.clock import FakeClock
-from edgemail.delivery.retryloop import RetryLoop, _Deadlines
+from edgemail.delivery.retryloop import RetryLoop
 
 
-async def settle(rounds: int = 20) -> None:
-    """Let every ready callback run (no time passes)."""
-    for _ in range(rounds):
+async def settle():
+    for _ in range(20):
         await asyncio.sleep(0)
+
+
+async def test_only_an_earlier_deadline_wakes_the_loop():
+    clock, wakes, fired = FakeClock(), [], []
+    loop = RetryLoop(clock, on_due=lambda q: fired.append(q), on_timer=lambda q: fired.append(q),
+                     on_wake=lambda: wakes.append(1))
+    loop.timer("a", clock.wall() + 100)
+    task = asyncio.create_task(loop.run())
+    await clock.wait_for_sleepers(1)
+    woke = len(wakes)
+    for n in range(50):                          # later timers: no wake-up
+        loop.timer(f"later{n}", clock.wall() + 200 + n)
+    await settle()
+    assert len(wakes) == woke
+    loop.due("b", clock.wall() + 10)             # earlier: one wake-up, to sleep towards it
+    await settle()
+    assert len(wakes) == woke + 1 and not fired
+    clock.advance(10)
+    await settle()
+    assert fired == ["b"]
+    clock.advance(90)
+    await settle()
+    assert fired == ["b", "a"]
+    clock.advance(200)
+    await settle()
+    assert sorted(fired[2:]) == sorted(f"later{n}" for n in range(50)) and not loop.timers()
+    task.cancel()
 
 
 async def test_replaced_and_removed_deadlines_fire_once_at_their_last_time():
@@ -63,15 +90,3 @@ async def test_a_later_deadline_wakes_nothing_an_earlier_one_wakes_the_loop():
         assert clock.deadlines() == [start + 1000]      # b was kept, a and c fired
     finally:
         task.cancel()
-
-
-def test_deadlines_heap_stays_bounded_when_one_qid_is_replaced_often():
-    d = _Deadlines()
-    for i in range(10_000):
-        d.set("a", float(i))
-    d.set("b", 5.0)
-    assert len(d._heap) <= 2 * 2 + 64 + 1
-    assert d.first() == 5.0
-    assert d.fire(100.0) == ["b"]
-    assert d.first() == 9999.0
-    assert d.fire(10_000.0) == ["a"] and d.first() == float("inf")
