@@ -13,6 +13,8 @@ an entry that no longer applies fails the test too, so the lists only shrink.
 from __future__ import annotations
 
 import ast
+
+import pytest
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -130,3 +132,21 @@ def test_test_file_names_are_unique_across_folders():
     for f in tests.rglob("test_*.py"):
         seen.setdefault(f.name, []).append(str(f.relative_to(tests)))
     assert {n: p for n, p in seen.items() if len(p) > 1} == {}
+
+
+def test_no_tracked_symlink_points_outside_the_tree():
+    """A symlink into a developer's own folders (a worktree's .cache) works
+    on that machine and breaks a fresh clone's make test (mkdir: File exists)."""
+    import subprocess
+    listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-s"], capture_output=True, text=True)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout")
+    outside = []
+    for line in listed.stdout.splitlines():
+        mode, _, rest = line.partition(" ")
+        if mode == "120000":
+            path = ROOT / rest.split("\t", 1)[1]
+            target = (path.parent / Path(path.readlink() if path.is_symlink() else "")).resolve()
+            if not target.is_relative_to(ROOT) or not path.exists():
+                outside.append(str(path.relative_to(ROOT)))
+    assert outside == []
